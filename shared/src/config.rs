@@ -1,0 +1,143 @@
+//! Settings, read once from the environment at cold start. The names match
+//! the `Environment` of template.yaml.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `EVENTS_TABLE`: the archive, keyed by event key.
+    pub events_table: String,
+    /// `ENTITIES_TABLE`: current state, newest wins.
+    pub entities_table: String,
+    /// `JOBS_QUEUE_URL`: the FIFO follow-up queue.
+    pub jobs_queue_url: String,
+    /// `REVEL_WEBHOOK_SECRETS_ID`: name or ARN of the secret mapping each
+    /// instance to its webhook secret(s).
+    pub revel_secrets_id: String,
+    pub settings: Settings,
+}
+
+/// The tunable part of [`Config`], with defaults that fit Revel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `EVENT_RETENTION_DAYS` (30): archived events expire through DynamoDB TTL.
+    pub retention: Duration,
+    /// `MAX_BODY_BYTES` (1 MiB): larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// `SECRETS_CACHE_TTL_SECONDS` (300): secrets are re-read after this.
+    pub secrets_ttl: Duration,
+    /// `PROCESSING_LEASE_SECONDS` (20): how long a delivery owns an event it
+    /// has started; after that a redelivery may finish the work. Longer than
+    /// the function timeout, so two live invocations never both own it.
+    pub processing_lease: Duration,
+    /// `DUPLICATE_WAIT_MS` (3000): how long a concurrent duplicate waits for
+    /// the first delivery to finish before answering 503 (retry later).
+    pub duplicate_wait: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 86_400),
+            max_body_bytes: 1024 * 1024,
+            secrets_ttl: Duration::from_secs(300),
+            processing_lease: Duration::from_secs(20),
+            duplicate_wait: Duration::from_millis(3000),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, so tests and the local stack can
+    /// pass a map instead of mutating the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
+        let number = |name: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match lookup(name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(default),
+                Some(raw) => match raw.trim().parse::<u64>() {
+                    Ok(n) if n >= min => Ok(n),
+                    _ => Err(ConfigError::Invalid {
+                        name,
+                        why: format!("expected a whole number of at least {min}"),
+                    }),
+                },
+            }
+        };
+        let defaults = Settings::default();
+        let settings = Settings {
+            retention: Duration::from_secs(86_400 * number("EVENT_RETENTION_DAYS", 30, 1)?),
+            max_body_bytes: number("MAX_BODY_BYTES", defaults.max_body_bytes as u64, 1)? as usize,
+            secrets_ttl: Duration::from_secs(number("SECRETS_CACHE_TTL_SECONDS", 300, 1)?),
+            processing_lease: Duration::from_secs(number("PROCESSING_LEASE_SECONDS", 20, 1)?),
+            duplicate_wait: Duration::from_millis(number("DUPLICATE_WAIT_MS", 3000, 0)?),
+        };
+        Ok(Self {
+            events_table: required("EVENTS_TABLE")?,
+            entities_table: required("ENTITIES_TABLE")?,
+            jobs_queue_url: required("JOBS_QUEUE_URL")?,
+            revel_secrets_id: required("REVEL_WEBHOOK_SECRETS_ID")?,
+            settings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const REQUIRED: [(&str, &str); 4] = [
+        ("EVENTS_TABLE", "events"),
+        ("ENTITIES_TABLE", "entities"),
+        ("JOBS_QUEUE_URL", "http://q"),
+        ("REVEL_WEBHOOK_SECRETS_ID", "secrets"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_only_the_required_names_are_set() {
+        let config = Config::from_lookup(env(&REQUIRED)).unwrap();
+        assert_eq!(config.settings, Settings::default());
+        assert_eq!(config.events_table, "events");
+    }
+
+    #[test]
+    fn a_missing_table_name_is_reported_by_name() {
+        let err = Config::from_lookup(env(&REQUIRED[1..])).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("EVENTS_TABLE"));
+    }
+
+    #[test]
+    fn a_bad_number_is_reported_by_name() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("MAX_BODY_BYTES", "lots"));
+        let err = Config::from_lookup(env(&pairs)).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { name: "MAX_BODY_BYTES", .. }));
+    }
+
+    #[test]
+    fn retention_is_read_in_days() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("EVENT_RETENTION_DAYS", "7"));
+        let config = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!(config.settings.retention, Duration::from_secs(7 * 86_400));
+    }
+}

@@ -1,0 +1,391 @@
+//! The pipeline every webhook function runs: verify, store once, keep
+//! current state, fan out.
+//!
+//! Never lose, never double-apply: the first write is the archive record,
+//! with status `processing` and a lease. The entity upsert and the job follow
+//! (concurrently), then the record is marked `done`, and only then is 200
+//! sent. If anything fails in between, the answer is 503 and the lease is
+//! released; the sender's redelivery finds the record unfinished, takes it
+//! over and redoes the remaining steps, which are idempotent: the upsert is
+//! newest-wins (an equal version is a no-op) and the job carries a FIFO
+//! deduplication id. A concurrent duplicate waits for the owner to finish
+//! and then answers `duplicate`; one that can't wait answers 503.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::config::Settings;
+use crate::error::{DependencyError, IngestError};
+use crate::idempotency::{self, sha256_hex, KeyParts};
+use crate::ids::{EntityKey, EventKey, InstanceName};
+use crate::queue::{Job, JobQueue};
+use crate::sources::{EventKind, FollowUp, Interpretation, Malformed, Source, Version};
+use crate::store::{
+    ArchivedBody, EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEvent, Upserted,
+    MAX_ARCHIVED_BODY_BYTES,
+};
+
+/// One HTTP delivery, as received.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub headers: HeaderMap,
+    /// The raw body bytes (already base64-decoded when API Gateway encoded it).
+    pub body: Vec<u8>,
+    pub request_id: String,
+}
+
+/// What happened to a delivery that was not refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// New event: stored, state kept, follow-up queued.
+    Accepted { event_key: EventKey },
+    /// Seen before, and all its effects are in place.
+    Duplicate { event_key: EventKey },
+    /// Signed, but not understood: archived for replay, nothing applied.
+    Quarantined { event_key: EventKey, reason: String },
+    /// The sender's connectivity test.
+    Pong,
+}
+
+/// The stores the pipeline writes to.
+#[derive(Clone)]
+pub struct Stores {
+    pub events: Arc<dyn EventStore>,
+    pub entities: Arc<dyn EntityStore>,
+    pub jobs: Arc<dyn JobQueue>,
+}
+
+/// A webhook receiver: one source, one event kind, the stores, the settings.
+pub struct Ingestor {
+    source: Arc<dyn Source>,
+    kind: Arc<dyn EventKind>,
+    stores: Stores,
+    settings: Settings,
+}
+
+/// The work that follows a stored event.
+struct Work {
+    key: EventKey,
+    entity: Option<PlannedEntity>,
+    follow_up: FollowUp,
+    instance: InstanceName,
+}
+
+/// The entity change of a [`Work`], its key validated, its state serialised.
+struct PlannedEntity {
+    key: EntityKey,
+    kind: &'static str,
+    id: String,
+    version: Version,
+    state_json: String,
+}
+
+fn now_micros() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
+fn now_secs() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl Ingestor {
+    pub fn new(source: Arc<dyn Source>, kind: Arc<dyn EventKind>, stores: Stores, settings: Settings) -> Self {
+        Self {
+            source,
+            kind,
+            stores,
+            settings,
+        }
+    }
+
+    pub fn source(&self) -> &dyn Source {
+        self.source.as_ref()
+    }
+
+    pub fn event_type(&self) -> &'static str {
+        self.kind.event_type()
+    }
+
+    pub async fn ingest(&self, delivery: &Delivery) -> Result<Outcome, IngestError> {
+        let limit = self.settings.max_body_bytes;
+        if delivery.body.len() > limit {
+            return Err(IngestError::PayloadTooLarge {
+                size: delivery.body.len(),
+                limit,
+            });
+        }
+        let instance = self.source.authenticate(&delivery.headers, &delivery.body).await?;
+        let received_at_micros = now_micros();
+
+        let meaning = match serde_json::from_slice::<Value>(&delivery.body) {
+            Ok(body) if self.source.is_ping(&body) => return Ok(Outcome::Pong),
+            Ok(body) => self.check_declared_type(&delivery.headers).and_then(|()| self.kind.interpret(&body)),
+            Err(_) => Err(Malformed("invalid_json")),
+        };
+        let key = idempotency::event_key(KeyParts {
+            source: self.source.name(),
+            instance: &instance,
+            event_type: self.kind.event_type(),
+            delivery_id: self.source.delivery_id(&delivery.headers),
+            identity: meaning.as_ref().ok().map(|m| &m.identity),
+            body: &delivery.body,
+            received_at_unix: received_at_micros.div_euclid(1_000_000),
+        });
+        let (work, quarantine) = match meaning.and_then(|m| self.plan(&instance, &key, m)) {
+            Ok(work) => (Some(work), None),
+            Err(Malformed(reason)) => (None, Some(reason)),
+        };
+
+        let event = self.new_event(delivery, &instance, &key, received_at_micros, work.as_ref(), quarantine)?;
+        let span = tracing::info_span!("event", event_key = %key, instance = %instance, event_type = self.kind.event_type(), request_id = %delivery.request_id);
+        let _entered = span.enter();
+        match (self.stores.events.insert_new(&event).await?, work) {
+            (Inserted::New, None) => {
+                let reason = quarantine.unwrap_or("unknown");
+                tracing::warn!(reason, "event quarantined");
+                Ok(Outcome::Quarantined {
+                    event_key: key,
+                    reason: reason.to_owned(),
+                })
+            }
+            (Inserted::New, Some(work)) => {
+                self.finish(&work, received_at_micros).await?;
+                tracing::info!("event accepted");
+                Ok(Outcome::Accepted { event_key: key })
+            }
+            (Inserted::Exists(existing), work) => self.resume(existing, work).await,
+        }
+    }
+
+    fn check_declared_type(&self, headers: &HeaderMap) -> Result<(), Malformed> {
+        match self.source.declared_event_type(headers) {
+            Some(declared) if !declared.eq_ignore_ascii_case(self.kind.event_type()) => {
+                Err(Malformed("event_type_mismatch"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn plan(&self, instance: &InstanceName, key: &EventKey, meaning: Interpretation) -> Result<Work, Malformed> {
+        let entity = match meaning.entity {
+            None => None,
+            Some(change) => {
+                let key = EntityKey::new(self.source.name(), instance, change.kind, &change.id)
+                    .map_err(|_| Malformed("invalid_entity_id"))?;
+                let state_json =
+                    serde_json::to_string(&change.state).map_err(|_| Malformed("unserialisable_state"))?;
+                Some(PlannedEntity {
+                    key,
+                    kind: change.kind,
+                    id: change.id,
+                    version: change.version,
+                    state_json,
+                })
+            }
+        };
+        Ok(Work {
+            key: key.clone(),
+            entity,
+            follow_up: meaning.follow_up,
+            instance: instance.clone(),
+        })
+    }
+
+    fn new_event(
+        &self,
+        delivery: &Delivery,
+        instance: &InstanceName,
+        key: &EventKey,
+        received_at_micros: i64,
+        work: Option<&Work>,
+        quarantine: Option<&'static str>,
+    ) -> Result<NewEvent, IngestError> {
+        let body = ArchivedBody::from_raw(&delivery.body);
+        if body.bytes.len() > MAX_ARCHIVED_BODY_BYTES {
+            // It could not be archived in one item, so it must not be acknowledged.
+            return Err(IngestError::PayloadTooLarge {
+                size: delivery.body.len(),
+                limit: self.settings.max_body_bytes,
+            });
+        }
+        let headers = self
+            .source
+            .archived_headers()
+            .iter()
+            .filter_map(|name| {
+                let value = delivery.headers.get(*name)?.to_str().ok()?;
+                Some(((*name).to_owned(), value.chars().take(256).collect()))
+            })
+            .collect();
+        let received_secs = received_at_micros.div_euclid(1_000_000);
+        Ok(NewEvent {
+            key: key.clone(),
+            source: self.source.name(),
+            instance: instance.clone(),
+            event_type: self.kind.event_type(),
+            status: if work.is_some() {
+                EventStatus::Processing
+            } else {
+                EventStatus::Quarantined
+            },
+            received_at_micros,
+            body_sha256: sha256_hex(&delivery.body),
+            body,
+            headers,
+            quarantine_reason: quarantine,
+            entity_key: work.and_then(|w| w.entity.as_ref().map(|e| e.key.clone())),
+            request_id: delivery.request_id.clone(),
+            lease_until: received_secs + self.settings.processing_lease.as_secs() as i64,
+            expires_at: received_secs + self.settings.retention.as_secs() as i64,
+        })
+    }
+
+    /// A redelivery: report what is done, finish what isn't, or wait for the
+    /// delivery that is finishing it.
+    async fn resume(&self, mut existing: StoredEvent, work: Option<Work>) -> Result<Outcome, IngestError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match (existing.status, &work) {
+                (EventStatus::Done, Some(work)) => {
+                    tracing::info!("duplicate delivery");
+                    return Ok(Outcome::Duplicate {
+                        event_key: work.key.clone(),
+                    });
+                }
+                (EventStatus::Quarantined, Some(work)) => {
+                    return Ok(Outcome::Quarantined {
+                        event_key: work.key.clone(),
+                        reason: existing.quarantine_reason.unwrap_or_else(|| "unknown".into()),
+                    });
+                }
+                (EventStatus::Processing, Some(work)) if existing.lease_until < now_secs() => {
+                    let lease = now_secs() + self.settings.processing_lease.as_secs() as i64;
+                    if self.stores.events.claim(&work.key, now_secs(), lease).await? {
+                        tracing::info!("finishing an event a previous delivery left unfinished");
+                        self.finish(work, existing.received_at_micros).await?;
+                        return Ok(Outcome::Accepted {
+                            event_key: work.key.clone(),
+                        });
+                    }
+                }
+                // This delivery's body is not understood though the stored
+                // one is (same sender event id, different body): it cannot
+                // finish that work, and says so.
+                (_, None) => return Err(IngestError::InProgress),
+                _ => {}
+            }
+            if started.elapsed() + pause > self.settings.duplicate_wait {
+                tracing::info!("duplicate delivery while the first is still processing");
+                return Err(IngestError::InProgress);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(400));
+            let key = &work.as_ref().expect("checked above").key;
+            existing = self
+                .stores
+                .events
+                .get(key)
+                .await?
+                .ok_or(IngestError::InProgress)?;
+        }
+    }
+
+    /// Entity upsert and job (concurrently), then the record is marked done.
+    async fn finish(&self, work: &Work, received_at_micros: i64) -> Result<(), IngestError> {
+        let upsert = async {
+            let Some(entity) = &work.entity else {
+                return Ok(None);
+            };
+            let change = EntityUpsert {
+                key: entity.key.clone(),
+                source: self.source.name(),
+                instance: work.instance.clone(),
+                kind: entity.kind,
+                entity_id: entity.id.clone(),
+                version: match entity.version {
+                    Version::UpdatedAt(v) => v,
+                    // The first receipt, so a redelivery keeps its place.
+                    Version::ReceiptOrder => received_at_micros,
+                },
+                state_json: entity.state_json.clone(),
+                event_key: work.key.clone(),
+            };
+            self.stores.entities.upsert(&change).await.map(Some)
+        };
+        let enqueue = async {
+            match self.job(work, received_at_micros) {
+                Some(job) => self.stores.jobs.enqueue(&job).await,
+                None => Ok(()),
+            }
+        };
+        let (upserted, enqueued) = tokio::join!(upsert, enqueue);
+        let upserted = match (upserted, enqueued) {
+            (Ok(upserted), Ok(())) => upserted,
+            (Err(error), _) | (Ok(_), Err(error)) => {
+                self.release(&work.key).await;
+                return Err(error.into());
+            }
+        };
+        if let Some(Upserted::Stale) = upserted {
+            tracing::info!("entity already holds this or a newer version; left as is");
+        }
+        self.stores.events.mark_done(&work.key).await?;
+        Ok(())
+    }
+
+    fn job(&self, work: &Work, received_at_micros: i64) -> Option<Job> {
+        let (source, event_type) = (self.source.name(), self.kind.event_type());
+        match work.follow_up {
+            FollowUp::None => None,
+            FollowUp::SyncEntity => {
+                let entity = work.entity.as_ref()?;
+                Some(Job::sync_entity(source, &work.instance, event_type, &work.key, &entity.key))
+            }
+            FollowUp::CatalogPull => Some(Job::catalog_pull(
+                source,
+                &work.instance,
+                event_type,
+                &work.key,
+                received_at_micros.div_euclid(1_000_000),
+            )),
+        }
+    }
+
+    async fn release(&self, key: &EventKey) {
+        if let Err(error) = self.stores.events.release(key).await {
+            // The lease runs out by itself; a redelivery takes over then.
+            log_dependency(&error, "could not release the processing lease");
+        }
+    }
+}
+
+/// Logs a dependency failure with its service and operation, never payloads.
+pub fn log_dependency(error: &DependencyError, message: &str) {
+    tracing::error!(
+        service = error.service,
+        operation = error.operation,
+        error = %aws_error_summary(error),
+        "{message}"
+    );
+}
+
+/// The error chain in one line. SDK errors name the failure (timeout,
+/// dispatch failure, service error code), never request or response bodies.
+pub fn aws_error_summary(error: &DependencyError) -> String {
+    let mut summary = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        summary.push_str(": ");
+        summary.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    summary
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+//! Follow-up jobs on the SQS FIFO queue.
+//!
+//! FIFO because it gives two things for free: per-entity order (the message
+//! group is the entity, so a sync of an older state is never handled after a
+//! newer one) and five minutes of deduplication by id (a job re-sent by a
+//! redelivery is dropped, and a burst of menu pushes makes one catalog pull).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::DependencyError;
+use crate::idempotency::sha256_hex;
+use crate::ids::{EntityKey, EventKey, InstanceName};
+
+/// Menu pushes within one such window make one catalog pull.
+pub const CATALOG_PULL_COALESCE_SECS: i64 = 300;
+
+/// SQS limits group and deduplication ids to 128 characters.
+const MAX_SQS_ID: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Deliver the entity's new state downstream.
+    SyncEntity,
+    /// Pull the instance's catalog from the REST API.
+    CatalogPull,
+}
+
+/// The message body consumers read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMessage {
+    pub job: JobKind,
+    pub source: String,
+    pub instance: String,
+    pub event_type: String,
+    /// The archived event that caused the job.
+    pub event_key: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub entity_key: Option<String>,
+}
+
+/// A job ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub message: JobMessage,
+    pub group_id: String,
+    pub deduplication_id: String,
+}
+
+fn sqs_id(raw: &str) -> String {
+    if raw.len() <= MAX_SQS_ID {
+        raw.to_owned()
+    } else {
+        sha256_hex(raw.as_bytes())
+    }
+}
+
+impl Job {
+    /// Sync the entity an event changed; ordered per entity, deduplicated per event.
+    pub fn sync_entity(source: &str, instance: &InstanceName, event_type: &str, event: &EventKey, entity: &EntityKey) -> Self {
+        Self {
+            message: JobMessage {
+                job: JobKind::SyncEntity,
+                source: source.to_owned(),
+                instance: instance.to_string(),
+                event_type: event_type.to_owned(),
+                event_key: event.to_string(),
+                entity_key: Some(entity.to_string()),
+            },
+            group_id: sqs_id(entity.as_str()),
+            deduplication_id: sha256_hex(event.as_str().as_bytes()),
+        }
+    }
+
+    /// One catalog pull per instance per coalescing window, whatever the
+    /// number of menu pushes in it.
+    pub fn catalog_pull(source: &str, instance: &InstanceName, event_type: &str, event: &EventKey, received_at_unix: i64) -> Self {
+        let window = received_at_unix.div_euclid(CATALOG_PULL_COALESCE_SECS);
+        Self {
+            message: JobMessage {
+                job: JobKind::CatalogPull,
+                source: source.to_owned(),
+                instance: instance.to_string(),
+                event_type: event_type.to_owned(),
+                event_key: event.to_string(),
+                entity_key: None,
+            },
+            group_id: sqs_id(&format!("catalog:{source}:{instance}")),
+            deduplication_id: sha256_hex(format!("catalog-pull:{source}:{instance}:{window}").as_bytes()),
+        }
+    }
+}
+
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    async fn enqueue(&self, job: &Job) -> Result<(), DependencyError>;
+}
+
+pub struct SqsJobQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsJobQueue {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqsJobQueue {
+    async fn enqueue(&self, job: &Job) -> Result<(), DependencyError> {
+        let body = serde_json::to_string(&job.message)
+            .map_err(|e| DependencyError::new("sqs", "SendMessage", e))?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_group_id(&job.group_id)
+            .message_deduplication_id(&job.deduplication_id)
+            .send()
+            .await
+            .map_err(|e| DependencyError::new("sqs", "SendMessage", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn menu_pushes_in_one_window_share_a_deduplication_id() {
+        let demo = InstanceName::parse("demo").unwrap();
+        let e1 = EventKey::parse("revel:demo:menu.updated:a").unwrap();
+        let e2 = EventKey::parse("revel:demo:menu.updated:b").unwrap();
+        let a = Job::catalog_pull("revel", &demo, "menu.updated", &e1, 600);
+        let b = Job::catalog_pull("revel", &demo, "menu.updated", &e2, 899);
+        let c = Job::catalog_pull("revel", &demo, "menu.updated", &e2, 900);
+        assert_eq!(a.deduplication_id, b.deduplication_id);
+        assert_ne!(a.deduplication_id, c.deduplication_id);
+        assert_eq!(a.group_id, "catalog:revel:demo");
+    }
+
+    #[test]
+    fn ids_fit_sqs_limits() {
+        let demo = InstanceName::parse("demo").unwrap();
+        let event = EventKey::parse(&format!("revel:demo:x:{}", "e".repeat(300))).unwrap();
+        let entity = EntityKey::parse(&format!("revel:demo:order:{}", "o".repeat(300))).unwrap();
+        let job = Job::sync_entity("revel", &demo, "order.finalized", &event, &entity);
+        assert!(job.group_id.len() <= 128 && job.deduplication_id.len() <= 128);
+    }
+}

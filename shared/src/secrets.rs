@@ -1,0 +1,303 @@
+//! Webhook secrets per Revel instance.
+//!
+//! One Secrets Manager secret holds a JSON object mapping each instance to
+//! its secret, or to a list of secrets while a rotation is under way:
+//! `{"mybar": "s3cret", "otherbar": ["new", "old"]}`. It is read at cold
+//! start, re-read after a TTL, and re-read early (at most once per
+//! [`UNKNOWN_INSTANCE_REFRESH`]) when a delivery names an instance it does
+//! not hold, so a newly added instance works without a redeploy.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::{Mutex, RwLock};
+
+use crate::error::DependencyError;
+use crate::ids::InstanceName;
+
+/// Unknown instances trigger a re-read at most this often, so probing with
+/// made-up instance names cannot hammer Secrets Manager.
+pub const UNKNOWN_INSTANCE_REFRESH: Duration = Duration::from_secs(10);
+
+/// A secret value. Its `Debug` is redacted so it can't reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret(Arc<str>);
+
+impl WebhookSecret {
+    pub fn new(value: &str) -> Self {
+        Self(Arc::from(value))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
+
+/// Where the secret document comes from.
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    /// The raw secret document (JSON).
+    async fn fetch(&self) -> Result<SecretDocument, DependencyError>;
+}
+
+/// The raw secret string, redacted in `Debug`.
+pub struct SecretDocument(pub String);
+
+impl fmt::Debug for SecretDocument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretDocument(<redacted>)")
+    }
+}
+
+/// Instance -> the secrets that may sign its deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceSecrets(HashMap<InstanceName, Vec<WebhookSecret>>);
+
+/// Why a secret document could not be used. Never holds the document.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretFormatError {
+    #[error("secret document is not a JSON object")]
+    NotAnObject,
+    #[error("secret for an instance must be a non-empty string or a list of one or two")]
+    BadValue,
+}
+
+impl InstanceSecrets {
+    pub fn parse(document: &SecretDocument) -> Result<Self, SecretFormatError> {
+        let value: serde_json::Value =
+            serde_json::from_str(&document.0).map_err(|_| SecretFormatError::NotAnObject)?;
+        let object = value.as_object().ok_or(SecretFormatError::NotAnObject)?;
+        let mut map = HashMap::with_capacity(object.len());
+        for (name, secrets) in object {
+            let Ok(instance) = InstanceName::parse(name) else {
+                // A bad entry must not take down every other instance.
+                tracing::warn!(entry = %name, "secret document has an invalid instance name; entry skipped");
+                continue;
+            };
+            let values: Vec<WebhookSecret> = match secrets {
+                serde_json::Value::String(s) if !s.is_empty() => vec![WebhookSecret::new(s)],
+                serde_json::Value::Array(items) if (1..=2).contains(&items.len()) => items
+                    .iter()
+                    .map(|item| match item {
+                        serde_json::Value::String(s) if !s.is_empty() => Ok(WebhookSecret::new(s)),
+                        _ => Err(SecretFormatError::BadValue),
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(SecretFormatError::BadValue),
+            };
+            map.insert(instance, values);
+        }
+        Ok(Self(map))
+    }
+
+    pub fn get(&self, instance: &InstanceName) -> Option<&[WebhookSecret]> {
+        self.0.get(instance).map(Vec::as_slice)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+struct Loaded {
+    secrets: Arc<InstanceSecrets>,
+    at: Instant,
+}
+
+/// Caches [`InstanceSecrets`] with a TTL; one re-read at a time.
+pub struct SecretCache {
+    source: Box<dyn SecretSource>,
+    ttl: Duration,
+    loaded: RwLock<Option<Loaded>>,
+    reload: Mutex<()>,
+}
+
+impl SecretCache {
+    pub fn new(source: impl SecretSource + 'static, ttl: Duration) -> Self {
+        Self {
+            source: Box::new(source),
+            ttl,
+            loaded: RwLock::new(None),
+            reload: Mutex::new(()),
+        }
+    }
+
+    /// The secrets of `instance`, or `None` when the (fresh) document does not
+    /// name it.
+    pub async fn secrets_for(
+        &self,
+        instance: &InstanceName,
+    ) -> Result<Option<Vec<WebhookSecret>>, DependencyError> {
+        let current = self.current(self.ttl).await?;
+        if let Some(found) = current.get(instance) {
+            return Ok(Some(found.to_vec()));
+        }
+        let refreshed = self.current(UNKNOWN_INSTANCE_REFRESH.min(self.ttl)).await?;
+        Ok(refreshed.get(instance).map(<[WebhookSecret]>::to_vec))
+    }
+
+    /// Loads the document at cold start, so the first delivery doesn't pay
+    /// for it and a broken secret shows in the init log.
+    pub async fn warm(&self) -> Result<usize, DependencyError> {
+        Ok(self.current(self.ttl).await?.len())
+    }
+
+    async fn current(&self, max_age: Duration) -> Result<Arc<InstanceSecrets>, DependencyError> {
+        if let Some(fresh) = self.fresh(max_age).await {
+            return Ok(fresh);
+        }
+        let _one_reader = self.reload.lock().await;
+        // Another task may have reloaded while this one waited.
+        if let Some(fresh) = self.fresh(max_age).await {
+            return Ok(fresh);
+        }
+        let document = self.source.fetch().await?;
+        let secrets = Arc::new(
+            InstanceSecrets::parse(&document)
+                .map_err(|e| DependencyError::new("secretsmanager", "parse", e))?,
+        );
+        *self.loaded.write().await = Some(Loaded {
+            secrets: Arc::clone(&secrets),
+            at: Instant::now(),
+        });
+        Ok(secrets)
+    }
+
+    async fn fresh(&self, max_age: Duration) -> Option<Arc<InstanceSecrets>> {
+        let loaded = self.loaded.read().await;
+        loaded
+            .as_ref()
+            .filter(|l| l.at.elapsed() < max_age)
+            .map(|l| Arc::clone(&l.secrets))
+    }
+}
+
+/// Reads the secret document from AWS Secrets Manager.
+pub struct SecretsManagerSource {
+    client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+}
+
+impl SecretsManagerSource {
+    pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
+        Self {
+            client,
+            secret_id: secret_id.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl SecretSource for SecretsManagerSource {
+    async fn fetch(&self) -> Result<SecretDocument, DependencyError> {
+        let output = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .map_err(|e| DependencyError::new("secretsmanager", "GetSecretValue", e))?;
+        output
+            .secret_string
+            .map(SecretDocument)
+            .ok_or_else(|| DependencyError::new("secretsmanager", "GetSecretValue", "secret has no string value"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting {
+        document: std::sync::Mutex<String>,
+        reads: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl SecretSource for Counting {
+        async fn fetch(&self) -> Result<SecretDocument, DependencyError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(SecretDocument(self.document.lock().unwrap().clone()))
+        }
+    }
+
+    fn demo() -> InstanceName {
+        InstanceName::parse("demo").unwrap()
+    }
+
+    #[test]
+    fn a_string_or_a_list_of_two_is_accepted_and_three_is_not() {
+        let doc = SecretDocument(r#"{"demo":"a","other":["b","c"]}"#.into());
+        let parsed = InstanceSecrets::parse(&doc).unwrap();
+        assert_eq!(parsed.get(&demo()).unwrap().len(), 1);
+        assert_eq!(parsed.len(), 2);
+        let three = SecretDocument(r#"{"demo":["a","b","c"]}"#.into());
+        assert_eq!(InstanceSecrets::parse(&three).unwrap_err(), SecretFormatError::BadValue);
+        let not_json = SecretDocument("demo=a".into());
+        assert_eq!(InstanceSecrets::parse(&not_json).unwrap_err(), SecretFormatError::NotAnObject);
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let doc = SecretDocument(r#"{"demo":"hunter2"}"#.into());
+        let parsed = InstanceSecrets::parse(&doc).unwrap();
+        let printed = format!("{parsed:?} {doc:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[tokio::test]
+    async fn the_document_is_read_once_while_fresh_and_again_for_an_unknown_instance() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let source = Counting {
+            document: std::sync::Mutex::new(r#"{"demo":"a"}"#.into()),
+            reads: Arc::clone(&reads),
+        };
+        let cache = SecretCache::new(source, Duration::from_secs(300));
+        for _ in 0..5 {
+            assert!(cache.secrets_for(&demo()).await.unwrap().is_some());
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // An unknown instance right after a read: the document is fresh
+        // enough (younger than UNKNOWN_INSTANCE_REFRESH), so no re-read.
+        let stranger = InstanceName::parse("stranger").unwrap();
+        assert!(cache.secrets_for(&stranger).await.unwrap().is_none());
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_short_ttl_picks_up_a_new_instance() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let source = Arc::new(Counting {
+            document: std::sync::Mutex::new(r#"{"demo":"a"}"#.into()),
+            reads: Arc::clone(&reads),
+        });
+        struct Shared(Arc<Counting>);
+        #[async_trait]
+        impl SecretSource for Shared {
+            async fn fetch(&self) -> Result<SecretDocument, DependencyError> {
+                self.0.fetch().await
+            }
+        }
+        let cache = SecretCache::new(Shared(Arc::clone(&source)), Duration::from_millis(20));
+        let newcomer = InstanceName::parse("newcomer").unwrap();
+        assert!(cache.secrets_for(&newcomer).await.unwrap().is_none());
+        *source.document.lock().unwrap() = r#"{"demo":"a","newcomer":"n"}"#.into();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(cache.secrets_for(&newcomer).await.unwrap().is_some());
+        assert!(reads.load(Ordering::SeqCst) >= 2);
+    }
+}

@@ -1,0 +1,175 @@
+//! Each platform that sends webhooks is described once here: how it
+//! authenticates ([`Source`]), and, per event type ([`EventKind`]), what
+//! identifies an event, which entity it describes at which version, and what
+//! follow-up work it needs. A function is such a description plus a route.
+
+pub mod revel;
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+use crate::error::IngestError;
+use crate::ids::InstanceName;
+
+/// How a platform proves who sent a delivery, and which of its headers matter.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Short lower-case name used in keys: `revel`.
+    fn name(&self) -> &'static str;
+    /// The instance (tenant) the delivery is from, once it is proven genuine.
+    async fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<InstanceName, IngestError>;
+    /// The sender's own id for this event, when it sends one.
+    fn delivery_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str>;
+    /// The event type the sender says it is sending, when it says.
+    fn declared_event_type<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str>;
+    /// Headers kept with the archived event (never a secret).
+    fn archived_headers(&self) -> &'static [&'static str];
+    /// A connectivity test the sender makes when a webhook is set up.
+    fn is_ping(&self, body: &Value) -> bool;
+    /// Loads what authentication needs at cold start; returns how many
+    /// instances it knows.
+    async fn warm(&self) -> Result<usize, crate::error::DependencyError> {
+        Ok(0)
+    }
+}
+
+/// One event type of a source: what its body means.
+pub trait EventKind: Send + Sync {
+    /// The sender's name for it: `order.finalized`.
+    fn event_type(&self) -> &'static str;
+    /// Reads a parsed body. `Err` means the body lacks what the type requires
+    /// and is quarantined.
+    fn interpret(&self, body: &Value) -> Result<Interpretation, Malformed>;
+}
+
+/// What an event body means for storage and follow-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interpretation {
+    pub identity: Identity,
+    pub entity: Option<EntityChange>,
+    pub follow_up: FollowUp,
+}
+
+/// How an event is told apart from others when the sender gives no event id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A business key: the entity's id plus its version.
+    Business(String),
+    /// The body says nothing that distinguishes one event from a later,
+    /// identical one (stock toggles, menu pushes): identical bodies are the
+    /// same event only within [`crate::idempotency::CONTENT_WINDOW`].
+    ContentWithinWindow,
+}
+
+/// The current state an event carries, to be kept newest-wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityChange {
+    /// `order`, `customer`, `rewards_card`, `item_stock`, `menu`.
+    pub kind: &'static str,
+    pub id: String,
+    pub version: Version,
+    /// The state to keep (payment card fields already removed).
+    pub state: Value,
+}
+
+/// Which of two changes to the same entity is newer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The payload's own `updated_date`, as microseconds since the epoch.
+    UpdatedAt(i64),
+    /// No date in the payload: the time the event was first received.
+    ReceiptOrder,
+}
+
+/// Follow-up work an event needs, put on the jobs queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    None,
+    /// Send the new state of the entity on to the partner system.
+    SyncEntity,
+    /// Pull the instance's catalog through the REST API; coalesced per instance.
+    CatalogPull,
+}
+
+/// Why a body was quarantined: a short reason, never body content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+/// Parses the timestamps Revel sends (`2016-04-13T10:29:19`,
+/// `2021-12-28T21:05:13.977077`, `2016-04-13T17:29:15+00:00`) to microseconds
+/// since the epoch; a timestamp without an offset is taken as UTC.
+pub fn parse_timestamp_micros(raw: &str) -> Option<i64> {
+    let instant = match OffsetDateTime::parse(raw, &Rfc3339) {
+        Ok(t) => t,
+        Err(_) => {
+            let naive = format_description!(
+                version = 2,
+                "[year]-[month]-[day][first [T] [ ]][hour]:[minute]:[second][optional [.[subsecond]]]"
+            );
+            PrimitiveDateTime::parse(raw, naive).ok()?.assume_utc()
+        }
+    };
+    i64::try_from(instant.unix_timestamp_nanos() / 1000).ok()
+}
+
+/// Removes payment card data before state is kept: keys starting `cc_`, the
+/// card digits, the card type and raw processor data, at any depth. Gift card
+/// and rewards card numbers are not payment cards and stay.
+pub fn strip_payment_card_fields(value: &mut Value) {
+    const CARD_KEYS: &[&str] = &[
+        "last_4_cc_digits",
+        "first_4_cc_digits",
+        "card_type",
+        "transaction_data",
+        "processor_response",
+        "signature_img_url",
+        "card_number",
+        "cvv",
+    ];
+    match value {
+        Value::Object(map) => {
+            map.retain(|key, _| !(key.starts_with("cc_") || CARD_KEYS.contains(&key.as_str())));
+            map.values_mut().for_each(strip_payment_card_fields);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_payment_card_fields),
+        _ => {}
+    }
+}
+
+/// An id that may arrive as a JSON string or number.
+pub(crate) fn id_field(object: &Value, field: &str) -> Option<String> {
+    match object.get(field)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn revels_three_timestamp_shapes_parse_and_order_correctly() {
+        let plain = parse_timestamp_micros("2016-04-13T10:29:19").unwrap();
+        let fraction = parse_timestamp_micros("2016-04-13T10:29:19.500000").unwrap();
+        let offset = parse_timestamp_micros("2016-04-13T10:29:19+02:00").unwrap();
+        assert_eq!(fraction - plain, 500_000);
+        assert_eq!(plain - offset, 2 * 3600 * 1_000_000);
+        assert_eq!(plain, 1_460_543_359_000_000);
+        assert!(parse_timestamp_micros("yesterday").is_none());
+    }
+
+    #[test]
+    fn card_fields_go_and_gift_and_reward_numbers_stay() {
+        let mut v = json!({"payments": [{"amount": "4.86", "cc_first_name": "A", "last_4_cc_digits": "1234", "card_type": "visa"}],
+                           "gift_card_number": "G1", "reward_card_numbers": ["R1"], "cc_exp": "12/30"});
+        strip_payment_card_fields(&mut v);
+        assert_eq!(v, json!({"payments": [{"amount": "4.86"}], "gift_card_number": "G1", "reward_card_numbers": ["R1"]}));
+    }
+}

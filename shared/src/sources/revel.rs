@@ -1,0 +1,363 @@
+//! Revel POS: six webhook types, each signed with `X-Revel-Signature` (hex
+//! HMAC-SHA1 of the raw body) under the secret of the instance named in
+//! `X-Revel-Instance`.
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use serde_json::Value;
+
+use super::{
+    id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
+    Identity, Interpretation, Malformed, Source, Version,
+};
+use crate::error::{AuthFailure, IngestError};
+use crate::ids::InstanceName;
+use crate::secrets::SecretCache;
+use crate::signature::ClaimedSignature;
+
+pub const SIGNATURE_HEADER: &str = "x-revel-signature";
+pub const INSTANCE_HEADER: &str = "x-revel-instance";
+pub const EVENT_TYPE_HEADER: &str = "x-revel-event-type";
+pub const EVENT_ID_HEADER: &str = "x-revel-event-id";
+pub const MESSAGE_ID_HEADER: &str = "x-revel-message-id";
+pub const ESTABLISHMENT_HEADER: &str = "x-revel-establishment-id";
+
+/// The six Revel webhook types, one function and one route each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevelEventType {
+    OrderFinalized,
+    CustomerCreated,
+    CustomerUpdated,
+    RewardCardCreated,
+    StockChanged,
+    MenuUpdated,
+}
+
+impl RevelEventType {
+    pub const ALL: [Self; 6] = [
+        Self::OrderFinalized,
+        Self::CustomerCreated,
+        Self::CustomerUpdated,
+        Self::RewardCardCreated,
+        Self::StockChanged,
+        Self::MenuUpdated,
+    ];
+
+    /// Revel's name for the event (also sent in `X-Revel-Event-Type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OrderFinalized => "order.finalized",
+            Self::CustomerCreated => "customer.created",
+            Self::CustomerUpdated => "customer.updated",
+            Self::RewardCardCreated => "rewardcard.created",
+            Self::StockChanged => "inout.stock",
+            Self::MenuUpdated => "menu.updated",
+        }
+    }
+
+    /// The API Gateway route (POST) of its function, as in template.yaml.
+    pub fn route(self) -> &'static str {
+        match self {
+            Self::OrderFinalized => "/revel/orders/finalized",
+            Self::CustomerCreated => "/revel/customers/created",
+            Self::CustomerUpdated => "/revel/customers/updated",
+            Self::RewardCardCreated => "/revel/rewardcards/created",
+            Self::StockChanged => "/revel/stock/changed",
+            Self::MenuUpdated => "/revel/menu/updated",
+        }
+    }
+
+    /// The function crate (and binary) in functions/.
+    pub fn crate_name(self) -> &'static str {
+        match self {
+            Self::OrderFinalized => "revel-order-finalized",
+            Self::CustomerCreated => "revel-customer-created",
+            Self::CustomerUpdated => "revel-customer-updated",
+            Self::RewardCardCreated => "revel-rewardcard-created",
+            Self::StockChanged => "revel-stock-changed",
+            Self::MenuUpdated => "revel-menu-updated",
+        }
+    }
+
+    /// The function's logical id in template.yaml.
+    pub fn logical_id(self) -> &'static str {
+        match self {
+            Self::OrderFinalized => "RevelOrderFinalizedFunction",
+            Self::CustomerCreated => "RevelCustomerCreatedFunction",
+            Self::CustomerUpdated => "RevelCustomerUpdatedFunction",
+            Self::RewardCardCreated => "RevelRewardcardCreatedFunction",
+            Self::StockChanged => "RevelStockChangedFunction",
+            Self::MenuUpdated => "RevelMenuUpdatedFunction",
+        }
+    }
+}
+
+impl EventKind for RevelEventType {
+    fn event_type(&self) -> &'static str {
+        self.name()
+    }
+
+    fn interpret(&self, body: &Value) -> Result<Interpretation, Malformed> {
+        if !body.is_object() {
+            return Err(Malformed("not_a_json_object"));
+        }
+        match self {
+            Self::OrderFinalized => order(body),
+            Self::CustomerCreated | Self::CustomerUpdated => {
+                dated_entity(body, "customer", "uuid", "missing_customer_uuid")
+            }
+            Self::RewardCardCreated => dated_entity(body, "rewards_card", "id", "missing_rewards_card_id"),
+            Self::StockChanged => stock(body),
+            Self::MenuUpdated => menu(body),
+        }
+    }
+}
+
+fn updated_micros(object: &Value) -> Result<i64, Malformed> {
+    object
+        .get("updated_date")
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp_micros)
+        .ok_or(Malformed("missing_or_invalid_updated_date"))
+}
+
+/// OrderAllInOne: `orderInfo` (with `uuid` and `updated_date`), `items`,
+/// `payments`, `history`. `orderInfo.gift_reward_data` is JSON inside a
+/// string; it is kept parsed.
+fn order(body: &Value) -> Result<Interpretation, Malformed> {
+    let info = body
+        .get("orderInfo")
+        .filter(|v| v.is_object())
+        .ok_or(Malformed("missing_order_info"))?;
+    let uuid = id_field(info, "uuid").ok_or(Malformed("missing_order_uuid"))?;
+    let version = updated_micros(info)?;
+    let mut order_info = info.clone();
+    if let Some(raw) = info.get("gift_reward_data").and_then(Value::as_str) {
+        match serde_json::from_str::<Value>(raw) {
+            Ok(parsed) => order_info["gift_reward_data"] = parsed,
+            // Kept as sent: the order is still good, the loyalty part is not.
+            Err(_) => tracing::warn!(order = %uuid, "gift_reward_data is not valid JSON; kept as a string"),
+        }
+    }
+    let list = |field: &str| body.get(field).cloned().unwrap_or(Value::Array(Vec::new()));
+    let mut state = serde_json::json!({
+        "order": order_info,
+        "items": list("items"),
+        "payments": list("payments"),
+        "history": list("history"),
+    });
+    strip_payment_card_fields(&mut state);
+    Ok(Interpretation {
+        identity: Identity::Business(format!("{uuid}@{version}")),
+        entity: Some(EntityChange {
+            kind: "order",
+            id: uuid,
+            version: Version::UpdatedAt(version),
+            state,
+        }),
+        follow_up: FollowUp::SyncEntity,
+    })
+}
+
+/// Customer and RewardsCard: a flat record with an id and `updated_date`.
+fn dated_entity(
+    body: &Value,
+    kind: &'static str,
+    id_name: &str,
+    missing: &'static str,
+) -> Result<Interpretation, Malformed> {
+    let id = id_field(body, id_name).ok_or(Malformed(missing))?;
+    let version = updated_micros(body)?;
+    let mut state = body.clone();
+    strip_payment_card_fields(&mut state);
+    Ok(Interpretation {
+        identity: Identity::Business(format!("{id}@{version}")),
+        entity: Some(EntityChange {
+            kind,
+            id,
+            version: Version::UpdatedAt(version),
+            state,
+        }),
+        follow_up: FollowUp::SyncEntity,
+    })
+}
+
+/// Item availability: `id`, `instock` and `type` are required; no date, so
+/// the newest receipt wins.
+fn stock(body: &Value) -> Result<Interpretation, Malformed> {
+    let id = id_field(body, "id").ok_or(Malformed("missing_item_id"))?;
+    body.get("instock")
+        .and_then(Value::as_bool)
+        .ok_or(Malformed("missing_instock"))?;
+    let item_type = body
+        .get("type")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(Malformed("missing_item_type"))?;
+    Ok(Interpretation {
+        identity: Identity::ContentWithinWindow,
+        entity: Some(EntityChange {
+            kind: "item_stock",
+            id: format!("{}:{id}", item_type.trim().to_ascii_lowercase()),
+            version: Version::ReceiptOrder,
+            state: body.clone(),
+        }),
+        follow_up: FollowUp::SyncEntity,
+    })
+}
+
+/// `{"event": "menu.updated"}`: records that the menu changed and asks for a
+/// catalog pull, coalesced per instance.
+fn menu(body: &Value) -> Result<Interpretation, Malformed> {
+    match body.get("event") {
+        None => {}
+        Some(Value::String(s)) if s == "menu.updated" => {}
+        Some(_) => return Err(Malformed("unexpected_event_name")),
+    }
+    Ok(Interpretation {
+        identity: Identity::ContentWithinWindow,
+        entity: Some(EntityChange {
+            kind: "menu",
+            id: "current".to_owned(),
+            version: Version::ReceiptOrder,
+            state: body.clone(),
+        }),
+        follow_up: FollowUp::CatalogPull,
+    })
+}
+
+/// Revel as a [`Source`]: HMAC-SHA1 signatures, secrets per instance.
+pub struct Revel {
+    secrets: SecretCache,
+}
+
+impl Revel {
+    pub fn new(secrets: SecretCache) -> Self {
+        Self { secrets }
+    }
+
+    pub fn secrets(&self) -> &SecretCache {
+        &self.secrets
+    }
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+#[async_trait]
+impl Source for Revel {
+    fn name(&self) -> &'static str {
+        "revel"
+    }
+
+    async fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<InstanceName, IngestError> {
+        let claimed = header(headers, SIGNATURE_HEADER).ok_or(AuthFailure::MissingSignature)?;
+        let instance = header(headers, INSTANCE_HEADER).ok_or(AuthFailure::MissingInstance)?;
+        let instance = InstanceName::parse(instance).map_err(|_| AuthFailure::InvalidInstance)?;
+        let claimed = ClaimedSignature::parse(claimed).ok_or(AuthFailure::MalformedSignature)?;
+        let secrets = self
+            .secrets
+            .secrets_for(&instance)
+            .await?
+            .ok_or(AuthFailure::UnknownInstance)?;
+        if claimed.is_valid_for(body, &secrets) {
+            Ok(instance)
+        } else {
+            Err(AuthFailure::SignatureMismatch.into())
+        }
+    }
+
+    fn delivery_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        header(headers, EVENT_ID_HEADER)
+    }
+
+    fn declared_event_type<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        header(headers, EVENT_TYPE_HEADER)
+    }
+
+    fn archived_headers(&self) -> &'static [&'static str] {
+        &[
+            INSTANCE_HEADER,
+            EVENT_TYPE_HEADER,
+            EVENT_ID_HEADER,
+            MESSAGE_ID_HEADER,
+            ESTABLISHMENT_HEADER,
+            SIGNATURE_HEADER,
+            "content-type",
+            "user-agent",
+        ]
+    }
+
+    async fn warm(&self) -> Result<usize, crate::error::DependencyError> {
+        self.secrets.warm().await
+    }
+
+    fn is_ping(&self, body: &Value) -> bool {
+        body.as_object()
+            .is_some_and(|o| o.len() == 1 && o.get("ping").and_then(Value::as_str) == Some("pong"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_order_is_keyed_by_uuid_and_updated_date_and_keeps_parsed_rewards() {
+        let body = json!({"orderInfo": {"uuid": "u-1", "updated_date": "2016-04-13T10:29:19",
+            "gift_reward_data": "{\"id\":15,\"total_points\":126}"},
+            "items": [{"id": 1}], "payments": [{"amount": "4.86", "cc_last_name": "X"}]});
+        let i = RevelEventType::OrderFinalized.interpret(&body).unwrap();
+        assert_eq!(i.identity, Identity::Business("u-1@1460543359000000".into()));
+        let entity = i.entity.unwrap();
+        assert_eq!(entity.version, Version::UpdatedAt(1_460_543_359_000_000));
+        assert_eq!(entity.state["order"]["gift_reward_data"]["total_points"], 126);
+        assert_eq!(entity.state["payments"], json!([{"amount": "4.86"}]));
+        assert_eq!(entity.state["items"], json!([{"id": 1}]));
+        assert_eq!(i.follow_up, FollowUp::SyncEntity);
+    }
+
+    #[test]
+    fn bodies_missing_what_their_type_requires_are_malformed() {
+        let cases = [
+            (RevelEventType::OrderFinalized, json!({"items": []}), "missing_order_info"),
+            (RevelEventType::OrderFinalized, json!({"orderInfo": {"uuid": "u"}}), "missing_or_invalid_updated_date"),
+            (RevelEventType::CustomerUpdated, json!({"updated_date": "2021-12-28T21:05:13"}), "missing_customer_uuid"),
+            (RevelEventType::RewardCardCreated, json!({"id": 3, "updated_date": "soon"}), "missing_or_invalid_updated_date"),
+            (RevelEventType::StockChanged, json!({"id": 1, "type": "product"}), "missing_instock"),
+            (RevelEventType::MenuUpdated, json!({"event": "menu.deleted"}), "unexpected_event_name"),
+            (RevelEventType::CustomerCreated, json!([1, 2]), "not_a_json_object"),
+        ];
+        for (kind, body, reason) in cases {
+            assert_eq!(kind.interpret(&body).unwrap_err(), Malformed(reason), "{kind:?} {body}");
+        }
+    }
+
+    #[test]
+    fn stock_and_menu_have_no_business_key_and_follow_receipt_order() {
+        let stock = RevelEventType::StockChanged
+            .interpret(&json!({"barcode": "1", "id": 622335, "instock": false, "type": "product"}))
+            .unwrap();
+        assert_eq!(stock.identity, Identity::ContentWithinWindow);
+        assert_eq!(stock.entity.as_ref().unwrap().id, "product:622335");
+        let menu = RevelEventType::MenuUpdated.interpret(&json!({"event": "menu.updated"})).unwrap();
+        assert_eq!(menu.follow_up, FollowUp::CatalogPull);
+        assert_eq!(menu.entity.unwrap().version, Version::ReceiptOrder);
+    }
+
+    #[test]
+    fn routes_names_and_crates_are_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in RevelEventType::ALL {
+            assert!(seen.insert(kind.route()));
+            assert!(seen.insert(kind.name()));
+            assert!(seen.insert(kind.crate_name()));
+        }
+    }
+}

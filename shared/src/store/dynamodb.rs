@@ -1,0 +1,276 @@
+//! DynamoDB adapters for [`EventStore`] and [`EntityStore`].
+//!
+//! Events table: hash key `event_key`; TTL attribute `expires_at`.
+//! Entities table: hash key `entity_key`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+
+use super::{EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEvent, Upserted};
+use crate::error::DependencyError;
+use crate::ids::EventKey;
+
+const SERVICE: &str = "dynamodb";
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// The archived record of an event, as one DynamoDB item. Public so the
+/// benchmarks can measure building it.
+pub fn event_item(event: &NewEvent) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::with_capacity(18);
+    item.insert("event_key".into(), s(event.key.as_str()));
+    item.insert("source".into(), s(event.source));
+    item.insert("instance".into(), s(event.instance.as_str()));
+    item.insert("event_type".into(), s(event.event_type));
+    item.insert("status".into(), s(event.status.as_str()));
+    item.insert("received_at".into(), n(event.received_at_micros));
+    item.insert("body".into(), AttributeValue::B(Blob::new(event.body.bytes.clone())));
+    item.insert(
+        "body_encoding".into(),
+        s(if event.body.gzip { "gzip" } else { "identity" }),
+    );
+    item.insert("body_bytes".into(), n(event.body.original_len));
+    item.insert("body_sha256".into(), s(&event.body_sha256));
+    if !event.headers.is_empty() {
+        let headers = event
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), s(v)))
+            .collect();
+        item.insert("headers".into(), AttributeValue::M(headers));
+    }
+    if let Some(reason) = event.quarantine_reason {
+        item.insert("quarantine_reason".into(), s(reason));
+    }
+    if let Some(entity) = &event.entity_key {
+        item.insert("entity_key".into(), s(entity.as_str()));
+    }
+    item.insert("request_id".into(), s(&event.request_id));
+    item.insert("lease_until".into(), n(event.lease_until));
+    item.insert("expires_at".into(), n(event.expires_at));
+    item
+}
+
+fn stored_event(item: &HashMap<String, AttributeValue>) -> Option<StoredEvent> {
+    let number = |name: &str| -> Option<i64> { item.get(name)?.as_n().ok()?.parse().ok() };
+    Some(StoredEvent {
+        status: EventStatus::parse(item.get("status")?.as_s().ok()?)?,
+        received_at_micros: number("received_at")?,
+        lease_until: number("lease_until").unwrap_or(0),
+        quarantine_reason: item
+            .get("quarantine_reason")
+            .and_then(|v| v.as_s().ok())
+            .cloned(),
+    })
+}
+
+fn unreadable(operation: &'static str) -> DependencyError {
+    DependencyError::new(SERVICE, operation, "stored event record is unreadable")
+}
+
+pub struct DynamoEventStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoEventStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for DynamoEventStore {
+    async fn insert_new(&self, event: &NewEvent) -> Result<Inserted, DependencyError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(event_item(event)))
+            .condition_expression("attribute_not_exists(event_key)")
+            // The existing record comes back with the refusal: a duplicate
+            // costs one request, no extra read.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Inserted::New),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                let existing = match e.err() {
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
+                        c.item().and_then(stored_event)
+                    }
+                    _ => None,
+                };
+                match existing {
+                    Some(found) => Ok(Inserted::Exists(found)),
+                    // Older endpoints don't return the item: read it.
+                    None => self
+                        .get(&event.key)
+                        .await?
+                        .map(Inserted::Exists)
+                        .ok_or_else(|| unreadable("PutItem")),
+                }
+            }
+            Err(e) => Err(DependencyError::new(SERVICE, "PutItem", e)),
+        }
+    }
+
+    async fn get(&self, key: &EventKey) -> Result<Option<StoredEvent>, DependencyError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("event_key", s(key.as_str()))
+            .consistent_read(true)
+            .projection_expression("#status, received_at, lease_until, quarantine_reason")
+            .expression_attribute_names("#status", "status")
+            .send()
+            .await
+            .map_err(|e| DependencyError::new(SERVICE, "GetItem", e))?;
+        match output.item {
+            None => Ok(None),
+            Some(item) => stored_event(&item).map(Some).ok_or_else(|| unreadable("GetItem")),
+        }
+    }
+
+    async fn claim(&self, key: &EventKey, now: i64, lease_until: i64) -> Result<bool, DependencyError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("event_key", s(key.as_str()))
+            .update_expression("SET lease_until = :lease")
+            .condition_expression("#status = :processing AND lease_until < :now")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":lease", n(lease_until))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":processing", s(EventStatus::Processing.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
+        }
+    }
+
+    async fn mark_done(&self, key: &EventKey) -> Result<(), DependencyError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("event_key", s(key.as_str()))
+            .update_expression("SET #status = :done REMOVE lease_until")
+            .condition_expression("attribute_exists(event_key)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", s(EventStatus::Done.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Expired and removed by TTL meanwhile: nothing left to mark.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
+        }
+    }
+
+    async fn release(&self, key: &EventKey) -> Result<(), DependencyError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("event_key", s(key.as_str()))
+            .update_expression("SET lease_until = :zero")
+            .condition_expression("#status = :processing")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":processing", s(EventStatus::Processing.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
+        }
+    }
+}
+
+pub struct DynamoEntityStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoEntityStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl EntityStore for DynamoEntityStore {
+    async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("entity_key", s(change.key.as_str()))
+            .update_expression(
+                "SET #source = :source, #instance = :instance, #kind = :kind, entity_id = :id, \
+                 #version = :version, #state = :state, last_event_key = :event, \
+                 #revision = if_not_exists(#revision, :zero) + :one",
+            )
+            // Newest wins: an equal or older version changes nothing, so a
+            // redelivery or a late event is a no-op.
+            .condition_expression("attribute_not_exists(entity_key) OR #version < :version")
+            .expression_attribute_names("#source", "source")
+            .expression_attribute_names("#instance", "instance")
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#revision", "revision")
+            .expression_attribute_values(":source", s(change.source))
+            .expression_attribute_values(":instance", s(change.instance.as_str()))
+            .expression_attribute_values(":kind", s(change.kind))
+            .expression_attribute_values(":id", s(&change.entity_id))
+            .expression_attribute_values(":version", n(change.version))
+            .expression_attribute_values(":state", s(&change.state_json))
+            .expression_attribute_values(":event", s(change.event_key.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let revision = output
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get("revision"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                Ok(Upserted::Applied { revision })
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(Upserted::Stale),
+            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
+        }
+    }
+}
