@@ -1,1 +1,193 @@
+//! The pipeline against in-memory stores: the rules that don't depend on
+//! DynamoDB or SQS semantics. The same rules run against the real SDK and a
+//! local endpoint in tests/.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+
+use super::*;
+use crate::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue};
+use crate::secrets::SecretCache;
+use crate::signature::sign;
+use crate::sources::revel::{Revel, RevelEventType};
+
+struct Harness {
+    ingestor: Ingestor,
+    events: Arc<MemoryEvents>,
+    entities: Arc<MemoryEntities>,
+    queue: Arc<MemoryQueue>,
+}
+
+fn harness(kind: RevelEventType, settings: Settings) -> Harness {
+    let events = Arc::new(MemoryEvents::default());
+    let entities = Arc::new(MemoryEntities::default());
+    let queue = Arc::new(MemoryQueue::default());
+    let secrets = SecretCache::new(FixedSecrets(r#"{"demo": "demo-webhook-secret"}"#.into()), Duration::from_secs(60));
+    let stores = Stores {
+        events: events.clone(),
+        entities: entities.clone(),
+        jobs: queue.clone(),
+    };
+    Harness {
+        ingestor: Ingestor::new(Arc::new(Revel::new(secrets)), Arc::new(kind), stores, settings),
+        events,
+        entities,
+        queue,
+    }
+}
+
+fn signed(body: &str) -> Delivery {
+    let mut headers = HeaderMap::new();
+    let signature = sign(b"demo-webhook-secret", body.as_bytes());
+    headers.insert("x-revel-signature", HeaderValue::from_str(&signature).unwrap());
+    headers.insert("x-revel-instance", HeaderValue::from_static("demo"));
+    Delivery {
+        headers,
+        body: body.as_bytes().to_vec(),
+        request_id: "test".into(),
+    }
+}
+
+fn customer(updated: &str, name: &str) -> String {
+    format!(r#"{{"uuid": "c-1", "updated_date": "{updated}", "first_name": "{name}", "cc_last_4_digits": "4242"}}"#)
+}
+
+fn entity(h: &Harness, kind: &str, id: &str) -> Option<(crate::store::EntityUpsert, u64)> {
+    let demo = InstanceName::parse("demo").unwrap();
+    h.entities.get(&EntityKey::new("revel", &demo, kind, id).unwrap())
+}
+
+#[tokio::test]
+async fn a_new_event_is_stored_upserted_and_queued_then_a_repeat_is_a_duplicate() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let delivery = signed(&customer("2021-12-28T21:05:13.977077", "Ann"));
+    let first = h.ingestor.ingest(&delivery).await.unwrap();
+    let Outcome::Accepted { event_key } = first else { panic!("{first:?}") };
+    assert_eq!(h.events.status(&event_key), Some(EventStatus::Done));
+    let again = h.ingestor.ingest(&delivery).await.unwrap();
+    assert_eq!(again, Outcome::Duplicate { event_key });
+    let (state, revision) = entity(&h, "customer", "c-1").unwrap();
+    assert_eq!(revision, 1);
+    assert!(!state.state_json.contains("4242"), "card digits were kept");
+    assert_eq!(h.queue.len(), 1);
+}
+
+#[tokio::test]
+async fn a_tampered_body_is_rejected_and_nothing_is_stored() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let mut delivery = signed(&customer("2021-12-28T21:05:13", "Ann"));
+    delivery.body[10] ^= 1;
+    let err = h.ingestor.ingest(&delivery).await.unwrap_err();
+    assert!(matches!(err, IngestError::Unauthorized(crate::error::AuthFailure::SignatureMismatch)));
+    assert!(h.events.is_empty() && h.queue.is_empty());
+}
+
+#[tokio::test]
+async fn a_ping_is_answered_without_any_write() {
+    let h = harness(RevelEventType::OrderFinalized, Settings::default());
+    assert_eq!(h.ingestor.ingest(&signed(r#"{"ping": "pong"}"#)).await.unwrap(), Outcome::Pong);
+    assert_eq!(h.events.puts.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_before_anything_else() {
+    let settings = Settings { max_body_bytes: 64, ..Settings::default() };
+    let h = harness(RevelEventType::CustomerCreated, settings);
+    let err = h.ingestor.ingest(&signed(&customer("2021-12-28T21:05:13", &"x".repeat(100)))).await.unwrap_err();
+    assert!(matches!(err, IngestError::PayloadTooLarge { limit: 64, .. }));
+    assert!(h.events.is_empty());
+}
+
+#[tokio::test]
+async fn an_unparseable_body_is_quarantined_and_nothing_is_applied() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let outcome = h.ingestor.ingest(&signed("{not json")).await.unwrap();
+    let Outcome::Quarantined { event_key, reason } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(reason, "invalid_json");
+    assert_eq!(h.events.status(&event_key), Some(EventStatus::Quarantined));
+    assert!(h.queue.is_empty());
+    assert!(h.entities.entities.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_body_sent_to_the_wrong_type_is_quarantined() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let mut delivery = signed(&customer("2021-12-28T21:05:13", "Ann"));
+    delivery.headers.insert("x-revel-event-type", HeaderValue::from_static("order.finalized"));
+    let outcome = h.ingestor.ingest(&delivery).await.unwrap();
+    assert!(matches!(outcome, Outcome::Quarantined { ref reason, .. } if reason == "event_type_mismatch"));
+}
+
+#[tokio::test]
+async fn an_older_update_arriving_late_leaves_the_newer_state() {
+    let h = harness(RevelEventType::CustomerUpdated, Settings::default());
+    h.ingestor.ingest(&signed(&customer("2021-12-28T21:05:14", "New"))).await.unwrap();
+    let late = h.ingestor.ingest(&signed(&customer("2021-12-28T21:05:13", "Old"))).await.unwrap();
+    assert!(matches!(late, Outcome::Accepted { .. }), "a late event is still archived: {late:?}");
+    let (state, revision) = entity(&h, "customer", "c-1").unwrap();
+    assert!(state.state_json.contains("New"));
+    assert_eq!(revision, 1);
+}
+
+#[tokio::test]
+async fn a_queue_outage_answers_503_and_the_redelivery_completes_the_work_once() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let delivery = signed(&customer("2021-12-28T21:05:13", "Ann"));
+    h.queue.down.store(true, Ordering::SeqCst);
+    let err = h.ingestor.ingest(&delivery).await.unwrap_err();
+    assert!(matches!(err, IngestError::Unavailable(_)));
+    assert_eq!(entity(&h, "customer", "c-1").unwrap().1, 1, "the entity was written before the queue failed");
+    h.queue.down.store(false, Ordering::SeqCst);
+    let outcome = h.ingestor.ingest(&delivery).await.unwrap();
+    assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
+    assert_eq!(h.queue.len(), 1);
+    assert_eq!(entity(&h, "customer", "c-1").unwrap().1, 1, "the entity was not written twice");
+}
+
+#[tokio::test]
+async fn an_events_table_outage_answers_503_and_stores_nothing() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    h.events.down.store(true, Ordering::SeqCst);
+    let err = h.ingestor.ingest(&signed(&customer("2021-12-28T21:05:13", "Ann"))).await.unwrap_err();
+    assert!(matches!(err, IngestError::Unavailable(_)));
+    assert!(h.events.is_empty() && h.queue.is_empty());
+}
+
+#[tokio::test]
+async fn twenty_concurrent_copies_make_one_record_one_entity_write_and_one_job() {
+    let h = Arc::new(harness(RevelEventType::OrderFinalized, Settings::default()));
+    let body = r#"{"orderInfo": {"uuid": "o-1", "updated_date": "2016-04-13T10:29:19"}, "items": []}"#;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move { h.ingestor.ingest(&signed(body)).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Outcome::Accepted { .. }) => accepted += 1,
+            Ok(Outcome::Duplicate { .. }) | Err(IngestError::InProgress) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(accepted, 1);
+    assert_eq!(h.events.len(), 1);
+    assert_eq!(h.queue.len(), 1);
+    assert_eq!(entity(&h, "order", "o-1").unwrap().1, 1);
+}
+
+#[tokio::test]
+async fn menu_pushes_in_a_burst_make_one_catalog_pull() {
+    let h = harness(RevelEventType::MenuUpdated, Settings::default());
+    for id in ["m1", "m2", "m3"] {
+        let mut delivery = signed(r#"{"event":"menu.updated"}"#);
+        delivery.headers.insert("x-revel-event-id", HeaderValue::from_static(id));
+        assert!(matches!(h.ingestor.ingest(&delivery).await.unwrap(), Outcome::Accepted { .. }));
+    }
+    assert_eq!(h.events.len(), 3, "each push is archived");
+    assert_eq!(h.queue.len(), 1, "one pull for the burst");
+}
