@@ -1,1 +1,240 @@
-fn main(){}
+//! `local-stack`: the bundle on one machine.
+//!
+//! - `up`: starts a local AWS endpoint (moto), creates template.yaml's
+//!   tables, queues and secrets on it, puts the `demo` secret in place and
+//!   serves every function at its route on http://127.0.0.1:3000;
+//! - `gen-events`: writes the signed sample events in events/;
+//! - `post-events`: posts every event in events/ to the running stack and
+//!   prints the answer and what was stored.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use local_stack::provision::{local_sdk_config, provision, put_revel_secrets, Provisioned};
+use local_stack::template::Template;
+use local_stack::{events, gateway, Error, DEMO_INSTANCE, DEMO_SECRET};
+use serde_json::{json, Value};
+use shared::config::Config;
+use shared::function::{revel_receiver, revel_source, Clients};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const USAGE: &str = "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python]
+       local-stack gen-events [--dir events]
+       local-stack post-events [--dir events] [--url http://127.0.0.1:3000]";
+
+/// Where `up` records the endpoint and environment for `post-events`.
+const STATE_FILE: &str = ".local/stack.json";
+
+fn flag(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_owned())
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("up") => up(&args).await,
+        Some("gen-events") => gen_events(&args),
+        Some("post-events") => post_events(&args).await,
+        _ => Err(USAGE.into()),
+    };
+    if let Err(error) = result {
+        eprintln!("local-stack: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn gen_events(args: &[String]) -> Result<(), Error> {
+    let dir = PathBuf::from(flag(args, "--dir", &events::default_dir().to_string_lossy()));
+    for path in events::write_all(&dir)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+async fn up(args: &[String]) -> Result<(), Error> {
+    shared::telemetry::init();
+    let port = flag(args, "--port", "3000");
+    let aws_port = flag(args, "--aws-port", "5000");
+    let python = flag(args, "--python", ".venv/bin/python");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../local_aws.py");
+
+    // The endpoint stops when this process ends: it reads our end of a pipe.
+    let mut moto = tokio::process::Command::new(&python)
+        .arg(&script)
+        .args(["--port", &aws_port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting {python} {}: {e} (run `make venv` first)", script.display()))?;
+    let mut lines = BufReader::new(moto.stdout.take().ok_or("no stdout")?).lines();
+    let endpoint = loop {
+        match lines.next_line().await? {
+            Some(line) if line.starts_with("READY ") => break line["READY ".len()..].to_owned(),
+            Some(_) => continue,
+            None => return Err("the local AWS endpoint exited before it was ready".into()),
+        }
+    };
+
+    let template = Template::load(&local_stack::template::default_path())?;
+    let sdk = local_sdk_config(&endpoint).await;
+    let provisioned = provision(&sdk, &template, "local").await?;
+    let secrets = json!({ DEMO_INSTANCE: [DEMO_SECRET] }).to_string();
+    put_revel_secrets(&sdk, &provisioned, &secrets).await?;
+    let config = Config::from_lookup(provisioned.lookup())?;
+    let clients = Clients::from_sdk(&sdk);
+    let source = revel_source(&config, &clients);
+    let routes = gateway::routes(&template, |kind| revel_receiver(kind, source.clone(), &config, &clients))?;
+
+    std::fs::create_dir_all(".local")?;
+    std::fs::write(STATE_FILE, json!({"endpoint": endpoint, "env": provisioned.env}).to_string())?;
+
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
+    let base = format!("http://127.0.0.1:{port}");
+    println!("\nLocal AWS endpoint (DynamoDB, SQS, Secrets Manager): {endpoint}");
+    println!("  export AWS_ENDPOINT_URL={endpoint} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local");
+    for (name, value) in &provisioned.env {
+        println!("  {name}={value}");
+    }
+    println!("\nRoutes (instance `{DEMO_INSTANCE}`, secret `{DEMO_SECRET}`):");
+    let mut listed: Vec<_> = template.routes.iter().collect();
+    listed.sort_by(|a, b| a.path.cmp(&b.path));
+    for route in listed {
+        println!("  {} {base}{}  -> {}", route.method, route.path, route.function);
+    }
+    let body = r#"{"ping": "pong"}"#;
+    let signature = shared::signature::sign(DEMO_SECRET.as_bytes(), body.as_bytes());
+    println!("\nTry it:\n  curl -s -X POST {base}/revel/orders/finalized -H 'X-Revel-Instance: {DEMO_INSTANCE}' -H 'X-Revel-Signature: {signature}' -d '{body}'");
+    println!("  make post-events    # posts every file in events/ and prints what was stored\n");
+    gateway::serve(listener, routes).await?;
+    drop(moto.stdin.take());
+    Ok(())
+}
+
+fn attribute_text(value: &AttributeValue) -> Value {
+    match value {
+        AttributeValue::S(s) => Value::String(s.clone()),
+        AttributeValue::N(n) => Value::String(n.clone()),
+        AttributeValue::B(b) => Value::String(format!("<{} bytes>", b.as_ref().len())),
+        AttributeValue::M(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), attribute_text(v))).collect()),
+        other => Value::String(format!("{other:?}")),
+    }
+}
+
+async fn post_events(args: &[String]) -> Result<(), Error> {
+    let dir = PathBuf::from(flag(args, "--dir", &events::default_dir().to_string_lossy()));
+    let base = flag(args, "--url", "http://127.0.0.1:3000");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(STATE_FILE).map_err(|_| "no .local/stack.json: is `make local` running?")?,
+    )?;
+    let endpoint = state["endpoint"].as_str().ok_or("bad state file")?;
+    let env: BTreeMap<String, String> = serde_json::from_value(state["env"].clone())?;
+    let provisioned = Provisioned {
+        resources: BTreeMap::new(),
+        env,
+    };
+    let config = Config::from_lookup(provisioned.lookup())?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&local_sdk_config(endpoint).await);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    for file in files {
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+        let body = event["body"].as_str().unwrap_or("");
+        let body = if event["isBase64Encoded"].as_bool() == Some(true) {
+            base64::engine::general_purpose::STANDARD.decode(body)?
+        } else {
+            body.as_bytes().to_vec()
+        };
+        let mut request = http_post(&base, event["rawPath"].as_str().unwrap_or("/"), &body);
+        if let Some(headers) = event["headers"].as_object() {
+            for (name, value) in headers {
+                request.headers.push((name.clone(), value.as_str().unwrap_or("").to_owned()));
+            }
+        }
+        let (status, answer) = request.send().await?;
+        println!("{} -> {status} {answer}", file.file_name().unwrap_or_default().to_string_lossy());
+        let answer: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+        if let Some(event_key) = answer["event_id"].as_str() {
+            let stored = dynamodb
+                .get_item()
+                .table_name(&config.events_table)
+                .key("event_key", AttributeValue::S(event_key.to_owned()))
+                .send()
+                .await?
+                .item
+                .unwrap_or_default();
+            let shown: serde_json::Map<String, Value> = ["status", "event_type", "instance", "body_bytes", "body_encoding", "entity_key"]
+                .iter()
+                .filter_map(|k| Some((k.to_string(), attribute_text(stored.get(*k)?))))
+                .collect();
+            println!("    stored event: {}", Value::Object(shown));
+            if let Some(AttributeValue::S(entity_key)) = stored.get("entity_key") {
+                let entity = dynamodb
+                    .get_item()
+                    .table_name(&config.entities_table)
+                    .key("entity_key", AttributeValue::S(entity_key.clone()))
+                    .send()
+                    .await?
+                    .item
+                    .unwrap_or_default();
+                let shown: serde_json::Map<String, Value> = ["kind", "entity_id", "version", "revision"]
+                    .iter()
+                    .filter_map(|k| Some((k.to_string(), attribute_text(entity.get(*k)?))))
+                    .collect();
+                println!("    entity {entity_key}: {}", Value::Object(shown));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A minimal HTTP/1.1 POST over a plain TCP socket to the local gateway:
+/// enough for loopback, and no HTTP client dependency for one tool.
+struct Post {
+    host: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn http_post(base: &str, path: &str, body: &[u8]) -> Post {
+    Post {
+        host: base.trim_start_matches("http://").trim_end_matches('/').to_owned(),
+        path: path.to_owned(),
+        headers: Vec::new(),
+        body: body.to_vec(),
+    }
+}
+
+impl Post {
+    async fn send(self) -> Result<(u16, String), Error> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&self.host).await?;
+        let mut head = format!("POST {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n", self.path, self.host, self.body.len());
+        for (name, value) in &self.headers {
+            if name != "content-length" && name != "host" {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&self.body).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        let text = String::from_utf8_lossy(&response);
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        Ok((status, body))
+    }
+}

@@ -1,0 +1,139 @@
+//! The sample events in events/: API Gateway HTTP API (payload 2.0) requests
+//! whose bodies are the repaired samples of Revel's documentation
+//! (events/payloads/), signed for instance `demo` with `demo-webhook-secret`.
+//! They are generated here, never signed by hand.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::{json, Value};
+use shared::signature::sign;
+use shared::sources::revel::{self, RevelEventType};
+
+use crate::{Error, DEMO_INSTANCE, DEMO_SECRET};
+
+/// An API Gateway HTTP API (payload format 2.0) request event, as API Gateway
+/// hands it to a function. The local gateway and the samples both use it.
+pub fn http_api_event(method: &str, path: &str, query: &str, headers: &[(String, String)], body: &[u8]) -> Value {
+    let (body, is_base64) = match std::str::from_utf8(body) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    };
+    let mut header_map = serde_json::Map::new();
+    for (name, value) in headers {
+        let name = name.to_ascii_lowercase();
+        // API Gateway joins repeated headers with commas.
+        let joined = match header_map.get(&name).and_then(Value::as_str) {
+            Some(previous) => format!("{previous},{value}"),
+            None => value.clone(),
+        };
+        header_map.insert(name, Value::String(joined));
+    }
+    let route_key = format!("{method} {path}");
+    json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": header_map,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "127.0.0.1",
+            "domainPrefix": "local",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("user-agent")).map(|(_, v)| v.as_str()).unwrap_or("")
+            },
+            "requestId": "local-request",
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": "24/Nov/2026:12:00:00 +0000",
+            "timeEpoch": 1795521600000u64
+        },
+        "body": body,
+        "isBase64Encoded": is_base64
+    })
+}
+
+/// One sample: which payload, posted to which route.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub kind: RevelEventType,
+    pub payload: &'static str,
+    pub output: String,
+}
+
+pub fn samples() -> Vec<Sample> {
+    let mut samples: Vec<Sample> = RevelEventType::ALL
+        .iter()
+        .map(|kind| Sample {
+            kind: *kind,
+            payload: payload_name(*kind),
+            output: format!("{}.json", kind.crate_name()),
+        })
+        .collect();
+    samples.push(Sample {
+        kind: RevelEventType::OrderFinalized,
+        payload: "ping.json",
+        output: "revel-ping.json".into(),
+    });
+    samples
+}
+
+fn payload_name(kind: RevelEventType) -> &'static str {
+    match kind {
+        RevelEventType::OrderFinalized => "order-finalized.json",
+        RevelEventType::CustomerCreated | RevelEventType::CustomerUpdated => "customer.json",
+        RevelEventType::RewardCardCreated => "rewardcard-created.json",
+        RevelEventType::StockChanged => "stock-changed.json",
+        RevelEventType::MenuUpdated => "menu-updated.json",
+    }
+}
+
+/// Revel's headers for `body`, signed with `secret` for `instance`.
+pub fn revel_headers(kind: RevelEventType, instance: &str, secret: &str, body: &[u8]) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("user-agent".to_owned(), "Revel-Webhooks/sample".to_owned()),
+        (revel::INSTANCE_HEADER.to_owned(), instance.to_owned()),
+        (revel::EVENT_TYPE_HEADER.to_owned(), kind.name().to_owned()),
+        (revel::SIGNATURE_HEADER.to_owned(), sign(secret.as_bytes(), body)),
+    ];
+    if kind == RevelEventType::StockChanged {
+        headers.push((revel::ESTABLISHMENT_HEADER.to_owned(), "1".to_owned()));
+    }
+    headers
+}
+
+/// The event file for `sample`, from the payloads in `dir/payloads`.
+pub fn render(dir: &Path, sample: &Sample) -> Result<Value, Error> {
+    let path = dir.join("payloads").join(sample.payload);
+    let raw = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    // The signature covers exactly the bytes sent: the file without its final newline.
+    let body = raw.strip_suffix(b"\n").unwrap_or(&raw);
+    serde_json::from_slice::<Value>(body).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+    let headers = revel_headers(sample.kind, DEMO_INSTANCE, DEMO_SECRET, body);
+    Ok(http_api_event("POST", sample.kind.route(), "", &headers, body))
+}
+
+/// Writes every sample event into `dir`; returns the files written.
+pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut written = Vec::new();
+    for sample in samples() {
+        let event = render(dir, &sample)?;
+        let path = dir.join(&sample.output);
+        std::fs::write(&path, serde_json::to_string_pretty(&event)? + "\n")?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// events/ at the workspace root.
+pub fn default_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events");
+    dir.canonicalize().unwrap_or(dir)
+}

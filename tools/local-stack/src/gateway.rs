@@ -1,0 +1,86 @@
+//! A local stand-in for API Gateway: serves each function of template.yaml
+//! at its route, converting every request to the HTTP API payload 2.0 event
+//! that API Gateway would send and running the function's own handler on it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use shared::ingest::Ingestor;
+use shared::sources::revel::RevelEventType;
+
+use crate::template::Template;
+use crate::Error;
+
+/// API Gateway's own payload limit; larger bodies never reach a function.
+const API_GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
+
+pub type Routes = Arc<HashMap<(String, String), Arc<Ingestor>>>;
+
+/// The Revel webhook type a template function serves, by its logical id.
+pub fn revel_kind(logical_id: &str) -> Option<RevelEventType> {
+    RevelEventType::ALL.into_iter().find(|k| k.logical_id() == logical_id)
+}
+
+/// The routes of `template`, each bound to a receiver built by `make`.
+pub fn routes(template: &Template, make: impl Fn(RevelEventType) -> Ingestor) -> Result<Routes, Error> {
+    let mut routes = HashMap::new();
+    for route in &template.routes {
+        let kind = revel_kind(&route.function)
+            .ok_or_else(|| format!("no receiver for template function {}", route.function))?;
+        routes.insert((route.method.clone(), route.path.clone()), Arc::new(make(kind)));
+    }
+    Ok(Arc::new(routes))
+}
+
+fn plain(status: u16, body: &'static str) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("static response")
+}
+
+async fn dispatch(State(routes): State<Routes>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let key = (parts.method.as_str().to_owned(), parts.uri.path().to_owned());
+    let Some(ingestor) = routes.get(&key).cloned() else {
+        return plain(404, r#"{"message":"Not Found"}"#);
+    };
+    let Ok(body) = to_bytes(body, API_GATEWAY_MAX_BODY).await else {
+        return plain(413, r#"{"message":"Request Entity Too Large"}"#);
+    };
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let event = crate::events::http_api_event(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or(""),
+        &headers,
+        &body,
+    );
+    let request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(request) => request,
+        Err(_) => return plain(400, r#"{"message":"Bad Request"}"#),
+    };
+    let answer = shared::http::handle(&ingestor, request).await;
+    let (parts, body) = answer.into_parts();
+    let bytes = match body {
+        lambda_http::Body::Text(text) => text.into_bytes(),
+        lambda_http::Body::Binary(bytes) => bytes,
+        _ => Vec::new(),
+    };
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Serves `routes` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, routes: Routes) -> Result<(), Error> {
+    let app = axum::Router::new().fallback(dispatch).with_state(routes);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
