@@ -1,1 +1,298 @@
+//! Test harness: a local AWS endpoint (moto) started once per test binary on
+//! a free loopback port and stopped when the binary exits; each test gets its
+//! own tables, queues and secret, provisioned from template.yaml; a fault
+//! proxy to cut a service off mid-test.
 
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::QueueAttributeName;
+use local_stack::provision::{local_sdk_config, provision, put_revel_secrets, Provisioned};
+use local_stack::template::Template;
+use serde_json::Value;
+use shared::config::Config;
+use shared::function::{revel_receiver, revel_source, Clients};
+use shared::ingest::Ingestor;
+use shared::sources::revel::RevelEventType;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub use local_stack::{DEMO_INSTANCE, DEMO_SECRET};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// moto, serving on loopback until this test binary exits (it reads our end
+/// of a pipe and stops at end of file).
+pub struct LocalAws {
+    pub endpoint: String,
+    _stdin: Mutex<ChildStdin>,
+    _child: Mutex<Child>,
+}
+
+pub fn local_aws() -> &'static LocalAws {
+    static SERVER: OnceLock<LocalAws> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let python = std::env::var("LOCAL_AWS_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join(".venv/bin/python"));
+        let script = workspace_root().join("tools/local_aws.py");
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} ({e}); run `make venv` first", python.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("reading the endpoint");
+        let endpoint = line
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("local AWS endpoint did not start: {line:?}"))
+            .trim()
+            .to_owned();
+        LocalAws {
+            endpoint,
+            _stdin: Mutex::new(child.stdin.take().expect("piped stdin")),
+            _child: Mutex::new(child),
+        }
+    })
+}
+
+/// One test's resources on the local endpoint.
+pub struct Stack {
+    pub sdk: SdkConfig,
+    pub provisioned: Provisioned,
+    pub config: Config,
+    pub template: Template,
+}
+
+static NEXT_STACK: AtomicUsize = AtomicUsize::new(0);
+
+impl Stack {
+    /// Fresh tables, queues and secret (holding the `demo` secret).
+    pub async fn new() -> Self {
+        let sdk = local_sdk_config(&local_aws().endpoint).await;
+        let template = Template::load(&local_stack::template::default_path()).expect("template.yaml");
+        let prefix = format!("t{}-{}", std::process::id(), NEXT_STACK.fetch_add(1, Ordering::SeqCst));
+        let provisioned = provision(&sdk, &template, &prefix).await.expect("provisioning");
+        let config = Config::from_lookup(provisioned.lookup()).expect("template environment is a valid config");
+        let stack = Self {
+            sdk,
+            provisioned,
+            config,
+            template,
+        };
+        stack.put_secrets(&serde_json::json!({DEMO_INSTANCE: DEMO_SECRET}).to_string()).await;
+        stack
+    }
+
+    pub async fn put_secrets(&self, document: &str) {
+        put_revel_secrets(&self.sdk, &self.provisioned, document).await.expect("put secret");
+    }
+
+    pub fn clients(&self) -> Clients {
+        Clients::from_sdk(&self.sdk)
+    }
+
+    /// The receiver of `kind`, built as a function's `main` builds it.
+    pub fn receiver(&self, kind: RevelEventType) -> Ingestor {
+        self.receiver_with(kind, self.clients(), &self.config)
+    }
+
+    pub fn receiver_with(&self, kind: RevelEventType, clients: Clients, config: &Config) -> Ingestor {
+        revel_receiver(kind, revel_source(config, &clients), config, &clients)
+    }
+
+    fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    pub async fn scan(&self, table: &str) -> Vec<HashMap<String, AttributeValue>> {
+        self.dynamodb()
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan")
+            .items
+            .unwrap_or_default()
+    }
+
+    pub async fn events(&self) -> Vec<HashMap<String, AttributeValue>> {
+        self.scan(&self.config.events_table).await
+    }
+
+    pub async fn entities(&self) -> Vec<HashMap<String, AttributeValue>> {
+        self.scan(&self.config.entities_table).await
+    }
+
+    pub async fn event(&self, key: &str) -> Option<HashMap<String, AttributeValue>> {
+        self.dynamodb()
+            .get_item()
+            .table_name(&self.config.events_table)
+            .key("event_key", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get event")
+            .item
+    }
+
+    pub async fn entity(&self, key: &str) -> Option<HashMap<String, AttributeValue>> {
+        self.dynamodb()
+            .get_item()
+            .table_name(&self.config.entities_table)
+            .key("entity_key", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get entity")
+            .item
+    }
+
+    /// Messages waiting on the jobs queue.
+    pub async fn jobs_waiting(&self) -> usize {
+        aws_sdk_sqs::Client::new(&self.sdk)
+            .get_queue_attributes()
+            .queue_url(&self.config.jobs_queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse().ok())
+            .expect("message count")
+    }
+
+    /// Receives every waiting job's body (making them in flight).
+    pub async fn receive_jobs(&self) -> Vec<Value> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut bodies = Vec::new();
+        loop {
+            let messages = sqs
+                .receive_message()
+                .queue_url(&self.config.jobs_queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(600)
+                .send()
+                .await
+                .expect("receive")
+                .messages
+                .unwrap_or_default();
+            if messages.is_empty() {
+                return bodies;
+            }
+            for message in messages {
+                bodies.push(serde_json::from_str(message.body().unwrap_or("null")).expect("job body is JSON"));
+            }
+        }
+    }
+}
+
+pub fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => s.clone(),
+        other => panic!("attribute {name} is {other:?}"),
+    }
+}
+
+/// A request as API Gateway delivers it, signed like Revel signs it.
+pub fn signed_request(kind: RevelEventType, body: &[u8]) -> lambda_http::Request {
+    let headers = local_stack::events::revel_headers(kind, DEMO_INSTANCE, DEMO_SECRET, body);
+    request_with(kind, &headers, body)
+}
+
+pub fn request_with(kind: RevelEventType, headers: &[(String, String)], body: &[u8]) -> lambda_http::Request {
+    let event = local_stack::events::http_api_event("POST", kind.route(), "", headers, body);
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+}
+
+/// Runs the function's handler on `request`: status and JSON body.
+pub async fn deliver(receiver: &Ingestor, request: lambda_http::Request) -> (u16, Value) {
+    let response = shared::http::handle(receiver, request).await;
+    let status = response.status().as_u16();
+    let body = match response.into_body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(&text).expect("answers are JSON"),
+        other => panic!("unexpected body {other:?}"),
+    };
+    (status, body)
+}
+
+/// The payload of a sample in events/payloads, as its event file sends it.
+pub fn payload(name: &str) -> Vec<u8> {
+    let raw = std::fs::read(workspace_root().join("events/payloads").join(name)).expect("payload");
+    raw.strip_suffix(b"\n").map(<[u8]>::to_vec).unwrap_or(raw)
+}
+
+/// How the fault proxy treats connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    /// Forward to the endpoint.
+    None = 0,
+    /// Close every connection at once (like a refused connection).
+    Refuse = 1,
+    /// Accept and never answer (like a hung service).
+    Blackhole = 2,
+}
+
+/// A TCP proxy in front of the local endpoint that can cut a client off.
+pub struct FaultProxy {
+    pub url: String,
+    fault: Arc<AtomicU8>,
+    cut: watch::Sender<u64>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let fault = Arc::new(AtomicU8::new(Fault::None as u8));
+        let (cut, _) = watch::channel(0u64);
+        let (fault_in_task, cut_in_task) = (Arc::clone(&fault), cut.clone());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                match fault_in_task.load(Ordering::SeqCst) {
+                    1 => drop(client),
+                    2 => held.push(client),
+                    _ => {
+                        let upstream = upstream.clone();
+                        let mut cut = cut_in_task.subscribe();
+                        tokio::spawn(async move {
+                            let Ok(mut server) = TcpStream::connect(&upstream).await else { return };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                _ = cut.changed() => {}
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        Self { url, fault, cut }
+    }
+
+    /// Sets the fault; any fault also cuts the connections already open.
+    pub fn set(&self, fault: Fault) {
+        self.fault.store(fault as u8, Ordering::SeqCst);
+        if fault != Fault::None {
+            self.cut.send_modify(|n| *n += 1);
+        }
+    }
+
+    pub async fn sdk(&self) -> SdkConfig {
+        local_sdk_config(&self.url).await
+    }
+}
