@@ -130,7 +130,13 @@ mod tests {
         let mut pairs = REQUIRED.to_vec();
         pairs.push(("MAX_BODY_BYTES", "lots"));
         let err = Config::from_lookup(env(&pairs)).unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { name: "MAX_BODY_BYTES", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "MAX_BODY_BYTES",
+                ..
+            }
+        ));
     }
 
     #[test]

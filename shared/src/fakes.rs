@@ -11,7 +11,9 @@ use crate::error::DependencyError;
 use crate::ids::{EntityKey, EventKey};
 use crate::queue::{Job, JobQueue};
 use crate::secrets::{SecretDocument, SecretSource};
-use crate::store::{EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEvent, Upserted};
+use crate::store::{
+    EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEvent, Upserted,
+};
 
 fn down(switch: &AtomicBool, service: &'static str) -> Result<(), DependencyError> {
     if switch.load(Ordering::SeqCst) {
@@ -73,10 +75,20 @@ impl EventStore for MemoryEvents {
 
     async fn get(&self, key: &EventKey) -> Result<Option<StoredEvent>, DependencyError> {
         down(&self.down, "events")?;
-        Ok(self.records.lock().unwrap().get(key).map(|(_, s)| s.clone()))
+        Ok(self
+            .records
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|(_, s)| s.clone()))
     }
 
-    async fn claim(&self, key: &EventKey, now: i64, lease_until: i64) -> Result<bool, DependencyError> {
+    async fn claim(
+        &self,
+        key: &EventKey,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool, DependencyError> {
         down(&self.down, "events")?;
         let mut records = self.records.lock().unwrap();
         match records.get_mut(key) {
@@ -130,7 +142,9 @@ impl EntityStore for MemoryEntities {
             Some((current, revision)) => {
                 *current = change.clone();
                 *revision += 1;
-                Ok(Upserted::Applied { revision: *revision })
+                Ok(Upserted::Applied {
+                    revision: *revision,
+                })
             }
             None => {
                 entities.insert(change.key.clone(), (change.clone(), 1));
@@ -162,7 +176,10 @@ impl JobQueue for MemoryQueue {
     async fn enqueue(&self, job: &Job) -> Result<(), DependencyError> {
         down(&self.down, "queue")?;
         let mut jobs = self.jobs.lock().unwrap();
-        if !jobs.iter().any(|j| j.deduplication_id == job.deduplication_id) {
+        if !jobs
+            .iter()
+            .any(|j| j.deduplication_id == job.deduplication_id)
+        {
             jobs.push(job.clone());
         }
         Ok(())

@@ -43,21 +43,43 @@ impl Clients {
 /// Revel's source, with its secrets read through `clients`.
 pub fn revel_source(config: &Config, clients: &Clients) -> Arc<Revel> {
     let secrets = SecretsManagerSource::new(clients.secrets.clone(), &config.revel_secrets_id);
-    Arc::new(Revel::new(SecretCache::new(secrets, config.settings.secrets_ttl)))
+    Arc::new(Revel::new(SecretCache::new(
+        secrets,
+        config.settings.secrets_ttl,
+    )))
 }
 
 /// The stores of `config`, through `clients`.
 pub fn stores(config: &Config, clients: &Clients) -> Stores {
     Stores {
-        events: Arc::new(DynamoEventStore::new(clients.events.clone(), &config.events_table)),
-        entities: Arc::new(DynamoEntityStore::new(clients.entities.clone(), &config.entities_table)),
-        jobs: Arc::new(SqsJobQueue::new(clients.sqs.clone(), &config.jobs_queue_url)),
+        events: Arc::new(DynamoEventStore::new(
+            clients.events.clone(),
+            &config.events_table,
+        )),
+        entities: Arc::new(DynamoEntityStore::new(
+            clients.entities.clone(),
+            &config.entities_table,
+        )),
+        jobs: Arc::new(SqsJobQueue::new(
+            clients.sqs.clone(),
+            &config.jobs_queue_url,
+        )),
     }
 }
 
 /// The receiver of one Revel webhook type.
-pub fn revel_receiver(kind: RevelEventType, source: Arc<Revel>, config: &Config, clients: &Clients) -> Ingestor {
-    Ingestor::new(source, Arc::new(kind), stores(config, clients), config.settings.clone())
+pub fn revel_receiver(
+    kind: RevelEventType,
+    source: Arc<Revel>,
+    config: &Config,
+    clients: &Clients,
+) -> Ingestor {
+    Ingestor::new(
+        source,
+        Arc::new(kind),
+        stores(config, clients),
+        config.settings.clone(),
+    )
 }
 
 /// Serves one Revel webhook type in the Lambda runtime.
@@ -69,7 +91,11 @@ pub async fn serve_revel(kind: RevelEventType) -> Result<(), Error> {
     let source = revel_source(&config, &clients);
     warm(source.as_ref()).await;
     let receiver = Arc::new(revel_receiver(kind, source, &config, &clients));
-    tracing::info!(event_type = kind.name(), route = kind.route(), "receiver ready");
+    tracing::info!(
+        event_type = kind.name(),
+        route = kind.route(),
+        "receiver ready"
+    );
     lambda_http::run(service_fn(move |request: Request| {
         let receiver = Arc::clone(&receiver);
         async move { Ok::<_, Infallible>(crate::http::handle(&receiver, request).await) }
@@ -82,7 +108,9 @@ pub async fn serve_revel(kind: RevelEventType) -> Result<(), Error> {
 pub async fn warm(source: &dyn Source) {
     match tokio::time::timeout(Duration::from_secs(3), source.warm()).await {
         Ok(Ok(instances)) => tracing::info!(instances, "webhook secrets loaded"),
-        Ok(Err(error)) => crate::ingest::log_dependency(&error, "webhook secrets not loaded at init"),
+        Ok(Err(error)) => {
+            crate::ingest::log_dependency(&error, "webhook secrets not loaded at init")
+        }
         Err(_) => tracing::error!("webhook secrets not loaded at init: timed out"),
     }
 }

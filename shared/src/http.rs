@@ -55,12 +55,14 @@ fn json_response(status: u16, body: serde_json::Value) -> Response<Body> {
 /// a secret, or an internal error's detail in the answer).
 pub fn answer(result: &Result<Outcome, IngestError>) -> Response<Body> {
     match result {
-        Ok(Outcome::Accepted { event_key }) => {
-            json_response(200, json!({"status": "accepted", "event_id": event_key.as_str()}))
-        }
-        Ok(Outcome::Duplicate { event_key }) => {
-            json_response(200, json!({"status": "duplicate", "event_id": event_key.as_str()}))
-        }
+        Ok(Outcome::Accepted { event_key }) => json_response(
+            200,
+            json!({"status": "accepted", "event_id": event_key.as_str()}),
+        ),
+        Ok(Outcome::Duplicate { event_key }) => json_response(
+            200,
+            json!({"status": "duplicate", "event_id": event_key.as_str()}),
+        ),
         Ok(Outcome::Pong) => json_response(200, json!({"status": "ok", "ping": "pong"})),
         Ok(Outcome::Quarantined { event_key, reason }) => json_response(
             202,

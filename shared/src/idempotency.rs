@@ -55,7 +55,9 @@ pub fn event_key(parts: KeyParts<'_>) -> EventKey {
         (Some(id), _) => verbatim_or_hashed("id", id),
         (None, Some(Identity::Business(key))) => verbatim_or_hashed("biz", key),
         (None, Some(Identity::ContentWithinWindow)) => {
-            let window = parts.received_at_unix.div_euclid(CONTENT_WINDOW.as_secs() as i64);
+            let window = parts
+                .received_at_unix
+                .div_euclid(CONTENT_WINDOW.as_secs() as i64);
             format!("sha256:{}@w{window}", sha256_hex(parts.body))
         }
         (None, None) => format!("sha256:{}", sha256_hex(parts.body)),
@@ -72,7 +74,11 @@ pub fn event_key(parts: KeyParts<'_>) -> EventKey {
 mod tests {
     use super::*;
 
-    fn parts<'a>(instance: &'a InstanceName, identity: Option<&'a Identity>, id: Option<&'a str>) -> KeyParts<'a> {
+    fn parts<'a>(
+        instance: &'a InstanceName,
+        identity: Option<&'a Identity>,
+        id: Option<&'a str>,
+    ) -> KeyParts<'a> {
         KeyParts {
             source: "revel",
             instance,
@@ -88,15 +94,23 @@ mod tests {
     fn the_senders_event_id_wins_over_the_business_key() {
         let demo = InstanceName::parse("demo").unwrap();
         let business = Identity::Business("u@1".into());
-        assert_eq!(event_key(parts(&demo, Some(&business), Some("ev-9"))).as_str(), "revel:demo:order.finalized:id:ev-9");
-        assert_eq!(event_key(parts(&demo, Some(&business), None)).as_str(), "revel:demo:order.finalized:biz:u@1");
+        assert_eq!(
+            event_key(parts(&demo, Some(&business), Some("ev-9"))).as_str(),
+            "revel:demo:order.finalized:id:ev-9"
+        );
+        assert_eq!(
+            event_key(parts(&demo, Some(&business), None)).as_str(),
+            "revel:demo:order.finalized:biz:u@1"
+        );
     }
 
     #[test]
     fn odd_event_ids_are_hashed_not_trusted() {
         let demo = InstanceName::parse("demo").unwrap();
         let key = event_key(parts(&demo, None, Some("has space")));
-        assert!(key.as_str().starts_with("revel:demo:order.finalized:id-sha256:"));
+        assert!(key
+            .as_str()
+            .starts_with("revel:demo:order.finalized:id-sha256:"));
         let long = "x".repeat(500);
         assert!(event_key(parts(&demo, None, Some(&long))).as_str().len() < 200);
     }
@@ -105,7 +119,12 @@ mod tests {
     fn content_keys_repeat_within_the_window_and_not_across_it() {
         let demo = InstanceName::parse("demo").unwrap();
         let content = Identity::ContentWithinWindow;
-        let at = |t| event_key(KeyParts { received_at_unix: t, ..parts(&demo, Some(&content), None) });
+        let at = |t| {
+            event_key(KeyParts {
+                received_at_unix: t,
+                ..parts(&demo, Some(&content), None)
+            })
+        };
         assert_eq!(at(7200), at(7200 + 3599));
         assert_ne!(at(7200), at(7200 + 3600));
     }
@@ -114,6 +133,9 @@ mod tests {
     fn the_same_id_on_two_instances_is_two_events() {
         let a = InstanceName::parse("a").unwrap();
         let b = InstanceName::parse("b").unwrap();
-        assert_ne!(event_key(parts(&a, None, Some("1"))), event_key(parts(&b, None, Some("1"))));
+        assert_ne!(
+            event_key(parts(&a, None, Some("1"))),
+            event_key(parts(&b, None, Some("1")))
+        );
     }
 }

@@ -106,7 +106,12 @@ pub struct EntityKey(String);
 impl EntityKey {
     pub const MAX_LEN: usize = 512;
 
-    pub fn new(source: &str, instance: &InstanceName, kind: &str, id: &str) -> Result<Self, InvalidId> {
+    pub fn new(
+        source: &str,
+        instance: &InstanceName,
+        kind: &str,
+        id: &str,
+    ) -> Result<Self, InvalidId> {
         Self::parse(&format!("{source}:{instance}:{kind}:{id}"))
     }
 
@@ -133,7 +138,10 @@ mod tests {
     #[test]
     fn instance_names_are_lower_cased_and_validated() {
         assert_eq!(InstanceName::parse("Demo").unwrap().as_str(), "demo");
-        assert_eq!(InstanceName::parse("my-bar-2").unwrap().as_str(), "my-bar-2");
+        assert_eq!(
+            InstanceName::parse("my-bar-2").unwrap().as_str(),
+            "my-bar-2"
+        );
         for bad in ["", "-x", "x-", "a.b", "a/b", "a b", "ü", &"a".repeat(64)] {
             assert!(InstanceName::parse(bad).is_err(), "{bad:?} accepted");
         }

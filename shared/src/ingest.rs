@@ -25,8 +25,8 @@ use crate::ids::{EntityKey, EventKey, InstanceName};
 use crate::queue::{Job, JobQueue};
 use crate::sources::{EventKind, FollowUp, Interpretation, Malformed, Source, Version};
 use crate::store::{
-    ArchivedBody, EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEvent, Upserted,
-    MAX_ARCHIVED_BODY_BYTES,
+    ArchivedBody, EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent,
+    StoredEvent, Upserted, MAX_ARCHIVED_BODY_BYTES,
 };
 
 /// One HTTP delivery, as received.
@@ -93,7 +93,12 @@ fn now_secs() -> i64 {
 }
 
 impl Ingestor {
-    pub fn new(source: Arc<dyn Source>, kind: Arc<dyn EventKind>, stores: Stores, settings: Settings) -> Self {
+    pub fn new(
+        source: Arc<dyn Source>,
+        kind: Arc<dyn EventKind>,
+        stores: Stores,
+        settings: Settings,
+    ) -> Self {
         Self {
             source,
             kind,
@@ -118,12 +123,17 @@ impl Ingestor {
                 limit,
             });
         }
-        let instance = self.source.authenticate(&delivery.headers, &delivery.body).await?;
+        let instance = self
+            .source
+            .authenticate(&delivery.headers, &delivery.body)
+            .await?;
         let received_at_micros = now_micros();
 
         let meaning = match serde_json::from_slice::<Value>(&delivery.body) {
             Ok(body) if self.source.is_ping(&body) => return Ok(Outcome::Pong),
-            Ok(body) => self.check_declared_type(&delivery.headers).and_then(|()| self.kind.interpret(&body)),
+            Ok(body) => self
+                .check_declared_type(&delivery.headers)
+                .and_then(|()| self.kind.interpret(&body)),
             Err(_) => Err(Malformed("invalid_json")),
         };
         let key = idempotency::event_key(KeyParts {
@@ -140,7 +150,14 @@ impl Ingestor {
             Err(Malformed(reason)) => (None, Some(reason)),
         };
 
-        let event = self.new_event(delivery, &instance, &key, received_at_micros, work.as_ref(), quarantine)?;
+        let event = self.new_event(
+            delivery,
+            &instance,
+            &key,
+            received_at_micros,
+            work.as_ref(),
+            quarantine,
+        )?;
         let span = tracing::info_span!("event", event_key = %key, instance = %instance, event_type = self.kind.event_type(), request_id = %delivery.request_id);
         let _entered = span.enter();
         match (self.stores.events.insert_new(&event).await?, work) {
@@ -170,14 +187,19 @@ impl Ingestor {
         }
     }
 
-    fn plan(&self, instance: &InstanceName, key: &EventKey, meaning: Interpretation) -> Result<Work, Malformed> {
+    fn plan(
+        &self,
+        instance: &InstanceName,
+        key: &EventKey,
+        meaning: Interpretation,
+    ) -> Result<Work, Malformed> {
         let entity = match meaning.entity {
             None => None,
             Some(change) => {
                 let key = EntityKey::new(self.source.name(), instance, change.kind, &change.id)
                     .map_err(|_| Malformed("invalid_entity_id"))?;
-                let state_json =
-                    serde_json::to_string(&change.state).map_err(|_| Malformed("unserialisable_state"))?;
+                let state_json = serde_json::to_string(&change.state)
+                    .map_err(|_| Malformed("unserialisable_state"))?;
                 Some(PlannedEntity {
                     key,
                     kind: change.kind,
@@ -246,7 +268,11 @@ impl Ingestor {
 
     /// A redelivery: report what is done, finish what isn't, or wait for the
     /// delivery that is finishing it.
-    async fn resume(&self, mut existing: StoredEvent, work: Option<Work>) -> Result<Outcome, IngestError> {
+    async fn resume(
+        &self,
+        mut existing: StoredEvent,
+        work: Option<Work>,
+    ) -> Result<Outcome, IngestError> {
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
@@ -260,12 +286,19 @@ impl Ingestor {
                 (EventStatus::Quarantined, Some(work)) => {
                     return Ok(Outcome::Quarantined {
                         event_key: work.key.clone(),
-                        reason: existing.quarantine_reason.unwrap_or_else(|| "unknown".into()),
+                        reason: existing
+                            .quarantine_reason
+                            .unwrap_or_else(|| "unknown".into()),
                     });
                 }
                 (EventStatus::Processing, Some(work)) if existing.lease_until < now_secs() => {
                     let lease = now_secs() + self.settings.processing_lease.as_secs() as i64;
-                    if self.stores.events.claim(&work.key, now_secs(), lease).await? {
+                    if self
+                        .stores
+                        .events
+                        .claim(&work.key, now_secs(), lease)
+                        .await?
+                    {
                         tracing::info!("finishing an event a previous delivery left unfinished");
                         self.finish(work, existing.received_at_micros).await?;
                         return Ok(Outcome::Accepted {
@@ -344,7 +377,13 @@ impl Ingestor {
             FollowUp::None => None,
             FollowUp::SyncEntity => {
                 let entity = work.entity.as_ref()?;
-                Some(Job::sync_entity(source, &work.instance, event_type, &work.key, &entity.key))
+                Some(Job::sync_entity(
+                    source,
+                    &work.instance,
+                    event_type,
+                    &work.key,
+                    &entity.key,
+                ))
             }
             FollowUp::CatalogPull => Some(Job::catalog_pull(
                 source,

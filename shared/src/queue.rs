@@ -58,7 +58,13 @@ fn sqs_id(raw: &str) -> String {
 
 impl Job {
     /// Sync the entity an event changed; ordered per entity, deduplicated per event.
-    pub fn sync_entity(source: &str, instance: &InstanceName, event_type: &str, event: &EventKey, entity: &EntityKey) -> Self {
+    pub fn sync_entity(
+        source: &str,
+        instance: &InstanceName,
+        event_type: &str,
+        event: &EventKey,
+        entity: &EntityKey,
+    ) -> Self {
         Self {
             message: JobMessage {
                 job: JobKind::SyncEntity,
@@ -75,7 +81,13 @@ impl Job {
 
     /// One catalog pull per instance per coalescing window, whatever the
     /// number of menu pushes in it.
-    pub fn catalog_pull(source: &str, instance: &InstanceName, event_type: &str, event: &EventKey, received_at_unix: i64) -> Self {
+    pub fn catalog_pull(
+        source: &str,
+        instance: &InstanceName,
+        event_type: &str,
+        event: &EventKey,
+        received_at_unix: i64,
+    ) -> Self {
         let window = received_at_unix.div_euclid(CATALOG_PULL_COALESCE_SECS);
         Self {
             message: JobMessage {
@@ -87,7 +99,9 @@ impl Job {
                 entity_key: None,
             },
             group_id: sqs_id(&format!("catalog:{source}:{instance}")),
-            deduplication_id: sha256_hex(format!("catalog-pull:{source}:{instance}:{window}").as_bytes()),
+            deduplication_id: sha256_hex(
+                format!("catalog-pull:{source}:{instance}:{window}").as_bytes(),
+            ),
         }
     }
 }

@@ -210,10 +210,13 @@ impl SecretSource for SecretsManagerSource {
             .send()
             .await
             .map_err(|e| DependencyError::new("secretsmanager", "GetSecretValue", e))?;
-        output
-            .secret_string
-            .map(SecretDocument)
-            .ok_or_else(|| DependencyError::new("secretsmanager", "GetSecretValue", "secret has no string value"))
+        output.secret_string.map(SecretDocument).ok_or_else(|| {
+            DependencyError::new(
+                "secretsmanager",
+                "GetSecretValue",
+                "secret has no string value",
+            )
+        })
     }
 }
 
@@ -246,9 +249,15 @@ mod tests {
         assert_eq!(parsed.get(&demo()).unwrap().len(), 1);
         assert_eq!(parsed.len(), 2);
         let three = SecretDocument(r#"{"demo":["a","b","c"]}"#.into());
-        assert_eq!(InstanceSecrets::parse(&three).unwrap_err(), SecretFormatError::BadValue);
+        assert_eq!(
+            InstanceSecrets::parse(&three).unwrap_err(),
+            SecretFormatError::BadValue
+        );
         let not_json = SecretDocument("demo=a".into());
-        assert_eq!(InstanceSecrets::parse(&not_json).unwrap_err(), SecretFormatError::NotAnObject);
+        assert_eq!(
+            InstanceSecrets::parse(&not_json).unwrap_err(),
+            SecretFormatError::NotAnObject
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn secrets(values: &[&str]) -> Vec<WebhookSecret> {
-        values.iter().map(|v| WebhookSecret::new(*v)).collect()
+        values.iter().map(|v| WebhookSecret::new(v)).collect()
     }
 
     #[test]
@@ -64,7 +64,9 @@ mod tests {
     fn upper_case_hex_is_accepted() {
         let body = b"{}";
         let sig = sign(b"s", body).to_uppercase();
-        assert!(ClaimedSignature::parse(&sig).unwrap().is_valid_for(body, &secrets(&["s"])));
+        assert!(ClaimedSignature::parse(&sig)
+            .unwrap()
+            .is_valid_for(body, &secrets(&["s"])));
     }
 
     #[test]

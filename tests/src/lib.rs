@@ -49,10 +49,17 @@ pub fn local_aws() -> &'static LocalAws {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} ({e}); run `make venv` first", python.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}); run `make venv` first",
+                    python.display()
+                )
+            });
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("reading the endpoint");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading the endpoint");
         let endpoint = line
             .strip_prefix("READY ")
             .unwrap_or_else(|| panic!("local AWS endpoint did not start: {line:?}"))
@@ -80,22 +87,34 @@ impl Stack {
     /// Fresh tables, queues and secret (holding the `demo` secret).
     pub async fn new() -> Self {
         let sdk = local_sdk_config(&local_aws().endpoint).await;
-        let template = Template::load(&local_stack::template::default_path()).expect("template.yaml");
-        let prefix = format!("t{}-{}", std::process::id(), NEXT_STACK.fetch_add(1, Ordering::SeqCst));
-        let provisioned = provision(&sdk, &template, &prefix).await.expect("provisioning");
-        let config = Config::from_lookup(provisioned.lookup()).expect("template environment is a valid config");
+        let template =
+            Template::load(&local_stack::template::default_path()).expect("template.yaml");
+        let prefix = format!(
+            "t{}-{}",
+            std::process::id(),
+            NEXT_STACK.fetch_add(1, Ordering::SeqCst)
+        );
+        let provisioned = provision(&sdk, &template, &prefix)
+            .await
+            .expect("provisioning");
+        let config = Config::from_lookup(provisioned.lookup())
+            .expect("template environment is a valid config");
         let stack = Self {
             sdk,
             provisioned,
             config,
             template,
         };
-        stack.put_secrets(&serde_json::json!({DEMO_INSTANCE: DEMO_SECRET}).to_string()).await;
+        stack
+            .put_secrets(&serde_json::json!({DEMO_INSTANCE: DEMO_SECRET}).to_string())
+            .await;
         stack
     }
 
     pub async fn put_secrets(&self, document: &str) {
-        put_revel_secrets(&self.sdk, &self.provisioned, document).await.expect("put secret");
+        put_revel_secrets(&self.sdk, &self.provisioned, document)
+            .await
+            .expect("put secret");
     }
 
     pub fn clients(&self) -> Clients {
@@ -107,7 +126,12 @@ impl Stack {
         self.receiver_with(kind, self.clients(), &self.config)
     }
 
-    pub fn receiver_with(&self, kind: RevelEventType, clients: Clients, config: &Config) -> Ingestor {
+    pub fn receiver_with(
+        &self,
+        kind: RevelEventType,
+        clients: Clients,
+        config: &Config,
+    ) -> Ingestor {
         revel_receiver(kind, revel_source(config, &clients), config, &clients)
     }
 
@@ -193,7 +217,10 @@ impl Stack {
                 return bodies;
             }
             for message in messages {
-                bodies.push(serde_json::from_str(message.body().unwrap_or("null")).expect("job body is JSON"));
+                bodies.push(
+                    serde_json::from_str(message.body().unwrap_or("null"))
+                        .expect("job body is JSON"),
+                );
             }
         }
     }
@@ -212,7 +239,11 @@ pub fn signed_request(kind: RevelEventType, body: &[u8]) -> lambda_http::Request
     request_with(kind, &headers, body)
 }
 
-pub fn request_with(kind: RevelEventType, headers: &[(String, String)], body: &[u8]) -> lambda_http::Request {
+pub fn request_with(
+    kind: RevelEventType,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> lambda_http::Request {
     let event = local_stack::events::http_api_event("POST", kind.route(), "", headers, body);
     lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
 }
@@ -271,7 +302,9 @@ impl FaultProxy {
                         let upstream = upstream.clone();
                         let mut cut = cut_in_task.subscribe();
                         tokio::spawn(async move {
-                            let Ok(mut server) = TcpStream::connect(&upstream).await else { return };
+                            let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                                return;
+                            };
                             tokio::select! {
                                 _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                                 _ = cut.changed() => {}

@@ -25,14 +25,22 @@ fn harness(kind: RevelEventType, settings: Settings) -> Harness {
     let events = Arc::new(MemoryEvents::default());
     let entities = Arc::new(MemoryEntities::default());
     let queue = Arc::new(MemoryQueue::default());
-    let secrets = SecretCache::new(FixedSecrets(r#"{"demo": "demo-webhook-secret"}"#.into()), Duration::from_secs(60));
+    let secrets = SecretCache::new(
+        FixedSecrets(r#"{"demo": "demo-webhook-secret"}"#.into()),
+        Duration::from_secs(60),
+    );
     let stores = Stores {
         events: events.clone(),
         entities: entities.clone(),
         jobs: queue.clone(),
     };
     Harness {
-        ingestor: Ingestor::new(Arc::new(Revel::new(secrets)), Arc::new(kind), stores, settings),
+        ingestor: Ingestor::new(
+            Arc::new(Revel::new(secrets)),
+            Arc::new(kind),
+            stores,
+            settings,
+        ),
         events,
         entities,
         queue,
@@ -42,7 +50,10 @@ fn harness(kind: RevelEventType, settings: Settings) -> Harness {
 fn signed(body: &str) -> Delivery {
     let mut headers = HeaderMap::new();
     let signature = sign(b"demo-webhook-secret", body.as_bytes());
-    headers.insert("x-revel-signature", HeaderValue::from_str(&signature).unwrap());
+    headers.insert(
+        "x-revel-signature",
+        HeaderValue::from_str(&signature).unwrap(),
+    );
     headers.insert("x-revel-instance", HeaderValue::from_static("demo"));
     Delivery {
         headers,
@@ -52,12 +63,15 @@ fn signed(body: &str) -> Delivery {
 }
 
 fn customer(updated: &str, name: &str) -> String {
-    format!(r#"{{"uuid": "c-1", "updated_date": "{updated}", "first_name": "{name}", "cc_last_4_digits": "4242"}}"#)
+    format!(
+        r#"{{"uuid": "c-1", "updated_date": "{updated}", "first_name": "{name}", "cc_last_4_digits": "4242"}}"#
+    )
 }
 
 fn entity(h: &Harness, kind: &str, id: &str) -> Option<(crate::store::EntityUpsert, u64)> {
     let demo = InstanceName::parse("demo").unwrap();
-    h.entities.get(&EntityKey::new("revel", &demo, kind, id).unwrap())
+    h.entities
+        .get(&EntityKey::new("revel", &demo, kind, id).unwrap())
 }
 
 #[tokio::test]
@@ -65,7 +79,9 @@ async fn a_new_event_is_stored_upserted_and_queued_then_a_repeat_is_a_duplicate(
     let h = harness(RevelEventType::CustomerCreated, Settings::default());
     let delivery = signed(&customer("2021-12-28T21:05:13.977077", "Ann"));
     let first = h.ingestor.ingest(&delivery).await.unwrap();
-    let Outcome::Accepted { event_key } = first else { panic!("{first:?}") };
+    let Outcome::Accepted { event_key } = first else {
+        panic!("{first:?}")
+    };
     assert_eq!(h.events.status(&event_key), Some(EventStatus::Done));
     let again = h.ingestor.ingest(&delivery).await.unwrap();
     assert_eq!(again, Outcome::Duplicate { event_key });
@@ -81,23 +97,42 @@ async fn a_tampered_body_is_rejected_and_nothing_is_stored() {
     let mut delivery = signed(&customer("2021-12-28T21:05:13", "Ann"));
     delivery.body[10] ^= 1;
     let err = h.ingestor.ingest(&delivery).await.unwrap_err();
-    assert!(matches!(err, IngestError::Unauthorized(crate::error::AuthFailure::SignatureMismatch)));
+    assert!(matches!(
+        err,
+        IngestError::Unauthorized(crate::error::AuthFailure::SignatureMismatch)
+    ));
     assert!(h.events.is_empty() && h.queue.is_empty());
 }
 
 #[tokio::test]
 async fn a_ping_is_answered_without_any_write() {
     let h = harness(RevelEventType::OrderFinalized, Settings::default());
-    assert_eq!(h.ingestor.ingest(&signed(r#"{"ping": "pong"}"#)).await.unwrap(), Outcome::Pong);
+    assert_eq!(
+        h.ingestor
+            .ingest(&signed(r#"{"ping": "pong"}"#))
+            .await
+            .unwrap(),
+        Outcome::Pong
+    );
     assert_eq!(h.events.puts.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_before_anything_else() {
-    let settings = Settings { max_body_bytes: 64, ..Settings::default() };
+    let settings = Settings {
+        max_body_bytes: 64,
+        ..Settings::default()
+    };
     let h = harness(RevelEventType::CustomerCreated, settings);
-    let err = h.ingestor.ingest(&signed(&customer("2021-12-28T21:05:13", &"x".repeat(100)))).await.unwrap_err();
-    assert!(matches!(err, IngestError::PayloadTooLarge { limit: 64, .. }));
+    let err = h
+        .ingestor
+        .ingest(&signed(&customer("2021-12-28T21:05:13", &"x".repeat(100))))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        IngestError::PayloadTooLarge { limit: 64, .. }
+    ));
     assert!(h.events.is_empty());
 }
 
@@ -105,7 +140,9 @@ async fn a_body_over_the_limit_is_refused_before_anything_else() {
 async fn an_unparseable_body_is_quarantined_and_nothing_is_applied() {
     let h = harness(RevelEventType::CustomerCreated, Settings::default());
     let outcome = h.ingestor.ingest(&signed("{not json")).await.unwrap();
-    let Outcome::Quarantined { event_key, reason } = outcome else { panic!("{outcome:?}") };
+    let Outcome::Quarantined { event_key, reason } = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(reason, "invalid_json");
     assert_eq!(h.events.status(&event_key), Some(EventStatus::Quarantined));
     assert!(h.queue.is_empty());
@@ -116,17 +153,32 @@ async fn an_unparseable_body_is_quarantined_and_nothing_is_applied() {
 async fn a_body_sent_to_the_wrong_type_is_quarantined() {
     let h = harness(RevelEventType::CustomerCreated, Settings::default());
     let mut delivery = signed(&customer("2021-12-28T21:05:13", "Ann"));
-    delivery.headers.insert("x-revel-event-type", HeaderValue::from_static("order.finalized"));
+    delivery.headers.insert(
+        "x-revel-event-type",
+        HeaderValue::from_static("order.finalized"),
+    );
     let outcome = h.ingestor.ingest(&delivery).await.unwrap();
-    assert!(matches!(outcome, Outcome::Quarantined { ref reason, .. } if reason == "event_type_mismatch"));
+    assert!(
+        matches!(outcome, Outcome::Quarantined { ref reason, .. } if reason == "event_type_mismatch")
+    );
 }
 
 #[tokio::test]
 async fn an_older_update_arriving_late_leaves_the_newer_state() {
     let h = harness(RevelEventType::CustomerUpdated, Settings::default());
-    h.ingestor.ingest(&signed(&customer("2021-12-28T21:05:14", "New"))).await.unwrap();
-    let late = h.ingestor.ingest(&signed(&customer("2021-12-28T21:05:13", "Old"))).await.unwrap();
-    assert!(matches!(late, Outcome::Accepted { .. }), "a late event is still archived: {late:?}");
+    h.ingestor
+        .ingest(&signed(&customer("2021-12-28T21:05:14", "New")))
+        .await
+        .unwrap();
+    let late = h
+        .ingestor
+        .ingest(&signed(&customer("2021-12-28T21:05:13", "Old")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(late, Outcome::Accepted { .. }),
+        "a late event is still archived: {late:?}"
+    );
     let (state, revision) = entity(&h, "customer", "c-1").unwrap();
     assert!(state.state_json.contains("New"));
     assert_eq!(revision, 1);
@@ -139,19 +191,31 @@ async fn a_queue_outage_answers_503_and_the_redelivery_completes_the_work_once()
     h.queue.down.store(true, Ordering::SeqCst);
     let err = h.ingestor.ingest(&delivery).await.unwrap_err();
     assert!(matches!(err, IngestError::Unavailable(_)));
-    assert_eq!(entity(&h, "customer", "c-1").unwrap().1, 1, "the entity was written before the queue failed");
+    assert_eq!(
+        entity(&h, "customer", "c-1").unwrap().1,
+        1,
+        "the entity was written before the queue failed"
+    );
     h.queue.down.store(false, Ordering::SeqCst);
     let outcome = h.ingestor.ingest(&delivery).await.unwrap();
     assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
     assert_eq!(h.queue.len(), 1);
-    assert_eq!(entity(&h, "customer", "c-1").unwrap().1, 1, "the entity was not written twice");
+    assert_eq!(
+        entity(&h, "customer", "c-1").unwrap().1,
+        1,
+        "the entity was not written twice"
+    );
 }
 
 #[tokio::test]
 async fn an_events_table_outage_answers_503_and_stores_nothing() {
     let h = harness(RevelEventType::CustomerCreated, Settings::default());
     h.events.down.store(true, Ordering::SeqCst);
-    let err = h.ingestor.ingest(&signed(&customer("2021-12-28T21:05:13", "Ann"))).await.unwrap_err();
+    let err = h
+        .ingestor
+        .ingest(&signed(&customer("2021-12-28T21:05:13", "Ann")))
+        .await
+        .unwrap_err();
     assert!(matches!(err, IngestError::Unavailable(_)));
     assert!(h.events.is_empty() && h.queue.is_empty());
 }
@@ -159,7 +223,8 @@ async fn an_events_table_outage_answers_503_and_stores_nothing() {
 #[tokio::test]
 async fn twenty_concurrent_copies_make_one_record_one_entity_write_and_one_job() {
     let h = Arc::new(harness(RevelEventType::OrderFinalized, Settings::default()));
-    let body = r#"{"orderInfo": {"uuid": "o-1", "updated_date": "2016-04-13T10:29:19"}, "items": []}"#;
+    let body =
+        r#"{"orderInfo": {"uuid": "o-1", "updated_date": "2016-04-13T10:29:19"}, "items": []}"#;
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let h = Arc::clone(&h);
@@ -185,8 +250,13 @@ async fn menu_pushes_in_a_burst_make_one_catalog_pull() {
     let h = harness(RevelEventType::MenuUpdated, Settings::default());
     for id in ["m1", "m2", "m3"] {
         let mut delivery = signed(r#"{"event":"menu.updated"}"#);
-        delivery.headers.insert("x-revel-event-id", HeaderValue::from_static(id));
-        assert!(matches!(h.ingestor.ingest(&delivery).await.unwrap(), Outcome::Accepted { .. }));
+        delivery
+            .headers
+            .insert("x-revel-event-id", HeaderValue::from_static(id));
+        assert!(matches!(
+            h.ingestor.ingest(&delivery).await.unwrap(),
+            Outcome::Accepted { .. }
+        ));
     }
     assert_eq!(h.events.len(), 3, "each push is archived");
     assert_eq!(h.queue.len(), 1, "one pull for the burst");

@@ -21,7 +21,11 @@ pub trait Source: Send + Sync {
     /// Short lower-case name used in keys: `revel`.
     fn name(&self) -> &'static str;
     /// The instance (tenant) the delivery is from, once it is proven genuine.
-    async fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<InstanceName, IngestError>;
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<InstanceName, IngestError>;
     /// The sender's own id for this event, when it sends one.
     fn delivery_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str>;
     /// The event type the sender says it is sending, when it says.
@@ -170,6 +174,9 @@ mod tests {
         let mut v = json!({"payments": [{"amount": "4.86", "cc_first_name": "A", "last_4_cc_digits": "1234", "card_type": "visa"}],
                            "gift_card_number": "G1", "reward_card_numbers": ["R1"], "cc_exp": "12/30"});
         strip_payment_card_fields(&mut v);
-        assert_eq!(v, json!({"payments": [{"amount": "4.86"}], "gift_card_number": "G1", "reward_card_numbers": ["R1"]}));
+        assert_eq!(
+            v,
+            json!({"payments": [{"amount": "4.86"}], "gift_card_number": "G1", "reward_card_numbers": ["R1"]})
+        );
     }
 }

@@ -106,7 +106,9 @@ impl EventKind for RevelEventType {
             Self::CustomerCreated | Self::CustomerUpdated => {
                 dated_entity(body, "customer", "uuid", "missing_customer_uuid")
             }
-            Self::RewardCardCreated => dated_entity(body, "rewards_card", "id", "missing_rewards_card_id"),
+            Self::RewardCardCreated => {
+                dated_entity(body, "rewards_card", "id", "missing_rewards_card_id")
+            }
             Self::StockChanged => stock(body),
             Self::MenuUpdated => menu(body),
         }
@@ -136,7 +138,9 @@ fn order(body: &Value) -> Result<Interpretation, Malformed> {
         match serde_json::from_str::<Value>(raw) {
             Ok(parsed) => order_info["gift_reward_data"] = parsed,
             // Kept as sent: the order is still good, the loyalty part is not.
-            Err(_) => tracing::warn!(order = %uuid, "gift_reward_data is not valid JSON; kept as a string"),
+            Err(_) => {
+                tracing::warn!(order = %uuid, "gift_reward_data is not valid JSON; kept as a string")
+            }
         }
     }
     let list = |field: &str| body.get(field).cloned().unwrap_or(Value::Array(Vec::new()));
@@ -255,7 +259,11 @@ impl Source for Revel {
         "revel"
     }
 
-    async fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<InstanceName, IngestError> {
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<InstanceName, IngestError> {
         let claimed = header(headers, SIGNATURE_HEADER).ok_or(AuthFailure::MissingSignature)?;
         let instance = header(headers, INSTANCE_HEADER).ok_or(AuthFailure::MissingInstance)?;
         let instance = InstanceName::parse(instance).map_err(|_| AuthFailure::InvalidInstance)?;
@@ -314,10 +322,16 @@ mod tests {
             "gift_reward_data": "{\"id\":15,\"total_points\":126}"},
             "items": [{"id": 1}], "payments": [{"amount": "4.86", "cc_last_name": "X"}]});
         let i = RevelEventType::OrderFinalized.interpret(&body).unwrap();
-        assert_eq!(i.identity, Identity::Business("u-1@1460543359000000".into()));
+        assert_eq!(
+            i.identity,
+            Identity::Business("u-1@1460543359000000".into())
+        );
         let entity = i.entity.unwrap();
         assert_eq!(entity.version, Version::UpdatedAt(1_460_543_359_000_000));
-        assert_eq!(entity.state["order"]["gift_reward_data"]["total_points"], 126);
+        assert_eq!(
+            entity.state["order"]["gift_reward_data"]["total_points"],
+            126
+        );
         assert_eq!(entity.state["payments"], json!([{"amount": "4.86"}]));
         assert_eq!(entity.state["items"], json!([{"id": 1}]));
         assert_eq!(i.follow_up, FollowUp::SyncEntity);
@@ -326,16 +340,48 @@ mod tests {
     #[test]
     fn bodies_missing_what_their_type_requires_are_malformed() {
         let cases = [
-            (RevelEventType::OrderFinalized, json!({"items": []}), "missing_order_info"),
-            (RevelEventType::OrderFinalized, json!({"orderInfo": {"uuid": "u"}}), "missing_or_invalid_updated_date"),
-            (RevelEventType::CustomerUpdated, json!({"updated_date": "2021-12-28T21:05:13"}), "missing_customer_uuid"),
-            (RevelEventType::RewardCardCreated, json!({"id": 3, "updated_date": "soon"}), "missing_or_invalid_updated_date"),
-            (RevelEventType::StockChanged, json!({"id": 1, "type": "product"}), "missing_instock"),
-            (RevelEventType::MenuUpdated, json!({"event": "menu.deleted"}), "unexpected_event_name"),
-            (RevelEventType::CustomerCreated, json!([1, 2]), "not_a_json_object"),
+            (
+                RevelEventType::OrderFinalized,
+                json!({"items": []}),
+                "missing_order_info",
+            ),
+            (
+                RevelEventType::OrderFinalized,
+                json!({"orderInfo": {"uuid": "u"}}),
+                "missing_or_invalid_updated_date",
+            ),
+            (
+                RevelEventType::CustomerUpdated,
+                json!({"updated_date": "2021-12-28T21:05:13"}),
+                "missing_customer_uuid",
+            ),
+            (
+                RevelEventType::RewardCardCreated,
+                json!({"id": 3, "updated_date": "soon"}),
+                "missing_or_invalid_updated_date",
+            ),
+            (
+                RevelEventType::StockChanged,
+                json!({"id": 1, "type": "product"}),
+                "missing_instock",
+            ),
+            (
+                RevelEventType::MenuUpdated,
+                json!({"event": "menu.deleted"}),
+                "unexpected_event_name",
+            ),
+            (
+                RevelEventType::CustomerCreated,
+                json!([1, 2]),
+                "not_a_json_object",
+            ),
         ];
         for (kind, body, reason) in cases {
-            assert_eq!(kind.interpret(&body).unwrap_err(), Malformed(reason), "{kind:?} {body}");
+            assert_eq!(
+                kind.interpret(&body).unwrap_err(),
+                Malformed(reason),
+                "{kind:?} {body}"
+            );
         }
     }
 
@@ -346,7 +392,9 @@ mod tests {
             .unwrap();
         assert_eq!(stock.identity, Identity::ContentWithinWindow);
         assert_eq!(stock.entity.as_ref().unwrap().id, "product:622335");
-        let menu = RevelEventType::MenuUpdated.interpret(&json!({"event": "menu.updated"})).unwrap();
+        let menu = RevelEventType::MenuUpdated
+            .interpret(&json!({"event": "menu.updated"}))
+            .unwrap();
         assert_eq!(menu.follow_up, FollowUp::CatalogPull);
         assert_eq!(menu.entity.unwrap().version, Version::ReceiptOrder);
     }

@@ -11,7 +11,9 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 
-use super::{EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEvent, Upserted};
+use super::{
+    EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEvent, Upserted,
+};
 use crate::error::DependencyError;
 use crate::ids::EventKey;
 
@@ -35,7 +37,10 @@ pub fn event_item(event: &NewEvent) -> HashMap<String, AttributeValue> {
     item.insert("event_type".into(), s(event.event_type));
     item.insert("status".into(), s(event.status.as_str()));
     item.insert("received_at".into(), n(event.received_at_micros));
-    item.insert("body".into(), AttributeValue::B(Blob::new(event.body.bytes.clone())));
+    item.insert(
+        "body".into(),
+        AttributeValue::B(Blob::new(event.body.bytes.clone())),
+    );
     item.insert(
         "body_encoding".into(),
         s(if event.body.gzip { "gzip" } else { "identity" }),
@@ -144,11 +149,18 @@ impl EventStore for DynamoEventStore {
             .map_err(|e| DependencyError::new(SERVICE, "GetItem", e))?;
         match output.item {
             None => Ok(None),
-            Some(item) => stored_event(&item).map(Some).ok_or_else(|| unreadable("GetItem")),
+            Some(item) => stored_event(&item)
+                .map(Some)
+                .ok_or_else(|| unreadable("GetItem")),
         }
     }
 
-    async fn claim(&self, key: &EventKey, now: i64, lease_until: i64) -> Result<bool, DependencyError> {
+    async fn claim(
+        &self,
+        key: &EventKey,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool, DependencyError> {
         let result = self
             .client
             .update_item()
@@ -164,7 +176,9 @@ impl EventStore for DynamoEventStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
             Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
         }
     }
@@ -184,7 +198,9 @@ impl EventStore for DynamoEventStore {
         match result {
             Ok(_) => Ok(()),
             // Expired and removed by TTL meanwhile: nothing left to mark.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
             Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
         }
     }
@@ -204,7 +220,9 @@ impl EventStore for DynamoEventStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
             Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
         }
     }
@@ -269,7 +287,9 @@ impl EntityStore for DynamoEntityStore {
                     .unwrap_or(0);
                 Ok(Upserted::Applied { revision })
             }
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(Upserted::Stale),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(Upserted::Stale)
+            }
             Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
         }
     }

@@ -134,7 +134,12 @@ pub trait EventStore: Send + Sync {
     /// Reads an event's status (strongly consistent).
     async fn get(&self, key: &EventKey) -> Result<Option<StoredEvent>, DependencyError>;
     /// Takes over an unfinished event whose lease ran out before `now`.
-    async fn claim(&self, key: &EventKey, now: i64, lease_until: i64) -> Result<bool, DependencyError>;
+    async fn claim(
+        &self,
+        key: &EventKey,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool, DependencyError>;
     /// Records that the entity upsert and the job are done.
     async fn mark_done(&self, key: &EventKey) -> Result<(), DependencyError>;
     /// Gives up the lease after a failure, so a redelivery can take over at once.

@@ -14,7 +14,13 @@ use crate::{Error, DEMO_INSTANCE, DEMO_SECRET};
 
 /// An API Gateway HTTP API (payload format 2.0) request event, as API Gateway
 /// hands it to a function. The local gateway and the samples both use it.
-pub fn http_api_event(method: &str, path: &str, query: &str, headers: &[(String, String)], body: &[u8]) -> Value {
+pub fn http_api_event(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Value {
     let (body, is_base64) = match std::str::from_utf8(body) {
         Ok(text) => (text.to_owned(), false),
         Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
@@ -95,13 +101,21 @@ fn payload_name(kind: RevelEventType) -> &'static str {
 }
 
 /// Revel's headers for `body`, signed with `secret` for `instance`.
-pub fn revel_headers(kind: RevelEventType, instance: &str, secret: &str, body: &[u8]) -> Vec<(String, String)> {
+pub fn revel_headers(
+    kind: RevelEventType,
+    instance: &str,
+    secret: &str,
+    body: &[u8],
+) -> Vec<(String, String)> {
     let mut headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         ("user-agent".to_owned(), "Revel-Webhooks/sample".to_owned()),
         (revel::INSTANCE_HEADER.to_owned(), instance.to_owned()),
         (revel::EVENT_TYPE_HEADER.to_owned(), kind.name().to_owned()),
-        (revel::SIGNATURE_HEADER.to_owned(), sign(secret.as_bytes(), body)),
+        (
+            revel::SIGNATURE_HEADER.to_owned(),
+            sign(secret.as_bytes(), body),
+        ),
     ];
     if kind == RevelEventType::StockChanged {
         headers.push((revel::ESTABLISHMENT_HEADER.to_owned(), "1".to_owned()));
@@ -115,9 +129,16 @@ pub fn render(dir: &Path, sample: &Sample) -> Result<Value, Error> {
     let raw = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     // The signature covers exactly the bytes sent: the file without its final newline.
     let body = raw.strip_suffix(b"\n").unwrap_or(&raw);
-    serde_json::from_slice::<Value>(body).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+    serde_json::from_slice::<Value>(body)
+        .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
     let headers = revel_headers(sample.kind, DEMO_INSTANCE, DEMO_SECRET, body);
-    Ok(http_api_event("POST", sample.kind.route(), "", &headers, body))
+    Ok(http_api_event(
+        "POST",
+        sample.kind.route(),
+        "",
+        &headers,
+        body,
+    ))
 }
 
 /// Writes every sample event into `dir`; returns the files written.

@@ -21,16 +21,24 @@ pub type Routes = Arc<HashMap<(String, String), Arc<Ingestor>>>;
 
 /// The Revel webhook type a template function serves, by its logical id.
 pub fn revel_kind(logical_id: &str) -> Option<RevelEventType> {
-    RevelEventType::ALL.into_iter().find(|k| k.logical_id() == logical_id)
+    RevelEventType::ALL
+        .into_iter()
+        .find(|k| k.logical_id() == logical_id)
 }
 
 /// The routes of `template`, each bound to a receiver built by `make`.
-pub fn routes(template: &Template, make: impl Fn(RevelEventType) -> Ingestor) -> Result<Routes, Error> {
+pub fn routes(
+    template: &Template,
+    make: impl Fn(RevelEventType) -> Ingestor,
+) -> Result<Routes, Error> {
     let mut routes = HashMap::new();
     for route in &template.routes {
         let kind = revel_kind(&route.function)
             .ok_or_else(|| format!("no receiver for template function {}", route.function))?;
-        routes.insert((route.method.clone(), route.path.clone()), Arc::new(make(kind)));
+        routes.insert(
+            (route.method.clone(), route.path.clone()),
+            Arc::new(make(kind)),
+        );
     }
     Ok(Arc::new(routes))
 }
@@ -45,7 +53,10 @@ fn plain(status: u16, body: &'static str) -> Response {
 
 async fn dispatch(State(routes): State<Routes>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let key = (parts.method.as_str().to_owned(), parts.uri.path().to_owned());
+    let key = (
+        parts.method.as_str().to_owned(),
+        parts.uri.path().to_owned(),
+    );
     let Some(ingestor) = routes.get(&key).cloned() else {
         return plain(404, r#"{"message":"Not Found"}"#);
     };

@@ -21,7 +21,8 @@ use shared::config::Config;
 use shared::function::{revel_receiver, revel_source, Clients};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const USAGE: &str = "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python]
+const USAGE: &str =
+    "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python]
        local-stack gen-events [--dir events]
        local-stack post-events [--dir events] [--url http://127.0.0.1:3000]";
 
@@ -52,7 +53,11 @@ async fn main() {
 }
 
 fn gen_events(args: &[String]) -> Result<(), Error> {
-    let dir = PathBuf::from(flag(args, "--dir", &events::default_dir().to_string_lossy()));
+    let dir = PathBuf::from(flag(
+        args,
+        "--dir",
+        &events::default_dir().to_string_lossy(),
+    ));
     for path in events::write_all(&dir)? {
         println!("wrote {}", path.display());
     }
@@ -74,7 +79,12 @@ async fn up(args: &[String]) -> Result<(), Error> {
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("starting {python} {}: {e} (run `make venv` first)", script.display()))?;
+        .map_err(|e| {
+            format!(
+                "starting {python} {}: {e} (run `make venv` first)",
+                script.display()
+            )
+        })?;
     let mut lines = BufReader::new(moto.stdout.take().ok_or("no stdout")?).lines();
     let endpoint = loop {
         match lines.next_line().await? {
@@ -92,10 +102,15 @@ async fn up(args: &[String]) -> Result<(), Error> {
     let config = Config::from_lookup(provisioned.lookup())?;
     let clients = Clients::from_sdk(&sdk);
     let source = revel_source(&config, &clients);
-    let routes = gateway::routes(&template, |kind| revel_receiver(kind, source.clone(), &config, &clients))?;
+    let routes = gateway::routes(&template, |kind| {
+        revel_receiver(kind, source.clone(), &config, &clients)
+    })?;
 
     std::fs::create_dir_all(".local")?;
-    std::fs::write(STATE_FILE, json!({"endpoint": endpoint, "env": provisioned.env}).to_string())?;
+    std::fs::write(
+        STATE_FILE,
+        json!({"endpoint": endpoint, "env": provisioned.env}).to_string(),
+    )?;
 
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     let base = format!("http://127.0.0.1:{port}");
@@ -108,7 +123,10 @@ async fn up(args: &[String]) -> Result<(), Error> {
     let mut listed: Vec<_> = template.routes.iter().collect();
     listed.sort_by(|a, b| a.path.cmp(&b.path));
     for route in listed {
-        println!("  {} {base}{}  -> {}", route.method, route.path, route.function);
+        println!(
+            "  {} {base}{}  -> {}",
+            route.method, route.path, route.function
+        );
     }
     let body = r#"{"ping": "pong"}"#;
     let signature = shared::signature::sign(DEMO_SECRET.as_bytes(), body.as_bytes());
@@ -124,16 +142,25 @@ fn attribute_text(value: &AttributeValue) -> Value {
         AttributeValue::S(s) => Value::String(s.clone()),
         AttributeValue::N(n) => Value::String(n.clone()),
         AttributeValue::B(b) => Value::String(format!("<{} bytes>", b.as_ref().len())),
-        AttributeValue::M(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), attribute_text(v))).collect()),
+        AttributeValue::M(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), attribute_text(v)))
+                .collect(),
+        ),
         other => Value::String(format!("{other:?}")),
     }
 }
 
 async fn post_events(args: &[String]) -> Result<(), Error> {
-    let dir = PathBuf::from(flag(args, "--dir", &events::default_dir().to_string_lossy()));
+    let dir = PathBuf::from(flag(
+        args,
+        "--dir",
+        &events::default_dir().to_string_lossy(),
+    ));
     let base = flag(args, "--url", "http://127.0.0.1:3000");
     let state: Value = serde_json::from_str(
-        &std::fs::read_to_string(STATE_FILE).map_err(|_| "no .local/stack.json: is `make local` running?")?,
+        &std::fs::read_to_string(STATE_FILE)
+            .map_err(|_| "no .local/stack.json: is `make local` running?")?,
     )?;
     let endpoint = state["endpoint"].as_str().ok_or("bad state file")?;
     let env: BTreeMap<String, String> = serde_json::from_value(state["env"].clone())?;
@@ -159,11 +186,16 @@ async fn post_events(args: &[String]) -> Result<(), Error> {
         let mut request = http_post(&base, event["rawPath"].as_str().unwrap_or("/"), &body);
         if let Some(headers) = event["headers"].as_object() {
             for (name, value) in headers {
-                request.headers.push((name.clone(), value.as_str().unwrap_or("").to_owned()));
+                request
+                    .headers
+                    .push((name.clone(), value.as_str().unwrap_or("").to_owned()));
             }
         }
         let (status, answer) = request.send().await?;
-        println!("{} -> {status} {answer}", file.file_name().unwrap_or_default().to_string_lossy());
+        println!(
+            "{} -> {status} {answer}",
+            file.file_name().unwrap_or_default().to_string_lossy()
+        );
         let answer: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
         if let Some(event_key) = answer["event_id"].as_str() {
             let stored = dynamodb
@@ -174,10 +206,17 @@ async fn post_events(args: &[String]) -> Result<(), Error> {
                 .await?
                 .item
                 .unwrap_or_default();
-            let shown: serde_json::Map<String, Value> = ["status", "event_type", "instance", "body_bytes", "body_encoding", "entity_key"]
-                .iter()
-                .filter_map(|k| Some((k.to_string(), attribute_text(stored.get(*k)?))))
-                .collect();
+            let shown: serde_json::Map<String, Value> = [
+                "status",
+                "event_type",
+                "instance",
+                "body_bytes",
+                "body_encoding",
+                "entity_key",
+            ]
+            .iter()
+            .filter_map(|k| Some((k.to_string(), attribute_text(stored.get(*k)?))))
+            .collect();
             println!("    stored event: {}", Value::Object(shown));
             if let Some(AttributeValue::S(entity_key)) = stored.get("entity_key") {
                 let entity = dynamodb
@@ -188,10 +227,11 @@ async fn post_events(args: &[String]) -> Result<(), Error> {
                     .await?
                     .item
                     .unwrap_or_default();
-                let shown: serde_json::Map<String, Value> = ["kind", "entity_id", "version", "revision"]
-                    .iter()
-                    .filter_map(|k| Some((k.to_string(), attribute_text(entity.get(*k)?))))
-                    .collect();
+                let shown: serde_json::Map<String, Value> =
+                    ["kind", "entity_id", "version", "revision"]
+                        .iter()
+                        .filter_map(|k| Some((k.to_string(), attribute_text(entity.get(*k)?))))
+                        .collect();
                 println!("    entity {entity_key}: {}", Value::Object(shown));
             }
         }
@@ -210,7 +250,10 @@ struct Post {
 
 fn http_post(base: &str, path: &str, body: &[u8]) -> Post {
     Post {
-        host: base.trim_start_matches("http://").trim_end_matches('/').to_owned(),
+        host: base
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned(),
         path: path.to_owned(),
         headers: Vec::new(),
         body: body.to_vec(),
@@ -221,7 +264,12 @@ impl Post {
     async fn send(self) -> Result<(u16, String), Error> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(&self.host).await?;
-        let mut head = format!("POST {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n", self.path, self.host, self.body.len());
+        let mut head = format!(
+            "POST {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
+            self.path,
+            self.host,
+            self.body.len()
+        );
         for (name, value) in &self.headers {
             if name != "content-length" && name != "host" {
                 head.push_str(&format!("{name}: {value}\r\n"));
@@ -233,8 +281,15 @@ impl Post {
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await?;
         let text = String::from_utf8_lossy(&response);
-        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         Ok((status, body))
     }
 }

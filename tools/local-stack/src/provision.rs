@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_norway::Value;
@@ -47,12 +48,21 @@ fn literal(value: &Value) -> Option<String> {
 async fn create_table(sdk: &SdkConfig, resource: &Resource, name: &str) -> Result<Physical, Error> {
     let client = aws_sdk_dynamodb::Client::new(sdk);
     let props = &resource.properties;
-    let mut request = client.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest);
-    for key in props.get("KeySchema").and_then(Value::as_sequence).ok_or("table without KeySchema")? {
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for key in props
+        .get("KeySchema")
+        .and_then(Value::as_sequence)
+        .ok_or("table without KeySchema")?
+    {
         request = request.key_schema(
             KeySchemaElement::builder()
                 .attribute_name(text(key, "AttributeName").ok_or("key without AttributeName")?)
-                .key_type(KeyType::from(text(key, "KeyType").ok_or("key without KeyType")?))
+                .key_type(KeyType::from(
+                    text(key, "KeyType").ok_or("key without KeyType")?,
+                ))
                 .build()?,
         );
     }
@@ -76,7 +86,10 @@ async fn create_table(sdk: &SdkConfig, resource: &Resource, name: &str) -> Resul
         .and_then(|d| d.table_arn)
         .unwrap_or_else(|| format!("arn:aws:dynamodb:us-east-1:123456789012:table/{name}"));
     if let Some(ttl) = props.get("TimeToLiveSpecification") {
-        let enabled = ttl.get("Enabled").and_then(literal).is_some_and(|v| v == "true");
+        let enabled = ttl
+            .get("Enabled")
+            .and_then(literal)
+            .is_some_and(|v| v == "true");
         if let (true, Some(attribute)) = (enabled, text(ttl, "AttributeName")) {
             client
                 .update_time_to_live()
@@ -132,7 +145,10 @@ async fn create_queue(
             Some(Scalar::Literal(arn)) => arn,
             _ => return Err("unsupported deadLetterTargetArn".into()),
         };
-        let max = redrive.get("maxReceiveCount").and_then(literal).unwrap_or_else(|| "5".into());
+        let max = redrive
+            .get("maxReceiveCount")
+            .and_then(literal)
+            .unwrap_or_else(|| "5".into());
         attributes.insert(
             QueueAttributeName::RedrivePolicy,
             serde_json::json!({"deadLetterTargetArn": target, "maxReceiveCount": max}).to_string(),
@@ -141,7 +157,11 @@ async fn create_queue(
     let fifo = attributes
         .get(&QueueAttributeName::FifoQueue)
         .is_some_and(|v| v == "true");
-    let queue_name = if fifo { format!("{name}.fifo") } else { name.to_owned() };
+    let queue_name = if fifo {
+        format!("{name}.fifo")
+    } else {
+        name.to_owned()
+    };
     let url = client
         .create_queue()
         .queue_name(&queue_name)
@@ -159,10 +179,17 @@ async fn create_queue(
         .attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
         .ok_or("queue without ARN")?;
-    Ok(Physical { reference: url, arn })
+    Ok(Physical {
+        reference: url,
+        arn,
+    })
 }
 
-async fn create_secret(sdk: &SdkConfig, resource: &Resource, name: &str) -> Result<Physical, Error> {
+async fn create_secret(
+    sdk: &SdkConfig,
+    resource: &Resource,
+    name: &str,
+) -> Result<Physical, Error> {
     let client = aws_sdk_secretsmanager::Client::new(sdk);
     let value = resource
         .properties
@@ -185,7 +212,12 @@ async fn create_secret(sdk: &SdkConfig, resource: &Resource, name: &str) -> Resu
 }
 
 fn redrive_target(resource: &Resource) -> Option<String> {
-    match resource.properties.get("RedrivePolicy")?.get("deadLetterTargetArn").map(scalar)? {
+    match resource
+        .properties
+        .get("RedrivePolicy")?
+        .get("deadLetterTargetArn")
+        .map(scalar)?
+    {
         Scalar::GetAtt(id, _) => Some(id),
         _ => None,
     }
@@ -193,11 +225,18 @@ fn redrive_target(resource: &Resource) -> Option<String> {
 
 /// Creates every table, queue and secret of `template`, named
 /// `{prefix}-{LogicalId}`, and resolves the functions' environment.
-pub async fn provision(sdk: &SdkConfig, template: &Template, prefix: &str) -> Result<Provisioned, Error> {
+pub async fn provision(
+    sdk: &SdkConfig,
+    template: &Template,
+    prefix: &str,
+) -> Result<Provisioned, Error> {
     let mut created = BTreeMap::new();
     for table in template.resources_of("AWS::DynamoDB::Table") {
         let name = format!("{prefix}-{}", table.logical_id);
-        created.insert(table.logical_id.clone(), create_table(sdk, table, &name).await?);
+        created.insert(
+            table.logical_id.clone(),
+            create_table(sdk, table, &name).await?,
+        );
     }
     // Dead-letter queues first: the queues that redrive into them need their ARN.
     let (redriving, plain): (Vec<&Resource>, Vec<&Resource>) = template
@@ -210,7 +249,10 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, prefix: &str) -> Re
     }
     for secret in template.resources_of("AWS::SecretsManager::Secret") {
         let name = format!("{prefix}-{}", secret.logical_id);
-        created.insert(secret.logical_id.clone(), create_secret(sdk, secret, &name).await?);
+        created.insert(
+            secret.logical_id.clone(),
+            create_secret(sdk, secret, &name).await?,
+        );
     }
     let mut env = BTreeMap::new();
     for (name, value) in &template.function_environment {
@@ -237,7 +279,11 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, prefix: &str) -> Re
 }
 
 /// Puts `document` as the value of the secret named by `REVEL_WEBHOOK_SECRETS_ID`.
-pub async fn put_revel_secrets(sdk: &SdkConfig, provisioned: &Provisioned, document: &str) -> Result<(), Error> {
+pub async fn put_revel_secrets(
+    sdk: &SdkConfig,
+    provisioned: &Provisioned,
+    document: &str,
+) -> Result<(), Error> {
     let id = provisioned
         .env
         .get("REVEL_WEBHOOK_SECRETS_ID")
@@ -257,7 +303,11 @@ pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "local-stack",
+            "local",
+            "local",
+            None,
+            None,
+            "local-stack",
         ))
         .timeout_config(shared::aws::timeouts())
         .load()

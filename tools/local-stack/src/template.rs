@@ -75,7 +75,8 @@ pub fn scalar(value: &Value) -> Scalar {
 
 impl Template {
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
         Self::parse(&text)
     }
 
