@@ -111,6 +111,15 @@ async fn up(args: &[String]) -> Result<(), Error> {
         STATE_FILE,
         json!({"endpoint": endpoint, "env": provisioned.env}).to_string(),
     )?;
+    // For `cargo lambda watch --env-file .local/functions.env`: the real
+    // function binaries, pointed at the same local endpoint.
+    let mut env_file = format!(
+        "AWS_ENDPOINT_URL={endpoint}\nAWS_REGION=us-east-1\nAWS_ACCESS_KEY_ID=local\nAWS_SECRET_ACCESS_KEY=local\n"
+    );
+    for (name, value) in &provisioned.env {
+        env_file.push_str(&format!("{name}={value}\n"));
+    }
+    std::fs::write(".local/functions.env", env_file)?;
 
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     let base = format!("http://127.0.0.1:{port}");
