@@ -68,44 +68,55 @@ fn check_key(what: &'static str, raw: &str, max: usize) -> Result<(), InvalidId>
     Ok(())
 }
 
-/// The key an event is archived and deduplicated under:
-/// `{source}:{instance}:{event_type}:{identity}` (see [`crate::idempotency`]).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EventKey(String);
+/// A printable key newtype with `parse`, `as_str`, `Display` and `TryFrom<&str>`.
+macro_rules! key_newtype {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub struct $name(String);
 
-impl EventKey {
-    pub const MAX_LEN: usize = 512;
+        impl $name {
+            pub const MAX_LEN: usize = 512;
 
-    pub fn parse(raw: &str) -> Result<Self, InvalidId> {
-        check_key("event key", raw, Self::MAX_LEN)?;
-        Ok(Self(raw.to_owned()))
-    }
+            pub fn parse(raw: &str) -> Result<Self, InvalidId> {
+                check_key($what, raw, Self::MAX_LEN)?;
+                Ok(Self(raw.to_owned()))
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = InvalidId;
+            fn try_from(value: &str) -> Result<Self, Self::Error> {
+                Self::parse(value)
+            }
+        }
+    };
 }
 
-impl fmt::Display for EventKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+key_newtype!(
+    /// The key an event is archived and deduplicated under:
+    /// `{source}:{instance}:{event_type}:{identity}` (see [`crate::idempotency`]).
+    EventKey,
+    "event key"
+);
 
-impl TryFrom<&str> for EventKey {
-    type Error = InvalidId;
-    fn try_from(value: &str) -> Result<Self, Self::Error> {
-        Self::parse(value)
-    }
-}
-
-/// The key of one entity's current state: `{source}:{instance}:{kind}:{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EntityKey(String);
+key_newtype!(
+    /// The key of one entity's current state: `{source}:{instance}:{kind}:{id}`.
+    EntityKey,
+    "entity key"
+);
 
 impl EntityKey {
-    pub const MAX_LEN: usize = 512;
-
     pub fn new(
         source: &str,
         instance: &InstanceName,
@@ -113,21 +124,6 @@ impl EntityKey {
         id: &str,
     ) -> Result<Self, InvalidId> {
         Self::parse(&format!("{source}:{instance}:{kind}:{id}"))
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, InvalidId> {
-        check_key("entity key", raw, Self::MAX_LEN)?;
-        Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for EntityKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -160,26 +160,28 @@ impl Stack {
     }
 
     pub async fn event(&self, key: &str) -> Option<HashMap<String, AttributeValue>> {
-        self.dynamodb()
-            .get_item()
-            .table_name(&self.config.events_table)
-            .key("event_key", AttributeValue::S(key.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("get event")
-            .item
+        self.get(&self.config.events_table, "event_key", key).await
     }
 
     pub async fn entity(&self, key: &str) -> Option<HashMap<String, AttributeValue>> {
+        self.get(&self.config.entities_table, "entity_key", key)
+            .await
+    }
+
+    async fn get(
+        &self,
+        table: &str,
+        key_name: &str,
+        key: &str,
+    ) -> Option<HashMap<String, AttributeValue>> {
         self.dynamodb()
             .get_item()
-            .table_name(&self.config.entities_table)
-            .key("entity_key", AttributeValue::S(key.to_owned()))
+            .table_name(table)
+            .key(key_name, AttributeValue::S(key.to_owned()))
             .consistent_read(true)
             .send()
             .await
-            .expect("get entity")
+            .expect("get item")
             .item
     }
 
@@ -328,4 +330,14 @@ impl FaultProxy {
     pub async fn sdk(&self) -> SdkConfig {
         local_sdk_config(&self.url).await
     }
+}
+
+/// Asserts an answer's status code and `status` field, naming the answer on failure.
+#[track_caller]
+pub fn expect_outcome(status: u16, answer: &Value, expected_status: u16, expected_outcome: &str) {
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (expected_status, Some(expected_outcome)),
+        "answer: {answer}"
+    );
 }

@@ -84,13 +84,14 @@ fn unreadable(operation: &'static str) -> DependencyError {
     DependencyError::new(SERVICE, operation, "stored event record is unreadable")
 }
 
-pub struct DynamoEventStore {
+/// A client and the name of the table it writes.
+struct Table {
     client: Client,
     table: String,
 }
 
-impl DynamoEventStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
+impl Table {
+    fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
@@ -98,13 +99,32 @@ impl DynamoEventStore {
     }
 }
 
+/// The events archive in DynamoDB.
+pub struct DynamoEventStore(Table);
+
+impl DynamoEventStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self(Table::new(client, table))
+    }
+}
+
+/// The entities table in DynamoDB.
+pub struct DynamoEntityStore(Table);
+
+impl DynamoEntityStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self(Table::new(client, table))
+    }
+}
+
 #[async_trait]
 impl EventStore for DynamoEventStore {
     async fn insert_new(&self, event: &NewEvent) -> Result<Inserted, DependencyError> {
         let result = self
+            .0
             .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.0.table)
             .set_item(Some(event_item(event)))
             .condition_expression("attribute_not_exists(event_key)")
             // The existing record comes back with the refusal: a duplicate
@@ -137,9 +157,10 @@ impl EventStore for DynamoEventStore {
 
     async fn get(&self, key: &EventKey) -> Result<Option<StoredEvent>, DependencyError> {
         let output = self
+            .0
             .client
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.0.table)
             .key("event_key", s(key.as_str()))
             .consistent_read(true)
             .projection_expression("#status, received_at, lease_until, quarantine_reason")
@@ -161,83 +182,77 @@ impl EventStore for DynamoEventStore {
         now: i64,
         lease_until: i64,
     ) -> Result<bool, DependencyError> {
-        let result = self
+        self.update_event(
+            key,
+            "SET lease_until = :lease",
+            "#status = :processing AND lease_until < :now",
+            &[
+                (":lease", n(lease_until)),
+                (":now", n(now)),
+                (":processing", s(EventStatus::Processing.as_str())),
+            ],
+        )
+        .await
+    }
+
+    async fn mark_done(&self, key: &EventKey) -> Result<(), DependencyError> {
+        // A false condition means TTL removed the record meanwhile: nothing to mark.
+        self.update_event(
+            key,
+            "SET #status = :done REMOVE lease_until",
+            "attribute_exists(event_key)",
+            &[(":done", s(EventStatus::Done.as_str()))],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn release(&self, key: &EventKey) -> Result<(), DependencyError> {
+        // A false condition means it is no longer processing: nothing to release.
+        self.update_event(
+            key,
+            "SET lease_until = :zero",
+            "#status = :processing",
+            &[
+                (":zero", n(0)),
+                (":processing", s(EventStatus::Processing.as_str())),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+}
+
+impl DynamoEventStore {
+    /// One conditional UpdateItem on an event record; `Ok(false)` when the
+    /// condition did not hold.
+    async fn update_event(
+        &self,
+        key: &EventKey,
+        update: &str,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<bool, DependencyError> {
+        let mut request = self
+            .0
             .client
             .update_item()
-            .table_name(&self.table)
+            .table_name(&self.0.table)
             .key("event_key", s(key.as_str()))
-            .update_expression("SET lease_until = :lease")
-            .condition_expression("#status = :processing AND lease_until < :now")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":lease", n(lease_until))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":processing", s(EventStatus::Processing.as_str()))
-            .send()
-            .await;
-        match result {
+            .update_expression(update)
+            .condition_expression(condition);
+        if update.contains("#status") || condition.contains("#status") {
+            request = request.expression_attribute_names("#status", "status");
+        }
+        for (name, value) in values {
+            request = request.expression_attribute_values(*name, value.clone());
+        }
+        match request.send().await {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Ok(false)
             }
             Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
-        }
-    }
-
-    async fn mark_done(&self, key: &EventKey) -> Result<(), DependencyError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("event_key", s(key.as_str()))
-            .update_expression("SET #status = :done REMOVE lease_until")
-            .condition_expression("attribute_exists(event_key)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":done", s(EventStatus::Done.as_str()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Expired and removed by TTL meanwhile: nothing left to mark.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
-        }
-    }
-
-    async fn release(&self, key: &EventKey) -> Result<(), DependencyError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("event_key", s(key.as_str()))
-            .update_expression("SET lease_until = :zero")
-            .condition_expression("#status = :processing")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":processing", s(EventStatus::Processing.as_str()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
-        }
-    }
-}
-
-pub struct DynamoEntityStore {
-    client: Client,
-    table: String,
-}
-
-impl DynamoEntityStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
         }
     }
 }
@@ -246,9 +261,10 @@ impl DynamoEntityStore {
 impl EntityStore for DynamoEntityStore {
     async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
         let result = self
+            .0
             .client
             .update_item()
-            .table_name(&self.table)
+            .table_name(&self.0.table)
             .key("entity_key", s(change.key.as_str()))
             .update_expression(
                 "SET #source = :source, #instance = :instance, #kind = :kind, entity_id = :id, \

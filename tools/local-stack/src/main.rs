@@ -207,45 +207,56 @@ async fn post_events(args: &[String]) -> Result<(), Error> {
         );
         let answer: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
         if let Some(event_key) = answer["event_id"].as_str() {
-            let stored = dynamodb
-                .get_item()
-                .table_name(&config.events_table)
-                .key("event_key", AttributeValue::S(event_key.to_owned()))
-                .send()
-                .await?
-                .item
-                .unwrap_or_default();
-            let shown: serde_json::Map<String, Value> = [
-                "status",
-                "event_type",
-                "instance",
-                "body_bytes",
-                "body_encoding",
-                "entity_key",
-            ]
-            .iter()
-            .filter_map(|k| Some((k.to_string(), attribute_text(stored.get(*k)?))))
-            .collect();
-            println!("    stored event: {}", Value::Object(shown));
+            let stored = get_item(&dynamodb, &config.events_table, "event_key", event_key).await?;
+            let shown = pick(
+                &stored,
+                &[
+                    "status",
+                    "event_type",
+                    "instance",
+                    "body_bytes",
+                    "body_encoding",
+                    "entity_key",
+                ],
+            );
+            println!("    stored event: {shown}");
             if let Some(AttributeValue::S(entity_key)) = stored.get("entity_key") {
-                let entity = dynamodb
-                    .get_item()
-                    .table_name(&config.entities_table)
-                    .key("entity_key", AttributeValue::S(entity_key.clone()))
-                    .send()
-                    .await?
-                    .item
-                    .unwrap_or_default();
-                let shown: serde_json::Map<String, Value> =
-                    ["kind", "entity_id", "version", "revision"]
-                        .iter()
-                        .filter_map(|k| Some((k.to_string(), attribute_text(entity.get(*k)?))))
-                        .collect();
-                println!("    entity {entity_key}: {}", Value::Object(shown));
+                let entity =
+                    get_item(&dynamodb, &config.entities_table, "entity_key", entity_key).await?;
+                println!(
+                    "    entity {entity_key}: {}",
+                    pick(&entity, &["kind", "entity_id", "version", "revision"])
+                );
             }
         }
     }
     Ok(())
+}
+
+async fn get_item(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key_name: &str,
+    key: &str,
+) -> Result<std::collections::HashMap<String, AttributeValue>, Error> {
+    Ok(dynamodb
+        .get_item()
+        .table_name(table)
+        .key(key_name, AttributeValue::S(key.to_owned()))
+        .send()
+        .await?
+        .item
+        .unwrap_or_default())
+}
+
+/// The named attributes of `item`, as JSON for printing.
+fn pick(item: &std::collections::HashMap<String, AttributeValue>, names: &[&str]) -> Value {
+    Value::Object(
+        names
+            .iter()
+            .filter_map(|k| Some((k.to_string(), attribute_text(item.get(*k)?))))
+            .collect(),
+    )
 }
 
 /// A minimal HTTP/1.1 POST over a plain TCP socket to the local gateway:
