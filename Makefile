@@ -47,7 +47,9 @@ integration: venv
 validate: venv
 	sam validate --lint --template template.yaml
 
+# arm64 binaries for provided.al2023, cross-compiled with cargo-lambda + zig.
 build: venv
+	rustup target add aarch64-unknown-linux-gnu
 	sam build --beta-features --template template.yaml
 
 events:
