@@ -17,6 +17,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use serde_json::Value;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::error::{DependencyError, IngestError};
@@ -158,8 +159,26 @@ impl Ingestor {
             work.as_ref(),
             quarantine,
         )?;
-        let span = tracing::info_span!("event", event_key = %key, instance = %instance, event_type = self.kind.event_type(), request_id = %delivery.request_id);
-        let _entered = span.enter();
+        let span = tracing::info_span!(
+            "event",
+            event_key = %key,
+            instance = %instance,
+            event_type = self.kind.event_type(),
+            request_id = %delivery.request_id
+        );
+        self.store_and_apply(event, work, quarantine)
+            .instrument(span)
+            .await
+    }
+
+    /// The writes: archive once, then apply (or report a repeat).
+    async fn store_and_apply(
+        &self,
+        event: NewEvent,
+        work: Option<Work>,
+        quarantine: Option<&'static str>,
+    ) -> Result<Outcome, IngestError> {
+        let key = event.key.clone();
         match (self.stores.events.insert_new(&event).await?, work) {
             (Inserted::New, None) => {
                 let reason = quarantine.unwrap_or("unknown");
@@ -170,11 +189,11 @@ impl Ingestor {
                 })
             }
             (Inserted::New, Some(work)) => {
-                self.finish(&work, received_at_micros).await?;
+                self.finish(&work, event.received_at_micros).await?;
                 tracing::info!("event accepted");
                 Ok(Outcome::Accepted { event_key: key })
             }
-            (Inserted::Exists(existing), work) => self.resume(existing, work).await,
+            (Inserted::Exists(existing), work) => self.resume(key, existing, work.as_ref()).await,
         }
     }
 
@@ -270,47 +289,39 @@ impl Ingestor {
     /// delivery that is finishing it.
     async fn resume(
         &self,
+        key: EventKey,
         mut existing: StoredEvent,
-        work: Option<Work>,
+        work: Option<&Work>,
     ) -> Result<Outcome, IngestError> {
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
-            match (existing.status, &work) {
-                (EventStatus::Done, Some(work)) => {
+            match existing.status {
+                EventStatus::Done => {
                     tracing::info!("duplicate delivery");
-                    return Ok(Outcome::Duplicate {
-                        event_key: work.key.clone(),
-                    });
+                    return Ok(Outcome::Duplicate { event_key: key });
                 }
-                (EventStatus::Quarantined, Some(work)) => {
+                EventStatus::Quarantined => {
+                    let reason = existing
+                        .quarantine_reason
+                        .unwrap_or_else(|| "unknown".into());
                     return Ok(Outcome::Quarantined {
-                        event_key: work.key.clone(),
-                        reason: existing
-                            .quarantine_reason
-                            .unwrap_or_else(|| "unknown".into()),
+                        event_key: key,
+                        reason,
                     });
                 }
-                (EventStatus::Processing, Some(work)) if existing.lease_until < now_secs() => {
-                    let lease = now_secs() + self.settings.processing_lease.as_secs() as i64;
-                    if self
-                        .stores
-                        .events
-                        .claim(&work.key, now_secs(), lease)
-                        .await?
-                    {
-                        tracing::info!("finishing an event a previous delivery left unfinished");
-                        self.finish(work, existing.received_at_micros).await?;
-                        return Ok(Outcome::Accepted {
-                            event_key: work.key.clone(),
-                        });
-                    }
+                EventStatus::Processing => {}
+            }
+            // Unfinished. Only a delivery that understood the body can finish
+            // it (a body that doesn't parse under the same sender event id
+            // can't); otherwise wait for the one that is finishing it.
+            if let (Some(work), true) = (work, existing.lease_until < now_secs()) {
+                let lease = now_secs() + self.settings.processing_lease.as_secs() as i64;
+                if self.stores.events.claim(&key, now_secs(), lease).await? {
+                    tracing::info!("finishing an event a previous delivery left unfinished");
+                    self.finish(work, existing.received_at_micros).await?;
+                    return Ok(Outcome::Accepted { event_key: key });
                 }
-                // This delivery's body is not understood though the stored
-                // one is (same sender event id, different body): it cannot
-                // finish that work, and says so.
-                (_, None) => return Err(IngestError::InProgress),
-                _ => {}
             }
             if started.elapsed() + pause > self.settings.duplicate_wait {
                 tracing::info!("duplicate delivery while the first is still processing");
@@ -318,11 +329,10 @@ impl Ingestor {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(400));
-            let key = &work.as_ref().expect("checked above").key;
             existing = self
                 .stores
                 .events
-                .get(key)
+                .get(&key)
                 .await?
                 .ok_or(IngestError::InProgress)?;
         }

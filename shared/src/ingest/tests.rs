@@ -261,3 +261,23 @@ async fn menu_pushes_in_a_burst_make_one_catalog_pull() {
     assert_eq!(h.events.len(), 3, "each push is archived");
     assert_eq!(h.queue.len(), 1, "one pull for the burst");
 }
+
+#[tokio::test]
+async fn a_garbled_copy_of_a_finished_event_is_a_duplicate_not_a_retry_loop() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let with_id = |body: &str| {
+        let mut delivery = signed(body);
+        delivery
+            .headers
+            .insert("x-revel-event-id", HeaderValue::from_static("ev-7"));
+        delivery
+    };
+    let first = h
+        .ingestor
+        .ingest(&with_id(&customer("2021-12-28T21:05:13", "Ann")))
+        .await
+        .unwrap();
+    assert!(matches!(first, Outcome::Accepted { .. }));
+    let garbled = h.ingestor.ingest(&with_id("{not json")).await.unwrap();
+    assert!(matches!(garbled, Outcome::Duplicate { .. }), "{garbled:?}");
+}
