@@ -12,7 +12,8 @@ use crate::ids::{EntityKey, EventKey};
 use crate::queue::{Job, JobQueue};
 use crate::secrets::{SecretDocument, SecretSource};
 use crate::store::{
-    EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEvent, Upserted,
+    EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEntity,
+    StoredEvent, Upserted,
 };
 
 fn down(switch: &AtomicBool, service: &'static str) -> Result<(), DependencyError> {
@@ -123,6 +124,7 @@ impl EventStore for MemoryEvents {
 #[derive(Default)]
 pub struct MemoryEntities {
     pub entities: Mutex<HashMap<EntityKey, (EntityUpsert, u64)>>,
+    pub delivered: Mutex<HashMap<EntityKey, i64>>,
     pub down: AtomicBool,
 }
 
@@ -149,6 +151,36 @@ impl EntityStore for MemoryEntities {
             None => {
                 entities.insert(change.key.clone(), (change.clone(), 1));
                 Ok(Upserted::Applied { revision: 1 })
+            }
+        }
+    }
+
+    async fn get(&self, key: &EntityKey) -> Result<Option<StoredEntity>, DependencyError> {
+        down(&self.down, "entities")?;
+        let delivered = self.delivered.lock().unwrap().get(key).copied();
+        Ok(self
+            .entities
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|(e, _)| StoredEntity {
+                kind: e.kind.to_owned(),
+                entity_id: e.entity_id.clone(),
+                version: e.version,
+                state_json: e.state_json.clone(),
+                last_event_key: Some(e.event_key.to_string()),
+                delivered_version: delivered,
+            }))
+    }
+
+    async fn mark_delivered(&self, key: &EntityKey, version: i64) -> Result<bool, DependencyError> {
+        down(&self.down, "entities")?;
+        let mut delivered = self.delivered.lock().unwrap();
+        match delivered.get(key) {
+            Some(current) if *current >= version => Ok(false),
+            _ => {
+                delivered.insert(key.clone(), version);
+                Ok(true)
             }
         }
     }

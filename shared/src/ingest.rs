@@ -26,7 +26,7 @@ use crate::ids::{EntityKey, EventKey, InstanceName};
 use crate::queue::{Job, JobQueue};
 use crate::sources::{EventKind, FollowUp, Interpretation, Malformed, Source, Version};
 use crate::store::{
-    ArchivedBody, EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent,
+    ArchivedBody, EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, Origin,
     StoredEvent, Upserted, MAX_ARCHIVED_BODY_BYTES,
 };
 
@@ -128,6 +128,34 @@ impl Ingestor {
             .source
             .authenticate(&delivery.headers, &delivery.body)
             .await?;
+        self.ingest_from(&instance, delivery, Origin::Webhook).await
+    }
+
+    /// An event the bundle fetched from the sender's API itself (an order
+    /// reconciliation found missing): no signature to check; otherwise the
+    /// same path, key and effects as its webhook.
+    pub async fn ingest_fetched(
+        &self,
+        instance: &InstanceName,
+        body: Vec<u8>,
+        request_id: String,
+    ) -> Result<Outcome, IngestError> {
+        let delivery = Delivery {
+            headers: HeaderMap::new(),
+            body,
+            request_id,
+        };
+        self.ingest_from(instance, &delivery, Origin::Reconciliation)
+            .await
+    }
+
+    async fn ingest_from(
+        &self,
+        instance: &InstanceName,
+        delivery: &Delivery,
+        origin: Origin,
+    ) -> Result<Outcome, IngestError> {
+        let instance = instance.clone();
         let received_at_micros = now_micros();
 
         let meaning = match serde_json::from_slice::<Value>(&delivery.body) {
@@ -151,7 +179,7 @@ impl Ingestor {
             Err(Malformed(reason)) => (None, Some(reason)),
         };
 
-        let event = self.new_event(
+        let mut event = self.new_event(
             delivery,
             &instance,
             &key,
@@ -159,6 +187,7 @@ impl Ingestor {
             work.as_ref(),
             quarantine,
         )?;
+        event.origin = origin;
         let span = tracing::info_span!(
             "event",
             event_key = %key,
@@ -280,6 +309,7 @@ impl Ingestor {
             quarantine_reason: quarantine,
             entity_key: work.and_then(|w| w.entity.as_ref().map(|e| e.key.clone())),
             request_id: delivery.request_id.clone(),
+            origin: Origin::Webhook,
             lease_until: received_secs + self.settings.processing_lease.as_secs() as i64,
             expires_at: received_secs + self.settings.retention.as_secs() as i64,
         })

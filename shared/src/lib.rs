@@ -22,6 +22,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod downstream;
 pub mod error;
 pub mod function;
 pub mod http;
@@ -29,11 +30,15 @@ pub mod idempotency;
 pub mod ids;
 pub mod ingest;
 pub mod queue;
+pub mod revel_api;
 pub mod secrets;
 pub mod signature;
 pub mod sources;
 pub mod store;
+pub mod sync;
+pub mod sync_state;
 pub mod telemetry;
+pub mod worker;
 
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;

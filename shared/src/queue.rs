@@ -23,8 +23,42 @@ const MAX_SQS_ID: usize = 128;
 pub enum JobKind {
     /// Deliver the entity's new state downstream.
     SyncEntity,
-    /// Pull the instance's catalog from the REST API.
+    /// Pull the instance's catalog from the REST API (after a menu push).
     CatalogPull,
+    /// End of day: products and modifiers.
+    ProductSync,
+    /// End of day: events.
+    EventSync,
+    /// Every 2 hours, for instances with the retailer option: inventory.
+    InventorySync,
+    /// End of day: ingest orders whose webhook never arrived.
+    Reconcile,
+}
+
+impl JobKind {
+    /// The name used in schedules and make targets: `product_sync`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SyncEntity => "sync_entity",
+            Self::CatalogPull => "catalog_pull",
+            Self::ProductSync => "product_sync",
+            Self::EventSync => "event_sync",
+            Self::InventorySync => "inventory_sync",
+            Self::Reconcile => "reconcile",
+        }
+    }
+
+    /// The scheduled tasks, by name.
+    pub fn scheduled(name: &str) -> Option<Self> {
+        [
+            Self::ProductSync,
+            Self::EventSync,
+            Self::InventorySync,
+            Self::Reconcile,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
 }
 
 /// The message body consumers read.
@@ -46,6 +80,16 @@ pub struct Job {
     pub message: JobMessage,
     pub group_id: String,
     pub deduplication_id: String,
+}
+
+/// The message group of a pull: the end-of-day product sync and the catalog
+/// pull after a menu push share one, since they move the same cursor.
+fn pull_group(kind: JobKind, instance: &InstanceName) -> String {
+    let name = match kind {
+        JobKind::ProductSync | JobKind::CatalogPull => "catalog",
+        other => other.name(),
+    };
+    sqs_id(&format!("{name}:revel:{instance}"))
 }
 
 fn sqs_id(raw: &str) -> String {
@@ -98,10 +142,31 @@ impl Job {
                 event_key: event.to_string(),
                 entity_key: None,
             },
-            group_id: sqs_id(&format!("catalog:{source}:{instance}")),
+            group_id: pull_group(JobKind::CatalogPull, instance),
             deduplication_id: sha256_hex(
                 format!("catalog-pull:{source}:{instance}:{window}").as_bytes(),
             ),
+        }
+    }
+}
+
+impl Job {
+    /// One scheduled task for one instance. `window` names the scheduled
+    /// run (its hour), so a schedule that fires twice queues it once; one
+    /// message group per instance and task, so instances don't wait on each
+    /// other and runs of one task for one instance never overlap.
+    pub fn scheduled(kind: JobKind, instance: &InstanceName, window: &str) -> Self {
+        Self {
+            message: JobMessage {
+                job: kind,
+                source: "revel".to_owned(),
+                instance: instance.to_string(),
+                event_type: kind.name().to_owned(),
+                event_key: format!("schedule:{}:{instance}:{window}", kind.name()),
+                entity_key: None,
+            },
+            group_id: pull_group(kind, instance),
+            deduplication_id: sha256_hex(format!("{}:{instance}:{window}", kind.name()).as_bytes()),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Webhook secrets per Revel instance.
 //!
 //! One Secrets Manager secret holds a JSON object mapping each instance to
-//! its secret, or to a list of secrets while a rotation is under way:
-//! `{"mybar": "s3cret", "otherbar": ["new", "old"]}`. It is read at cold
+//! its webhook secret, or to a list of secrets while a rotation is under way:
+//! `{"mybar": "s3cret", "otherbar": ["new", "old"]}`; or, for an instance
+//! whose REST API the bundle also calls, to an object:
+//! `{"mybar": {"webhook": "s3cret", "api_key": "...", "api_secret": "..."}}`. It is read at cold
 //! start, re-read after a TTL, and re-read early (at most once per
 //! [`UNKNOWN_INSTANCE_REFRESH`]) when a delivery names an instance it does
 //! not hold, so a newly added instance works without a redeploy.
@@ -17,6 +19,7 @@ use tokio::sync::{Mutex, RwLock};
 
 use crate::error::DependencyError;
 use crate::ids::InstanceName;
+use crate::revel_api::ApiCredentials;
 
 /// Unknown instances trigger a re-read at most this often, so probing with
 /// made-up instance names cannot hammer Secrets Manager.
@@ -58,9 +61,55 @@ impl fmt::Debug for SecretDocument {
     }
 }
 
-/// Instance -> the secrets that may sign its deliveries.
+/// What one instance's entry holds.
 #[derive(Debug, Clone, Default)]
-pub struct InstanceSecrets(HashMap<InstanceName, Vec<WebhookSecret>>);
+struct InstanceEntry {
+    webhook: Vec<WebhookSecret>,
+    api: Option<ApiCredentials>,
+}
+
+/// Instance -> the secrets that may sign its deliveries, and its API credentials.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceSecrets(HashMap<InstanceName, InstanceEntry>);
+
+fn webhook_secrets(value: &serde_json::Value) -> Result<Vec<WebhookSecret>, SecretFormatError> {
+    match value {
+        serde_json::Value::String(s) if !s.is_empty() => Ok(vec![WebhookSecret::new(s)]),
+        serde_json::Value::Array(items) if (1..=2).contains(&items.len()) => items
+            .iter()
+            .map(|item| match item {
+                serde_json::Value::String(s) if !s.is_empty() => Ok(WebhookSecret::new(s)),
+                _ => Err(SecretFormatError::BadValue),
+            })
+            .collect(),
+        _ => Err(SecretFormatError::BadValue),
+    }
+}
+
+fn entry(value: &serde_json::Value) -> Result<InstanceEntry, SecretFormatError> {
+    let serde_json::Value::Object(fields) = value else {
+        return Ok(InstanceEntry {
+            webhook: webhook_secrets(value)?,
+            api: None,
+        });
+    };
+    let webhook = match fields.get("webhook") {
+        Some(v) => webhook_secrets(v)?,
+        None => Vec::new(),
+    };
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let api = match (text("api_key"), text("api_secret")) {
+        (Some(key), Some(secret)) => Some(ApiCredentials::new(key, secret)),
+        (None, None) => None,
+        _ => return Err(SecretFormatError::BadValue),
+    };
+    Ok(InstanceEntry { webhook, api })
+}
 
 /// Why a secret document could not be used. Never holds the document.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -83,24 +132,35 @@ impl InstanceSecrets {
                 tracing::warn!(entry = %name, "secret document has an invalid instance name; entry skipped");
                 continue;
             };
-            let values: Vec<WebhookSecret> = match secrets {
-                serde_json::Value::String(s) if !s.is_empty() => vec![WebhookSecret::new(s)],
-                serde_json::Value::Array(items) if (1..=2).contains(&items.len()) => items
-                    .iter()
-                    .map(|item| match item {
-                        serde_json::Value::String(s) if !s.is_empty() => Ok(WebhookSecret::new(s)),
-                        _ => Err(SecretFormatError::BadValue),
-                    })
-                    .collect::<Result<_, _>>()?,
-                _ => return Err(SecretFormatError::BadValue),
-            };
+            let values = entry(secrets)?;
             map.insert(instance, values);
         }
         Ok(Self(map))
     }
 
+    /// The webhook secrets of `instance`; `None` when it has none.
     pub fn get(&self, instance: &InstanceName) -> Option<&[WebhookSecret]> {
-        self.0.get(instance).map(Vec::as_slice)
+        self.0
+            .get(instance)
+            .map(|e| e.webhook.as_slice())
+            .filter(|w| !w.is_empty())
+    }
+
+    /// The REST API credentials of `instance`, when it has some.
+    pub fn api_credentials(&self, instance: &InstanceName) -> Option<&ApiCredentials> {
+        self.0.get(instance)?.api.as_ref()
+    }
+
+    /// The instances whose REST API the bundle may call, sorted.
+    pub fn api_instances(&self) -> Vec<InstanceName> {
+        let mut names: Vec<InstanceName> = self
+            .0
+            .iter()
+            .filter(|(_, e)| e.api.is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        names
     }
 
     pub fn len(&self) -> usize {
@@ -147,6 +207,11 @@ impl SecretCache {
         }
         let refreshed = self.current(UNKNOWN_INSTANCE_REFRESH.min(self.ttl)).await?;
         Ok(refreshed.get(instance).map(<[WebhookSecret]>::to_vec))
+    }
+
+    /// The whole document, fresh within the TTL (for the scheduled pulls).
+    pub async fn document(&self) -> Result<Arc<InstanceSecrets>, DependencyError> {
+        self.current(self.ttl).await
     }
 
     /// Loads the document at cold start, so the first delivery doesn't pay
@@ -257,6 +322,27 @@ mod tests {
         assert_eq!(
             InstanceSecrets::parse(&not_json).unwrap_err(),
             SecretFormatError::NotAnObject
+        );
+    }
+
+    #[test]
+    fn an_instance_entry_may_carry_api_credentials() {
+        let doc = SecretDocument(
+            r#"{"demo": {"webhook": ["a", "b"], "api_key": "k", "api_secret": "s"}, "hooks-only": "c", "api-only": {"api_key": "k2", "api_secret": "s2"}}"#.into(),
+        );
+        let parsed = InstanceSecrets::parse(&doc).unwrap();
+        assert_eq!(parsed.get(&demo()).unwrap().len(), 2);
+        assert!(parsed.api_credentials(&demo()).is_some());
+        let api_only = InstanceName::parse("api-only").unwrap();
+        assert!(
+            parsed.get(&api_only).is_none(),
+            "no webhook secret: deliveries are refused"
+        );
+        assert_eq!(parsed.api_instances(), vec![api_only, demo()]);
+        let half = SecretDocument(r#"{"demo": {"api_key": "k"}}"#.into());
+        assert_eq!(
+            InstanceSecrets::parse(&half).unwrap_err(),
+            SecretFormatError::BadValue
         );
     }
 

@@ -12,10 +12,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEvent, Upserted,
+    EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEntity,
+    StoredEvent, Upserted,
 };
 use crate::error::DependencyError;
-use crate::ids::EventKey;
+use crate::ids::{EntityKey, EventKey};
 
 const SERVICE: &str = "dynamodb";
 
@@ -62,6 +63,7 @@ pub fn event_item(event: &NewEvent) -> HashMap<String, AttributeValue> {
         item.insert("entity_key".into(), s(entity.as_str()));
     }
     item.insert("request_id".into(), s(&event.request_id));
+    item.insert("origin".into(), s(event.origin.as_str()));
     item.insert("lease_until".into(), n(event.lease_until));
     item.insert("expires_at".into(), n(event.expires_at));
     item
@@ -305,6 +307,57 @@ impl EntityStore for DynamoEntityStore {
             }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Ok(Upserted::Stale)
+            }
+            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
+        }
+    }
+
+    async fn get(&self, key: &EntityKey) -> Result<Option<StoredEntity>, DependencyError> {
+        let output = self
+            .0
+            .client
+            .get_item()
+            .table_name(&self.0.table)
+            .key("entity_key", s(key.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::new(SERVICE, "GetItem", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        let number = |name: &str| -> Option<i64> { item.get(name)?.as_n().ok()?.parse().ok() };
+        let unreadable = || DependencyError::new(SERVICE, "GetItem", "stored entity is unreadable");
+        Ok(Some(StoredEntity {
+            kind: text("kind").ok_or_else(unreadable)?,
+            entity_id: text("entity_id").ok_or_else(unreadable)?,
+            version: number("version").ok_or_else(unreadable)?,
+            state_json: text("state").ok_or_else(unreadable)?,
+            last_event_key: text("last_event_key"),
+            delivered_version: number("delivered_version"),
+        }))
+    }
+
+    async fn mark_delivered(&self, key: &EntityKey, version: i64) -> Result<bool, DependencyError> {
+        let result = self
+            .0
+            .client
+            .update_item()
+            .table_name(&self.0.table)
+            .key("entity_key", s(key.as_str()))
+            .update_expression("SET delivered_version = :v")
+            // Monotonic: a slow worker can't move it back to an older version.
+            .condition_expression(
+                "attribute_exists(entity_key) AND (attribute_not_exists(delivered_version) OR delivered_version < :v)",
+            )
+            .expression_attribute_values(":v", n(version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
             }
             Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
         }

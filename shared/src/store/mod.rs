@@ -89,6 +89,24 @@ impl ArchivedBody {
     }
 }
 
+/// How an event reached the bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Webhook,
+    /// Fetched from the sender's API by the end-of-day reconciliation,
+    /// because its webhook never arrived.
+    Reconciliation,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Reconciliation => "reconciliation",
+        }
+    }
+}
+
 /// An event to archive with a conditional put.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -104,6 +122,7 @@ pub struct NewEvent {
     pub quarantine_reason: Option<&'static str>,
     pub entity_key: Option<EntityKey>,
     pub request_id: String,
+    pub origin: Origin,
     /// Unix seconds until which this delivery owns the processing.
     pub lease_until: i64,
     /// Unix seconds when DynamoDB TTL removes the record.
@@ -167,10 +186,27 @@ pub enum Upserted {
     Stale,
 }
 
+/// An entity's current state, as the delivery worker reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntity {
+    pub kind: String,
+    pub entity_id: String,
+    pub version: i64,
+    pub state_json: String,
+    pub last_event_key: Option<String>,
+    /// The newest version delivered downstream, if any.
+    pub delivered_version: Option<i64>,
+}
+
 /// Current state of entities.
 #[async_trait]
 pub trait EntityStore: Send + Sync {
     async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError>;
+    /// Reads an entity (strongly consistent).
+    async fn get(&self, key: &EntityKey) -> Result<Option<StoredEntity>, DependencyError>;
+    /// Records that `version` was delivered downstream, unless a newer one
+    /// already was; `false` when it was.
+    async fn mark_delivered(&self, key: &EntityKey, version: i64) -> Result<bool, DependencyError>;
 }
 
 #[cfg(test)]

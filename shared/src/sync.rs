@@ -1,0 +1,451 @@
+//! The pulls through Revel's REST API that the sync schedule puts at end of
+//! day or every 2 hours, and the end-of-day reconciliation of orders whose
+//! webhook never arrived.
+//!
+//! A pull fetches what changed since its checkpoint, page by page, and keeps
+//! it newest-wins in the entities table (an unchanged object is not
+//! written). After every page it records where it is, so a run stopped by
+//! the API budget, its deadline or an error is resumed by the next run at
+//! the next page: no object is skipped or fetched twice. The checkpoint
+//! moves only when a run reaches the last page.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use crate::error::{DependencyError, IngestError};
+use crate::ids::{EntityKey, EventKey, InstanceName};
+use crate::ingest::{Ingestor, Outcome};
+use crate::revel_api::{ApiCredentials, PageRequest, RevelApi, RevelApiError};
+use crate::sources::{id_field, parse_timestamp_micros, strip_payment_card_fields};
+use crate::store::{EntityStore, EntityUpsert, Upserted};
+use crate::sync_state::{Cursor, RunProgress, SyncState};
+
+/// Revel's filter format for `updated_date__gte`.
+const REVEL_TIME: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+
+/// A new checkpoint starts this much before its run, so an object updated
+/// while the run was under way (or under a slightly wrong clock) is not missed.
+const CHECKPOINT_OVERLAP: Duration = Duration::from_secs(120);
+
+/// One pull: which resources, kept as which entity kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pull {
+    pub name: &'static str,
+    pub resources: &'static [(&'static str, &'static str)],
+}
+
+/// Products and modifiers: the catalog. Pulled at end of day ("Products
+/// added on Revel") and after a menu push (coalesced).
+pub const CATALOG: Pull = Pull {
+    name: "catalog",
+    resources: &[("Product", "product"), ("Modifier", "modifier")],
+};
+
+/// Events ("Events added on Revel": end of day).
+pub const EVENTS: Pull = Pull {
+    name: "events",
+    resources: &[("Event", "event")],
+};
+
+/// Inventory levels ("Inventory received or changed": every 2 hours, for
+/// the instances that have the retailer option).
+pub const INVENTORY: Pull = Pull {
+    name: "inventory",
+    resources: &[("CurrentStock", "inventory")],
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    BudgetSpent,
+    Deadline,
+}
+
+/// How far a pull got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullOutcome {
+    /// Every resource reached its last page; checkpoints advanced.
+    Complete { fetched: u64, written: u64 },
+    /// Stopped cleanly; the next run resumes where this one stopped.
+    Stopped {
+        reason: StopReason,
+        fetched: u64,
+        written: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("Revel API: {0}")]
+    Api(#[from] RevelApiError),
+    #[error(transparent)]
+    Store(#[from] DependencyError),
+    #[error("ingesting a reconciled order: {0}")]
+    Ingest(#[from] IngestError),
+}
+
+impl SyncError {
+    /// Worth retrying through the queue (as opposed to a refusal that will
+    /// repeat, like wrong credentials).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api(e) => e.is_retryable_later(),
+            Self::Store(_) => true,
+            Self::Ingest(IngestError::Unavailable(_) | IngestError::InProgress) => true,
+            Self::Ingest(_) => false,
+        }
+    }
+}
+
+/// What reconciliation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub checked: u64,
+    /// Orders that had not arrived by webhook, ingested now.
+    pub reconciled: u64,
+    pub stopped: Option<StopReason>,
+}
+
+fn revel_time(at: OffsetDateTime) -> String {
+    at.format(REVEL_TIME)
+        .expect("a fixed format always formats")
+}
+
+/// Runs pulls and reconciliation for one instance at a time.
+pub struct Syncer {
+    api: Arc<RevelApi>,
+    state: Arc<dyn SyncState>,
+    entities: Arc<dyn EntityStore>,
+    /// How far back the first reconciliation of an instance looks.
+    reconcile_lookback: Duration,
+}
+
+impl Syncer {
+    pub fn new(
+        api: Arc<RevelApi>,
+        state: Arc<dyn SyncState>,
+        entities: Arc<dyn EntityStore>,
+        reconcile_lookback: Duration,
+    ) -> Self {
+        Self {
+            api,
+            state,
+            entities,
+            reconcile_lookback,
+        }
+    }
+
+    /// Runs `pull` for `instance` until done, the budget is spent or `deadline`.
+    pub async fn pull(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        pull: &Pull,
+        deadline: Instant,
+    ) -> Result<PullOutcome, SyncError> {
+        let (mut fetched, mut written) = (0, 0);
+        for (resource, kind) in pull.resources {
+            let cursor_name = format!("{}.{resource}", pull.name);
+            let mut cursor = self.state.load(instance, &cursor_name).await?;
+            let mut run = self.resume_or_start(&mut cursor);
+            let event_key = EventKey::parse(&format!(
+                "revel:{instance}:pull.{}:{}",
+                pull.name, run.started_at
+            ))
+            .expect("instance and timestamps are printable");
+            loop {
+                if Instant::now() >= deadline {
+                    self.stop(instance, &cursor_name, cursor, run).await?;
+                    return Ok(PullOutcome::Stopped {
+                        reason: StopReason::Deadline,
+                        fetched,
+                        written,
+                    });
+                }
+                let request = page_request(resource, run.since.as_deref(), &[], run.offset);
+                let page = match self.api.page(instance, credentials, &request).await {
+                    Ok(page) => page,
+                    Err(RevelApiError::BudgetExhausted { limit }) => {
+                        tracing::warn!(%instance, pull = pull.name, resource, offset = run.offset, limit, "API budget spent; the next run resumes here");
+                        self.stop(instance, &cursor_name, cursor, run).await?;
+                        return Ok(PullOutcome::Stopped {
+                            reason: StopReason::BudgetSpent,
+                            fetched,
+                            written,
+                        });
+                    }
+                    Err(error) => {
+                        // Where it stood stays recorded; the checkpoint does not move.
+                        self.stop(instance, &cursor_name, cursor, run).await?;
+                        return Err(error.into());
+                    }
+                };
+                for object in &page.objects {
+                    fetched += 1;
+                    run.fetched += 1;
+                    if self.keep(instance, kind, object, &run, &event_key).await? {
+                        written += 1;
+                    }
+                }
+                match page.next_offset {
+                    Some(next) if next > run.offset => {
+                        run.offset = next;
+                        cursor.run = Some(run.clone());
+                        self.state.save(instance, &cursor_name, &cursor).await?;
+                    }
+                    _ => {
+                        tracing::info!(%instance, pull = pull.name, resource, fetched = run.fetched, "pull complete; checkpoint advanced");
+                        cursor.checkpoint = Some(run.started_at.clone());
+                        cursor.run = None;
+                        self.state.save(instance, &cursor_name, &cursor).await?;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(PullOutcome::Complete { fetched, written })
+    }
+
+    fn resume_or_start(&self, cursor: &mut Cursor) -> RunProgress {
+        cursor.run.take().unwrap_or_else(|| RunProgress {
+            started_at: revel_time(OffsetDateTime::now_utc() - CHECKPOINT_OVERLAP),
+            since: cursor.checkpoint.clone(),
+            offset: 0,
+            fetched: 0,
+        })
+    }
+
+    async fn stop(
+        &self,
+        instance: &InstanceName,
+        name: &str,
+        mut cursor: Cursor,
+        run: RunProgress,
+    ) -> Result<(), SyncError> {
+        cursor.run = Some(run);
+        self.state.save(instance, name, &cursor).await?;
+        Ok(())
+    }
+
+    /// Keeps one pulled object newest-wins; true when it was written.
+    async fn keep(
+        &self,
+        instance: &InstanceName,
+        kind: &'static str,
+        object: &Value,
+        run: &RunProgress,
+        event_key: &EventKey,
+    ) -> Result<bool, SyncError> {
+        let Some(id) = id_field(object, "id").or_else(|| id_field(object, "uuid")) else {
+            tracing::warn!(%instance, kind, "pulled object without an id; skipped");
+            return Ok(false);
+        };
+        let Ok(key) = EntityKey::new("revel", instance, kind, &id) else {
+            tracing::warn!(%instance, kind, "pulled object with an unusable id; skipped");
+            return Ok(false);
+        };
+        let version = object
+            .get("updated_date")
+            .and_then(Value::as_str)
+            .and_then(parse_timestamp_micros)
+            .or_else(|| parse_timestamp_micros(&run.started_at))
+            .unwrap_or(0);
+        let mut state = object.clone();
+        strip_payment_card_fields(&mut state);
+        let change = EntityUpsert {
+            key,
+            source: "revel",
+            instance: instance.clone(),
+            kind,
+            entity_id: id,
+            version,
+            state_json: state.to_string(),
+            event_key: event_key.clone(),
+        };
+        Ok(matches!(
+            self.entities.upsert(&change).await?,
+            Upserted::Applied { .. }
+        ))
+    }
+
+    /// Lists the orders Revel finalized since the last reconciliation and
+    /// ingests, through the webhook's own path and key, each one whose
+    /// webhook never arrived. The cursor works like a pull's.
+    pub async fn reconcile(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        orders: &Ingestor,
+        deadline: Instant,
+    ) -> Result<ReconcileReport, SyncError> {
+        const CURSOR: &str = "reconcile.Order";
+        let mut cursor = self.state.load(instance, CURSOR).await?;
+        if cursor.checkpoint.is_none() && cursor.run.is_none() {
+            cursor.checkpoint = Some(revel_time(
+                OffsetDateTime::now_utc() - self.reconcile_lookback,
+            ));
+        }
+        let mut run = self.resume_or_start(&mut cursor);
+        let mut report = ReconcileReport {
+            checked: 0,
+            reconciled: 0,
+            stopped: None,
+        };
+        loop {
+            if Instant::now() >= deadline {
+                report.stopped = Some(StopReason::Deadline);
+                self.stop(instance, CURSOR, cursor, run).await?;
+                return Ok(report);
+            }
+            let request = page_request(
+                "Order",
+                run.since.as_deref(),
+                &[("closed", "True")],
+                run.offset,
+            );
+            let page = match self.api.page(instance, credentials, &request).await {
+                Ok(page) => page,
+                Err(RevelApiError::BudgetExhausted { .. }) => {
+                    report.stopped = Some(StopReason::BudgetSpent);
+                    self.stop(instance, CURSOR, cursor, run).await?;
+                    return Ok(report);
+                }
+                Err(error) => {
+                    self.stop(instance, CURSOR, cursor, run).await?;
+                    return Err(error.into());
+                }
+            };
+            for order in &page.objects {
+                report.checked += 1;
+                match self
+                    .reconcile_order(instance, credentials, orders, order)
+                    .await
+                {
+                    Ok(true) => report.reconciled += 1,
+                    Ok(false) => {}
+                    Err(SyncError::Api(RevelApiError::BudgetExhausted { .. })) => {
+                        // This page is redone next time; orders already
+                        // ingested from it are found present then.
+                        report.stopped = Some(StopReason::BudgetSpent);
+                        self.stop(instance, CURSOR, cursor, run).await?;
+                        return Ok(report);
+                    }
+                    Err(error) => {
+                        self.stop(instance, CURSOR, cursor, run).await?;
+                        return Err(error);
+                    }
+                }
+            }
+            match page.next_offset {
+                Some(next) if next > run.offset => {
+                    run.offset = next;
+                    cursor.run = Some(run.clone());
+                    self.state.save(instance, CURSOR, &cursor).await?;
+                }
+                _ => {
+                    cursor.checkpoint = Some(run.started_at.clone());
+                    cursor.run = None;
+                    self.state.save(instance, CURSOR, &cursor).await?;
+                    return Ok(report);
+                }
+            }
+        }
+    }
+
+    /// True when the order was missing and has now been ingested.
+    async fn reconcile_order(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        orders: &Ingestor,
+        order: &Value,
+    ) -> Result<bool, SyncError> {
+        let (Some(uuid), Some(version)) = (
+            id_field(order, "uuid"),
+            order
+                .get("updated_date")
+                .and_then(Value::as_str)
+                .and_then(parse_timestamp_micros),
+        ) else {
+            tracing::warn!(%instance, "listed order without uuid or updated_date; skipped");
+            return Ok(false);
+        };
+        let Ok(key) = EntityKey::new("revel", instance, "order", &uuid) else {
+            return Ok(false);
+        };
+        // Present at this version or newer: its webhook (or an earlier
+        // reconciliation) delivered it, whatever key it was stored under.
+        if let Some(existing) = self.entities.get(&key).await? {
+            if existing.version >= version {
+                return Ok(false);
+            }
+        }
+        let order_id = id_field(order, "id").unwrap_or_default();
+        let items = self
+            .related(instance, credentials, "OrderItem", &order_id)
+            .await?;
+        let payments = self
+            .related(instance, credentials, "Payment", &order_id)
+            .await?;
+        // The webhook's OrderAllInOne shape, so it is read, keyed and kept
+        // exactly like the webhook would have been.
+        let body = serde_json::json!({"orderInfo": order, "items": items, "payments": payments, "history": []});
+        let outcome = orders
+            .ingest_fetched(
+                instance,
+                body.to_string().into_bytes(),
+                format!("reconcile:{instance}:{uuid}"),
+            )
+            .await?;
+        Ok(matches!(outcome, Outcome::Accepted { .. }))
+    }
+
+    async fn related(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        resource: &str,
+        order_id: &str,
+    ) -> Result<Vec<Value>, SyncError> {
+        let mut objects = Vec::new();
+        let mut offset = 0;
+        loop {
+            let request = page_request(resource, None, &[("order", order_id)], offset);
+            let page = self.api.page(instance, credentials, &request).await?;
+            objects.extend(page.objects);
+            match page.next_offset {
+                Some(next) if next > offset => offset = next,
+                _ => return Ok(objects),
+            }
+        }
+    }
+}
+
+fn page_request(
+    resource: &str,
+    since: Option<&str>,
+    extra: &[(&str, &str)],
+    offset: u64,
+) -> PageRequest {
+    // Ordered by id, so offsets stay stable across the pages of one run.
+    let mut filters = vec![("order_by".to_owned(), "id".to_owned())];
+    if let Some(since) = since {
+        filters.push(("updated_date__gte".to_owned(), since.to_owned()));
+    }
+    filters.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    PageRequest {
+        resource: resource.to_owned(),
+        filters,
+        offset,
+    }
+}

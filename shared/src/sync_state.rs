@@ -1,0 +1,196 @@
+//! What the scheduled pulls remember between runs, in the sync-state table
+//! (hash key `state_key`): each pull's checkpoint and unfinished run, and each
+//! instance's API calls spent today.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::DependencyError;
+use crate::ids::InstanceName;
+use crate::revel_api::{BudgetError, BudgetUse, CallBudget};
+
+const SERVICE: &str = "dynamodb";
+
+/// Where one pull stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Everything updated before this (Revel's `updated_date` format) has
+    /// been pulled; `None` before the first complete run.
+    pub checkpoint: Option<String>,
+    /// A run that stopped before its last page (budget spent, deadline, an
+    /// error); the next run resumes it instead of starting over.
+    pub run: Option<RunProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunProgress {
+    /// When the run started: the checkpoint once it completes.
+    pub started_at: String,
+    /// The `updated_date__gte` filter of the run.
+    pub since: Option<String>,
+    /// The offset of the next page to fetch.
+    pub offset: u64,
+    /// Objects fetched so far by this run (for the log).
+    pub fetched: u64,
+}
+
+#[async_trait]
+pub trait SyncState: Send + Sync {
+    async fn load(&self, instance: &InstanceName, pull: &str) -> Result<Cursor, DependencyError>;
+    async fn save(
+        &self,
+        instance: &InstanceName,
+        pull: &str,
+        cursor: &Cursor,
+    ) -> Result<(), DependencyError>;
+}
+
+/// The sync-state table; also the daily API budget, counted atomically.
+pub struct DynamoSyncState {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    daily_budget: u64,
+}
+
+impl DynamoSyncState {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        daily_budget: u64,
+    ) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            daily_budget,
+        }
+    }
+
+    /// The daily number of calls each instance may make.
+    pub fn limit(&self) -> u64 {
+        self.daily_budget
+    }
+
+    /// Calls spent today by `instance` (for operators and tests).
+    pub async fn spent_today(&self, instance: &InstanceName) -> Result<u64, DependencyError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                "state_key",
+                AttributeValue::S(budget_key(instance, OffsetDateTime::now_utc())),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::new(SERVICE, "GetItem", e))?;
+        Ok(output
+            .item
+            .and_then(|i| i.get("used")?.as_n().ok()?.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+fn cursor_key(instance: &InstanceName, pull: &str) -> String {
+    format!("cursor:{instance}:{pull}")
+}
+
+/// One counter per instance per UTC day.
+fn budget_key(instance: &InstanceName, now: OffsetDateTime) -> String {
+    format!("budget:{instance}:{}", now.date())
+}
+
+#[async_trait]
+impl SyncState for DynamoSyncState {
+    async fn load(&self, instance: &InstanceName, pull: &str) -> Result<Cursor, DependencyError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("state_key", AttributeValue::S(cursor_key(instance, pull)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::new(SERVICE, "GetItem", e))?;
+        match output
+            .item
+            .as_ref()
+            .and_then(|i| i.get("cursor"))
+            .and_then(|v| v.as_s().ok())
+        {
+            None => Ok(Cursor::default()),
+            Some(json) => {
+                serde_json::from_str(json).map_err(|e| DependencyError::new(SERVICE, "GetItem", e))
+            }
+        }
+    }
+
+    async fn save(
+        &self,
+        instance: &InstanceName,
+        pull: &str,
+        cursor: &Cursor,
+    ) -> Result<(), DependencyError> {
+        let json = serde_json::to_string(cursor)
+            .map_err(|e| DependencyError::new(SERVICE, "PutItem", e))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("state_key", AttributeValue::S(cursor_key(instance, pull)))
+            .item("cursor", AttributeValue::S(json))
+            .send()
+            .await
+            .map_err(|e| DependencyError::new(SERVICE, "PutItem", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CallBudget for DynamoSyncState {
+    async fn spend_one(&self, instance: &InstanceName) -> Result<BudgetUse, BudgetError> {
+        let now = OffsetDateTime::now_utc();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("state_key", AttributeValue::S(budget_key(instance, now)))
+            // Counted before the call, atomically: concurrent runs share one budget.
+            .update_expression("ADD used :one SET expires_at = :expires")
+            .condition_expression("attribute_not_exists(used) OR used < :limit")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":limit", AttributeValue::N(self.daily_budget.to_string()))
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N((now.unix_timestamp() + 3 * 86_400).to_string()),
+            )
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let used = output
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get("used")?.as_n().ok()?.parse().ok())
+                    .unwrap_or(0);
+                Ok(BudgetUse {
+                    used,
+                    limit: self.daily_budget,
+                })
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(BudgetError::Exhausted {
+                    limit: self.daily_budget,
+                })
+            }
+            Err(e) => Err(BudgetError::Unavailable(DependencyError::new(
+                SERVICE,
+                "UpdateItem",
+                e,
+            ))),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The jobs worker: consumes the follow-up queue (SQS FIFO) with partial
+//! batch responses, so one failing message is retried alone and, after the
+//! queue's redrive count, lands in the DLQ, while its batch-mates finish.
+//!
+//! Every job is idempotent: a delivery records the newest version delivered
+//! and never sends that version or an older one again; pulls and
+//! reconciliation resume from their cursor and write newest-wins.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::downstream::{DeliveryError, Downstream};
+use crate::error::DependencyError;
+use crate::idempotency::sha256_hex;
+use crate::ids::{EntityKey, InstanceName};
+use crate::ingest::Ingestor;
+use crate::queue::{Job, JobKind, JobMessage, JobQueue};
+use crate::secrets::SecretCache;
+use crate::store::EntityStore;
+use crate::sync::{PullOutcome, StopReason, SyncError, Syncer, CATALOG, EVENTS, INVENTORY};
+use crate::sync_state::DynamoSyncState;
+
+/// Why a job did not finish. The message is retried through the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("message is not a job: {0}")]
+    Malformed(&'static str),
+    #[error(transparent)]
+    Store(#[from] DependencyError),
+    #[error("delivery: {0}")]
+    Delivery(#[from] DeliveryError),
+    #[error("sync: {0}")]
+    Sync(#[from] SyncError),
+}
+
+/// What the worker needs; `downstream: None` means delivery is off.
+pub struct Worker {
+    pub entities: Arc<dyn EntityStore>,
+    pub downstream: Option<Downstream>,
+    pub syncer: Syncer,
+    pub secrets: Arc<SecretCache>,
+    /// The order.finalized receiver, for reconciled orders.
+    pub orders: Ingestor,
+    pub jobs: Arc<dyn JobQueue>,
+    /// To report the budget spent after a pull.
+    pub budget: Option<Arc<DynamoSyncState>>,
+}
+
+fn group_of(message: &SqsMessage) -> String {
+    message
+        .attributes
+        .get("MessageGroupId")
+        .cloned()
+        .unwrap_or_default()
+}
+
+impl Worker {
+    /// Handles a batch in order. A message whose group already failed in
+    /// this batch is not run and is reported failed too, so a newer job for
+    /// an entity never overtakes an older one that is waiting for a retry.
+    pub async fn handle_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+        let mut failed_groups = HashSet::new();
+        let mut response = SqsBatchResponse::default();
+        for message in event.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            let group = group_of(&message);
+            let result = if failed_groups.contains(&group) {
+                tracing::info!(message_id = %id, "held back behind a failed job of the same group");
+                Err(None)
+            } else {
+                self.handle_message(&message, deadline).await.map_err(Some)
+            };
+            if let Err(error) = result {
+                if let Some(error) = error {
+                    tracing::warn!(message_id = %id, error = %error, "job failed; it will be retried");
+                }
+                failed_groups.insert(group);
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    async fn handle_message(
+        &self,
+        message: &SqsMessage,
+        deadline: Instant,
+    ) -> Result<(), JobError> {
+        let body = message
+            .body
+            .as_deref()
+            .ok_or(JobError::Malformed("empty body"))?;
+        let job: JobMessage =
+            serde_json::from_str(body).map_err(|_| JobError::Malformed("not a job message"))?;
+        self.run(&job, deadline).await
+    }
+
+    pub async fn run(&self, job: &JobMessage, deadline: Instant) -> Result<(), JobError> {
+        let instance =
+            InstanceName::parse(&job.instance).map_err(|_| JobError::Malformed("bad instance"))?;
+        match job.job {
+            JobKind::SyncEntity => self.deliver(job).await,
+            JobKind::CatalogPull | JobKind::ProductSync => {
+                self.pull(job.job, &instance, &CATALOG, deadline).await
+            }
+            JobKind::EventSync => self.pull(job.job, &instance, &EVENTS, deadline).await,
+            JobKind::InventorySync => self.pull(job.job, &instance, &INVENTORY, deadline).await,
+            JobKind::Reconcile => self.reconcile(&instance, deadline).await,
+        }
+    }
+
+    /// Sends the entity's current state downstream, unless this version (or
+    /// a newer one) already went.
+    async fn deliver(&self, job: &JobMessage) -> Result<(), JobError> {
+        let Some(downstream) = &self.downstream else {
+            tracing::debug!("downstream delivery is off; job dropped");
+            return Ok(());
+        };
+        let raw_key = job
+            .entity_key
+            .as_deref()
+            .ok_or(JobError::Malformed("sync job without entity"))?;
+        let key = EntityKey::parse(raw_key).map_err(|_| JobError::Malformed("bad entity key"))?;
+        let Some(entity) = self.entities.get(&key).await? else {
+            tracing::warn!(entity = %key, "entity to deliver is gone; nothing to send");
+            return Ok(());
+        };
+        if entity
+            .delivered_version
+            .is_some_and(|d| d >= entity.version)
+        {
+            tracing::info!(entity = %key, version = entity.version, "already delivered");
+            return Ok(());
+        }
+        let state: serde_json::Value = serde_json::from_str(&entity.state_json)
+            .map_err(|_| JobError::Malformed("stored state is not JSON"))?;
+        let message_id = delivery_id(&key, entity.version);
+        let body = json!({
+            "type": format!("revel.{}.changed", entity.kind),
+            "timestamp": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "data": {
+                "source": "revel",
+                "instance": job.instance,
+                "kind": entity.kind,
+                "id": entity.entity_id,
+                "version": entity.version,
+                "event_key": entity.last_event_key,
+                "state": state,
+            }
+        });
+        downstream
+            .deliver(&message_id, body.to_string().as_bytes())
+            .await?;
+        self.entities.mark_delivered(&key, entity.version).await?;
+        tracing::info!(entity = %key, version = entity.version, "delivered downstream");
+        Ok(())
+    }
+
+    async fn pull(
+        &self,
+        kind: JobKind,
+        instance: &InstanceName,
+        pull: &crate::sync::Pull,
+        deadline: Instant,
+    ) -> Result<(), JobError> {
+        let Some(credentials) = self
+            .secrets
+            .document()
+            .await?
+            .api_credentials(instance)
+            .cloned()
+        else {
+            tracing::warn!(%instance, pull = pull.name, "no API credentials for this instance; pull skipped");
+            return Ok(());
+        };
+        let outcome = self
+            .syncer
+            .pull(instance, &credentials, pull, deadline)
+            .await;
+        self.report_budget(instance).await;
+        match outcome? {
+            PullOutcome::Complete { fetched, written } => {
+                tracing::info!(%instance, pull = pull.name, fetched, written, "pull complete");
+            }
+            PullOutcome::Stopped {
+                reason: StopReason::BudgetSpent,
+                fetched,
+                written,
+            } => {
+                tracing::warn!(%instance, pull = pull.name, fetched, written, "pull stopped: API budget spent; the next run resumes");
+            }
+            PullOutcome::Stopped {
+                reason: StopReason::Deadline,
+                fetched,
+                written,
+            } => {
+                tracing::info!(%instance, pull = pull.name, fetched, written, "pull stopped at its deadline; continuing in a new job");
+                let window = format!("cont-{}", time::OffsetDateTime::now_utc().unix_timestamp());
+                self.jobs
+                    .enqueue(&Job::scheduled(kind, instance, &window))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile(&self, instance: &InstanceName, deadline: Instant) -> Result<(), JobError> {
+        let Some(credentials) = self
+            .secrets
+            .document()
+            .await?
+            .api_credentials(instance)
+            .cloned()
+        else {
+            tracing::warn!(%instance, "no API credentials for this instance; reconciliation skipped");
+            return Ok(());
+        };
+        let report = self
+            .syncer
+            .reconcile(instance, &credentials, &self.orders, deadline)
+            .await;
+        self.report_budget(instance).await;
+        let report = report?;
+        crate::telemetry::metric(
+            "ReconciledOrders",
+            report.reconciled as f64,
+            "Count",
+            &[("Instance", instance.as_str())],
+        );
+        tracing::info!(%instance, checked = report.checked, reconciled = report.reconciled, stopped = ?report.stopped, "reconciliation run");
+        if report.stopped == Some(StopReason::Deadline) {
+            let window = format!("cont-{}", time::OffsetDateTime::now_utc().unix_timestamp());
+            self.jobs
+                .enqueue(&Job::scheduled(JobKind::Reconcile, instance, &window))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn report_budget(&self, instance: &InstanceName) {
+        let Some(budget) = &self.budget else { return };
+        match budget.spent_today(instance).await {
+            Ok(spent) => {
+                tracing::info!(%instance, spent, limit = budget.limit(), "API calls spent today");
+                crate::telemetry::metric(
+                    "ApiCallsSpent",
+                    spent as f64,
+                    "Count",
+                    &[("Instance", instance.as_str())],
+                );
+            }
+            Err(error) => crate::ingest::log_dependency(&error, "could not read the API budget"),
+        }
+    }
+}
+
+/// A stable message id per entity version: the partner can drop a repeat.
+pub fn delivery_id(key: &EntityKey, version: i64) -> String {
+    format!(
+        "msg_{}",
+        &sha256_hex(format!("{key}@{version}").as_bytes())[..32]
+    )
+}
