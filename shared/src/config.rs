@@ -92,6 +92,106 @@ impl Config {
     }
 }
 
+/// What the jobs worker and the scheduler read on top of [`Config`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// `SYNC_STATE_TABLE`: checkpoints, unfinished runs, API budget.
+    pub sync_state_table: String,
+    /// `REVEL_API_BASE_URL` (`https://{instance}.revelup.com`).
+    pub revel_api_base_url: String,
+    /// `REVEL_API_DAILY_BUDGET` (1000): API calls per instance per day.
+    pub daily_budget: u64,
+    /// `DOWNSTREAM_URL`: the partner's webhook URL; `None` turns delivery off.
+    pub downstream_url: Option<String>,
+    /// `DOWNSTREAM_SECRET_ID`: the Standard Webhooks signing secret.
+    pub downstream_secret_id: Option<String>,
+    /// `INVENTORY_SYNC_INSTANCES`: who has the retailer inventory option.
+    pub inventory_instances: InventoryInstances,
+    /// `RECONCILE_LOOKBACK_HOURS` (26): how far back a first reconciliation looks.
+    pub reconcile_lookback: Duration,
+}
+
+/// Instances whose inventory is pulled every 2 hours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InventoryInstances {
+    All,
+    Only(Vec<String>),
+}
+
+impl InventoryInstances {
+    pub fn parse(raw: &str) -> Self {
+        if raw.trim() == "*" {
+            return Self::All;
+        }
+        Self::Only(
+            raw.split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )
+    }
+
+    pub fn includes(&self, instance: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(names) => names.iter().any(|n| n == instance),
+        }
+    }
+}
+
+impl SyncConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let optional = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match optional(name) {
+                None => Ok(default),
+                Some(raw) => {
+                    raw.parse::<u64>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or(ConfigError::Invalid {
+                            name,
+                            why: "expected a whole number of at least 1".into(),
+                        })
+                }
+            }
+        };
+        let base = optional("REVEL_API_BASE_URL")
+            .unwrap_or_else(|| "https://{instance}.revelup.com".into());
+        if !base.contains("{instance}") {
+            return Err(ConfigError::Invalid {
+                name: "REVEL_API_BASE_URL",
+                why: "must contain {instance}".into(),
+            });
+        }
+        let downstream_url = optional("DOWNSTREAM_URL");
+        let downstream_secret_id = optional("DOWNSTREAM_SECRET_ID");
+        if downstream_url.is_some() && downstream_secret_id.is_none() {
+            return Err(ConfigError::Missing("DOWNSTREAM_SECRET_ID"));
+        }
+        Ok(Self {
+            sync_state_table: optional("SYNC_STATE_TABLE")
+                .ok_or(ConfigError::Missing("SYNC_STATE_TABLE"))?,
+            revel_api_base_url: base,
+            daily_budget: number("REVEL_API_DAILY_BUDGET", 1000)?,
+            downstream_url,
+            downstream_secret_id,
+            inventory_instances: InventoryInstances::parse(
+                &optional("INVENTORY_SYNC_INSTANCES").unwrap_or_default(),
+            ),
+            reconcile_lookback: Duration::from_secs(3600 * number("RECONCILE_LOOKBACK_HOURS", 26)?),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +245,31 @@ mod tests {
         pairs.push(("EVENT_RETENTION_DAYS", "7"));
         let config = Config::from_lookup(env(&pairs)).unwrap();
         assert_eq!(config.settings.retention, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn sync_settings_default_and_delivery_is_off_without_a_url() {
+        let sync = SyncConfig::from_lookup(env(&[("SYNC_STATE_TABLE", "state")])).unwrap();
+        assert_eq!(sync.daily_budget, 1000);
+        assert_eq!(sync.downstream_url, None);
+        assert_eq!(sync.revel_api_base_url, "https://{instance}.revelup.com");
+        assert!(!sync.inventory_instances.includes("demo"));
+    }
+
+    #[test]
+    fn a_downstream_url_without_a_signing_secret_is_refused() {
+        let err = SyncConfig::from_lookup(env(&[
+            ("SYNC_STATE_TABLE", "s"),
+            ("DOWNSTREAM_URL", "https://p"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err, ConfigError::Missing("DOWNSTREAM_SECRET_ID"));
+    }
+
+    #[test]
+    fn inventory_instances_are_a_list_or_a_star() {
+        assert!(InventoryInstances::parse("*").includes("any"));
+        let some = InventoryInstances::parse(" Demo, other ,");
+        assert!(some.includes("demo") && some.includes("other") && !some.includes("third"));
     }
 }

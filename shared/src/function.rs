@@ -114,3 +114,133 @@ pub async fn warm(source: &dyn Source) {
         Err(_) => tracing::error!("webhook secrets not loaded at init: timed out"),
     }
 }
+
+/// Reads the Standard Webhooks signing secret and builds the downstream
+/// client, or `None` (delivery off) when no URL is configured.
+pub async fn downstream(
+    sync: &crate::config::SyncConfig,
+    clients: &Clients,
+) -> Result<Option<crate::downstream::Downstream>, Error> {
+    let (Some(url), Some(secret_id)) = (&sync.downstream_url, &sync.downstream_secret_id) else {
+        tracing::warn!("downstream delivery is off: DOWNSTREAM_URL is not set; sync jobs are acknowledged without sending");
+        return Ok(None);
+    };
+    let value = clients
+        .secrets
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| crate::error::DependencyError::new("secretsmanager", "GetSecretValue", e))?
+        .secret_string
+        .ok_or("the downstream signing secret has no string value")?;
+    let secret = crate::downstream::SigningSecret::parse(&value)?;
+    tracing::info!(endpoint = %url, "downstream delivery is on");
+    Ok(Some(crate::downstream::Downstream::new(
+        url.clone(),
+        secret,
+        Duration::from_secs(10),
+    )))
+}
+
+/// The jobs worker, wired from config: `api` says where Revel's API is and
+/// how patiently to call it.
+pub fn jobs_worker(
+    config: &Config,
+    sync: &crate::config::SyncConfig,
+    clients: &Clients,
+    revel: Arc<Revel>,
+    api: crate::revel_api::RevelApiConfig,
+    downstream: Option<crate::downstream::Downstream>,
+) -> crate::worker::Worker {
+    let state = Arc::new(crate::sync_state::DynamoSyncState::new(
+        clients.entities.clone(),
+        &sync.sync_state_table,
+        sync.daily_budget,
+    ));
+    let api = Arc::new(crate::revel_api::RevelApi::new(api, state.clone()));
+    let stores = stores(config, clients);
+    crate::worker::Worker {
+        entities: Arc::clone(&stores.entities),
+        downstream,
+        syncer: crate::sync::Syncer::new(
+            api,
+            state.clone(),
+            Arc::clone(&stores.entities),
+            sync.reconcile_lookback,
+        ),
+        orders: revel_receiver(
+            RevelEventType::OrderFinalized,
+            Arc::clone(&revel),
+            config,
+            clients,
+        ),
+        revel,
+        jobs: stores.jobs,
+        budget: Some(state),
+    }
+}
+
+/// Time left in this invocation, less a margin to save progress and answer.
+fn deadline_of(context: &lambda_runtime::Context) -> tokio::time::Instant {
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let left_ms = (context.deadline as i128 - now_ms - 5_000).max(0) as u64;
+    tokio::time::Instant::now() + Duration::from_millis(left_ms)
+}
+
+/// Serves the jobs worker (SQS event source, partial batch responses).
+pub async fn serve_worker() -> Result<(), Error> {
+    crate::telemetry::init();
+    let config = Config::from_env()?;
+    let sync = crate::config::SyncConfig::from_env()?;
+    let sdk = crate::aws::load().await;
+    let clients = Clients::from_sdk(&sdk);
+    let revel = revel_source(&config, &clients);
+    let api = crate::revel_api::RevelApiConfig {
+        base_url: sync.revel_api_base_url.clone(),
+        ..Default::default()
+    };
+    let downstream = downstream(&sync, &clients).await?;
+    let worker = Arc::new(jobs_worker(
+        &config, &sync, &clients, revel, api, downstream,
+    ));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
+            let worker = Arc::clone(&worker);
+            async move {
+                let deadline = deadline_of(&event.context);
+                Ok::<_, Infallible>(worker.handle_batch(event.payload, deadline).await)
+            }
+        },
+    ))
+    .await
+}
+
+/// Serves the scheduler: `{"task": "..."}` from EventBridge Scheduler in,
+/// one job per instance out.
+pub async fn serve_scheduler() -> Result<(), Error> {
+    crate::telemetry::init();
+    let config = Config::from_env()?;
+    let sync = crate::config::SyncConfig::from_env()?;
+    let sdk = crate::aws::load().await;
+    let clients = Clients::from_sdk(&sdk);
+    let revel = revel_source(&config, &clients);
+    let jobs = stores(&config, &clients).jobs;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let (revel, jobs, inventory) = (
+                Arc::clone(&revel),
+                Arc::clone(&jobs),
+                sync.inventory_instances.clone(),
+            );
+            async move {
+                let task = crate::schedule::task_of(&event.payload)?;
+                let now = time::OffsetDateTime::now_utc();
+                let queued =
+                    crate::schedule::fan_out(task, &revel, jobs.as_ref(), &inventory, now).await?;
+                Ok::<_, Error>(serde_json::json!({"task": task.name(), "instances": queued.len()}))
+            }
+        },
+    ))
+    .await
+}

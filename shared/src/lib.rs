@@ -31,6 +31,7 @@ pub mod ids;
 pub mod ingest;
 pub mod queue;
 pub mod revel_api;
+pub mod schedule;
 pub mod secrets;
 pub mod signature;
 pub mod sources;

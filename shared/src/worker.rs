@@ -19,7 +19,7 @@ use crate::idempotency::sha256_hex;
 use crate::ids::{EntityKey, InstanceName};
 use crate::ingest::Ingestor;
 use crate::queue::{Job, JobKind, JobMessage, JobQueue};
-use crate::secrets::SecretCache;
+use crate::sources::revel::Revel;
 use crate::store::EntityStore;
 use crate::sync::{PullOutcome, StopReason, SyncError, Syncer, CATALOG, EVENTS, INVENTORY};
 use crate::sync_state::DynamoSyncState;
@@ -42,7 +42,7 @@ pub struct Worker {
     pub entities: Arc<dyn EntityStore>,
     pub downstream: Option<Downstream>,
     pub syncer: Syncer,
-    pub secrets: Arc<SecretCache>,
+    pub revel: Arc<Revel>,
     /// The order.finalized receiver, for reconciled orders.
     pub orders: Ingestor,
     pub jobs: Arc<dyn JobQueue>,
@@ -170,7 +170,8 @@ impl Worker {
         deadline: Instant,
     ) -> Result<(), JobError> {
         let Some(credentials) = self
-            .secrets
+            .revel
+            .secrets()
             .document()
             .await?
             .api_credentials(instance)
@@ -212,7 +213,8 @@ impl Worker {
 
     async fn reconcile(&self, instance: &InstanceName, deadline: Instant) -> Result<(), JobError> {
         let Some(credentials) = self
-            .secrets
+            .revel
+            .secrets()
             .document()
             .await?
             .api_credentials(instance)
