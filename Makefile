@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv test fmt-check lint unit integration validate build local events post-events clean-local
+.PHONY: help venv test fmt-check lint unit integration validate build local events post-events trigger clean-local
 
 help:
 	@echo "make local        run every function at its route on http://127.0.0.1:3000 (local AWS endpoint included)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test         format, lint, unit and integration tests, sam validate --lint"
 	@echo "make build        sam build --beta-features (arm64, cargo-lambda + zig)"
 	@echo "make events       re-sign the sample events in events/ from events/payloads/"
+	@echo "make trigger TASK=product_sync|event_sync|inventory_sync|reconcile   run a scheduled function by hand"
 
 venv: $(STAMP)
 
@@ -60,6 +61,11 @@ local: venv
 
 post-events:
 	cargo run --quiet --locked -p local-stack -- post-events
+
+# Runs a scheduled function by hand against `make local`: TASK=product_sync|event_sync|inventory_sync|reconcile
+trigger:
+	@test -n "$(TASK)" || { echo "usage: make trigger TASK=product_sync|event_sync|inventory_sync|reconcile"; exit 2; }
+	cargo run --quiet --locked -p local-stack -- trigger $(TASK)
 
 clean-local:
 	rm -rf .local .aws-sam

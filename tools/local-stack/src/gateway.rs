@@ -89,9 +89,14 @@ async fn dispatch(State(routes): State<Routes>, request: Request) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// Serves `routes` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, routes: Routes) -> Result<(), Error> {
-    let app = axum::Router::new().fallback(dispatch).with_state(routes);
+/// Serves `routes` on `listener` until the process ends, with `extra`
+/// routes (the local stand-ins of Revel's API and of the partner) beside them.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    routes: Routes,
+    extra: axum::Router,
+) -> Result<(), Error> {
+    let app = extra.merge(axum::Router::new().fallback(dispatch).with_state(routes));
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -9,9 +9,12 @@
 //! - [`events`]: writes the signed sample events in events/ and posts them.
 
 pub mod events;
+pub mod fake_revel;
 pub mod gateway;
+pub mod partner;
 pub mod provision;
 pub mod template;
+pub mod worker_loop;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 

@@ -16,15 +16,19 @@ use base64::Engine;
 use local_stack::provision::{local_sdk_config, provision, put_revel_secrets, Provisioned};
 use local_stack::template::Template;
 use local_stack::{events, gateway, Error, DEMO_INSTANCE, DEMO_SECRET};
+use local_stack::{fake_revel, partner, worker_loop};
 use serde_json::{json, Value};
-use shared::config::Config;
+use shared::config::{Config, SyncConfig};
 use shared::function::{revel_receiver, revel_source, Clients};
+use shared::revel_api::RevelApiConfig;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const USAGE: &str =
     "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python]
        local-stack gen-events [--dir events]
-       local-stack post-events [--dir events] [--url http://127.0.0.1:3000]";
+       local-stack post-events [--dir events] [--url http://127.0.0.1:3000]
+       local-stack trigger product_sync|event_sync|inventory_sync|reconcile";
 
 /// Where `up` records the endpoint and environment for `post-events`.
 const STATE_FILE: &str = ".local/stack.json";
@@ -44,6 +48,7 @@ async fn main() {
         Some("up") => up(&args).await,
         Some("gen-events") => gen_events(&args),
         Some("post-events") => post_events(&args).await,
+        Some("trigger") => trigger(&args).await,
         _ => Err(USAGE.into()),
     };
     if let Err(error) = result {
@@ -96,10 +101,30 @@ async fn up(args: &[String]) -> Result<(), Error> {
 
     let template = Template::load(&local_stack::template::default_path())?;
     let sdk = local_sdk_config(&endpoint).await;
-    let provisioned = provision(&sdk, &template, "local").await?;
-    let secrets = json!({ DEMO_INSTANCE: [DEMO_SECRET] }).to_string();
+    let mut provisioned = provision(&sdk, &template, "local").await?;
+    let secrets = json!({ DEMO_INSTANCE: {
+        "webhook": [DEMO_SECRET],
+        "api_key": fake_revel::DEMO_API_KEY,
+        "api_secret": fake_revel::DEMO_API_SECRET,
+    }})
+    .to_string();
     put_revel_secrets(&sdk, &provisioned, &secrets).await?;
+    let base = format!("http://127.0.0.1:{port}");
+    // Revel's API and the partner system are stand-ins served beside the functions.
+    for (name, value) in [
+        (
+            "REVEL_API_BASE_URL",
+            format!("{base}/revel-api/{{instance}}"),
+        ),
+        ("DOWNSTREAM_URL", format!("{base}/partner/webhooks")),
+        ("INVENTORY_SYNC_INSTANCES", "*".to_owned()),
+        // The fixtures are dated 2016, like Revel's webhook samples.
+        ("RECONCILE_LOOKBACK_HOURS", (24 * 365 * 20).to_string()),
+    ] {
+        provisioned.env.insert(name.to_owned(), value);
+    }
     let config = Config::from_lookup(provisioned.lookup())?;
+    let sync = SyncConfig::from_lookup(provisioned.lookup())?;
     let clients = Clients::from_sdk(&sdk);
     let source = revel_source(&config, &clients);
     let routes = gateway::routes(&template, |kind| {
@@ -122,7 +147,63 @@ async fn up(args: &[String]) -> Result<(), Error> {
     std::fs::write(".local/functions.env", env_file)?;
 
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
-    let base = format!("http://127.0.0.1:{port}");
+    let signing_secret = clients
+        .secrets
+        .get_secret_value()
+        .secret_id(
+            sync.downstream_secret_id
+                .clone()
+                .ok_or("no DOWNSTREAM_SECRET_ID")?,
+        )
+        .send()
+        .await?
+        .secret_string
+        .ok_or("empty signing secret")?;
+    let extra = axum::Router::new()
+        .route(
+            "/revel-api/{instance}/resources/{resource}/",
+            axum::routing::get(fake_revel::resources),
+        )
+        .with_state(fake_revel::Fixtures::new(fake_revel::default_dir()))
+        .merge(
+            axum::Router::new()
+                .route("/partner/webhooks", axum::routing::post(partner::receive))
+                .with_state(partner::Partner::new(&signing_secret)?),
+        );
+    // The worker, polling the local queue as Lambda's SQS event source would.
+    let api = RevelApiConfig {
+        base_url: sync.revel_api_base_url.clone(),
+        ..Default::default()
+    };
+    let downstream = shared::function::downstream(&sync, &clients).await?;
+    let worker =
+        shared::function::jobs_worker(&config, &sync, &clients, source.clone(), api, downstream);
+    let (sqs, queue_url) = (clients.sqs.clone(), config.jobs_queue_url.clone());
+    tokio::spawn(async move {
+        loop {
+            match worker_loop::poll_once(
+                &sqs,
+                &queue_url,
+                &worker,
+                Duration::from_secs(55),
+                Duration::from_secs(5),
+            )
+            .await
+            {
+                Ok(polled) if polled.received > 0 => {
+                    println!(
+                        "worker: ran {} job(s), {} failed (retried in 5 s)",
+                        polled.received, polled.failed
+                    )
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(error) => {
+                    eprintln!("worker: polling failed: {error}");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    });
     println!("\nLocal AWS endpoint (DynamoDB, SQS, Secrets Manager): {endpoint}");
     println!("  export AWS_ENDPOINT_URL={endpoint} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local");
     for (name, value) in &provisioned.env {
@@ -140,8 +221,15 @@ async fn up(args: &[String]) -> Result<(), Error> {
     let body = r#"{"ping": "pong"}"#;
     let signature = shared::signature::sign(DEMO_SECRET.as_bytes(), body.as_bytes());
     println!("\nTry it:\n  curl -s -X POST {base}/revel/orders/finalized -H 'X-Revel-Instance: {DEMO_INSTANCE}' -H 'X-Revel-Signature: {signature}' -d '{body}'");
-    println!("  make post-events    # posts every file in events/ and prints what was stored\n");
-    gateway::serve(listener, routes).await?;
+    println!("  make post-events    # posts every file in events/ and prints what was stored");
+    println!("\nWorker: polling the jobs queue; deliveries go to {base}/partner/webhooks (verified, printed here).");
+    println!("Revel API stand-in: {base}/revel-api/{DEMO_INSTANCE}/resources/{{Resource}}/ (fixtures in events/revel-api/)");
+    println!("Scheduled functions, by hand:");
+    for task in ["product_sync", "event_sync", "inventory_sync", "reconcile"] {
+        println!("  make trigger TASK={task}");
+    }
+    println!();
+    gateway::serve(listener, routes, extra).await?;
     drop(moto.stdin.take());
     Ok(())
 }
@@ -160,6 +248,49 @@ fn attribute_text(value: &AttributeValue) -> Value {
     }
 }
 
+/// The running stack's endpoint and environment, as `up` recorded them.
+fn running_stack() -> Result<(String, Provisioned), Error> {
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(STATE_FILE)
+            .map_err(|_| "no .local/stack.json: is `make local` running?")?,
+    )?;
+    let endpoint = state["endpoint"]
+        .as_str()
+        .ok_or("bad state file")?
+        .to_owned();
+    let env: BTreeMap<String, String> = serde_json::from_value(state["env"].clone())?;
+    Ok((
+        endpoint,
+        Provisioned {
+            resources: BTreeMap::new(),
+            env,
+        },
+    ))
+}
+
+/// Runs a scheduled function by hand: the same fan-out EventBridge triggers.
+async fn trigger(args: &[String]) -> Result<(), Error> {
+    let name = args.get(1).ok_or(USAGE)?;
+    let task = shared::queue::JobKind::scheduled(name)
+        .ok_or_else(|| format!("unknown task {name:?}\n{USAGE}"))?;
+    let (endpoint, provisioned) = running_stack()?;
+    let config = Config::from_lookup(provisioned.lookup())?;
+    let sync = SyncConfig::from_lookup(provisioned.lookup())?;
+    let clients = Clients::from_sdk(&local_sdk_config(&endpoint).await);
+    let revel = revel_source(&config, &clients);
+    let jobs = shared::function::stores(&config, &clients).jobs;
+    let now = time::OffsetDateTime::now_utc();
+    let queued =
+        shared::schedule::fan_out(task, &revel, jobs.as_ref(), &sync.inventory_instances, now)
+            .await?;
+    let names: Vec<&str> = queued.iter().map(|i| i.as_str()).collect();
+    println!(
+        "{}: queued one job per instance: {names:?}; the worker in `make local` runs them",
+        task.name()
+    );
+    Ok(())
+}
+
 async fn post_events(args: &[String]) -> Result<(), Error> {
     let dir = PathBuf::from(flag(
         args,
@@ -167,18 +298,9 @@ async fn post_events(args: &[String]) -> Result<(), Error> {
         &events::default_dir().to_string_lossy(),
     ));
     let base = flag(args, "--url", "http://127.0.0.1:3000");
-    let state: Value = serde_json::from_str(
-        &std::fs::read_to_string(STATE_FILE)
-            .map_err(|_| "no .local/stack.json: is `make local` running?")?,
-    )?;
-    let endpoint = state["endpoint"].as_str().ok_or("bad state file")?;
-    let env: BTreeMap<String, String> = serde_json::from_value(state["env"].clone())?;
-    let provisioned = Provisioned {
-        resources: BTreeMap::new(),
-        env,
-    };
+    let (endpoint, provisioned) = running_stack()?;
     let config = Config::from_lookup(provisioned.lookup())?;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&local_sdk_config(endpoint).await);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&local_sdk_config(&endpoint).await);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))

@@ -191,11 +191,23 @@ async fn create_secret(
     name: &str,
 ) -> Result<Physical, Error> {
     let client = aws_sdk_secretsmanager::Client::new(sdk);
-    let value = resource
-        .properties
-        .get("SecretString")
-        .and_then(literal)
-        .unwrap_or_else(|| "{}".into());
+    let generate = resource.properties.get("GenerateSecretString");
+    let value = match (
+        resource.properties.get("SecretString").and_then(literal),
+        generate,
+    ) {
+        (Some(value), _) => value,
+        // As Secrets Manager would: random letters and digits of the asked length.
+        (None, Some(spec)) => {
+            let length = spec
+                .get("PasswordLength")
+                .and_then(literal)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(32);
+            (0..length).map(|_| fastrand::alphanumeric()).collect()
+        }
+        (None, None) => "{}".into(),
+    };
     let arn = client
         .create_secret()
         .name(name)

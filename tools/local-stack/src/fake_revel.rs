@@ -1,0 +1,100 @@
+//! A local stand-in for Revel's REST API, serving fixture data from
+//! events/revel-api/{Resource}.json the way Revel pages it, for `make local`.
+//! It checks the `API-AUTHENTICATION` header and applies the filters the
+//! bundle sends (`updated_date__gte`, `order`, `limit`, `offset`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// The credentials the fixture instance accepts.
+pub const DEMO_API_KEY: &str = "demo-key";
+pub const DEMO_API_SECRET: &str = "demo-api-secret";
+
+#[derive(Clone)]
+pub struct Fixtures {
+    dir: Arc<PathBuf>,
+}
+
+impl Fixtures {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir: Arc::new(dir) }
+    }
+
+    fn objects(&self, resource: &str) -> Option<Vec<Value>> {
+        if !resource.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
+        let text = std::fs::read_to_string(self.dir.join(format!("{resource}.json"))).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// events/revel-api at the workspace root.
+pub fn default_dir() -> PathBuf {
+    crate::events::default_dir().join("revel-api")
+}
+
+/// `GET /{instance}/resources/{Resource}/`.
+pub async fn resources(
+    State(fixtures): State<Fixtures>,
+    Path((instance, resource)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let expected = format!("{DEMO_API_KEY}:{DEMO_API_SECRET}");
+    if instance != crate::DEMO_INSTANCE
+        || headers
+            .get("api-authentication")
+            .and_then(|v| v.to_str().ok())
+            != Some(expected.as_str())
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "unauthorized"})),
+        )
+            .into_response();
+    }
+    let Some(mut objects) = fixtures.objects(&resource) else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response();
+    };
+    if let Some(since) = query.get("updated_date__gte") {
+        objects.retain(|o| {
+            o.get("updated_date")
+                .and_then(Value::as_str)
+                .is_some_and(|d| d >= since.as_str())
+        });
+    }
+    if let Some(order) = query.get("order") {
+        let uri = format!("/resources/Order/{order}/");
+        objects.retain(|o| o.get("order").and_then(Value::as_str) == Some(uri.as_str()));
+    }
+    let limit: usize = query
+        .get("limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+        .max(1);
+    let offset: usize = query
+        .get("offset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let total = objects.len();
+    let page: Vec<Value> = objects.into_iter().skip(offset).take(limit).collect();
+    let next = (offset + limit < total).then(|| {
+        format!(
+            "/resources/{resource}/?limit={limit}&offset={}&format=json",
+            offset + limit
+        )
+    });
+    Json(json!({
+        "meta": {"limit": limit, "offset": offset, "next": next, "previous": null, "total_count": total},
+        "objects": page,
+    }))
+    .into_response()
+}
