@@ -217,3 +217,59 @@ impl JobQueue for MemoryQueue {
         Ok(())
     }
 }
+
+/// Cursors in memory.
+#[derive(Default)]
+pub struct MemorySyncState {
+    pub cursors: Mutex<HashMap<String, crate::sync_state::Cursor>>,
+}
+
+#[async_trait]
+impl crate::sync_state::SyncState for MemorySyncState {
+    async fn load(
+        &self,
+        instance: &crate::ids::InstanceName,
+        pull: &str,
+    ) -> Result<crate::sync_state::Cursor, DependencyError> {
+        Ok(self
+            .cursors
+            .lock()
+            .unwrap()
+            .get(&format!("{instance}:{pull}"))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn save(
+        &self,
+        instance: &crate::ids::InstanceName,
+        pull: &str,
+        cursor: &crate::sync_state::Cursor,
+    ) -> Result<(), DependencyError> {
+        self.cursors
+            .lock()
+            .unwrap()
+            .insert(format!("{instance}:{pull}"), cursor.clone());
+        Ok(())
+    }
+}
+
+/// A budget that never runs out, counting what was spent.
+#[derive(Default)]
+pub struct UnlimitedBudget {
+    pub spent: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait]
+impl crate::revel_api::CallBudget for UnlimitedBudget {
+    async fn spend_one(
+        &self,
+        _instance: &crate::ids::InstanceName,
+    ) -> Result<crate::revel_api::BudgetUse, crate::revel_api::BudgetError> {
+        let used = self.spent.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(crate::revel_api::BudgetUse {
+            used,
+            limit: u64::MAX,
+        })
+    }
+}

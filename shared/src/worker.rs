@@ -269,3 +269,200 @@ pub fn delivery_id(key: &EntityKey, version: i64) -> String {
         &sha256_hex(format!("{key}@{version}").as_bytes())[..32]
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::fakes::{
+        FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue, MemorySyncState, UnlimitedBudget,
+    };
+    use crate::ingest::Stores;
+    use crate::revel_api::{RevelApi, RevelApiConfig};
+    use crate::secrets::SecretCache;
+    use crate::sources::revel::RevelEventType;
+    use crate::store::EntityUpsert;
+    use std::time::Duration;
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn worker(entities: Arc<MemoryEntities>, downstream: Option<Downstream>) -> Worker {
+        let revel = Arc::new(Revel::new(SecretCache::new(
+            FixedSecrets("{}".into()),
+            Duration::from_secs(60),
+        )));
+        let stores = Stores {
+            events: Arc::new(MemoryEvents::default()),
+            entities: entities.clone(),
+            jobs: Arc::new(MemoryQueue::default()),
+        };
+        let api = Arc::new(RevelApi::new(
+            RevelApiConfig::default(),
+            Arc::new(UnlimitedBudget::default()),
+        ));
+        Worker {
+            entities: entities.clone(),
+            downstream,
+            syncer: Syncer::new(
+                api,
+                Arc::new(MemorySyncState::default()),
+                entities,
+                Duration::from_secs(3600),
+            ),
+            orders: Ingestor::new(
+                revel.clone(),
+                Arc::new(RevelEventType::OrderFinalized),
+                stores.clone(),
+                Settings::default(),
+            ),
+            revel,
+            jobs: stores.jobs,
+            budget: None,
+        }
+    }
+
+    async fn entity(entities: &MemoryEntities, id: &str, version: i64) -> EntityKey {
+        let instance = InstanceName::parse("demo").unwrap();
+        let key = EntityKey::new("revel", &instance, "customer", id).unwrap();
+        entities
+            .upsert(&EntityUpsert {
+                key: key.clone(),
+                source: "revel",
+                instance,
+                kind: "customer",
+                entity_id: id.into(),
+                version,
+                state_json: "{}".into(),
+                event_key: crate::ids::EventKey::parse("revel:demo:customer.updated:x").unwrap(),
+            })
+            .await
+            .unwrap();
+        key
+    }
+
+    fn message(id: &str, group: &str, body: &str) -> SqsMessage {
+        let mut message = SqsMessage::default();
+        message.message_id = Some(id.into());
+        message.body = Some(body.into());
+        message
+            .attributes
+            .insert("MessageGroupId".into(), group.into());
+        message
+    }
+
+    fn sync_job(key: &EntityKey) -> String {
+        serde_json::to_string(&JobMessage {
+            job: JobKind::SyncEntity,
+            source: "revel".into(),
+            instance: "demo".into(),
+            event_type: "customer.updated".into(),
+            event_key: "revel:demo:customer.updated:x".into(),
+            entity_key: Some(key.to_string()),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn after_a_failure_later_jobs_of_the_same_group_are_held_back_and_other_groups_go_on() {
+        let partner = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(1)
+            .mount(&partner)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(204))
+            .mount(&partner)
+            .await;
+        let entities = Arc::new(MemoryEntities::default());
+        let (a, b) = (
+            entity(&entities, "a", 1).await,
+            entity(&entities, "b", 1).await,
+        );
+        let downstream = Downstream::new(
+            partner.uri(),
+            crate::downstream::SigningSecret::parse(SECRET).unwrap(),
+            Duration::from_secs(2),
+        );
+        let worker = worker(entities.clone(), Some(downstream));
+        let mut batch = SqsEvent::default();
+        batch.records = vec![
+            message("1", "group-a", &sync_job(&a)),
+            message("2", "group-a", &sync_job(&a)),
+            message("3", "group-b", &sync_job(&b)),
+            message("4", "group-c", "not a job"),
+        ];
+        let response = worker
+            .handle_batch(batch, Instant::now() + Duration::from_secs(30))
+            .await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(
+            failed,
+            ["1", "2", "4"],
+            "1 failed, 2 waits behind it, 3 succeeded, 4 is poison"
+        );
+        assert_eq!(
+            partner.received_requests().await.unwrap().len(),
+            2,
+            "message 2 was not sent"
+        );
+        assert!(
+            EntityStore::get(entities.as_ref(), &b)
+                .await
+                .unwrap()
+                .unwrap()
+                .delivered_version
+                == Some(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_version_already_delivered_is_not_sent_again() {
+        let partner = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&partner)
+            .await;
+        let entities = Arc::new(MemoryEntities::default());
+        let key = entity(&entities, "a", 5).await;
+        let downstream = Downstream::new(
+            partner.uri(),
+            crate::downstream::SigningSecret::parse(SECRET).unwrap(),
+            Duration::from_secs(2),
+        );
+        let worker = worker(entities.clone(), Some(downstream));
+        let job: JobMessage = serde_json::from_str(&sync_job(&key)).unwrap();
+        for _ in 0..3 {
+            worker
+                .run(&job, Instant::now() + Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+        assert_eq!(partner.received_requests().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn with_delivery_off_sync_jobs_are_acknowledged_without_sending() {
+        let entities = Arc::new(MemoryEntities::default());
+        let key = entity(&entities, "a", 1).await;
+        let job: JobMessage = serde_json::from_str(&sync_job(&key)).unwrap();
+        worker(entities.clone(), None)
+            .run(&job, Instant::now() + Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            EntityStore::get(entities.as_ref(), &key)
+                .await
+                .unwrap()
+                .unwrap()
+                .delivered_version,
+            None
+        );
+    }
+}

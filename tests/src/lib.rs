@@ -341,3 +341,118 @@ pub fn expect_outcome(status: u16, answer: &Value, expected_status: u16, expecte
         "answer: {answer}"
     );
 }
+
+/// The REST API credentials the tests put beside the demo webhook secret.
+pub const API_KEY: &str = "test-key";
+pub const API_SECRET: &str = "test-api-secret";
+
+/// A Revel API client config for a local stand-in: pages of two, fast retries.
+pub fn fast_api(stand_in: &str) -> shared::revel_api::RevelApiConfig {
+    shared::revel_api::RevelApiConfig {
+        base_url: format!("{stand_in}/{{instance}}"),
+        timeout: std::time::Duration::from_secs(3),
+        max_attempts: 2,
+        base_backoff: std::time::Duration::from_millis(1),
+        max_backoff: std::time::Duration::from_millis(5),
+        page_size: 2,
+    }
+}
+
+impl Stack {
+    /// The demo instance with a webhook secret and API credentials.
+    pub async fn with_api_credentials(self) -> Self {
+        self.put_secrets(
+            &serde_json::json!({DEMO_INSTANCE: {"webhook": [DEMO_SECRET], "api_key": API_KEY, "api_secret": API_SECRET}})
+                .to_string(),
+        )
+        .await;
+        self
+    }
+
+    pub fn sync_config(&self, daily_budget: u64) -> shared::config::SyncConfig {
+        let mut sync = shared::config::SyncConfig::from_lookup(self.provisioned.lookup())
+            .expect("sync config");
+        sync.daily_budget = daily_budget;
+        sync
+    }
+
+    /// The jobs worker as its `main` builds it, pointed at `api`.
+    pub fn worker(
+        &self,
+        api: shared::revel_api::RevelApiConfig,
+        daily_budget: u64,
+        downstream: Option<shared::downstream::Downstream>,
+    ) -> shared::worker::Worker {
+        let clients = self.clients();
+        let revel = revel_source(&self.config, &clients);
+        shared::function::jobs_worker(
+            &self.config,
+            &self.sync_config(daily_budget),
+            &clients,
+            revel,
+            api,
+            downstream,
+        )
+    }
+
+    pub fn sync_state(&self) -> shared::sync_state::DynamoSyncState {
+        let table = self.sync_config(1).sync_state_table;
+        shared::sync_state::DynamoSyncState::new(aws_sdk_dynamodb::Client::new(&self.sdk), table, 1)
+    }
+
+    /// Polls the jobs queue like Lambda's event source until a poll finds
+    /// nothing (failed messages come back at once), at most `polls` times.
+    pub async fn drain(
+        &self,
+        worker: &shared::worker::Worker,
+        polls: usize,
+    ) -> Vec<local_stack::worker_loop::Polled> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut seen = Vec::new();
+        for _ in 0..polls {
+            let polled = local_stack::worker_loop::poll_once(
+                &sqs,
+                &self.config.jobs_queue_url,
+                worker,
+                std::time::Duration::from_secs(30),
+                std::time::Duration::ZERO,
+            )
+            .await
+            .expect("poll");
+            if polled.received == 0 {
+                break;
+            }
+            seen.push(polled);
+        }
+        seen
+    }
+
+    /// Messages in the jobs dead-letter queue.
+    pub async fn dead_letters(&self) -> Vec<String> {
+        let url = &self.provisioned.resources["JobsDeadLetterQueue"].reference;
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let messages = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive DLQ")
+            .messages
+            .unwrap_or_default();
+        messages.into_iter().filter_map(|m| m.body).collect()
+    }
+
+    /// Sends a raw message to the jobs queue.
+    pub async fn send_job(&self, body: &str, group: &str, dedup: &str) {
+        aws_sdk_sqs::Client::new(&self.sdk)
+            .send_message()
+            .queue_url(&self.config.jobs_queue_url)
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(dedup)
+            .send()
+            .await
+            .expect("send job");
+    }
+}

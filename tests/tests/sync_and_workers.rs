@@ -1,0 +1,549 @@
+//! The follow-up work end to end: the jobs worker and the scheduled pulls,
+//! through the real SDK against the local AWS endpoint, with wiremock
+//! standing in for Revel's REST API and for the partner system.
+
+use std::time::Duration;
+
+use integration_tests::*;
+use serde_json::{json, Value};
+use shared::downstream::{Downstream, SigningSecret};
+use shared::queue::{JobKind, JobMessage};
+use shared::sources::revel::RevelEventType;
+use shared::sync_state::SyncState;
+use tokio::time::Instant;
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn job(kind: JobKind) -> JobMessage {
+    JobMessage {
+        job: kind,
+        source: "revel".into(),
+        instance: DEMO_INSTANCE.into(),
+        event_type: kind.name().into(),
+        event_key: format!("schedule:{}:demo:test", kind.name()),
+        entity_key: None,
+    }
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+fn products(range: std::ops::Range<u64>) -> Vec<Value> {
+    range
+        .map(|id| json!({"id": id, "name": format!("Wine {id}"), "updated_date": "2026-11-20T10:00:00"}))
+        .collect()
+}
+
+/// Serves `objects` of `resource` in pages of `size`, Revel-style.
+async fn mount_pages(server: &MockServer, resource: &str, objects: &[Value], size: usize) {
+    let chunks: Vec<&[Value]> = if objects.is_empty() {
+        vec![&[]]
+    } else {
+        objects.chunks(size).collect()
+    };
+    for (index, chunk) in chunks.iter().enumerate() {
+        let offset = index * size;
+        let next = (offset + size < objects.len()).then(|| {
+            format!(
+                "/resources/{resource}/?limit={size}&offset={}&format=json",
+                offset + size
+            )
+        });
+        Mock::given(method("GET"))
+            .and(path(format!("/demo/resources/{resource}/")))
+            .and(query_param("offset", offset.to_string()))
+            .and(header("API-AUTHENTICATION", format!("{API_KEY}:{API_SECRET}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "meta": {"limit": size, "offset": offset, "next": next, "total_count": objects.len()},
+                "objects": chunk,
+            })))
+            .mount(server)
+            .await;
+    }
+}
+
+async fn offsets_requested(server: &MockServer, resource: &str) -> Vec<u64> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == format!("/demo/resources/{resource}/"))
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "offset")
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .collect()
+}
+
+async fn entities_of_kind(stack: &Stack, kind: &str) -> usize {
+    stack
+        .entities()
+        .await
+        .iter()
+        .filter(|e| text(e, "kind") == kind)
+        .count()
+}
+
+fn demo() -> shared::ids::InstanceName {
+    shared::ids::InstanceName::parse(DEMO_INSTANCE).unwrap()
+}
+
+#[tokio::test]
+async fn a_pull_follows_pagination_across_pages_and_keeps_every_object_once() {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    mount_pages(&revel, "Product", &products(1..6), 2).await;
+    mount_pages(&revel, "Modifier", &[], 2).await;
+    let worker = stack.worker(fast_api(&revel.uri()), 100, None);
+    worker
+        .run(&job(JobKind::ProductSync), soon())
+        .await
+        .unwrap();
+    assert_eq!(offsets_requested(&revel, "Product").await, [0, 2, 4]);
+    assert_eq!(entities_of_kind(&stack, "product").await, 5);
+    let cursor = stack
+        .sync_state()
+        .load(&demo(), "catalog.Product")
+        .await
+        .unwrap();
+    assert!(
+        cursor.checkpoint.is_some() && cursor.run.is_none(),
+        "{cursor:?}"
+    );
+    assert_eq!(
+        stack.sync_state().spent_today(&demo()).await.unwrap(),
+        4,
+        "3 product pages and 1 modifier page"
+    );
+
+    // The same pull again writes nothing: unchanged objects are not rewritten.
+    worker
+        .run(&job(JobKind::CatalogPull), soon())
+        .await
+        .unwrap();
+    let revisions: Vec<String> = stack
+        .entities()
+        .await
+        .iter()
+        .map(|e| text(e, "revision"))
+        .collect();
+    assert!(revisions.iter().all(|r| r == "1"), "{revisions:?}");
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_and_the_pull_completes() {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/demo/resources/Product/"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "0"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&revel)
+        .await;
+    mount_pages(&revel, "Product", &products(1..3), 2).await;
+    mount_pages(&revel, "Modifier", &[], 2).await;
+    stack
+        .worker(fast_api(&revel.uri()), 100, None)
+        .run(&job(JobKind::ProductSync), soon())
+        .await
+        .unwrap();
+    assert_eq!(entities_of_kind(&stack, "product").await, 2);
+    assert_eq!(
+        stack.sync_state().spent_today(&demo()).await.unwrap(),
+        3,
+        "the 429 counted against the budget"
+    );
+}
+
+#[tokio::test]
+async fn a_spent_budget_stops_the_run_and_the_next_run_resumes_without_skipping_or_refetching() {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    mount_pages(&revel, "Product", &products(1..9), 2).await;
+    mount_pages(&revel, "Modifier", &[], 2).await;
+
+    stack
+        .worker(fast_api(&revel.uri()), 2, None)
+        .run(&job(JobKind::ProductSync), soon())
+        .await
+        .unwrap();
+    assert_eq!(offsets_requested(&revel, "Product").await, [0, 2]);
+    assert_eq!(entities_of_kind(&stack, "product").await, 4);
+    let stopped = stack
+        .sync_state()
+        .load(&demo(), "catalog.Product")
+        .await
+        .unwrap();
+    assert_eq!(
+        stopped.checkpoint, None,
+        "no checkpoint before the last page"
+    );
+    assert_eq!(stopped.run.as_ref().map(|r| r.offset), Some(4));
+
+    stack
+        .worker(fast_api(&revel.uri()), 100, None)
+        .run(&job(JobKind::ProductSync), soon())
+        .await
+        .unwrap();
+    assert_eq!(
+        offsets_requested(&revel, "Product").await,
+        [0, 2, 4, 6],
+        "each page fetched exactly once"
+    );
+    assert_eq!(entities_of_kind(&stack, "product").await, 8);
+    let done = stack
+        .sync_state()
+        .load(&demo(), "catalog.Product")
+        .await
+        .unwrap();
+    assert!(done.checkpoint.is_some() && done.run.is_none());
+}
+
+#[tokio::test]
+async fn a_failed_page_leaves_the_checkpoint_where_it_was() {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    let objects = products(1..5);
+    // The first page says there is more; the second fails every time.
+    Mock::given(method("GET"))
+        .and(path("/demo/resources/Product/"))
+        .and(query_param("offset", "0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "meta": {"limit": 2, "offset": 0, "next": "/resources/Product/?limit=2&offset=2", "total_count": 4},
+            "objects": &objects[..2],
+        })))
+        .mount(&revel)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/demo/resources/Product/"))
+        .and(query_param("offset", "2"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&revel)
+        .await;
+    let worker = stack.worker(fast_api(&revel.uri()), 100, None);
+    assert!(worker
+        .run(&job(JobKind::ProductSync), soon())
+        .await
+        .is_err());
+    let cursor = stack
+        .sync_state()
+        .load(&demo(), "catalog.Product")
+        .await
+        .unwrap();
+    assert_eq!(cursor.checkpoint, None);
+    assert_eq!(
+        cursor.run.as_ref().map(|r| r.offset),
+        Some(2),
+        "the next run starts at the failed page"
+    );
+
+    revel.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/demo/resources/Product/"))
+        .and(query_param("offset", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "meta": {"limit": 2, "offset": 2, "next": null, "total_count": 4}, "objects": &objects[2..],
+        })))
+        .mount(&revel)
+        .await;
+    mount_pages(&revel, "Modifier", &[], 2).await;
+    worker
+        .run(&job(JobKind::ProductSync), soon())
+        .await
+        .unwrap();
+    assert_eq!(offsets_requested(&revel, "Product").await, [2]);
+    assert_eq!(entities_of_kind(&stack, "product").await, 4);
+    assert!(stack
+        .sync_state()
+        .load(&demo(), "catalog.Product")
+        .await
+        .unwrap()
+        .checkpoint
+        .is_some());
+}
+
+async fn partner(status: u16) -> (MockServer, Downstream) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(status))
+        .mount(&server)
+        .await;
+    let downstream = Downstream::new(
+        server.uri(),
+        SigningSecret::parse(SIGNING_SECRET).unwrap(),
+        Duration::from_secs(3),
+    );
+    (server, downstream)
+}
+
+fn customer(uuid: &str, updated: &str) -> Vec<u8> {
+    json!({"uuid": uuid, "updated_date": updated, "first_name": "Ann"})
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn a_poison_message_ends_in_the_dlq_while_its_batch_mates_succeed() {
+    let stack = Stack::new().await;
+    let (partner, downstream) = partner(204).await;
+    let receiver = stack.receiver(RevelEventType::CustomerCreated);
+    for uuid in ["c-1", "c-2"] {
+        let (status, _) = deliver(
+            &receiver,
+            signed_request(
+                RevelEventType::CustomerCreated,
+                &customer(uuid, "2026-11-20T10:00:00"),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    stack
+        .send_job("this is not a job", "poison", "poison-1")
+        .await;
+    let worker = stack.worker(fast_api("http://127.0.0.1:9"), 100, Some(downstream));
+    stack.drain(&worker, 20).await;
+    assert_eq!(
+        stack.dead_letters().await,
+        ["this is not a job"],
+        "after the redrive count (5)"
+    );
+    assert_eq!(
+        partner.received_requests().await.unwrap().len(),
+        2,
+        "each good job ran once"
+    );
+    assert_eq!(stack.jobs_waiting().await, 0);
+}
+
+#[tokio::test]
+async fn a_delivery_verifies_with_a_standard_webhooks_verifier() {
+    let stack = Stack::new().await;
+    let (partner, downstream) = partner(200).await;
+    let (status, _) = deliver(
+        &stack.receiver(RevelEventType::OrderFinalized),
+        signed_request(
+            RevelEventType::OrderFinalized,
+            &payload("order-finalized.json"),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    stack
+        .drain(
+            &stack.worker(fast_api("http://127.0.0.1:9"), 100, Some(downstream)),
+            5,
+        )
+        .await;
+    let requests = partner.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in requests[0].headers.iter() {
+        headers.insert(name.clone(), value.clone());
+    }
+    standardwebhooks::Webhook::new(SIGNING_SECRET)
+        .unwrap()
+        .verify(&requests[0].body, &headers)
+        .expect("verifies");
+    let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(body["type"], "revel.order.changed");
+    assert_eq!(
+        body["data"]["state"]["order"]["uuid"],
+        "c3d0ad74-1737-42c3-a352-4a45449a67af"
+    );
+    assert!(!String::from_utf8_lossy(&requests[0].body).contains("cc_last_name"));
+}
+
+#[tokio::test]
+async fn a_newer_delivery_never_overtakes_an_older_pending_one_for_the_same_entity() {
+    let stack = Stack::new().await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let downstream = Downstream::new(
+        server.uri(),
+        SigningSecret::parse(SIGNING_SECRET).unwrap(),
+        Duration::from_secs(3),
+    );
+    let worker = stack.worker(fast_api("http://127.0.0.1:9"), 100, Some(downstream));
+    let receiver = stack.receiver(RevelEventType::CustomerUpdated);
+    let send = |updated: &'static str| {
+        signed_request(RevelEventType::CustomerUpdated, &customer("c-1", updated))
+    };
+
+    deliver(&receiver, send("2026-11-20T10:00:00")).await;
+    let first = stack.drain(&worker, 1).await;
+    assert_eq!(
+        first[0].failed, 1,
+        "the partner was down for the first attempt"
+    );
+    deliver(&receiver, send("2026-11-20T11:00:00")).await;
+    deliver(&receiver, send("2026-11-20T09:00:00")).await; // older, arrives last
+    stack.drain(&worker, 10).await;
+
+    let versions: Vec<(i64, bool)> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            (body["data"]["version"].as_i64().unwrap(), i > 0)
+        })
+        .collect();
+    let delivered: Vec<i64> = versions
+        .iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(v, _)| *v)
+        .collect();
+    let newest = shared::sources::parse_timestamp_micros("2026-11-20T11:00:00").unwrap();
+    assert_eq!(
+        delivered,
+        [newest],
+        "only the newest state went out, once: {versions:?}"
+    );
+    assert_eq!(stack.jobs_waiting().await, 0);
+}
+
+#[tokio::test]
+async fn reconciliation_ingests_exactly_the_orders_whose_webhook_never_arrived() {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    let order = |id: u64, uuid: &str| json!({"id": id, "uuid": uuid, "closed": true, "updated_date": "2026-11-23T18:00:00", "final_total": 10.0});
+    let orders = [
+        order(1, "o-arrived"),
+        order(2, "o-missed-1"),
+        order(3, "o-missed-2"),
+    ];
+    mount_pages(&revel, "Order", &orders, 2).await;
+    for resource in ["OrderItem", "Payment"] {
+        Mock::given(method("GET"))
+            .and(path(format!("/demo/resources/{resource}/")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"meta": {"next": null}, "objects": [{"id": 9, "amount": "10.00", "cc_last_name": "X"}]})))
+            .mount(&revel)
+            .await;
+    }
+    let receiver = stack.receiver(RevelEventType::OrderFinalized);
+    let webhook = |order: &Value| {
+        json!({"orderInfo": order, "items": [], "payments": []})
+            .to_string()
+            .into_bytes()
+    };
+    let (status, _) = deliver(
+        &receiver,
+        signed_request(RevelEventType::OrderFinalized, &webhook(&orders[0])),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let worker = stack.worker(fast_api(&revel.uri()), 100, None);
+    worker.run(&job(JobKind::Reconcile), soon()).await.unwrap();
+    let events = stack.events().await;
+    let mut reconciled: Vec<String> = events
+        .iter()
+        .filter(|e| text(e, "origin") == "reconciliation")
+        .map(|e| text(e, "event_key"))
+        .collect();
+    reconciled.sort();
+    let version = shared::sources::parse_timestamp_micros("2026-11-23T18:00:00").unwrap();
+    assert_eq!(
+        reconciled,
+        [
+            format!("revel:demo:order.finalized:biz:o-missed-1@{version}"),
+            format!("revel:demo:order.finalized:biz:o-missed-2@{version}"),
+        ],
+        "the webhook's own key, so a late webhook is a duplicate"
+    );
+    assert_eq!(events.len(), 3);
+    assert_eq!(entities_of_kind(&stack, "order").await, 3);
+
+    worker.run(&job(JobKind::Reconcile), soon()).await.unwrap();
+    assert_eq!(
+        stack.events().await.len(),
+        3,
+        "a second run finds nothing missing"
+    );
+    let (status, answer) = deliver(
+        &receiver,
+        signed_request(RevelEventType::OrderFinalized, &webhook(&orders[1])),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("duplicate"))
+    );
+}
+
+#[tokio::test]
+async fn the_scheduler_queues_one_job_per_instance_with_api_credentials() {
+    let stack = Stack::new().await;
+    stack
+        .put_secrets(&json!({"demo": {"webhook": "w", "api_key": "k", "api_secret": "s"}, "other": {"api_key": "k", "api_secret": "s"}, "hooks": "w"}).to_string())
+        .await;
+    let clients = stack.clients();
+    let revel = shared::function::revel_source(&stack.config, &clients);
+    let jobs = shared::function::stores(&stack.config, &clients).jobs;
+    let sync = stack.sync_config(100);
+    let now = time::OffsetDateTime::now_utc();
+    let queued = shared::schedule::fan_out(
+        JobKind::Reconcile,
+        &revel,
+        jobs.as_ref(),
+        &sync.inventory_instances,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(queued.len(), 2);
+    let queued_again = shared::schedule::fan_out(
+        JobKind::Reconcile,
+        &revel,
+        jobs.as_ref(),
+        &sync.inventory_instances,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(queued_again.len(), 2);
+    let mut instances: Vec<String> = stack
+        .receive_jobs()
+        .await
+        .iter()
+        .map(|j| j["instance"].as_str().unwrap().to_owned())
+        .collect();
+    instances.sort();
+    assert_eq!(
+        instances,
+        ["demo", "other"],
+        "one job per instance, the repeated tick deduplicated"
+    );
+    let inventory = shared::schedule::fan_out(
+        JobKind::InventorySync,
+        &revel,
+        jobs.as_ref(),
+        &sync.inventory_instances,
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(
+        inventory.is_empty(),
+        "no instance has the inventory option by default"
+    );
+}
