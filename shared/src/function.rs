@@ -178,6 +178,10 @@ pub fn jobs_worker(
         revel,
         jobs: stores.jobs,
         budget: Some(state),
+        retry: Some(crate::worker::RetryBackoff {
+            sqs: clients.sqs.clone(),
+            queue_url: config.jobs_queue_url.clone(),
+        }),
     }
 }
 

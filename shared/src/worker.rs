@@ -37,6 +37,45 @@ pub enum JobError {
     Sync(#[from] SyncError),
 }
 
+/// Failed jobs come back after 30 s, 1 min, 2 min, ... (at most 15 min)
+/// instead of the queue's fixed visibility timeout, so a partner that is
+/// down for a while isn't hammered, and a short blip costs little delay.
+pub struct RetryBackoff {
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+impl RetryBackoff {
+    pub fn delay(receive_count: u32) -> std::time::Duration {
+        let exponent = receive_count.saturating_sub(1).min(5);
+        std::time::Duration::from_secs((30u64 << exponent).min(900))
+    }
+
+    async fn apply(&self, message: &SqsMessage) {
+        let Some(handle) = &message.receipt_handle else {
+            return;
+        };
+        let count = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let result = self
+            .sqs
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(handle)
+            .visibility_timeout(Self::delay(count).as_secs() as i32)
+            .send()
+            .await;
+        if let Err(error) = result {
+            // The queue's own visibility timeout applies instead.
+            let error = DependencyError::new("sqs", "ChangeMessageVisibility", error);
+            crate::ingest::log_dependency(&error, "could not set the retry backoff");
+        }
+    }
+}
+
 /// What the worker needs; `downstream: None` means delivery is off.
 pub struct Worker {
     pub entities: Arc<dyn EntityStore>,
@@ -48,6 +87,8 @@ pub struct Worker {
     pub jobs: Arc<dyn JobQueue>,
     /// To report the budget spent after a pull.
     pub budget: Option<Arc<DynamoSyncState>>,
+    /// `None` leaves failed jobs to the queue's visibility timeout.
+    pub retry: Option<RetryBackoff>,
 }
 
 fn group_of(message: &SqsMessage) -> String {
@@ -79,6 +120,9 @@ impl Worker {
                     tracing::warn!(message_id = %id, error = %error, "job failed; it will be retried");
                 }
                 failed_groups.insert(group);
+                if let Some(retry) = &self.retry {
+                    retry.apply(&message).await;
+                }
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
                 response.batch_item_failures.push(failure);
@@ -320,6 +364,7 @@ mod tests {
             revel,
             jobs: stores.jobs,
             budget: None,
+            retry: None,
         }
     }
 
@@ -420,6 +465,12 @@ mod tests {
                 .delivered_version
                 == Some(1)
         );
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_fifteen_minutes() {
+        let secs: Vec<u64> = (1..=8).map(|n| RetryBackoff::delay(n).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 900, 900, 900]);
     }
 
     #[tokio::test]
