@@ -131,6 +131,14 @@ mod tests {
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+    fn downstream(uri: String) -> Downstream {
+        Downstream::new(
+            uri,
+            SigningSecret::parse(SECRET).unwrap(),
+            Duration::from_secs(2),
+        )
+    }
+
     #[test]
     fn signatures_match_the_standard_webhooks_reference_implementation() {
         let ours = SigningSecret::parse(SECRET).unwrap();
@@ -157,11 +165,7 @@ mod tests {
             .respond_with(ResponseTemplate::new(204))
             .mount(&server)
             .await;
-        let downstream = Downstream::new(
-            server.uri(),
-            SigningSecret::parse(SECRET).unwrap(),
-            Duration::from_secs(2),
-        );
+        let downstream = downstream(server.uri());
         let body = br#"{"type":"revel.customer.changed","data":{"id":"c-1"}}"#;
         downstream.deliver("msg_abc", body).await.unwrap();
         let received = &server.received_requests().await.unwrap()[0];
@@ -193,11 +197,7 @@ mod tests {
             .respond_with(ResponseTemplate::new(422))
             .mount(&server)
             .await;
-        let downstream = Downstream::new(
-            server.uri(),
-            SigningSecret::parse(SECRET).unwrap(),
-            Duration::from_secs(2),
-        );
+        let downstream = downstream(server.uri());
         assert_eq!(
             downstream.deliver("m", b"{}").await,
             Err(DeliveryError::Unavailable { status: Some(503) })
@@ -213,11 +213,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         drop(listener);
-        let downstream = Downstream::new(
-            format!("http://{address}"),
-            SigningSecret::parse(SECRET).unwrap(),
-            Duration::from_secs(2),
-        );
+        let downstream = downstream(format!("http://{address}"));
         assert_eq!(
             downstream.deliver("m", b"{}").await,
             Err(DeliveryError::Unavailable { status: None })

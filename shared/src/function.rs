@@ -185,6 +185,30 @@ pub fn jobs_worker(
     }
 }
 
+/// What the worker and the scheduler set up at cold start.
+struct SyncInit {
+    config: Config,
+    sync: crate::config::SyncConfig,
+    clients: Clients,
+    revel: Arc<Revel>,
+}
+
+impl SyncInit {
+    async fn load() -> Result<Self, Error> {
+        crate::telemetry::init();
+        let config = Config::from_env()?;
+        let sync = crate::config::SyncConfig::from_env()?;
+        let clients = Clients::from_sdk(&crate::aws::load().await);
+        let revel = revel_source(&config, &clients);
+        Ok(Self {
+            config,
+            sync,
+            clients,
+            revel,
+        })
+    }
+}
+
 /// Time left in this invocation, less a margin to save progress and answer.
 fn deadline_of(context: &lambda_runtime::Context) -> tokio::time::Instant {
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
@@ -194,12 +218,12 @@ fn deadline_of(context: &lambda_runtime::Context) -> tokio::time::Instant {
 
 /// Serves the jobs worker (SQS event source, partial batch responses).
 pub async fn serve_worker() -> Result<(), Error> {
-    crate::telemetry::init();
-    let config = Config::from_env()?;
-    let sync = crate::config::SyncConfig::from_env()?;
-    let sdk = crate::aws::load().await;
-    let clients = Clients::from_sdk(&sdk);
-    let revel = revel_source(&config, &clients);
+    let SyncInit {
+        config,
+        sync,
+        clients,
+        revel,
+    } = SyncInit::load().await?;
     let api = crate::revel_api::RevelApiConfig {
         base_url: sync.revel_api_base_url.clone(),
         ..Default::default()
@@ -223,12 +247,12 @@ pub async fn serve_worker() -> Result<(), Error> {
 /// Serves the scheduler: `{"task": "..."}` from EventBridge Scheduler in,
 /// one job per instance out.
 pub async fn serve_scheduler() -> Result<(), Error> {
-    crate::telemetry::init();
-    let config = Config::from_env()?;
-    let sync = crate::config::SyncConfig::from_env()?;
-    let sdk = crate::aws::load().await;
-    let clients = Clients::from_sdk(&sdk);
-    let revel = revel_source(&config, &clients);
+    let SyncInit {
+        config,
+        sync,
+        clients,
+        revel,
+    } = SyncInit::load().await?;
     let jobs = stores(&config, &clients).jobs;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {

@@ -213,14 +213,7 @@ impl Worker {
         pull: &crate::sync::Pull,
         deadline: Instant,
     ) -> Result<(), JobError> {
-        let Some(credentials) = self
-            .revel
-            .secrets()
-            .document()
-            .await?
-            .api_credentials(instance)
-            .cloned()
-        else {
+        let Some(credentials) = self.credentials(instance).await? else {
             tracing::warn!(%instance, pull = pull.name, "no API credentials for this instance; pull skipped");
             return Ok(());
         };
@@ -256,14 +249,7 @@ impl Worker {
     }
 
     async fn reconcile(&self, instance: &InstanceName, deadline: Instant) -> Result<(), JobError> {
-        let Some(credentials) = self
-            .revel
-            .secrets()
-            .document()
-            .await?
-            .api_credentials(instance)
-            .cloned()
-        else {
+        let Some(credentials) = self.credentials(instance).await? else {
             tracing::warn!(%instance, "no API credentials for this instance; reconciliation skipped");
             return Ok(());
         };
@@ -287,6 +273,14 @@ impl Worker {
                 .await?;
         }
         Ok(())
+    }
+
+    async fn credentials(
+        &self,
+        instance: &InstanceName,
+    ) -> Result<Option<crate::revel_api::ApiCredentials>, JobError> {
+        let document = self.revel.secrets().document().await?;
+        Ok(document.api_credentials(instance).cloned())
     }
 
     async fn report_budget(&self, instance: &InstanceName) {

@@ -501,26 +501,11 @@ async fn the_scheduler_queues_one_job_per_instance_with_api_credentials() {
     let jobs = shared::function::stores(&stack.config, &clients).jobs;
     let sync = stack.sync_config(100);
     let now = time::OffsetDateTime::now_utc();
-    let queued = shared::schedule::fan_out(
-        JobKind::Reconcile,
-        &revel,
-        jobs.as_ref(),
-        &sync.inventory_instances,
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(queued.len(), 2);
-    let queued_again = shared::schedule::fan_out(
-        JobKind::Reconcile,
-        &revel,
-        jobs.as_ref(),
-        &sync.inventory_instances,
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(queued_again.len(), 2);
+    let fan_out = |task| {
+        shared::schedule::fan_out(task, &revel, jobs.as_ref(), &sync.inventory_instances, now)
+    };
+    assert_eq!(fan_out(JobKind::Reconcile).await.unwrap().len(), 2);
+    assert_eq!(fan_out(JobKind::Reconcile).await.unwrap().len(), 2);
     let mut instances: Vec<String> = stack
         .receive_jobs()
         .await
@@ -533,15 +518,7 @@ async fn the_scheduler_queues_one_job_per_instance_with_api_credentials() {
         ["demo", "other"],
         "one job per instance, the repeated tick deduplicated"
     );
-    let inventory = shared::schedule::fan_out(
-        JobKind::InventorySync,
-        &revel,
-        jobs.as_ref(),
-        &sync.inventory_instances,
-        now,
-    )
-    .await
-    .unwrap();
+    let inventory = fan_out(JobKind::InventorySync).await.unwrap();
     assert!(
         inventory.is_empty(),
         "no instance has the inventory option by default"
