@@ -29,6 +29,15 @@ pub fn delivery(request: Request) -> Delivery {
             _ => None,
         })
         .unwrap_or_default();
+    let path_params = request
+        .path_parameters_ref()
+        .map(|params| {
+            params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
     let (parts, body) = request.into_parts();
     let body = match body {
         Body::Empty => Vec::new(),
@@ -40,6 +49,7 @@ pub fn delivery(request: Request) -> Delivery {
         headers: parts.headers,
         body,
         request_id,
+        path_params,
     }
 }
 

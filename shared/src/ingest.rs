@@ -37,6 +37,17 @@ pub struct Delivery {
     /// The raw body bytes (already base64-decoded when API Gateway encoded it).
     pub body: Vec<u8>,
     pub request_id: String,
+    /// The route's path parameters (`/winesitting/{account}/{token}`).
+    pub path_params: Vec<(String, String)>,
+}
+
+impl Delivery {
+    pub fn path_param(&self, name: &str) -> Option<&str> {
+        self.path_params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// What happened to a delivery that was not refused.
@@ -124,10 +135,7 @@ impl Ingestor {
                 limit,
             });
         }
-        let instance = self
-            .source
-            .authenticate(&delivery.headers, &delivery.body)
-            .await?;
+        let instance = self.source.authenticate(delivery).await?;
         self.ingest_from(&instance, delivery, Origin::Webhook).await
     }
 
@@ -144,6 +152,7 @@ impl Ingestor {
             headers: HeaderMap::new(),
             body,
             request_id,
+            path_params: Vec::new(),
         };
         self.ingest_from(instance, &delivery, Origin::Reconciliation)
             .await

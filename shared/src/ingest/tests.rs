@@ -59,6 +59,7 @@ fn signed(body: &str) -> Delivery {
         headers,
         body: body.as_bytes().to_vec(),
         request_id: "test".into(),
+        path_params: Vec::new(),
     }
 }
 

@@ -14,6 +14,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::error::IngestError;
 use crate::ids::InstanceName;
+use crate::ingest::Delivery;
 
 /// How a platform proves who sent a delivery, and which of its headers matter.
 #[async_trait]
@@ -21,11 +22,7 @@ pub trait Source: Send + Sync {
     /// Short lower-case name used in keys: `revel`.
     fn name(&self) -> &'static str;
     /// The instance (tenant) the delivery is from, once it is proven genuine.
-    async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<InstanceName, IngestError>;
+    async fn authenticate(&self, delivery: &Delivery) -> Result<InstanceName, IngestError>;
     /// The sender's own id for this event, when it sends one.
     fn delivery_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str>;
     /// The event type the sender says it is sending, when it says.

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::error::{AuthFailure, IngestError};
 use crate::ids::InstanceName;
+use crate::ingest::Delivery;
 use crate::secrets::SecretCache;
 use crate::signature::ClaimedSignature;
 
@@ -259,11 +260,8 @@ impl Source for Revel {
         "revel"
     }
 
-    async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<InstanceName, IngestError> {
+    async fn authenticate(&self, delivery: &Delivery) -> Result<InstanceName, IngestError> {
+        let (headers, body) = (&delivery.headers, &delivery.body);
         let claimed = header(headers, SIGNATURE_HEADER).ok_or(AuthFailure::MissingSignature)?;
         let instance = header(headers, INSTANCE_HEADER).ok_or(AuthFailure::MissingInstance)?;
         let instance = InstanceName::parse(instance).map_err(|_| AuthFailure::InvalidInstance)?;

@@ -21,6 +21,58 @@ pub fn http_api_event(
     headers: &[(String, String)],
     body: &[u8],
 ) -> Value {
+    routed_event(method, &Route::exact(path), path, query, headers, body)
+}
+
+/// A route of the HTTP API: its template path (`/winesitting/{account}/{token}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub template: String,
+}
+
+impl Route {
+    pub fn exact(path: &str) -> Self {
+        Self {
+            template: path.to_owned(),
+        }
+    }
+
+    /// The path parameters of `path` when it matches this route.
+    pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let pattern: Vec<&str> = self.template.trim_matches('/').split('/').collect();
+        let actual: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if pattern.len() != actual.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (p, a) in pattern.iter().zip(&actual) {
+            match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) if !a.is_empty() => params.push((name.to_owned(), (*a).to_owned())),
+                Some(_) => return None,
+                None if p == a => {}
+                None => return None,
+            }
+        }
+        Some(params)
+    }
+}
+
+/// The event API Gateway sends for `path` matched by `route`, with the
+/// route's path parameters.
+pub fn routed_event(
+    method: &str,
+    route: &Route,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Value {
+    let params: serde_json::Map<String, Value> = route
+        .matches(path)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     let (body, is_base64) = match std::str::from_utf8(body) {
         Ok(text) => (text.to_owned(), false),
         Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
@@ -35,7 +87,7 @@ pub fn http_api_event(
         };
         header_map.insert(name, Value::String(joined));
     }
-    let route_key = format!("{method} {path}");
+    let route_key = format!("{method} {}", route.template);
     json!({
         "version": "2.0",
         "routeKey": route_key,
@@ -60,6 +112,7 @@ pub fn http_api_event(
             "time": "24/Nov/2026:12:00:00 +0000",
             "timeEpoch": 1795521600000u64
         },
+        "pathParameters": params,
         "body": body,
         "isBase64Encoded": is_base64
     })

@@ -2,7 +2,6 @@
 //! at its route, converting every request to the HTTP API payload 2.0 event
 //! that API Gateway would send and running the function's own handler on it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
@@ -11,13 +10,15 @@ use axum::response::Response;
 use shared::ingest::Ingestor;
 use shared::sources::revel::RevelEventType;
 
+use crate::events::Route;
 use crate::template::Template;
 use crate::Error;
 
 /// API Gateway's own payload limit; larger bodies never reach a function.
 const API_GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 
-pub type Routes = Arc<HashMap<(String, String), Arc<Ingestor>>>;
+/// Each template route (method, path template) with its receiver.
+pub type Routes = Arc<Vec<(String, Route, Arc<Ingestor>)>>;
 
 /// The Revel webhook type a template function serves, by its logical id.
 pub fn revel_kind(logical_id: &str) -> Option<RevelEventType> {
@@ -26,19 +27,21 @@ pub fn revel_kind(logical_id: &str) -> Option<RevelEventType> {
         .find(|k| k.logical_id() == logical_id)
 }
 
-/// The routes of `template`, each bound to a receiver built by `make`.
+/// The routes of `template`, each bound to the receiver `make` builds for
+/// its function's logical id.
 pub fn routes(
     template: &Template,
-    make: impl Fn(RevelEventType) -> Ingestor,
+    make: impl Fn(&str) -> Option<Ingestor>,
 ) -> Result<Routes, Error> {
-    let mut routes = HashMap::new();
+    let mut routes = Vec::new();
     for route in &template.routes {
-        let kind = revel_kind(&route.function)
+        let ingestor = make(&route.function)
             .ok_or_else(|| format!("no receiver for template function {}", route.function))?;
-        routes.insert(
-            (route.method.clone(), route.path.clone()),
-            Arc::new(make(kind)),
-        );
+        routes.push((
+            route.method.clone(),
+            Route::exact(&route.path),
+            Arc::new(ingestor),
+        ));
     }
     Ok(Arc::new(routes))
 }
@@ -53,11 +56,10 @@ fn plain(status: u16, body: &'static str) -> Response {
 
 async fn dispatch(State(routes): State<Routes>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let key = (
-        parts.method.as_str().to_owned(),
-        parts.uri.path().to_owned(),
-    );
-    let Some(ingestor) = routes.get(&key).cloned() else {
+    let found = routes.iter().find(|(method, route, _)| {
+        method == parts.method.as_str() && route.matches(parts.uri.path()).is_some()
+    });
+    let Some((_, route, ingestor)) = found.cloned() else {
         return plain(404, r#"{"message":"Not Found"}"#);
     };
     let Ok(body) = to_bytes(body, API_GATEWAY_MAX_BODY).await else {
@@ -68,8 +70,9 @@ async fn dispatch(State(routes): State<Routes>, request: Request) -> Response {
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let event = crate::events::http_api_event(
+    let event = crate::events::routed_event(
         parts.method.as_str(),
+        &route,
         parts.uri.path(),
         parts.uri.query().unwrap_or(""),
         &headers,

@@ -127,8 +127,9 @@ async fn up(args: &[String]) -> Result<(), Error> {
     let sync = SyncConfig::from_lookup(provisioned.lookup())?;
     let clients = Clients::from_sdk(&sdk);
     let source = revel_source(&config, &clients);
-    let routes = gateway::routes(&template, |kind| {
-        revel_receiver(kind, source.clone(), &config, &clients)
+    let routes = gateway::routes(&template, |function| {
+        let kind = gateway::revel_kind(function)?;
+        Some(revel_receiver(kind, source.clone(), &config, &clients))
     })?;
 
     std::fs::create_dir_all(".local")?;
