@@ -16,6 +16,15 @@ pub struct Config {
     /// `REVEL_WEBHOOK_SECRETS_ID`: name or ARN of the secret mapping each
     /// instance to its webhook secret(s).
     pub revel_secrets_id: String,
+    /// `WINESITTING_SECRETS_ID`: account -> URL token (and API key).
+    pub winesitting_secrets_id: Option<String>,
+    /// `BOOKING_SECRETS_ID`: account -> HMAC secret or URL token.
+    pub booking_secrets_id: Option<String>,
+    /// `BOOKING_SIGNATURE_HEADER` (`x-signature`): where the booking
+    /// platform's HMAC-SHA256 goes, for accounts that have a secret.
+    pub booking_signature_header: String,
+    /// `VINESOS_SECRETS_ID`: instance -> the partner's Standard Webhooks secret.
+    pub vinesos_secrets_id: Option<String>,
     pub settings: Settings,
 }
 
@@ -87,6 +96,14 @@ impl Config {
             entities_table: required("ENTITIES_TABLE")?,
             jobs_queue_url: required("JOBS_QUEUE_URL")?,
             revel_secrets_id: required("REVEL_WEBHOOK_SECRETS_ID")?,
+            winesitting_secrets_id: lookup("WINESITTING_SECRETS_ID")
+                .filter(|v| !v.trim().is_empty()),
+            booking_secrets_id: lookup("BOOKING_SECRETS_ID").filter(|v| !v.trim().is_empty()),
+            booking_signature_header: lookup("BOOKING_SIGNATURE_HEADER")
+                .map(|v| v.trim().to_ascii_lowercase())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "x-signature".to_owned()),
+            vinesos_secrets_id: lookup("VINESOS_SECRETS_ID").filter(|v| !v.trim().is_empty()),
             settings,
         })
     }

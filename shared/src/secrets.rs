@@ -34,6 +34,17 @@ impl WebhookSecret {
         Self(Arc::from(value))
     }
 
+    /// Compares a presented value (a URL token) with this secret in
+    /// constant time: both are hashed first, so neither the content nor the
+    /// length of the secret shows in the timing.
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let expected = Sha256::digest(self.0.as_bytes());
+        let given = Sha256::digest(presented.as_bytes());
+        expected.as_slice().ct_eq(given.as_slice()).into()
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -65,6 +76,8 @@ impl fmt::Debug for SecretDocument {
 #[derive(Debug, Clone, Default)]
 struct InstanceEntry {
     webhook: Vec<WebhookSecret>,
+    /// URL tokens, for senders that can't sign (one, or two during rotation).
+    tokens: Vec<WebhookSecret>,
     api: Option<ApiCredentials>,
 }
 
@@ -90,10 +103,15 @@ fn entry(value: &serde_json::Value) -> Result<InstanceEntry, SecretFormatError> 
     let serde_json::Value::Object(fields) = value else {
         return Ok(InstanceEntry {
             webhook: webhook_secrets(value)?,
+            tokens: Vec::new(),
             api: None,
         });
     };
     let webhook = match fields.get("webhook") {
+        Some(v) => webhook_secrets(v)?,
+        None => Vec::new(),
+    };
+    let tokens = match fields.get("token") {
         Some(v) => webhook_secrets(v)?,
         None => Vec::new(),
     };
@@ -108,7 +126,11 @@ fn entry(value: &serde_json::Value) -> Result<InstanceEntry, SecretFormatError> 
         (None, None) => None,
         _ => return Err(SecretFormatError::BadValue),
     };
-    Ok(InstanceEntry { webhook, api })
+    Ok(InstanceEntry {
+        webhook,
+        tokens,
+        api,
+    })
 }
 
 /// Why a secret document could not be used. Never holds the document.
@@ -144,6 +166,14 @@ impl InstanceSecrets {
             .get(instance)
             .map(|e| e.webhook.as_slice())
             .filter(|w| !w.is_empty())
+    }
+
+    /// The URL tokens of `instance`; empty when it has none.
+    pub fn tokens(&self, instance: &InstanceName) -> &[WebhookSecret] {
+        self.0
+            .get(instance)
+            .map(|e| e.tokens.as_slice())
+            .unwrap_or(&[])
     }
 
     /// The REST API credentials of `instance`, when it has some.
@@ -201,12 +231,31 @@ impl SecretCache {
         &self,
         instance: &InstanceName,
     ) -> Result<Option<Vec<WebhookSecret>>, DependencyError> {
+        self.lookup(|doc| doc.get(instance).map(<[WebhookSecret]>::to_vec))
+            .await
+    }
+
+    /// The URL tokens of `instance`, or `None` when it has none.
+    pub async fn tokens_for(
+        &self,
+        instance: &InstanceName,
+    ) -> Result<Option<Vec<WebhookSecret>>, DependencyError> {
+        self.lookup(|doc| Some(doc.tokens(instance).to_vec()).filter(|t| !t.is_empty()))
+            .await
+    }
+
+    /// Picks from the document; on a miss, re-reads it (at most every
+    /// [`UNKNOWN_INSTANCE_REFRESH`]) and picks again.
+    async fn lookup<T>(
+        &self,
+        pick: impl Fn(&InstanceSecrets) -> Option<T>,
+    ) -> Result<Option<T>, DependencyError> {
         let current = self.current(self.ttl).await?;
-        if let Some(found) = current.get(instance) {
-            return Ok(Some(found.to_vec()));
+        if let Some(found) = pick(&current) {
+            return Ok(Some(found));
         }
         let refreshed = self.current(UNKNOWN_INSTANCE_REFRESH.min(self.ttl)).await?;
-        Ok(refreshed.get(instance).map(<[WebhookSecret]>::to_vec))
+        Ok(pick(&refreshed))
     }
 
     /// The whole document, fresh within the TTL (for the scheduled pulls).
@@ -344,6 +393,30 @@ mod tests {
             InstanceSecrets::parse(&half).unwrap_err(),
             SecretFormatError::BadValue
         );
+    }
+
+    #[test]
+    fn tokens_match_exactly_and_only_exactly() {
+        let token = WebhookSecret::new("a-long-random-token");
+        assert!(token.matches("a-long-random-token"));
+        for wrong in [
+            "",
+            "a-long-random-toke",
+            "a-long-random-tokenX",
+            "A-long-random-token",
+        ] {
+            assert!(!token.matches(wrong), "{wrong:?}");
+        }
+        let doc = SecretDocument(
+            r#"{"acct": {"token": ["t1", "t0"]}, "signed": {"webhook": "s"}}"#.into(),
+        );
+        let parsed = InstanceSecrets::parse(&doc).unwrap();
+        let acct = InstanceName::parse("acct").unwrap();
+        assert_eq!(parsed.tokens(&acct).len(), 2);
+        assert!(parsed.get(&acct).is_none());
+        assert!(parsed
+            .tokens(&InstanceName::parse("signed").unwrap())
+            .is_empty());
     }
 
     #[test]
