@@ -39,6 +39,7 @@ pub mod store;
 pub mod sync;
 pub mod sync_state;
 pub mod telemetry;
+pub mod winesitting_api;
 pub mod worker;
 
 #[cfg(any(test, feature = "fakes"))]

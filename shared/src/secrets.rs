@@ -121,10 +121,12 @@ fn entry(value: &serde_json::Value) -> Result<InstanceEntry, SecretFormatError> 
             .and_then(serde_json::Value::as_str)
             .filter(|s| !s.is_empty())
     };
+    // A secret without a key is a mistake; a key without a secret is how
+    // single-key APIs (WineSitting) are configured.
     let api = match (text("api_key"), text("api_secret")) {
-        (Some(key), Some(secret)) => Some(ApiCredentials::new(key, secret)),
+        (Some(key), secret) => Some(ApiCredentials::new(key, secret.unwrap_or_default())),
         (None, None) => None,
-        _ => return Err(SecretFormatError::BadValue),
+        (None, Some(_)) => return Err(SecretFormatError::BadValue),
     };
     Ok(InstanceEntry {
         webhook,
@@ -388,7 +390,7 @@ mod tests {
             "no webhook secret: deliveries are refused"
         );
         assert_eq!(parsed.api_instances(), vec![api_only, demo()]);
-        let half = SecretDocument(r#"{"demo": {"api_key": "k"}}"#.into());
+        let half = SecretDocument(r#"{"demo": {"api_secret": "s"}}"#.into());
         assert_eq!(
             InstanceSecrets::parse(&half).unwrap_err(),
             SecretFormatError::BadValue

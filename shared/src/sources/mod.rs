@@ -3,7 +3,9 @@
 //! identifies an event, which entity it describes at which version, and what
 //! follow-up work it needs. A function is such a description plus a route.
 
+pub mod booking;
 pub mod revel;
+pub mod winesitting;
 
 use async_trait::async_trait;
 use http::HeaderMap;

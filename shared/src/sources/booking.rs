@@ -1,0 +1,1 @@
+//! The tour / booking platform (being written).

@@ -1,0 +1,1 @@
+//! WineSitting (being written).

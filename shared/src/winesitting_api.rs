@@ -1,0 +1,1 @@
+//! WineSitting's REST API (being written).
