@@ -12,7 +12,9 @@ use crate::config::Config;
 use crate::ingest::{Ingestor, Stores};
 use crate::queue::SqsJobQueue;
 use crate::secrets::{SecretCache, SecretsManagerSource};
+use crate::sources::booking::{Booking, BookingFamily};
 use crate::sources::revel::{Revel, RevelEventType};
+use crate::sources::winesitting::{WineSitting, WineSittingEvent};
 use crate::sources::Source;
 use crate::store::dynamodb::{DynamoEntityStore, DynamoEventStore};
 
@@ -82,20 +84,35 @@ pub fn revel_receiver(
     )
 }
 
+/// A secret cache over the Secrets Manager secret `secret_id`.
+pub fn secret_cache(secret_id: &str, config: &Config, clients: &Clients) -> SecretCache {
+    let source = SecretsManagerSource::new(clients.secrets.clone(), secret_id);
+    SecretCache::new(source, config.settings.secrets_ttl)
+}
+
 /// Serves one Revel webhook type in the Lambda runtime.
 pub async fn serve_revel(kind: RevelEventType) -> Result<(), Error> {
+    serve_webhook(|config, clients| Ok((revel_source(config, clients), Arc::new(kind)))).await
+}
+
+/// What a receiver is: its source (how it authenticates) and its event kind
+/// (what bodies mean).
+pub type Description = (Arc<dyn Source>, Arc<dyn crate::sources::EventKind>);
+
+/// Serves a webhook receiver in the Lambda runtime: config, clients and
+/// secrets once per cold start, then one request per invocation.
+pub async fn serve_webhook(
+    describe: impl FnOnce(&Config, &Clients) -> Result<Description, Error>,
+) -> Result<(), Error> {
     crate::telemetry::init();
     let config = Config::from_env()?;
     let sdk = crate::aws::load().await;
     let clients = Clients::from_sdk(&sdk);
-    let source = revel_source(&config, &clients);
+    let (source, kind) = describe(&config, &clients)?;
     warm(source.as_ref()).await;
-    let receiver = Arc::new(revel_receiver(kind, source, &config, &clients));
-    tracing::info!(
-        event_type = kind.name(),
-        route = kind.route(),
-        "receiver ready"
-    );
+    let event_type = kind.event_type();
+    let receiver = Arc::new(receiver(source, kind, &config, &clients));
+    tracing::info!(event_type, "receiver ready");
     lambda_http::run(service_fn(move |request: Request| {
         let receiver = Arc::clone(&receiver);
         async move { Ok::<_, Infallible>(crate::http::handle(&receiver, request).await) }
@@ -271,4 +288,116 @@ pub async fn serve_scheduler() -> Result<(), Error> {
         },
     ))
     .await
+}
+
+/// The booking platform's source, with its secrets read through `clients`.
+pub fn booking_source(config: &Config, clients: &Clients) -> Result<Arc<Booking>, Error> {
+    let id = config
+        .booking_secrets_id
+        .as_deref()
+        .ok_or("BOOKING_SECRETS_ID is not set")?;
+    Ok(Arc::new(Booking::new(
+        secret_cache(id, config, clients),
+        config.booking_signature_header.clone(),
+    )))
+}
+
+/// WineSitting's source, with its tokens read through `clients`.
+pub fn winesitting_source(config: &Config, clients: &Clients) -> Result<Arc<WineSitting>, Error> {
+    let id = config
+        .winesitting_secrets_id
+        .as_deref()
+        .ok_or("WINESITTING_SECRETS_ID is not set")?;
+    Ok(Arc::new(WineSitting::new(secret_cache(
+        id, config, clients,
+    ))))
+}
+
+/// Serves one booking-platform event family in the Lambda runtime.
+pub async fn serve_booking(family: BookingFamily) -> Result<(), Error> {
+    serve_webhook(|config, clients| Ok((booking_source(config, clients)?, Arc::new(family)))).await
+}
+
+/// Serves WineSitting's webhook in the Lambda runtime.
+pub async fn serve_winesitting() -> Result<(), Error> {
+    serve_webhook(|config, clients| {
+        Ok((
+            winesitting_source(config, clients)?,
+            Arc::new(WineSittingEvent),
+        ))
+    })
+    .await
+}
+
+/// A receiver of `kind` from `source`, writing through `clients`.
+pub fn receiver(
+    source: Arc<dyn Source>,
+    kind: Arc<dyn crate::sources::EventKind>,
+    config: &Config,
+    clients: &Clients,
+) -> Ingestor {
+    Ingestor::new(
+        source,
+        kind,
+        stores(config, clients),
+        config.settings.clone(),
+    )
+}
+
+/// Every source, built once, for a process that serves many functions (the
+/// local stack, the tests).
+#[derive(Clone)]
+pub struct AllSources {
+    pub revel: Arc<Revel>,
+    pub winesitting: Arc<WineSitting>,
+    pub booking: Arc<Booking>,
+}
+
+impl AllSources {
+    pub fn new(config: &Config, clients: &Clients) -> Result<Self, Error> {
+        Ok(Self {
+            revel: revel_source(config, clients),
+            winesitting: winesitting_source(config, clients)?,
+            booking: booking_source(config, clients)?,
+        })
+    }
+
+    /// The receiver of the template function `logical_id`, if it is one.
+    pub fn receiver_for(
+        &self,
+        logical_id: &str,
+        config: &Config,
+        clients: &Clients,
+    ) -> Option<Ingestor> {
+        if let Some(kind) = RevelEventType::ALL
+            .into_iter()
+            .find(|k| k.logical_id() == logical_id)
+        {
+            return Some(receiver(
+                self.revel.clone(),
+                Arc::new(kind),
+                config,
+                clients,
+            ));
+        }
+        if let Some(family) = BookingFamily::ALL
+            .into_iter()
+            .find(|f| f.logical_id() == logical_id)
+        {
+            return Some(receiver(
+                self.booking.clone(),
+                Arc::new(family),
+                config,
+                clients,
+            ));
+        }
+        (logical_id == crate::sources::winesitting::LOGICAL_ID).then(|| {
+            receiver(
+                self.winesitting.clone(),
+                Arc::new(WineSittingEvent),
+                config,
+                clients,
+            )
+        })
+    }
 }

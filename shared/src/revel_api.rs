@@ -48,6 +48,11 @@ impl ApiCredentials {
         }
     }
 
+    /// The key alone, for single-key APIs (WineSitting's bearer token).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// The header value, marked sensitive so that `http`'s own `Debug` and
     /// HTTP/2 header compression treat it as a secret too.
     fn header_value(&self) -> Result<HeaderValue, RevelApiError> {

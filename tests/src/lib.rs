@@ -126,6 +126,15 @@ impl Stack {
         self.receiver_with(kind, self.clients(), &self.config)
     }
 
+    /// The receiver of the template function `logical_id`, of any source.
+    pub fn receiver_for(&self, logical_id: &str) -> Ingestor {
+        let clients = self.clients();
+        shared::function::AllSources::new(&self.config, &clients)
+            .expect("all sources configured")
+            .receiver_for(logical_id, &self.config, &clients)
+            .unwrap_or_else(|| panic!("no receiver for {logical_id}"))
+    }
+
     pub fn receiver_with(
         &self,
         kind: RevelEventType,

@@ -30,8 +30,11 @@ async fn every_sample_event_is_accepted_stored_and_a_repeat_is_a_duplicate() {
     let dir = workspace_root().join("events");
     let mut seen = 0;
     for sample in local_stack::events::samples() {
+        let local_stack::events::Target::Revel(kind) = sample.target else {
+            continue;
+        };
         let text = std::fs::read_to_string(dir.join(&sample.output)).expect("event file");
-        let receiver = stack.receiver(sample.kind);
+        let receiver = stack.receiver(kind);
         let (status, answer) =
             deliver(&receiver, lambda_http::request::from_str(&text).unwrap()).await;
         assert_eq!(status, 200, "{}: {answer}", sample.output);
@@ -42,7 +45,7 @@ async fn every_sample_event_is_accepted_stored_and_a_repeat_is_a_duplicate() {
         assert_eq!(answer["status"], "accepted", "{}: {answer}", sample.output);
         let record = stack.event(&event_id(&answer)).await.expect("stored");
         assert_eq!(text_of(&record, "status"), "done");
-        assert_eq!(text_of(&record, "event_type"), sample.kind.name());
+        assert_eq!(text_of(&record, "event_type"), kind.name());
         let (status, again) =
             deliver(&receiver, lambda_http::request::from_str(&text).unwrap()).await;
         expect_outcome(status, &again, 200, "duplicate");
@@ -601,10 +604,15 @@ async fn a_delivery_that_dies_after_the_archive_write_is_finished_once_its_lease
 #[tokio::test]
 async fn template_routes_match_the_receivers_and_its_tables_have_ttl() {
     let stack = Stack::new().await;
+    // Every route of the template has a receiver.
+    for route in &stack.template.routes {
+        stack.receiver_for(&route.function);
+    }
     let mut routes: Vec<(String, String, String)> = stack
         .template
         .routes
         .iter()
+        .filter(|r| r.function.starts_with("Revel"))
         .map(|r| (r.function.clone(), r.method.clone(), r.path.clone()))
         .collect();
     routes.sort();

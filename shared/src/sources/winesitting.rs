@@ -1,1 +1,825 @@
-//! WineSitting (being written).
+//! WineSitting: one webhook URL per account, `/winesitting/{account}/{token}`,
+//! authenticated by the secret token in its path (WineSitting does not sign).
+//!
+//! Each POST is an event object `{"type": "ORDER"|"PUTAWAY", "operation":
+//! "CREATE"|"UPDATE", "object": {...}, "date": ...}` whose `object` is the
+//! complete, current WineSitting object. WineSitting ignores the answer,
+//! sends each event once, never retries and may send duplicates: a duplicate
+//! (same type, object id, operation and date) is stored once, and a failed
+//! delivery is gone, so [`repair`] polls the API for the orders still in
+//! progress and ingests those whose kept state is missing or differs.
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{
+    id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
+    Identity, Interpretation, Malformed, Source, Version,
+};
+use crate::error::{AuthFailure, DependencyError, IngestError};
+use crate::ids::{EntityKey, InstanceName};
+use crate::ingest::{Delivery, Ingestor, Outcome};
+use crate::secrets::SecretCache;
+use crate::store::EntityStore;
+use crate::winesitting_api::{WineSittingApi, WineSittingApiError};
+
+/// The API Gateway route (POST) of the function, as in template.yaml.
+pub const ROUTE: &str = "/winesitting/{account}/{token}";
+/// The function crate (and binary) in functions/.
+pub const CRATE: &str = "winesitting-webhook";
+/// The function's logical id in template.yaml.
+pub const LOGICAL_ID: &str = "WineSittingWebhookFunction";
+
+/// The source name, in keys.
+const NAME: &str = "winesitting";
+
+/// Every WineSitting event: one function takes both types and both
+/// operations; the body says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WineSittingEvent;
+
+/// The two object types WineSitting sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ObjectType {
+    Order,
+    Putaway,
+}
+
+impl ObjectType {
+    fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_uppercase().as_str() {
+            "ORDER" => Some(Self::Order),
+            "PUTAWAY" => Some(Self::Putaway),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Order => "ORDER",
+            Self::Putaway => "PUTAWAY",
+        }
+    }
+
+    fn entity_kind(self) -> &'static str {
+        match self {
+            Self::Order => "order",
+            Self::Putaway => "putaway",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Create,
+    Update,
+}
+
+impl Operation {
+    fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_uppercase().as_str() {
+            "CREATE" => Some(Self::Create),
+            "UPDATE" => Some(Self::Update),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+        }
+    }
+}
+
+/// `date` as microseconds since the epoch: a timestamp string, or an integer
+/// of epoch milliseconds.
+fn event_micros(date: Option<&Value>) -> Option<i64> {
+    match date? {
+        Value::String(raw) => parse_timestamp_micros(raw.trim()),
+        Value::Number(n) => n.as_i64()?.checked_mul(1000),
+        _ => None,
+    }
+}
+
+impl EventKind for WineSittingEvent {
+    fn event_type(&self) -> &'static str {
+        "winesitting.event"
+    }
+
+    fn interpret(&self, body: &Value) -> Result<Interpretation, Malformed> {
+        if !body.is_object() {
+            return Err(Malformed("not_a_json_object"));
+        }
+        let object_type = body
+            .get("type")
+            .and_then(Value::as_str)
+            .and_then(ObjectType::parse)
+            .ok_or(Malformed("unknown_type"))?;
+        let operation = body
+            .get("operation")
+            .and_then(Value::as_str)
+            .and_then(Operation::parse)
+            .ok_or(Malformed("unknown_operation"))?;
+        if (object_type, operation) == (ObjectType::Putaway, Operation::Update) {
+            return Err(Malformed("putaway_update"));
+        }
+        let object = body
+            .get("object")
+            .filter(|o| o.is_object())
+            .ok_or(Malformed("missing_object_id"))?;
+        let id = id_field(object, "id").ok_or(Malformed("missing_object_id"))?;
+        let micros = event_micros(body.get("date")).ok_or(Malformed("missing_or_invalid_date"))?;
+        let mut state = object.clone();
+        strip_payment_card_fields(&mut state);
+        Ok(Interpretation {
+            identity: Identity::Business(format!(
+                "{}:{id}:{}@{micros}",
+                object_type.name(),
+                operation.name()
+            )),
+            entity: Some(EntityChange {
+                kind: object_type.entity_kind(),
+                id,
+                version: Version::UpdatedAt(micros),
+                state,
+            }),
+            follow_up: FollowUp::None,
+        })
+    }
+}
+
+/// WineSitting as a [`Source`]: a secret token per account in the URL path.
+pub struct WineSitting {
+    secrets: SecretCache,
+}
+
+impl WineSitting {
+    pub fn new(secrets: SecretCache) -> Self {
+        Self { secrets }
+    }
+
+    pub fn secrets(&self) -> &SecretCache {
+        &self.secrets
+    }
+}
+
+#[async_trait]
+impl Source for WineSitting {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn authenticate(&self, delivery: &Delivery) -> Result<InstanceName, IngestError> {
+        let account = delivery
+            .path_param("account")
+            .filter(|a| !a.trim().is_empty())
+            .ok_or(AuthFailure::MissingInstance)?;
+        let account = InstanceName::parse(account).map_err(|_| AuthFailure::InvalidInstance)?;
+        let tokens = self
+            .secrets
+            .tokens_for(&account)
+            .await?
+            .ok_or(AuthFailure::UnknownInstance)?;
+        let presented = delivery
+            .path_param("token")
+            .ok_or(AuthFailure::SignatureMismatch)?;
+        // Every token is compared, so the timing doesn't tell which matched.
+        let matched = tokens
+            .iter()
+            .fold(false, |found, token| token.matches(presented) | found);
+        if matched {
+            Ok(account)
+        } else {
+            Err(AuthFailure::SignatureMismatch.into())
+        }
+    }
+
+    fn delivery_id<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
+        None
+    }
+
+    fn declared_event_type<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
+        None
+    }
+
+    fn archived_headers(&self) -> &'static [&'static str] {
+        &["content-type", "user-agent"]
+    }
+
+    fn is_ping(&self, _body: &Value) -> bool {
+        false
+    }
+
+    async fn warm(&self) -> Result<usize, DependencyError> {
+        self.secrets.warm().await
+    }
+}
+
+/// What one repair run of one account did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// In-progress orders compared with the kept state.
+    pub checked: u64,
+    /// Orders ingested because their state was missing or differed.
+    pub repaired: u64,
+}
+
+/// Why a repair run stopped. Holds no key and no order content.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error("WineSitting orders could not be fetched: {0}")]
+    Api(#[from] WineSittingApiError),
+    #[error("the kept state could not be read: {0}")]
+    Store(#[from] DependencyError),
+    #[error("a repaired order could not be ingested: {0}")]
+    Ingest(#[from] IngestError),
+}
+
+/// Fetches `account`'s orders still in progress and ingests, through
+/// `receiver` (the WineSitting webhook's own pipeline, without
+/// authentication), each one whose kept state is missing or differs from the
+/// fetched order, as an `ORDER`/`UPDATE` event dated now. A second run with
+/// nothing changed in between ingests nothing.
+pub async fn repair(
+    api: &WineSittingApi,
+    account: &InstanceName,
+    api_key: &str,
+    receiver: &Ingestor,
+    entities: &dyn EntityStore,
+) -> Result<RepairReport, RepairError> {
+    let orders = api.orders_in_progress(api_key).await?;
+    let mut report = RepairReport::default();
+    let mut skipped: u64 = 0;
+    for order in orders {
+        let Some(id) = id_field(&order, "id") else {
+            skipped += 1;
+            continue;
+        };
+        let Ok(key) = EntityKey::new(NAME, account, "order", &id) else {
+            // Its webhook would be quarantined as well; nothing to repair.
+            skipped += 1;
+            continue;
+        };
+        report.checked += 1;
+        let mut fetched = order;
+        strip_payment_card_fields(&mut fetched);
+        let up_to_date = match entities.get(&key).await? {
+            None => false,
+            Some(stored) => {
+                serde_json::from_str::<Value>(&stored.state_json).is_ok_and(|kept| kept == fetched)
+            }
+        };
+        if up_to_date {
+            continue;
+        }
+        let body = json!({
+            "type": "ORDER",
+            "operation": "UPDATE",
+            "object": fetched,
+            "date": now_rfc3339(),
+        });
+        let body = serde_json::to_vec(&body).expect("a JSON value serialises");
+        let outcome = receiver
+            .ingest_fetched(account, body, format!("repair:{account}:{id}"))
+            .await?;
+        match outcome {
+            Outcome::Accepted { .. } => {
+                report.repaired += 1;
+                tracing::info!(account = %account, order = %id, "WineSitting order repaired");
+            }
+            other => {
+                tracing::warn!(account = %account, order = %id, outcome = outcome_name(&other),
+                    "WineSitting order repair was not accepted");
+            }
+        }
+    }
+    tracing::info!(
+        account = %account,
+        checked = report.checked,
+        repaired = report.repaired,
+        skipped,
+        "WineSitting repair poll done"
+    );
+    Ok(report)
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Accepted { .. } => "accepted",
+        Outcome::Duplicate { .. } => "duplicate",
+        Outcome::Quarantined { .. } => "quarantined",
+        Outcome::Pong => "pong",
+    }
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .expect("the current UTC time formats as RFC 3339")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+    use wiremock::matchers::{header, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue};
+    use crate::ingest::Stores;
+
+    const SECRETS: &str = r#"{"acct": {"token": ["tok-new", "tok-old"], "api_key": "k-acct"},
+        "other": {"token": "tok-other"}, "signed": {"webhook": "s"}}"#;
+
+    fn cache() -> SecretCache {
+        SecretCache::new(FixedSecrets(SECRETS.into()), Duration::from_secs(60))
+    }
+
+    fn acct() -> InstanceName {
+        InstanceName::parse("acct").unwrap()
+    }
+
+    fn delivery(params: &[(&str, &str)], body: &Value) -> Delivery {
+        Delivery {
+            headers: HeaderMap::new(),
+            body: serde_json::to_vec(body).unwrap(),
+            request_id: "test".into(),
+            path_params: params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn event(kind: &str, operation: &str, object: Value, date: Value) -> Value {
+        json!({"type": kind, "operation": operation, "object": object, "date": date})
+    }
+
+    const DATE: &str = "2024-03-01T10:00:00Z";
+    const DATE_MICROS: i64 = 1_709_287_200_000_000;
+
+    #[test]
+    fn each_valid_shape_interprets_with_its_identity_entity_and_version() {
+        let cases = [
+            (
+                "ORDER",
+                "CREATE",
+                json!(17),
+                "ORDER:17:CREATE",
+                "order",
+                "17",
+            ),
+            (
+                "ORDER",
+                "UPDATE",
+                json!("o-9"),
+                "ORDER:o-9:UPDATE",
+                "order",
+                "o-9",
+            ),
+            (
+                "order",
+                "update",
+                json!("o-9"),
+                "ORDER:o-9:UPDATE",
+                "order",
+                "o-9",
+            ),
+            (
+                "PUTAWAY",
+                "CREATE",
+                json!(5),
+                "PUTAWAY:5:CREATE",
+                "putaway",
+                "5",
+            ),
+            (
+                "Putaway",
+                "Create",
+                json!(" 5 "),
+                "PUTAWAY:5:CREATE",
+                "putaway",
+                "5",
+            ),
+        ];
+        for (kind, operation, id, identity, entity_kind, entity_id) in cases {
+            let object =
+                json!({"id": id, "status": "in_progress", "card_number": "4242424242424242"});
+            let body = event(kind, operation, object, json!(DATE));
+
+            let meaning = WineSittingEvent.interpret(&body).unwrap();
+
+            assert_eq!(
+                meaning.identity,
+                Identity::Business(format!("{identity}@{DATE_MICROS}")),
+                "{body}"
+            );
+            assert_eq!(meaning.follow_up, FollowUp::None);
+            let entity = meaning.entity.unwrap();
+            assert_eq!(entity.kind, entity_kind);
+            assert_eq!(entity.id, entity_id);
+            assert_eq!(entity.version, Version::UpdatedAt(DATE_MICROS));
+            assert_eq!(entity.state["status"], "in_progress");
+            assert!(
+                entity.state.get("card_number").is_none(),
+                "card digits were kept"
+            );
+        }
+    }
+
+    #[test]
+    fn a_date_may_be_a_timestamp_string_or_epoch_milliseconds() {
+        let millis = event(
+            "ORDER",
+            "UPDATE",
+            json!({"id": 1}),
+            json!(1_709_287_200_000_i64),
+        );
+        let naive = event(
+            "ORDER",
+            "UPDATE",
+            json!({"id": 1}),
+            json!("2024-03-01T10:00:00.5"),
+        );
+
+        let from_millis = WineSittingEvent.interpret(&millis).unwrap();
+        let from_naive = WineSittingEvent.interpret(&naive).unwrap();
+
+        assert_eq!(
+            from_millis.entity.unwrap().version,
+            Version::UpdatedAt(DATE_MICROS)
+        );
+        assert_eq!(
+            from_naive.entity.unwrap().version,
+            Version::UpdatedAt(DATE_MICROS + 500_000)
+        );
+    }
+
+    #[test]
+    fn each_invalid_shape_is_the_right_malformed() {
+        let order = json!({"id": 1});
+        let cases = [
+            (json!([1, 2]), "not_a_json_object"),
+            (
+                event("INVOICE", "CREATE", order.clone(), json!(DATE)),
+                "unknown_type",
+            ),
+            (
+                json!({"operation": "CREATE", "object": order, "date": DATE}),
+                "unknown_type",
+            ),
+            (
+                event("ORDER", "DELETE", order.clone(), json!(DATE)),
+                "unknown_operation",
+            ),
+            (
+                json!({"type": "ORDER", "object": order, "date": DATE}),
+                "unknown_operation",
+            ),
+            (
+                event("PUTAWAY", "UPDATE", order.clone(), json!(DATE)),
+                "putaway_update",
+            ),
+            (
+                event("ORDER", "CREATE", json!({"status": "x"}), json!(DATE)),
+                "missing_object_id",
+            ),
+            (
+                event("ORDER", "CREATE", json!({"id": ""}), json!(DATE)),
+                "missing_object_id",
+            ),
+            (
+                event("ORDER", "CREATE", json!({"id": null}), json!(DATE)),
+                "missing_object_id",
+            ),
+            (
+                event("ORDER", "CREATE", json!([{"id": 1}]), json!(DATE)),
+                "missing_object_id",
+            ),
+            (
+                json!({"type": "ORDER", "operation": "CREATE", "date": DATE}),
+                "missing_object_id",
+            ),
+            (
+                event("ORDER", "CREATE", order.clone(), json!("yesterday")),
+                "missing_or_invalid_date",
+            ),
+            (
+                event("ORDER", "CREATE", order.clone(), json!(1.5)),
+                "missing_or_invalid_date",
+            ),
+            (
+                event("ORDER", "CREATE", order.clone(), json!(true)),
+                "missing_or_invalid_date",
+            ),
+            (
+                json!({"type": "ORDER", "operation": "CREATE", "object": order}),
+                "missing_or_invalid_date",
+            ),
+        ];
+        for (body, reason) in cases {
+            assert_eq!(
+                WineSittingEvent.interpret(&body).unwrap_err(),
+                Malformed(reason),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_duplicate_has_the_same_identity_and_a_different_date_or_operation_does_not() {
+        let first = event(
+            "ORDER",
+            "UPDATE",
+            json!({"id": 3, "note": "a"}),
+            json!(DATE),
+        );
+        let duplicate = event(
+            "order",
+            "UPDATE",
+            json!({"id": "3", "note": "a"}),
+            json!(DATE),
+        );
+        let later = event(
+            "ORDER",
+            "UPDATE",
+            json!({"id": 3}),
+            json!("2024-03-01T10:00:01Z"),
+        );
+        let created = event("ORDER", "CREATE", json!({"id": 3}), json!(DATE));
+        let identity = |body: &Value| WineSittingEvent.interpret(body).unwrap().identity;
+
+        assert_eq!(identity(&first), identity(&duplicate));
+        assert_ne!(identity(&first), identity(&later));
+        assert_ne!(identity(&first), identity(&created));
+    }
+
+    #[tokio::test]
+    async fn the_right_token_is_accepted_including_the_previous_one_during_rotation() {
+        let source = WineSitting::new(cache());
+        let body = event("ORDER", "CREATE", json!({"id": 1}), json!(DATE));
+
+        for token in ["tok-new", "tok-old"] {
+            let account = source
+                .authenticate(&delivery(&[("account", "ACCT"), ("token", token)], &body))
+                .await
+                .unwrap();
+            assert_eq!(account, acct());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_missing_or_other_accounts_token_is_refused() {
+        let source = WineSitting::new(cache());
+        let body = event("ORDER", "CREATE", json!({"id": 1}), json!(DATE));
+        let cases: [(&[(&str, &str)], AuthFailure); 8] = [
+            (
+                &[("account", "acct"), ("token", "tok-newer")],
+                AuthFailure::SignatureMismatch,
+            ),
+            (
+                &[("account", "acct"), ("token", "")],
+                AuthFailure::SignatureMismatch,
+            ),
+            (&[("account", "acct")], AuthFailure::SignatureMismatch),
+            (
+                &[("account", "acct"), ("token", "tok-other")],
+                AuthFailure::SignatureMismatch,
+            ),
+            (
+                &[("account", "nobody"), ("token", "tok-new")],
+                AuthFailure::UnknownInstance,
+            ),
+            (
+                &[("account", "signed"), ("token", "s")],
+                AuthFailure::UnknownInstance,
+            ),
+            (
+                &[("account", "a/b"), ("token", "tok-new")],
+                AuthFailure::InvalidInstance,
+            ),
+            (&[("token", "tok-new")], AuthFailure::MissingInstance),
+        ];
+        for (params, expected) in cases {
+            let error = source
+                .authenticate(&delivery(params, &body))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, IngestError::Unauthorized(reason) if reason == expected),
+                "{params:?}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_source_has_no_delivery_id_no_declared_type_and_no_ping() {
+        let source = WineSitting::new(cache());
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", http::HeaderValue::from_static("r-1"));
+
+        assert_eq!(source.name(), "winesitting");
+        assert_eq!(source.delivery_id(&headers), None);
+        assert_eq!(source.declared_event_type(&headers), None);
+        assert!(!source.is_ping(&json!({"ping": "pong"})));
+        assert_eq!(source.archived_headers(), &["content-type", "user-agent"]);
+        assert_eq!(WineSittingEvent.event_type(), "winesitting.event");
+    }
+
+    struct Harness {
+        ingestor: Ingestor,
+        events: Arc<MemoryEvents>,
+        entities: Arc<MemoryEntities>,
+        queue: Arc<MemoryQueue>,
+    }
+
+    fn harness() -> Harness {
+        let events = Arc::new(MemoryEvents::default());
+        let entities = Arc::new(MemoryEntities::default());
+        let queue = Arc::new(MemoryQueue::default());
+        let stores = Stores {
+            events: events.clone(),
+            entities: entities.clone(),
+            jobs: queue.clone(),
+        };
+        Harness {
+            ingestor: Ingestor::new(
+                Arc::new(WineSitting::new(cache())),
+                Arc::new(WineSittingEvent),
+                stores,
+                Settings::default(),
+            ),
+            events,
+            entities,
+            queue,
+        }
+    }
+
+    fn kept_order(h: &Harness, id: &str) -> Option<Value> {
+        let key = EntityKey::new("winesitting", &acct(), "order", id).unwrap();
+        h.entities
+            .get(&key)
+            .map(|(e, _)| serde_json::from_str(&e.state_json).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_delivery_is_stored_once_and_queues_nothing() {
+        let h = harness();
+        let body = event(
+            "ORDER",
+            "CREATE",
+            json!({"id": 1, "status": "new"}),
+            json!(DATE),
+        );
+        let webhook = delivery(&[("account", "acct"), ("token", "tok-new")], &body);
+
+        let first = h.ingestor.ingest(&webhook).await.unwrap();
+        let again = h.ingestor.ingest(&webhook).await.unwrap();
+
+        let Outcome::Accepted { event_key } = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(again, Outcome::Duplicate { event_key });
+        assert_eq!(h.events.len(), 1);
+        assert!(h.queue.is_empty());
+        assert_eq!(kept_order(&h, "1").unwrap()["status"], "new");
+    }
+
+    async fn mount_orders(server: &MockServer, orders: &Value) {
+        server.reset().await;
+        Mock::given(method("GET"))
+            .and(path("/orders"))
+            .and(query_param("status", "in_progress"))
+            .and(header("authorization", "Bearer k-acct"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(orders))
+            .mount(server)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn the_repair_poll_ingests_exactly_the_missing_or_changed_orders_and_a_second_run_nothing(
+    ) {
+        let h = harness();
+        // Kept from webhooks: "same" (its card number was never kept),
+        // "changed" (now older than WineSitting's), "done" (no longer in
+        // progress: not looked at).
+        for object in [
+            json!({"id": "same", "status": "in_progress", "lines": [{"sku": "A", "qty": 2}]}),
+            json!({"id": "changed", "status": "in_progress", "lines": []}),
+            json!({"id": "done", "status": "in_progress"}),
+        ] {
+            let body = event("ORDER", "CREATE", object, json!(DATE));
+            let outcome = h
+                .ingestor
+                .ingest(&delivery(
+                    &[("account", "acct"), ("token", "tok-new")],
+                    &body,
+                ))
+                .await
+                .unwrap();
+            assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
+        }
+        let in_progress = json!({"data": [
+            {"id": "same", "status": "in_progress", "lines": [{"sku": "A", "qty": 2}], "card_number": "4242"},
+            {"id": "changed", "status": "in_progress", "lines": [{"sku": "B", "qty": 1}]},
+            {"id": "missing", "status": "in_progress"},
+            {"status": "no id"},
+        ]});
+        let server = MockServer::start().await;
+        mount_orders(&server, &in_progress).await;
+        let api = WineSittingApi::new(server.uri(), Duration::from_secs(2));
+        let events_before = h.events.len();
+
+        let first = repair(&api, &acct(), "k-acct", &h.ingestor, h.entities.as_ref())
+            .await
+            .unwrap();
+
+        assert_eq!(
+            first,
+            RepairReport {
+                checked: 3,
+                repaired: 2
+            }
+        );
+        assert_eq!(h.events.len(), events_before + 2);
+        assert_eq!(
+            kept_order(&h, "changed").unwrap()["lines"],
+            json!([{"sku": "B", "qty": 1}])
+        );
+        assert_eq!(
+            kept_order(&h, "missing").unwrap(),
+            json!({"id": "missing", "status": "in_progress"})
+        );
+        assert!(kept_order(&h, "same").unwrap().get("card_number").is_none());
+        let same = EntityKey::new("winesitting", &acct(), "order", "same").unwrap();
+        assert_eq!(
+            h.entities.get(&same).unwrap().1,
+            1,
+            "an equal order was rewritten"
+        );
+
+        let second = repair(&api, &acct(), "k-acct", &h.ingestor, h.entities.as_ref())
+            .await
+            .unwrap();
+
+        assert_eq!(
+            second,
+            RepairReport {
+                checked: 3,
+                repaired: 0
+            }
+        );
+        assert_eq!(h.events.len(), events_before + 2);
+        assert!(h.queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_repair_run_whose_api_refuses_the_key_stops_with_an_api_error_and_ingests_nothing() {
+        let h = harness();
+        let server = MockServer::start().await;
+        Mock::given(path("/orders"))
+            .respond_with(ResponseTemplate::new(401))
+            .mount(&server)
+            .await;
+        let api = WineSittingApi::new(server.uri(), Duration::from_secs(2));
+
+        let error = repair(&api, &acct(), "wrong", &h.ingestor, h.entities.as_ref())
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(
+                error,
+                RepairError::Api(WineSittingApiError::Unauthorized { status: 401 })
+            ),
+            "{error:?}"
+        );
+        assert!(h.events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_repair_run_with_the_entities_table_down_is_a_store_error() {
+        let h = harness();
+        let server = MockServer::start().await;
+        mount_orders(&server, &json!([{"id": "o-1"}])).await;
+        let api = WineSittingApi::new(server.uri(), Duration::from_secs(2));
+        h.entities
+            .down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+
+        let error = repair(&api, &acct(), "k-acct", &h.ingestor, h.entities.as_ref())
+            .await
+            .unwrap_err();
+
+        assert!(matches!(error, RepairError::Store(_)), "{error:?}");
+        assert!(h.events.is_empty());
+    }
+}

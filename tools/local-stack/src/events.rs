@@ -8,9 +8,14 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde_json::{json, Value};
 use shared::signature::sign;
+use shared::sources::booking::BookingFamily;
 use shared::sources::revel::{self, RevelEventType};
+use shared::sources::winesitting;
 
-use crate::{Error, DEMO_INSTANCE, DEMO_SECRET};
+use crate::{
+    Error, DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, DEMO_INSTANCE, DEMO_SECRET,
+    DEMO_WINESITTING_TOKEN,
+};
 
 /// An API Gateway HTTP API (payload format 2.0) request event, as API Gateway
 /// hands it to a function. The local gateway and the samples both use it.
@@ -118,10 +123,29 @@ pub fn routed_event(
     })
 }
 
+/// Which function a sample is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Revel(RevelEventType),
+    WineSitting,
+    Booking(BookingFamily),
+}
+
+impl Target {
+    /// The template function that receives it.
+    pub fn logical_id(self) -> &'static str {
+        match self {
+            Self::Revel(kind) => kind.logical_id(),
+            Self::WineSitting => winesitting::LOGICAL_ID,
+            Self::Booking(family) => family.logical_id(),
+        }
+    }
+}
+
 /// One sample: which payload, posted to which route.
 #[derive(Debug, Clone)]
 pub struct Sample {
-    pub kind: RevelEventType,
+    pub target: Target,
     pub payload: &'static str,
     pub output: String,
 }
@@ -130,18 +154,46 @@ pub fn samples() -> Vec<Sample> {
     let mut samples: Vec<Sample> = RevelEventType::ALL
         .iter()
         .map(|kind| Sample {
-            kind: *kind,
+            target: Target::Revel(*kind),
             payload: payload_name(*kind),
             output: format!("{}.json", kind.crate_name()),
         })
         .collect();
     samples.push(Sample {
-        kind: RevelEventType::OrderFinalized,
+        target: Target::Revel(RevelEventType::OrderFinalized),
         payload: "ping.json",
         output: "revel-ping.json".into(),
     });
+    samples.push(Sample {
+        target: Target::WineSitting,
+        payload: "winesitting-order.json",
+        output: format!("{}.json", winesitting::CRATE),
+    });
+    for family in BookingFamily::ALL {
+        samples.push(Sample {
+            target: Target::Booking(family),
+            payload: BOOKING_PAYLOADS[BookingFamily::ALL
+                .iter()
+                .position(|f| *f == family)
+                .unwrap_or(0)],
+            output: format!("{}.json", family.crate_name()),
+        });
+    }
     samples
 }
+
+const BOOKING_PAYLOADS: [&str; 10] = [
+    "booking-bookings.json",
+    "booking-customers.json",
+    "booking-check-in.json",
+    "booking-accounts.json",
+    "booking-contacts.json",
+    "booking-employees.json",
+    "booking-package.json",
+    "booking-activity.json",
+    "booking-product.json",
+    "booking-inventory.json",
+];
 
 fn payload_name(kind: RevelEventType) -> &'static str {
     match kind {
@@ -150,6 +202,50 @@ fn payload_name(kind: RevelEventType) -> &'static str {
         RevelEventType::RewardCardCreated => "rewardcard-created.json",
         RevelEventType::StockChanged => "stock-changed.json",
         RevelEventType::MenuUpdated => "menu-updated.json",
+    }
+}
+
+/// The booking platform's headers for `body`: hex HMAC-SHA256 under `secret`.
+pub fn booking_headers(header: &str, secret: &str, body: &[u8]) -> Vec<(String, String)> {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        (
+            "user-agent".to_owned(),
+            "BookingPlatform-Webhooks/sample".to_owned(),
+        ),
+        (header.to_owned(), hex::encode(mac.finalize().into_bytes())),
+    ]
+}
+
+/// The route, concrete path and headers a sample is sent with.
+pub fn request_for(target: Target, body: &[u8]) -> (Route, String, Vec<(String, String)>) {
+    match target {
+        Target::Revel(kind) => (
+            Route::exact(kind.route()),
+            kind.route().to_owned(),
+            revel_headers(kind, DEMO_INSTANCE, DEMO_SECRET, body),
+        ),
+        Target::WineSitting => (
+            Route {
+                template: winesitting::ROUTE.to_owned(),
+            },
+            format!("/winesitting/{DEMO_INSTANCE}/{DEMO_WINESITTING_TOKEN}"),
+            vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("user-agent".to_owned(), "WineSitting".to_owned()),
+            ],
+        ),
+        Target::Booking(family) => (
+            Route {
+                template: family.signed_route().to_owned(),
+            },
+            format!("/booking/{DEMO_INSTANCE}/{}", family.slug()),
+            booking_headers(DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, body),
+        ),
     }
 }
 
@@ -184,14 +280,8 @@ pub fn render(dir: &Path, sample: &Sample) -> Result<Value, Error> {
     let body = raw.strip_suffix(b"\n").unwrap_or(&raw);
     serde_json::from_slice::<Value>(body)
         .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
-    let headers = revel_headers(sample.kind, DEMO_INSTANCE, DEMO_SECRET, body);
-    Ok(http_api_event(
-        "POST",
-        sample.kind.route(),
-        "",
-        &headers,
-        body,
-    ))
+    let (route, path, headers) = request_for(sample.target, body);
+    Ok(routed_event("POST", &route, &path, "", &headers, body))
 }
 
 /// Writes every sample event into `dir`; returns the files written.

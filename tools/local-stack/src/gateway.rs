@@ -8,7 +8,6 @@ use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::response::Response;
 use shared::ingest::Ingestor;
-use shared::sources::revel::RevelEventType;
 
 use crate::events::Route;
 use crate::template::Template;
@@ -19,13 +18,6 @@ const API_GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// Each template route (method, path template) with its receiver.
 pub type Routes = Arc<Vec<(String, Route, Arc<Ingestor>)>>;
-
-/// The Revel webhook type a template function serves, by its logical id.
-pub fn revel_kind(logical_id: &str) -> Option<RevelEventType> {
-    RevelEventType::ALL
-        .into_iter()
-        .find(|k| k.logical_id() == logical_id)
-}
 
 /// The routes of `template`, each bound to the receiver `make` builds for
 /// its function's logical id.

@@ -21,3 +21,22 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// The instance and secret the sample events are signed for.
 pub const DEMO_INSTANCE: &str = "demo";
 pub const DEMO_SECRET: &str = "demo-webhook-secret";
+/// WineSitting's URL token for the demo account.
+pub const DEMO_WINESITTING_TOKEN: &str = "demo-winesitting-token-3f9c2a7d81e6b54f";
+/// The booking platform's signing secret for the demo account, and its header.
+pub const DEMO_BOOKING_SECRET: &str = "demo-booking-secret";
+pub const DEMO_BOOKING_HEADER: &str = "x-signature";
+
+/// The secret documents `make local` and the tests put in place, per secret id variable.
+pub fn demo_secret_documents() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "WINESITTING_SECRETS_ID",
+            serde_json::json!({ DEMO_INSTANCE: {"token": DEMO_WINESITTING_TOKEN, "api_key": "demo-winesitting-key"} }).to_string(),
+        ),
+        (
+            "BOOKING_SECRETS_ID",
+            serde_json::json!({ DEMO_INSTANCE: {"webhook": DEMO_BOOKING_SECRET}, "tokened": {"token": "tokened-booking-token"} }).to_string(),
+        ),
+    ]
+}

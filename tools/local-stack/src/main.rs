@@ -19,7 +19,7 @@ use local_stack::{events, gateway, Error, DEMO_INSTANCE, DEMO_SECRET};
 use local_stack::{fake_revel, partner, worker_loop};
 use serde_json::{json, Value};
 use shared::config::{Config, SyncConfig};
-use shared::function::{revel_receiver, revel_source, Clients};
+use shared::function::{revel_source, AllSources, Clients};
 use shared::revel_api::RevelApiConfig;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -109,6 +109,7 @@ async fn up(args: &[String]) -> Result<(), Error> {
     }})
     .to_string();
     put_revel_secrets(&sdk, &provisioned, &secrets).await?;
+    local_stack::provision::put_demo_secrets(&sdk, &provisioned).await?;
     let base = format!("http://127.0.0.1:{port}");
     // Revel's API and the partner system are stand-ins served beside the functions.
     for (name, value) in [
@@ -126,10 +127,10 @@ async fn up(args: &[String]) -> Result<(), Error> {
     let config = Config::from_lookup(provisioned.lookup())?;
     let sync = SyncConfig::from_lookup(provisioned.lookup())?;
     let clients = Clients::from_sdk(&sdk);
-    let source = revel_source(&config, &clients);
+    let sources = AllSources::new(&config, &clients)?;
+    let source = sources.revel.clone();
     let routes = gateway::routes(&template, |function| {
-        let kind = gateway::revel_kind(function)?;
-        Some(revel_receiver(kind, source.clone(), &config, &clients))
+        sources.receiver_for(function, &config, &clients)
     })?;
 
     std::fs::create_dir_all(".local")?;

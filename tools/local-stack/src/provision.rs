@@ -296,16 +296,34 @@ pub async fn put_revel_secrets(
     provisioned: &Provisioned,
     document: &str,
 ) -> Result<(), Error> {
+    put_secret(sdk, provisioned, "REVEL_WEBHOOK_SECRETS_ID", document).await
+}
+
+/// Puts `document` as the value of the secret named by the variable `variable`.
+pub async fn put_secret(
+    sdk: &SdkConfig,
+    provisioned: &Provisioned,
+    variable: &str,
+    document: &str,
+) -> Result<(), Error> {
     let id = provisioned
         .env
-        .get("REVEL_WEBHOOK_SECRETS_ID")
-        .ok_or("template sets no REVEL_WEBHOOK_SECRETS_ID")?;
+        .get(variable)
+        .ok_or_else(|| format!("template sets no {variable}"))?;
     aws_sdk_secretsmanager::Client::new(sdk)
         .put_secret_value()
         .secret_id(id)
         .secret_string(document)
         .send()
         .await?;
+    Ok(())
+}
+
+/// Puts the demo documents of every other source in place.
+pub async fn put_demo_secrets(sdk: &SdkConfig, provisioned: &Provisioned) -> Result<(), Error> {
+    for (variable, document) in crate::demo_secret_documents() {
+        put_secret(sdk, provisioned, variable, &document).await?;
+    }
     Ok(())
 }
 
