@@ -20,7 +20,7 @@ help:
 	@echo "make test         format, lint, unit and integration tests, sam validate --lint"
 	@echo "make build        sam build --beta-features (arm64, cargo-lambda + zig)"
 	@echo "make events       re-sign the sample events in events/ from events/payloads/"
-	@echo "make trigger TASK=product_sync|event_sync|inventory_sync|reconcile   run a scheduled function by hand"
+	@echo "make trigger TASK=product_sync|event_sync|inventory_sync|reconcile|winesitting_repair   run a scheduled function by hand"
 
 venv: $(STAMP)
 
@@ -62,9 +62,9 @@ local: venv
 post-events:
 	cargo run --quiet --locked -p local-stack -- post-events
 
-# Runs a scheduled function by hand against `make local`: TASK=product_sync|event_sync|inventory_sync|reconcile
+# Runs a scheduled function by hand against `make local`: TASK=product_sync|event_sync|inventory_sync|reconcile|winesitting_repair
 trigger:
-	@test -n "$(TASK)" || { echo "usage: make trigger TASK=product_sync|event_sync|inventory_sync|reconcile"; exit 2; }
+	@test -n "$(TASK)" || { echo "usage: make trigger TASK=product_sync|event_sync|inventory_sync|reconcile|winesitting_repair"; exit 2; }
 	cargo run --quiet --locked -p local-stack -- trigger $(TASK)
 
 clean-local:

@@ -126,6 +126,8 @@ pub struct SyncConfig {
     pub inventory_instances: InventoryInstances,
     /// `RECONCILE_LOOKBACK_HOURS` (26): how far back a first reconciliation looks.
     pub reconcile_lookback: Duration,
+    /// `WINESITTING_API_BASE_URL`: WineSitting's REST API, for the repair poll.
+    pub winesitting_api_base_url: String,
 }
 
 /// Instances whose inventory is pulled every 2 hours.
@@ -205,6 +207,8 @@ impl SyncConfig {
                 &optional("INVENTORY_SYNC_INSTANCES").unwrap_or_default(),
             ),
             reconcile_lookback: Duration::from_secs(3600 * number("RECONCILE_LOOKBACK_HOURS", 26)?),
+            winesitting_api_base_url: optional("WINESITTING_API_BASE_URL")
+                .unwrap_or_else(|| "https://api.winesitting.com/v1".into()),
         })
     }
 }

@@ -199,6 +199,16 @@ pub fn jobs_worker(
             sqs: clients.sqs.clone(),
             queue_url: config.jobs_queue_url.clone(),
         }),
+        winesitting: winesitting_source(config, clients).ok().map(|source| {
+            crate::worker::WineSittingRepair {
+                api: crate::winesitting_api::WineSittingApi::new(
+                    sync.winesitting_api_base_url.clone(),
+                    Duration::from_secs(10),
+                ),
+                receiver: receiver(source.clone(), Arc::new(WineSittingEvent), config, clients),
+                source,
+            }
+        }),
     }
 }
 
@@ -271,23 +281,46 @@ pub async fn serve_scheduler() -> Result<(), Error> {
         revel,
     } = SyncInit::load().await?;
     let jobs = stores(&config, &clients).jobs;
+    let winesitting = winesitting_source(&config, &clients).ok();
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let (revel, jobs, inventory) = (
+            let (revel, winesitting, jobs, inventory) = (
                 Arc::clone(&revel),
+                winesitting.clone(),
                 Arc::clone(&jobs),
                 sync.inventory_instances.clone(),
             );
             async move {
                 let task = crate::schedule::task_of(&event.payload)?;
                 let now = time::OffsetDateTime::now_utc();
-                let queued =
-                    crate::schedule::fan_out(task, &revel, jobs.as_ref(), &inventory, now).await?;
+                let queued = crate::schedule::fan_out(
+                    task,
+                    accounts_of(task, &revel, winesitting.as_deref())?,
+                    jobs.as_ref(),
+                    &inventory,
+                    now,
+                )
+                .await?;
                 Ok::<_, Error>(serde_json::json!({"task": task.name(), "instances": queued.len()}))
             }
         },
     ))
     .await
+}
+
+/// Whose accounts a scheduled task runs for: WineSitting's for its repair
+/// poll, Revel's for everything else.
+pub fn accounts_of<'a>(
+    task: crate::queue::JobKind,
+    revel: &'a Revel,
+    winesitting: Option<&'a WineSitting>,
+) -> Result<&'a SecretCache, Error> {
+    match task {
+        crate::queue::JobKind::WinesittingRepair => Ok(winesitting
+            .ok_or("WINESITTING_SECRETS_ID is not set")?
+            .secrets()),
+        _ => Ok(revel.secrets()),
+    }
 }
 
 /// The booking platform's source, with its secrets read through `clients`.

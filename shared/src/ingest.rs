@@ -424,6 +424,17 @@ impl Ingestor {
         let (source, event_type) = (self.source.name(), self.kind.event_type());
         match work.follow_up {
             FollowUp::None => None,
+            FollowUp::ApplyToRevel => {
+                let entity = work.entity.as_ref()?;
+                Some(Job::for_entity(
+                    crate::queue::JobKind::ApplyToRevel,
+                    source,
+                    &work.instance,
+                    event_type,
+                    &work.key,
+                    &entity.key,
+                ))
+            }
             FollowUp::SyncEntity => {
                 let entity = work.entity.as_ref()?;
                 Some(Job::sync_entity(

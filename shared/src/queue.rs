@@ -33,6 +33,10 @@ pub enum JobKind {
     InventorySync,
     /// End of day: ingest orders whose webhook never arrived.
     Reconcile,
+    /// Apply a change the partner system (VinesOS) sent to Revel.
+    ApplyToRevel,
+    /// Poll WineSitting for orders still in progress; repair missed webhooks.
+    WinesittingRepair,
 }
 
 impl JobKind {
@@ -45,6 +49,8 @@ impl JobKind {
             Self::EventSync => "event_sync",
             Self::InventorySync => "inventory_sync",
             Self::Reconcile => "reconcile",
+            Self::ApplyToRevel => "apply_to_revel",
+            Self::WinesittingRepair => "winesitting_repair",
         }
     }
 
@@ -55,6 +61,7 @@ impl JobKind {
             Self::EventSync,
             Self::InventorySync,
             Self::Reconcile,
+            Self::WinesittingRepair,
         ]
         .into_iter()
         .find(|k| k.name() == name)
@@ -109,9 +116,29 @@ impl Job {
         event: &EventKey,
         entity: &EntityKey,
     ) -> Self {
+        Self::for_entity(
+            JobKind::SyncEntity,
+            source,
+            instance,
+            event_type,
+            event,
+            entity,
+        )
+    }
+
+    /// A job about one entity (`kind` is a sync or an apply): the message
+    /// group is the entity, so jobs of one entity run in order.
+    pub fn for_entity(
+        kind: JobKind,
+        source: &str,
+        instance: &InstanceName,
+        event_type: &str,
+        event: &EventKey,
+        entity: &EntityKey,
+    ) -> Self {
         Self {
             message: JobMessage {
-                job: JobKind::SyncEntity,
+                job: kind,
                 source: source.to_owned(),
                 instance: instance.to_string(),
                 event_type: event_type.to_owned(),

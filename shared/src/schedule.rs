@@ -8,7 +8,7 @@ use crate::config::InventoryInstances;
 use crate::error::DependencyError;
 use crate::ids::InstanceName;
 use crate::queue::{Job, JobKind, JobQueue};
-use crate::sources::revel::Revel;
+use crate::secrets::SecretCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -28,18 +28,19 @@ pub fn task_of(input: &serde_json::Value) -> Result<JobKind, ScheduleError> {
         .ok_or_else(|| ScheduleError::UnknownTask(name.chars().take(40).collect()))
 }
 
-/// Queues `task` for every instance that has API credentials (and, for the
-/// inventory sync, the retailer option). Returns the instances queued.
+/// Queues `task` for every account of `accounts` (Revel's secrets, or
+/// WineSitting's for its repair poll) that has API credentials (and, for the
+/// inventory sync, the retailer option). Returns the accounts queued.
 pub async fn fan_out(
     task: JobKind,
-    revel: &Revel,
+    accounts: &SecretCache,
     jobs: &dyn JobQueue,
     inventory: &InventoryInstances,
     now: OffsetDateTime,
 ) -> Result<Vec<InstanceName>, ScheduleError> {
-    let document = revel.secrets().document().await?;
-    // The hour of the tick: a schedule that fires twice queues each job once.
-    let window = format!("{}T{:02}", now.date(), now.hour());
+    let document = accounts.document().await?;
+    // The minute of the tick: a tick delivered twice queues each job once.
+    let window = format!("{}T{:02}:{:02}", now.date(), now.hour(), now.minute());
     let mut queued = Vec::new();
     for instance in document.api_instances() {
         if task == JobKind::InventorySync && !inventory.includes(instance.as_str()) {
@@ -61,7 +62,7 @@ pub async fn fan_out(
 mod tests {
     use super::*;
     use crate::fakes::{FixedSecrets, MemoryQueue};
-    use crate::secrets::SecretCache;
+    use crate::sources::revel::Revel;
     use std::time::Duration;
 
     fn revel() -> Revel {
@@ -80,7 +81,7 @@ mod tests {
         let now = time::macros::datetime!(2026-11-24 23:55 UTC);
         let queued = fan_out(
             JobKind::ProductSync,
-            &revel(),
+            revel().secrets(),
             &queue,
             &InventoryInstances::All,
             now,
@@ -103,12 +104,24 @@ mod tests {
         let queue = MemoryQueue::default();
         let now = time::macros::datetime!(2026-11-24 10:00 UTC);
         let only_b = InventoryInstances::parse("b");
-        fan_out(JobKind::InventorySync, &revel(), &queue, &only_b, now)
-            .await
-            .unwrap();
-        fan_out(JobKind::InventorySync, &revel(), &queue, &only_b, now)
-            .await
-            .unwrap();
+        fan_out(
+            JobKind::InventorySync,
+            revel().secrets(),
+            &queue,
+            &only_b,
+            now,
+        )
+        .await
+        .unwrap();
+        fan_out(
+            JobKind::InventorySync,
+            revel().secrets(),
+            &queue,
+            &only_b,
+            now,
+        )
+        .await
+        .unwrap();
         assert_eq!(queue.len(), 1);
         assert_eq!(queue.jobs.lock().unwrap()[0].message.instance, "b");
     }

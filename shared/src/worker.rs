@@ -35,6 +35,8 @@ pub enum JobError {
     Delivery(#[from] DeliveryError),
     #[error("sync: {0}")]
     Sync(#[from] SyncError),
+    #[error("WineSitting repair: {0}")]
+    Repair(#[from] crate::sources::winesitting::RepairError),
 }
 
 /// Failed jobs come back after 30 s, 1 min, 2 min, ... (at most 15 min)
@@ -89,6 +91,16 @@ pub struct Worker {
     pub budget: Option<Arc<DynamoSyncState>>,
     /// `None` leaves failed jobs to the queue's visibility timeout.
     pub retry: Option<RetryBackoff>,
+    /// WineSitting's repair poll, where WineSitting is configured.
+    pub winesitting: Option<WineSittingRepair>,
+}
+
+/// What the WineSitting repair poll needs.
+pub struct WineSittingRepair {
+    pub api: crate::winesitting_api::WineSittingApi,
+    pub source: Arc<crate::sources::winesitting::WineSitting>,
+    /// The WineSitting receiver: repaired orders go through its pipeline.
+    pub receiver: Ingestor,
 }
 
 fn group_of(message: &SqsMessage) -> String {
@@ -156,6 +168,10 @@ impl Worker {
             JobKind::EventSync => self.pull(job.job, &instance, &EVENTS, deadline).await,
             JobKind::InventorySync => self.pull(job.job, &instance, &INVENTORY, deadline).await,
             JobKind::Reconcile => self.reconcile(&instance, deadline).await,
+            JobKind::ApplyToRevel => Err(JobError::Malformed(
+                "applying partner changes to Revel is not built yet",
+            )),
+            JobKind::WinesittingRepair => self.winesitting_repair(&instance).await,
         }
     }
 
@@ -283,6 +299,35 @@ impl Worker {
         Ok(document.api_credentials(instance).cloned())
     }
 
+    /// Polls WineSitting for the account's orders still in progress and
+    /// ingests those whose webhook was lost (WineSitting never retries).
+    async fn winesitting_repair(&self, account: &InstanceName) -> Result<(), JobError> {
+        let Some(repair) = &self.winesitting else {
+            tracing::warn!(%account, "WineSitting repair is not configured here; job dropped");
+            return Ok(());
+        };
+        let document = repair.source.secrets().document().await?;
+        let Some(credentials) = document.api_credentials(account) else {
+            tracing::warn!(%account, "no WineSitting API key for this account; repair skipped");
+            return Ok(());
+        };
+        let report = crate::sources::winesitting::repair(
+            &repair.api,
+            account,
+            credentials.key(),
+            &repair.receiver,
+            self.entities.as_ref(),
+        )
+        .await?;
+        crate::telemetry::metric(
+            "RepairedOrders",
+            report.repaired as f64,
+            "Count",
+            &[("Account", account.as_str())],
+        );
+        Ok(())
+    }
+
     async fn report_budget(&self, instance: &InstanceName) {
         let Some(budget) = &self.budget else { return };
         match budget.spent_today(instance).await {
@@ -359,6 +404,7 @@ mod tests {
             jobs: stores.jobs,
             budget: None,
             retry: None,
+            winesitting: None,
         }
     }
 

@@ -108,6 +108,9 @@ impl Stack {
         stack
             .put_secrets(&serde_json::json!({DEMO_INSTANCE: DEMO_SECRET}).to_string())
             .await;
+        local_stack::provision::put_demo_secrets(&stack.sdk, &stack.provisioned)
+            .await
+            .expect("demo secrets of the other sources");
         stack
     }
 

@@ -502,7 +502,13 @@ async fn the_scheduler_queues_one_job_per_instance_with_api_credentials() {
     let sync = stack.sync_config(100);
     let now = time::OffsetDateTime::now_utc();
     let fan_out = |task| {
-        shared::schedule::fan_out(task, &revel, jobs.as_ref(), &sync.inventory_instances, now)
+        shared::schedule::fan_out(
+            task,
+            revel.secrets(),
+            jobs.as_ref(),
+            &sync.inventory_instances,
+            now,
+        )
     };
     assert_eq!(fan_out(JobKind::Reconcile).await.unwrap().len(), 2);
     assert_eq!(fan_out(JobKind::Reconcile).await.unwrap().len(), 2);

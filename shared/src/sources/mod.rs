@@ -96,6 +96,8 @@ pub enum FollowUp {
     SyncEntity,
     /// Pull the instance's catalog through the REST API; coalesced per instance.
     CatalogPull,
+    /// Apply the partner's change to Revel through its REST API.
+    ApplyToRevel,
 }
 
 /// Why a body was quarantined: a short reason, never body content.

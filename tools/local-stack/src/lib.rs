@@ -10,6 +10,7 @@
 
 pub mod events;
 pub mod fake_revel;
+pub mod fake_winesitting;
 pub mod gateway;
 pub mod partner;
 pub mod provision;
@@ -32,7 +33,7 @@ pub fn demo_secret_documents() -> Vec<(&'static str, String)> {
     vec![
         (
             "WINESITTING_SECRETS_ID",
-            serde_json::json!({ DEMO_INSTANCE: {"token": DEMO_WINESITTING_TOKEN, "api_key": "demo-winesitting-key"} }).to_string(),
+            serde_json::json!({ DEMO_INSTANCE: {"token": DEMO_WINESITTING_TOKEN, "api_key": fake_winesitting::DEMO_API_KEY} }).to_string(),
         ),
         (
             "BOOKING_SECRETS_ID",

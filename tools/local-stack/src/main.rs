@@ -28,7 +28,7 @@ const USAGE: &str =
     "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python]
        local-stack gen-events [--dir events]
        local-stack post-events [--dir events] [--url http://127.0.0.1:3000]
-       local-stack trigger product_sync|event_sync|inventory_sync|reconcile";
+       local-stack trigger product_sync|event_sync|inventory_sync|reconcile|winesitting_repair";
 
 /// Where `up` records the endpoint and environment for `post-events`.
 const STATE_FILE: &str = ".local/stack.json";
@@ -119,6 +119,10 @@ async fn up(args: &[String]) -> Result<(), Error> {
         ),
         ("DOWNSTREAM_URL", format!("{base}/partner/webhooks")),
         ("INVENTORY_SYNC_INSTANCES", "*".to_owned()),
+        (
+            "WINESITTING_API_BASE_URL",
+            format!("{base}/winesitting-api"),
+        ),
         // The fixtures are dated 2016, like Revel's webhook samples.
         ("RECONCILE_LOOKBACK_HOURS", (24 * 365 * 20).to_string()),
     ] {
@@ -162,6 +166,10 @@ async fn up(args: &[String]) -> Result<(), Error> {
         .secret_string
         .ok_or("empty signing secret")?;
     let extra = axum::Router::new()
+        .route(
+            "/winesitting-api/orders",
+            axum::routing::get(local_stack::fake_winesitting::orders),
+        )
         .route(
             "/revel-api/{instance}/resources/{resource}/",
             axum::routing::get(fake_revel::resources),
@@ -227,7 +235,13 @@ async fn up(args: &[String]) -> Result<(), Error> {
     println!("\nWorker: polling the jobs queue; deliveries go to {base}/partner/webhooks (verified, printed here).");
     println!("Revel API stand-in: {base}/revel-api/{DEMO_INSTANCE}/resources/{{Resource}}/ (fixtures in events/revel-api/)");
     println!("Scheduled functions, by hand:");
-    for task in ["product_sync", "event_sync", "inventory_sync", "reconcile"] {
+    for task in [
+        "product_sync",
+        "event_sync",
+        "inventory_sync",
+        "reconcile",
+        "winesitting_repair",
+    ] {
         println!("  make trigger TASK={task}");
     }
     println!();
@@ -282,9 +296,15 @@ async fn trigger(args: &[String]) -> Result<(), Error> {
     let revel = revel_source(&config, &clients);
     let jobs = shared::function::stores(&config, &clients).jobs;
     let now = time::OffsetDateTime::now_utc();
-    let queued =
-        shared::schedule::fan_out(task, &revel, jobs.as_ref(), &sync.inventory_instances, now)
-            .await?;
+    let winesitting = shared::function::winesitting_source(&config, &clients)?;
+    let queued = shared::schedule::fan_out(
+        task,
+        shared::function::accounts_of(task, &revel, Some(&winesitting))?,
+        jobs.as_ref(),
+        &sync.inventory_instances,
+        now,
+    )
+    .await?;
     let names: Vec<&str> = queued.iter().map(|i| i.as_str()).collect();
     println!(
         "{}: queued one job per instance: {names:?}; the worker in `make local` runs them",

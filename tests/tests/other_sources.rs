@@ -1,0 +1,234 @@
+//! WineSitting and the booking platform end to end: their real handlers and
+//! the real SDK against the local AWS endpoint, provisioned from template.yaml.
+
+use integration_tests::*;
+use local_stack::events::{request_for, routed_event, samples, Route, Target};
+use serde_json::{json, Value};
+use shared::queue::{JobKind, JobMessage};
+use shared::sources::booking::BookingFamily;
+use shared::sources::winesitting;
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn request(
+    route: &Route,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> lambda_http::Request {
+    lambda_http::request::from_str(
+        &routed_event("POST", route, path, "", headers, body).to_string(),
+    )
+    .unwrap()
+}
+
+fn booking_body(event: &str, trigger: &str, at: &str, id: &str) -> Vec<u8> {
+    json!({"notification": {"event": event, "trigger": trigger, "occurred_at": at}, "data": {"id": id, "name": trigger}})
+        .to_string()
+        .into_bytes()
+}
+
+fn signed_booking(family: BookingFamily, body: &[u8]) -> lambda_http::Request {
+    let (route, path, headers) = request_for(Target::Booking(family), body);
+    request(&route, &path, &headers, body)
+}
+
+#[tokio::test]
+async fn every_sample_of_the_other_platforms_is_stored_once_and_a_repeat_is_a_duplicate() {
+    let stack = Stack::new().await;
+    let dir = workspace_root().join("events");
+    let mut seen = 0;
+    for sample in samples()
+        .into_iter()
+        .filter(|s| !matches!(s.target, Target::Revel(_)))
+    {
+        let text = std::fs::read_to_string(dir.join(&sample.output)).unwrap();
+        let receiver = stack.receiver_for(sample.target.logical_id());
+        let (status, first) =
+            deliver(&receiver, lambda_http::request::from_str(&text).unwrap()).await;
+        expect_outcome(status, &first, 200, "accepted");
+        let (status, again) =
+            deliver(&receiver, lambda_http::request::from_str(&text).unwrap()).await;
+        expect_outcome(status, &again, 200, "duplicate");
+        seen += 1;
+    }
+    assert_eq!(seen, 11, "WineSitting and ten booking families");
+    assert_eq!(stack.events().await.len(), 11);
+    assert_eq!(stack.entities().await.len(), 11);
+    assert_eq!(
+        stack.jobs_waiting().await,
+        0,
+        "these sources queue no follow-up"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_winesitting_token_or_account_is_refused_and_nothing_is_written() {
+    let stack = Stack::new().await;
+    let receiver = stack.receiver_for(winesitting::LOGICAL_ID);
+    let body = payload("winesitting-order.json");
+    let route = Route {
+        template: winesitting::ROUTE.to_owned(),
+    };
+    for path in [
+        format!("/winesitting/{DEMO_INSTANCE}/not-the-token"),
+        format!(
+            "/winesitting/stranger/{}",
+            local_stack::DEMO_WINESITTING_TOKEN
+        ),
+        format!(
+            "/winesitting/{DEMO_INSTANCE}/{}x",
+            local_stack::DEMO_WINESITTING_TOKEN
+        ),
+    ] {
+        let (status, answer) = deliver(&receiver, request(&route, &path, &[], &body)).await;
+        assert_eq!(
+            (status, answer),
+            (401, json!({"error": "unauthorized"})),
+            "{path}"
+        );
+    }
+    assert!(stack.events().await.is_empty());
+    assert!(stack.entities().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_booking_signature_over_another_body_or_no_signature_is_refused() {
+    let stack = Stack::new().await;
+    let family = BookingFamily::Bookings;
+    let receiver = stack.receiver_for(family.logical_id());
+    let body = payload("booking-bookings.json");
+    let (route, path, mut headers) = request_for(Target::Booking(family), &body);
+    let mut tampered = body.clone();
+    tampered[30] ^= 1;
+    assert_eq!(
+        deliver(&receiver, request(&route, &path, &headers, &tampered))
+            .await
+            .0,
+        401
+    );
+    headers.retain(|(k, _)| k != local_stack::DEMO_BOOKING_HEADER);
+    assert_eq!(
+        deliver(&receiver, request(&route, &path, &headers, &body))
+            .await
+            .0,
+        401
+    );
+    assert!(stack.events().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_account_without_a_secret_uses_its_url_token() {
+    let stack = Stack::new().await;
+    let family = BookingFamily::Customers;
+    let receiver = stack.receiver_for(family.logical_id());
+    let body = booking_body("Customers", "Creation", "2026-11-24T10:00:00Z", "CU-1");
+    let route = Route {
+        template: family.token_route().to_owned(),
+    };
+    let (status, answer) = deliver(
+        &receiver,
+        request(
+            &route,
+            "/booking/tokened/customers/tokened-booking-token",
+            &[],
+            &body,
+        ),
+    )
+    .await;
+    expect_outcome(status, &answer, 200, "accepted");
+    let (status, _) = deliver(
+        &receiver,
+        request(
+            &route,
+            "/booking/tokened/customers/guessed-token",
+            &[],
+            &body,
+        ),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_removal_is_a_tombstone_that_a_late_older_amendment_does_not_resurrect() {
+    let stack = Stack::new().await;
+    let family = BookingFamily::Customers;
+    let receiver = stack.receiver_for(family.logical_id());
+    let removed = booking_body("Customers", "Removal", "2026-11-24T12:00:00Z", "CU-9");
+    let late = booking_body("Customers", "Amendment", "2026-11-24T11:00:00Z", "CU-9");
+    for body in [&removed, &late] {
+        let (status, answer) = deliver(&receiver, signed_booking(family, body)).await;
+        expect_outcome(status, &answer, 200, "accepted");
+    }
+    let entities = stack.entities().await;
+    assert_eq!(entities.len(), 1);
+    let state: Value = serde_json::from_str(&text(&entities[0], "state")).unwrap();
+    assert_eq!(state["deleted"], true, "the tombstone stands: {state}");
+    assert_eq!(text(&entities[0], "revision"), "1");
+    assert_eq!(stack.events().await.len(), 2, "both events are archived");
+}
+
+#[tokio::test]
+async fn the_winesitting_repair_poll_finds_the_order_whose_webhook_was_lost() {
+    let stack = Stack::new().await;
+    let api = MockServer::start().await;
+    let delivered = payload("winesitting-order.json");
+    let delivered_order: Value =
+        serde_json::from_slice::<Value>(&delivered).unwrap()["object"].clone();
+    let lost =
+        json!({"id": "WS-2", "status": "IN_PREPARATION", "updated_at": "2026-11-24T10:02:00Z"});
+    Mock::given(method("GET"))
+        .and(path("/orders"))
+        .and(query_param("status", "in_progress"))
+        .and(header("authorization", "Bearer demo-winesitting-key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([delivered_order, lost])))
+        .mount(&api)
+        .await;
+    let receiver = stack.receiver_for(winesitting::LOGICAL_ID);
+    let (route, path, headers) = request_for(Target::WineSitting, &delivered);
+    let (status, _) = deliver(&receiver, request(&route, &path, &headers, &delivered)).await;
+    assert_eq!(status, 200);
+
+    let mut sync = stack.sync_config(100);
+    sync.winesitting_api_base_url = api.uri();
+    let clients = stack.clients();
+    let revel = shared::function::revel_source(&stack.config, &clients);
+    let worker = shared::function::jobs_worker(
+        &stack.config,
+        &sync,
+        &clients,
+        revel,
+        fast_api("http://127.0.0.1:9"),
+        None,
+    );
+    let job = JobMessage {
+        job: JobKind::WinesittingRepair,
+        source: "winesitting".into(),
+        instance: DEMO_INSTANCE.into(),
+        event_type: "winesitting_repair".into(),
+        event_key: "schedule:winesitting_repair:demo:test".into(),
+        entity_key: None,
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    worker.run(&job, deadline).await.unwrap();
+    let mut ids: Vec<String> = stack
+        .entities()
+        .await
+        .iter()
+        .map(|e| text(e, "entity_id"))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["WS-10482", "WS-2"]);
+    assert_eq!(
+        stack.events().await.len(),
+        2,
+        "only the lost order was ingested"
+    );
+    worker.run(&job, deadline).await.unwrap();
+    assert_eq!(
+        stack.events().await.len(),
+        2,
+        "a second poll repairs nothing"
+    );
+}
