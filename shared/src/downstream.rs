@@ -30,8 +30,8 @@ impl SigningSecret {
         Ok(Self(key))
     }
 
-    /// `v1,<base64 signature>` of one message.
-    pub fn sign(&self, message_id: &str, timestamp: i64, body: &[u8]) -> String {
+    /// The HMAC of one message, fed `{id}.{timestamp}.{body}`.
+    fn mac(&self, message_id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(message_id.as_bytes());
@@ -39,10 +39,44 @@ impl SigningSecret {
         mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
+        mac
+    }
+
+    /// `v1,<base64 signature>` of one message.
+    pub fn sign(&self, message_id: &str, timestamp: i64, body: &[u8]) -> String {
         format!(
             "v1,{}",
-            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+            base64::engine::general_purpose::STANDARD.encode(
+                self.mac(message_id, timestamp, body)
+                    .finalize()
+                    .into_bytes()
+            )
         )
+    }
+
+    /// True when one `v1,<base64>` entry of a `webhook-signature` header (a
+    /// space-separated list) is the signature of this message, compared in
+    /// constant time. Entries of other versions, and ones that don't decode,
+    /// are skipped. The timestamp's age is the caller's to check.
+    pub fn verify(
+        &self,
+        message_id: &str,
+        timestamp: i64,
+        body: &[u8],
+        signature_header: &str,
+    ) -> bool {
+        let expected = self.mac(message_id, timestamp, body);
+        signature_header
+            .split_whitespace()
+            .filter_map(|entry| entry.strip_prefix("v1,"))
+            .filter_map(|encoded| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+            })
+            .fold(false, |found, claimed| {
+                expected.clone().verify_slice(&claimed).is_ok() | found
+            })
     }
 }
 
@@ -148,6 +182,70 @@ mod tests {
             ours.sign("msg_1", 1_700_000_000, body),
             reference.sign("msg_1", 1_700_000_000, body).unwrap()
         );
+    }
+
+    #[test]
+    fn a_signature_made_by_sign_verifies() {
+        let secret = SigningSecret::parse(SECRET).unwrap();
+        let body = br#"{"id":"evt_1"}"#;
+        let signature = secret.sign("msg_1", 1_700_000_000, body);
+        assert!(secret.verify("msg_1", 1_700_000_000, body, &signature));
+    }
+
+    #[test]
+    fn a_signature_made_by_the_standard_webhooks_crate_verifies() {
+        let secret = SigningSecret::parse(SECRET).unwrap();
+        let body = br#"{"type":"customer.created","data":{"id":"c-1"}}"#;
+        let signature = standardwebhooks::Webhook::new(SECRET)
+            .unwrap()
+            .sign("msg_2", 1_700_000_123, body)
+            .unwrap();
+        assert!(secret.verify("msg_2", 1_700_000_123, body, &signature));
+    }
+
+    #[test]
+    fn a_changed_body_id_or_timestamp_fails_verification() {
+        let secret = SigningSecret::parse(SECRET).unwrap();
+        let body = br#"{"a":1}"#;
+        let signature = secret.sign("msg_1", 1_700_000_000, body);
+        assert!(!secret.verify("msg_1", 1_700_000_000, br#"{"a":2}"#, &signature));
+        assert!(!secret.verify("msg_2", 1_700_000_000, body, &signature));
+        assert!(!secret.verify("msg_1", 1_700_000_001, body, &signature));
+        let other = SigningSecret::parse("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        assert!(!other.verify("msg_1", 1_700_000_000, body, &signature));
+    }
+
+    #[test]
+    fn a_header_with_a_v2_entry_and_the_right_v1_entry_passes() {
+        let secret = SigningSecret::parse(SECRET).unwrap();
+        let body = br#"{"a":1}"#;
+        let v1 = secret.sign("msg_1", 1_700_000_000, body);
+        let v2 = v1.replacen("v1,", "v2,", 1);
+        let wrong_v1 = secret.sign("msg_1", 1_700_000_000, b"other");
+        let header = format!("v2,bm90IGEgc2lnbmF0dXJl {wrong_v1} v1,!!! {v1}");
+        assert!(secret.verify("msg_1", 1_700_000_000, body, &header));
+        assert!(!secret.verify("msg_1", 1_700_000_000, body, &v2));
+    }
+
+    #[test]
+    fn a_garbage_signature_header_fails() {
+        let secret = SigningSecret::parse(SECRET).unwrap();
+        let body = br#"{"a":1}"#;
+        for header in [
+            "",
+            "   ",
+            "garbage",
+            "v1,",
+            "v1,not base64!",
+            "v1,c2hvcnQ=",
+            "v1",
+            ",v1",
+        ] {
+            assert!(
+                !secret.verify("msg_1", 1_700_000_000, body, header),
+                "{header:?}"
+            );
+        }
     }
 
     #[test]

@@ -273,3 +273,28 @@ impl crate::revel_api::CallBudget for UnlimitedBudget {
         })
     }
 }
+
+/// Echo markers in memory.
+#[derive(Default)]
+pub struct MemoryEchoes {
+    pub marks: Mutex<std::collections::HashSet<(String, i64)>>,
+}
+
+#[async_trait]
+impl crate::sync_state::EchoLog for MemoryEchoes {
+    async fn record_echo(&self, entity: &EntityKey, version: i64) -> Result<(), DependencyError> {
+        self.marks
+            .lock()
+            .unwrap()
+            .insert((entity.to_string(), version));
+        Ok(())
+    }
+
+    async fn is_echo(&self, entity: &EntityKey, version: i64) -> Result<bool, DependencyError> {
+        Ok(self
+            .marks
+            .lock()
+            .unwrap()
+            .contains(&(entity.to_string(), version)))
+    }
+}

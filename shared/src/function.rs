@@ -14,6 +14,7 @@ use crate::queue::SqsJobQueue;
 use crate::secrets::{SecretCache, SecretsManagerSource};
 use crate::sources::booking::{Booking, BookingFamily};
 use crate::sources::revel::{Revel, RevelEventType};
+use crate::sources::vinesos::{VinesOs, VinesOsEvent};
 use crate::sources::winesitting::{WineSitting, WineSittingEvent};
 use crate::sources::Source;
 use crate::store::dynamodb::{DynamoEntityStore, DynamoEventStore};
@@ -181,7 +182,7 @@ pub fn jobs_worker(
         entities: Arc::clone(&stores.entities),
         downstream,
         syncer: crate::sync::Syncer::new(
-            api,
+            api.clone(),
             state.clone(),
             Arc::clone(&stores.entities),
             sync.reconcile_lookback,
@@ -194,11 +195,17 @@ pub fn jobs_worker(
         ),
         revel,
         jobs: stores.jobs,
-        budget: Some(state),
+        budget: Some(state.clone()),
         retry: Some(crate::worker::RetryBackoff {
             sqs: clients.sqs.clone(),
             queue_url: config.jobs_queue_url.clone(),
         }),
+        applier: Some(crate::apply::Applier {
+            api: api.clone(),
+            entities: Arc::clone(&stores.entities),
+            echoes: state.clone(),
+        }),
+        echoes: Some(state.clone()),
         winesitting: winesitting_source(config, clients).ok().map(|source| {
             crate::worker::WineSittingRepair {
                 api: crate::winesitting_api::WineSittingApi::new(
@@ -346,6 +353,20 @@ pub fn winesitting_source(config: &Config, clients: &Clients) -> Result<Arc<Wine
     ))))
 }
 
+/// VinesOS's source: its Standard Webhooks secrets per Revel instance.
+pub fn vinesos_source(config: &Config, clients: &Clients) -> Result<Arc<VinesOs>, Error> {
+    let id = config
+        .vinesos_secrets_id
+        .as_deref()
+        .ok_or("VINESOS_SECRETS_ID is not set")?;
+    Ok(Arc::new(VinesOs::new(secret_cache(id, config, clients))))
+}
+
+/// Serves one of VinesOS's webhooks in the Lambda runtime.
+pub async fn serve_vinesos(event: VinesOsEvent) -> Result<(), Error> {
+    serve_webhook(|config, clients| Ok((vinesos_source(config, clients)?, Arc::new(event)))).await
+}
+
 /// Serves one booking-platform event family in the Lambda runtime.
 pub async fn serve_booking(family: BookingFamily) -> Result<(), Error> {
     serve_webhook(|config, clients| Ok((booking_source(config, clients)?, Arc::new(family)))).await
@@ -384,6 +405,7 @@ pub struct AllSources {
     pub revel: Arc<Revel>,
     pub winesitting: Arc<WineSitting>,
     pub booking: Arc<Booking>,
+    pub vinesos: Arc<VinesOs>,
 }
 
 impl AllSources {
@@ -392,6 +414,7 @@ impl AllSources {
             revel: revel_source(config, clients),
             winesitting: winesitting_source(config, clients)?,
             booking: booking_source(config, clients)?,
+            vinesos: vinesos_source(config, clients)?,
         })
     }
 
@@ -409,6 +432,17 @@ impl AllSources {
             return Some(receiver(
                 self.revel.clone(),
                 Arc::new(kind),
+                config,
+                clients,
+            ));
+        }
+        if let Some(event) = VinesOsEvent::ALL
+            .into_iter()
+            .find(|e| e.logical_id() == logical_id)
+        {
+            return Some(receiver(
+                self.vinesos.clone(),
+                Arc::new(event),
                 config,
                 clients,
             ));

@@ -20,6 +20,7 @@
 //! | [`function`] | the entry point every function crate's `main` calls |
 //! | [`error`] | the typed errors of all of the above |
 
+pub mod apply;
 pub mod aws;
 pub mod config;
 pub mod downstream;

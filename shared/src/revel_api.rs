@@ -11,14 +11,22 @@
 //! The credentials travel only in the `API-AUTHENTICATION` header, marked
 //! sensitive; they are never part of a `Debug`, an error or a log line, and
 //! neither is a response body.
+//!
+//! Writes ([`RevelApi::create`], [`RevelApi::update`]) are budgeted the same
+//! way. `update` is a PATCH of absolute values, so sending it twice does no
+//! harm and it is retried like a GET. `create` is not: it is retried only
+//! when Revel certainly did not act (429, 503, a connection that could not
+//! be made); any other failure after the request may have reached Revel is
+//! [`RevelApiError::Ambiguous`].
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderValue, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
+use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use time::format_description::well_known::Rfc2822;
 use time::OffsetDateTime;
@@ -32,6 +40,9 @@ const AUTH_HEADER: &str = "API-AUTHENTICATION";
 /// Resource names go into the URL path; anything longer than this is not a
 /// Revel resource.
 const MAX_RESOURCE_LEN: usize = 64;
+
+/// Object ids go into the URL path too; Revel's are numbers or UUIDs.
+const MAX_ID_LEN: usize = 64;
 
 /// API key and secret of one instance. Debug is redacted.
 #[derive(Clone)]
@@ -172,11 +183,21 @@ pub enum RevelApiError {
         attempts: u32,
         last_status: Option<u16>,
     },
-    /// A 2xx whose body is not the documented shape.
+    /// A write (only [`RevelApi::create`]) failed after it may have reached
+    /// Revel: a timeout, a connection lost after sending, a 408 or a 5xx
+    /// other than 503 (`status` is `None` when there was no answer), or a
+    /// 2xx whose body was cut off. The object may or may not have been
+    /// created: look it up before trying again, or it may be created twice.
+    /// Not retried.
+    #[error("Revel may or may not have acted on the write (status {status:?}); look it up before trying again")]
+    Ambiguous { status: Option<u16> },
+    /// A 2xx whose body is not the documented shape (after a write, Revel
+    /// did act on it).
     #[error("Revel answered with an unexpected body: {0}")]
     InvalidResponse(&'static str),
-    /// The request was refused before any call (bad resource name, bad
-    /// base URL, credentials that cannot be a header).
+    /// The request was refused before any call (bad resource name or id,
+    /// bad base URL, credentials that cannot be a header, a body that cannot
+    /// be serialized).
     #[error("invalid Revel API request: {0}")]
     InvalidRequest(&'static str),
 }
@@ -184,10 +205,15 @@ pub enum RevelApiError {
 impl RevelApiError {
     /// Whether the same request may succeed on a later run (tomorrow's
     /// budget, a store or Revel that is back), as opposed to needing a fix.
+    /// True for [`Self::Ambiguous`] too, but that retry must first look up
+    /// whether the object was created.
     pub fn is_retryable_later(&self) -> bool {
         matches!(
             self,
-            Self::BudgetExhausted { .. } | Self::Budget(_) | Self::Unavailable { .. }
+            Self::BudgetExhausted { .. }
+                | Self::Budget(_)
+                | Self::Unavailable { .. }
+                | Self::Ambiguous { .. }
         )
     }
 }
@@ -217,14 +243,46 @@ struct Meta {
 }
 
 /// What one attempt came to.
-enum Attempt {
-    /// Success or a failure that retrying cannot fix.
-    Done(Result<Page, RevelApiError>),
+enum Attempt<T> {
+    /// Success or a failure that retrying cannot fix (or must not try to).
+    Done(Result<T, RevelApiError>),
     /// A transient failure; `status` is `None` when there was no answer.
     Retry {
         status: Option<u16>,
         retry_after: Option<Duration>,
     },
+}
+
+/// The two writes, which differ in whether sending twice is harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// POST: not idempotent.
+    Create,
+    /// PATCH with absolute values: idempotent.
+    Update,
+}
+
+impl Write {
+    fn method(self) -> Method {
+        match self {
+            Self::Create => Method::POST,
+            Self::Update => Method::PATCH,
+        }
+    }
+
+    fn is_idempotent(self) -> bool {
+        matches!(self, Self::Update)
+    }
+
+    /// Whether a failed attempt that got `status` may be sent again: only
+    /// when Revel certainly did not act, unless the write is idempotent.
+    fn retries(self, status: StatusCode) -> bool {
+        if self.is_idempotent() {
+            is_transient(status)
+        } else {
+            status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
 }
 
 /// A client of Revel's REST API, shared by every instance.
@@ -272,13 +330,102 @@ impl RevelApi {
         check_resource(&request.resource)?;
         let url = self.url(instance, &request.resource)?;
         let auth = credentials.header_value()?;
+        self.with_retries(instance, &request.resource, "GET", || {
+            self.attempt(&url, &auth, request)
+        })
+        .await
+    }
+
+    /// Creates an object: POST `{base}/resources/{resource}/?format=json`
+    /// with `body` as JSON; returns the created object, which Revel answers
+    /// with (201). When Revel answers 201 or 204 with an empty body, nothing
+    /// more is fetched and the result is `Value::Null`.
+    ///
+    /// Not idempotent, so retried (each attempt spending one call) only on
+    /// 429, 503 and connections that could not be made. A timeout, a 408, a
+    /// 5xx other than 503 or a connection lost after sending is
+    /// [`RevelApiError::Ambiguous`]: look the object up before creating it
+    /// again. 400/422 are [`RevelApiError::Rejected`].
+    pub async fn create(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        resource: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, RevelApiError> {
+        check_resource(resource)?;
+        let url = self.url(instance, resource)?;
+        self.write(instance, credentials, Write::Create, resource, url, body)
+            .await
+    }
+
+    /// Updates fields of one object: PATCH
+    /// `{base}/resources/{resource}/{id}/?format=json` with `body` as JSON;
+    /// returns the updated object (200). When Revel answers 202 or 204
+    /// without a body, the result is `Value::Null`.
+    ///
+    /// A PATCH of absolute values is idempotent, so it is retried exactly
+    /// like [`RevelApi::page`]. `id` is ASCII letters, digits and `-`, 1 to
+    /// 64 characters.
+    pub async fn update(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        resource: &str,
+        id: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, RevelApiError> {
+        check_resource(resource)?;
+        check_id(id)?;
+        let url = self.url(instance, resource)?;
+        // Both parts were checked, so joining cannot escape the resource.
+        let url = url
+            .join(&format!("{id}/"))
+            .map_err(|_| RevelApiError::InvalidRequest("object id does not make a valid URL"))?;
+        self.write(instance, credentials, Write::Update, resource, url, body)
+            .await
+    }
+
+    async fn write(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        write: Write,
+        resource: &str,
+        url: Url,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, RevelApiError> {
+        let auth = credentials.header_value()?;
+        // Serialized once, before the budget is touched.
+        let body = serde_json::to_vec(body)
+            .map_err(|_| RevelApiError::InvalidRequest("the body cannot be serialized"))?;
+        let method = write.method();
+        self.with_retries(instance, resource, method.as_str(), || {
+            self.write_attempt(write, &url, &auth, &body)
+        })
+        .await
+    }
+
+    /// Runs attempts until one is done, spending one call from the budget
+    /// before each, and waiting between them.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        instance: &InstanceName,
+        resource: &str,
+        method: &str,
+        mut send: F,
+    ) -> Result<T, RevelApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
         let max_attempts = self.config.max_attempts.max(1);
 
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             self.budget.spend_one(instance).await?;
-            let (status, retry_after) = match self.attempt(&url, &auth, request).await {
+            let (status, retry_after) = match send().await {
                 Attempt::Done(result) => return result,
                 Attempt::Retry {
                     status,
@@ -297,7 +444,8 @@ impl RevelApi {
             };
             tracing::warn!(
                 instance = %instance,
-                resource = %request.resource,
+                resource = %resource,
+                method,
                 status = ?status,
                 attempt,
                 delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -317,7 +465,7 @@ impl RevelApi {
         Url::parse(&url).map_err(|_| RevelApiError::InvalidRequest("base URL is not a valid URL"))
     }
 
-    async fn attempt(&self, url: &Url, auth: &HeaderValue, request: &PageRequest) -> Attempt {
+    async fn attempt(&self, url: &Url, auth: &HeaderValue, request: &PageRequest) -> Attempt<Page> {
         let fixed = [
             ("format", "json".to_owned()),
             ("limit", self.config.page_size.to_string()),
@@ -365,25 +513,104 @@ impl RevelApi {
             };
         }
         if is_transient(status) {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| retry_after_delay(value, OffsetDateTime::now_utc()));
             return Attempt::Retry {
                 status: Some(status.as_u16()),
-                retry_after,
+                retry_after: retry_after_of(&response),
             };
         }
-        let code = status.as_u16();
-        Attempt::Done(Err(match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                RevelApiError::Unauthorized { status: code }
-            }
-            StatusCode::NOT_FOUND => RevelApiError::NotFound,
-            _ => RevelApiError::Rejected { status: code },
-        }))
+        Attempt::Done(Err(refusal(status)))
     }
+
+    async fn write_attempt(
+        &self,
+        write: Write,
+        url: &Url,
+        auth: &HeaderValue,
+        body: &[u8],
+    ) -> Attempt<serde_json::Value> {
+        let sent = self
+            .client
+            .request(write.method(), url.clone())
+            .header(AUTH_HEADER, auth.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .query(&[("format", "json")])
+            .body(body.to_vec())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) if error.is_builder() => {
+                return Attempt::Done(Err(RevelApiError::InvalidRequest(
+                    "the request could not be built",
+                )))
+            }
+            Err(error) => {
+                tracing::debug!(
+                    timeout = error.is_timeout(),
+                    connect = error.is_connect(),
+                    "Revel API write got no answer"
+                );
+                // A connection that could not be made carried nothing.
+                return if write.is_idempotent() || error.is_connect() {
+                    Attempt::Retry {
+                        status: None,
+                        retry_after: None,
+                    }
+                } else {
+                    Attempt::Done(Err(RevelApiError::Ambiguous { status: None }))
+                };
+            }
+        };
+
+        let status = response.status();
+        if status.is_success() {
+            return match response.bytes().await {
+                Ok(body) => Attempt::Done(parse_object(&body)),
+                // Revel acted, but the answer was cut off.
+                Err(_) if write.is_idempotent() => Attempt::Retry {
+                    status: Some(status.as_u16()),
+                    retry_after: None,
+                },
+                Err(_) => Attempt::Done(Err(RevelApiError::Ambiguous {
+                    status: Some(status.as_u16()),
+                })),
+            };
+        }
+        if write.retries(status) {
+            return Attempt::Retry {
+                status: Some(status.as_u16()),
+                retry_after: retry_after_of(&response),
+            };
+        }
+        if is_transient(status) {
+            // Only reached by `create`: a 408 or 5xx other than 503.
+            return Attempt::Done(Err(RevelApiError::Ambiguous {
+                status: Some(status.as_u16()),
+            }));
+        }
+        Attempt::Done(Err(refusal(status)))
+    }
+}
+
+/// The error of an answer that is neither success nor transient.
+fn refusal(status: StatusCode) -> RevelApiError {
+    let code = status.as_u16();
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            RevelApiError::Unauthorized { status: code }
+        }
+        StatusCode::NOT_FOUND => RevelApiError::NotFound,
+        _ => RevelApiError::Rejected { status: code },
+    }
+}
+
+/// The `Retry-After` of an answer, when there is a readable one.
+fn retry_after_of(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| retry_after_delay(value, OffsetDateTime::now_utc()))
 }
 
 /// A resource name goes into the URL path, so it is letters and digits only.
@@ -396,6 +623,21 @@ fn check_resource(resource: &str) -> Result<(), RevelApiError> {
     if !resource.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(RevelApiError::InvalidRequest(
             "resource name must be ASCII letters and digits",
+        ));
+    }
+    Ok(())
+}
+
+/// An object id goes into the URL path, so it is letters, digits and `-` only.
+fn check_id(id: &str) -> Result<(), RevelApiError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(RevelApiError::InvalidRequest(
+            "object id must be 1 to 64 characters",
+        ));
+    }
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(RevelApiError::InvalidRequest(
+            "object id must be ASCII letters, digits and '-'",
         ));
     }
     Ok(())
@@ -465,6 +707,15 @@ fn parse_page(body: &[u8], offset: u64) -> Result<Page, RevelApiError> {
     })
 }
 
+/// The body of a 2xx answer to a write: JSON, or `Null` when empty.
+fn parse_object(body: &[u8]) -> Result<serde_json::Value, RevelApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| RevelApiError::InvalidResponse("body of a write is not JSON"))
+}
+
 /// The `offset` query parameter of a (relative or absolute) `meta.next` URL.
 fn next_offset_of(next: &str) -> Option<u64> {
     let (_, query) = next.split_once('?')?;
@@ -481,7 +732,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use serde_json::json;
-    use wiremock::matchers::{header, method, path, query_param};
+    use wiremock::matchers::{body_json, header, method, path, query_param};
     use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
     use super::*;
@@ -988,6 +1239,451 @@ mod tests {
         ];
         for other in others {
             assert_no_secret(&format!("{other:?} {other}"));
+        }
+    }
+
+    fn customer() -> serde_json::Value {
+        json!({"first_name": "Ada", "email": "ada@example.com"})
+    }
+
+    #[tokio::test]
+    async fn create_sends_a_post_with_the_json_body_content_type_auth_header_and_format_json_and_returns_the_object(
+    ) {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/demo/resources/Customer/"))
+            .and(header(AUTH_HEADER, format!("{KEY}:{SECRET}").as_str()))
+            .and(header("content-type", "application/json"))
+            .and(ExactQuery("format=json"))
+            .and(body_json(customer()))
+            .respond_with(
+                ResponseTemplate::new(201).set_body_json(json!({"id": 42, "first_name": "Ada"})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let budget = FixedBudget::new(10);
+
+        let created = api(&server, budget.clone())
+            .create(&instance(), &credentials(), "Customer", &customer())
+            .await
+            .unwrap();
+
+        assert_eq!(created, json!({"id": 42, "first_name": "Ada"}));
+        assert_eq!(budget.used(), 1);
+    }
+
+    #[tokio::test]
+    async fn update_sends_a_patch_to_the_object_url_and_returns_the_updated_object() {
+        let server = MockServer::start().await;
+        Mock::given(method("PATCH"))
+            .and(path("/demo/resources/Customer/42/"))
+            .and(header(AUTH_HEADER, format!("{KEY}:{SECRET}").as_str()))
+            .and(header("content-type", "application/json"))
+            .and(ExactQuery("format=json"))
+            .and(body_json(json!({"email": "ada@example.org"})))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"id": 42, "email": "ada@example.org"})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let updated = api(&server, FixedBudget::new(10))
+            .update(
+                &instance(),
+                &credentials(),
+                "Customer",
+                "42",
+                &json!({"email": "ada@example.org"}),
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(updated, json!({"id": 42, "email": "ada@example.org"}));
+    }
+
+    #[tokio::test]
+    async fn writes_answered_without_a_body_return_null() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(201))
+            .mount(&server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path("/demo/resources/Customer/7/"))
+            .respond_with(ResponseTemplate::new(202))
+            .mount(&server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path("/demo/resources/Customer/8/"))
+            .respond_with(ResponseTemplate::new(204))
+            .mount(&server)
+            .await;
+        let api = api(&server, FixedBudget::new(10));
+
+        let created = api
+            .create(&instance(), &credentials(), "Customer", &customer())
+            .await
+            .unwrap();
+        let accepted = api
+            .update(&instance(), &credentials(), "Customer", "7", &customer())
+            .await
+            .unwrap();
+        let no_content = api
+            .update(&instance(), &credentials(), "Customer", "8", &customer())
+            .await
+            .unwrap();
+
+        assert_eq!(created, serde_json::Value::Null);
+        assert_eq!(accepted, serde_json::Value::Null);
+        assert_eq!(no_content, serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn a_write_answered_with_a_body_that_is_not_json_is_an_invalid_response() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(201).set_body_string("<html>created</html>"))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let error = api(&server, FixedBudget::new(10))
+            .create(&instance(), &credentials(), "Customer", &customer())
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(error, RevelApiError::InvalidResponse(_)),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn update_retries_a_503_and_then_succeeds_with_two_calls_spent() {
+        let server = MockServer::start().await;
+        Mock::given(method("PATCH"))
+            .and(path("/demo/resources/Customer/42/"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path("/demo/resources/Customer/42/"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 42})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let budget = FixedBudget::new(10);
+
+        let updated = api(&server, budget.clone())
+            .update(&instance(), &credentials(), "Customer", "42", &customer())
+            .await
+            .unwrap();
+
+        assert_eq!(updated, json!({"id": 42}));
+        assert_eq!(budget.used(), 2);
+    }
+
+    #[tokio::test]
+    async fn update_retries_a_timeout_like_a_get() {
+        let server = MockServer::start().await;
+        Mock::given(method("PATCH"))
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(500)))
+            .mount(&server)
+            .await;
+        let config = RevelApiConfig {
+            timeout: Duration::from_millis(50),
+            max_attempts: 2,
+            ..config(&server)
+        };
+        let budget = FixedBudget::new(10);
+
+        let error = RevelApi::new(config, budget.clone())
+            .update(&instance(), &credentials(), "Customer", "42", &customer())
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(
+                error,
+                RevelApiError::Unavailable {
+                    attempts: 2,
+                    last_status: None
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(budget.used(), 2);
+    }
+
+    #[tokio::test]
+    async fn create_retries_a_429_and_then_succeeds() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "0"))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(body_json(customer()))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 9})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let budget = FixedBudget::new(10);
+
+        let created = api(&server, budget.clone())
+            .create(&instance(), &credentials(), "Customer", &customer())
+            .await
+            .unwrap();
+
+        assert_eq!(created, json!({"id": 9}));
+        assert_eq!(budget.used(), 2);
+    }
+
+    #[tokio::test]
+    async fn create_does_not_retry_a_500_and_is_ambiguous_after_one_call() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(500))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let budget = FixedBudget::new(10);
+
+        let error = api(&server, budget.clone())
+            .create(&instance(), &credentials(), "Customer", &customer())
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(error, RevelApiError::Ambiguous { status: Some(500) }),
+            "{error:?}"
+        );
+        assert!(error.is_retryable_later());
+        assert_eq!(budget.used(), 1);
+    }
+
+    #[tokio::test]
+    async fn create_does_not_retry_a_502_504_or_408_and_each_is_ambiguous() {
+        for status in [502, 504, 408] {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(status))
+                .expect(1)
+                .mount(&server)
+                .await;
+
+            let error = api(&server, FixedBudget::new(10))
+                .create(&instance(), &credentials(), "Customer", &customer())
+                .await
+                .unwrap_err();
+
+            assert!(
+                matches!(error, RevelApiError::Ambiguous { status: Some(s) } if s == status),
+                "{status}: {error:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn create_does_not_retry_a_timeout_and_is_ambiguous_without_a_status() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_millis(500)))
+            .mount(&server)
+            .await;
+        let config = RevelApiConfig {
+            timeout: Duration::from_millis(50),
+            ..config(&server)
+        };
+        let budget = FixedBudget::new(10);
+
+        let error = RevelApi::new(config, budget.clone())
+            .create(&instance(), &credentials(), "Customer", &customer())
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(error, RevelApiError::Ambiguous { status: None }),
+            "{error:?}"
+        );
+        assert_eq!(budget.used(), 1);
+        assert_eq!(requests(&server).await, 1);
+    }
+
+    #[tokio::test]
+    async fn create_retries_a_connection_that_could_not_be_made() {
+        // A port that was just free: nothing listens on it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = RevelApiConfig {
+            base_url: format!("http://127.0.0.1:{port}/{{instance}}"),
+            timeout: Duration::from_secs(2),
+            max_attempts: 3,
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            page_size: 100,
+        };
+        let budget = FixedBudget::new(10);
+
+        let error = RevelApi::new(config, budget.clone())
+            .create(&instance(), &credentials(), "Customer", &customer())
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(
+                error,
+                RevelApiError::Unavailable {
+                    attempts: 3,
+                    last_status: None
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(budget.used(), 3);
+    }
+
+    #[tokio::test]
+    async fn create_on_a_422_is_rejected_without_retry() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(422).set_body_string("{\"error\": \"email\"}"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let budget = FixedBudget::new(10);
+
+        let error = api(&server, budget.clone())
+            .create(&instance(), &credentials(), "Customer", &customer())
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(error, RevelApiError::Rejected { status: 422 }),
+            "{error:?}"
+        );
+        assert!(!error.is_retryable_later());
+        assert_eq!(budget.used(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_id_or_resource_that_is_not_allowed_is_refused_without_any_call() {
+        let server = MockServer::start().await;
+        let budget = FixedBudget::new(10);
+        let api = api(&server, budget.clone());
+        let too_long = "1".repeat(65);
+
+        for bad in [
+            "",
+            "42/../43",
+            "42?x=1",
+            "4 2",
+            "42_",
+            "٤٢",
+            too_long.as_str(),
+        ] {
+            let result = api
+                .update(&instance(), &credentials(), "Customer", bad, &customer())
+                .await;
+            assert!(
+                matches!(result, Err(RevelApiError::InvalidRequest(_))),
+                "{bad:?}: {result:?}"
+            );
+        }
+        let bad_resource = api
+            .create(
+                &instance(),
+                &credentials(),
+                "Customer/../Order",
+                &customer(),
+            )
+            .await;
+        assert!(
+            matches!(bad_resource, Err(RevelApiError::InvalidRequest(_))),
+            "{bad_resource:?}"
+        );
+        assert_eq!(budget.used(), 0);
+        assert_eq!(requests(&server).await, 0);
+    }
+
+    #[test]
+    fn ids_of_letters_digits_and_dashes_up_to_64_characters_are_accepted() {
+        let longest = "a".repeat(64);
+        for good in [
+            "42",
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+            longest.as_str(),
+        ] {
+            assert!(check_id(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_stops_a_write_before_any_call() {
+        let server = MockServer::start().await;
+        let api = api(&server, FixedBudget::new(0));
+
+        let created = api
+            .create(&instance(), &credentials(), "Customer", &customer())
+            .await;
+        let updated = api
+            .update(&instance(), &credentials(), "Customer", "42", &customer())
+            .await;
+
+        for result in [created, updated] {
+            assert!(
+                matches!(result, Err(RevelApiError::BudgetExhausted { limit: 0 })),
+                "{result:?}"
+            );
+        }
+        assert_eq!(requests(&server).await, 0);
+    }
+
+    #[tokio::test]
+    async fn credentials_never_appear_in_the_debug_of_write_errors() {
+        let server = MockServer::start().await;
+        let echo = format!("bad {KEY}:{SECRET}");
+        for status in [403, 422, 500] {
+            Mock::given(method("POST"))
+                .and(path(format!("/demo/resources/C{status}/")))
+                .respond_with(ResponseTemplate::new(status).set_body_string(echo.clone()))
+                .mount(&server)
+                .await;
+        }
+        Mock::given(method("PATCH"))
+            .respond_with(ResponseTemplate::new(201).set_body_string(echo.clone()))
+            .mount(&server)
+            .await;
+        let api = api(&server, FixedBudget::new(10));
+
+        let mut errors = Vec::new();
+        for status in [403, 422, 500] {
+            let resource = format!("C{status}");
+            errors.push(
+                api.create(&instance(), &credentials(), &resource, &customer())
+                    .await
+                    .unwrap_err(),
+            );
+        }
+        errors.push(
+            api.update(&instance(), &credentials(), "Customer", "42", &customer())
+                .await
+                .unwrap_err(),
+        );
+        errors.push(RevelApiError::Ambiguous { status: None });
+
+        for error in errors {
+            assert_no_secret(&format!("{error:?} {error}"));
         }
     }
 

@@ -194,3 +194,64 @@ impl CallBudget for DynamoSyncState {
         }
     }
 }
+
+/// Changes the bundle itself made in Revel. Revel sends a webhook for them
+/// like for any change; recognising it stops it from being sent back to the
+/// partner it came from (no ping-pong between the two systems).
+#[async_trait]
+pub trait EchoLog: Send + Sync {
+    /// Records that the bundle wrote `entity` at `version` (Revel's own
+    /// `updated_date` of the written object, in µs).
+    async fn record_echo(
+        &self,
+        entity: &crate::ids::EntityKey,
+        version: i64,
+    ) -> Result<(), DependencyError>;
+    /// True when `entity` at `version` is such a write coming back.
+    async fn is_echo(
+        &self,
+        entity: &crate::ids::EntityKey,
+        version: i64,
+    ) -> Result<bool, DependencyError>;
+}
+
+fn echo_key(entity: &crate::ids::EntityKey, version: i64) -> String {
+    format!("echo:{entity}@{version}")
+}
+
+#[async_trait]
+impl EchoLog for DynamoSyncState {
+    async fn record_echo(
+        &self,
+        entity: &crate::ids::EntityKey,
+        version: i64,
+    ) -> Result<(), DependencyError> {
+        let expires = OffsetDateTime::now_utc().unix_timestamp() + 2 * 86_400;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("state_key", AttributeValue::S(echo_key(entity, version)))
+            .item("expires_at", AttributeValue::N(expires.to_string()))
+            .send()
+            .await
+            .map_err(|e| DependencyError::new(SERVICE, "PutItem", e))?;
+        Ok(())
+    }
+
+    async fn is_echo(
+        &self,
+        entity: &crate::ids::EntityKey,
+        version: i64,
+    ) -> Result<bool, DependencyError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("state_key", AttributeValue::S(echo_key(entity, version)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::new(SERVICE, "GetItem", e))?;
+        Ok(output.item.is_some())
+    }
+}

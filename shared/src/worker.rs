@@ -35,6 +35,8 @@ pub enum JobError {
     Delivery(#[from] DeliveryError),
     #[error("sync: {0}")]
     Sync(#[from] SyncError),
+    #[error("applying to Revel: {0}")]
+    Apply(#[from] crate::apply::ApplyError),
     #[error("WineSitting repair: {0}")]
     Repair(#[from] crate::sources::winesitting::RepairError),
 }
@@ -93,6 +95,10 @@ pub struct Worker {
     pub retry: Option<RetryBackoff>,
     /// WineSitting's repair poll, where WineSitting is configured.
     pub winesitting: Option<WineSittingRepair>,
+    /// Applies the partner's changes to Revel.
+    pub applier: Option<crate::apply::Applier>,
+    /// Writes the bundle made in Revel, so their webhooks aren't sent back.
+    pub echoes: Option<Arc<dyn crate::sync_state::EchoLog>>,
 }
 
 /// What the WineSitting repair poll needs.
@@ -168,9 +174,7 @@ impl Worker {
             JobKind::EventSync => self.pull(job.job, &instance, &EVENTS, deadline).await,
             JobKind::InventorySync => self.pull(job.job, &instance, &INVENTORY, deadline).await,
             JobKind::Reconcile => self.reconcile(&instance, deadline).await,
-            JobKind::ApplyToRevel => Err(JobError::Malformed(
-                "applying partner changes to Revel is not built yet",
-            )),
+            JobKind::ApplyToRevel => self.apply_to_revel(job, &instance).await,
             JobKind::WinesittingRepair => self.winesitting_repair(&instance).await,
         }
     }
@@ -197,6 +201,13 @@ impl Worker {
         {
             tracing::info!(entity = %key, version = entity.version, "already delivered");
             return Ok(());
+        }
+        if let Some(echoes) = &self.echoes {
+            if crate::apply::is_echo(echoes.as_ref(), &key, &entity).await? {
+                tracing::info!(entity = %key, version = entity.version, "the bundle's own write coming back from Revel; not sent to the partner");
+                self.entities.mark_delivered(&key, entity.version).await?;
+                return Ok(());
+            }
         }
         let state: serde_json::Value = serde_json::from_str(&entity.state_json)
             .map_err(|_| JobError::Malformed("stored state is not JSON"))?;
@@ -297,6 +308,33 @@ impl Worker {
     ) -> Result<Option<crate::revel_api::ApiCredentials>, JobError> {
         let document = self.revel.secrets().document().await?;
         Ok(document.api_credentials(instance).cloned())
+    }
+
+    /// Applies a partner change to Revel (within the API budget).
+    async fn apply_to_revel(
+        &self,
+        job: &JobMessage,
+        instance: &InstanceName,
+    ) -> Result<(), JobError> {
+        let Some(applier) = &self.applier else {
+            return Err(JobError::Malformed(
+                "applying to Revel is not configured here",
+            ));
+        };
+        let raw_key = job
+            .entity_key
+            .as_deref()
+            .ok_or(JobError::Malformed("apply job without entity"))?;
+        let key = EntityKey::parse(raw_key).map_err(|_| JobError::Malformed("bad entity key"))?;
+        let Some(credentials) = self.credentials(instance).await? else {
+            // Retried until the credentials are in place, then the DLQ: a
+            // partner change is never silently dropped.
+            return Err(JobError::Malformed(
+                "no Revel API credentials for this instance",
+            ));
+        };
+        applier.apply(instance, &credentials, &key).await?;
+        Ok(())
     }
 
     /// Polls WineSitting for the account's orders still in progress and
@@ -405,6 +443,8 @@ mod tests {
             budget: None,
             retry: None,
             winesitting: None,
+            applier: None,
+            echoes: None,
         }
     }
 

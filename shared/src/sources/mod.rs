@@ -5,6 +5,7 @@
 
 pub mod booking;
 pub mod revel;
+pub mod vinesos;
 pub mod winesitting;
 
 use async_trait::async_trait;

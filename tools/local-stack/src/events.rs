@@ -10,11 +10,12 @@ use serde_json::{json, Value};
 use shared::signature::sign;
 use shared::sources::booking::BookingFamily;
 use shared::sources::revel::{self, RevelEventType};
+use shared::sources::vinesos::VinesOsEvent;
 use shared::sources::winesitting;
 
 use crate::{
     Error, DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, DEMO_INSTANCE, DEMO_SECRET,
-    DEMO_WINESITTING_TOKEN,
+    DEMO_VINESOS_SECRET, DEMO_WINESITTING_TOKEN,
 };
 
 /// An API Gateway HTTP API (payload format 2.0) request event, as API Gateway
@@ -129,6 +130,7 @@ pub enum Target {
     Revel(RevelEventType),
     WineSitting,
     Booking(BookingFamily),
+    VinesOs(VinesOsEvent),
 }
 
 impl Target {
@@ -138,6 +140,7 @@ impl Target {
             Self::Revel(kind) => kind.logical_id(),
             Self::WineSitting => winesitting::LOGICAL_ID,
             Self::Booking(family) => family.logical_id(),
+            Self::VinesOs(event) => event.logical_id(),
         }
     }
 }
@@ -179,7 +182,67 @@ pub fn samples() -> Vec<Sample> {
             output: format!("{}.json", family.crate_name()),
         });
     }
+    for event in VinesOsEvent::ALL {
+        samples.push(Sample {
+            target: Target::VinesOs(event),
+            payload: VINESOS_PAYLOADS[VinesOsEvent::ALL
+                .iter()
+                .position(|e| *e == event)
+                .unwrap_or(0)],
+            output: format!("{}.json", event.crate_name()),
+        });
+    }
     samples
+}
+
+const VINESOS_PAYLOADS: [&str; 5] = [
+    "vinesos-customer-created.json",
+    "vinesos-member-updated.json",
+    "vinesos-order-added.json",
+    "vinesos-inventory-changed.json",
+    "vinesos-reward-changed.json",
+];
+
+/// The fixed signing time of the VinesOS sample files (2026-11-24T12:00Z);
+/// senders re-sign them with [`resign`] since the receiver refuses old ones.
+pub const SAMPLE_SIGNED_AT: i64 = 1_795_521_600;
+
+/// Standard Webhooks headers for `body`, signed at `timestamp`.
+pub fn vinesos_headers(secret: &str, body: &[u8], timestamp: i64) -> Vec<(String, String)> {
+    let envelope: Value = serde_json::from_slice(body).unwrap_or_default();
+    let id = envelope["id"].as_str().unwrap_or("msg_sample").to_owned();
+    let secret = shared::downstream::SigningSecret::parse(secret).expect("a valid whsec_ secret");
+    vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        (
+            "user-agent".to_owned(),
+            "VinesOS-Webhooks/sample".to_owned(),
+        ),
+        ("webhook-id".to_owned(), id.clone()),
+        ("webhook-timestamp".to_owned(), timestamp.to_string()),
+        (
+            "webhook-signature".to_owned(),
+            secret.sign(&id, timestamp, body),
+        ),
+    ]
+}
+
+/// An event file's request, re-signed now when its signature is
+/// time-limited (VinesOS); others are returned as they are.
+pub fn resign(mut event: Value) -> Value {
+    if event["headers"].get("webhook-signature").is_none() {
+        return event;
+    }
+    let body = event["body"]
+        .as_str()
+        .unwrap_or_default()
+        .as_bytes()
+        .to_vec();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for (name, value) in vinesos_headers(DEMO_VINESOS_SECRET, &body, now) {
+        event["headers"][name] = Value::String(value);
+    }
+    event
 }
 
 const BOOKING_PAYLOADS: [&str; 10] = [
@@ -245,6 +308,13 @@ pub fn request_for(target: Target, body: &[u8]) -> (Route, String, Vec<(String, 
             },
             format!("/booking/{DEMO_INSTANCE}/{}", family.slug()),
             booking_headers(DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, body),
+        ),
+        Target::VinesOs(event) => (
+            Route {
+                template: event.route().to_owned(),
+            },
+            event.route().replace("{instance}", DEMO_INSTANCE),
+            vinesos_headers(DEMO_VINESOS_SECRET, body, SAMPLE_SIGNED_AT),
         ),
     }
 }

@@ -98,3 +98,72 @@ pub async fn resources(
     }))
     .into_response()
 }
+
+/// `POST /{instance}/resources/{Resource}/` and `PATCH .../{id}/`: answers
+/// with the written object, a new uuid and `updated_date` (nothing is kept;
+/// enough to watch the partner's changes reach "Revel").
+pub async fn write(
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    Json(mut body): Json<Value>,
+) -> Response {
+    let expected = format!("{DEMO_API_KEY}:{DEMO_API_SECRET}");
+    if headers
+        .get("api-authentication")
+        .and_then(|v| v.to_str().ok())
+        != Some(expected.as_str())
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "unauthorized"})),
+        )
+            .into_response();
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let id = params
+        .get("id")
+        .cloned()
+        .unwrap_or_else(|| fastrand::u32(1000..999_999).to_string());
+    if let Value::Object(fields) = &mut body {
+        fields.insert(
+            "id".into(),
+            json!(id
+                .parse::<u64>()
+                .map(Value::from)
+                .unwrap_or(Value::String(id.clone()))),
+        );
+        fields.insert(
+            "uuid".into(),
+            json!(format!(
+                "00000000-0000-4000-8000-{:012}",
+                fastrand::u64(..999_999_999_999)
+            )),
+        );
+        fields.insert(
+            "updated_date".into(),
+            json!(format!(
+                "{}T{:02}:{:02}:{:02}",
+                now.date(),
+                now.hour(),
+                now.minute(),
+                now.second()
+            )),
+        );
+    }
+    let status = if params.contains_key("id") {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    println!(
+        "revel stand-in: {} {} {}",
+        if status == StatusCode::OK {
+            "PATCH"
+        } else {
+            "POST"
+        },
+        params.get("resource").map(String::as_str).unwrap_or("?"),
+        id
+    );
+    (status, Json(body)).into_response()
+}

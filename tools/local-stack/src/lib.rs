@@ -27,6 +27,8 @@ pub const DEMO_WINESITTING_TOKEN: &str = "demo-winesitting-token-3f9c2a7d81e6b54
 /// The booking platform's signing secret for the demo account, and its header.
 pub const DEMO_BOOKING_SECRET: &str = "demo-booking-secret";
 pub const DEMO_BOOKING_HEADER: &str = "x-signature";
+/// VinesOS's Standard Webhooks secret for instance `demo`.
+pub const DEMO_VINESOS_SECRET: &str = "whsec_ZGVtby12aW5lc29zLXNpZ25pbmcta2V5";
 
 /// The secret documents `make local` and the tests put in place, per secret id variable.
 pub fn demo_secret_documents() -> Vec<(&'static str, String)> {
@@ -34,6 +36,10 @@ pub fn demo_secret_documents() -> Vec<(&'static str, String)> {
         (
             "WINESITTING_SECRETS_ID",
             serde_json::json!({ DEMO_INSTANCE: {"token": DEMO_WINESITTING_TOKEN, "api_key": fake_winesitting::DEMO_API_KEY} }).to_string(),
+        ),
+        (
+            "VINESOS_SECRETS_ID",
+            serde_json::json!({ DEMO_INSTANCE: DEMO_VINESOS_SECRET }).to_string(),
         ),
         (
             "BOOKING_SECRETS_ID",

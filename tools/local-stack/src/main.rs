@@ -172,7 +172,11 @@ async fn up(args: &[String]) -> Result<(), Error> {
         )
         .route(
             "/revel-api/{instance}/resources/{resource}/",
-            axum::routing::get(fake_revel::resources),
+            axum::routing::get(fake_revel::resources).post(fake_revel::write),
+        )
+        .route(
+            "/revel-api/{instance}/resources/{resource}/{id}/",
+            axum::routing::patch(fake_revel::write),
         )
         .with_state(fake_revel::Fixtures::new(fake_revel::default_dir()))
         .merge(
@@ -329,7 +333,7 @@ async fn post_events(args: &[String]) -> Result<(), Error> {
         .collect();
     files.sort();
     for file in files {
-        let event: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+        let event = events::resign(serde_json::from_str(&std::fs::read_to_string(&file)?)?);
         let body = event["body"].as_str().unwrap_or("");
         let body = if event["isBase64Encoded"].as_bool() == Some(true) {
             base64::engine::general_purpose::STANDARD.decode(body)?

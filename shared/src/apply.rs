@@ -1,0 +1,264 @@
+//! Applying the partner system's (VinesOS) changes to Revel through its REST
+//! API: the other direction of the sync schedule ("Customer added on VOS",
+//! "Members updated on VOS", "Orders added on VOS", "Inventory from VOS to
+//! Revel", "Rewards added or used on VinesOS").
+//!
+//! Never twice: each change first looks its Revel object up by a key the
+//! partner's id determines (`third_party_id`, the card number, ...), then
+//! updates it with absolute values, or creates it only when the lookup found
+//! nothing; a create whose outcome is unknown is retried through the queue,
+//! and the retry's lookup finds what the first attempt made. The partner's
+//! entity records the newest version applied, so a re-run does nothing.
+//!
+//! No ping-pong: every object the bundle writes is recorded in the echo log
+//! with Revel's `updated_date`; when Revel's webhook for that change comes
+//! back, the worker recognises it and does not send it to the partner.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::error::DependencyError;
+use crate::ids::{EntityKey, InstanceName};
+use crate::revel_api::{ApiCredentials, PageRequest, RevelApi, RevelApiError};
+use crate::sources::{id_field, parse_timestamp_micros};
+use crate::store::{EntityStore, StoredEntity};
+use crate::sync_state::EchoLog;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("Revel API: {0}")]
+    Api(#[from] RevelApiError),
+    #[error(transparent)]
+    Store(#[from] DependencyError),
+    #[error("the partner's {0} lacks what applying it needs")]
+    Incomplete(&'static str),
+}
+
+/// What applying a change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Created {
+        resource: &'static str,
+    },
+    Updated {
+        resource: &'static str,
+    },
+    /// This version (or a newer one) was applied before.
+    AlreadyApplied,
+    /// Nothing in Revel to apply it to (an unknown rewards card or product).
+    NoTarget {
+        resource: &'static str,
+    },
+}
+
+/// How one kind of partner entity maps onto a Revel resource.
+struct Mapping {
+    resource: &'static str,
+    /// The Revel-side entity kind its webhooks use (for the echo log).
+    revel_kind: &'static str,
+    /// The filter that finds the Revel object this change is about.
+    lookup: (&'static str, String),
+    /// The fields to write (absolute values, so writing twice is harmless).
+    fields: Value,
+    /// Whether a missing object is created (or the change has no target).
+    creates: bool,
+}
+
+fn text<'a>(data: &'a Value, field: &str) -> Option<&'a str> {
+    data.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn mapping(kind: &str, id: &str, data: &Value) -> Result<Mapping, ApplyError> {
+    match kind {
+        "vos_customer" | "vos_member" => {
+            let mut fields = serde_json::Map::new();
+            for (ours, theirs) in [
+                ("first_name", "first_name"),
+                ("last_name", "last_name"),
+                ("email", "email"),
+                ("phone", "phone_number"),
+            ] {
+                if let Some(value) = text(data, ours) {
+                    fields.insert(theirs.into(), json!(value));
+                }
+            }
+            fields.insert("third_party_id".into(), json!(format!("vinesos:{id}")));
+            Ok(Mapping {
+                resource: "Customer",
+                revel_kind: "customer",
+                lookup: ("third_party_id", format!("vinesos:{id}")),
+                fields: Value::Object(fields),
+                creates: true,
+            })
+        }
+        "vos_reward" => {
+            let card =
+                text(data, "card_number").ok_or(ApplyError::Incomplete("reward card_number"))?;
+            let points = data
+                .get("points")
+                .and_then(Value::as_f64)
+                .ok_or(ApplyError::Incomplete("reward points"))?;
+            Ok(Mapping {
+                resource: "RewardsCard",
+                revel_kind: "rewards_card",
+                lookup: ("number", card.to_owned()),
+                fields: json!({"current_points": points}),
+                creates: false,
+            })
+        }
+        "vos_inventory" => {
+            let product = id_field(data, "revel_product_id")
+                .ok_or(ApplyError::Incomplete("inventory revel_product_id"))?;
+            let quantity = data
+                .get("quantity")
+                .and_then(Value::as_f64)
+                .ok_or(ApplyError::Incomplete("inventory quantity"))?;
+            Ok(Mapping {
+                resource: "CurrentStock",
+                revel_kind: "inventory",
+                lookup: ("product", format!("/resources/Product/{product}/")),
+                fields: json!({"quantity": quantity}),
+                creates: false,
+            })
+        }
+        "vos_order" => {
+            let total = data
+                .get("total")
+                .and_then(Value::as_f64)
+                .ok_or(ApplyError::Incomplete("order total"))?;
+            Ok(Mapping {
+                resource: "Order",
+                revel_kind: "order",
+                lookup: ("external_sync", format!("vinesos:{id}")),
+                fields: json!({
+                    "external_sync": format!("vinesos:{id}"),
+                    "notes": format!("VinesOS order {id}"),
+                    "final_total": total,
+                    "establishment": format!("/enterprise/Establishment/{}/", id_field(data, "establishment_id").unwrap_or_else(|| "1".into())),
+                }),
+                creates: true,
+            })
+        }
+        _ => Err(ApplyError::Incomplete("entity kind")),
+    }
+}
+
+pub struct Applier {
+    pub api: Arc<RevelApi>,
+    pub entities: Arc<dyn EntityStore>,
+    pub echoes: Arc<dyn EchoLog>,
+}
+
+impl Applier {
+    /// Applies the current state of the partner entity `key` to Revel.
+    pub async fn apply(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        key: &EntityKey,
+    ) -> Result<Applied, ApplyError> {
+        let Some(entity) = self.entities.get(key).await? else {
+            return Err(ApplyError::Incomplete("entity (gone)"));
+        };
+        if entity
+            .delivered_version
+            .is_some_and(|applied| applied >= entity.version)
+        {
+            return Ok(Applied::AlreadyApplied);
+        }
+        let data: Value = serde_json::from_str(&entity.state_json)
+            .map_err(|_| ApplyError::Incomplete("stored state"))?;
+        let map = mapping(&entity.kind, &entity.entity_id, &data)?;
+        let outcome = self.write(instance, credentials, &map).await?;
+        // Applied: a re-run of this job, or of an older one, does nothing.
+        self.entities.mark_delivered(key, entity.version).await?;
+        tracing::info!(%instance, entity = %key, resource = map.resource, outcome = ?outcome, "partner change applied to Revel");
+        Ok(outcome)
+    }
+
+    async fn write(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        map: &Mapping,
+    ) -> Result<Applied, ApplyError> {
+        let lookup = PageRequest {
+            resource: map.resource.to_owned(),
+            filters: vec![(map.lookup.0.to_owned(), map.lookup.1.clone())],
+            offset: 0,
+        };
+        let found = self
+            .api
+            .page(instance, credentials, &lookup)
+            .await?
+            .objects
+            .into_iter()
+            .next();
+        let (written, outcome) = match found.as_ref().and_then(|o| id_field(o, "id")) {
+            Some(revel_id) => (
+                self.api
+                    .update(instance, credentials, map.resource, &revel_id, &map.fields)
+                    .await?,
+                Applied::Updated {
+                    resource: map.resource,
+                },
+            ),
+            None if map.creates => (
+                self.api
+                    .create(instance, credentials, map.resource, &map.fields)
+                    .await?,
+                Applied::Created {
+                    resource: map.resource,
+                },
+            ),
+            None => {
+                return Ok(Applied::NoTarget {
+                    resource: map.resource,
+                })
+            }
+        };
+        self.remember_echo(instance, map, &written).await?;
+        Ok(outcome)
+    }
+
+    /// Records the written object's version, so its webhook isn't sent back.
+    async fn remember_echo(
+        &self,
+        instance: &InstanceName,
+        map: &Mapping,
+        written: &Value,
+    ) -> Result<(), ApplyError> {
+        let id = match map.revel_kind {
+            "customer" | "order" => id_field(written, "uuid"),
+            _ => id_field(written, "id"),
+        };
+        let version = written
+            .get("updated_date")
+            .and_then(Value::as_str)
+            .and_then(parse_timestamp_micros);
+        match (id, version) {
+            (Some(id), Some(version)) => {
+                if let Ok(key) = EntityKey::new("revel", instance, map.revel_kind, &id) {
+                    self.echoes.record_echo(&key, version).await?;
+                }
+            }
+            _ => {
+                tracing::warn!(%instance, resource = map.resource, "Revel's answer has no id or updated_date; its webhook may be sent back")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True when `entity` at its current version is the echo of a write the
+/// bundle made (see [`Applier`]): the worker then doesn't deliver it.
+pub async fn is_echo(
+    echoes: &dyn EchoLog,
+    key: &EntityKey,
+    entity: &StoredEntity,
+) -> Result<bool, DependencyError> {
+    echoes.is_echo(key, entity.version).await
+}
