@@ -95,8 +95,9 @@ fn mapping(kind: &str, id: &str, data: &Value) -> Result<Mapping, ApplyError> {
             })
         }
         "vos_reward" => {
-            let card =
-                text(data, "card_number").ok_or(ApplyError::Incomplete("reward card_number"))?;
+            // Not `card_number`: that is a payment card's name, never kept.
+            let card = text(data, "reward_card_number")
+                .ok_or(ApplyError::Incomplete("reward reward_card_number"))?;
             let points = data
                 .get("points")
                 .and_then(Value::as_f64)
@@ -261,4 +262,69 @@ pub async fn is_echo(
     entity: &StoredEntity,
 ) -> Result<bool, DependencyError> {
     echoes.is_echo(key, entity.version).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_partner_kind_maps_to_a_revel_lookup_and_absolute_fields() {
+        let customer = mapping(
+            "vos_member",
+            "C-1",
+            &json!({"first_name": "Ann", "phone": "123"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (customer.resource, customer.lookup.1.as_str()),
+            ("Customer", "vinesos:C-1")
+        );
+        assert_eq!(customer.fields["phone_number"], "123");
+        assert!(customer.creates);
+        let reward = mapping(
+            "vos_reward",
+            "R-1",
+            &json!({"reward_card_number": "123321", "points": 150}),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                reward.resource,
+                reward.lookup.0,
+                reward.fields["current_points"].as_f64()
+            ),
+            ("RewardsCard", "number", Some(150.0))
+        );
+        assert!(!reward.creates, "a rewards card is never invented");
+        let stock = mapping(
+            "vos_inventory",
+            "S-1",
+            &json!({"revel_product_id": 6, "quantity": 40}),
+        )
+        .unwrap();
+        assert_eq!(stock.lookup.1, "/resources/Product/6/");
+        let order = mapping("vos_order", "O-1", &json!({"total": 58.5})).unwrap();
+        assert_eq!(order.lookup, ("external_sync", "vinesos:O-1".to_owned()));
+    }
+
+    #[test]
+    fn a_change_missing_what_its_mapping_needs_is_refused() {
+        assert!(matches!(
+            mapping("vos_reward", "R", &json!({"points": 1})),
+            Err(ApplyError::Incomplete(_))
+        ));
+        assert!(matches!(
+            mapping("vos_inventory", "S", &json!({"quantity": 1})),
+            Err(ApplyError::Incomplete(_))
+        ));
+        assert!(matches!(
+            mapping("vos_order", "O", &json!({})),
+            Err(ApplyError::Incomplete(_))
+        ));
+        assert!(matches!(
+            mapping("revel_thing", "X", &json!({})),
+            Err(ApplyError::Incomplete(_))
+        ));
+    }
 }

@@ -61,9 +61,11 @@ pub async fn resources(
         )
             .into_response();
     }
-    let Some(mut objects) = fixtures.objects(&resource) else {
+    if !resource.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response();
-    };
+    }
+    // A resource without fixtures is an empty list, as in a new instance.
+    let mut objects = fixtures.objects(&resource).unwrap_or_default();
     if let Some(since) = query.get("updated_date__gte") {
         objects.retain(|o| {
             o.get("updated_date")
@@ -74,6 +76,26 @@ pub async fn resources(
     if let Some(order) = query.get("order") {
         let uri = format!("/resources/Order/{order}/");
         objects.retain(|o| o.get("order").and_then(Value::as_str) == Some(uri.as_str()));
+    }
+    // Any other field filter is an equality (`third_party_id=...`).
+    for (field, wanted) in &query {
+        let special = [
+            "format",
+            "limit",
+            "offset",
+            "order_by",
+            "updated_date__gte",
+            "order",
+            "closed",
+        ];
+        if special.contains(&field.as_str()) {
+            continue;
+        }
+        objects.retain(|o| match o.get(field) {
+            Some(Value::String(s)) => s == wanted,
+            Some(other) => other.to_string().eq_ignore_ascii_case(wanted),
+            None => false,
+        });
     }
     let limit: usize = query
         .get("limit")
