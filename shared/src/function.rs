@@ -425,46 +425,50 @@ impl AllSources {
         config: &Config,
         clients: &Clients,
     ) -> Option<Ingestor> {
-        if let Some(kind) = RevelEventType::ALL
-            .into_iter()
-            .find(|k| k.logical_id() == logical_id)
-        {
-            return Some(receiver(
-                self.revel.clone(),
-                Arc::new(kind),
-                config,
-                clients,
-            ));
-        }
-        if let Some(event) = VinesOsEvent::ALL
-            .into_iter()
-            .find(|e| e.logical_id() == logical_id)
-        {
-            return Some(receiver(
-                self.vinesos.clone(),
-                Arc::new(event),
-                config,
-                clients,
-            ));
-        }
-        if let Some(family) = BookingFamily::ALL
-            .into_iter()
-            .find(|f| f.logical_id() == logical_id)
-        {
-            return Some(receiver(
-                self.booking.clone(),
-                Arc::new(family),
-                config,
-                clients,
-            ));
-        }
-        (logical_id == crate::sources::winesitting::LOGICAL_ID).then(|| {
-            receiver(
-                self.winesitting.clone(),
-                Arc::new(WineSittingEvent),
-                config,
-                clients,
+        let (source, kind) = find(
+            &RevelEventType::ALL,
+            |k| k.logical_id(),
+            logical_id,
+            &self.revel,
+        )
+        .or_else(|| {
+            find(
+                &VinesOsEvent::ALL,
+                |e| e.logical_id(),
+                logical_id,
+                &self.vinesos,
             )
         })
+        .or_else(|| {
+            find(
+                &BookingFamily::ALL,
+                |f| f.logical_id(),
+                logical_id,
+                &self.booking,
+            )
+        })
+        .or_else(|| {
+            find(
+                &[WineSittingEvent],
+                |_| crate::sources::winesitting::LOGICAL_ID,
+                logical_id,
+                &self.winesitting,
+            )
+        })?;
+        Some(receiver(source, kind, config, clients))
     }
+}
+
+/// The kind among `kinds` whose function is `logical_id`, with its source.
+fn find<K: crate::sources::EventKind + Clone + 'static, S: Source + 'static>(
+    kinds: &[K],
+    logical_id_of: impl Fn(&K) -> &'static str,
+    logical_id: &str,
+    source: &Arc<S>,
+) -> Option<Description> {
+    let kind = kinds
+        .iter()
+        .find(|k| logical_id_of(k) == logical_id)?
+        .clone();
+    Some((source.clone() as Arc<dyn Source>, Arc::new(kind)))
 }

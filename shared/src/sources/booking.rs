@@ -40,8 +40,8 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::{
-    id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
-    Identity, Interpretation, Malformed, Source, Version,
+    header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
+    FollowUp, Identity, Interpretation, Malformed, Source, Version,
 };
 use crate::error::{AuthFailure, IngestError};
 use crate::ids::InstanceName;
@@ -354,14 +354,6 @@ impl Booking {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
 /// A signature header decoded to the 32 bytes of an HMAC-SHA256: hex (either
 /// case) or base64, optionally prefixed `sha256=`.
 fn decode_signature(raw: &str) -> Option<[u8; SIGNATURE_LEN]> {
@@ -430,16 +422,8 @@ impl Source for Booking {
         header(headers, EVENT_ID_HEADER)
     }
 
-    fn declared_event_type<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
-        None
-    }
-
     fn archived_headers(&self) -> &'static [&'static str] {
         &["content-type", "user-agent", EVENT_ID_HEADER]
-    }
-
-    fn is_ping(&self, _body: &Value) -> bool {
-        false
     }
 
     async fn warm(&self) -> Result<usize, crate::error::DependencyError> {

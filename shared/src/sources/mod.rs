@@ -27,13 +27,19 @@ pub trait Source: Send + Sync {
     /// The instance (tenant) the delivery is from, once it is proven genuine.
     async fn authenticate(&self, delivery: &Delivery) -> Result<InstanceName, IngestError>;
     /// The sender's own id for this event, when it sends one.
-    fn delivery_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str>;
+    fn delivery_id<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
+        None
+    }
     /// The event type the sender says it is sending, when it says.
-    fn declared_event_type<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str>;
+    fn declared_event_type<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
+        None
+    }
     /// Headers kept with the archived event (never a secret).
     fn archived_headers(&self) -> &'static [&'static str];
     /// A connectivity test the sender makes when a webhook is set up.
-    fn is_ping(&self, body: &Value) -> bool;
+    fn is_ping(&self, _body: &Value) -> bool {
+        false
+    }
     /// Loads what authentication needs at cold start; returns how many
     /// instances it knows.
     async fn warm(&self) -> Result<usize, crate::error::DependencyError> {
@@ -144,6 +150,15 @@ pub fn strip_payment_card_fields(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(strip_payment_card_fields),
         _ => {}
     }
+}
+
+/// A header's value, trimmed; `None` when absent, empty or not text.
+pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// An id that may arrive as a JSON string or number.

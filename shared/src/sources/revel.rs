@@ -7,8 +7,8 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use super::{
-    id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
-    Identity, Interpretation, Malformed, Source, Version,
+    header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
+    FollowUp, Identity, Interpretation, Malformed, Source, Version,
 };
 use crate::error::{AuthFailure, IngestError};
 use crate::ids::InstanceName;
@@ -244,14 +244,6 @@ impl Revel {
     pub fn secrets(&self) -> &SecretCache {
         &self.secrets
     }
-}
-
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }
 
 #[async_trait]

@@ -25,8 +25,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{
-    id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
-    Identity, Interpretation, Malformed, Source, Version,
+    header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
+    FollowUp, Identity, Interpretation, Malformed, Source, Version,
 };
 use crate::downstream::SigningSecret;
 use crate::error::{AuthFailure, DependencyError, IngestError};
@@ -190,14 +190,6 @@ impl VinesOs {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
 #[async_trait]
 impl Source for VinesOs {
     fn name(&self) -> &'static str {
@@ -255,16 +247,8 @@ impl Source for VinesOs {
         header(headers, ID_HEADER)
     }
 
-    fn declared_event_type<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
-        None
-    }
-
     fn archived_headers(&self) -> &'static [&'static str] {
         &[ID_HEADER, TIMESTAMP_HEADER, "content-type", "user-agent"]
-    }
-
-    fn is_ping(&self, _body: &Value) -> bool {
-        false
     }
 
     async fn warm(&self) -> Result<usize, DependencyError> {

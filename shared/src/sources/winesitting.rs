@@ -10,7 +10,6 @@
 //! progress and ingests those whose kept state is missing or differs.
 
 use async_trait::async_trait;
-use http::HeaderMap;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -198,20 +197,8 @@ impl Source for WineSitting {
         }
     }
 
-    fn delivery_id<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
-        None
-    }
-
-    fn declared_event_type<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
-        None
-    }
-
     fn archived_headers(&self) -> &'static [&'static str] {
         &["content-type", "user-agent"]
-    }
-
-    fn is_ping(&self, _body: &Value) -> bool {
-        false
     }
 
     async fn warm(&self) -> Result<usize, DependencyError> {
@@ -349,7 +336,7 @@ mod tests {
 
     fn delivery(params: &[(&str, &str)], body: &Value) -> Delivery {
         Delivery {
-            headers: HeaderMap::new(),
+            headers: http::HeaderMap::new(),
             body: serde_json::to_vec(body).unwrap(),
             request_id: "test".into(),
             path_params: params
@@ -623,7 +610,7 @@ mod tests {
     #[test]
     fn the_source_has_no_delivery_id_no_declared_type_and_no_ping() {
         let source = WineSitting::new(cache());
-        let mut headers = HeaderMap::new();
+        let mut headers = http::HeaderMap::new();
         headers.insert("x-request-id", http::HeaderValue::from_static("r-1"));
 
         assert_eq!(source.name(), "winesitting");
