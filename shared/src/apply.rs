@@ -147,6 +147,14 @@ fn mapping(kind: &str, id: &str, data: &Value) -> Result<Mapping, ApplyError> {
     }
 }
 
+fn matches_lookup(object: &Value, field: &str, wanted: &str) -> bool {
+    match object.get(field) {
+        Some(Value::String(s)) => s == wanted,
+        Some(Value::Number(n)) => n.to_string() == wanted,
+        _ => false,
+    }
+}
+
 pub struct Applier {
     pub api: Arc<RevelApi>,
     pub entities: Arc<dyn EntityStore>,
@@ -191,13 +199,15 @@ impl Applier {
             filters: vec![(map.lookup.0.to_owned(), map.lookup.1.clone())],
             offset: 0,
         };
+        // Only an object that really has the looked-up value counts: an API
+        // that ignores an unknown filter must not pick some other record.
         let found = self
             .api
             .page(instance, credentials, &lookup)
             .await?
             .objects
             .into_iter()
-            .next();
+            .find(|o| matches_lookup(o, map.lookup.0, &map.lookup.1));
         let (written, outcome) = match found.as_ref().and_then(|o| id_field(o, "id")) {
             Some(revel_id) => (
                 self.api
@@ -306,6 +316,25 @@ mod tests {
         assert_eq!(stock.lookup.1, "/resources/Product/6/");
         let order = mapping("vos_order", "O-1", &json!({"total": 58.5})).unwrap();
         assert_eq!(order.lookup, ("external_sync", "vinesos:O-1".to_owned()));
+    }
+
+    #[test]
+    fn only_an_object_with_the_looked_up_value_counts_as_found() {
+        assert!(matches_lookup(
+            &json!({"number": "123321"}),
+            "number",
+            "123321"
+        ));
+        assert!(matches_lookup(&json!({"id": 6}), "id", "6"));
+        assert!(!matches_lookup(
+            &json!({"number": "999"}),
+            "number",
+            "123321"
+        ));
+        assert!(
+            !matches_lookup(&json!({"id": 417}), "external_sync", "vinesos:O-1"),
+            "an ignored filter returns unrelated records"
+        );
     }
 
     #[test]

@@ -186,7 +186,8 @@ pub fn jobs_worker(
             state.clone(),
             Arc::clone(&stores.entities),
             sync.reconcile_lookback,
-        ),
+        )
+        .delivering_to(Arc::clone(&stores.jobs)),
         orders: revel_receiver(
             RevelEventType::OrderFinalized,
             Arc::clone(&revel),

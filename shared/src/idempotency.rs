@@ -54,10 +54,10 @@ pub fn event_key(parts: KeyParts<'_>) -> EventKey {
     let identity = match (parts.delivery_id, parts.identity) {
         (Some(id), _) => verbatim_or_hashed("id", id),
         (None, Some(Identity::Business(key))) => verbatim_or_hashed("biz", key),
-        (None, Some(Identity::ContentWithinWindow)) => {
+        (None, Some(Identity::ContentWithin(window))) => {
             let window = parts
                 .received_at_unix
-                .div_euclid(CONTENT_WINDOW.as_secs() as i64);
+                .div_euclid(window.as_secs().max(1) as i64);
             format!("sha256:{}@w{window}", sha256_hex(parts.body))
         }
         (None, None) => format!("sha256:{}", sha256_hex(parts.body)),
@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn content_keys_repeat_within_the_window_and_not_across_it() {
         let demo = InstanceName::parse("demo").unwrap();
-        let content = Identity::ContentWithinWindow;
+        let content = Identity::ContentWithin(CONTENT_WINDOW);
         let at = |t| {
             event_key(KeyParts {
                 received_at_unix: t,

@@ -30,6 +30,9 @@ use crate::store::{
     StoredEvent, Upserted, MAX_ARCHIVED_BODY_BYTES,
 };
 
+/// Largest entity state kept (DynamoDB items are at most 400 KB).
+pub const MAX_STATE_BYTES: usize = 350_000;
+
 /// One HTTP delivery, as received.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -257,6 +260,11 @@ impl Ingestor {
                     .map_err(|_| Malformed("invalid_entity_id"))?;
                 let state_json = serde_json::to_string(&change.state)
                     .map_err(|_| Malformed("unserialisable_state"))?;
+                // The state is kept as one attribute of one item: a state that
+                // can't fit is quarantined (archived, replayable), not retried forever.
+                if state_json.len() > MAX_STATE_BYTES {
+                    return Err(Malformed("state_too_large"));
+                }
                 Some(PlannedEntity {
                     key,
                     kind: change.kind,

@@ -156,8 +156,15 @@ impl InstanceSecrets {
                 tracing::warn!(entry = %name, "secret document has an invalid instance name; entry skipped");
                 continue;
             };
-            let values = entry(secrets)?;
-            map.insert(instance, values);
+            match entry(secrets) {
+                Ok(values) => {
+                    map.insert(instance, values);
+                }
+                // One bad value must not take down every other instance.
+                Err(error) => {
+                    tracing::warn!(entry = %instance, %error, "secret document has an unusable value; entry skipped");
+                }
+            }
         }
         Ok(Self(map))
     }
@@ -359,16 +366,18 @@ mod tests {
     }
 
     #[test]
-    fn a_string_or_a_list_of_two_is_accepted_and_three_is_not() {
+    fn a_string_or_a_list_of_two_is_accepted_and_a_bad_entry_is_skipped_alone() {
         let doc = SecretDocument(r#"{"demo":"a","other":["b","c"]}"#.into());
         let parsed = InstanceSecrets::parse(&doc).unwrap();
         assert_eq!(parsed.get(&demo()).unwrap().len(), 1);
         assert_eq!(parsed.len(), 2);
-        let three = SecretDocument(r#"{"demo":["a","b","c"]}"#.into());
-        assert_eq!(
-            InstanceSecrets::parse(&three).unwrap_err(),
-            SecretFormatError::BadValue
+        let three = SecretDocument(r#"{"demo":["a","b","c"], "other": "o", "empty": ""}"#.into());
+        let skipped = InstanceSecrets::parse(&three).unwrap();
+        assert!(
+            skipped.get(&demo()).is_none(),
+            "three secrets is not a rotation"
         );
+        assert_eq!(skipped.len(), 1, "the other instance still works");
         let not_json = SecretDocument("demo=a".into());
         assert_eq!(
             InstanceSecrets::parse(&not_json).unwrap_err(),
@@ -391,9 +400,9 @@ mod tests {
         );
         assert_eq!(parsed.api_instances(), vec![api_only, demo()]);
         let half = SecretDocument(r#"{"demo": {"api_secret": "s"}}"#.into());
-        assert_eq!(
-            InstanceSecrets::parse(&half).unwrap_err(),
-            SecretFormatError::BadValue
+        assert!(
+            InstanceSecrets::parse(&half).unwrap().is_empty(),
+            "a secret without a key is skipped"
         );
     }
 

@@ -124,6 +124,8 @@ pub struct Syncer {
     entities: Arc<dyn EntityStore>,
     /// How far back the first reconciliation of an instance looks.
     reconcile_lookback: Duration,
+    /// Where a changed object's delivery to the partner is queued.
+    jobs: Option<Arc<dyn crate::queue::JobQueue>>,
 }
 
 impl Syncer {
@@ -138,7 +140,15 @@ impl Syncer {
             state,
             entities,
             reconcile_lookback,
+            jobs: None,
         }
+    }
+
+    /// Queues every pulled object that changed for delivery to the partner
+    /// ("Products / Events added on Revel" reach it at end of day).
+    pub fn delivering_to(mut self, jobs: Arc<dyn crate::queue::JobQueue>) -> Self {
+        self.jobs = Some(jobs);
+        self
     }
 
     /// Runs `pull` for `instance` until done, the budget is spent or `deadline`.
@@ -268,10 +278,30 @@ impl Syncer {
             state_json: state.to_string(),
             event_key: event_key.clone(),
         };
-        Ok(matches!(
+        if !matches!(
             self.entities.upsert(&change).await?,
             Upserted::Applied { .. }
-        ))
+        ) {
+            return Ok(false);
+        }
+        if let Some(jobs) = &self.jobs {
+            // One job per object version: deduplicated if a resumed run
+            // writes the same version again.
+            let per_object = EventKey::parse(&format!(
+                "{event_key}:{kind}:{}@{version}",
+                change.entity_id
+            ))
+            .unwrap_or_else(|_| event_key.clone());
+            let job = crate::queue::Job::sync_entity(
+                "revel",
+                instance,
+                event_key.as_str(),
+                &per_object,
+                &change.key,
+            );
+            jobs.enqueue(&job).await?;
+        }
+        Ok(true)
     }
 
     /// Lists the orders Revel finalized since the last reconciliation and

@@ -107,6 +107,11 @@ async fn a_pull_follows_pagination_across_pages_and_keeps_every_object_once() {
         .unwrap();
     assert_eq!(offsets_requested(&revel, "Product").await, [0, 2, 4]);
     assert_eq!(entities_of_kind(&stack, "product").await, 5);
+    assert_eq!(
+        stack.jobs_waiting().await,
+        5,
+        "each new product is queued for the partner"
+    );
     let cursor = stack
         .sync_state()
         .load(&demo(), "catalog.Product")

@@ -282,3 +282,52 @@ async fn a_garbled_copy_of_a_finished_event_is_a_duplicate_not_a_retry_loop() {
     let garbled = h.ingestor.ingest(&with_id("{not json")).await.unwrap();
     assert!(matches!(garbled, Outcome::Duplicate { .. }), "{garbled:?}");
 }
+
+#[tokio::test]
+async fn a_state_too_large_to_keep_is_quarantined_not_retried_forever() {
+    let h = harness(
+        RevelEventType::CustomerCreated,
+        Settings {
+            max_body_bytes: 2 * 1024 * 1024,
+            ..Settings::default()
+        },
+    );
+    let body = customer("2021-12-28T21:05:13", &"x".repeat(MAX_STATE_BYTES));
+    let outcome = h.ingestor.ingest(&signed(&body)).await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::Quarantined { ref reason, .. } if reason == "state_too_large"),
+        "{outcome:?}"
+    );
+    assert!(h.entities.entities.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn menu_pushes_without_ids_more_than_a_coalescing_window_apart_are_new_events() {
+    let h = harness(RevelEventType::MenuUpdated, Settings::default());
+    let first = h
+        .ingestor
+        .ingest(&signed(r#"{"event":"menu.updated"}"#))
+        .await
+        .unwrap();
+    let again = h
+        .ingestor
+        .ingest(&signed(r#"{"event":"menu.updated"}"#))
+        .await
+        .unwrap();
+    assert!(matches!(first, Outcome::Accepted { .. }));
+    // Within the window it is the same push (a retry)...
+    assert!(matches!(
+        again,
+        Outcome::Duplicate { .. } | Outcome::Accepted { .. }
+    ));
+    // ...and the window is the coalescing window, not an hour.
+    let menu = RevelEventType::MenuUpdated
+        .interpret(&serde_json::json!({"event": "menu.updated"}))
+        .unwrap();
+    assert_eq!(
+        menu.identity,
+        crate::sources::Identity::ContentWithin(Duration::from_secs(
+            crate::queue::CATALOG_PULL_COALESCE_SECS as u64
+        ))
+    );
+}

@@ -71,8 +71,8 @@ pub enum Identity {
     Business(String),
     /// The body says nothing that distinguishes one event from a later,
     /// identical one (stock toggles, menu pushes): identical bodies are the
-    /// same event only within [`crate::idempotency::CONTENT_WINDOW`].
-    ContentWithinWindow,
+    /// same event only within this window of receipt.
+    ContentWithin(std::time::Duration),
 }
 
 /// The current state an event carries, to be kept newest-wins.

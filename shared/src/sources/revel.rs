@@ -200,7 +200,7 @@ fn stock(body: &Value) -> Result<Interpretation, Malformed> {
         .filter(|t| !t.trim().is_empty())
         .ok_or(Malformed("missing_item_type"))?;
     Ok(Interpretation {
-        identity: Identity::ContentWithinWindow,
+        identity: Identity::ContentWithin(crate::idempotency::CONTENT_WINDOW),
         entity: Some(EntityChange {
             kind: "item_stock",
             id: format!("{}:{id}", item_type.trim().to_ascii_lowercase()),
@@ -220,7 +220,11 @@ fn menu(body: &Value) -> Result<Interpretation, Malformed> {
         Some(_) => return Err(Malformed("unexpected_event_name")),
     }
     Ok(Interpretation {
-        identity: Identity::ContentWithinWindow,
+        // A push more than a coalescing window after the last one must make
+        // a new pull; a retry that late only costs a redundant one.
+        identity: Identity::ContentWithin(std::time::Duration::from_secs(
+            crate::queue::CATALOG_PULL_COALESCE_SECS as u64,
+        )),
         entity: Some(EntityChange {
             kind: "menu",
             id: "current".to_owned(),
@@ -380,7 +384,10 @@ mod tests {
         let stock = RevelEventType::StockChanged
             .interpret(&json!({"barcode": "1", "id": 622335, "instock": false, "type": "product"}))
             .unwrap();
-        assert_eq!(stock.identity, Identity::ContentWithinWindow);
+        assert_eq!(
+            stock.identity,
+            Identity::ContentWithin(crate::idempotency::CONTENT_WINDOW)
+        );
         assert_eq!(stock.entity.as_ref().unwrap().id, "product:622335");
         let menu = RevelEventType::MenuUpdated
             .interpret(&json!({"event": "menu.updated"}))

@@ -267,7 +267,14 @@ pub async fn repair(
             "type": "ORDER",
             "operation": "UPDATE",
             "object": fetched,
-            "date": now_rfc3339(),
+            // The order's own update time where it has one, so a later real
+            // webhook (dated by WineSitting) is not taken for an older one.
+            "date": fetched
+                .get("updated_at")
+                .or_else(|| fetched.get("updated_date"))
+                .filter(|d| d.as_str().and_then(parse_timestamp_micros).is_some())
+                .cloned()
+                .unwrap_or_else(|| Value::String(now_rfc3339())),
         });
         let body = serde_json::to_vec(&body).expect("a JSON value serialises");
         let outcome = receiver
