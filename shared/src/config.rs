@@ -25,6 +25,8 @@ pub struct Config {
     pub booking_signature_header: String,
     /// `VINESOS_SECRETS_ID`: instance -> the partner's Standard Webhooks secret.
     pub vinesos_secrets_id: Option<String>,
+    /// `JOBS_DEAD_LETTER_QUEUE_URL`: where the worker parks jobs that can never succeed.
+    pub jobs_dlq_url: Option<String>,
     pub settings: Settings,
 }
 
@@ -104,6 +106,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "x-signature".to_owned()),
             vinesos_secrets_id: lookup("VINESOS_SECRETS_ID").filter(|v| !v.trim().is_empty()),
+            jobs_dlq_url: lookup("JOBS_DEAD_LETTER_QUEUE_URL").filter(|v| !v.trim().is_empty()),
             settings,
         })
     }

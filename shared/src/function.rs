@@ -207,6 +207,13 @@ pub fn jobs_worker(
             echoes: state.clone(),
         }),
         echoes: Some(state.clone()),
+        dead_letters: config
+            .jobs_dlq_url
+            .clone()
+            .map(|queue_url| crate::worker::DeadLetters {
+                sqs: clients.sqs.clone(),
+                queue_url,
+            }),
         winesitting: winesitting_source(config, clients).ok().map(|source| {
             crate::worker::WineSittingRepair {
                 api: crate::winesitting_api::WineSittingApi::new(
@@ -300,7 +307,7 @@ pub async fn serve_scheduler() -> Result<(), Error> {
             );
             async move {
                 let task = crate::schedule::task_of(&event.payload)?;
-                let now = time::OffsetDateTime::now_utc();
+                let now = crate::schedule::scheduled_at(&event.payload);
                 let queued = crate::schedule::fan_out(
                     task,
                     accounts_of(task, &revel, winesitting.as_deref())?,

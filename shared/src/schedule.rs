@@ -28,6 +28,17 @@ pub fn task_of(input: &serde_json::Value) -> Result<JobKind, ScheduleError> {
         .ok_or_else(|| ScheduleError::UnknownTask(name.chars().take(40).collect()))
 }
 
+/// The tick's own time (`"scheduled_time": "<aws.scheduler.scheduled-time>"`
+/// in the schedule's input), so a retried invocation uses the same window;
+/// the current time when the input has none.
+pub fn scheduled_at(input: &serde_json::Value) -> OffsetDateTime {
+    input
+        .get("scheduled_time")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(OffsetDateTime::now_utc)
+}
+
 /// Queues `task` for every account of `accounts` (Revel's secrets, or
 /// WineSitting's for its repair poll) that has API credentials (and, for the
 /// inventory sync, the retailer option). Returns the accounts queued.
@@ -124,6 +135,18 @@ mod tests {
         .unwrap();
         assert_eq!(queue.len(), 1);
         assert_eq!(queue.jobs.lock().unwrap()[0].message.instance, "b");
+    }
+
+    #[test]
+    fn the_ticks_own_time_names_the_window_so_a_retry_queues_nothing_new() {
+        let input =
+            serde_json::json!({"task": "reconcile", "scheduled_time": "2026-11-24T23:55:00Z"});
+        assert_eq!(
+            scheduled_at(&input),
+            time::macros::datetime!(2026-11-24 23:55 UTC)
+        );
+        let before = OffsetDateTime::now_utc();
+        assert!(scheduled_at(&serde_json::json!({"task": "reconcile"})) >= before);
     }
 
     #[test]

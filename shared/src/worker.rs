@@ -80,6 +80,31 @@ impl RetryBackoff {
     }
 }
 
+/// The dead-letter queue, for jobs that can never succeed.
+pub struct DeadLetters {
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+impl JobError {
+    /// A job that fails like this fails the same way every time: a message
+    /// that isn't a job, a change the partner or Revel refuses as invalid,
+    /// a partner change lacking what applying it needs.
+    pub fn is_permanent(&self) -> bool {
+        use crate::apply::ApplyError;
+        use crate::revel_api::RevelApiError;
+        matches!(
+            self,
+            Self::Malformed(_)
+                | Self::Delivery(DeliveryError::Rejected { .. })
+                | Self::Apply(ApplyError::Incomplete(_))
+                | Self::Apply(ApplyError::Api(
+                    RevelApiError::Rejected { .. } | RevelApiError::InvalidRequest(_)
+                ))
+        )
+    }
+}
+
 /// What the worker needs; `downstream: None` means delivery is off.
 pub struct Worker {
     pub entities: Arc<dyn EntityStore>,
@@ -99,6 +124,8 @@ pub struct Worker {
     pub applier: Option<crate::apply::Applier>,
     /// Writes the bundle made in Revel, so their webhooks aren't sent back.
     pub echoes: Option<Arc<dyn crate::sync_state::EchoLog>>,
+    /// Where a job that can never succeed goes at once.
+    pub dead_letters: Option<DeadLetters>,
 }
 
 /// What the WineSitting repair poll needs.
@@ -133,6 +160,14 @@ impl Worker {
             } else {
                 self.handle_message(&message, deadline).await.map_err(Some)
             };
+            if let Err(Some(error)) = &result {
+                if error.is_permanent() && self.park(&message, &group).await {
+                    // Retrying can't help, and it would hold its group back
+                    // until the held-back jobs, too, ran out of receives.
+                    tracing::warn!(message_id = %id, error = %error, "job can never succeed; moved to the dead-letter queue");
+                    continue;
+                }
+            }
             if let Err(error) = result {
                 if let Some(error) = error {
                     tracing::warn!(message_id = %id, error = %error, "job failed; it will be retried");
@@ -147,6 +182,35 @@ impl Worker {
             }
         }
         response
+    }
+
+    /// Moves a message to the dead-letter queue at once; false when that
+    /// isn't possible (it is then retried as usual and gets there by redrive).
+    async fn park(&self, message: &SqsMessage, group: &str) -> bool {
+        let Some(dead_letters) = &self.dead_letters else {
+            return false;
+        };
+        let id = message.message_id.clone().unwrap_or_default();
+        let sent = dead_letters
+            .sqs
+            .send_message()
+            .queue_url(&dead_letters.queue_url)
+            .message_body(message.body.clone().unwrap_or_default())
+            .message_group_id(if group.is_empty() { "unknown" } else { group })
+            .message_deduplication_id(sha256_hex(id.as_bytes()))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => true,
+            Err(error) => {
+                let error = DependencyError::new("sqs", "SendMessage", error);
+                crate::ingest::log_dependency(
+                    &error,
+                    "could not park a job in the dead-letter queue",
+                );
+                false
+            }
+        }
     }
 
     async fn handle_message(
@@ -445,6 +509,7 @@ mod tests {
             winesitting: None,
             applier: None,
             echoes: None,
+            dead_letters: None,
         }
     }
 
