@@ -55,7 +55,17 @@ impl RetryBackoff {
         std::time::Duration::from_secs((30u64 << exponent).min(900))
     }
 
-    async fn apply(&self, message: &SqsMessage) {
+    /// Until just after the next UTC midnight, when the daily API budget
+    /// resets (SQS allows at most 12 hours).
+    pub fn until_budget_resets() -> std::time::Duration {
+        let now = time::OffsetDateTime::now_utc();
+        let seconds_into_day =
+            i64::from(now.hour()) * 3600 + i64::from(now.minute()) * 60 + i64::from(now.second());
+        let left = (86_400 - seconds_into_day + 60).clamp(60, 12 * 3600);
+        std::time::Duration::from_secs(left as u64)
+    }
+
+    async fn apply(&self, message: &SqsMessage, wait: Option<std::time::Duration>) {
         let Some(handle) = &message.receipt_handle else {
             return;
         };
@@ -69,7 +79,7 @@ impl RetryBackoff {
             .change_message_visibility()
             .queue_url(&self.queue_url)
             .receipt_handle(handle)
-            .visibility_timeout(Self::delay(count).as_secs() as i32)
+            .visibility_timeout(wait.unwrap_or_else(|| Self::delay(count)).as_secs() as i32)
             .send()
             .await;
         if let Err(error) = result {
@@ -87,6 +97,17 @@ pub struct DeadLetters {
 }
 
 impl JobError {
+    /// The instance's daily Revel API budget is spent.
+    pub fn is_budget_spent(&self) -> bool {
+        use crate::revel_api::RevelApiError;
+        matches!(
+            self,
+            Self::Apply(crate::apply::ApplyError::Api(
+                RevelApiError::BudgetExhausted { .. }
+            )) | Self::Sync(SyncError::Api(RevelApiError::BudgetExhausted { .. }))
+        )
+    }
+
     /// A job that fails like this fails the same way every time: a message
     /// that isn't a job, a change the partner or Revel refuses as invalid,
     /// a partner change lacking what applying it needs.
@@ -169,12 +190,16 @@ impl Worker {
                 }
             }
             if let Err(error) = result {
+                let budget_spent = error.as_ref().is_some_and(JobError::is_budget_spent);
                 if let Some(error) = error {
                     tracing::warn!(message_id = %id, error = %error, "job failed; it will be retried");
                 }
                 failed_groups.insert(group);
                 if let Some(retry) = &self.retry {
-                    retry.apply(&message).await;
+                    // A spent API budget comes back tomorrow, not in 30 s: the
+                    // job waits for it rather than using up its receives.
+                    let wait = budget_spent.then(RetryBackoff::until_budget_resets);
+                    retry.apply(&message, wait).await;
                 }
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
@@ -610,6 +635,17 @@ mod tests {
                 .delivered_version
                 == Some(1)
         );
+    }
+
+    #[test]
+    fn a_spent_budget_waits_until_it_resets_within_sqs_limits() {
+        let wait = RetryBackoff::until_budget_resets().as_secs();
+        assert!((60..=12 * 3600).contains(&wait), "{wait}");
+        let spent = JobError::Apply(crate::apply::ApplyError::Api(
+            crate::revel_api::RevelApiError::BudgetExhausted { limit: 1 },
+        ));
+        assert!(spent.is_budget_spent() && !spent.is_permanent());
+        assert!(!JobError::Malformed("x").is_budget_spent());
     }
 
     #[test]
