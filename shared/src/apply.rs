@@ -22,7 +22,7 @@ use crate::error::DependencyError;
 use crate::ids::{EntityKey, InstanceName};
 use crate::revel_api::{ApiCredentials, PageRequest, RevelApi, RevelApiError};
 use crate::sources::{id_field, parse_timestamp_micros};
-use crate::store::{EntityStore, StoredEntity};
+use crate::store::EntityStore;
 use crate::sync_state::EchoLog;
 
 #[derive(Debug, thiserror::Error)]
@@ -262,16 +262,6 @@ impl Applier {
         }
         Ok(())
     }
-}
-
-/// True when `entity` at its current version is the echo of a write the
-/// bundle made (see [`Applier`]): the worker then doesn't deliver it.
-pub async fn is_echo(
-    echoes: &dyn EchoLog,
-    key: &EntityKey,
-    entity: &StoredEntity,
-) -> Result<bool, DependencyError> {
-    echoes.is_echo(key, entity.version).await
 }
 
 #[cfg(test)]

@@ -77,12 +77,7 @@ pub fn revel_receiver(
     config: &Config,
     clients: &Clients,
 ) -> Ingestor {
-    Ingestor::new(
-        source,
-        Arc::new(kind),
-        stores(config, clients),
-        config.settings.clone(),
-    )
+    receiver(source, Arc::new(kind), config, clients)
 }
 
 /// A secret cache over the Secrets Manager secret `secret_id`.

@@ -90,6 +90,15 @@ struct Work {
     instance: InstanceName,
 }
 
+/// How and when a delivery arrived, and what it is stored under.
+struct Arrival<'a> {
+    instance: &'a InstanceName,
+    key: &'a EventKey,
+    received_at_micros: i64,
+    body_sha256: String,
+    origin: Origin,
+}
+
 /// The entity change of a [`Work`], its key validated, its state serialised.
 struct PlannedEntity {
     key: EntityKey,
@@ -177,13 +186,15 @@ impl Ingestor {
                 .and_then(|()| self.kind.interpret(&body)),
             Err(_) => Err(Malformed("invalid_json")),
         };
+        // Hashed once: the archive keeps it, and content keys are made of it.
+        let body_sha256 = sha256_hex(&delivery.body);
         let key = idempotency::event_key(KeyParts {
             source: self.source.name(),
             instance: &instance,
             event_type: self.kind.event_type(),
             delivery_id: self.source.delivery_id(&delivery.headers),
             identity: meaning.as_ref().ok().map(|m| &m.identity),
-            body: &delivery.body,
+            body_sha256: &body_sha256,
             received_at_unix: received_at_micros.div_euclid(1_000_000),
         });
         let (work, quarantine) = match meaning.and_then(|m| self.plan(&instance, &key, m)) {
@@ -191,15 +202,18 @@ impl Ingestor {
             Err(Malformed(reason)) => (None, Some(reason)),
         };
 
-        let mut event = self.new_event(
+        let event = self.new_event(
             delivery,
-            &instance,
-            &key,
-            received_at_micros,
+            Arrival {
+                instance: &instance,
+                key: &key,
+                received_at_micros,
+                body_sha256,
+                origin,
+            },
             work.as_ref(),
             quarantine,
         )?;
-        event.origin = origin;
         let span = tracing::info_span!(
             "event",
             event_key = %key,
@@ -285,12 +299,17 @@ impl Ingestor {
     fn new_event(
         &self,
         delivery: &Delivery,
-        instance: &InstanceName,
-        key: &EventKey,
-        received_at_micros: i64,
+        arrival: Arrival<'_>,
         work: Option<&Work>,
         quarantine: Option<&'static str>,
     ) -> Result<NewEvent, IngestError> {
+        let Arrival {
+            instance,
+            key,
+            received_at_micros,
+            body_sha256,
+            origin,
+        } = arrival;
         let body = ArchivedBody::from_raw(&delivery.body);
         if body.bytes.len() > MAX_ARCHIVED_BODY_BYTES {
             // It could not be archived in one item, so it must not be acknowledged.
@@ -320,13 +339,13 @@ impl Ingestor {
                 EventStatus::Quarantined
             },
             received_at_micros,
-            body_sha256: sha256_hex(&delivery.body),
+            body_sha256,
             body,
             headers,
             quarantine_reason: quarantine,
             entity_key: work.and_then(|w| w.entity.as_ref().map(|e| e.key.clone())),
             request_id: delivery.request_id.clone(),
-            origin: Origin::Webhook,
+            origin,
             lease_until: received_secs + self.settings.processing_lease.as_secs() as i64,
             expires_at: received_secs + self.settings.retention.as_secs() as i64,
         })

@@ -99,6 +99,25 @@ fn pull_group(kind: JobKind, instance: &InstanceName) -> String {
     sqs_id(&format!("{name}:revel:{instance}"))
 }
 
+impl JobMessage {
+    fn new(
+        kind: JobKind,
+        source: &str,
+        instance: &InstanceName,
+        event_type: &str,
+        event_key: &str,
+    ) -> Self {
+        Self {
+            job: kind,
+            source: source.to_owned(),
+            instance: instance.to_string(),
+            event_type: event_type.to_owned(),
+            event_key: event_key.to_owned(),
+            entity_key: None,
+        }
+    }
+}
+
 fn sqs_id(raw: &str) -> String {
     if raw.len() <= MAX_SQS_ID {
         raw.to_owned()
@@ -138,12 +157,8 @@ impl Job {
     ) -> Self {
         Self {
             message: JobMessage {
-                job: kind,
-                source: source.to_owned(),
-                instance: instance.to_string(),
-                event_type: event_type.to_owned(),
-                event_key: event.to_string(),
                 entity_key: Some(entity.to_string()),
+                ..JobMessage::new(kind, source, instance, event_type, event.as_str())
             },
             group_id: sqs_id(entity.as_str()),
             deduplication_id: sha256_hex(event.as_str().as_bytes()),
@@ -161,14 +176,13 @@ impl Job {
     ) -> Self {
         let window = received_at_unix.div_euclid(CATALOG_PULL_COALESCE_SECS);
         Self {
-            message: JobMessage {
-                job: JobKind::CatalogPull,
-                source: source.to_owned(),
-                instance: instance.to_string(),
-                event_type: event_type.to_owned(),
-                event_key: event.to_string(),
-                entity_key: None,
-            },
+            message: JobMessage::new(
+                JobKind::CatalogPull,
+                source,
+                instance,
+                event_type,
+                event.as_str(),
+            ),
             group_id: pull_group(JobKind::CatalogPull, instance),
             deduplication_id: sha256_hex(
                 format!("catalog-pull:{source}:{instance}:{window}").as_bytes(),
@@ -184,14 +198,13 @@ impl Job {
     /// other and runs of one task for one instance never overlap.
     pub fn scheduled(kind: JobKind, instance: &InstanceName, window: &str) -> Self {
         Self {
-            message: JobMessage {
-                job: kind,
-                source: "revel".to_owned(),
-                instance: instance.to_string(),
-                event_type: kind.name().to_owned(),
-                event_key: format!("schedule:{}:{instance}:{window}", kind.name()),
-                entity_key: None,
-            },
+            message: JobMessage::new(
+                kind,
+                "revel",
+                instance,
+                kind.name(),
+                &format!("schedule:{}:{instance}:{window}", kind.name()),
+            ),
             group_id: pull_group(kind, instance),
             deduplication_id: sha256_hex(format!("{}:{instance}:{window}", kind.name()).as_bytes()),
         }

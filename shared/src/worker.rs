@@ -292,7 +292,7 @@ impl Worker {
             return Ok(());
         }
         if let Some(echoes) = &self.echoes {
-            if crate::apply::is_echo(echoes.as_ref(), &key, &entity).await? {
+            if echoes.is_echo(&key, entity.version).await? {
                 tracing::info!(entity = %key, version = entity.version, "the bundle's own write coming back from Revel; not sent to the partner");
                 self.entities.mark_delivered(&key, entity.version).await?;
                 return Ok(());
@@ -355,10 +355,7 @@ impl Worker {
                 written,
             } => {
                 tracing::info!(%instance, pull = pull.name, fetched, written, "pull stopped at its deadline; continuing in a new job");
-                let window = format!("cont-{}", time::OffsetDateTime::now_utc().unix_timestamp());
-                self.jobs
-                    .enqueue(&Job::scheduled(kind, instance, &window))
-                    .await?;
+                self.continue_later(kind, instance).await?;
             }
         }
         Ok(())
@@ -383,10 +380,7 @@ impl Worker {
         );
         tracing::info!(%instance, checked = report.checked, reconciled = report.reconciled, stopped = ?report.stopped, "reconciliation run");
         if report.stopped == Some(StopReason::Deadline) {
-            let window = format!("cont-{}", time::OffsetDateTime::now_utc().unix_timestamp());
-            self.jobs
-                .enqueue(&Job::scheduled(JobKind::Reconcile, instance, &window))
-                .await?;
+            self.continue_later(JobKind::Reconcile, instance).await?;
         }
         Ok(())
     }
@@ -452,6 +446,15 @@ impl Worker {
             "Count",
             &[("Account", account.as_str())],
         );
+        Ok(())
+    }
+
+    /// Queues the rest of a run its deadline stopped; it resumes from the cursor.
+    async fn continue_later(&self, kind: JobKind, instance: &InstanceName) -> Result<(), JobError> {
+        let window = format!("cont-{}", time::OffsetDateTime::now_utc().unix_timestamp());
+        self.jobs
+            .enqueue(&Job::scheduled(kind, instance, &window))
+            .await?;
         Ok(())
     }
 

@@ -36,6 +36,23 @@ impl Fixtures {
     }
 }
 
+/// Only the demo instance, with the demo credentials, gets in.
+fn authorized(instance: &str, headers: &HeaderMap) -> bool {
+    let expected = format!("{DEMO_API_KEY}:{DEMO_API_SECRET}");
+    let presented = headers
+        .get("api-authentication")
+        .and_then(|v| v.to_str().ok());
+    instance == crate::DEMO_INSTANCE && presented == Some(expected.as_str())
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error": "unauthorized"})),
+    )
+        .into_response()
+}
+
 /// events/revel-api at the workspace root.
 pub fn default_dir() -> PathBuf {
     crate::events::default_dir().join("revel-api")
@@ -48,18 +65,8 @@ pub async fn resources(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let expected = format!("{DEMO_API_KEY}:{DEMO_API_SECRET}");
-    if instance != crate::DEMO_INSTANCE
-        || headers
-            .get("api-authentication")
-            .and_then(|v| v.to_str().ok())
-            != Some(expected.as_str())
-    {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "unauthorized"})),
-        )
-            .into_response();
+    if !authorized(&instance, &headers) {
+        return unauthorized();
     }
     if !resource.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response();
@@ -129,17 +136,12 @@ pub async fn write(
     headers: HeaderMap,
     Json(mut body): Json<Value>,
 ) -> Response {
-    let expected = format!("{DEMO_API_KEY}:{DEMO_API_SECRET}");
-    if headers
-        .get("api-authentication")
-        .and_then(|v| v.to_str().ok())
-        != Some(expected.as_str())
-    {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "unauthorized"})),
-        )
-            .into_response();
+    let instance = params
+        .get("instance")
+        .map(String::as_str)
+        .unwrap_or_default();
+    if !authorized(instance, &headers) {
+        return unauthorized();
     }
     let now = time::OffsetDateTime::now_utc();
     let id = params

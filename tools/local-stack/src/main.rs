@@ -332,6 +332,7 @@ async fn post_events(args: &[String]) -> Result<(), Error> {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
+    let http = reqwest::Client::new();
     for file in files {
         let event = events::resign(serde_json::from_str(&std::fs::read_to_string(&file)?)?);
         let body = event["body"].as_str().unwrap_or("");
@@ -340,15 +341,18 @@ async fn post_events(args: &[String]) -> Result<(), Error> {
         } else {
             body.as_bytes().to_vec()
         };
-        let mut request = http_post(&base, event["rawPath"].as_str().unwrap_or("/"), &body);
-        if let Some(headers) = event["headers"].as_object() {
-            for (name, value) in headers {
-                request
-                    .headers
-                    .push((name.clone(), value.as_str().unwrap_or("").to_owned()));
-            }
+        let url = format!(
+            "{}{}",
+            base.trim_end_matches('/'),
+            event["rawPath"].as_str().unwrap_or("/")
+        );
+        let mut request = http.post(url).body(body);
+        for (name, value) in event["headers"].as_object().into_iter().flatten() {
+            request = request.header(name.as_str(), value.as_str().unwrap_or_default());
         }
-        let (status, answer) = request.send().await?;
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let answer = response.text().await?;
         println!(
             "{} -> {status} {answer}",
             file.file_name().unwrap_or_default().to_string_lossy()
@@ -405,59 +409,4 @@ fn pick(item: &std::collections::HashMap<String, AttributeValue>, names: &[&str]
             .filter_map(|k| Some((k.to_string(), attribute_text(item.get(*k)?))))
             .collect(),
     )
-}
-
-/// A minimal HTTP/1.1 POST over a plain TCP socket to the local gateway:
-/// enough for loopback, and no HTTP client dependency for one tool.
-struct Post {
-    host: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-fn http_post(base: &str, path: &str, body: &[u8]) -> Post {
-    Post {
-        host: base
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned(),
-        path: path.to_owned(),
-        headers: Vec::new(),
-        body: body.to_vec(),
-    }
-}
-
-impl Post {
-    async fn send(self) -> Result<(u16, String), Error> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(&self.host).await?;
-        let mut head = format!(
-            "POST {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
-            self.path,
-            self.host,
-            self.body.len()
-        );
-        for (name, value) in &self.headers {
-            if name != "content-length" && name != "host" {
-                head.push_str(&format!("{name}: {value}\r\n"));
-            }
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&self.body).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        let text = String::from_utf8_lossy(&response);
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
-    }
 }
