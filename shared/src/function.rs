@@ -108,12 +108,46 @@ pub async fn serve_webhook(
     warm(source.as_ref()).await;
     let event_type = kind.event_type();
     let receiver = Arc::new(receiver(source, kind, &config, &clients));
-    tracing::info!(event_type, "receiver ready");
-    lambda_http::run(service_fn(move |request: Request| {
-        let receiver = Arc::clone(&receiver);
-        async move { Ok::<_, Infallible>(crate::http::handle(&receiver, request).await) }
-    }))
-    .await
+    match crate::after_answer::register().await {
+        Ok((after, extension)) => {
+            tracing::info!(
+                event_type,
+                "receiver ready; records are marked done after the answer"
+            );
+            let runtime = lambda_http::run(service_fn(move |request: Request| {
+                let receiver = Arc::clone(&receiver);
+                let pending = after.begin(request_id(&request));
+                async move {
+                    let (response, completion) =
+                        crate::http::handle_deferred(&receiver, request).await;
+                    pending.run_after(completion.map(|completion| {
+                        Box::pin(async move { receiver.complete(completion).await })
+                            as crate::after_answer::Work
+                    }));
+                    Ok::<_, Infallible>(response)
+                }
+            }));
+            tokio::try_join!(runtime, extension)?;
+            Ok(())
+        }
+        Err(error) => {
+            // No Extensions API (a local emulator): finish before answering.
+            tracing::info!(event_type, %error, "receiver ready; no extension, records are marked done before the answer");
+            lambda_http::run(service_fn(move |request: Request| {
+                let receiver = Arc::clone(&receiver);
+                async move { Ok::<_, Infallible>(crate::http::handle(&receiver, request).await) }
+            }))
+            .await
+        }
+    }
+}
+
+fn request_id(request: &Request) -> String {
+    use lambda_http::RequestExt;
+    request
+        .lambda_context_ref()
+        .map(|context| context.request_id.clone())
+        .unwrap_or_default()
 }
 
 /// Reads the secrets at init; a failure is logged, and each delivery retries

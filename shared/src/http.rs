@@ -5,7 +5,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
 use crate::error::IngestError;
-use crate::ingest::{log_dependency, Delivery, Ingestor, Outcome};
+use crate::ingest::{log_dependency, Completion, Delivery, Ingestor, Outcome};
 
 /// Seconds a sender is asked to wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u32 = 5;
@@ -15,6 +15,17 @@ pub async fn handle(ingestor: &Ingestor, request: Request) -> Response<Body> {
     let delivery = delivery(request);
     let result = ingestor.ingest(&delivery).await;
     answer(&result)
+}
+
+/// Handles one request up to its answer; the bookkeeping left, if any, is
+/// for [`Ingestor::complete`] once the answer is on its way.
+pub async fn handle_deferred(
+    ingestor: &Ingestor,
+    request: Request,
+) -> (Response<Body>, Option<Completion>) {
+    let delivery = delivery(request);
+    let (result, completion) = ingestor.ingest_deferred(&delivery).await;
+    (answer(&result), completion)
 }
 
 /// The raw body and headers of a request. `lambda_http` has already decoded
@@ -62,8 +73,10 @@ fn json_response(status: u16, body: serde_json::Value) -> Response<Body> {
 }
 
 /// Maps a result to its answer, logging refusals by reason (never the body,
-/// a secret, or an internal error's detail in the answer).
+/// a secret, or an internal error's detail in the answer), and counts it
+/// (accepted, duplicate, quarantined, rejected by reason).
 pub fn answer(result: &Result<Outcome, IngestError>) -> Response<Body> {
+    crate::telemetry::answered(result);
     match result {
         Ok(Outcome::Accepted { event_key }) => json_response(
             200,

@@ -10,6 +10,14 @@
 //! newest-wins (an equal version is a no-op) and the job carries a FIFO
 //! deduplication id. A concurrent duplicate waits for the owner to finish
 //! and then answers `duplicate`; one that can't wait answers 503.
+//!
+//! Marking the record `done` is bookkeeping, not a guarantee: everything the
+//! event promises is in place once the upsert and the job succeeded. So the
+//! answer needs two sequential round trips (the put, then upsert and job
+//! together) and the mark is a [`Completion`] the caller may run after
+//! answering (the Lambda functions do, from an internal extension). If it
+//! never runs, the record stays `processing`; a redelivery after the lease
+//! redoes the idempotent steps and marks it then.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +72,37 @@ pub enum Outcome {
     Quarantined { event_key: EventKey, reason: String },
     /// The sender's connectivity test.
     Pong,
+}
+
+/// A delivery checked and read, with its archive record built: everything a
+/// receiver does before its first network call.
+pub enum Prepared {
+    /// The sender's connectivity test: answered without any write.
+    Pong,
+    Event(PreparedEvent),
+}
+
+/// An event ready to be stored.
+pub struct PreparedEvent {
+    event: NewEvent,
+    work: Option<Work>,
+    quarantine: Option<&'static str>,
+    span: tracing::Span,
+}
+
+impl PreparedEvent {
+    /// The archive record the conditional put writes.
+    pub fn record(&self) -> &NewEvent {
+        &self.event
+    }
+}
+
+/// The bookkeeping left once an event is answered: marking its record done.
+#[must_use = "a completion left unrun leaves the record `processing` until a redelivery"]
+#[derive(Debug)]
+pub struct Completion {
+    key: EventKey,
+    span: tracing::Span,
 }
 
 /// The stores the pipeline writes to.
@@ -139,7 +178,30 @@ impl Ingestor {
         self.kind.event_type()
     }
 
+    /// Ingests a delivery and completes it before returning.
     pub async fn ingest(&self, delivery: &Delivery) -> Result<Outcome, IngestError> {
+        let (result, completion) = self.ingest_deferred(delivery).await;
+        self.complete_all(completion).await;
+        result
+    }
+
+    /// Ingests a delivery up to the point where it can be answered; the
+    /// returned [`Completion`], if any, should be run after answering.
+    pub async fn ingest_deferred(
+        &self,
+        delivery: &Delivery,
+    ) -> (Result<Outcome, IngestError>, Option<Completion>) {
+        match self.prepare(delivery).await {
+            Ok(Prepared::Pong) => (Ok(Outcome::Pong), None),
+            Ok(Prepared::Event(prepared)) => self.store_and_apply(prepared).await,
+            Err(error) => (Err(error), None),
+        }
+    }
+
+    /// Checks the size and the sender, reads the body, derives the event key
+    /// and builds the archive record: no network call once the sender's
+    /// secrets are cached.
+    pub async fn prepare(&self, delivery: &Delivery) -> Result<Prepared, IngestError> {
         let limit = self.settings.max_body_bytes;
         if delivery.body.len() > limit {
             return Err(IngestError::PayloadTooLarge {
@@ -148,7 +210,7 @@ impl Ingestor {
             });
         }
         let instance = self.source.authenticate(delivery).await?;
-        self.ingest_from(&instance, delivery, Origin::Webhook).await
+        self.prepare_from(&instance, delivery, Origin::Webhook)
     }
 
     /// An event the bundle fetched from the sender's API itself (an order
@@ -166,21 +228,49 @@ impl Ingestor {
             request_id,
             path_params: Vec::new(),
         };
-        self.ingest_from(instance, &delivery, Origin::Reconciliation)
-            .await
+        let (result, completion) =
+            match self.prepare_from(instance, &delivery, Origin::Reconciliation) {
+                Ok(Prepared::Pong) => (Ok(Outcome::Pong), None),
+                Ok(Prepared::Event(prepared)) => self.store_and_apply(prepared).await,
+                Err(error) => (Err(error), None),
+            };
+        self.complete_all(completion).await;
+        result
     }
 
-    async fn ingest_from(
+    /// Marks a completed event's record done. A failure is only logged: the
+    /// event's effects are in place, and a redelivery would mark it.
+    pub async fn complete(&self, completion: Completion) {
+        let Completion { key, span } = completion;
+        if let Err(error) = self
+            .stores
+            .events
+            .mark_done(&key)
+            .instrument(span.clone())
+            .await
+        {
+            let _entered = span.enter();
+            log_dependency(&error, "event answered, but its record is not marked done");
+        }
+    }
+
+    async fn complete_all(&self, completion: Option<Completion>) {
+        if let Some(completion) = completion {
+            self.complete(completion).await;
+        }
+    }
+
+    fn prepare_from(
         &self,
         instance: &InstanceName,
         delivery: &Delivery,
         origin: Origin,
-    ) -> Result<Outcome, IngestError> {
+    ) -> Result<Prepared, IngestError> {
         let instance = instance.clone();
         let received_at_micros = now_micros();
 
         let meaning = match serde_json::from_slice::<Value>(&delivery.body) {
-            Ok(body) if self.source.is_ping(&body) => return Ok(Outcome::Pong),
+            Ok(body) if self.source.is_ping(&body) => return Ok(Prepared::Pong),
             Ok(body) => self
                 .check_declared_type(&delivery.headers)
                 .and_then(|()| self.kind.interpret(&body)),
@@ -221,32 +311,63 @@ impl Ingestor {
             event_type = self.kind.event_type(),
             request_id = %delivery.request_id
         );
-        self.store_and_apply(event, work, quarantine)
-            .instrument(span)
-            .await
+        Ok(Prepared::Event(PreparedEvent {
+            event,
+            work,
+            quarantine,
+            span,
+        }))
     }
 
     /// The writes: archive once, then apply (or report a repeat).
     async fn store_and_apply(
         &self,
+        prepared: PreparedEvent,
+    ) -> (Result<Outcome, IngestError>, Option<Completion>) {
+        let PreparedEvent {
+            event,
+            work,
+            quarantine,
+            span,
+        } = prepared;
+        let result = self
+            .archive_and_apply(event, work, quarantine)
+            .instrument(span.clone())
+            .await;
+        match result {
+            Ok((outcome, Some(key))) => (Ok(outcome), Some(Completion { key, span })),
+            Ok((outcome, None)) => (Ok(outcome), None),
+            Err(error) => (Err(error), None),
+        }
+    }
+
+    /// The outcome, and the key of a record left to mark done.
+    async fn archive_and_apply(
+        &self,
         event: NewEvent,
         work: Option<Work>,
         quarantine: Option<&'static str>,
-    ) -> Result<Outcome, IngestError> {
+    ) -> Result<(Outcome, Option<EventKey>), IngestError> {
         let key = event.key.clone();
         match (self.stores.events.insert_new(&event).await?, work) {
             (Inserted::New, None) => {
                 let reason = quarantine.unwrap_or("unknown");
                 tracing::warn!(reason, "event quarantined");
-                Ok(Outcome::Quarantined {
+                let outcome = Outcome::Quarantined {
                     event_key: key,
                     reason: reason.to_owned(),
-                })
+                };
+                Ok((outcome, None))
             }
             (Inserted::New, Some(work)) => {
-                self.finish(&work, event.received_at_micros).await?;
+                self.apply(&work, event.received_at_micros).await?;
                 tracing::info!("event accepted");
-                Ok(Outcome::Accepted { event_key: key })
+                Ok((
+                    Outcome::Accepted {
+                        event_key: key.clone(),
+                    },
+                    Some(key),
+                ))
             }
             (Inserted::Exists(existing), work) => self.resume(key, existing, work.as_ref()).await,
         }
@@ -358,23 +479,24 @@ impl Ingestor {
         key: EventKey,
         mut existing: StoredEvent,
         work: Option<&Work>,
-    ) -> Result<Outcome, IngestError> {
+    ) -> Result<(Outcome, Option<EventKey>), IngestError> {
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
             match existing.status {
                 EventStatus::Done => {
                     tracing::info!("duplicate delivery");
-                    return Ok(Outcome::Duplicate { event_key: key });
+                    return Ok((Outcome::Duplicate { event_key: key }, None));
                 }
                 EventStatus::Quarantined => {
                     let reason = existing
                         .quarantine_reason
                         .unwrap_or_else(|| "unknown".into());
-                    return Ok(Outcome::Quarantined {
+                    let outcome = Outcome::Quarantined {
                         event_key: key,
                         reason,
-                    });
+                    };
+                    return Ok((outcome, None));
                 }
                 EventStatus::Processing => {}
             }
@@ -385,8 +507,13 @@ impl Ingestor {
                 let lease = now_secs() + self.settings.processing_lease.as_secs() as i64;
                 if self.stores.events.claim(&key, now_secs(), lease).await? {
                     tracing::info!("finishing an event a previous delivery left unfinished");
-                    self.finish(work, existing.received_at_micros).await?;
-                    return Ok(Outcome::Accepted { event_key: key });
+                    self.apply(work, existing.received_at_micros).await?;
+                    return Ok((
+                        Outcome::Accepted {
+                            event_key: key.clone(),
+                        },
+                        Some(key),
+                    ));
                 }
             }
             if started.elapsed() + pause > self.settings.duplicate_wait {
@@ -404,8 +531,8 @@ impl Ingestor {
         }
     }
 
-    /// Entity upsert and job (concurrently), then the record is marked done.
-    async fn finish(&self, work: &Work, received_at_micros: i64) -> Result<(), IngestError> {
+    /// Entity upsert and job, concurrently: what the event promises.
+    async fn apply(&self, work: &Work, received_at_micros: i64) -> Result<(), IngestError> {
         let upsert = async {
             let Some(entity) = &work.entity else {
                 return Ok(None);
@@ -443,7 +570,6 @@ impl Ingestor {
         if let Some(Upserted::Stale) = upserted {
             tracing::info!("entity already holds this or a newer version; left as is");
         }
-        self.stores.events.mark_done(&work.key).await?;
         Ok(())
     }
 
@@ -513,5 +639,6 @@ pub fn aws_error_summary(error: &DependencyError) -> String {
     summary
 }
 
+pub mod replay;
 #[cfg(test)]
 mod tests;

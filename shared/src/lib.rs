@@ -18,8 +18,10 @@
 //! | [`queue`] | follow-up jobs (trait + SQS FIFO adapter) |
 //! | [`aws`] | one `SdkConfig` with timeouts that fit Revel's 10 s deadline |
 //! | [`function`] | the entry point every function crate's `main` calls |
+//! | [`after_answer`] | an internal Lambda extension that finishes bookkeeping after the answer |
 //! | [`error`] | the typed errors of all of the above |
 
+pub mod after_answer;
 pub mod apply;
 pub mod aws;
 pub mod config;

@@ -240,6 +240,12 @@ impl Stack {
     }
 }
 
+/// An entity item's state, plain or gzip-compressed, parsed.
+pub fn entity_state(item: &HashMap<String, AttributeValue>) -> Value {
+    let json = shared::store::dynamodb::entity_state(item).expect("entity item has a state");
+    serde_json::from_str(&json).expect("entity state is JSON")
+}
+
 pub fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
     match item.get(name) {
         Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => s.clone(),

@@ -163,7 +163,7 @@ async fn a_removal_is_a_tombstone_that_a_late_older_amendment_does_not_resurrect
     }
     let entities = stack.entities().await;
     assert_eq!(entities.len(), 1);
-    let state: Value = serde_json::from_str(&text(&entities[0], "state")).unwrap();
+    let state = entity_state(&entities[0]);
     assert_eq!(state["deleted"], true, "the tombstone stands: {state}");
     assert_eq!(text(&entities[0], "revision"), "1");
     assert_eq!(stack.events().await.len(), 2, "both events are archived");

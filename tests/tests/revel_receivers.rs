@@ -117,7 +117,7 @@ async fn an_order_keeps_items_payments_and_parsed_rewards_without_card_fields() 
         .entity(&text(&record, "entity_key"))
         .await
         .expect("order entity");
-    let state: Value = serde_json::from_str(&text(&entity, "state")).unwrap();
+    let state = entity_state(&entity);
     assert_eq!(state["order"]["gift_reward_data"]["total_points"], 126);
     assert_eq!(state["items"][0]["product_name_override"], "Cheese");
     assert_eq!(state["payments"][0]["amount"], "4.860000");
@@ -310,7 +310,7 @@ async fn an_older_customer_update_arriving_late_leaves_the_newer_state() {
     expect_outcome(status, &older, 200, "accepted");
     let record = stack.event(&event_id(&newer)).await.unwrap();
     let entity = stack.entity(&text(&record, "entity_key")).await.unwrap();
-    let state: Value = serde_json::from_str(&text(&entity, "state")).unwrap();
+    let state = entity_state(&entity);
     assert_eq!(state["first_name"], "Newer");
     assert!(state.get("cc_last_4_digits").is_none() && state.get("cc_first_name").is_none());
     assert_eq!(

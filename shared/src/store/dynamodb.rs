@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEntity,
-    StoredEvent, Upserted,
+    ArchivedBody, EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent,
+    StoredEntity, StoredEvent, Upserted,
 };
 use crate::error::DependencyError;
 use crate::ids::{EntityKey, EventKey};
@@ -80,6 +80,21 @@ fn stored_event(item: &HashMap<String, AttributeValue>) -> Option<StoredEvent> {
             .and_then(|v| v.as_s().ok())
             .cloned(),
     })
+}
+
+/// An entity's state as JSON text, whether it is stored plain (`state`) or
+/// gzip-compressed (`state_gz`). Public so tools and tests read it the same way.
+pub fn entity_state(item: &HashMap<String, AttributeValue>) -> Option<String> {
+    if let Some(plain) = item.get("state").and_then(|v| v.as_s().ok()) {
+        return Some(plain.clone());
+    }
+    let compressed = item.get("state_gz")?.as_b().ok()?;
+    let body = ArchivedBody {
+        bytes: compressed.as_ref().to_vec(),
+        gzip: true,
+        original_len: compressed.as_ref().len() * 4,
+    };
+    String::from_utf8(body.raw().ok()?).ok()
 }
 
 fn unreadable(operation: &'static str) -> DependencyError {
@@ -262,6 +277,18 @@ impl DynamoEventStore {
 #[async_trait]
 impl EntityStore for DynamoEntityStore {
     async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
+        // A write is charged by the item's whole size, per KB, and so is every
+        // later update of the item: large states are kept gzip-compressed.
+        let state = ArchivedBody::from_raw(change.state_json.as_bytes());
+        let (state_attribute, state_value, other_attribute) = if state.gzip {
+            (
+                "state_gz",
+                AttributeValue::B(Blob::new(state.bytes)),
+                "state",
+            )
+        } else {
+            ("state", s(&change.state_json), "state_gz")
+        };
         let result = self
             .0
             .client
@@ -271,7 +298,7 @@ impl EntityStore for DynamoEntityStore {
             .update_expression(
                 "SET #source = :source, #instance = :instance, #kind = :kind, entity_id = :id, \
                  #version = :version, #state = :state, last_event_key = :event, \
-                 #revision = if_not_exists(#revision, :zero) + :one",
+                 #revision = if_not_exists(#revision, :zero) + :one REMOVE #other_state",
             )
             // Newest wins: an equal or older version changes nothing, so a
             // redelivery or a late event is a no-op.
@@ -280,14 +307,15 @@ impl EntityStore for DynamoEntityStore {
             .expression_attribute_names("#instance", "instance")
             .expression_attribute_names("#kind", "kind")
             .expression_attribute_names("#version", "version")
-            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#state", state_attribute)
+            .expression_attribute_names("#other_state", other_attribute)
             .expression_attribute_names("#revision", "revision")
             .expression_attribute_values(":source", s(change.source))
             .expression_attribute_values(":instance", s(change.instance.as_str()))
             .expression_attribute_values(":kind", s(change.kind))
             .expression_attribute_values(":id", s(&change.entity_id))
             .expression_attribute_values(":version", n(change.version))
-            .expression_attribute_values(":state", s(&change.state_json))
+            .expression_attribute_values(":state", state_value)
             .expression_attribute_values(":event", s(change.event_key.as_str()))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
@@ -333,7 +361,7 @@ impl EntityStore for DynamoEntityStore {
             kind: text("kind").ok_or_else(unreadable)?,
             entity_id: text("entity_id").ok_or_else(unreadable)?,
             version: number("version").ok_or_else(unreadable)?,
-            state_json: text("state").ok_or_else(unreadable)?,
+            state_json: entity_state(&item).ok_or_else(unreadable)?,
             last_event_key: text("last_event_key"),
             delivered_version: number("delivered_version"),
         }))
