@@ -1,7 +1,13 @@
-//! Structured logs. JSON lines in Lambda (CloudWatch indexes them), plain
-//! text when a person runs the local stack in a terminal.
+//! Structured logs (JSON lines in Lambda, which CloudWatch indexes; plain
+//! text when a person runs the local stack in a terminal) and the bundle's
+//! metrics, in CloudWatch's embedded metric format.
 
+use time::OffsetDateTime;
 use tracing_subscriber::EnvFilter;
+
+use crate::error::IngestError;
+use crate::ids::EventKey;
+use crate::ingest::Outcome;
 
 /// Installs the global subscriber once; later calls are no-ops. The level
 /// comes from `RUST_LOG` (template parameter `LogLevel`), default `info`.
@@ -30,74 +36,445 @@ pub fn init() {
 /// CloudWatch namespace of the bundle's metrics.
 pub const METRICS_NAMESPACE: &str = "RevelWebhookBundle";
 
-/// One metric in CloudWatch's embedded metric format: a JSON line on stdout
-/// that CloudWatch Logs turns into a metric, with no API call and no
-/// dependency. Dimensions are short names (instance, pull), never payloads.
-pub fn metric(name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)]) {
+/// Every metric the bundle emits. template.yaml's alarms and dashboard name
+/// these, and a test holds the template to this list, so renaming one here
+/// without the template fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// A delivery stored and applied (200 `accepted`).
+    Accepted,
+    /// A delivery already stored with all its effects (200 `duplicate`).
+    Duplicate,
+    /// A delivery refused (401, 413) or deferred (503), by [`RejectReason`].
+    Rejected,
+    /// A signed delivery that could not be understood, archived for replay (202).
+    Quarantined,
+    /// An event older than the entity's state: archived, the state left as is.
+    Stale,
+    /// A follow-up job queued by a receiver.
+    JobsEnqueued,
+    /// A job that failed (to be retried, or parked in the DLQ), by error kind.
+    JobFailures,
+    /// Revel API calls an instance has spent today.
+    ApiCallsSpent,
+    /// The same as a percentage of the daily budget, so one alarm threshold
+    /// fits whatever `RevelApiDailyBudget` is.
+    ApiBudgetUsedPercent,
+    /// Orders whose webhook never came, ingested by reconciliation.
+    ReconciledOrders,
+    /// WineSitting orders whose webhook was lost, ingested by the repair poll.
+    RepairedOrders,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 11] = [
+        Metric::Accepted,
+        Metric::Duplicate,
+        Metric::Rejected,
+        Metric::Quarantined,
+        Metric::Stale,
+        Metric::JobsEnqueued,
+        Metric::JobFailures,
+        Metric::ApiCallsSpent,
+        Metric::ApiBudgetUsedPercent,
+        Metric::ReconciledOrders,
+        Metric::RepairedOrders,
+    ];
+
+    /// The CloudWatch metric name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Accepted => "Accepted",
+            Self::Duplicate => "Duplicate",
+            Self::Rejected => "Rejected",
+            Self::Quarantined => "Quarantined",
+            Self::Stale => "Stale",
+            Self::JobsEnqueued => "JobsEnqueued",
+            Self::JobFailures => "JobFailures",
+            Self::ApiCallsSpent => "ApiCallsSpent",
+            Self::ApiBudgetUsedPercent => "ApiBudgetUsedPercent",
+            Self::ReconciledOrders => "ReconciledOrders",
+            Self::RepairedOrders => "RepairedOrders",
+        }
+    }
+
+    pub const fn unit(self) -> Unit {
+        match self {
+            Self::ApiBudgetUsedPercent => Unit::Percent,
+            _ => Unit::Count,
+        }
+    }
+
+    /// The dimensions of the aggregate series that alarms and the dashboard
+    /// read. Alarms can't name an instance they don't know of, so every
+    /// metric is also published without its per-event dimensions; rejections
+    /// keep their reason (the alarm is on `unauthorized` alone).
+    pub const fn rollup(self) -> &'static [Dimension] {
+        match self {
+            Self::Rejected => &[Dimension::Reason],
+            _ => &[],
+        }
+    }
+}
+
+/// A dimension's name. Values are short names (a source, an event type, a
+/// validated instance name, a reason code), never payload or secret content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    Source,
+    EventType,
+    Instance,
+    Reason,
+}
+
+impl Dimension {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Source => "Source",
+            Self::EventType => "EventType",
+            Self::Instance => "Instance",
+            Self::Reason => "Reason",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Percent,
+}
+
+impl Unit {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Count => "Count",
+            Self::Percent => "Percent",
+        }
+    }
+}
+
+/// Why a receiver did not accept a delivery: the `Reason` of [`Metric::Rejected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// 401: bad or missing signature or token, unknown instance.
+    Unauthorized,
+    /// 413.
+    PayloadTooLarge,
+    /// 503: a dependency failed; the sender retries.
+    Unavailable,
+    /// 503: another delivery of the same event is finishing it.
+    InProgress,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 4] = [
+        Self::Unauthorized,
+        Self::PayloadTooLarge,
+        Self::Unavailable,
+        Self::InProgress,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Unavailable => "unavailable",
+            Self::InProgress => "in_progress",
+        }
+    }
+
+    pub fn of(error: &IngestError) -> Self {
+        match error {
+            IngestError::Unauthorized(_) => Self::Unauthorized,
+            IngestError::PayloadTooLarge { .. } => Self::PayloadTooLarge,
+            IngestError::Unavailable(_) => Self::Unavailable,
+            IngestError::InProgress => Self::InProgress,
+        }
+    }
+}
+
+/// Adds one to `metric`.
+pub fn count(metric: Metric, dimensions: &[(Dimension, &str)]) {
+    record(metric, 1.0, dimensions);
+}
+
+/// One value of `metric` in CloudWatch's embedded metric format: a JSON line
+/// on stdout that CloudWatch Logs turns into a metric, with no API call and
+/// no dependency.
+pub fn record(metric: Metric, value: f64, dimensions: &[(Dimension, &str)]) {
     println!(
         "{}",
-        metric_line(
-            name,
-            value,
-            unit,
-            dimensions,
-            time::OffsetDateTime::now_utc()
-        )
+        emf_line(metric, value, dimensions, OffsetDateTime::now_utc())
     );
 }
 
-fn metric_line(
-    name: &str,
+/// The dimensions of one event's metrics (stale, jobs enqueued).
+pub fn event_dimensions<'a>(
+    source: &'a str,
+    event_type: &'a str,
+    instance: &'a str,
+) -> [(Dimension, &'a str); 3] {
+    [
+        (Dimension::Source, source),
+        (Dimension::EventType, event_type),
+        (Dimension::Instance, instance),
+    ]
+}
+
+/// Counts a receiver's answer. The one call is in [`crate::http::answer`],
+/// where every outcome and error becomes an answer.
+pub fn answered(result: &Result<Outcome, IngestError>) {
+    if let Some((metric, dimensions)) = answer_metric(result) {
+        count(metric, &dimensions);
+    }
+}
+
+/// Accepted, duplicate and quarantined events by source, event type and
+/// instance (read from the event key, whose instance passed authentication);
+/// rejections by reason only, since an unauthenticated request's instance is
+/// whatever the caller claims and must not mint new metrics.
+fn answer_metric(
+    result: &Result<Outcome, IngestError>,
+) -> Option<(Metric, Vec<(Dimension, &str)>)> {
+    match result {
+        Ok(Outcome::Accepted { event_key }) => Some((Metric::Accepted, key_dimensions(event_key))),
+        Ok(Outcome::Duplicate { event_key }) => {
+            Some((Metric::Duplicate, key_dimensions(event_key)))
+        }
+        Ok(Outcome::Quarantined { event_key, reason }) => {
+            let mut dimensions = key_dimensions(event_key);
+            dimensions.push((Dimension::Reason, reason.as_str()));
+            Some((Metric::Quarantined, dimensions))
+        }
+        Ok(Outcome::Pong) => None,
+        Err(error) => Some((
+            Metric::Rejected,
+            vec![(Dimension::Reason, RejectReason::of(error).as_str())],
+        )),
+    }
+}
+
+/// Source, event type and instance from `{source}:{instance}:{event_type}:{identity}`.
+fn key_dimensions(key: &EventKey) -> Vec<(Dimension, &str)> {
+    let mut parts = key.as_str().splitn(4, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(source), Some(instance), Some(event_type), Some(_)) => {
+            event_dimensions(source, event_type, instance).to_vec()
+        }
+        // Not a key this bundle built: counted in the total only.
+        _ => Vec::new(),
+    }
+}
+
+/// Longest dimension value kept; the names used are far shorter.
+const MAX_DIMENSION_VALUE: usize = 64;
+
+/// Letters, digits, `.`, `_` and `-`, at most [`MAX_DIMENSION_VALUE`]: a
+/// dimension can't carry free text, however it was called.
+fn dimension_value(raw: &str) -> String {
+    raw.chars()
+        .take(MAX_DIMENSION_VALUE)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn emf_line(
+    metric: Metric,
     value: f64,
-    unit: &str,
-    dimensions: &[(&str, &str)],
-    now: time::OffsetDateTime,
+    dimensions: &[(Dimension, &str)],
+    now: OffsetDateTime,
 ) -> String {
+    let all: Vec<&str> = dimensions.iter().map(|(d, _)| d.name()).collect();
+    let rollup: Vec<&str> = metric
+        .rollup()
+        .iter()
+        .filter(|d| dimensions.iter().any(|(given, _)| given == *d))
+        .map(|d| d.name())
+        .collect();
+    let mut sets = vec![rollup];
+    if all.len() > sets[0].len() {
+        sets.push(all);
+    }
     let mut line = serde_json::Map::new();
-    let names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
     line.insert(
         "_aws".into(),
         serde_json::json!({
             "Timestamp": (now.unix_timestamp_nanos() / 1_000_000) as i64,
             "CloudWatchMetrics": [{
                 "Namespace": METRICS_NAMESPACE,
-                "Dimensions": [names],
-                "Metrics": [{"Name": name, "Unit": unit}],
+                "Dimensions": sets,
+                "Metrics": [{"Name": metric.name(), "Unit": metric.unit().as_str()}],
             }],
         }),
     );
-    for (key, val) in dimensions {
-        line.insert((*key).into(), serde_json::Value::String((*val).into()));
+    for (dimension, raw) in dimensions {
+        line.insert(
+            dimension.name().into(),
+            serde_json::Value::String(dimension_value(raw)),
+        );
     }
-    line.insert(name.into(), serde_json::json!(value));
+    line.insert(metric.name().into(), serde_json::json!(value));
     serde_json::Value::Object(line).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{AuthFailure, DependencyError};
+    use serde_json::{json, Value};
+
+    fn parse(line: &str) -> Value {
+        serde_json::from_str(line).expect("one JSON object per line")
+    }
+
+    fn at() -> OffsetDateTime {
+        time::macros::datetime!(2026-11-24 12:00 UTC)
+    }
 
     #[test]
-    fn a_metric_line_is_valid_embedded_metric_format() {
-        let at = time::macros::datetime!(2026-11-24 12:00 UTC);
-        let line: serde_json::Value = serde_json::from_str(&metric_line(
-            "ApiCallsSpent",
-            3.0,
-            "Count",
-            &[("Instance", "demo")],
-            at,
-        ))
-        .unwrap();
-        assert_eq!(line["_aws"]["Timestamp"], 1_795_521_600_000i64);
+    fn a_line_declares_its_metric_unit_namespace_and_timestamp_and_holds_the_value() {
+        let line = parse(&emf_line(
+            Metric::ApiBudgetUsedPercent,
+            81.5,
+            &[(Dimension::Instance, "demo")],
+            at(),
+        ));
+        let aws = &line["_aws"];
+        assert_eq!(aws["Timestamp"], 1_795_521_600_000i64);
+        let directive = &aws["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], METRICS_NAMESPACE);
         assert_eq!(
-            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            serde_json::json!([["Instance"]])
-        );
-        assert_eq!(
-            line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
-            "ApiCallsSpent"
+            directive["Metrics"],
+            json!([{"Name": "ApiBudgetUsedPercent", "Unit": "Percent"}])
         );
         assert_eq!(line["Instance"], "demo");
-        assert_eq!(line["ApiCallsSpent"], 3.0);
+        assert_eq!(line["ApiBudgetUsedPercent"], 81.5);
+    }
+
+    #[test]
+    fn a_metric_is_published_both_as_a_total_and_per_dimension() {
+        let line = parse(&emf_line(
+            Metric::Accepted,
+            1.0,
+            &event_dimensions("revel", "order.finalized", "demo"),
+            at(),
+        ));
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([[], ["Source", "EventType", "Instance"]])
+        );
+        assert_eq!(line["Source"], "revel");
+        assert_eq!(line["EventType"], "order.finalized");
+        assert_eq!(line["Accepted"], 1.0);
+    }
+
+    #[test]
+    fn rejections_are_totalled_by_reason_so_the_alarm_can_name_one() {
+        let line = parse(&emf_line(
+            Metric::Rejected,
+            1.0,
+            &[(Dimension::Reason, RejectReason::Unauthorized.as_str())],
+            at(),
+        ));
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Reason"]])
+        );
+        assert_eq!(line["Reason"], "unauthorized");
+    }
+
+    #[test]
+    fn a_dimension_value_cannot_carry_free_text() {
+        let long = "x".repeat(500);
+        let line = parse(&emf_line(
+            Metric::Quarantined,
+            1.0,
+            &[
+                (Dimension::Reason, "card 4111 1111\n{\"a\":1}"),
+                (Dimension::Instance, &long),
+            ],
+            at(),
+        ));
+        assert_eq!(line["Reason"], "card_4111_1111___a__1_");
+        assert_eq!(
+            line["Instance"].as_str().unwrap().len(),
+            MAX_DIMENSION_VALUE
+        );
+    }
+
+    #[test]
+    fn metric_names_are_distinct() {
+        let names: std::collections::HashSet<_> = Metric::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(names.len(), Metric::ALL.len());
+    }
+
+    fn key(raw: &str) -> EventKey {
+        EventKey::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn answers_are_counted_by_outcome_with_the_event_key_as_dimensions() {
+        let accepted = Ok(Outcome::Accepted {
+            event_key: key("revel:demo:order.finalized:id:1"),
+        });
+        assert_eq!(
+            answer_metric(&accepted),
+            Some((
+                Metric::Accepted,
+                vec![
+                    (Dimension::Source, "revel"),
+                    (Dimension::EventType, "order.finalized"),
+                    (Dimension::Instance, "demo"),
+                ]
+            ))
+        );
+        let duplicate = Ok(Outcome::Duplicate {
+            event_key: key("booking:tours:bookings:biz:9"),
+        });
+        assert_eq!(answer_metric(&duplicate).unwrap().0, Metric::Duplicate);
+        let quarantined = Ok(Outcome::Quarantined {
+            event_key: key("revel:demo:customer.created:sha256:ab"),
+            reason: "event_type_mismatch".into(),
+        });
+        let (metric, dimensions) = answer_metric(&quarantined).unwrap();
+        assert_eq!(metric, Metric::Quarantined);
+        assert!(dimensions.contains(&(Dimension::Reason, "event_type_mismatch")));
+        assert_eq!(answer_metric(&Ok(Outcome::Pong)), None);
+    }
+
+    #[test]
+    fn a_rejection_carries_its_reason_and_nothing_the_caller_claimed() {
+        let cases = [
+            (
+                IngestError::Unauthorized(AuthFailure::UnknownInstance),
+                "unauthorized",
+            ),
+            (
+                IngestError::PayloadTooLarge { size: 2, limit: 1 },
+                "payload_too_large",
+            ),
+            (
+                IngestError::Unavailable(DependencyError::new("dynamodb", "PutItem", "down")),
+                "unavailable",
+            ),
+            (IngestError::InProgress, "in_progress"),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(
+                answer_metric(&Err(error)),
+                Some((Metric::Rejected, vec![(Dimension::Reason, reason)]))
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_this_bundle_did_not_build_is_counted_in_the_total_only() {
+        assert_eq!(key_dimensions(&key("odd")), Vec::new());
     }
 }

@@ -23,6 +23,7 @@ use crate::sources::revel::Revel;
 use crate::store::EntityStore;
 use crate::sync::{PullOutcome, StopReason, SyncError, Syncer, CATALOG, EVENTS, INVENTORY};
 use crate::sync_state::DynamoSyncState;
+use crate::telemetry::{self, Dimension, Metric};
 
 /// Why a job did not finish. The message is retried through the queue.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,19 @@ pub struct DeadLetters {
 }
 
 impl JobError {
+    /// A short name for the kind of failure, the `Reason` of its metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            _ if self.is_budget_spent() => "budget_spent",
+            Self::Malformed(_) => "malformed",
+            Self::Store(_) => "store",
+            Self::Delivery(_) => "delivery",
+            Self::Sync(_) => "sync",
+            Self::Apply(_) => "apply",
+            Self::Repair(_) => "repair",
+        }
+    }
+
     /// The instance's daily Revel API budget is spent.
     pub fn is_budget_spent(&self) -> bool {
         use crate::revel_api::RevelApiError;
@@ -182,6 +196,7 @@ impl Worker {
                 self.handle_message(&message, deadline).await.map_err(Some)
             };
             if let Err(Some(error)) = &result {
+                telemetry::count(Metric::JobFailures, &[(Dimension::Reason, error.kind())]);
                 if error.is_permanent() && self.park(&message, &group).await {
                     // Retrying can't help, and it would hold its group back
                     // until the held-back jobs, too, ran out of receives.
@@ -372,11 +387,13 @@ impl Worker {
             .await;
         self.report_budget(instance).await;
         let report = report?;
-        crate::telemetry::metric(
-            "ReconciledOrders",
+        telemetry::record(
+            Metric::ReconciledOrders,
             report.reconciled as f64,
-            "Count",
-            &[("Instance", instance.as_str())],
+            &[
+                (Dimension::Source, "revel"),
+                (Dimension::Instance, instance.as_str()),
+            ],
         );
         tracing::info!(%instance, checked = report.checked, reconciled = report.reconciled, stopped = ?report.stopped, "reconciliation run");
         if report.stopped == Some(StopReason::Deadline) {
@@ -416,7 +433,10 @@ impl Worker {
                 "no Revel API credentials for this instance",
             ));
         };
-        applier.apply(instance, &credentials, &key).await?;
+        let applied = applier.apply(instance, &credentials, &key).await;
+        // Writes spend the same daily budget as pulls.
+        self.report_budget(instance).await;
+        applied?;
         Ok(())
     }
 
@@ -440,11 +460,13 @@ impl Worker {
             self.entities.as_ref(),
         )
         .await?;
-        crate::telemetry::metric(
-            "RepairedOrders",
+        telemetry::record(
+            Metric::RepairedOrders,
             report.repaired as f64,
-            "Count",
-            &[("Account", account.as_str())],
+            &[
+                (Dimension::Source, "winesitting"),
+                (Dimension::Instance, account.as_str()),
+            ],
         );
         Ok(())
     }
@@ -462,17 +484,27 @@ impl Worker {
         let Some(budget) = &self.budget else { return };
         match budget.spent_today(instance).await {
             Ok(spent) => {
-                tracing::info!(%instance, spent, limit = budget.limit(), "API calls spent today");
-                crate::telemetry::metric(
-                    "ApiCallsSpent",
-                    spent as f64,
-                    "Count",
-                    &[("Instance", instance.as_str())],
+                let limit = budget.limit();
+                tracing::info!(%instance, spent, limit, "API calls spent today");
+                let dimensions = [(Dimension::Instance, instance.as_str())];
+                telemetry::record(Metric::ApiCallsSpent, spent as f64, &dimensions);
+                telemetry::record(
+                    Metric::ApiBudgetUsedPercent,
+                    used_percent(spent, limit),
+                    &dimensions,
                 );
             }
             Err(error) => crate::ingest::log_dependency(&error, "could not read the API budget"),
         }
     }
+}
+
+/// Today's spent calls as a percentage of the daily budget.
+fn used_percent(spent: u64, limit: u64) -> f64 {
+    if limit == 0 {
+        return 100.0;
+    }
+    spent as f64 * 100.0 / limit as f64
 }
 
 /// A stable message id per entity version: the partner can drop a repeat.
@@ -649,6 +681,22 @@ mod tests {
         ));
         assert!(spent.is_budget_spent() && !spent.is_permanent());
         assert!(!JobError::Malformed("x").is_budget_spent());
+    }
+
+    #[test]
+    fn budget_use_is_reported_as_a_percentage_of_the_daily_limit() {
+        assert_eq!(used_percent(800, 1000), 80.0);
+        assert_eq!(used_percent(0, 1000), 0.0);
+        assert_eq!(used_percent(5, 0), 100.0);
+    }
+
+    #[test]
+    fn job_failures_are_named_by_kind_and_a_spent_budget_by_itself() {
+        assert_eq!(JobError::Malformed("x").kind(), "malformed");
+        let spent = JobError::Sync(SyncError::Api(
+            crate::revel_api::RevelApiError::BudgetExhausted { limit: 1 },
+        ));
+        assert_eq!(spent.kind(), "budget_spent");
     }
 
     #[test]
