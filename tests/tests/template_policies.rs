@@ -59,11 +59,21 @@ const ARCHIVE: [(&str, &str); 4] = [
     ("dynamodb:UpdateItem", "EntitiesTable"),
 ];
 
+/// What DynamoDB calls on the caller's behalf for a table under the
+/// template's key (template_security.rs checks it is only through DynamoDB).
+const TABLE_KEY: [(&str, &str); 4] = [
+    ("kms:Decrypt", "DataKey"),
+    ("kms:DescribeKey", "DataKey"),
+    ("kms:Encrypt", "DataKey"),
+    ("kms:GenerateDataKey", "DataKey"),
+];
+
 #[test]
 fn every_function_is_granted_exactly_what_its_code_calls() {
     let template = Template::load(&local_stack::template::default_path()).unwrap();
     let receiver = |secret: &'static str, queues: bool| {
         let mut expected = set(&ARCHIVE);
+        expected.extend(set(&TABLE_KEY));
         expected.insert(("secretsmanager:GetSecretValue".into(), secret.into()));
         if queues {
             expected.insert(("sqs:SendMessage".into(), "JobsQueue".into()));
@@ -87,6 +97,7 @@ fn every_function_is_granted_exactly_what_its_code_calls() {
             ]),
             "JobsWorkerFunction" => {
                 let mut worker = set(&ARCHIVE);
+                worker.extend(set(&TABLE_KEY));
                 worker.extend(set(&[
                     ("dynamodb:GetItem", "EntitiesTable"),
                     ("dynamodb:GetItem", "SyncStateTable"),

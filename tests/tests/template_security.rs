@@ -1,0 +1,496 @@
+//! Security and operations, checked on template.yaml itself: encryption at
+//! rest with the template's own key, point-in-time recovery, retention,
+//! flood limits, the alarms the README's runbook describes, and a dashboard
+//! that shows the metrics the code emits (names taken from
+//! `shared::telemetry::Metric`, so renaming one without the template fails).
+
+use std::collections::BTreeSet;
+
+use local_stack::template::{default_path, scalar, Scalar};
+use serde_norway::Value;
+use shared::telemetry::{Metric, RejectReason, METRICS_NAMESPACE};
+
+fn template() -> Value {
+    let text = std::fs::read_to_string(default_path()).expect("template.yaml");
+    serde_norway::from_str(&text).expect("template.yaml is YAML")
+}
+
+fn resources<'a>(doc: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    doc["Resources"]
+        .as_mapping()
+        .expect("resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(id, r)| (id.as_str().expect("id"), r))
+        .collect()
+}
+
+fn resource_type<'a>(doc: &'a Value, id: &str) -> Option<&'a str> {
+    doc["Resources"].get(id)?["Type"].as_str()
+}
+
+/// The logical id a `!Ref` or `!GetAtt` names.
+fn target(value: &Value) -> Option<String> {
+    match scalar(value) {
+        Scalar::Ref(id) | Scalar::GetAtt(id, _) => Some(id),
+        _ => None,
+    }
+}
+
+/// The default of the parameter `value` refers to; None if it isn't a
+/// reference to a numeric parameter.
+fn parameter_default(doc: &Value, value: &Value) -> Option<u64> {
+    let Scalar::Ref(name) = scalar(value) else {
+        return None;
+    };
+    let parameter = doc["Parameters"].get(&name)?;
+    (parameter["Type"].as_str() == Some("Number")).then_some(())?;
+    parameter["Default"].as_u64()
+}
+
+fn is_true(value: &Value) -> bool {
+    value.as_bool() == Some(true)
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::Sequence(items) => items
+            .iter()
+            .filter_map(|v| v.as_str())
+            .map(String::from)
+            .collect(),
+        Value::String(one) => vec![one.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// The text of a `!Sub` (short or long form).
+fn sub_text(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str(),
+        Value::Mapping(map) => map.get("Fn::Sub")?.as_str(),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_table_is_encrypted_with_the_templates_rotating_retained_key_and_has_point_in_time_recovery(
+) {
+    let doc = template();
+    let tables = resources(&doc, "AWS::DynamoDB::Table");
+    assert!(
+        tables.len() >= 3,
+        "events, entities and sync state at least"
+    );
+    for (id, table) in tables {
+        let properties = &table["Properties"];
+        let sse = &properties["SSESpecification"];
+        assert!(is_true(&sse["SSEEnabled"]), "{id}: SSE not enabled");
+        assert_eq!(sse["SSEType"].as_str(), Some("KMS"), "{id}: not a KMS key");
+        let key = target(&sse["KMSMasterKeyId"])
+            .unwrap_or_else(|| panic!("{id}: KMSMasterKeyId must name the template's key"));
+        assert_eq!(
+            resource_type(&doc, &key),
+            Some("AWS::KMS::Key"),
+            "{id}: {key}"
+        );
+        let key = &doc["Resources"][key.as_str()];
+        assert!(
+            is_true(&key["Properties"]["EnableKeyRotation"]),
+            "{id}: key rotation off"
+        );
+        // A deleted key would make the retained table unreadable.
+        assert_eq!(
+            key["DeletionPolicy"].as_str(),
+            Some("Retain"),
+            "{id}: key not retained"
+        );
+        assert!(
+            is_true(&properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]),
+            "{id}: point-in-time recovery off"
+        );
+    }
+}
+
+#[test]
+fn the_table_key_lets_the_account_administer_it() {
+    let doc = template();
+    for (id, key) in resources(&doc, "AWS::KMS::Key") {
+        let statements = key["Properties"]["KeyPolicy"]["Statement"]
+            .as_sequence()
+            .expect("key policy statements");
+        let administers = statements.iter().any(|statement| {
+            let root = sub_text(&statement["Principal"]["AWS"])
+                .is_some_and(|p| p.ends_with(":iam::${AWS::AccountId}:root"));
+            statement["Effect"].as_str() == Some("Allow")
+                && root
+                && strings(&statement["Action"]).contains(&"kms:*".to_owned())
+        });
+        assert!(administers, "{id}: the account can't administer the key");
+    }
+}
+
+/// Statements of the managed policies a function references.
+fn statements<'a>(doc: &'a Value, function: &Value) -> Vec<&'a Value> {
+    function["Properties"]["Policies"]
+        .as_sequence()
+        .expect("policies")
+        .iter()
+        .filter_map(target)
+        .flat_map(|policy| {
+            doc["Resources"][policy.as_str()]["Properties"]["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .expect("statements")
+                .iter()
+        })
+        .collect()
+}
+
+#[test]
+fn functions_that_use_a_table_may_use_its_key_and_only_through_dynamodb() {
+    let doc = template();
+    let mut table_users = 0;
+    for (id, function) in resources(&doc, "AWS::Serverless::Function") {
+        let statements = statements(&doc, function);
+        let actions = |s: &Value| strings(&s["Action"]);
+        let uses_tables = statements
+            .iter()
+            .any(|s| actions(s).iter().any(|a| a.starts_with("dynamodb:")));
+        let kms: Vec<&&Value> = statements
+            .iter()
+            .filter(|s| actions(s).iter().any(|a| a.starts_with("kms:")))
+            .collect();
+        for statement in &kms {
+            let via = sub_text(&statement["Condition"]["StringEquals"]["kms:ViaService"]);
+            assert_eq!(
+                via,
+                Some("dynamodb.${AWS::Region}.amazonaws.com"),
+                "{id}: a KMS grant not limited to DynamoDB"
+            );
+        }
+        let may_decrypt = kms.iter().any(|s| {
+            actions(s).contains(&"kms:Decrypt".to_owned())
+                && target(&s["Resource"])
+                    .is_some_and(|k| resource_type(&doc, &k) == Some("AWS::KMS::Key"))
+        });
+        assert_eq!(
+            may_decrypt, uses_tables,
+            "{id}: table use and key use disagree"
+        );
+        table_users += usize::from(uses_tables);
+    }
+    assert!(table_users > 0);
+}
+
+#[test]
+fn every_queue_is_encrypted() {
+    let doc = template();
+    let queues = resources(&doc, "AWS::SQS::Queue");
+    assert!(!queues.is_empty());
+    for (id, queue) in queues {
+        let properties = &queue["Properties"];
+        assert!(
+            is_true(&properties["SqsManagedSseEnabled"])
+                || properties.get("KmsMasterKeyId").is_some(),
+            "{id}: not encrypted"
+        );
+    }
+}
+
+#[test]
+fn every_function_has_reserved_concurrency_from_a_parameter_and_the_defaults_leave_room() {
+    let doc = template();
+    let global = doc["Globals"]["Function"].get("ReservedConcurrentExecutions");
+    let mut reserved_total = 0;
+    for (id, function) in resources(&doc, "AWS::Serverless::Function") {
+        let own = function["Properties"].get("ReservedConcurrentExecutions");
+        let setting = own
+            .or(global)
+            .unwrap_or_else(|| panic!("{id}: no reserved concurrency"));
+        let reserved = parameter_default(&doc, setting)
+            .unwrap_or_else(|| panic!("{id}: reserved concurrency must be a numeric parameter"));
+        assert!(reserved >= 1, "{id}: reserved concurrency 0 turns it off");
+        reserved_total += reserved;
+        // An SQS event source polling with more concurrency than reserved is
+        // throttled, and each throttled receive counts towards the DLQ.
+        for event in function["Properties"]["Events"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|e| e["Type"].as_str() == Some("SQS"))
+        {
+            let maximum = parameter_default(
+                &doc,
+                &event["Properties"]["ScalingConfig"]["MaximumConcurrency"],
+            )
+            .unwrap_or_else(|| panic!("{id}: SQS event source without a maximum concurrency"));
+            assert!(
+                maximum <= reserved,
+                "{id}: {maximum} pollers, {reserved} reserved"
+            );
+        }
+    }
+    // Lambda keeps 100 of an account's (default) 1000 unreserved.
+    assert!(reserved_total <= 900, "defaults reserve {reserved_total}");
+}
+
+#[test]
+fn the_api_throttles_every_route_with_parameters() {
+    let doc = template();
+    let apis = resources(&doc, "AWS::Serverless::HttpApi");
+    assert_eq!(apis.len(), 1, "one API");
+    let (api_id, api) = apis[0];
+    let settings = &api["Properties"]["DefaultRouteSettings"];
+    for limit in ["ThrottlingBurstLimit", "ThrottlingRateLimit"] {
+        assert!(
+            parameter_default(&doc, &settings[limit]).is_some_and(|v| v > 0),
+            "{limit} must be a numeric parameter"
+        );
+    }
+    let mut routes = 0;
+    for (id, function) in resources(&doc, "AWS::Serverless::Function") {
+        for event in function["Properties"]["Events"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|e| e["Type"].as_str() == Some("HttpApi"))
+        {
+            // Without ApiId, SAM puts the route on an implicit, unthrottled API.
+            assert_eq!(
+                target(&event["Properties"]["ApiId"]).as_deref(),
+                Some(api_id),
+                "{id}: a route outside the throttled API"
+            );
+            routes += 1;
+        }
+    }
+    assert!(routes >= 22, "{routes} routes");
+}
+
+#[test]
+fn the_archive_retention_is_a_parameter_the_functions_get_and_ttl_enforces() {
+    let doc = template();
+    let variable = &doc["Globals"]["Function"]["Environment"]["Variables"]["EVENT_RETENTION_DAYS"];
+    assert_eq!(scalar(variable), Scalar::Ref("EventRetentionDays".into()));
+    assert!(parameter_default(&doc, variable).is_some_and(|days| days >= 1));
+    let ttl = &doc["Resources"]["EventsTable"]["Properties"]["TimeToLiveSpecification"];
+    assert!(is_true(&ttl["Enabled"]));
+    assert_eq!(ttl["AttributeName"].as_str(), Some("expires_at"));
+}
+
+/// (namespace, metric, dimensions as name=value) of an alarm.
+fn alarm_metric(alarm: &Value) -> (String, String, BTreeSet<(String, String)>) {
+    let properties = &alarm["Properties"];
+    let dimensions = properties["Dimensions"]
+        .as_sequence()
+        .map(|d| {
+            d.iter()
+                .map(|d| {
+                    let value = match scalar(&d["Value"]) {
+                        Scalar::Literal(v) => v,
+                        Scalar::Ref(id) | Scalar::GetAtt(id, _) => format!("{{{id}}}"),
+                        Scalar::Unsupported(what) => what,
+                    };
+                    (d["Name"].as_str().expect("name").to_owned(), value)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        properties["Namespace"]
+            .as_str()
+            .expect("namespace")
+            .to_owned(),
+        properties["MetricName"]
+            .as_str()
+            .expect("metric")
+            .to_owned(),
+        dimensions,
+    )
+}
+
+fn dimensions(pairs: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn every_alarm_the_runbook_names_exists_on_the_right_metric_and_notifies_the_topic() {
+    let doc = template();
+    let expected = [
+        (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            dimensions(&[("QueueName", "{JobsDeadLetterQueue}")]),
+        ),
+        (
+            METRICS_NAMESPACE,
+            Metric::Rejected.name(),
+            dimensions(&[("Reason", RejectReason::Unauthorized.as_str())]),
+        ),
+        (
+            "AWS/ApiGateway",
+            "5xx",
+            dimensions(&[("ApiId", "{WebhookApi}")]),
+        ),
+        (
+            METRICS_NAMESPACE,
+            Metric::Quarantined.name(),
+            dimensions(&[]),
+        ),
+        (
+            METRICS_NAMESPACE,
+            Metric::ApiBudgetUsedPercent.name(),
+            dimensions(&[]),
+        ),
+    ];
+    let alarms = resources(&doc, "AWS::CloudWatch::Alarm");
+    let found: Vec<_> = alarms.iter().map(|(_, a)| alarm_metric(a)).collect();
+    for (namespace, metric, dims) in expected {
+        let wanted = (namespace.to_owned(), metric.to_owned(), dims);
+        assert!(found.contains(&wanted), "no alarm on {wanted:?}");
+    }
+    let topics = resources(&doc, "AWS::SNS::Topic");
+    assert_eq!(topics.len(), 1, "one topic for the alarms");
+    let topic = topics[0].0;
+    for (id, alarm) in &alarms {
+        for actions in ["AlarmActions", "OKActions"] {
+            let targets: Vec<String> = alarm["Properties"][actions]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(target)
+                .collect();
+            assert_eq!(targets, [topic], "{id}: {actions}");
+        }
+    }
+}
+
+#[test]
+fn the_alarm_email_subscription_exists_only_when_the_parameter_is_set() {
+    let doc = template();
+    let subscriptions = resources(&doc, "AWS::SNS::Subscription");
+    assert_eq!(subscriptions.len(), 1);
+    let (id, subscription) = subscriptions[0];
+    let condition = subscription["Condition"].as_str().expect("a condition");
+    let endpoint = &subscription["Properties"]["Endpoint"];
+    let Scalar::Ref(parameter) = scalar(endpoint) else {
+        panic!("{id}: the endpoint must be a parameter");
+    };
+    assert_eq!(
+        doc["Parameters"][parameter.as_str()]["Default"].as_str(),
+        Some("")
+    );
+    // HasAlarmEmail: !Not [!Equals [!Ref AlarmEmail, '']]
+    let Value::Tagged(not) = &doc["Conditions"][condition] else {
+        panic!("{condition} must be !Not");
+    };
+    assert_eq!(not.tag, "Not");
+    let Value::Tagged(equals) = &not.value[0] else {
+        panic!("{condition} must be !Not [!Equals ...]");
+    };
+    assert_eq!(equals.tag, "Equals");
+    assert_eq!(scalar(&equals.value[0]), Scalar::Ref(parameter));
+    assert_eq!(equals.value[1].as_str(), Some(""));
+}
+
+#[test]
+fn alarms_on_the_bundles_metrics_read_series_the_code_publishes() {
+    let doc = template();
+    for (id, alarm) in resources(&doc, "AWS::CloudWatch::Alarm") {
+        let (namespace, name, dims) = alarm_metric(alarm);
+        if namespace != METRICS_NAMESPACE {
+            continue;
+        }
+        let metric = Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .unwrap_or_else(|| panic!("{id}: the code emits no {name}"));
+        let names: BTreeSet<&str> = dims.iter().map(|(k, _)| k.as_str()).collect();
+        let published: BTreeSet<&str> = metric.rollup().iter().map(|d| d.name()).collect();
+        assert_eq!(names, published, "{id}: no such series of {name}");
+    }
+}
+
+/// The dashboard's JSON with its `${...}` substitutions replaced by 0 (they
+/// stand in strings and numbers alike).
+fn dashboard(doc: &Value) -> (serde_json::Value, String) {
+    let dashboards = resources(doc, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1);
+    let text = sub_text(&dashboards[0].1["Properties"]["DashboardBody"])
+        .expect("DashboardBody is a !Sub")
+        .to_owned();
+    let mut plain = String::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("${") {
+        plain.push_str(&rest[..start]);
+        plain.push('0');
+        let end = rest[start..].find('}').expect("closed ${") + start;
+        rest = &rest[end + 1..];
+    }
+    plain.push_str(rest);
+    (
+        serde_json::from_str(&plain).expect("dashboard body is JSON"),
+        text,
+    )
+}
+
+#[test]
+fn the_dashboard_shows_every_metric_the_code_emits_and_every_alarm() {
+    let doc = template();
+    let (body, text) = dashboard(&doc);
+    let mut shown = BTreeSet::new();
+    for widget in body["widgets"].as_array().expect("widgets") {
+        for line in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let line = line.as_array().expect("a metric line");
+            match (
+                line.first().and_then(|v| v.as_str()),
+                line.get(1).and_then(|v| v.as_str()),
+            ) {
+                (Some(namespace), Some(name)) if namespace == METRICS_NAMESPACE => {
+                    let metric = Metric::ALL
+                        .into_iter()
+                        .find(|m| m.name() == name)
+                        .unwrap_or_else(|| panic!("the code emits no {name}"));
+                    // Dimension name/value pairs follow the name, then options.
+                    let names: BTreeSet<&str> = line[2..]
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .step_by(2)
+                        .collect();
+                    let published: BTreeSet<&str> =
+                        metric.rollup().iter().map(|d| d.name()).collect();
+                    assert_eq!(names, published, "no such series of {name}");
+                    shown.insert(name.to_owned());
+                }
+                _ => {
+                    let expression = line
+                        .first()
+                        .and_then(|o| o["expression"].as_str())
+                        .unwrap_or_default();
+                    if expression.contains(&format!("{{{METRICS_NAMESPACE},")) {
+                        for metric in Metric::ALL {
+                            if expression.contains(&format!("MetricName=\"{}\"", metric.name())) {
+                                shown.insert(metric.name().to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let emitted: BTreeSet<String> = Metric::ALL.iter().map(|m| m.name().to_owned()).collect();
+    assert_eq!(shown, emitted);
+    for (id, _) in resources(&doc, "AWS::CloudWatch::Alarm") {
+        assert!(
+            text.contains(&format!("${{{id}.Arn}}")),
+            "{id} not on the dashboard"
+        );
+    }
+}
