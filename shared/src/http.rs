@@ -5,7 +5,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
 use crate::error::IngestError;
-use crate::ingest::{log_dependency, Completion, Delivery, Ingestor, Outcome};
+use crate::ingest::{delivery_span, log_dependency, Completion, Delivery, Ingestor, Outcome};
+use tracing::Instrument;
 
 /// Seconds a sender is asked to wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u32 = 5;
@@ -13,8 +14,10 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 /// Handles one request end to end. Never fails: every error is an answer.
 pub async fn handle(ingestor: &Ingestor, request: Request) -> Response<Body> {
     let delivery = delivery(request);
-    let result = ingestor.ingest(&delivery).await;
-    answer(&result)
+    let span = delivery_span(ingestor, &delivery.request_id);
+    async { answer(&ingestor.ingest(&delivery).await) }
+        .instrument(span)
+        .await
 }
 
 /// Handles one request up to its answer; the bookkeeping left, if any, is
@@ -24,8 +27,13 @@ pub async fn handle_deferred(
     request: Request,
 ) -> (Response<Body>, Option<Completion>) {
     let delivery = delivery(request);
-    let (result, completion) = ingestor.ingest_deferred(&delivery).await;
-    (answer(&result), completion)
+    let span = delivery_span(ingestor, &delivery.request_id);
+    async {
+        let (result, completion) = ingestor.ingest_deferred(&delivery).await;
+        (answer(&result), completion)
+    }
+    .instrument(span)
+    .await
 }
 
 /// The raw body and headers of a request. `lambda_http` has already decoded

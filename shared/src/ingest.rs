@@ -304,13 +304,10 @@ impl Ingestor {
             work.as_ref(),
             quarantine,
         )?;
-        let span = tracing::info_span!(
-            "event",
-            event_key = %key,
-            instance = %instance,
-            event_type = self.kind.event_type(),
-            request_id = %delivery.request_id
-        );
+        // Every later line of this delivery carries its event and instance.
+        let span = tracing::Span::current();
+        span.record("event_key", tracing::field::display(&key));
+        span.record("instance", tracing::field::display(&instance));
         Ok(Prepared::Event(PreparedEvent {
             event,
             work,
@@ -330,10 +327,7 @@ impl Ingestor {
             quarantine,
             span,
         } = prepared;
-        let result = self
-            .archive_and_apply(event, work, quarantine)
-            .instrument(span.clone())
-            .await;
+        let result = self.archive_and_apply(event, work, quarantine).await;
         match result {
             Ok((outcome, Some(key))) => (Ok(outcome), Some(Completion { key, span })),
             Ok((outcome, None)) => (Ok(outcome), None),
@@ -614,6 +608,19 @@ impl Ingestor {
             log_dependency(&error, "could not release the processing lease");
         }
     }
+}
+
+/// The span every log line of one delivery is in: its request id, source and
+/// event type from the start, its event key and instance once they are known.
+pub fn delivery_span(ingestor: &Ingestor, request_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "delivery",
+        request_id,
+        source = ingestor.source().name(),
+        event_type = ingestor.event_type(),
+        event_key = tracing::field::Empty,
+        instance = tracing::field::Empty,
+    )
 }
 
 /// Logs a dependency failure with its service and operation, never payloads.

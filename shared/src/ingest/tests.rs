@@ -331,3 +331,103 @@ async fn menu_pushes_without_ids_more_than_a_coalescing_window_apart_are_new_eve
         ))
     );
 }
+
+#[tokio::test]
+async fn an_answered_event_stays_processing_until_its_completion_runs_after_the_answer() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let delivery = signed(&customer("2021-12-28T21:05:13.977077", "Ann"));
+
+    let (result, completion) = h.ingestor.ingest_deferred(&delivery).await;
+
+    let Ok(Outcome::Accepted { event_key }) = result else {
+        panic!("{result:?}")
+    };
+    // Everything the event promises is in place before the answer...
+    assert!(entity(&h, "customer", "c-1").is_some());
+    assert_eq!(h.queue.len(), 1);
+    // ...and only the bookkeeping is left.
+    assert_eq!(h.events.status(&event_key), Some(EventStatus::Processing));
+    h.ingestor
+        .complete(completion.expect("a new event leaves its done mark"))
+        .await;
+    assert_eq!(h.events.status(&event_key), Some(EventStatus::Done));
+    let (_, again) = h.ingestor.ingest_deferred(&delivery).await;
+    assert!(again.is_none(), "a duplicate leaves nothing to complete");
+}
+
+/// A log writer into memory, to read what a delivery logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_log_line_of_a_delivery_carries_its_request_event_instance_and_type() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let delivery = signed(&customer("2021-12-28T21:05:13.977077", "Ann"));
+    let mut forged = delivery.clone();
+    forged.body = customer("2021-12-28T21:05:13.977077", "Eve").into_bytes();
+
+    for (request_id, delivery) in [("req-ok", &delivery), ("req-forged", &forged)] {
+        let mut delivery = delivery.clone();
+        delivery.request_id = request_id.into();
+        let span = delivery_span(&h.ingestor, request_id);
+        async { crate::http::answer(&h.ingestor.ingest(&delivery).await) }
+            .instrument(span)
+            .await;
+    }
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON log line"))
+        .collect();
+    let accepted: Vec<_> = lines
+        .iter()
+        .filter(|l| l["span"]["request_id"] == "req-ok")
+        .collect();
+    let rejected: Vec<_> = lines
+        .iter()
+        .filter(|l| l["span"]["request_id"] == "req-forged")
+        .collect();
+    assert!(!accepted.is_empty() && !rejected.is_empty(), "{text}");
+    assert_eq!(
+        accepted.len() + rejected.len(),
+        lines.len(),
+        "a line outside any delivery: {text}"
+    );
+    for line in accepted.iter().chain(&rejected) {
+        assert_eq!(line["span"]["event_type"], "customer.created", "{line}");
+        assert_eq!(line["span"]["source"], "revel", "{line}");
+    }
+    for line in &accepted {
+        assert!(
+            line["span"]["event_key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("revel:demo:")),
+            "{line}"
+        );
+        assert_eq!(line["span"]["instance"], "demo", "{line}");
+    }
+    assert!(
+        !text.contains("Ann") && !text.contains("Eve"),
+        "a body reached the log"
+    );
+}
