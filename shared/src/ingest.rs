@@ -37,6 +37,7 @@ use crate::store::{
     ArchivedBody, EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, Origin,
     StoredEvent, Upserted, MAX_ARCHIVED_BODY_BYTES,
 };
+use crate::telemetry::{self, Metric};
 
 /// Largest entity state kept (DynamoDB items are at most 400 KB).
 pub const MAX_STATE_BYTES: usize = 350_000;
@@ -79,7 +80,7 @@ pub enum Outcome {
 pub enum Prepared {
     /// The sender's connectivity test: answered without any write.
     Pong,
-    Event(PreparedEvent),
+    Event(Box<PreparedEvent>),
 }
 
 /// An event ready to be stored.
@@ -308,25 +309,25 @@ impl Ingestor {
         let span = tracing::Span::current();
         span.record("event_key", tracing::field::display(&key));
         span.record("instance", tracing::field::display(&instance));
-        Ok(Prepared::Event(PreparedEvent {
+        Ok(Prepared::Event(Box::new(PreparedEvent {
             event,
             work,
             quarantine,
             span,
-        }))
+        })))
     }
 
     /// The writes: archive once, then apply (or report a repeat).
     async fn store_and_apply(
         &self,
-        prepared: PreparedEvent,
+        prepared: Box<PreparedEvent>,
     ) -> (Result<Outcome, IngestError>, Option<Completion>) {
         let PreparedEvent {
             event,
             work,
             quarantine,
             span,
-        } = prepared;
+        } = *prepared;
         let result = self.archive_and_apply(event, work, quarantine).await;
         match result {
             Ok((outcome, Some(key))) => (Ok(outcome), Some(Completion { key, span })),
@@ -527,6 +528,11 @@ impl Ingestor {
 
     /// Entity upsert and job, concurrently: what the event promises.
     async fn apply(&self, work: &Work, received_at_micros: i64) -> Result<(), IngestError> {
+        let dimensions = telemetry::event_dimensions(
+            self.source.name(),
+            self.kind.event_type(),
+            work.instance.as_str(),
+        );
         let upsert = async {
             let Some(entity) = &work.entity else {
                 return Ok(None);
@@ -549,7 +555,11 @@ impl Ingestor {
         };
         let enqueue = async {
             match self.job(work, received_at_micros) {
-                Some(job) => self.stores.jobs.enqueue(&job).await,
+                Some(job) => {
+                    self.stores.jobs.enqueue(&job).await?;
+                    telemetry::count(Metric::JobsEnqueued, &dimensions);
+                    Ok(())
+                }
                 None => Ok(()),
             }
         };
@@ -563,6 +573,7 @@ impl Ingestor {
         };
         if let Some(Upserted::Stale) = upserted {
             tracing::info!("entity already holds this or a newer version; left as is");
+            telemetry::count(Metric::Stale, &dimensions);
         }
         Ok(())
     }
