@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv test fmt-check lint unit integration validate build local events post-events trigger clean-local
+.PHONY: help venv test fmt-check lint unit integration validate build local events post-events trigger clean-local bench-load
 
 help:
 	@echo "make local        run every function at its route on http://127.0.0.1:3000 (local AWS endpoint included)"
@@ -21,6 +21,7 @@ help:
 	@echo "make build        sam build --beta-features (arm64, cargo-lambda + zig)"
 	@echo "make events       re-sign the sample events in events/ from events/payloads/"
 	@echo "make trigger TASK=product_sync|event_sync|inventory_sync|reconcile|winesitting_repair   run a scheduled function by hand"
+	@echo "make bench-load   load test: 10,000 signed deliveries (30% repeats, concurrency 32) to a stack of its own, then check each stored once"
 
 venv: $(STAMP)
 
@@ -69,3 +70,27 @@ trigger:
 
 clean-local:
 	rm -rf .local .aws-sam
+
+# Load test against a stack of its own; not part of `make test`. Starts
+# `local-stack up` on two free loopback ports, waits until it answers, runs
+# `local-stack load` (10,000 signed deliveries, 30% repeats, concurrency 32,
+# then checks each distinct event was stored once; LOAD_ARGS="--count 2000"
+# to change it), and stops the stack, also when load fails. A running
+# `make local` keeps its .local/stack.json and functions.env (put back after).
+bench-load: venv
+	cargo build --quiet --locked -p local-stack
+	@set -uo pipefail; \
+	ports=$$($(VENV)/bin/python -c 'import socket; s = [socket.socket() for _ in range(2)]; [x.bind(("127.0.0.1", 0)) for x in s]; print(*(x.getsockname()[1] for x in s))'); \
+	read -r port aws_port <<< "$$ports"; \
+	mkdir -p .local; saved=$$(mktemp -d); log=.local/bench-load-stack.log; \
+	for f in stack.json functions.env; do if [ -e .local/$$f ]; then cp -p .local/$$f "$$saved"/; fi; done; \
+	cargo run --quiet --locked -p local-stack -- up --port $$port --aws-port $$aws_port --python $(CURDIR)/$(VENV)/bin/python > "$$log" 2>&1 & stack=$$!; \
+	trap 'kill $$stack 2>/dev/null; wait $$stack 2>/dev/null; for f in stack.json functions.env; do if [ -e "$$saved/$$f" ]; then cp -p "$$saved/$$f" .local/; else rm -f .local/$$f; fi; done; rm -rf "$$saved"' EXIT; \
+	echo "bench-load: local stack on http://127.0.0.1:$$port, its AWS endpoint on port $$aws_port, log in $$log"; \
+	for i in $$(seq 1 240); do \
+	  if ! kill -0 $$stack 2>/dev/null; then echo "bench-load: the local stack exited:"; tail -n 20 "$$log"; exit 1; fi; \
+	  if (exec 3<>/dev/tcp/127.0.0.1/$$port && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && timeout 5 head -c 4 <&3 | grep -q HTTP) 2>/dev/null; then break; fi; \
+	  if [ $$i = 240 ]; then echo "bench-load: the local stack did not answer within 120 s"; exit 1; fi; \
+	  sleep 0.5; \
+	done; \
+	cargo run --quiet --locked -p local-stack -- load --url http://127.0.0.1:$$port $(LOAD_ARGS)

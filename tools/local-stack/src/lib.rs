@@ -6,12 +6,14 @@
 //!   endpoint (moto) and resolves the environment the functions would get;
 //! - [`gateway`]: serves every function at its template route, through the
 //!   same API Gateway payload and handler code as in Lambda;
-//! - [`events`]: writes the signed sample events in events/ and posts them.
+//! - [`events`]: writes the signed sample events in events/ and posts them;
+//! - [`load`]: a bounded load generator for the running stack, with its check.
 
 pub mod events;
 pub mod fake_revel;
 pub mod fake_winesitting;
 pub mod gateway;
+pub mod load;
 pub mod partner;
 pub mod provision;
 pub mod template;

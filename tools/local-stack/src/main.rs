@@ -5,7 +5,8 @@
 //!   serves every function at its route on http://127.0.0.1:3000;
 //! - `gen-events`: writes the signed sample events in events/;
 //! - `post-events`: posts every event in events/ to the running stack and
-//!   prints the answer and what was stored.
+//!   prints the answer and what was stored;
+//! - `load`: sends signed deliveries under load and checks each was stored once.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,7 +29,8 @@ const USAGE: &str =
     "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python]
        local-stack gen-events [--dir events]
        local-stack post-events [--dir events] [--url http://127.0.0.1:3000]
-       local-stack trigger product_sync|event_sync|inventory_sync|reconcile|winesitting_repair";
+       local-stack trigger product_sync|event_sync|inventory_sync|reconcile|winesitting_repair
+       local-stack load [--count 10000] [--repeat-percent 30] [--concurrency 32] [--url URL] [--max-seconds 300]";
 
 /// Where `up` records the endpoint and environment for `post-events`.
 const STATE_FILE: &str = ".local/stack.json";
@@ -49,6 +51,7 @@ async fn main() {
         Some("gen-events") => gen_events(&args),
         Some("post-events") => post_events(&args).await,
         Some("trigger") => trigger(&args).await,
+        Some("load") => local_stack::load::run(&args[1..]).await,
         _ => Err(USAGE.into()),
     };
     if let Err(error) = result {
@@ -140,7 +143,7 @@ async fn up(args: &[String]) -> Result<(), Error> {
     std::fs::create_dir_all(".local")?;
     std::fs::write(
         STATE_FILE,
-        json!({"endpoint": endpoint, "env": provisioned.env}).to_string(),
+        json!({"endpoint": endpoint, "env": provisioned.env, "url": base}).to_string(),
     )?;
     // For `cargo lambda watch --env-file .local/functions.env`: the real
     // function binaries, pointed at the same local endpoint.
