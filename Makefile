@@ -40,11 +40,11 @@ lint:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 unit:
-	cargo test --workspace --exclude integration-tests --locked
+	cargo test --workspace --exclude integration-tests --exclude revel-ops --locked
 
 # Starts its own local AWS endpoint on a free loopback port and stops it.
 integration: venv
-	LOCAL_AWS_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test -p integration-tests --locked
+	LOCAL_AWS_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test -p integration-tests -p revel-ops --locked
 
 validate: venv
 	sam validate --lint --template template.yaml

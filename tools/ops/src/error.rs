@@ -1,0 +1,54 @@
+//! What can go wrong, in short messages, and the exit code of each.
+
+use shared::error::DependencyError;
+use shared::ingest::replay::{ReplayError, UnreadableEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// A resource the command needs is named neither by flag nor by env.
+    #[error("{env} is not set (or pass --{flag})")]
+    Missing {
+        env: &'static str,
+        flag: &'static str,
+    },
+    #[error("invalid {what}: {why}")]
+    Invalid { what: &'static str, why: String },
+    #[error("{}", shared::ingest::aws_error_summary(.0))]
+    Aws(#[from] DependencyError),
+    #[error("no event {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unreadable(#[from] UnreadableEvent),
+    #[error("{0}")]
+    Replay(#[from] ReplayError),
+    /// Some items of a batch failed (each was reported on its own line).
+    #[error("{failed} of {total} {what} failed")]
+    Partial {
+        failed: usize,
+        total: usize,
+        what: &'static str,
+    },
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl OpsError {
+    /// 2: the command can't run as given; 3: some of a batch failed;
+    /// 4: the event does not exist; 1: anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Missing { .. } | Self::Invalid { .. } => 2,
+            Self::Partial { .. } => 3,
+            Self::NotFound(_) => 4,
+            _ => 1,
+        }
+    }
+
+    pub fn aws(
+        service: &'static str,
+        operation: &'static str,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Aws(DependencyError::new(service, operation, error))
+    }
+}

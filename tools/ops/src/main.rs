@@ -1,0 +1,191 @@
+//! `revel-ops`: what an operator needs at 3 a.m. — list and show archived
+//! events, replay quarantined or chosen events through the normal path,
+//! redrive the jobs dead-letter queue, show the sync checkpoints and today's
+//! Revel API budgets.
+//!
+//! It reads the same environment as the functions (`EVENTS_TABLE`,
+//! `JOBS_QUEUE_URL`, …, each also a flag) and the standard AWS environment,
+//! so `AWS_ENDPOINT_URL` points it at the local stack.
+
+mod context;
+mod dlq;
+mod error;
+mod events;
+mod output;
+mod replay;
+mod state;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::context::Context;
+use crate::error::OpsError;
+
+#[derive(Debug, Parser)]
+#[command(name = "revel-ops", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    resources: Resources,
+    /// Print JSON, one object per line, instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the bundle's resources are: the functions' environment, or flags.
+#[derive(Debug, Clone, Args)]
+pub struct Resources {
+    /// The events archive table.
+    #[arg(long, env = "EVENTS_TABLE", global = true, hide_env_values = true)]
+    pub events_table: Option<String>,
+    /// The entities table (current state).
+    #[arg(long, env = "ENTITIES_TABLE", global = true, hide_env_values = true)]
+    pub entities_table: Option<String>,
+    /// The jobs FIFO queue.
+    #[arg(long, env = "JOBS_QUEUE_URL", global = true, hide_env_values = true)]
+    pub jobs_queue_url: Option<String>,
+    /// The jobs dead-letter queue.
+    #[arg(
+        long,
+        env = "JOBS_DEAD_LETTER_QUEUE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub dlq_url: Option<String>,
+    /// The sync-state table (checkpoints, API budgets).
+    #[arg(long, env = "SYNC_STATE_TABLE", global = true, hide_env_values = true)]
+    pub sync_state_table: Option<String>,
+    /// Revel API calls per instance per day.
+    #[arg(
+        long,
+        env = "REVEL_API_DAILY_BUDGET",
+        global = true,
+        default_value_t = 1000
+    )]
+    pub daily_budget: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List or show archived events.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Replay quarantined or chosen events through the normal ingest path.
+    Replay(replay::ReplayArgs),
+    /// The jobs dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// The sync cursors (checkpoints and unfinished runs) per instance and pull.
+    Checkpoints(state::StateArgs),
+    /// Today's Revel API calls per instance, against the daily budget.
+    Budgets(state::StateArgs),
+    /// `events list` (the runbook's short name).
+    #[command(hide = true)]
+    List(events::ListArgs),
+    /// `events show` (the runbook's short name).
+    #[command(hide = true)]
+    Show(events::ShowArgs),
+    /// `dlq redrive` (the runbook's short name).
+    #[command(hide = true)]
+    RedriveDlq(dlq::RedriveArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Archived events matching the filters, oldest first.
+    List(events::ListArgs),
+    /// One archived event: its record and its body.
+    Show(events::ShowArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Moves messages from the dead-letter queue back to the jobs queue.
+    Redrive(dlq::RedriveArgs),
+}
+
+async fn run(cli: Cli) -> Result<(), OpsError> {
+    let context = Context::new(cli.resources, cli.json).await;
+    match cli.command {
+        Command::Events(EventsCommand::List(args)) | Command::List(args) => {
+            events::list(&context, &args).await
+        }
+        Command::Events(EventsCommand::Show(args)) | Command::Show(args) => {
+            events::show(&context, &args).await
+        }
+        Command::Replay(args) => replay::run(&context, &args).await,
+        Command::Dlq(DlqCommand::Redrive(args)) | Command::RedriveDlq(args) => {
+            dlq::redrive(&context, &args).await
+        }
+        Command::Checkpoints(args) => state::checkpoints(&context, &args).await,
+        Command::Budgets(args) => state::budgets(&context, &args).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::claim_stdout();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("revel-ops: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("revel-ops: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_runbooks_short_names_are_the_same_commands() {
+        for (short, long) in [
+            (
+                vec!["list", "--status", "quarantined"],
+                vec!["events", "list", "--status", "quarantined"],
+            ),
+            (vec!["show", "k"], vec!["events", "show", "k"]),
+            (
+                vec!["redrive-dlq", "--dry-run"],
+                vec!["dlq", "redrive", "--dry-run"],
+            ),
+        ] {
+            let parse = |args: Vec<&str>| {
+                let cli = Cli::try_parse_from(std::iter::once("revel-ops").chain(args)).unwrap();
+                match cli.command {
+                    Command::Events(EventsCommand::List(a)) | Command::List(a) => {
+                        format!("list {a:?}")
+                    }
+                    Command::Events(EventsCommand::Show(a)) | Command::Show(a) => {
+                        format!("show {a:?}")
+                    }
+                    Command::Dlq(DlqCommand::Redrive(a)) | Command::RedriveDlq(a) => {
+                        format!("redrive {a:?}")
+                    }
+                    other => format!("{other:?}"),
+                }
+            };
+            assert_eq!(parse(short), parse(long));
+        }
+    }
+}

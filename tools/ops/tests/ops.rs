@@ -1,0 +1,491 @@
+//! The `revel-ops` binary against the local AWS endpoint of the integration
+//! harness (moto, started on a free loopback port; each test with its own
+//! tables and queues from template.yaml).
+
+use std::process::Output;
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use integration_tests::{deliver, expect_outcome, local_aws, payload, signed_request, text, Stack};
+use serde_json::Value;
+use shared::idempotency::sha256_hex;
+use shared::ids::{EventKey, InstanceName};
+use shared::revel_api::CallBudget;
+use shared::sources::revel::RevelEventType;
+use shared::store::dynamodb::DynamoEventStore;
+use shared::store::{ArchivedBody, EventStatus, EventStore, NewEvent, Origin};
+use shared::sync_state::{Cursor, DynamoSyncState, RunProgress, SyncState};
+
+/// Runs the binary with the functions' environment of `stack` and the
+/// standard AWS variables pointing at the local endpoint.
+fn ops(stack: &Stack, args: &[&str]) -> Output {
+    ops_with(stack, args, &[])
+}
+
+fn ops_with(stack: &Stack, args: &[&str], unset: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_revel-ops"));
+    for name in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"] {
+        command.env_remove(name);
+    }
+    command
+        .envs(&stack.provisioned.env)
+        .env("AWS_ENDPOINT_URL", &local_aws().endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .args(args);
+    for name in unset {
+        command.env_remove(name);
+    }
+    command.output().expect("revel-ops runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[track_caller]
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        stdout(output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout(output)
+}
+
+/// The JSON lines of a `--json` run that succeeded.
+#[track_caller]
+fn json_lines(output: &Output) -> Vec<Value> {
+    succeeded(output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+fn keys_of(lines: &[Value]) -> Vec<String> {
+    let mut keys: Vec<String> = lines
+        .iter()
+        .map(|l| l["event_key"].as_str().unwrap().to_owned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+const CUSTOMER_KEY_PREFIX: &str = "revel:demo:customer.created:";
+
+/// Archives `body` the way an earlier version of the code would have, with
+/// the real record writer: e.g. quarantined for a reason this code no
+/// longer has.
+async fn archive_directly(
+    stack: &Stack,
+    instance: &str,
+    body: &[u8],
+    status: EventStatus,
+    received_at_micros: i64,
+) -> EventKey {
+    let key = EventKey::parse(&format!(
+        "revel:{instance}:customer.created:{}",
+        sha256_hex(body)
+    ))
+    .unwrap();
+    let store = DynamoEventStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.config.events_table,
+    );
+    let event = NewEvent {
+        key: key.clone(),
+        source: "revel",
+        instance: InstanceName::parse(instance).unwrap(),
+        event_type: "customer.created",
+        status,
+        received_at_micros,
+        body: ArchivedBody::from_raw(body),
+        body_sha256: sha256_hex(body),
+        headers: vec![
+            ("x-revel-instance".into(), instance.into()),
+            ("x-revel-event-type".into(), "customer.created".into()),
+            (
+                "x-revel-signature".into(),
+                "0123456789abcdef-a-signature".into(),
+            ),
+        ],
+        quarantine_reason: (status == EventStatus::Quarantined).then_some("missing_field"),
+        entity_key: None,
+        request_id: "older-version".into(),
+        origin: Origin::Webhook,
+        lease_until: 0,
+        expires_at: 4_000_000_000,
+    };
+    store.insert_new(&event).await.expect("archived");
+    key
+}
+
+fn now_micros() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
+async fn status_of(stack: &Stack, key: &EventKey) -> String {
+    text(&stack.event(key.as_str()).await.expect("record"), "status")
+}
+
+/// The customer sample, delivered and accepted; its event key.
+async fn delivered_customer(stack: &Stack) -> String {
+    let receiver = stack.receiver(RevelEventType::CustomerCreated);
+    let request = signed_request(RevelEventType::CustomerCreated, &payload("customer.json"));
+    let (status, answer) = deliver(&receiver, request).await;
+    expect_outcome(status, &answer, 200, "accepted");
+    answer["event_id"].as_str().unwrap().to_owned()
+}
+
+/// A body the order receiver can't read, quarantined through the real path.
+async fn delivered_garbage(stack: &Stack) -> String {
+    let receiver = stack.receiver(RevelEventType::OrderFinalized);
+    let request = signed_request(RevelEventType::OrderFinalized, b"{not json");
+    let (status, answer) = deliver(&receiver, request).await;
+    expect_outcome(status, &answer, 202, "quarantined");
+    answer["event_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn events_are_listed_by_instance_type_status_and_time() {
+    let stack = Stack::new().await;
+    let customer = delivered_customer(&stack).await;
+    let garbage = delivered_garbage(&stack).await;
+    // 2020-01-01T00:00:00Z, another instance.
+    let old = archive_directly(
+        &stack,
+        "other",
+        b"{\"uuid\": \"x\"}",
+        EventStatus::Done,
+        1_577_836_800_000_000,
+    )
+    .await;
+    let list = |args: &[&str]| {
+        let mut all = vec!["events", "list", "--json"];
+        all.extend_from_slice(args);
+        keys_of(&json_lines(&ops(&stack, &all)))
+    };
+    let mut everything = vec![customer.clone(), garbage.clone(), old.to_string()];
+    everything.sort();
+    assert_eq!(list(&[]), everything);
+    assert_eq!(list(&["--status", "quarantined"]), vec![garbage.clone()]);
+    assert_eq!(list(&["--instance", "other"]), vec![old.to_string()]);
+    assert_eq!(
+        list(&["--type", "customer.created", "--instance", "demo"]),
+        vec![customer.clone()]
+    );
+    let mut recent = vec![customer.clone(), garbage.clone()];
+    recent.sort();
+    assert_eq!(list(&["--since", "2021-01-01T00:00:00Z"]), recent);
+    assert_eq!(
+        list(&["--until", "2021-01-01T00:00:00+00:00"]),
+        vec![old.to_string()]
+    );
+    assert_eq!(
+        list(&["--status", "done", "--source", "booking"]),
+        Vec::<String>::new()
+    );
+
+    let table = succeeded(&ops(&stack, &["events", "list", "--status", "quarantined"]));
+    assert!(
+        table.contains(&garbage) && table.contains("[invalid_json]"),
+        "{table}"
+    );
+    assert!(table.contains("1 event(s)"), "{table}");
+}
+
+#[tokio::test]
+async fn show_hides_contact_and_payment_fields_and_signatures_unless_asked() {
+    let stack = Stack::new().await;
+    let key = delivered_customer(&stack).await;
+    let record = stack.event(&key).await.unwrap();
+    let signature = match &record["headers"] {
+        aws_sdk_dynamodb::types::AttributeValue::M(h) => {
+            h["x-revel-signature"].as_s().unwrap().clone()
+        }
+        other => panic!("{other:?}"),
+    };
+
+    let shown = succeeded(&ops(&stack, &["events", "show", &key]));
+    assert!(
+        shown.contains("58126996-3fc8-4c87-b326-b4762783c863"),
+        "{shown}"
+    );
+    assert!(shown.contains("status              done"), "{shown}");
+    for hidden in [
+        "customer@example.com",
+        "1231231234",
+        "11 Wall St",
+        &signature,
+    ] {
+        assert!(!shown.contains(hidden), "{hidden} printed:\n{shown}");
+    }
+
+    let full = json_lines(&ops(
+        &stack,
+        &["events", "show", &key, "--show-body", "--json"],
+    ));
+    let full = &full[0];
+    assert_eq!(full["body"]["email"], "customer@example.com");
+    assert_eq!(full["body_encoding"], "gzip");
+    assert_eq!(full["headers"]["x-revel-signature"], "<redacted>");
+    assert!(!full.to_string().contains(&signature));
+}
+
+#[tokio::test]
+async fn a_quarantined_event_is_processed_exactly_once_when_replayed() {
+    let stack = Stack::new().await;
+    let body = payload("customer.json");
+    let key = archive_directly(
+        &stack,
+        "demo",
+        &body,
+        EventStatus::Quarantined,
+        now_micros(),
+    )
+    .await;
+
+    let first = succeeded(&ops(&stack, &["replay", key.as_str()]));
+    assert!(first.contains("processed"), "{first}");
+    assert_eq!(status_of(&stack, &key).await, "done");
+    let entities = stack.entities().await;
+    assert_eq!(entities.len(), 1);
+    assert_eq!(text(&entities[0], "revision"), "1");
+    assert_eq!(text(&entities[0], "last_event_key"), key.as_str());
+    let record = stack.event(key.as_str()).await.unwrap();
+    assert_eq!(
+        text(&record, "entity_key"),
+        text(&entities[0], "entity_key")
+    );
+
+    let second = succeeded(&ops(&stack, &["replay", key.as_str()]));
+    assert!(second.contains("duplicate"), "{second}");
+    assert_eq!(text(&stack.entities().await[0], "revision"), "1");
+    let jobs = stack.receive_jobs().await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["event_key"], key.as_str());
+}
+
+#[tokio::test]
+async fn replaying_the_quarantined_events_processes_what_is_understood_and_leaves_the_rest() {
+    let stack = Stack::new().await;
+    let understood = archive_directly(
+        &stack,
+        "demo",
+        &payload("customer.json"),
+        EventStatus::Quarantined,
+        now_micros(),
+    )
+    .await;
+    let garbage = delivered_garbage(&stack).await;
+
+    let lines = json_lines(&ops(
+        &stack,
+        &["replay", "--quarantined", "--instance", "demo", "--json"],
+    ));
+    let outcome = |key: &str| {
+        lines
+            .iter()
+            .find(|l| l["event_key"] == key)
+            .map(|l| l["outcome"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(outcome(understood.as_str()).as_deref(), Some("processed"));
+    assert_eq!(outcome(&garbage).as_deref(), Some("still_quarantined"));
+    assert_eq!(status_of(&stack, &understood).await, "done");
+    assert_eq!(
+        status_of(&stack, &EventKey::parse(&garbage).unwrap()).await,
+        "quarantined"
+    );
+    assert_eq!(stack.jobs_waiting().await, 1);
+}
+
+#[tokio::test]
+async fn replaying_a_done_event_is_a_duplicate_that_writes_nothing() {
+    let stack = Stack::new().await;
+    let key = delivered_customer(&stack).await;
+    assert_eq!(stack.receive_jobs().await.len(), 1);
+    let before = stack.entities().await;
+
+    let lines = json_lines(&ops(&stack, &["replay", &key, "--json"]));
+    assert_eq!(lines[0]["outcome"], "duplicate", "{lines:?}");
+    assert_eq!(stack.entities().await, before);
+    assert_eq!(stack.jobs_waiting().await, 0);
+}
+
+#[tokio::test]
+async fn a_dry_run_replay_writes_nothing() {
+    let stack = Stack::new().await;
+    let key = archive_directly(
+        &stack,
+        "demo",
+        &payload("customer.json"),
+        EventStatus::Quarantined,
+        now_micros(),
+    )
+    .await;
+    let before = stack.event(key.as_str()).await;
+
+    let out = succeeded(&ops(&stack, &["replay", "--dry-run", key.as_str()]));
+    assert!(
+        out.contains("would_process") && out.contains("dry run"),
+        "{out}"
+    );
+    assert!(out.contains("job sync_entity"), "{out}");
+    assert_eq!(stack.event(key.as_str()).await, before);
+    assert!(stack.entities().await.is_empty());
+    assert_eq!(stack.jobs_waiting().await, 0);
+}
+
+fn dlq_url(stack: &Stack) -> String {
+    stack.provisioned.resources["JobsDeadLetterQueue"]
+        .reference
+        .clone()
+}
+
+async fn dead_letter(stack: &Stack, body: &str, group: &str) {
+    aws_sdk_sqs::Client::new(&stack.sdk)
+        .send_message()
+        .queue_url(dlq_url(stack))
+        .message_body(body)
+        .message_group_id(group)
+        .message_deduplication_id(sha256_hex(body.as_bytes()))
+        .send()
+        .await
+        .expect("send to the DLQ");
+}
+
+/// Every message on the jobs queue: body and group.
+async fn jobs_with_groups(stack: &Stack) -> Vec<(String, String)> {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let mut found = Vec::new();
+    loop {
+        let messages = sqs
+            .receive_message()
+            .queue_url(&stack.config.jobs_queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if messages.is_empty() {
+            return found;
+        }
+        for m in messages {
+            let group = m.attributes.unwrap()[&MessageSystemAttributeName::MessageGroupId].clone();
+            found.push((m.body.unwrap(), group));
+        }
+    }
+}
+
+const JOB: &str = r#"{"job":"sync_entity","source":"revel","instance":"demo","event_type":"customer.created","event_key":"revel:demo:customer.created:x","entity_key":"revel:demo:customer:c-1"}"#;
+
+#[tokio::test]
+async fn redrive_moves_a_dead_letter_back_to_the_jobs_queue_exactly_once() {
+    let stack = Stack::new().await;
+    dead_letter(&stack, JOB, "revel:demo:customer:c-1").await;
+
+    let out = succeeded(&ops(&stack, &["dlq", "redrive"]));
+    assert!(out.contains("1 message(s) moved"), "{out}");
+    assert!(stack.dead_letters().await.is_empty());
+    let again = succeeded(&ops(&stack, &["dlq", "redrive", "--max", "5"]));
+    assert!(again.contains("0 message(s) moved"), "{again}");
+    assert_eq!(
+        jobs_with_groups(&stack).await,
+        vec![(JOB.to_owned(), "revel:demo:customer:c-1".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn redrive_stops_at_max_and_a_dry_run_moves_nothing() {
+    let stack = Stack::new().await;
+    dead_letter(&stack, JOB, "g-1").await;
+    dead_letter(&stack, &JOB.replace("c-1", "c-2"), "g-2").await;
+
+    let dry = succeeded(&ops(&stack, &["dlq", "redrive", "--dry-run"]));
+    assert!(dry.contains("2 message(s) would move"), "{dry}");
+    assert_eq!(stack.jobs_waiting().await, 0);
+
+    let one = succeeded(&ops(&stack, &["dlq", "redrive", "--max", "1"]));
+    assert!(one.contains("1 message(s) moved"), "{one}");
+    assert_eq!(jobs_with_groups(&stack).await.len(), 1);
+    assert_eq!(stack.dead_letters().await.len(), 1);
+}
+
+#[tokio::test]
+async fn checkpoints_and_budgets_show_what_the_sync_state_holds() {
+    let stack = Stack::new().await;
+    let state = DynamoSyncState::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        stack.sync_config(1000).sync_state_table,
+        1000,
+    );
+    let demo = InstanceName::parse("demo").unwrap();
+    let cursor = Cursor {
+        checkpoint: Some("2024-05-01T00:00:00".into()),
+        run: Some(RunProgress {
+            started_at: "2024-05-02T00:00:00".into(),
+            since: Some("2024-05-01T00:00:00".into()),
+            offset: 40,
+            fetched: 40,
+        }),
+    };
+    state.save(&demo, "catalog.Product", &cursor).await.unwrap();
+    for _ in 0..3 {
+        state.spend_one(&demo).await.unwrap();
+    }
+
+    let cursors = json_lines(&ops(&stack, &["checkpoints", "--json"]));
+    assert_eq!(cursors.len(), 1, "{cursors:?}");
+    assert_eq!(cursors[0]["pull"], "catalog.Product");
+    assert_eq!(cursors[0]["checkpoint"], "2024-05-01T00:00:00");
+    assert_eq!(cursors[0]["run"]["offset"], 40);
+
+    let budgets = json_lines(&ops(
+        &stack,
+        &["budgets", "--json", "--daily-budget", "1000"],
+    ));
+    assert_eq!(budgets.len(), 1, "{budgets:?}");
+    assert_eq!(
+        (
+            &budgets[0]["instance"],
+            &budgets[0]["used"],
+            &budgets[0]["remaining"]
+        ),
+        (&Value::from("demo"), &Value::from(3), &Value::from(997))
+    );
+    let table = succeeded(&ops(&stack, &["budgets", "--instance", "demo"]));
+    assert!(table.contains("demo") && table.contains("997"), "{table}");
+}
+
+#[tokio::test]
+async fn failures_are_short_messages_with_their_own_exit_codes() {
+    let stack = Stack::new().await;
+    let missing = ops(
+        &stack,
+        &["events", "show", &format!("{CUSTOMER_KEY_PREFIX}nothing")],
+    );
+    assert_eq!(missing.status.code(), Some(4));
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(message.starts_with("revel-ops: no event"), "{message}");
+
+    let unnamed = ops_with(&stack, &["events", "list"], &["EVENTS_TABLE"]);
+    assert_eq!(unnamed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unnamed.stderr).contains("EVENTS_TABLE is not set"));
+
+    let partly = ops(
+        &stack,
+        &["replay", &format!("{CUSTOMER_KEY_PREFIX}nothing")],
+    );
+    assert_eq!(
+        partly.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&partly.stderr)
+    );
+}
