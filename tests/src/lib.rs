@@ -291,42 +291,210 @@ pub fn payload(name: &str) -> Vec<u8> {
 pub enum Fault {
     /// Forward to the endpoint.
     None = 0,
-    /// Close every connection at once (like a refused connection).
+    /// Accept, then close every connection at once (the peer hangs up).
     Refuse = 1,
     /// Accept and never answer (like a hung service).
     Blackhole = 2,
+    /// Stop listening: the kernel refuses every new connection
+    /// (`ECONNREFUSED`), like a service whose port is closed.
+    Closed = 3,
+    /// Answer each request at the HTTP level with the proxy's canned reply
+    /// (see [`FaultProxy::reply`], [`FaultProxy::throttle_dynamodb`]).
+    Reply = 4,
+    /// Forward each request, so it takes effect, and drop its response:
+    /// the client times out on a write that was made (see
+    /// [`FaultProxy::swallow_responses`]).
+    SwallowResponse = 5,
 }
 
-/// A TCP proxy in front of the local endpoint that can cut a client off.
+impl Fault {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::Refuse,
+            2 => Self::Blackhole,
+            3 => Self::Closed,
+            4 => Self::Reply,
+            5 => Self::SwallowResponse,
+            _ => Self::None,
+        }
+    }
+}
+
+/// An HTTP answer the proxy gives instead of the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CannedReply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl CannedReply {
+    /// DynamoDB's throttling error, as the service sends it (awsJson 1.0).
+    pub fn dynamodb_throttling() -> Self {
+        Self {
+            status: 400,
+            content_type: "application/x-amz-json-1.0".into(),
+            body: serde_json::json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "message": "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API."
+            })
+            .to_string(),
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {} Fault\r\ncontent-type: {}\r\nx-amzn-requestid: fault-proxy\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+            self.status,
+            self.content_type,
+            self.body.len(),
+            self.body
+        )
+        .into_bytes()
+    }
+}
+
+/// What the proxy's tasks share.
+struct ProxyState {
+    fault: AtomicU8,
+    /// Requests left for a counted HTTP-level fault; `usize::MAX` = until cleared.
+    budget: AtomicUsize,
+    reply: Mutex<CannedReply>,
+    /// Requests answered with the canned reply, or whose response was dropped.
+    hit: AtomicUsize,
+    /// Connections accepted (in any mode).
+    connections: AtomicUsize,
+}
+
+impl ProxyState {
+    fn fault(&self) -> Fault {
+        Fault::from_u8(self.fault.load(Ordering::SeqCst))
+    }
+
+    /// Takes one request from the HTTP-level fault's budget; when the budget
+    /// runs out, the fault clears itself.
+    fn take_one(&self) -> bool {
+        let taken =
+            self.budget
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| match left {
+                    0 => None,
+                    usize::MAX => Some(usize::MAX),
+                    n => Some(n - 1),
+                });
+        match taken {
+            Ok(1) => {
+                self.fault.store(Fault::None as u8, Ordering::SeqCst);
+                true
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+}
+
+/// A TCP proxy in front of the local endpoint that can cut a client off,
+/// refuse its connections, hang, throttle it at the HTTP level, or let its
+/// writes through and lose the answers.
 pub struct FaultProxy {
     pub url: String,
-    fault: Arc<AtomicU8>,
+    state: Arc<ProxyState>,
+    /// Bumped by every fault: the open connections end.
     cut: watch::Sender<u64>,
+    /// Bumped by every change: the accept loop looks at the fault again.
+    wake: watch::Sender<u64>,
+}
+
+/// Reads one HTTP/1.1 request (head and `content-length` body) off `client`.
+/// `None` when the connection closes first.
+async fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = client.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buffer.len() < head_end + length {
+        let n = client.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    Some(buffer)
 }
 
 impl FaultProxy {
     pub async fn start(upstream: &str) -> Self {
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let fault = Arc::new(AtomicU8::new(Fault::None as u8));
+        let address = listener.local_addr().expect("address");
+        let url = format!("http://{address}");
+        let state = Arc::new(ProxyState {
+            fault: AtomicU8::new(Fault::None as u8),
+            budget: AtomicUsize::new(0),
+            reply: Mutex::new(CannedReply::dynamodb_throttling()),
+            hit: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+        });
         let (cut, _) = watch::channel(0u64);
-        let (fault_in_task, cut_in_task) = (Arc::clone(&fault), cut.clone());
+        let (wake, mut changes) = watch::channel(0u64);
+        let (state_in_task, cut_in_task) = (Arc::clone(&state), cut.clone());
         tokio::spawn(async move {
             let mut held = Vec::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                match fault_in_task.load(Ordering::SeqCst) {
-                    1 => drop(client),
-                    2 => held.push(client),
-                    _ => {
+            let mut listener = Some(listener);
+            loop {
+                let Some(open) = &listener else {
+                    // Closed: wait for the fault to change, then listen again
+                    // on the same port (the clients keep their endpoint).
+                    if changes.changed().await.is_err() {
+                        return;
+                    }
+                    if state_in_task.fault() != Fault::Closed {
+                        listener = Some(rebind(address).await);
+                    }
+                    continue;
+                };
+                let mut client = tokio::select! {
+                    accepted = open.accept() => match accepted {
+                        Ok((client, _)) => client,
+                        Err(_) => continue,
+                    },
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if state_in_task.fault() == Fault::Closed {
+                            listener = None;
+                        }
+                        continue;
+                    }
+                };
+                state_in_task.connections.fetch_add(1, Ordering::SeqCst);
+                let fault = state_in_task.fault();
+                match fault {
+                    Fault::Refuse => drop(client),
+                    Fault::Blackhole => held.push(client),
+                    Fault::Closed => drop(client),
+                    Fault::None | Fault::Reply | Fault::SwallowResponse => {
                         let upstream = upstream.clone();
                         let mut cut = cut_in_task.subscribe();
+                        let state = Arc::clone(&state_in_task);
                         tokio::spawn(async move {
-                            let Ok(mut server) = TcpStream::connect(&upstream).await else {
-                                return;
-                            };
                             tokio::select! {
-                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                _ = serve(&mut client, &upstream, fault, &state) => {}
                                 _ = cut.changed() => {}
                             }
                         });
@@ -334,20 +502,122 @@ impl FaultProxy {
                 }
             }
         });
-        Self { url, fault, cut }
+        Self {
+            url,
+            state,
+            cut,
+            wake,
+        }
     }
 
     /// Sets the fault; any fault also cuts the connections already open.
     pub fn set(&self, fault: Fault) {
-        self.fault.store(fault as u8, Ordering::SeqCst);
+        if matches!(fault, Fault::Reply | Fault::SwallowResponse) {
+            self.state.budget.store(usize::MAX, Ordering::SeqCst);
+        }
+        self.state.fault.store(fault as u8, Ordering::SeqCst);
         if fault != Fault::None {
             self.cut.send_modify(|n| *n += 1);
         }
+        // The accept loop stops or resumes listening.
+        self.wake.send_modify(|n| *n += 1);
+    }
+
+    /// Answers the next `times` requests (every request until cleared when
+    /// `None`) with `reply` instead of forwarding them.
+    pub fn reply(&self, reply: CannedReply, times: Option<usize>) {
+        *self.state.reply.lock().expect("reply lock") = reply;
+        self.counted(Fault::Reply, times);
+    }
+
+    /// DynamoDB's `ProvisionedThroughputExceededException` for the next
+    /// `times` requests, or until cleared.
+    pub fn throttle_dynamodb(&self, times: Option<usize>) {
+        self.reply(CannedReply::dynamodb_throttling(), times);
+    }
+
+    /// Forwards the next `times` requests (every request until cleared when
+    /// `None`) and drops their responses, holding the connection open.
+    pub fn swallow_responses(&self, times: Option<usize>) {
+        self.counted(Fault::SwallowResponse, times);
+    }
+
+    fn counted(&self, fault: Fault, times: Option<usize>) {
+        let budget = times.unwrap_or(usize::MAX);
+        self.state.budget.store(budget, Ordering::SeqCst);
+        let fault = if budget == 0 { Fault::None } else { fault };
+        self.state.fault.store(fault as u8, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+        self.wake.send_modify(|n| *n += 1);
+    }
+
+    /// The fault in force (a counted fault clears itself when spent).
+    pub fn fault(&self) -> Fault {
+        self.state.fault()
+    }
+
+    /// Requests answered with the canned reply or whose response was dropped.
+    pub fn hits(&self) -> usize {
+        self.state.hit.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     pub async fn sdk(&self) -> SdkConfig {
         local_sdk_config(&self.url).await
     }
+}
+
+async fn rebind(address: std::net::SocketAddr) -> TcpListener {
+    for _ in 0..50 {
+        if let Ok(listener) = TcpListener::bind(address).await {
+            return listener;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the fault proxy could not listen on {address} again");
+}
+
+/// One client connection: forwarded as bytes, or (in an HTTP-level mode)
+/// its first request read and answered or swallowed.
+async fn serve(client: &mut TcpStream, upstream: &str, fault: Fault, state: &ProxyState) {
+    use tokio::io::AsyncWriteExt;
+    let mut early = Vec::new();
+    if fault != Fault::None {
+        let Some(request) = read_request(client).await else {
+            return;
+        };
+        // The budget may have run out since the connection was accepted.
+        if state.fault() == fault && state.take_one() {
+            state.hit.fetch_add(1, Ordering::SeqCst);
+            if fault == Fault::Reply {
+                let reply = state.reply.lock().expect("reply lock").to_bytes();
+                let _ = client.write_all(&reply).await;
+                let _ = client.shutdown().await;
+                return;
+            }
+            // SwallowResponse: the service gets the request; its answer is
+            // read and thrown away, and the client waits forever.
+            let Ok(mut server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            if server.write_all(&request).await.is_ok() {
+                let _ = tokio::io::copy(&mut server, &mut tokio::io::sink()).await;
+            }
+            std::future::pending::<()>().await;
+        }
+        early = request;
+    }
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    if !early.is_empty() && server.write_all(&early).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(client, &mut server).await;
 }
 
 /// Asserts an answer's status code and `status` field, naming the answer on failure.
@@ -472,5 +742,125 @@ impl Stack {
             .send()
             .await
             .expect("send job");
+    }
+}
+
+/// Clients whose DynamoDB tables (events, entities), SQS and Secrets Manager
+/// traffic each go through their own [`FaultProxy`], with the SDK settings
+/// the functions use (`shared::aws::timeouts`, standard retries).
+pub struct FaultyAws {
+    pub events: FaultProxy,
+    pub entities: FaultProxy,
+    pub sqs: FaultProxy,
+    pub secrets: FaultProxy,
+}
+
+impl FaultyAws {
+    pub async fn new() -> Self {
+        let endpoint = &local_aws().endpoint;
+        Self {
+            events: FaultProxy::start(endpoint).await,
+            entities: FaultProxy::start(endpoint).await,
+            sqs: FaultProxy::start(endpoint).await,
+            secrets: FaultProxy::start(endpoint).await,
+        }
+    }
+
+    pub async fn clients(&self) -> Clients {
+        Clients {
+            events: aws_sdk_dynamodb::Client::new(&self.events.sdk().await),
+            entities: aws_sdk_dynamodb::Client::new(&self.entities.sdk().await),
+            sqs: aws_sdk_sqs::Client::new(&self.sqs.sdk().await),
+            secrets: aws_sdk_secretsmanager::Client::new(&self.secrets.sdk().await),
+        }
+    }
+
+    /// Both DynamoDB tables (one service).
+    pub fn dynamodb(&self, fault: Fault) {
+        self.events.set(fault);
+        self.entities.set(fault);
+    }
+
+    /// Every proxy back to forwarding.
+    pub fn clear(&self) {
+        for proxy in [&self.events, &self.entities, &self.sqs, &self.secrets] {
+            proxy.set(Fault::None);
+        }
+    }
+}
+
+/// What a test's tables and queue hold, counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub events: usize,
+    pub entities: usize,
+    pub jobs: usize,
+}
+
+impl Stack {
+    /// Counts the event records, entities and waiting jobs.
+    pub async fn written(&self) -> Written {
+        Written {
+            events: self.events().await.len(),
+            entities: self.entities().await.len(),
+            jobs: self.jobs_waiting().await,
+        }
+    }
+}
+
+/// Runs the handler as the Lambda functions do: the answer, and the
+/// bookkeeping left for after it (run it with `Ingestor::complete`, or drop
+/// it to play a process that dies right after answering).
+pub async fn deliver_deferred(
+    receiver: &Ingestor,
+    request: lambda_http::Request,
+) -> (u16, Value, Option<shared::ingest::Completion>) {
+    let (response, completion) = shared::http::handle_deferred(receiver, request).await;
+    let status = response.status().as_u16();
+    let body = match response.into_body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(&text).expect("answers are JSON"),
+        other => panic!("unexpected body {other:?}"),
+    };
+    (status, body, completion)
+}
+
+impl Stack {
+    /// Receives and deletes every waiting job, returning their bodies (a
+    /// FIFO group's next message is only handed out once the one before it
+    /// is deleted, so this drains groups holding several jobs).
+    pub async fn take_jobs(&self) -> Vec<Value> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut bodies = Vec::new();
+        let mut empty_polls = 0;
+        while empty_polls < 2 {
+            let messages = sqs
+                .receive_message()
+                .queue_url(&self.config.jobs_queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(600)
+                .send()
+                .await
+                .expect("receive")
+                .messages
+                .unwrap_or_default();
+            if messages.is_empty() {
+                empty_polls += 1;
+                continue;
+            }
+            empty_polls = 0;
+            for message in messages {
+                bodies.push(
+                    serde_json::from_str(message.body().unwrap_or("null"))
+                        .expect("job body is JSON"),
+                );
+                sqs.delete_message()
+                    .queue_url(&self.config.jobs_queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        bodies
     }
 }
