@@ -18,6 +18,7 @@ help:
 	@echo "make local        run every function at its route on http://127.0.0.1:3000 (local AWS endpoint included)"
 	@echo "make post-events  post every file in events/ to the running local stack and show what was stored"
 	@echo "make test         format, lint, unit and integration tests, sam validate --lint"
+	@echo "make bench-lambda release functions as Lambda runs them (local Runtime API): init, latency, CPU, RSS, AWS round trips beside a hello-world floor"
 	@echo "make build        sam build --beta-features (arm64, cargo-lambda + zig)"
 	@echo "make events       re-sign the sample events in events/ from events/payloads/"
 	@echo "make trigger TASK=product_sync|event_sync|inventory_sync|reconcile|winesitting_repair   run a scheduled function by hand"
@@ -45,6 +46,15 @@ unit:
 # Starts its own local AWS endpoint on a free loopback port and stops it.
 integration: venv
 	LOCAL_AWS_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test -p integration-tests -p revel-ops --locked
+
+# Whole functions as Lambda runs them: release builds against a local Runtime
+# and Extensions API, moto behind a counting proxy, beside a hello-world
+# floor. Reports, doesn't gate. BENCH_ARGS="--functions all --json out.json".
+.PHONY: bench-lambda
+BENCH_FUNCTIONS := revel-order-finalized revel-stock-changed winesitting-webhook booking-bookings vinesos-customer-created
+bench-lambda: venv
+	cargo build --release --locked -p lambda-floor -p lambda-bench $(addprefix -p ,$(BENCH_FUNCTIONS))
+	LOCAL_AWS_PYTHON=$(CURDIR)/$(VENV)/bin/python target/release/lambda-bench $(BENCH_ARGS)
 
 validate: venv
 	sam validate --lint --template template.yaml

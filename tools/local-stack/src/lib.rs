@@ -32,6 +32,17 @@ pub const DEMO_BOOKING_HEADER: &str = "x-signature";
 /// VinesOS's Standard Webhooks secret for instance `demo`.
 pub const DEMO_VINESOS_SECRET: &str = "whsec_ZGVtby12aW5lc29zLXNpZ25pbmcta2V5";
 
+/// The Revel webhook secret document `make local` puts in place: the demo
+/// instance's signing secret and its Revel API credentials.
+pub fn demo_revel_secret_document() -> String {
+    serde_json::json!({ DEMO_INSTANCE: {
+        "webhook": [DEMO_SECRET],
+        "api_key": fake_revel::DEMO_API_KEY,
+        "api_secret": fake_revel::DEMO_API_SECRET,
+    }})
+    .to_string()
+}
+
 /// The secret documents `make local` and the tests put in place, per secret id variable.
 pub fn demo_secret_documents() -> Vec<(&'static str, String)> {
     vec![

@@ -105,13 +105,12 @@ async fn up(args: &[String]) -> Result<(), Error> {
     let template = Template::load(&local_stack::template::default_path())?;
     let sdk = local_sdk_config(&endpoint).await;
     let mut provisioned = provision(&sdk, &template, "local").await?;
-    let secrets = json!({ DEMO_INSTANCE: {
-        "webhook": [DEMO_SECRET],
-        "api_key": fake_revel::DEMO_API_KEY,
-        "api_secret": fake_revel::DEMO_API_SECRET,
-    }})
-    .to_string();
-    put_revel_secrets(&sdk, &provisioned, &secrets).await?;
+    put_revel_secrets(
+        &sdk,
+        &provisioned,
+        &local_stack::demo_revel_secret_document(),
+    )
+    .await?;
     local_stack::provision::put_demo_secrets(&sdk, &provisioned).await?;
     let base = format!("http://127.0.0.1:{port}");
     // Revel's API and the partner system are stand-ins served beside the functions.
