@@ -200,12 +200,20 @@ pub fn count(metric: Metric, dimensions: &[(Dimension, &str)]) {
 
 /// One value of `metric` in CloudWatch's embedded metric format: a JSON line
 /// on stdout that CloudWatch Logs turns into a metric, with no API call and
-/// no dependency.
+/// no dependency. Outside Lambda (tests, the local stack, the operator tool)
+/// nothing reads stdout for metrics, so the line goes to the debug log.
 pub fn record(metric: Metric, value: f64, dimensions: &[(Dimension, &str)]) {
-    println!(
-        "{}",
-        emf_line(metric, value, dimensions, OffsetDateTime::now_utc())
-    );
+    let line = emf_line(metric, value, dimensions, OffsetDateTime::now_utc());
+    if in_lambda() {
+        println!("{line}");
+    } else {
+        tracing::debug!(metric = %line, "metric");
+    }
+}
+
+fn in_lambda() -> bool {
+    static IN_LAMBDA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN_LAMBDA.get_or_init(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some())
 }
 
 /// The dimensions of one event's metrics (stale, jobs enqueued).

