@@ -23,6 +23,7 @@ help:
 	@echo "make events       re-sign the sample events in events/ from events/payloads/"
 	@echo "make trigger TASK=product_sync|event_sync|inventory_sync|reconcile|winesitting_repair   run a scheduled function by hand"
 	@echo "make bench-load   load test: 10,000 signed deliveries (30% repeats, concurrency 32) to a stack of its own, then check each stored once"
+	@echo "make fuzz         run each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (60) on nightly; findings in fuzz/artifacts/"
 
 venv: $(STAMP)
 
@@ -104,3 +105,35 @@ bench-load: venv
 	  sleep 0.5; \
 	done; \
 	cargo run --quiet --locked -p local-stack -- load --url http://127.0.0.1:$$port $(LOAD_ARGS)
+
+# Fuzzing, not part of `make test`: builds the cargo-fuzz targets in fuzz/
+# (nightly, cargo-fuzz pinned below) and runs each for FUZZ_SECONDS, the
+# payload and API Gateway targets starting from the samples in events/.
+# New corpus entries go to fuzz/corpus/<target>/, a crash's input to
+# fuzz/artifacts/<target>/, each run's output to fuzz/logs/<target>.log.
+# Fails if any target found something. FUZZ_TARGETS="payloads" for one.
+.PHONY: fuzz
+CARGO_FUZZ_VERSION := 0.13.1
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= revel_signature standard_webhooks payloads payloads_structured apigw_request event_key ingest_revel
+fuzz:
+	@cargo fuzz --version 2>/dev/null | grep -qxF 'cargo-fuzz $(CARGO_FUZZ_VERSION)' || cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	cargo +nightly fuzz build --sanitizer none
+	@mkdir -p fuzz/logs; failed=; \
+	for target in $(FUZZ_TARGETS); do \
+	  case $$target in \
+	    apigw_request) seeds=events ;; \
+	    payloads|ingest_revel) seeds=events/payloads ;; \
+	    *) seeds= ;; \
+	  esac; \
+	  mkdir -p fuzz/corpus/$$target; log=fuzz/logs/$$target.log; \
+	  if cargo +nightly fuzz run --sanitizer none $$target fuzz/corpus/$$target $$seeds -- \
+	      -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 > $$log 2>&1; then \
+	    echo "fuzz: $$target: $$(grep -ao 'Done [0-9]* runs in [0-9]* second(s)' $$log | tail -n 1), corpus $$(ls fuzz/corpus/$$target | wc -l), no findings"; \
+	  else \
+	    echo "fuzz: $$target FOUND SOMETHING (input in fuzz/artifacts/$$target/, log $$log):"; \
+	    grep -a -A 12 -m 1 -E "panicked|ERROR: libFuzzer" $$log; failed="$$failed $$target"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: findings in:$$failed"; exit 1; fi

@@ -56,9 +56,10 @@ pub fn event_key(parts: KeyParts<'_>) -> EventKey {
         (Some(id), _) => verbatim_or_hashed("id", id),
         (None, Some(Identity::Business(key))) => verbatim_or_hashed("biz", key),
         (None, Some(Identity::ContentWithin(window))) => {
-            let window = parts
-                .received_at_unix
-                .div_euclid(window.as_secs().max(1) as i64);
+            // A positive divisor whatever the window (`as i64` would turn
+            // one of 2^63 s or more negative, and i64::MIN / -1 overflows).
+            let secs = i64::try_from(window.as_secs()).unwrap_or(i64::MAX).max(1);
+            let window = parts.received_at_unix.div_euclid(secs);
             format!("sha256:{}@w{window}", parts.body_sha256)
         }
         (None, None) => format!("sha256:{}", parts.body_sha256),
@@ -128,6 +129,24 @@ mod tests {
         };
         assert_eq!(at(7200), at(7200 + 3599));
         assert_ne!(at(7200), at(7200 + 3600));
+    }
+
+    /// Found while writing the `event_key` fuzz target (arbitrary parts):
+    /// a window of u64::MAX seconds became a divisor of -1, and the earliest
+    /// receipt time then overflowed.
+    #[test]
+    fn a_content_window_too_long_for_a_signed_number_neither_panics_nor_goes_negative() {
+        let demo = InstanceName::parse("demo").unwrap();
+        let forever = Identity::ContentWithin(Duration::from_secs(u64::MAX));
+        for at in [i64::MIN, -1, 0, i64::MAX] {
+            let key = event_key(KeyParts {
+                received_at_unix: at,
+                ..parts(&demo, Some(&forever), None)
+            });
+            let (_, window) = key.as_str().rsplit_once("@w").unwrap();
+            let window: i64 = window.parse().unwrap();
+            assert_eq!(window < 0, at < 0, "{key}");
+        }
     }
 
     #[test]

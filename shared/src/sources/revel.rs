@@ -199,13 +199,15 @@ fn stock(body: &Value) -> Result<Interpretation, Malformed> {
         .and_then(Value::as_str)
         .filter(|t| !t.trim().is_empty())
         .ok_or(Malformed("missing_item_type"))?;
+    let mut state = body.clone();
+    strip_payment_card_fields(&mut state);
     Ok(Interpretation {
         identity: Identity::ContentWithin(crate::idempotency::CONTENT_WINDOW),
         entity: Some(EntityChange {
             kind: "item_stock",
             id: format!("{}:{id}", item_type.trim().to_ascii_lowercase()),
             version: Version::ReceiptOrder,
-            state: body.clone(),
+            state,
         }),
         follow_up: FollowUp::SyncEntity,
     })
@@ -219,6 +221,9 @@ fn menu(body: &Value) -> Result<Interpretation, Malformed> {
         Some(Value::String(s)) if s == "menu.updated" => {}
         Some(_) => return Err(Malformed("unexpected_event_name")),
     }
+    // Any other field is kept as sent, except payment card data.
+    let mut state = body.clone();
+    strip_payment_card_fields(&mut state);
     Ok(Interpretation {
         // A push more than a coalescing window after the last one must make
         // a new pull; a retry that late only costs a redundant one.
@@ -229,7 +234,7 @@ fn menu(body: &Value) -> Result<Interpretation, Malformed> {
             kind: "menu",
             id: "current".to_owned(),
             version: Version::ReceiptOrder,
-            state: body.clone(),
+            state,
         }),
         follow_up: FollowUp::CatalogPull,
     })
@@ -394,6 +399,26 @@ mod tests {
             .unwrap();
         assert_eq!(menu.follow_up, FollowUp::CatalogPull);
         assert_eq!(menu.entity.unwrap().version, Version::ReceiptOrder);
+    }
+
+    /// Found by the `payloads` fuzz target: a customer body (with its
+    /// `cc_exp`) posted to the menu route was kept whole as the menu state.
+    #[test]
+    fn stock_and_menu_states_keep_no_payment_card_fields() {
+        let stock = RevelEventType::StockChanged
+            .interpret(&json!({"id": 1, "instock": true, "type": "product",
+                               "cc_exp": "12/30", "extra": {"last_4_cc_digits": "4242"}}))
+            .unwrap();
+        assert_eq!(
+            stock.entity.unwrap().state,
+            json!({"id": 1, "instock": true, "type": "product", "extra": {}})
+        );
+        let customer: Value =
+            serde_json::from_str(include_str!("../../../events/payloads/customer.json")).unwrap();
+        let menu = RevelEventType::MenuUpdated.interpret(&customer).unwrap();
+        let state = menu.entity.unwrap().state;
+        assert!(state.get("cc_exp").is_none() && state.get("cc_last_4_digits").is_none());
+        assert_eq!(state["email"], "customer@example.com");
     }
 
     #[test]
