@@ -1,7 +1,7 @@
 //! Receives the booking platform's `accounts` events, at POST /booking/{account}/accounts.
 use shared::sources::booking::BookingFamily;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::function::Error> {
     shared::function::serve_booking(BookingFamily::Accounts).await
 }

@@ -1,7 +1,7 @@
 //! Receives the booking platform's `inventory` events, at POST /booking/{account}/inventory.
 use shared::sources::booking::BookingFamily;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::function::Error> {
     shared::function::serve_booking(BookingFamily::Inventory).await
 }

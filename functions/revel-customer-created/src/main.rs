@@ -1,7 +1,7 @@
 //! Receives the Revel `customer.created` webhook, at POST /revel/customers/created.
 use shared::sources::revel::RevelEventType;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::function::Error> {
     shared::function::serve_revel(RevelEventType::CustomerCreated).await
 }

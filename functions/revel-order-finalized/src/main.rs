@@ -1,7 +1,7 @@
 //! Receives the Revel `order.finalized` webhook, at POST /revel/orders/finalized.
 use shared::sources::revel::RevelEventType;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::function::Error> {
     shared::function::serve_revel(RevelEventType::OrderFinalized).await
 }
