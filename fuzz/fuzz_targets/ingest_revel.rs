@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
         );
         let meaning = parsed
             .as_ref()
-            .map(|body| (source.is_ping(body), kind.interpret(body)));
+            .map(|body| (source.is_ping(body), kind.interpret(body.clone())));
         let rt = shared_fuzz::runtime();
         let first = rt
             .block_on(ingestor.ingest(&delivery))

@@ -274,7 +274,7 @@ impl Ingestor {
             Ok(body) if self.source.is_ping(&body) => return Ok(Prepared::Pong),
             Ok(body) => self
                 .check_declared_type(&delivery.headers)
-                .and_then(|()| self.kind.interpret(&body)),
+                .and_then(|()| self.kind.interpret(body)),
             Err(_) => Err(Malformed("invalid_json")),
         };
         // Hashed once: the archive keeps it, and content keys are made of it.

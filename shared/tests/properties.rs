@@ -482,7 +482,7 @@ fn derived_key(source: &str, kind: &dyn EventKind, raw: &[u8]) -> EventKey {
     let instance = InstanceName::parse("demo").unwrap();
     let meaning = serde_json::from_slice::<Value>(raw)
         .ok()
-        .and_then(|body| kind.interpret(&body).ok());
+        .and_then(|body| kind.interpret(body.clone()).ok());
     event_key(KeyParts {
         source,
         instance: &instance,

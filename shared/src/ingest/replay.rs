@@ -357,7 +357,7 @@ impl Ingestor {
             return Err(Malformed("ping"));
         }
         self.check_declared_type(&headers)?;
-        let meaning = self.kind.interpret(&body)?;
+        let meaning = self.kind.interpret(body)?;
         self.plan(&event.instance, &event.key, meaning)
     }
 

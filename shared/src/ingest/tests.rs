@@ -322,7 +322,7 @@ async fn menu_pushes_without_ids_more_than_a_coalescing_window_apart_are_new_eve
     ));
     // ...and the window is the coalescing window, not an hour.
     let menu = RevelEventType::MenuUpdated
-        .interpret(&serde_json::json!({"event": "menu.updated"}))
+        .interpret(serde_json::json!({"event": "menu.updated"}))
         .unwrap();
     assert_eq!(
         menu.identity,

@@ -52,8 +52,9 @@ pub trait EventKind: Send + Sync {
     /// The sender's name for it: `order.finalized`.
     fn event_type(&self) -> &'static str;
     /// Reads a parsed body. `Err` means the body lacks what the type requires
-    /// and is quarantined.
-    fn interpret(&self, body: &Value) -> Result<Interpretation, Malformed>;
+    /// and is quarantined. Takes the body by value so the state it keeps is
+    /// moved out of it, not copied (an order is most of its body).
+    fn interpret(&self, body: Value) -> Result<Interpretation, Malformed>;
 }
 
 /// What an event body means for storage and follow-up.

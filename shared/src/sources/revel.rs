@@ -98,7 +98,7 @@ impl EventKind for RevelEventType {
         self.name()
     }
 
-    fn interpret(&self, body: &Value) -> Result<Interpretation, Malformed> {
+    fn interpret(&self, body: Value) -> Result<Interpretation, Malformed> {
         if !body.is_object() {
             return Err(Malformed("not_a_json_object"));
         }
@@ -127,15 +127,17 @@ fn updated_micros(object: &Value) -> Result<i64, Malformed> {
 /// OrderAllInOne: `orderInfo` (with `uuid` and `updated_date`), `items`,
 /// `payments`, `history`. `orderInfo.gift_reward_data` is JSON inside a
 /// string; it is kept parsed.
-fn order(body: &Value) -> Result<Interpretation, Malformed> {
-    let info = body
-        .get("orderInfo")
+fn order(body: Value) -> Result<Interpretation, Malformed> {
+    let Value::Object(mut body) = body else {
+        return Err(Malformed("not_a_json_object"));
+    };
+    let mut order_info = body
+        .remove("orderInfo")
         .filter(|v| v.is_object())
         .ok_or(Malformed("missing_order_info"))?;
-    let uuid = id_field(info, "uuid").ok_or(Malformed("missing_order_uuid"))?;
-    let version = updated_micros(info)?;
-    let mut order_info = info.clone();
-    if let Some(raw) = info.get("gift_reward_data").and_then(Value::as_str) {
+    let uuid = id_field(&order_info, "uuid").ok_or(Malformed("missing_order_uuid"))?;
+    let version = updated_micros(&order_info)?;
+    if let Some(raw) = order_info.get("gift_reward_data").and_then(Value::as_str) {
         match serde_json::from_str::<Value>(raw) {
             Ok(parsed) => order_info["gift_reward_data"] = parsed,
             // Kept as sent: the order is still good, the loyalty part is not.
@@ -144,7 +146,7 @@ fn order(body: &Value) -> Result<Interpretation, Malformed> {
             }
         }
     }
-    let list = |field: &str| body.get(field).cloned().unwrap_or(Value::Array(Vec::new()));
+    let mut list = |field: &str| body.remove(field).unwrap_or(Value::Array(Vec::new()));
     let mut state = serde_json::json!({
         "order": order_info,
         "items": list("items"),
@@ -166,14 +168,14 @@ fn order(body: &Value) -> Result<Interpretation, Malformed> {
 
 /// Customer and RewardsCard: a flat record with an id and `updated_date`.
 fn dated_entity(
-    body: &Value,
+    body: Value,
     kind: &'static str,
     id_name: &str,
     missing: &'static str,
 ) -> Result<Interpretation, Malformed> {
-    let id = id_field(body, id_name).ok_or(Malformed(missing))?;
-    let version = updated_micros(body)?;
-    let mut state = body.clone();
+    let id = id_field(&body, id_name).ok_or(Malformed(missing))?;
+    let version = updated_micros(&body)?;
+    let mut state = body;
     strip_payment_card_fields(&mut state);
     Ok(Interpretation {
         identity: Identity::Business(format!("{id}@{version}")),
@@ -189,8 +191,8 @@ fn dated_entity(
 
 /// Item availability: `id`, `instock` and `type` are required; no date, so
 /// the newest receipt wins.
-fn stock(body: &Value) -> Result<Interpretation, Malformed> {
-    let id = id_field(body, "id").ok_or(Malformed("missing_item_id"))?;
+fn stock(body: Value) -> Result<Interpretation, Malformed> {
+    let id = id_field(&body, "id").ok_or(Malformed("missing_item_id"))?;
     body.get("instock")
         .and_then(Value::as_bool)
         .ok_or(Malformed("missing_instock"))?;
@@ -198,14 +200,16 @@ fn stock(body: &Value) -> Result<Interpretation, Malformed> {
         .get("type")
         .and_then(Value::as_str)
         .filter(|t| !t.trim().is_empty())
-        .ok_or(Malformed("missing_item_type"))?;
-    let mut state = body.clone();
+        .ok_or(Malformed("missing_item_type"))?
+        .trim()
+        .to_ascii_lowercase();
+    let mut state = body;
     strip_payment_card_fields(&mut state);
     Ok(Interpretation {
         identity: Identity::ContentWithin(crate::idempotency::CONTENT_WINDOW),
         entity: Some(EntityChange {
             kind: "item_stock",
-            id: format!("{}:{id}", item_type.trim().to_ascii_lowercase()),
+            id: format!("{item_type}:{id}"),
             version: Version::ReceiptOrder,
             state,
         }),
@@ -215,14 +219,14 @@ fn stock(body: &Value) -> Result<Interpretation, Malformed> {
 
 /// `{"event": "menu.updated"}`: records that the menu changed and asks for a
 /// catalog pull, coalesced per instance.
-fn menu(body: &Value) -> Result<Interpretation, Malformed> {
+fn menu(body: Value) -> Result<Interpretation, Malformed> {
     match body.get("event") {
         None => {}
         Some(Value::String(s)) if s == "menu.updated" => {}
         Some(_) => return Err(Malformed("unexpected_event_name")),
     }
     // Any other field is kept as sent, except payment card data.
-    let mut state = body.clone();
+    let mut state = body;
     strip_payment_card_fields(&mut state);
     Ok(Interpretation {
         // A push more than a coalescing window after the last one must make
@@ -320,7 +324,9 @@ mod tests {
         let body = json!({"orderInfo": {"uuid": "u-1", "updated_date": "2016-04-13T10:29:19",
             "gift_reward_data": "{\"id\":15,\"total_points\":126}"},
             "items": [{"id": 1}], "payments": [{"amount": "4.86", "cc_last_name": "X"}]});
-        let i = RevelEventType::OrderFinalized.interpret(&body).unwrap();
+        let i = RevelEventType::OrderFinalized
+            .interpret(body.clone())
+            .unwrap();
         assert_eq!(
             i.identity,
             Identity::Business("u-1@1460543359000000".into())
@@ -377,7 +383,7 @@ mod tests {
         ];
         for (kind, body, reason) in cases {
             assert_eq!(
-                kind.interpret(&body).unwrap_err(),
+                kind.interpret(body.clone()).unwrap_err(),
                 Malformed(reason),
                 "{kind:?} {body}"
             );
@@ -387,7 +393,7 @@ mod tests {
     #[test]
     fn stock_and_menu_have_no_business_key_and_follow_receipt_order() {
         let stock = RevelEventType::StockChanged
-            .interpret(&json!({"barcode": "1", "id": 622335, "instock": false, "type": "product"}))
+            .interpret(json!({"barcode": "1", "id": 622335, "instock": false, "type": "product"}))
             .unwrap();
         assert_eq!(
             stock.identity,
@@ -395,7 +401,7 @@ mod tests {
         );
         assert_eq!(stock.entity.as_ref().unwrap().id, "product:622335");
         let menu = RevelEventType::MenuUpdated
-            .interpret(&json!({"event": "menu.updated"}))
+            .interpret(json!({"event": "menu.updated"}))
             .unwrap();
         assert_eq!(menu.follow_up, FollowUp::CatalogPull);
         assert_eq!(menu.entity.unwrap().version, Version::ReceiptOrder);
@@ -406,7 +412,7 @@ mod tests {
     #[test]
     fn stock_and_menu_states_keep_no_payment_card_fields() {
         let stock = RevelEventType::StockChanged
-            .interpret(&json!({"id": 1, "instock": true, "type": "product",
+            .interpret(json!({"id": 1, "instock": true, "type": "product",
                                "cc_exp": "12/30", "extra": {"last_4_cc_digits": "4242"}}))
             .unwrap();
         assert_eq!(
@@ -415,7 +421,9 @@ mod tests {
         );
         let customer: Value =
             serde_json::from_str(include_str!("../../../events/payloads/customer.json")).unwrap();
-        let menu = RevelEventType::MenuUpdated.interpret(&customer).unwrap();
+        let menu = RevelEventType::MenuUpdated
+            .interpret(customer.clone())
+            .unwrap();
         let state = menu.entity.unwrap().state;
         assert!(state.get("cc_exp").is_none() && state.get("cc_last_4_digits").is_none());
         assert_eq!(state["email"], "customer@example.com");

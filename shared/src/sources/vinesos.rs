@@ -137,7 +137,9 @@ impl EventKind for VinesOsEvent {
         }
     }
 
-    fn interpret(&self, body: &Value) -> Result<Interpretation, Malformed> {
+    fn interpret(&self, body: Value) -> Result<Interpretation, Malformed> {
+        // Small bodies: read in place, the kept state copied.
+        let body = &body;
         if !body.is_object() {
             return Err(Malformed("not_a_json_object"));
         }
@@ -356,7 +358,7 @@ mod tests {
         let micros = parse_timestamp_micros(AT).unwrap();
         for event in VinesOsEvent::ALL {
             let meaning = event
-                .interpret(&envelope(event))
+                .interpret(envelope(event))
                 .unwrap_or_else(|e| panic!("{event:?}: {e:?}"));
             assert_eq!(meaning.identity, Identity::Business("evt_1".into()));
             assert_eq!(meaning.follow_up, FollowUp::ApplyToRevel);
@@ -377,7 +379,7 @@ mod tests {
         let body =
             json!({"id": "evt_2", "type": "order.added", "occurred_at": AT, "data": {"id": 42}});
         let entity = VinesOsEvent::OrderAdded
-            .interpret(&body)
+            .interpret(body.clone())
             .unwrap()
             .entity
             .unwrap();
@@ -441,7 +443,7 @@ mod tests {
         ];
         for (body, reason) in cases {
             assert_eq!(
-                event.interpret(&body).unwrap_err(),
+                event.interpret(body.clone()).unwrap_err(),
                 Malformed(reason),
                 "{body}"
             );
@@ -453,7 +455,7 @@ mod tests {
         for event in VinesOsEvent::ALL {
             for other in VinesOsEvent::ALL.into_iter().filter(|o| *o != event) {
                 assert_eq!(
-                    event.interpret(&envelope(other)).unwrap_err(),
+                    event.interpret(envelope(other)).unwrap_err(),
                     Malformed("wrong_event_type"),
                     "{event:?} given {other:?}"
                 );
