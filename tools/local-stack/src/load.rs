@@ -988,11 +988,11 @@ mod tests {
         for event in &events {
             let body: Value = serde_json::from_slice(&event.body).unwrap();
             let interpretation = match event.shape.target() {
-                Target::Revel(kind) => kind.interpret(&body),
-                Target::VinesOs(kind) => kind.interpret(&body),
-                Target::Booking(family) => family.interpret(&body),
+                Target::Revel(kind) => kind.interpret(body),
+                Target::VinesOs(kind) => kind.interpret(body),
+                Target::Booking(family) => family.interpret(body),
                 Target::WineSitting => {
-                    shared::sources::winesitting::WineSittingEvent.interpret(&body)
+                    shared::sources::winesitting::WineSittingEvent.interpret(body)
                 }
             }
             .unwrap();
