@@ -20,6 +20,9 @@ help:
 	@echo "make test         format, lint, unit and integration tests, sam validate --lint"
 	@echo "make bench-lambda release functions as Lambda runs them (local Runtime API): init, latency, CPU, RSS, AWS round trips beside a hello-world floor"
 	@echo "make build        sam build --beta-features (arm64, cargo-lambda + zig)"
+	@echo "make bench-hot-path   what a receiver does before its first network call, per sample (criterion)"
+	@echo "make bench-dynamodb   DynamoDB write requests and write units per sample, new and repeated"
+	@echo "make bench-package    zipped size of each function's bootstrap from the last make build"
 	@echo "make events       re-sign the sample events in events/ from events/payloads/"
 	@echo "make trigger TASK=product_sync|event_sync|inventory_sync|reconcile|winesitting_repair   run a scheduled function by hand"
 	@echo "make bench-load   load test: 10,000 signed deliveries (30% repeats, concurrency 32) to a stack of its own, then check each stored once"
@@ -60,6 +63,18 @@ bench-lambda: venv
 validate: venv
 	sam validate --lint --template template.yaml
 
+# Benchmarks report figures; they don't gate CI. The README's Performance
+# section says what each measures and on which machine.
+.PHONY: bench-hot-path bench-dynamodb bench-package
+bench-hot-path:
+	cargo bench --locked -p integration-tests --bench hot_path -- --noplot
+
+bench-dynamodb: venv
+	set -o pipefail; LOCAL_AWS_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --locked -p integration-tests --test dynamodb_cost -- --nocapture 2>&1 | grep -E '^\||test result'
+
+bench-package:
+	$(PYTHON) tools/bench/package_sizes.py
+
 # arm64 binaries for provided.al2023, cross-compiled with cargo-lambda + zig.
 build: venv
 	rustup target add aarch64-unknown-linux-gnu
@@ -95,7 +110,7 @@ bench-load: venv
 	read -r port aws_port <<< "$$ports"; \
 	mkdir -p .local; saved=$$(mktemp -d); log=.local/bench-load-stack.log; \
 	for f in stack.json functions.env; do if [ -e .local/$$f ]; then cp -p .local/$$f "$$saved"/; fi; done; \
-	cargo run --quiet --locked -p local-stack -- up --port $$port --aws-port $$aws_port --python $(CURDIR)/$(VENV)/bin/python > "$$log" 2>&1 & stack=$$!; \
+	cargo run --quiet --locked -p local-stack -- up --port $$port --aws-port $$aws_port --python $(CURDIR)/$(VENV)/bin/python --no-worker > "$$log" 2>&1 & stack=$$!; \
 	trap 'kill $$stack 2>/dev/null; wait $$stack 2>/dev/null; for f in stack.json functions.env; do if [ -e "$$saved/$$f" ]; then cp -p "$$saved/$$f" .local/; else rm -f .local/$$f; fi; done; rm -rf "$$saved"' EXIT; \
 	echo "bench-load: local stack on http://127.0.0.1:$$port, its AWS endpoint on port $$aws_port, log in $$log"; \
 	for i in $$(seq 1 240); do \

@@ -341,8 +341,13 @@ struct Figures {
     first_invoke_ms: f64,
     first_invoke_duration_ms: f64,
     init_plus_first_ms: f64,
+    /// init + first invoke, less the time an AWS request was in flight:
+    /// what the function itself spent, whatever the endpoint's latency.
+    own_init_plus_first_ms: f64,
     /// (init + first invoke) / the floor's.
     ratio_to_floor: Option<f64>,
+    /// The same, net of the time spent waiting on AWS.
+    own_ratio_to_floor: Option<f64>,
     warm_invocations: usize,
     warm_answer: Latency,
     warm_duration: Latency,
@@ -363,6 +368,8 @@ struct Report {
 
 /// One invocation, measured.
 struct Measured {
+    /// Of the answer's time, how long an AWS request was in flight.
+    aws_wait: Duration,
     answer: Duration,
     duration: Duration,
     before: Vec<Call>,
@@ -533,7 +540,9 @@ impl Running<'_> {
                 .map_or_else(|| "no statusCode".to_owned(), |s| s.to_string()),
             Answer::Error(body) => format!("error {body}"),
         };
+        let aws_wait = proxy::waiting(&before, invoked.handed_out, invoked.answered);
         Ok(Measured {
+            aws_wait,
             answer: invoked.answered - invoked.handed_out,
             duration: invoked.ended - invoked.handed_out,
             before,
@@ -612,6 +621,11 @@ async fn measure(
         }
     };
     let init = init_done - spawned;
+    let init_aws_wait = proxy::waiting(
+        &setup.proxy.calls_started_between(spawned, init_done),
+        spawned,
+        init_done,
+    );
 
     let (first_event, warm_events) = events.split_first().ok_or("no events")?;
     let first = running.invoke(first_event).await?;
@@ -645,6 +659,8 @@ async fn measure(
     let mut new_runs = vec![first];
     let first_ref = &new_runs[0];
     let (first_invoke, first_duration) = (first_ref.answer, first_ref.duration);
+    let own_init_plus_first =
+        (init + first_invoke).saturating_sub(init_aws_wait + first_ref.aws_wait);
     new_runs.extend(warm);
     let warm_runs = &new_runs[1..];
     Ok(Figures {
@@ -655,7 +671,9 @@ async fn measure(
         first_invoke_ms: ms(first_invoke),
         first_invoke_duration_ms: ms(first_duration),
         init_plus_first_ms: ms(init + first_invoke),
+        own_init_plus_first_ms: ms(own_init_plus_first),
         ratio_to_floor: None,
+        own_ratio_to_floor: None,
         warm_invocations: warm_runs.len(),
         warm_answer: latency(warm_runs.iter().map(|r| r.answer)),
         warm_duration: latency(warm_runs.iter().map(|r| r.duration)),
@@ -749,6 +767,9 @@ async fn run(options: Options) -> Result<(), Error> {
     for figures in &mut functions {
         figures.ratio_to_floor =
             Some((figures.init_plus_first_ms / floor.init_plus_first_ms * 100.0).round() / 100.0);
+        figures.own_ratio_to_floor = Some(
+            (figures.own_init_plus_first_ms / floor.own_init_plus_first_ms * 100.0).round() / 100.0,
+        );
     }
     let report = Report {
         machine: machine(),
@@ -804,8 +825,8 @@ fn markdown(report: &Report) -> String {
         "Machine: {}. {} warm new events and {} duplicates per function, after the first invoke.\n\n",
         report.machine, report.invocations, report.duplicates
     ));
-    out.push_str("| function | MB | init ms | first invoke ms | init + first ms | × floor | warm answer p50 / p99 ms | warm invocation p50 / p99 ms | CPU ms / warm invocation | peak RSS MB |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| function | MB | init ms | first invoke ms | init + first ms | × floor | same, less AWS wait ms | × floor | warm answer p50 / p99 ms | warm invocation p50 / p99 ms | CPU ms / warm invocation | peak RSS MB |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for figures in std::iter::once(f).chain(&report.functions) {
         let label = if figures.new_events.is_none() {
             format!("{} (floor)", figures.function)
@@ -813,13 +834,17 @@ fn markdown(report: &Report) -> String {
             figures.function.clone()
         };
         out.push_str(&format!(
-            "| {label} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} | {:.1} |\n",
+            "| {label} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} | {:.1} |\n",
             figures.memory_size_mb,
             figures.init_ms,
             figures.first_invoke_ms,
             figures.init_plus_first_ms,
             figures
                 .ratio_to_floor
+                .map_or_else(|| "1.00".to_owned(), |r| format!("{r:.2}")),
+            figures.own_init_plus_first_ms,
+            figures
+                .own_ratio_to_floor
                 .map_or_else(|| "1.00".to_owned(), |r| format!("{r:.2}")),
             figures.warm_answer.p50_ms,
             figures.warm_answer.p99_ms,

@@ -3,7 +3,7 @@
 //! when its answer was ready, and which operation it was.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -174,6 +174,33 @@ pub fn sequential_round_trips(calls: &[Call]) -> usize {
     chain.into_iter().max().unwrap_or(0)
 }
 
+/// How long, within `from..to`, at least one of `calls` was in flight: the
+/// time the caller spent waiting on AWS (here, on the local endpoint).
+pub fn waiting(calls: &[Call], from: Instant, to: Instant) -> Duration {
+    let mut spans: Vec<(Instant, Instant)> = calls
+        .iter()
+        .map(|c| (c.start.max(from), c.end.min(to)))
+        .filter(|(start, end)| start < end)
+        .collect();
+    spans.sort();
+    let mut total = Duration::ZERO;
+    let mut current: Option<(Instant, Instant)> = None;
+    for (start, end) in spans {
+        current = match current {
+            Some((s, e)) if start <= e => Some((s, e.max(end))),
+            Some((s, e)) => {
+                total += e - s;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    if let Some((s, e)) = current {
+        total += e - s;
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +213,20 @@ mod tests {
             operation: String::new(),
             status: 200,
         }
+    }
+
+    #[test]
+    fn waiting_counts_overlapping_calls_once_and_only_inside_the_window() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let calls = [
+            call(t, 0, 5),
+            call(t, 3, 8),
+            call(t, 10, 12),
+            call(t, 20, 30),
+        ];
+        assert_eq!(waiting(&calls, t, t + ms(25)), ms(8 + 2 + 5));
+        assert_eq!(waiting(&[], t, t + ms(25)), Duration::ZERO);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const USAGE: &str =
-    "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python]
+    "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python] [--no-worker]
        local-stack gen-events [--dir events]
        local-stack post-events [--dir events] [--url http://127.0.0.1:3000]
        local-stack trigger product_sync|event_sync|inventory_sync|reconcile|winesitting_repair
@@ -195,8 +195,11 @@ async fn up(args: &[String]) -> Result<(), Error> {
     let worker =
         shared::function::jobs_worker(&config, &sync, &clients, source.clone(), api, downstream);
     let (sqs, queue_url) = (clients.sqs.clone(), config.jobs_queue_url.clone());
+    // `--no-worker` (the load benchmark): jobs stay queued, so the one local
+    // endpoint serves only the receivers being measured.
+    let run_worker = !args.iter().any(|a| a == "--no-worker");
     tokio::spawn(async move {
-        loop {
+        while run_worker {
             match worker_loop::poll_once(
                 &sqs,
                 &queue_url,
