@@ -40,24 +40,11 @@ pub fn all_kinds() -> Vec<(&'static str, Box<dyn EventKind>)> {
     kinds
 }
 
-/// The payment-card keys `strip_payment_card_fields` removes (README: "Payment
-/// card fields ... are removed at any depth before state is kept").
-const CARD_KEYS: &[&str] = &[
-    "last_4_cc_digits",
-    "first_4_cc_digits",
-    "card_type",
-    "transaction_data",
-    "processor_response",
-    "signature_img_url",
-    "card_number",
-    "cvv",
-];
-
 /// The first payment-card key found at any depth, if any.
 pub fn card_field(value: &Value) -> Option<String> {
     match value {
         Value::Object(map) => map.iter().find_map(|(key, inner)| {
-            if key.starts_with("cc_") || CARD_KEYS.contains(&key.as_str()) {
+            if shared::sources::is_payment_card_key(key) {
                 Some(key.clone())
             } else {
                 card_field(inner)

@@ -298,3 +298,22 @@ impl crate::sync_state::EchoLog for MemoryEchoes {
             .contains(&(entity.to_string(), version)))
     }
 }
+
+/// The three in-memory stores together, and the [`Stores`](crate::ingest::Stores)
+/// an `Ingestor` writes through.
+#[derive(Default, Clone)]
+pub struct MemoryStores {
+    pub events: std::sync::Arc<MemoryEvents>,
+    pub entities: std::sync::Arc<MemoryEntities>,
+    pub queue: std::sync::Arc<MemoryQueue>,
+}
+
+impl MemoryStores {
+    pub fn stores(&self) -> crate::ingest::Stores {
+        crate::ingest::Stores {
+            events: self.events.clone(),
+            entities: self.entities.clone(),
+            jobs: self.queue.clone(),
+        }
+    }
+}

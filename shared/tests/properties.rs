@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use shared::config::Settings;
 use shared::downstream::SigningSecret;
 use shared::error::IngestError;
-use shared::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue};
+use shared::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue, MemoryStores};
 use shared::idempotency::{event_key, sha256_hex, KeyParts};
 use shared::ids::{EventKey, InstanceName};
 use shared::ingest::{Delivery, Ingestor, Outcome, Stores};
@@ -179,14 +179,13 @@ struct Harness {
 }
 
 fn harness(family: Family) -> Harness {
-    let events = Arc::new(MemoryEvents::default());
-    let entities = Arc::new(MemoryEntities::default());
-    let queue = Arc::new(MemoryQueue::default());
-    let stores = Stores {
-        events: events.clone(),
-        entities: entities.clone(),
-        jobs: queue.clone(),
-    };
+    let memory = MemoryStores::default();
+    let (events, entities, queue) = (
+        memory.events.clone(),
+        memory.entities.clone(),
+        memory.queue.clone(),
+    );
+    let stores = memory.stores();
     Harness {
         ingestor: family.ingestor(stores),
         events,

@@ -458,7 +458,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::fakes::{MemoryEntities, MemoryEvents, MemoryQueue};
+    use crate::fakes::{MemoryEntities, MemoryEvents, MemoryQueue, MemoryStores};
     use crate::idempotency::sha256_hex;
     use crate::store::{EventStore, NewEvent, Origin, StoredEvent};
 
@@ -518,14 +518,13 @@ mod tests {
     }
 
     fn harness() -> Harness {
-        let events = Arc::new(MemoryEvents::default());
-        let entities = Arc::new(MemoryEntities::default());
-        let queue = Arc::new(MemoryQueue::default());
-        let stores = Stores {
-            events: events.clone(),
-            entities: entities.clone(),
-            jobs: queue.clone(),
-        };
+        let memory = MemoryStores::default();
+        let (events, entities, queue) = (
+            memory.events.clone(),
+            memory.entities.clone(),
+            memory.queue.clone(),
+        );
+        let stores = memory.stores();
         let receiver =
             replay_receiver("revel", "customer.created", stores, Settings::default()).unwrap();
         Harness {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 
 use super::*;
-use crate::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue};
+use crate::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue, MemoryStores};
 use crate::secrets::SecretCache;
 use crate::signature::sign;
 use crate::sources::revel::{Revel, RevelEventType};
@@ -22,18 +22,17 @@ struct Harness {
 }
 
 fn harness(kind: RevelEventType, settings: Settings) -> Harness {
-    let events = Arc::new(MemoryEvents::default());
-    let entities = Arc::new(MemoryEntities::default());
-    let queue = Arc::new(MemoryQueue::default());
+    let memory = MemoryStores::default();
+    let (events, entities, queue) = (
+        memory.events.clone(),
+        memory.entities.clone(),
+        memory.queue.clone(),
+    );
     let secrets = SecretCache::new(
         FixedSecrets(r#"{"demo": "demo-webhook-secret"}"#.into()),
         Duration::from_secs(60),
     );
-    let stores = Stores {
-        events: events.clone(),
-        entities: entities.clone(),
-        jobs: queue.clone(),
-    };
+    let stores = memory.stores();
     Harness {
         ingestor: Ingestor::new(
             Arc::new(Revel::new(secrets)),

@@ -129,10 +129,9 @@ pub fn parse_timestamp_micros(raw: &str) -> Option<i64> {
     i64::try_from(instant.unix_timestamp_nanos() / 1000).ok()
 }
 
-/// Removes payment card data before state is kept: keys starting `cc_`, the
-/// card digits, the card type and raw processor data, at any depth. Gift card
-/// and rewards card numbers are not payment cards and stay.
-pub fn strip_payment_card_fields(value: &mut Value) {
+/// Whether a key holds payment card data: `cc_*`, the card digits, the card
+/// type and raw processor data.
+pub fn is_payment_card_key(key: &str) -> bool {
     const CARD_KEYS: &[&str] = &[
         "last_4_cc_digits",
         "first_4_cc_digits",
@@ -143,9 +142,16 @@ pub fn strip_payment_card_fields(value: &mut Value) {
         "card_number",
         "cvv",
     ];
+    key.starts_with("cc_") || CARD_KEYS.contains(&key)
+}
+
+/// Removes payment card data before state is kept: keys starting `cc_`, the
+/// card digits, the card type and raw processor data, at any depth. Gift card
+/// and rewards card numbers are not payment cards and stay.
+pub fn strip_payment_card_fields(value: &mut Value) {
     match value {
         Value::Object(map) => {
-            map.retain(|key, _| !(key.starts_with("cc_") || CARD_KEYS.contains(&key.as_str())));
+            map.retain(|key, _| !is_payment_card_key(key));
             map.values_mut().for_each(strip_payment_card_fields);
         }
         Value::Array(items) => items.iter_mut().for_each(strip_payment_card_fields),

@@ -329,8 +329,7 @@ mod tests {
 
     use super::*;
     use crate::config::Settings;
-    use crate::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue};
-    use crate::ingest::Stores;
+    use crate::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue, MemoryStores};
 
     const SECRETS: &str = r#"{"acct": {"token": ["tok-new", "tok-old"], "api_key": "k-acct"},
         "other": {"token": "tok-other"}, "signed": {"webhook": "s"}}"#;
@@ -638,14 +637,13 @@ mod tests {
     }
 
     fn harness() -> Harness {
-        let events = Arc::new(MemoryEvents::default());
-        let entities = Arc::new(MemoryEntities::default());
-        let queue = Arc::new(MemoryQueue::default());
-        let stores = Stores {
-            events: events.clone(),
-            entities: entities.clone(),
-            jobs: queue.clone(),
-        };
+        let memory = MemoryStores::default();
+        let (events, entities, queue) = (
+            memory.events.clone(),
+            memory.entities.clone(),
+            memory.queue.clone(),
+        );
+        let stores = memory.stores();
         Harness {
             ingestor: Ingestor::new(
                 Arc::new(WineSitting::new(cache())),
