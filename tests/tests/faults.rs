@@ -348,6 +348,24 @@ async fn setup(config: Option<Config>) -> (Arc<Stack>, FaultyAws, Config) {
     (stack, faulty, config)
 }
 
+/// Clears every fault, redelivers as Revel does what got no 2xx, and checks
+/// every event was then accepted and stored, applied and queued once.
+async fn recovers(
+    revel: &mut Revel,
+    faulty: &FaultyAws,
+    name: &str,
+    during: &[Attempt],
+    written: Written,
+) {
+    faulty.clear();
+    let after = revel
+        .retry_until_acknowledged(Duration::from_millis(200), 3)
+        .await;
+    all_answered(&after, 200, "status", "accepted");
+    report(name, during, written, &after);
+    assert_each_event_once(revel, "done").await;
+}
+
 fn all_answered(attempts: &[Attempt], status: u16, field: &str, value: &str) {
     for attempt in attempts {
         assert_eq!(
@@ -383,18 +401,14 @@ async fn dynamodb_throttling_that_persists_is_a_503_and_the_retries_store_each_e
         }
     );
 
-    faulty.clear();
-    let after = revel
-        .retry_until_acknowledged(Duration::from_millis(200), 3)
-        .await;
-    all_answered(&after, 200, "status", "accepted");
-    report(
+    recovers(
+        &mut revel,
+        &faulty,
         "dynamodb_throttling_that_persists",
         &during,
         written,
-        &after,
-    );
-    assert_each_event_once(&revel, "done").await;
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -436,13 +450,14 @@ async fn throttling_on_the_entities_table_only_is_finished_by_the_retries_withou
     assert_eq!(written.events, 5);
     assert_eq!(written.entities, 0);
 
-    faulty.clear();
-    let after = revel
-        .retry_until_acknowledged(Duration::from_millis(200), 3)
-        .await;
-    all_answered(&after, 200, "status", "accepted");
-    report("throttling_on_the_entities_table", &during, written, &after);
-    assert_each_event_once(&revel, "done").await;
+    recovers(
+        &mut revel,
+        &faulty,
+        "throttling_on_the_entities_table",
+        &during,
+        written,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -458,13 +473,7 @@ async fn dynamodb_timing_out_is_a_503_within_the_deadline_and_the_retries_store_
     let written = stack.written().await;
     assert_eq!(written.events + written.entities + written.jobs, 0);
 
-    faulty.clear();
-    let after = revel
-        .retry_until_acknowledged(Duration::from_millis(200), 3)
-        .await;
-    all_answered(&after, 200, "status", "accepted");
-    report("dynamodb_timing_out", &during, written, &after);
-    assert_each_event_once(&revel, "done").await;
+    recovers(&mut revel, &faulty, "dynamodb_timing_out", &during, written).await;
 }
 
 #[tokio::test]
@@ -520,13 +529,14 @@ async fn dynamodb_refusing_connections_is_a_quick_503_and_the_retries_store_each
     let written = stack.written().await;
     assert_eq!(written.events + written.entities + written.jobs, 0);
 
-    faulty.clear();
-    let after = revel
-        .retry_until_acknowledged(Duration::from_millis(200), 3)
-        .await;
-    all_answered(&after, 200, "status", "accepted");
-    report("dynamodb_refusing_connections", &during, written, &after);
-    assert_each_event_once(&revel, "done").await;
+    recovers(
+        &mut revel,
+        &faulty,
+        "dynamodb_refusing_connections",
+        &during,
+        written,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -547,13 +557,14 @@ async fn sqs_down_at_cold_start_loses_no_job_and_queues_none_twice() {
         "archived and applied, not queued: not acknowledged"
     );
 
-    faulty.clear();
-    let after = revel
-        .retry_until_acknowledged(Duration::from_millis(200), 3)
-        .await;
-    all_answered(&after, 200, "status", "accepted");
-    report("sqs_down_at_cold_start", &during, written, &after);
-    assert_each_event_once(&revel, "done").await;
+    recovers(
+        &mut revel,
+        &faulty,
+        "sqs_down_at_cold_start",
+        &during,
+        written,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -585,13 +596,14 @@ async fn sqs_timing_out_mid_run_loses_no_job_and_queues_none_twice() {
         "only the job of the delivery before the fault"
     );
 
-    faulty.clear();
-    let after = revel
-        .retry_until_acknowledged(Duration::from_millis(200), 3)
-        .await;
-    all_answered(&after, 200, "status", "accepted");
-    report("sqs_timing_out_mid_run", &during, written, &after);
-    assert_each_event_once(&revel, "done").await;
+    recovers(
+        &mut revel,
+        &faulty,
+        "sqs_timing_out_mid_run",
+        &during,
+        written,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -612,18 +624,14 @@ async fn secrets_manager_down_at_cold_start_is_a_503_never_a_401_and_nothing_is_
     let written = stack.written().await;
     assert_eq!(written.events + written.entities + written.jobs, 0);
 
-    faulty.clear();
-    let after = revel
-        .retry_until_acknowledged(Duration::from_millis(200), 3)
-        .await;
-    all_answered(&after, 200, "status", "accepted");
-    report(
+    recovers(
+        &mut revel,
+        &faulty,
         "secrets_manager_down_at_cold_start",
         &during,
         written,
-        &after,
-    );
-    assert_each_event_once(&revel, "done").await;
+    )
+    .await;
 }
 
 #[tokio::test]
