@@ -198,8 +198,8 @@ async fn up(args: &[String]) -> Result<(), Error> {
     // `--no-worker` (the load benchmark): jobs stay queued, so the one local
     // endpoint serves only the receivers being measured.
     let run_worker = !args.iter().any(|a| a == "--no-worker");
-    tokio::spawn(async move {
-        while run_worker {
+    let polling = async move {
+        loop {
             match worker_loop::poll_once(
                 &sqs,
                 &queue_url,
@@ -222,7 +222,10 @@ async fn up(args: &[String]) -> Result<(), Error> {
                 }
             }
         }
-    });
+    };
+    if run_worker {
+        tokio::spawn(polling);
+    }
     println!("\nLocal AWS endpoint (DynamoDB, SQS, Secrets Manager): {endpoint}");
     println!("  export AWS_ENDPOINT_URL={endpoint} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local");
     for (name, value) in &provisioned.env {
