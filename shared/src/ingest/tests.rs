@@ -372,7 +372,9 @@ impl std::io::Write for Captured {
 async fn every_log_line_of_a_delivery_carries_its_request_event_instance_and_type() {
     let captured = Captured::default();
     let writer = captured.clone();
+    // Debug included: that is where metric lines go outside Lambda.
     let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
         .json()
         .flatten_event(true)
         .with_current_span(true)
@@ -380,17 +382,19 @@ async fn every_log_line_of_a_delivery_carries_its_request_event_instance_and_typ
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
     let h = harness(RevelEventType::CustomerCreated, Settings::default());
-    let delivery = signed(&customer("2021-12-28T21:05:13.977077", "Ann"));
+    let delivery = signed(&customer("2021-12-28T21:05:13.977077", "Annunziata"));
     let mut forged = delivery.clone();
-    forged.body = customer("2021-12-28T21:05:13.977077", "Eve").into_bytes();
+    forged.body = customer("2021-12-28T21:05:13.977077", "Evangelina").into_bytes();
 
+    let mut answers = String::new();
     for (request_id, delivery) in [("req-ok", &delivery), ("req-forged", &forged)] {
         let mut delivery = delivery.clone();
         delivery.request_id = request_id.into();
         let span = delivery_span(&h.ingestor, request_id);
-        async { crate::http::answer(&h.ingestor.ingest(&delivery).await) }
+        let answer = async { crate::http::answer(&h.ingestor.ingest(&delivery).await) }
             .instrument(span)
             .await;
+        answers.push_str(&format!("{:?} {:?}\n", answer.headers(), answer.body()));
     }
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -425,8 +429,20 @@ async fn every_log_line_of_a_delivery_carries_its_request_event_instance_and_typ
         );
         assert_eq!(line["span"]["instance"], "demo", "{line}");
     }
+    let signature = delivery.headers["x-revel-signature"].to_str().unwrap();
+    for secret in ["demo-webhook-secret", signature] {
+        assert!(!text.contains(secret), "a secret reached the log: {text}");
+        assert!(
+            !answers.contains(secret),
+            "a secret reached an answer: {answers}"
+        );
+    }
     assert!(
-        !text.contains("Ann") && !text.contains("Eve"),
+        text.contains("Accepted") && text.contains("Rejected"),
+        "the metric lines were not captured: {text}"
+    );
+    assert!(
+        !text.contains("Annunziata") && !text.contains("Evangelina"),
         "a body reached the log"
     );
 }
