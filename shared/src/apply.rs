@@ -8,7 +8,7 @@
 //! updates it with absolute values, or creates it only when the lookup found
 //! nothing; a create whose outcome is unknown is retried through the queue,
 //! and the retry's lookup finds what the first attempt made. The partner's
-//! entity records the newest version applied, so a re-run does nothing.
+//! entity records the newest revision applied, so a re-run does nothing.
 //!
 //! No ping-pong: every object the bundle writes is recorded in the echo log
 //! with Revel's `updated_date`; when Revel's webhook for that change comes
@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::error::DependencyError;
 use crate::ids::{EntityKey, InstanceName};
-use crate::revel_api::{ApiCredentials, PageRequest, RevelApi, RevelApiError};
+use crate::revel_api::{ApiCredentials, PageRequest, RevelApiError, RevelResources};
 use crate::sources::{id_field, parse_timestamp_micros};
 use crate::store::EntityStore;
 use crate::sync_state::EchoLog;
@@ -156,7 +156,7 @@ fn matches_lookup(object: &Value, field: &str, wanted: &str) -> bool {
 }
 
 pub struct Applier {
-    pub api: Arc<RevelApi>,
+    pub api: Arc<dyn RevelResources>,
     pub entities: Arc<dyn EntityStore>,
     pub echoes: Arc<dyn EchoLog>,
 }
@@ -172,10 +172,7 @@ impl Applier {
         let Some(entity) = self.entities.get(key).await? else {
             return Err(ApplyError::Incomplete("entity (gone)"));
         };
-        if entity
-            .delivered_version
-            .is_some_and(|applied| applied >= entity.version)
-        {
+        if entity.is_delivered() {
             return Ok(Applied::AlreadyApplied);
         }
         let data: Value = serde_json::from_str(&entity.state_json)
@@ -183,7 +180,7 @@ impl Applier {
         let map = mapping(&entity.kind, &entity.entity_id, &data)?;
         let outcome = self.write(instance, credentials, &map).await?;
         // Applied: a re-run of this job, or of an older one, does nothing.
-        self.entities.mark_delivered(key, entity.version).await?;
+        self.entities.mark_delivered(key, entity.revision).await?;
         tracing::info!(%instance, entity = %key, resource = map.resource, outcome = ?outcome, "partner change applied to Revel");
         Ok(outcome)
     }

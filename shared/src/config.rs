@@ -39,13 +39,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// `SECRETS_CACHE_TTL_SECONDS` (300): secrets are re-read after this.
     pub secrets_ttl: Duration,
-    /// `PROCESSING_LEASE_SECONDS` (20): how long a delivery owns an event it
-    /// has started; after that a redelivery may finish the work. Longer than
-    /// the function timeout, so two live invocations never both own it.
-    pub processing_lease: Duration,
-    /// `DUPLICATE_WAIT_MS` (3000): how long a concurrent duplicate waits for
-    /// the first delivery to finish before answering 503 (retry later).
-    pub duplicate_wait: Duration,
+    /// `SECRETS_STALE_GRACE_SECONDS` (3600): while Secrets Manager can't be
+    /// read, the last secrets read are used this long past their TTL (and
+    /// the refresh is retried), so an outage doesn't refuse every webhook.
+    pub secrets_stale_grace: Duration,
 }
 
 impl Default for Settings {
@@ -54,8 +51,7 @@ impl Default for Settings {
             retention: Duration::from_secs(30 * 86_400),
             max_body_bytes: 1024 * 1024,
             secrets_ttl: Duration::from_secs(300),
-            processing_lease: Duration::from_secs(20),
-            duplicate_wait: Duration::from_millis(3000),
+            secrets_stale_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -90,8 +86,11 @@ impl Config {
             retention: Duration::from_secs(86_400 * number("EVENT_RETENTION_DAYS", 30, 1)?),
             max_body_bytes: number("MAX_BODY_BYTES", defaults.max_body_bytes as u64, 1)? as usize,
             secrets_ttl: Duration::from_secs(number("SECRETS_CACHE_TTL_SECONDS", 300, 1)?),
-            processing_lease: Duration::from_secs(number("PROCESSING_LEASE_SECONDS", 20, 1)?),
-            duplicate_wait: Duration::from_millis(number("DUPLICATE_WAIT_MS", 3000, 0)?),
+            secrets_stale_grace: Duration::from_secs(number(
+                "SECRETS_STALE_GRACE_SECONDS",
+                defaults.secrets_stale_grace.as_secs(),
+                0,
+            )?),
         };
         Ok(Self {
             events_table: required("EVENTS_TABLE")?,

@@ -97,6 +97,20 @@ pub enum DeliveryError {
     Rejected { status: u16 },
 }
 
+/// The partner system's webhook endpoint, as the worker sees it: a message
+/// with a stable id, delivered or refused.
+#[async_trait::async_trait]
+pub trait Partner: Send + Sync {
+    async fn deliver(&self, message_id: &str, body: &[u8]) -> Result<(), DeliveryError>;
+}
+
+#[async_trait::async_trait]
+impl Partner for Downstream {
+    async fn deliver(&self, message_id: &str, body: &[u8]) -> Result<(), DeliveryError> {
+        Downstream::deliver(self, message_id, body).await
+    }
+}
+
 /// Where deliveries go, and how they are signed.
 pub struct Downstream {
     http: reqwest::Client,

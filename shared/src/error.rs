@@ -61,22 +61,18 @@ impl DependencyError {
     }
 }
 
-/// Everything that stops a delivery from being accepted.
+/// Everything that stops a receiver from storing a request's event.
 #[derive(Debug, Error)]
-pub enum IngestError {
+pub enum ReceiveError {
     #[error("unauthorized: {0}")]
     Unauthorized(AuthFailure),
     #[error("body of {size} bytes is over the limit of {limit}")]
     PayloadTooLarge { size: usize, limit: usize },
     #[error("dependency unavailable: {0}")]
     Unavailable(#[from] DependencyError),
-    /// Another delivery of the same event is being processed right now; the
-    /// sender should retry, and will find it done.
-    #[error("the same event is being processed by another delivery")]
-    InProgress,
 }
 
-impl From<AuthFailure> for IngestError {
+impl From<AuthFailure> for ReceiveError {
     fn from(value: AuthFailure) -> Self {
         Self::Unauthorized(value)
     }

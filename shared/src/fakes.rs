@@ -1,7 +1,11 @@
 //! In-memory stand-ins for the store, queue and secret traits, for unit
 //! tests. Each can be switched "down" to act like an unreachable service.
+//! They keep what their AWS service guarantees and no more: conditional
+//! writes decided as DynamoDB decides them, and SQS FIFO's five-minute
+//! deduplication window rather than deduplication forever. The simulation
+//! (tests/sim) adds the rest: delivery, visibility, throttling, lost answers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -12,8 +16,8 @@ use crate::ids::{EntityKey, EventKey};
 use crate::queue::{Job, JobQueue};
 use crate::secrets::{SecretDocument, SecretSource};
 use crate::store::{
-    EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent, StoredEntity,
-    StoredEvent, Upserted,
+    decide_upsert, EntityStore, EntityUpsert, EventRecord, EventStatus, EventStore,
+    ExistingEvent, Put, Rank, StoredEntity, UpsertDecision, Upserted,
 };
 
 fn down(switch: &AtomicBool, service: &'static str) -> Result<(), DependencyError> {
@@ -34,16 +38,18 @@ impl SecretSource for FixedSecrets {
     }
 }
 
+/// The events table in memory: a conditional put that refuses a taken key
+/// and hands back what is stored, like DynamoDB's.
 #[derive(Default)]
 pub struct MemoryEvents {
-    pub records: Mutex<HashMap<EventKey, (NewEvent, StoredEvent)>>,
+    pub records: Mutex<BTreeMap<EventKey, EventRecord>>,
     pub down: AtomicBool,
     pub puts: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryEvents {
     pub fn status(&self, key: &EventKey) -> Option<EventStatus> {
-        self.records.lock().unwrap().get(key).map(|(_, s)| s.status)
+        self.records.lock().unwrap().get(key).map(|r| r.status)
     }
 
     pub fn len(&self) -> usize {
@@ -53,84 +59,83 @@ impl MemoryEvents {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Every stored record, in key order.
+    pub fn all(&self) -> Vec<EventRecord> {
+        self.records.lock().unwrap().values().cloned().collect()
+    }
 }
 
 #[async_trait]
 impl EventStore for MemoryEvents {
-    async fn insert_new(&self, event: &NewEvent) -> Result<Inserted, DependencyError> {
+    async fn put_new(&self, record: &EventRecord) -> Result<Put, DependencyError> {
         down(&self.down, "events")?;
         self.puts.fetch_add(1, Ordering::SeqCst);
         let mut records = self.records.lock().unwrap();
-        if let Some((_, existing)) = records.get(&event.key) {
-            return Ok(Inserted::Exists(existing.clone()));
+        if let Some(existing) = records.get(&record.event_key) {
+            return Ok(Put::Exists(ExistingEvent {
+                status: existing.status,
+                body_sha256: existing.body_sha256.clone(),
+                quarantine_reason: existing.quarantine_reason.clone(),
+            }));
         }
-        let stored = StoredEvent {
-            status: event.status,
-            received_at_micros: event.received_at_micros,
-            lease_until: event.lease_until,
-            quarantine_reason: event.quarantine_reason.map(str::to_owned),
-        };
-        records.insert(event.key.clone(), (event.clone(), stored));
-        Ok(Inserted::New)
+        records.insert(record.event_key.clone(), record.clone());
+        Ok(Put::New)
     }
 
-    async fn get(&self, key: &EventKey) -> Result<Option<StoredEvent>, DependencyError> {
+    async fn get(&self, key: &EventKey) -> Result<Option<EventRecord>, DependencyError> {
         down(&self.down, "events")?;
-        Ok(self
-            .records
-            .lock()
-            .unwrap()
-            .get(key)
-            .map(|(_, s)| s.clone()))
+        Ok(self.records.lock().unwrap().get(key).cloned())
     }
 
-    async fn claim(
+    async fn mark_for_replay(
         &self,
         key: &EventKey,
-        now: i64,
-        lease_until: i64,
+        from: EventStatus,
+        at_micros: i64,
     ) -> Result<bool, DependencyError> {
         down(&self.down, "events")?;
-        let mut records = self.records.lock().unwrap();
-        match records.get_mut(key) {
-            Some((_, s)) if s.status == EventStatus::Processing && s.lease_until < now => {
-                s.lease_until = lease_until;
+        match self.records.lock().unwrap().get_mut(key) {
+            Some(record) if record.status == from => {
+                record.status = EventStatus::Received;
+                record.replayed_at = Some(at_micros);
                 Ok(true)
             }
             _ => Ok(false),
         }
     }
-
-    async fn mark_done(&self, key: &EventKey) -> Result<(), DependencyError> {
-        down(&self.down, "events")?;
-        if let Some((_, s)) = self.records.lock().unwrap().get_mut(key) {
-            s.status = EventStatus::Done;
-            s.lease_until = 0;
-        }
-        Ok(())
-    }
-
-    async fn release(&self, key: &EventKey) -> Result<(), DependencyError> {
-        down(&self.down, "events")?;
-        if let Some((_, s)) = self.records.lock().unwrap().get_mut(key) {
-            if s.status == EventStatus::Processing {
-                s.lease_until = 0;
-            }
-        }
-        Ok(())
-    }
 }
 
+/// One entity as [`MemoryEntities`] keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryEntity {
+    /// The change that wrote the current state.
+    pub state: EntityUpsert,
+    /// The rank, moved by newer changes with the same state.
+    pub rank: Rank,
+    pub revision: u64,
+    pub delivered_revision: Option<u64>,
+}
+
+/// The entities table in memory, deciding upserts exactly as the DynamoDB
+/// adapter does ([`decide_upsert`]).
 #[derive(Default)]
 pub struct MemoryEntities {
-    pub entities: Mutex<HashMap<EntityKey, (EntityUpsert, u64)>>,
-    pub delivered: Mutex<HashMap<EntityKey, i64>>,
+    pub entities: Mutex<BTreeMap<EntityKey, MemoryEntity>>,
     pub down: AtomicBool,
 }
 
 impl MemoryEntities {
-    pub fn get(&self, key: &EntityKey) -> Option<(EntityUpsert, u64)> {
+    pub fn get(&self, key: &EntityKey) -> Option<MemoryEntity> {
         self.entities.lock().unwrap().get(key).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entities.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -139,57 +144,81 @@ impl EntityStore for MemoryEntities {
     async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
         down(&self.down, "entities")?;
         let mut entities = self.entities.lock().unwrap();
-        match entities.get_mut(&change.key) {
-            Some((current, _)) if current.version >= change.version => Ok(Upserted::Stale),
-            Some((current, revision)) => {
-                *current = change.clone();
-                *revision += 1;
-                Ok(Upserted::Applied {
-                    revision: *revision,
-                })
+        let current = entities.get(&change.key);
+        let decision = decide_upsert(
+            current.map(|e| {
+                (
+                    &e.rank,
+                    e.state.state_sha256.as_str(),
+                    e.revision,
+                    e.delivered_revision,
+                )
+            }),
+            change,
+        );
+        match decision {
+            UpsertDecision::Done(outcome) => Ok(outcome),
+            UpsertDecision::MoveRank(outcome) => {
+                let entity = entities.get_mut(&change.key).expect("decided on it");
+                entity.rank = change.rank.clone();
+                Ok(outcome)
             }
-            None => {
-                entities.insert(change.key.clone(), (change.clone(), 1));
-                Ok(Upserted::Applied { revision: 1 })
+            UpsertDecision::Write => {
+                let entity = entities
+                    .entry(change.key.clone())
+                    .or_insert_with(|| MemoryEntity {
+                        state: change.clone(),
+                        rank: change.rank.clone(),
+                        revision: 0,
+                        delivered_revision: None,
+                    });
+                entity.state = change.clone();
+                entity.rank = change.rank.clone();
+                entity.revision += 1;
+                Ok(Upserted::Applied {
+                    revision: entity.revision,
+                })
             }
         }
     }
 
     async fn get(&self, key: &EntityKey) -> Result<Option<StoredEntity>, DependencyError> {
         down(&self.down, "entities")?;
-        let delivered = self.delivered.lock().unwrap().get(key).copied();
-        Ok(self
-            .entities
-            .lock()
-            .unwrap()
-            .get(key)
-            .map(|(e, _)| StoredEntity {
-                kind: e.kind.to_owned(),
-                entity_id: e.entity_id.clone(),
-                version: e.version,
-                state_json: e.state_json.clone(),
-                last_event_key: Some(e.event_key.to_string()),
-                delivered_version: delivered,
-            }))
+        Ok(self.entities.lock().unwrap().get(key).map(|e| StoredEntity {
+            kind: e.state.kind.to_owned(),
+            entity_id: e.state.entity_id.clone(),
+            rank: e.rank.clone(),
+            revision: e.revision,
+            state_json: e.state.state_json.clone(),
+            last_event_key: Some(e.state.event_key.to_string()),
+            delivered_revision: e.delivered_revision,
+        }))
     }
 
-    async fn mark_delivered(&self, key: &EntityKey, version: i64) -> Result<bool, DependencyError> {
+    async fn mark_delivered(&self, key: &EntityKey, revision: u64) -> Result<bool, DependencyError> {
         down(&self.down, "entities")?;
-        let mut delivered = self.delivered.lock().unwrap();
-        match delivered.get(key) {
-            Some(current) if *current >= version => Ok(false),
-            _ => {
-                delivered.insert(key.clone(), version);
+        let mut entities = self.entities.lock().unwrap();
+        match entities.get_mut(key) {
+            Some(e) if e.delivered_revision.is_none_or(|d| d < revision) => {
+                e.delivered_revision = Some(revision);
                 Ok(true)
             }
+            _ => Ok(false),
         }
     }
 }
 
-/// A FIFO queue with SQS's deduplication by id (without its 5-minute expiry).
+/// SQS FIFO's deduplication window: a message with the id of one sent in
+/// the last five minutes is accepted and dropped.
+pub const FIFO_DEDUPLICATION_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A FIFO queue's sending side with SQS's deduplication: the same id within
+/// [`FIFO_DEDUPLICATION_WINDOW`] (on tokio's clock) is dropped, and after
+/// it is a new message.
 #[derive(Default)]
 pub struct MemoryQueue {
     pub jobs: Mutex<Vec<Job>>,
+    sent: Mutex<BTreeMap<String, tokio::time::Instant>>,
     pub down: AtomicBool,
 }
 
@@ -207,12 +236,14 @@ impl MemoryQueue {
 impl JobQueue for MemoryQueue {
     async fn enqueue(&self, job: &Job) -> Result<(), DependencyError> {
         down(&self.down, "queue")?;
-        let mut jobs = self.jobs.lock().unwrap();
-        if !jobs
-            .iter()
-            .any(|j| j.deduplication_id == job.deduplication_id)
-        {
-            jobs.push(job.clone());
+        let now = tokio::time::Instant::now();
+        let mut sent = self.sent.lock().unwrap();
+        let recent = sent
+            .get(&job.deduplication_id)
+            .is_some_and(|at| now.duration_since(*at) < FIFO_DEDUPLICATION_WINDOW);
+        if !recent {
+            sent.insert(job.deduplication_id.clone(), now);
+            self.jobs.lock().unwrap().push(job.clone());
         }
         Ok(())
     }
@@ -299,8 +330,7 @@ impl crate::sync_state::EchoLog for MemoryEchoes {
     }
 }
 
-/// The three in-memory stores together, and the [`Stores`](crate::ingest::Stores)
-/// an `Ingestor` writes through.
+/// The three in-memory stores together.
 #[derive(Default, Clone)]
 pub struct MemoryStores {
     pub events: std::sync::Arc<MemoryEvents>,
@@ -309,11 +339,19 @@ pub struct MemoryStores {
 }
 
 impl MemoryStores {
-    pub fn stores(&self) -> crate::ingest::Stores {
-        crate::ingest::Stores {
-            events: self.events.clone(),
-            entities: self.entities.clone(),
-            jobs: self.queue.clone(),
+    /// The processor over these entities and this queue.
+    pub fn processor(&self) -> crate::process::Processor {
+        crate::process::Processor::new(self.entities.clone(), self.queue.clone())
+    }
+
+    /// Processes every stored record, in key order, as the stream would
+    /// hand them over.
+    pub async fn process_all(&self) -> Vec<crate::process::Processed> {
+        let processor = self.processor();
+        let mut processed = Vec::new();
+        for record in self.events.all() {
+            processed.push(processor.process(&record).await.expect("in-memory stores are up"));
         }
+        processed
     }
 }

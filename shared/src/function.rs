@@ -9,8 +9,9 @@ use aws_config::SdkConfig;
 use lambda_http::{service_fn, Request};
 
 use crate::config::Config;
-use crate::ingest::{Ingestor, Stores};
+use crate::process::Processor;
 use crate::queue::SqsJobQueue;
+use crate::receive::Receiver;
 use crate::secrets::{SecretCache, SecretsManagerSource};
 use crate::sources::booking::{Booking, BookingFamily};
 use crate::sources::revel::{Revel, RevelEventType};
@@ -21,7 +22,7 @@ use crate::store::dynamodb::{DynamoEntityStore, DynamoEventStore};
 
 pub type Error = lambda_http::Error;
 
-/// The AWS clients a receiver uses. Events and entities may use different
+/// The AWS clients the functions use. Events and entities may use different
 /// DynamoDB clients (the fault tests cut one and not the other).
 #[derive(Clone)]
 pub struct Clients {
@@ -45,29 +46,37 @@ impl Clients {
 
 /// Revel's source, with its secrets read through `clients`.
 pub fn revel_source(config: &Config, clients: &Clients) -> Arc<Revel> {
-    let secrets = SecretsManagerSource::new(clients.secrets.clone(), &config.revel_secrets_id);
-    Arc::new(Revel::new(SecretCache::new(
-        secrets,
-        config.settings.secrets_ttl,
+    Arc::new(Revel::new(secret_cache(
+        &config.revel_secrets_id,
+        config,
+        clients,
     )))
 }
 
-/// The stores of `config`, through `clients`.
-pub fn stores(config: &Config, clients: &Clients) -> Stores {
-    Stores {
-        events: Arc::new(DynamoEventStore::new(
+/// A secret cache over the Secrets Manager secret `secret_id`.
+pub fn secret_cache(secret_id: &str, config: &Config, clients: &Clients) -> SecretCache {
+    let source = SecretsManagerSource::new(clients.secrets.clone(), secret_id);
+    SecretCache::new(source, config.settings.secrets_ttl)
+        .with_stale_grace(config.settings.secrets_stale_grace)
+}
+
+/// A receiver of `kind` from `source`, storing through `clients`.
+pub fn receiver(
+    source: Arc<dyn Source>,
+    kind: Arc<dyn crate::sources::EventKind>,
+    config: &Config,
+    clients: &Clients,
+) -> Receiver {
+    Receiver::new(
+        source,
+        kind,
+        Arc::new(DynamoEventStore::new(
             clients.events.clone(),
             &config.events_table,
         )),
-        entities: Arc::new(DynamoEntityStore::new(
-            clients.entities.clone(),
-            &config.entities_table,
-        )),
-        jobs: Arc::new(SqsJobQueue::new(
-            clients.sqs.clone(),
-            &config.jobs_queue_url,
-        )),
-    }
+        config.settings.clone(),
+        crate::clock::system(),
+    )
 }
 
 /// The receiver of one Revel webhook type.
@@ -76,14 +85,22 @@ pub fn revel_receiver(
     source: Arc<Revel>,
     config: &Config,
     clients: &Clients,
-) -> Ingestor {
+) -> Receiver {
     receiver(source, Arc::new(kind), config, clients)
 }
 
-/// A secret cache over the Secrets Manager secret `secret_id`.
-pub fn secret_cache(secret_id: &str, config: &Config, clients: &Clients) -> SecretCache {
-    let source = SecretsManagerSource::new(clients.secrets.clone(), secret_id);
-    SecretCache::new(source, config.settings.secrets_ttl)
+/// The stream processor, writing through `clients`.
+pub fn processor(config: &Config, clients: &Clients) -> Processor {
+    Processor::new(
+        Arc::new(DynamoEntityStore::new(
+            clients.entities.clone(),
+            &config.entities_table,
+        )),
+        Arc::new(SqsJobQueue::new(
+            clients.sqs.clone(),
+            &config.jobs_queue_url,
+        )),
+    )
 }
 
 /// Serves one Revel webhook type in the Lambda runtime.
@@ -96,7 +113,8 @@ pub async fn serve_revel(kind: RevelEventType) -> Result<(), Error> {
 pub type Description = (Arc<dyn Source>, Arc<dyn crate::sources::EventKind>);
 
 /// Serves a webhook receiver in the Lambda runtime: config, clients and
-/// secrets once per cold start, then one request per invocation.
+/// secrets once per cold start, then one request per invocation, answered
+/// once its event is stored.
 pub async fn serve_webhook(
     describe: impl FnOnce(&Config, &Clients) -> Result<Description, Error>,
 ) -> Result<(), Error> {
@@ -106,48 +124,34 @@ pub async fn serve_webhook(
     let clients = Clients::from_sdk(&sdk);
     let (source, kind) = describe(&config, &clients)?;
     warm(source.as_ref()).await;
-    let event_type = kind.event_type();
+    tracing::info!(event_type = kind.event_type(), "receiver ready");
     let receiver = Arc::new(receiver(source, kind, &config, &clients));
-    match crate::after_answer::register().await {
-        Ok((after, extension)) => {
-            tracing::info!(
-                event_type,
-                "receiver ready; records are marked done after the answer"
-            );
-            let runtime = lambda_http::run(service_fn(move |request: Request| {
-                let receiver = Arc::clone(&receiver);
-                let pending = after.begin(request_id(&request));
-                async move {
-                    let (response, completion) =
-                        crate::http::handle_deferred(&receiver, request).await;
-                    pending.run_after(completion.map(|completion| {
-                        Box::pin(async move { receiver.complete(completion).await })
-                            as crate::after_answer::Work
-                    }));
-                    Ok::<_, Infallible>(response)
-                }
-            }));
-            tokio::try_join!(runtime, extension)?;
-            Ok(())
-        }
-        Err(error) => {
-            // No Extensions API (a local emulator): finish before answering.
-            tracing::info!(event_type, %error, "receiver ready; no extension, records are marked done before the answer");
-            lambda_http::run(service_fn(move |request: Request| {
-                let receiver = Arc::clone(&receiver);
-                async move { Ok::<_, Infallible>(crate::http::handle(&receiver, request).await) }
-            }))
-            .await
-        }
-    }
+    lambda_http::run(service_fn(move |request: Request| {
+        let receiver = Arc::clone(&receiver);
+        async move { Ok::<_, Infallible>(crate::http::handle(&receiver, request).await) }
+    }))
+    .await
 }
 
-fn request_id(request: &Request) -> String {
-    use lambda_http::RequestExt;
-    request
-        .lambda_context_ref()
-        .map(|context| context.request_id.clone())
-        .unwrap_or_default()
+/// Serves the stream processor: the events table's stream in (one shard's
+/// batch per invocation), partial batch failures out.
+pub async fn serve_processor() -> Result<(), Error> {
+    crate::telemetry::init();
+    let config = Config::from_env()?;
+    let clients = Clients::from_sdk(&crate::aws::load().await);
+    let processor = Arc::new(processor(&config, &clients));
+    tracing::info!("processor ready");
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::event::dynamodb::Event>| {
+            let processor = Arc::clone(&processor);
+            async move {
+                Ok::<_, Infallible>(
+                    crate::process::stream::handle_batch(&processor, event.payload).await,
+                )
+            }
+        },
+    ))
+    .await
 }
 
 /// Reads the secrets at init; a failure is logged, and each delivery retries
@@ -156,7 +160,7 @@ pub async fn warm(source: &dyn Source) {
     match tokio::time::timeout(Duration::from_secs(3), source.warm()).await {
         Ok(Ok(instances)) => tracing::info!(instances, "webhook secrets loaded"),
         Ok(Err(error)) => {
-            crate::ingest::log_dependency(&error, "webhook secrets not loaded at init")
+            crate::telemetry::log_dependency(&error, "webhook secrets not loaded at init")
         }
         Err(_) => tracing::error!("webhook secrets not loaded at init: timed out"),
     }
@@ -205,18 +209,29 @@ pub fn jobs_worker(
         &sync.sync_state_table,
         sync.daily_budget,
     ));
-    let api = Arc::new(crate::revel_api::RevelApi::new(api, state.clone()));
-    let stores = stores(config, clients);
+    let api: Arc<dyn crate::revel_api::RevelResources> =
+        Arc::new(crate::revel_api::RevelApi::new(api, state.clone()));
+    let entities: Arc<dyn crate::store::EntityStore> = Arc::new(DynamoEntityStore::new(
+        clients.entities.clone(),
+        &config.entities_table,
+    ));
+    let jobs: Arc<dyn crate::queue::JobQueue> = Arc::new(SqsJobQueue::new(
+        clients.sqs.clone(),
+        &config.jobs_queue_url,
+    ));
+    let clock = crate::clock::system();
     crate::worker::Worker {
-        entities: Arc::clone(&stores.entities),
-        downstream,
+        entities: Arc::clone(&entities),
+        downstream: downstream
+            .map(|d| Arc::new(d) as Arc<dyn crate::downstream::Partner>),
         syncer: crate::sync::Syncer::new(
-            api.clone(),
+            Arc::clone(&api),
             state.clone(),
-            Arc::clone(&stores.entities),
+            Arc::clone(&entities),
             sync.reconcile_lookback,
+            Arc::clone(&clock),
         )
-        .delivering_to(Arc::clone(&stores.jobs)),
+        .delivering_to(Arc::clone(&jobs)),
         orders: revel_receiver(
             RevelEventType::OrderFinalized,
             Arc::clone(&revel),
@@ -224,15 +239,16 @@ pub fn jobs_worker(
             clients,
         ),
         revel,
-        jobs: stores.jobs,
+        clock,
+        jobs,
         budget: Some(state.clone()),
         retry: Some(crate::worker::RetryBackoff {
             sqs: clients.sqs.clone(),
             queue_url: config.jobs_queue_url.clone(),
         }),
         applier: Some(crate::apply::Applier {
-            api: api.clone(),
-            entities: Arc::clone(&stores.entities),
+            api,
+            entities,
             echoes: state.clone(),
         }),
         echoes: Some(state.clone()),
@@ -254,6 +270,14 @@ pub fn jobs_worker(
             }
         }),
     }
+}
+
+/// The jobs queue of `config`, through `clients`.
+pub fn jobs_queue(config: &Config, clients: &Clients) -> Arc<dyn crate::queue::JobQueue> {
+    Arc::new(SqsJobQueue::new(
+        clients.sqs.clone(),
+        &config.jobs_queue_url,
+    ))
 }
 
 /// What the worker and the scheduler set up at cold start.
@@ -324,7 +348,7 @@ pub async fn serve_scheduler() -> Result<(), Error> {
         clients,
         revel,
     } = SyncInit::load().await?;
-    let jobs = stores(&config, &clients).jobs;
+    let jobs = jobs_queue(&config, &clients);
     let winesitting = winesitting_source(&config, &clients).ok();
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
@@ -420,21 +444,6 @@ pub async fn serve_winesitting() -> Result<(), Error> {
     .await
 }
 
-/// A receiver of `kind` from `source`, writing through `clients`.
-pub fn receiver(
-    source: Arc<dyn Source>,
-    kind: Arc<dyn crate::sources::EventKind>,
-    config: &Config,
-    clients: &Clients,
-) -> Ingestor {
-    Ingestor::new(
-        source,
-        kind,
-        stores(config, clients),
-        config.settings.clone(),
-    )
-}
-
 /// Every source, built once, for a process that serves many functions (the
 /// local stack, the tests).
 #[derive(Clone)]
@@ -461,7 +470,7 @@ impl AllSources {
         logical_id: &str,
         config: &Config,
         clients: &Clients,
-    ) -> Option<Ingestor> {
+    ) -> Option<Receiver> {
         let (source, kind) = find(
             &RevelEventType::ALL,
             |k| k.logical_id(),

@@ -5,21 +5,17 @@
 //! 1. the sender's event id (`X-Revel-Event-Id`), when it sends one;
 //! 2. a business key from the body: the entity's id plus its version
 //!    (`uuid@updated_date` for an order or a customer);
-//! 3. the SHA-256 of the body: for a body that doesn't parse, forever (within
-//!    retention); for bodies with nothing to tell repeats apart (stock
-//!    toggles, menu pushes), within [`CONTENT_WINDOW`], so a retry is a
-//!    duplicate but the same toggle an hour later is a new event.
-
-use std::time::Duration;
+//! 3. for bodies with nothing to tell repeats apart (stock toggles, menu
+//!    pushes): the receipt instant and the body's SHA-256, so every request
+//!    is an event of its own (the processor collapses a repeat that leaves
+//!    its entity unchanged; see [`Identity::PerDelivery`]);
+//! 4. for a body that doesn't parse: its SHA-256, forever (within
+//!    retention), so repeats of it are archived once.
 
 use sha2::{Digest, Sha256};
 
 use crate::ids::{EventKey, InstanceName};
 use crate::sources::Identity;
-
-/// Revel retries a failed delivery for about 36 minutes; identical
-/// content-keyed bodies within the same hour are taken as one event.
-pub const CONTENT_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Longest sender id used verbatim; longer or unusual ones are hashed.
 const MAX_VERBATIM_ID: usize = 128;
@@ -34,12 +30,13 @@ pub struct KeyParts<'a> {
     pub source: &'a str,
     pub instance: &'a InstanceName,
     pub event_type: &'a str,
-    pub delivery_id: Option<&'a str>,
+    pub sender_event_id: Option<&'a str>,
     /// `None` when the body could not be interpreted (quarantine).
     pub identity: Option<&'a Identity>,
     /// The SHA-256 (hex) of the body.
     pub body_sha256: &'a str,
-    pub received_at_unix: i64,
+    /// When the request was received (µs since the epoch).
+    pub received_at_micros: i64,
 }
 
 fn verbatim_or_hashed(prefix: &str, value: &str) -> String {
@@ -52,15 +49,12 @@ fn verbatim_or_hashed(prefix: &str, value: &str) -> String {
 }
 
 pub fn event_key(parts: KeyParts<'_>) -> EventKey {
-    let identity = match (parts.delivery_id, parts.identity) {
+    let identity = match (parts.sender_event_id, parts.identity) {
         (Some(id), _) => verbatim_or_hashed("id", id),
         (None, Some(Identity::Business(key))) => verbatim_or_hashed("biz", key),
-        (None, Some(Identity::ContentWithin(window))) => {
-            // A positive divisor whatever the window (`as i64` would turn
-            // one of 2^63 s or more negative, and i64::MIN / -1 overflows).
-            let secs = i64::try_from(window.as_secs()).unwrap_or(i64::MAX).max(1);
-            let window = parts.received_at_unix.div_euclid(secs);
-            format!("sha256:{}@w{window}", parts.body_sha256)
+        (None, Some(Identity::PerDelivery)) => {
+            let hash = &parts.body_sha256[..parts.body_sha256.len().min(32)];
+            format!("at:{}:{hash}", parts.received_at_micros)
         }
         (None, None) => format!("sha256:{}", parts.body_sha256),
     };
@@ -85,10 +79,10 @@ mod tests {
             source: "revel",
             instance,
             event_type: "order.finalized",
-            delivery_id: id,
+            sender_event_id: id,
             identity,
             body_sha256: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-            received_at_unix: 7200,
+            received_at_micros: 7_200_000_000,
         }
     }
 
@@ -118,35 +112,24 @@ mod tests {
     }
 
     #[test]
-    fn content_keys_repeat_within_the_window_and_not_across_it() {
+    fn bodies_without_identity_are_keyed_by_their_receipt_and_content() {
         let demo = InstanceName::parse("demo").unwrap();
-        let content = Identity::ContentWithin(CONTENT_WINDOW);
         let at = |t| {
             event_key(KeyParts {
-                received_at_unix: t,
-                ..parts(&demo, Some(&content), None)
+                received_at_micros: t,
+                ..parts(&demo, Some(&Identity::PerDelivery), None)
             })
         };
-        assert_eq!(at(7200), at(7200 + 3599));
-        assert_ne!(at(7200), at(7200 + 3600));
-    }
-
-    /// Found while writing the `event_key` fuzz target (arbitrary parts):
-    /// a window of u64::MAX seconds became a divisor of -1, and the earliest
-    /// receipt time then overflowed.
-    #[test]
-    fn a_content_window_too_long_for_a_signed_number_neither_panics_nor_goes_negative() {
-        let demo = InstanceName::parse("demo").unwrap();
-        let forever = Identity::ContentWithin(Duration::from_secs(u64::MAX));
-        for at in [i64::MIN, -1, 0, i64::MAX] {
-            let key = event_key(KeyParts {
-                received_at_unix: at,
-                ..parts(&demo, Some(&forever), None)
-            });
-            let (_, window) = key.as_str().rsplit_once("@w").unwrap();
-            let window: i64 = window.parse().unwrap();
-            assert_eq!(window < 0, at < 0, "{key}");
-        }
+        assert_ne!(at(7_200_000_000), at(7_200_000_001));
+        assert_eq!(
+            at(7_200_000_000).as_str(),
+            "revel:demo:order.finalized:at:7200000000:44136fa355b3678a1146ad16f7e8649e"
+        );
+        let other_body = event_key(KeyParts {
+            body_sha256: "ffff",
+            ..parts(&demo, Some(&Identity::PerDelivery), None)
+        });
+        assert_ne!(other_body, at(7_200_000_000));
     }
 
     #[test]

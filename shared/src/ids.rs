@@ -4,6 +4,25 @@ use std::fmt;
 
 use crate::error::InvalidId;
 
+/// Serde as a plain string, validated on the way in: a stored record whose
+/// key or name no longer parses is refused, not carried along.
+macro_rules! text_serde {
+    ($name:ident) => {
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// A Revel instance name, the subdomain of `{instance}.revelup.com`: 1 to 63
 /// characters of lower-case letters, digits and hyphens, not starting or
 /// ending with a hyphen. Header values are lower-cased before validation.
@@ -50,6 +69,8 @@ impl TryFrom<&str> for InstanceName {
     }
 }
 
+text_serde!(InstanceName);
+
 /// Printable ASCII without spaces, at most `max` bytes: safe as a DynamoDB
 /// key, in a log line and in an SQS attribute.
 fn check_key(what: &'static str, raw: &str, max: usize) -> Result<(), InvalidId> {
@@ -72,7 +93,7 @@ fn check_key(what: &'static str, raw: &str, max: usize) -> Result<(), InvalidId>
 macro_rules! key_newtype {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
 
         impl $name {
@@ -100,6 +121,8 @@ macro_rules! key_newtype {
                 Self::parse(value)
             }
         }
+
+        text_serde!($name);
     };
 }
 

@@ -1,29 +1,41 @@
-//! Everything the webhook functions do, reached through small traits so it
-//! can be tested without AWS.
+//! Everything the functions do, reached through small traits so it can be
+//! tested (and simulated) without AWS.
 //!
-//! Map of the crate, in the order a delivery meets it:
+//! The pipeline is an outbox on the events table: a receiver verifies a
+//! request and makes one conditional put of its event record, then answers;
+//! the table's stream hands each new record to the processor, which keeps
+//! the entity and only then queues the follow-up; the jobs worker and the
+//! scheduler do the rest. Everything after the put is retried by AWS, so it
+//! is idempotent.
+//!
+//! Map of the crate, in the order an event meets it:
 //!
 //! | module | concept |
 //! | --- | --- |
 //! | [`config`] | settings read once from the environment at cold start |
-//! | [`telemetry`] | JSON logs through `tracing` |
+//! | [`telemetry`] | JSON logs through `tracing`, metrics, dependency failures in one line |
+//! | [`clock`] | wall-clock time behind a trait (the simulation runs on virtual time) |
 //! | [`http`] | API Gateway request in, answer out: the one place errors become HTTP |
-//! | [`secrets`] | per-instance webhook secrets from Secrets Manager, cached with a TTL |
+//! | [`request`] | the webhook request a receiver reads |
+//! | [`secrets`] | per-instance webhook secrets from Secrets Manager, cached, kept through an outage |
 //! | [`signature`] | `X-Revel-Signature`: hex HMAC-SHA1 of the raw body, constant-time check |
-//! | [`sources`] | each platform described once: auth, idempotency key, entity, follow-ups |
+//! | [`sources`] | each platform described once: auth, identity, entity, follow-ups |
 //! | [`idempotency`] | the key an event is stored under, so it is stored once |
 //! | [`ids`] | validated newtypes: [`ids::InstanceName`], [`ids::EventKey`], [`ids::EntityKey`] |
-//! | [`ingest`] | the pipeline: verify, store once, keep current state, fan out |
-//! | [`store`] | the events archive and the entities table (traits + DynamoDB adapters) |
+//! | [`receive`] | the receivers: verify, derive the key, one conditional put, answer |
+//! | [`store`] | the event record, the events archive and the entities table (traits + DynamoDB adapters) |
+//! | [`process`] | the stream processor: entity newest-wins, then the follow-up job |
 //! | [`queue`] | follow-up jobs (trait + SQS FIFO adapter) |
+//! | [`worker`] | the jobs worker: deliveries to the partner, writes to Revel, pulls |
+//! | [`schedule`] | the scheduler's fan-out of end-of-day and 2-hourly tasks |
+//! | [`replay`] | an operator's replay of an archived event through the processor |
 //! | [`aws`] | one `SdkConfig` with timeouts that fit Revel's 10 s deadline |
-//! | [`function`] | the entry point every function crate's `main` calls |
-//! | [`after_answer`] | an internal Lambda extension that finishes bookkeeping after the answer |
-//! | [`error`] | the typed errors of all of the above |
+//! | [`function`] | the entry points every function crate's `main` calls |
+//! | [`error`] | the typed errors that cross modules |
 
-pub mod after_answer;
 pub mod apply;
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod downstream;
 pub mod error;
@@ -31,8 +43,11 @@ pub mod function;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
-pub mod ingest;
+pub mod process;
 pub mod queue;
+pub mod receive;
+pub mod replay;
+pub mod request;
 pub mod revel_api;
 pub mod schedule;
 pub mod secrets;

@@ -2,8 +2,9 @@
 //!
 //! FIFO because it gives two things for free: per-entity order (the message
 //! group is the entity, so a sync of an older state is never handled after a
-//! newer one) and five minutes of deduplication by id (a job re-sent by a
-//! redelivery is dropped, and a burst of menu pushes makes one catalog pull).
+//! newer one) and five minutes of deduplication by id: a job re-sent when the
+//! processor retries a record is dropped. Nothing depends on the window
+//! being longer: a repeat past it runs, and finds its work done.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -11,9 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::DependencyError;
 use crate::idempotency::sha256_hex;
 use crate::ids::{EntityKey, EventKey, InstanceName};
-
-/// Menu pushes within one such window make one catalog pull.
-pub const CATALOG_PULL_COALESCE_SECS: i64 = 300;
+use crate::store::Rank;
 
 /// SQS limits group and deduplication ids to 128 characters.
 const MAX_SQS_ID: usize = 128;
@@ -79,6 +78,10 @@ pub struct JobMessage {
     pub event_key: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub entity_key: Option<String>,
+    /// The version of the change that caused it (µs): a sync's entity
+    /// version, a catalog pull's push receipt.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version: Option<i64>,
 }
 
 /// A job ready to send.
@@ -114,6 +117,7 @@ impl JobMessage {
             event_type: event_type.to_owned(),
             event_key: event_key.to_owned(),
             entity_key: None,
+            version: None,
         }
     }
 }
@@ -127,26 +131,10 @@ fn sqs_id(raw: &str) -> String {
 }
 
 impl Job {
-    /// Sync the entity an event changed; ordered per entity, deduplicated per event.
-    pub fn sync_entity(
-        source: &str,
-        instance: &InstanceName,
-        event_type: &str,
-        event: &EventKey,
-        entity: &EntityKey,
-    ) -> Self {
-        Self::for_entity(
-            JobKind::SyncEntity,
-            source,
-            instance,
-            event_type,
-            event,
-            entity,
-        )
-    }
-
-    /// A job about one entity (`kind` is a sync or an apply): the message
-    /// group is the entity, so jobs of one entity run in order.
+    /// A job about one change of one entity (a sync to the partner, or an
+    /// apply to Revel): the message group is the entity, so its jobs run in
+    /// order; the deduplication id is the entity and the change's rank, so
+    /// the same change queued twice is one job and a new one never is.
     pub fn for_entity(
         kind: JobKind,
         source: &str,
@@ -154,38 +142,45 @@ impl Job {
         event_type: &str,
         event: &EventKey,
         entity: &EntityKey,
+        rank: &Rank,
     ) -> Self {
         Self {
             message: JobMessage {
                 entity_key: Some(entity.to_string()),
+                version: Some(rank.version),
                 ..JobMessage::new(kind, source, instance, event_type, event.as_str())
             },
             group_id: sqs_id(entity.as_str()),
-            deduplication_id: sha256_hex(event.as_str().as_bytes()),
+            deduplication_id: sha256_hex(
+                format!("{}:{entity}@{}:{}", kind.name(), rank.version, rank.tiebreak).as_bytes(),
+            ),
         }
     }
 
-    /// One catalog pull per instance per coalescing window, whatever the
-    /// number of menu pushes in it.
+    /// A catalog pull asked for by a menu push received at `pushed_at_micros`.
+    /// One per push; the worker skips it when a pull that started after the
+    /// push has completed, so a burst of pushes costs one pull.
     pub fn catalog_pull(
         source: &str,
         instance: &InstanceName,
         event_type: &str,
         event: &EventKey,
-        received_at_unix: i64,
+        pushed_at_micros: i64,
     ) -> Self {
-        let window = received_at_unix.div_euclid(CATALOG_PULL_COALESCE_SECS);
         Self {
-            message: JobMessage::new(
-                JobKind::CatalogPull,
-                source,
-                instance,
-                event_type,
-                event.as_str(),
-            ),
+            message: JobMessage {
+                version: Some(pushed_at_micros),
+                ..JobMessage::new(
+                    JobKind::CatalogPull,
+                    source,
+                    instance,
+                    event_type,
+                    event.as_str(),
+                )
+            },
             group_id: pull_group(JobKind::CatalogPull, instance),
             deduplication_id: sha256_hex(
-                format!("catalog-pull:{source}:{instance}:{window}").as_bytes(),
+                format!("catalog-pull:{source}:{instance}:{pushed_at_micros}").as_bytes(),
             ),
         }
     }
@@ -252,17 +247,35 @@ impl JobQueue for SqsJobQueue {
 mod tests {
     use super::*;
 
+    fn rank(version: i64, sha: &str) -> Rank {
+        Rank::new(version, false, sha)
+    }
+
     #[test]
-    fn menu_pushes_in_one_window_share_a_deduplication_id() {
+    fn the_same_change_queued_twice_is_one_job_and_any_other_change_is_another() {
         let demo = InstanceName::parse("demo").unwrap();
-        let e1 = EventKey::parse("revel:demo:menu.updated:a").unwrap();
-        let e2 = EventKey::parse("revel:demo:menu.updated:b").unwrap();
-        let a = Job::catalog_pull("revel", &demo, "menu.updated", &e1, 600);
-        let b = Job::catalog_pull("revel", &demo, "menu.updated", &e2, 899);
-        let c = Job::catalog_pull("revel", &demo, "menu.updated", &e2, 900);
-        assert_eq!(a.deduplication_id, b.deduplication_id);
-        assert_ne!(a.deduplication_id, c.deduplication_id);
+        let event = EventKey::parse("revel:demo:customer.updated:biz:c@1").unwrap();
+        let entity = EntityKey::parse("revel:demo:customer:c").unwrap();
+        let job = |rank: &Rank| {
+            Job::for_entity(JobKind::SyncEntity, "revel", &demo, "customer.updated", &event, &entity, rank)
+        };
+        let first = job(&rank(1, "aa"));
+        assert_eq!(first.deduplication_id, job(&rank(1, "aa")).deduplication_id);
+        assert_ne!(first.deduplication_id, job(&rank(2, "aa")).deduplication_id);
+        assert_ne!(first.deduplication_id, job(&rank(1, "bb")).deduplication_id);
+        assert_eq!(first.group_id, "revel:demo:customer:c");
+        assert_eq!(first.message.version, Some(1));
+    }
+
+    #[test]
+    fn each_menu_push_asks_for_its_own_pull_in_the_instances_catalog_group() {
+        let demo = InstanceName::parse("demo").unwrap();
+        let e = EventKey::parse("revel:demo:menu.updated:at:1:ab").unwrap();
+        let a = Job::catalog_pull("revel", &demo, "menu.updated", &e, 600);
+        let b = Job::catalog_pull("revel", &demo, "menu.updated", &e, 601);
+        assert_ne!(a.deduplication_id, b.deduplication_id);
         assert_eq!(a.group_id, "catalog:revel:demo");
+        assert_eq!(a.message.version, Some(600));
     }
 
     #[test]
@@ -270,7 +283,15 @@ mod tests {
         let demo = InstanceName::parse("demo").unwrap();
         let event = EventKey::parse(&format!("revel:demo:x:{}", "e".repeat(300))).unwrap();
         let entity = EntityKey::parse(&format!("revel:demo:order:{}", "o".repeat(300))).unwrap();
-        let job = Job::sync_entity("revel", &demo, "order.finalized", &event, &entity);
+        let job = Job::for_entity(
+            JobKind::SyncEntity,
+            "revel",
+            &demo,
+            "order.finalized",
+            &event,
+            &entity,
+            &Rank::new(1, false, &"f".repeat(64)),
+        );
         assert!(job.group_id.len() <= 128 && job.deduplication_id.len() <= 128);
     }
 }

@@ -285,6 +285,66 @@ impl Write {
     }
 }
 
+/// Revel's resources as the worker uses them: pages of a resource, and the
+/// two writes. [`RevelApi`] is the HTTP client; the simulation has a stand-in.
+#[async_trait]
+pub trait RevelResources: Send + Sync {
+    async fn page(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        request: &PageRequest,
+    ) -> Result<Page, RevelApiError>;
+    async fn create(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        resource: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, RevelApiError>;
+    async fn update(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        resource: &str,
+        id: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, RevelApiError>;
+}
+
+#[async_trait]
+impl RevelResources for RevelApi {
+    async fn page(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        request: &PageRequest,
+    ) -> Result<Page, RevelApiError> {
+        RevelApi::page(self, instance, credentials, request).await
+    }
+
+    async fn create(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        resource: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, RevelApiError> {
+        RevelApi::create(self, instance, credentials, resource, body).await
+    }
+
+    async fn update(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        resource: &str,
+        id: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, RevelApiError> {
+        RevelApi::update(self, instance, credentials, resource, id, body).await
+    }
+}
+
 /// A client of Revel's REST API, shared by every instance.
 pub struct RevelApi {
     client: reqwest::Client,

@@ -8,11 +8,20 @@
 //! start, re-read after a TTL, and re-read early (at most once per
 //! [`UNKNOWN_INSTANCE_REFRESH`]) when a delivery names an instance it does
 //! not hold, so a newly added instance works without a redeploy.
+//!
+//! Through a Secrets Manager outage the last document read stays in use for
+//! a bounded grace past its TTL (1 h by default), with a refresh tried at
+//! most every [`STALE_RETRY`] meanwhile and [`Metric::SecretsStale`] counted
+//! each time the stale document answers: webhooks keep being verified
+//! against the secrets they were verified against minutes ago, rather than
+//! all refused.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use tokio::sync::{Mutex, RwLock};
@@ -20,10 +29,19 @@ use tokio::sync::{Mutex, RwLock};
 use crate::error::DependencyError;
 use crate::ids::InstanceName;
 use crate::revel_api::ApiCredentials;
+use crate::telemetry::{self, Metric};
 
 /// Unknown instances trigger a re-read at most this often, so probing with
 /// made-up instance names cannot hammer Secrets Manager.
 pub const UNKNOWN_INSTANCE_REFRESH: Duration = Duration::from_secs(10);
+
+/// While a stale document is in use, a refresh is tried at most this often:
+/// each failed try costs a request the time of a timeout.
+pub const STALE_RETRY: Duration = Duration::from_secs(10);
+
+/// How long past its TTL a document is used when it can't be re-read,
+/// unless [`SecretCache::with_stale_grace`] says otherwise.
+pub const DEFAULT_STALE_GRACE: Duration = Duration::from_secs(3600);
 
 /// A secret value. Its `Debug` is redacted so it can't reach a log by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -220,8 +238,10 @@ struct Loaded {
 pub struct SecretCache {
     source: Box<dyn SecretSource>,
     ttl: Duration,
+    stale_grace: Duration,
     loaded: RwLock<Option<Loaded>>,
-    reload: Mutex<()>,
+    /// Held by the one task re-reading; holds when the last re-read failed.
+    reload: Mutex<Option<Instant>>,
 }
 
 impl SecretCache {
@@ -229,9 +249,17 @@ impl SecretCache {
         Self {
             source: Box::new(source),
             ttl,
+            stale_grace: DEFAULT_STALE_GRACE,
             loaded: RwLock::new(None),
-            reload: Mutex::new(()),
+            reload: Mutex::new(None),
         }
+    }
+
+    /// How long past its TTL the last document read is used while it can't
+    /// be read again (zero: not at all).
+    pub fn with_stale_grace(mut self, grace: Duration) -> Self {
+        self.stale_grace = grace;
+        self
     }
 
     /// The secrets of `instance`, or `None` when the (fresh) document does not
@@ -282,21 +310,52 @@ impl SecretCache {
         if let Some(fresh) = self.fresh(max_age).await {
             return Ok(fresh);
         }
-        let _one_reader = self.reload.lock().await;
+        let mut last_failure = self.reload.lock().await;
         // Another task may have reloaded while this one waited.
         if let Some(fresh) = self.fresh(max_age).await {
             return Ok(fresh);
         }
+        let stale = self.fresh(self.ttl + self.stale_grace).await;
+        if let (Some(stale), Some(failed)) = (&stale, *last_failure) {
+            if failed.elapsed() < STALE_RETRY {
+                return Ok(self.use_stale(stale));
+            }
+        }
+        match self.read().await {
+            Ok(secrets) => {
+                *last_failure = None;
+                *self.loaded.write().await = Some(Loaded {
+                    secrets: Arc::clone(&secrets),
+                    at: Instant::now(),
+                });
+                Ok(secrets)
+            }
+            Err(error) => {
+                *last_failure = Some(Instant::now());
+                match stale {
+                    Some(stale) => {
+                        crate::telemetry::log_dependency(
+                            &error,
+                            "secrets could not be re-read; using the last ones read",
+                        );
+                        Ok(self.use_stale(&stale))
+                    }
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
+    async fn read(&self) -> Result<Arc<InstanceSecrets>, DependencyError> {
         let document = self.source.fetch().await?;
-        let secrets = Arc::new(
-            InstanceSecrets::parse(&document)
-                .map_err(|e| DependencyError::new("secretsmanager", "parse", e))?,
-        );
-        *self.loaded.write().await = Some(Loaded {
-            secrets: Arc::clone(&secrets),
-            at: Instant::now(),
-        });
-        Ok(secrets)
+        Ok(Arc::new(InstanceSecrets::parse(&document).map_err(|e| {
+            DependencyError::new("secretsmanager", "parse", e)
+        })?))
+    }
+
+    fn use_stale(&self, stale: &Arc<InstanceSecrets>) -> Arc<InstanceSecrets> {
+        telemetry::count(Metric::SecretsStale, &[]);
+        Arc::clone(stale)
     }
 
     async fn fresh(&self, max_age: Duration) -> Option<Arc<InstanceSecrets>> {

@@ -18,12 +18,14 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::error::{DependencyError, IngestError};
+use crate::clock::Clock;
+use crate::error::{DependencyError, ReceiveError};
+use crate::idempotency::sha256_hex;
 use crate::ids::{EntityKey, EventKey, InstanceName};
-use crate::ingest::{Ingestor, Outcome};
-use crate::revel_api::{ApiCredentials, PageRequest, RevelApi, RevelApiError};
+use crate::receive::{Outcome, Receiver};
+use crate::revel_api::{ApiCredentials, PageRequest, RevelApiError, RevelResources};
 use crate::sources::{id_field, parse_timestamp_micros, strip_payment_card_fields};
-use crate::store::{EntityStore, EntityUpsert, Upserted};
+use crate::store::{EntityStore, EntityUpsert, Rank};
 use crate::sync_state::{Cursor, RunProgress, SyncState};
 
 /// Revel's filter format for `updated_date__gte`.
@@ -86,8 +88,8 @@ pub enum SyncError {
     Api(#[from] RevelApiError),
     #[error(transparent)]
     Store(#[from] DependencyError),
-    #[error("ingesting a reconciled order: {0}")]
-    Ingest(#[from] IngestError),
+    #[error("storing a reconciled order: {0}")]
+    Receive(#[from] ReceiveError),
 }
 
 impl SyncError {
@@ -97,8 +99,8 @@ impl SyncError {
         match self {
             Self::Api(e) => e.is_retryable_later(),
             Self::Store(_) => true,
-            Self::Ingest(IngestError::Unavailable(_) | IngestError::InProgress) => true,
-            Self::Ingest(_) => false,
+            Self::Receive(ReceiveError::Unavailable(_)) => true,
+            Self::Receive(_) => false,
         }
     }
 }
@@ -119,7 +121,8 @@ fn revel_time(at: OffsetDateTime) -> String {
 
 /// Runs pulls and reconciliation for one instance at a time.
 pub struct Syncer {
-    api: Arc<RevelApi>,
+    api: Arc<dyn RevelResources>,
+    clock: Arc<dyn Clock>,
     state: Arc<dyn SyncState>,
     entities: Arc<dyn EntityStore>,
     /// How far back the first reconciliation of an instance looks.
@@ -130,13 +133,15 @@ pub struct Syncer {
 
 impl Syncer {
     pub fn new(
-        api: Arc<RevelApi>,
+        api: Arc<dyn RevelResources>,
         state: Arc<dyn SyncState>,
         entities: Arc<dyn EntityStore>,
         reconcile_lookback: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             api,
+            clock,
             state,
             entities,
             reconcile_lookback,
@@ -212,6 +217,7 @@ impl Syncer {
                     _ => {
                         tracing::info!(%instance, pull = pull.name, resource, fetched = run.fetched, "pull complete; checkpoint advanced");
                         cursor.checkpoint = Some(run.started_at.clone());
+                        cursor.completed_run_began_at = Some(run.began_at);
                         cursor.run = None;
                         self.state.save(instance, &cursor_name, &cursor).await?;
                         break;
@@ -223,12 +229,38 @@ impl Syncer {
     }
 
     fn resume_or_start(&self, cursor: &mut Cursor) -> RunProgress {
+        let now = self.clock.now();
         cursor.run.take().unwrap_or_else(|| RunProgress {
-            started_at: revel_time(OffsetDateTime::now_utc() - CHECKPOINT_OVERLAP),
+            started_at: revel_time(now - CHECKPOINT_OVERLAP),
             since: cursor.checkpoint.clone(),
             offset: 0,
             fetched: 0,
+            began_at: i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
         })
+    }
+
+    /// Whether a run of `pull` that began at or after `since_micros` has
+    /// completed for every one of its resources: a change made before then
+    /// has been pulled.
+    pub async fn pulled_since(
+        &self,
+        instance: &InstanceName,
+        pull: &Pull,
+        since_micros: i64,
+    ) -> Result<bool, SyncError> {
+        for (resource, _) in pull.resources {
+            let cursor = self
+                .state
+                .load(instance, &format!("{}.{resource}", pull.name))
+                .await?;
+            if !cursor
+                .completed_run_began_at
+                .is_some_and(|began| began >= since_micros)
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     async fn stop(
@@ -256,7 +288,7 @@ impl Syncer {
             tracing::warn!(%instance, kind, "pulled object without an id; skipped");
             return Ok(false);
         };
-        let Ok(key) = EntityKey::new("revel", instance, kind, &id) else {
+        let Ok(key) = EntityKey::new(crate::sources::revel::NAME, instance, kind, &id) else {
             tracing::warn!(%instance, kind, "pulled object with an unusable id; skipped");
             return Ok(false);
         };
@@ -268,40 +300,40 @@ impl Syncer {
             .unwrap_or(0);
         let mut state = object.clone();
         strip_payment_card_fields(&mut state);
+        let state_json = state.to_string();
+        let state_sha256 = sha256_hex(state_json.as_bytes());
         let change = EntityUpsert {
             key,
-            source: "revel",
+            source: crate::sources::revel::NAME,
             instance: instance.clone(),
             kind,
             entity_id: id,
-            version,
-            state_json: state.to_string(),
+            // Objects carry no removal flag; equal versions are decided by
+            // the state's hash.
+            rank: Rank::new(version, false, &state_sha256),
+            state_json,
+            state_sha256,
             event_key: event_key.clone(),
         };
-        if !matches!(
-            self.entities.upsert(&change).await?,
-            Upserted::Applied { .. }
-        ) {
+        let upserted = self.entities.upsert(&change).await?;
+        // As in the processor: a resumed run may have stopped between the
+        // write and the job, so a repeat queues the job again (deduplicated).
+        if !upserted.owes_follow_up() {
             return Ok(false);
         }
         if let Some(jobs) = &self.jobs {
-            // One job per object version: deduplicated if a resumed run
-            // writes the same version again.
-            let per_object = EventKey::parse(&format!(
-                "{event_key}:{kind}:{}@{version}",
-                change.entity_id
-            ))
-            .unwrap_or_else(|_| event_key.clone());
-            let job = crate::queue::Job::sync_entity(
-                "revel",
+            let job = crate::queue::Job::for_entity(
+                crate::queue::JobKind::SyncEntity,
+                crate::sources::revel::NAME,
                 instance,
                 event_key.as_str(),
-                &per_object,
+                event_key,
                 &change.key,
+                &change.rank,
             );
             jobs.enqueue(&job).await?;
         }
-        Ok(true)
+        Ok(matches!(upserted, crate::store::Upserted::Applied { .. }))
     }
 
     /// Lists the orders Revel finalized since the last reconciliation and
@@ -311,15 +343,13 @@ impl Syncer {
         &self,
         instance: &InstanceName,
         credentials: &ApiCredentials,
-        orders: &Ingestor,
+        orders: &Receiver,
         deadline: Instant,
     ) -> Result<ReconcileReport, SyncError> {
         const CURSOR: &str = "reconcile.Order";
         let mut cursor = self.state.load(instance, CURSOR).await?;
         if cursor.checkpoint.is_none() && cursor.run.is_none() {
-            cursor.checkpoint = Some(revel_time(
-                OffsetDateTime::now_utc() - self.reconcile_lookback,
-            ));
+            cursor.checkpoint = Some(revel_time(self.clock.now() - self.reconcile_lookback));
         }
         let mut run = self.resume_or_start(&mut cursor);
         let mut report = ReconcileReport {
@@ -393,7 +423,7 @@ impl Syncer {
         &self,
         instance: &InstanceName,
         credentials: &ApiCredentials,
-        orders: &Ingestor,
+        orders: &Receiver,
         order: &Value,
     ) -> Result<bool, SyncError> {
         let (Some(uuid), Some(version)) = (
@@ -412,7 +442,7 @@ impl Syncer {
         // Present at this version or newer: its webhook (or an earlier
         // reconciliation) delivered it, whatever key it was stored under.
         if let Some(existing) = self.entities.get(&key).await? {
-            if existing.version >= version {
+            if existing.rank.version >= version {
                 return Ok(false);
             }
         }
@@ -427,7 +457,7 @@ impl Syncer {
         // exactly like the webhook would have been.
         let body = serde_json::json!({"orderInfo": order, "items": items, "payments": payments, "history": []});
         let outcome = orders
-            .ingest_fetched(
+            .receive_fetched(
                 instance,
                 body.to_string().into_bytes(),
                 format!("reconcile:{instance}:{uuid}"),

@@ -23,6 +23,10 @@ pub struct Cursor {
     /// A run that stopped before its last page (budget spent, deadline, an
     /// error); the next run resumes it instead of starting over.
     pub run: Option<RunProgress>,
+    /// When the last complete run began (µs): whatever changed before then
+    /// has been pulled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_run_began_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +39,9 @@ pub struct RunProgress {
     pub offset: u64,
     /// Objects fetched so far by this run (for the log).
     pub fetched: u64,
+    /// When the run began (µs), without the checkpoint's overlap.
+    #[serde(default)]
+    pub began_at: i64,
 }
 
 #[async_trait]

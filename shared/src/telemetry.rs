@@ -5,9 +5,8 @@
 use time::OffsetDateTime;
 use tracing_subscriber::EnvFilter;
 
-use crate::error::IngestError;
+use crate::error::DependencyError;
 use crate::ids::EventKey;
-use crate::ingest::Outcome;
 
 /// Installs the global subscriber once; later calls are no-ops. The level
 /// comes from `RUST_LOG` (template parameter `LogLevel`), default `info`.
@@ -51,10 +50,23 @@ pub enum Metric {
     Quarantined,
     /// An event older than the entity's state: archived, the state left as is.
     Stale,
-    /// A follow-up job queued by a receiver.
+    /// A follow-up job queued by the processor.
     JobsEnqueued,
     /// A job that failed (to be retried, or parked in the DLQ), by error kind.
     JobFailures,
+    /// A different body under an existing event key, kept under its own key.
+    Conflicts,
+    /// A request verified with secrets past their TTL, because Secrets
+    /// Manager could not be read.
+    SecretsStale,
+    /// A newer change that left its entity as it was (a repeat collapsed).
+    Unchanged,
+    /// A stream record the processor skips, by reason (quarantined,
+    /// unreadable, unknown kind).
+    RecordsSkipped,
+    /// A stream record the processor could not apply (retried by the event
+    /// source mapping, then sent to the on-failure queue), by reason.
+    ProcessingFailures,
     /// Revel API calls an instance has spent today.
     ApiCallsSpent,
     /// The same as a percentage of the daily budget, so one alarm threshold
@@ -67,7 +79,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 16] = [
         Metric::Accepted,
         Metric::Duplicate,
         Metric::Rejected,
@@ -75,6 +87,11 @@ impl Metric {
         Metric::Stale,
         Metric::JobsEnqueued,
         Metric::JobFailures,
+        Metric::Conflicts,
+        Metric::SecretsStale,
+        Metric::Unchanged,
+        Metric::RecordsSkipped,
+        Metric::ProcessingFailures,
         Metric::ApiCallsSpent,
         Metric::ApiBudgetUsedPercent,
         Metric::ReconciledOrders,
@@ -91,6 +108,11 @@ impl Metric {
             Self::Stale => "Stale",
             Self::JobsEnqueued => "JobsEnqueued",
             Self::JobFailures => "JobFailures",
+            Self::Conflicts => "Conflicts",
+            Self::SecretsStale => "SecretsStale",
+            Self::Unchanged => "Unchanged",
+            Self::RecordsSkipped => "RecordsSkipped",
+            Self::ProcessingFailures => "ProcessingFailures",
             Self::ApiCallsSpent => "ApiCallsSpent",
             Self::ApiBudgetUsedPercent => "ApiBudgetUsedPercent",
             Self::ReconciledOrders => "ReconciledOrders",
@@ -111,7 +133,7 @@ impl Metric {
     /// keep their reason (the alarm is on `unauthorized` alone).
     pub const fn rollup(self) -> &'static [Dimension] {
         match self {
-            Self::Rejected => &[Dimension::Reason],
+            Self::Rejected | Self::RecordsSkipped | Self::ProcessingFailures => &[Dimension::Reason],
             _ => &[],
         }
     }
@@ -162,33 +184,16 @@ pub enum RejectReason {
     PayloadTooLarge,
     /// 503: a dependency failed; the sender retries.
     Unavailable,
-    /// 503: another delivery of the same event is finishing it.
-    InProgress,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 4] = [
-        Self::Unauthorized,
-        Self::PayloadTooLarge,
-        Self::Unavailable,
-        Self::InProgress,
-    ];
+    pub const ALL: [RejectReason; 3] = [Self::Unauthorized, Self::PayloadTooLarge, Self::Unavailable];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Unavailable => "unavailable",
-            Self::InProgress => "in_progress",
-        }
-    }
-
-    pub fn of(error: &IngestError) -> Self {
-        match error {
-            IngestError::Unauthorized(_) => Self::Unauthorized,
-            IngestError::PayloadTooLarge { .. } => Self::PayloadTooLarge,
-            IngestError::Unavailable(_) => Self::Unavailable,
-            IngestError::InProgress => Self::InProgress,
         }
     }
 }
@@ -229,41 +234,8 @@ pub fn event_dimensions<'a>(
     ]
 }
 
-/// Counts a receiver's answer. The one call is in [`crate::http::answer`],
-/// where every outcome and error becomes an answer.
-pub fn answered(result: &Result<Outcome, IngestError>) {
-    if let Some((metric, dimensions)) = answer_metric(result) {
-        count(metric, &dimensions);
-    }
-}
-
-/// Accepted, duplicate and quarantined events by source, event type and
-/// instance (read from the event key, whose instance passed authentication);
-/// rejections by reason only, since an unauthenticated request's instance is
-/// whatever the caller claims and must not mint new metrics.
-fn answer_metric(
-    result: &Result<Outcome, IngestError>,
-) -> Option<(Metric, Vec<(Dimension, &str)>)> {
-    match result {
-        Ok(Outcome::Accepted { event_key }) => Some((Metric::Accepted, key_dimensions(event_key))),
-        Ok(Outcome::Duplicate { event_key }) => {
-            Some((Metric::Duplicate, key_dimensions(event_key)))
-        }
-        Ok(Outcome::Quarantined { event_key, reason }) => {
-            let mut dimensions = key_dimensions(event_key);
-            dimensions.push((Dimension::Reason, reason.as_str()));
-            Some((Metric::Quarantined, dimensions))
-        }
-        Ok(Outcome::Pong) => None,
-        Err(error) => Some((
-            Metric::Rejected,
-            vec![(Dimension::Reason, RejectReason::of(error).as_str())],
-        )),
-    }
-}
-
 /// Source, event type and instance from `{source}:{instance}:{event_type}:{identity}`.
-fn key_dimensions(key: &EventKey) -> Vec<(Dimension, &str)> {
+pub fn key_dimensions(key: &EventKey) -> Vec<(Dimension, &str)> {
     let mut parts = key.as_str().splitn(4, ':');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(source), Some(instance), Some(event_type), Some(_)) => {
@@ -272,6 +244,29 @@ fn key_dimensions(key: &EventKey) -> Vec<(Dimension, &str)> {
         // Not a key this bundle built: counted in the total only.
         _ => Vec::new(),
     }
+}
+
+/// Logs a dependency failure with its service and operation, never payloads.
+pub fn log_dependency(error: &DependencyError, message: &str) {
+    tracing::error!(
+        service = error.service,
+        operation = error.operation,
+        error = %error_summary(error),
+        "{message}"
+    );
+}
+
+/// An error chain in one line. SDK errors name the failure (timeout,
+/// dispatch failure, service error code), never request or response bodies.
+pub fn error_summary(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut summary = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        summary.push_str(": ");
+        summary.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    summary
 }
 
 /// Longest dimension value kept; the names used are far shorter.
@@ -334,7 +329,6 @@ fn emf_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{AuthFailure, DependencyError};
     use serde_json::{json, Value};
 
     fn parse(line: &str) -> Value {
@@ -424,61 +418,6 @@ mod tests {
 
     fn key(raw: &str) -> EventKey {
         EventKey::parse(raw).unwrap()
-    }
-
-    #[test]
-    fn answers_are_counted_by_outcome_with_the_event_key_as_dimensions() {
-        let accepted = Ok(Outcome::Accepted {
-            event_key: key("revel:demo:order.finalized:id:1"),
-        });
-        assert_eq!(
-            answer_metric(&accepted),
-            Some((
-                Metric::Accepted,
-                vec![
-                    (Dimension::Source, "revel"),
-                    (Dimension::EventType, "order.finalized"),
-                    (Dimension::Instance, "demo"),
-                ]
-            ))
-        );
-        let duplicate = Ok(Outcome::Duplicate {
-            event_key: key("booking:tours:bookings:biz:9"),
-        });
-        assert_eq!(answer_metric(&duplicate).unwrap().0, Metric::Duplicate);
-        let quarantined = Ok(Outcome::Quarantined {
-            event_key: key("revel:demo:customer.created:sha256:ab"),
-            reason: "event_type_mismatch".into(),
-        });
-        let (metric, dimensions) = answer_metric(&quarantined).unwrap();
-        assert_eq!(metric, Metric::Quarantined);
-        assert!(dimensions.contains(&(Dimension::Reason, "event_type_mismatch")));
-        assert_eq!(answer_metric(&Ok(Outcome::Pong)), None);
-    }
-
-    #[test]
-    fn a_rejection_carries_its_reason_and_nothing_the_caller_claimed() {
-        let cases = [
-            (
-                IngestError::Unauthorized(AuthFailure::UnknownInstance),
-                "unauthorized",
-            ),
-            (
-                IngestError::PayloadTooLarge { size: 2, limit: 1 },
-                "payload_too_large",
-            ),
-            (
-                IngestError::Unavailable(DependencyError::new("dynamodb", "PutItem", "down")),
-                "unavailable",
-            ),
-            (IngestError::InProgress, "in_progress"),
-        ];
-        for (error, reason) in cases {
-            assert_eq!(
-                answer_metric(&Err(error)),
-                Some((Metric::Rejected, vec![(Dimension::Reason, reason)]))
-            );
-        }
     }
 
     #[test]

@@ -13,17 +13,18 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::downstream::{DeliveryError, Downstream};
+use crate::clock::Clock;
+use crate::downstream::{DeliveryError, Partner};
 use crate::error::DependencyError;
 use crate::idempotency::sha256_hex;
 use crate::ids::{EntityKey, InstanceName};
-use crate::ingest::Ingestor;
 use crate::queue::{Job, JobKind, JobMessage, JobQueue};
+use crate::receive::Receiver;
 use crate::sources::revel::Revel;
 use crate::store::EntityStore;
 use crate::sync::{PullOutcome, StopReason, SyncError, Syncer, CATALOG, EVENTS, INVENTORY};
 use crate::sync_state::DynamoSyncState;
-use crate::telemetry::{self, Dimension, Metric};
+use crate::telemetry::{self, log_dependency, Dimension, Metric};
 
 /// Why a job did not finish. The message is retried through the queue.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +87,7 @@ impl RetryBackoff {
         if let Err(error) = result {
             // The queue's own visibility timeout applies instead.
             let error = DependencyError::new("sqs", "ChangeMessageVisibility", error);
-            crate::ingest::log_dependency(&error, "could not set the retry backoff");
+            log_dependency(&error, "could not set the retry backoff");
         }
     }
 }
@@ -143,11 +144,13 @@ impl JobError {
 /// What the worker needs; `downstream: None` means delivery is off.
 pub struct Worker {
     pub entities: Arc<dyn EntityStore>,
-    pub downstream: Option<Downstream>,
+    pub downstream: Option<Arc<dyn Partner>>,
     pub syncer: Syncer,
     pub revel: Arc<Revel>,
     /// The order.finalized receiver, for reconciled orders.
-    pub orders: Ingestor,
+    pub orders: Receiver,
+    /// Dates the messages to the partner.
+    pub clock: Arc<dyn Clock>,
     pub jobs: Arc<dyn JobQueue>,
     /// To report the budget spent after a pull.
     pub budget: Option<Arc<DynamoSyncState>>,
@@ -168,7 +171,7 @@ pub struct WineSittingRepair {
     pub api: crate::winesitting_api::WineSittingApi,
     pub source: Arc<crate::sources::winesitting::WineSitting>,
     /// The WineSitting receiver: repaired orders go through its pipeline.
-    pub receiver: Ingestor,
+    pub receiver: Receiver,
 }
 
 fn group_of(message: &SqsMessage) -> String {
@@ -244,7 +247,7 @@ impl Worker {
             Ok(_) => true,
             Err(error) => {
                 let error = DependencyError::new("sqs", "SendMessage", error);
-                crate::ingest::log_dependency(
+                log_dependency(
                     &error,
                     "could not park a job in the dead-letter queue",
                 );
@@ -272,9 +275,16 @@ impl Worker {
             InstanceName::parse(&job.instance).map_err(|_| JobError::Malformed("bad instance"))?;
         match job.job {
             JobKind::SyncEntity => self.deliver(job).await,
-            JobKind::CatalogPull | JobKind::ProductSync => {
+            JobKind::CatalogPull => {
+                if let Some(pushed_at) = job.version {
+                    if self.syncer.pulled_since(&instance, &CATALOG, pushed_at).await? {
+                        tracing::info!(%instance, "a catalog pull that began after this menu push has completed; nothing to pull");
+                        return Ok(());
+                    }
+                }
                 self.pull(job.job, &instance, &CATALOG, deadline).await
             }
+            JobKind::ProductSync => self.pull(job.job, &instance, &CATALOG, deadline).await,
             JobKind::EventSync => self.pull(job.job, &instance, &EVENTS, deadline).await,
             JobKind::InventorySync => self.pull(job.job, &instance, &INVENTORY, deadline).await,
             JobKind::Reconcile => self.reconcile(&instance, deadline).await,
@@ -299,32 +309,30 @@ impl Worker {
             tracing::warn!(entity = %key, "entity to deliver is gone; nothing to send");
             return Ok(());
         };
-        if entity
-            .delivered_version
-            .is_some_and(|d| d >= entity.version)
-        {
-            tracing::info!(entity = %key, version = entity.version, "already delivered");
+        if entity.is_delivered() {
+            tracing::info!(entity = %key, revision = entity.revision, "already delivered");
             return Ok(());
         }
         if let Some(echoes) = &self.echoes {
-            if echoes.is_echo(&key, entity.version).await? {
-                tracing::info!(entity = %key, version = entity.version, "the bundle's own write coming back from Revel; not sent to the partner");
-                self.entities.mark_delivered(&key, entity.version).await?;
+            if echoes.is_echo(&key, entity.rank.version).await? {
+                tracing::info!(entity = %key, version = entity.rank.version, "the bundle's own write coming back from Revel; not sent to the partner");
+                self.entities.mark_delivered(&key, entity.revision).await?;
                 return Ok(());
             }
         }
         let state: serde_json::Value = serde_json::from_str(&entity.state_json)
             .map_err(|_| JobError::Malformed("stored state is not JSON"))?;
-        let message_id = delivery_id(&key, entity.version);
+        let message_id = message_id(&key, entity.revision);
         let body = json!({
             "type": format!("revel.{}.changed", entity.kind),
-            "timestamp": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "timestamp": self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
             "data": {
                 "source": "revel",
                 "instance": job.instance,
                 "kind": entity.kind,
                 "id": entity.entity_id,
-                "version": entity.version,
+                "version": entity.rank.version,
+                "revision": entity.revision,
                 "event_key": entity.last_event_key,
                 "state": state,
             }
@@ -332,8 +340,8 @@ impl Worker {
         downstream
             .deliver(&message_id, body.to_string().as_bytes())
             .await?;
-        self.entities.mark_delivered(&key, entity.version).await?;
-        tracing::info!(entity = %key, version = entity.version, "delivered downstream");
+        self.entities.mark_delivered(&key, entity.revision).await?;
+        tracing::info!(entity = %key, revision = entity.revision, "delivered downstream");
         Ok(())
     }
 
@@ -494,7 +502,7 @@ impl Worker {
                     &dimensions,
                 );
             }
-            Err(error) => crate::ingest::log_dependency(&error, "could not read the API budget"),
+            Err(error) => log_dependency(&error, "could not read the API budget"),
         }
     }
 }
@@ -507,11 +515,11 @@ fn used_percent(spent: u64, limit: u64) -> f64 {
     spent as f64 * 100.0 / limit as f64
 }
 
-/// A stable message id per entity version: the partner can drop a repeat.
-pub fn delivery_id(key: &EntityKey, version: i64) -> String {
+/// A stable message id per entity revision: the partner can drop a repeat.
+pub fn message_id(key: &EntityKey, revision: u64) -> String {
     format!(
         "msg_{}",
-        &sha256_hex(format!("{key}@{version}").as_bytes())[..32]
+        &sha256_hex(format!("{key}#{revision}").as_bytes())[..32]
     )
 }
 

@@ -486,7 +486,7 @@ fn derived_key(source: &str, kind: &dyn EventKind, raw: &[u8]) -> EventKey {
         source,
         instance: &instance,
         event_type: kind.event_type(),
-        delivery_id: None,
+        sender_event_id: None,
         identity: meaning.as_ref().map(|m| &m.identity),
         body_sha256: &sha256_hex(raw),
         received_at_unix: 1_700_000_000,

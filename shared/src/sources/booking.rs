@@ -43,10 +43,13 @@ use super::{
     header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
     FollowUp, Identity, Interpretation, Malformed, Source, Version,
 };
-use crate::error::{AuthFailure, IngestError};
+use crate::error::{AuthFailure, ReceiveError};
 use crate::ids::InstanceName;
-use crate::ingest::Delivery;
+use crate::request::WebhookRequest;
 use crate::secrets::{SecretCache, WebhookSecret};
+
+/// The source name, in keys.
+pub const NAME: &str = "booking";
 
 /// The sender's event id, when it sends one.
 pub const EVENT_ID_HEADER: &str = "x-event-id";
@@ -287,7 +290,7 @@ impl EventKind for BookingFamily {
         BookingFamily::event_type(*self)
     }
 
-    fn interpret(&self, body: Value) -> Result<Interpretation, Malformed> {
+    fn interpret(&self, body: Value, _headers: &http::HeaderMap) -> Result<Interpretation, Malformed> {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
@@ -328,6 +331,7 @@ impl EventKind for BookingFamily {
                 kind: self.entity_kind(),
                 id,
                 version: Version::UpdatedAt(micros),
+                ends_entity: is_tombstone(trigger),
                 state,
             }),
             follow_up: FollowUp::None,
@@ -389,26 +393,26 @@ fn signed_by_any(claimed: &[u8], body: &[u8], secrets: &[WebhookSecret]) -> bool
 #[async_trait]
 impl Source for Booking {
     fn name(&self) -> &'static str {
-        "booking"
+        NAME
     }
 
-    async fn authenticate(&self, delivery: &Delivery) -> Result<InstanceName, IngestError> {
-        let account = delivery
+    async fn authenticate(&self, request: &WebhookRequest) -> Result<InstanceName, ReceiveError> {
+        let account = request
             .path_param(ACCOUNT_PARAM)
             .ok_or(AuthFailure::MissingInstance)?;
         let account = InstanceName::parse(account).map_err(|_| AuthFailure::InvalidInstance)?;
         if let Some(secrets) = self.secrets.secrets_for(&account).await? {
-            let claimed = header(&delivery.headers, &self.signature_header)
+            let claimed = header(&request.headers, &self.signature_header)
                 .ok_or(AuthFailure::MissingSignature)?;
             let claimed = decode_signature(claimed).ok_or(AuthFailure::MalformedSignature)?;
-            return if signed_by_any(&claimed, &delivery.body, &secrets) {
+            return if signed_by_any(&claimed, &request.body, &secrets) {
                 Ok(account)
             } else {
                 Err(AuthFailure::SignatureMismatch.into())
             };
         }
         if let Some(tokens) = self.secrets.tokens_for(&account).await? {
-            let presented = delivery
+            let presented = request
                 .path_param(TOKEN_PARAM)
                 .ok_or(AuthFailure::SignatureMismatch)?;
             return if tokens.iter().any(|t| t.matches(presented)) {
@@ -420,7 +424,7 @@ impl Source for Booking {
         Err(AuthFailure::UnknownInstance.into())
     }
 
-    fn delivery_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+    fn sender_event_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         header(headers, EVENT_ID_HEADER)
     }
 
@@ -465,7 +469,7 @@ mod tests {
         token: Option<&str>,
         signature: Option<&str>,
         body: &[u8],
-    ) -> Delivery {
+    ) -> WebhookRequest {
         let mut headers = HeaderMap::new();
         if let Some(signature) = signature {
             headers.insert(SIGNATURE_HEADER, HeaderValue::from_str(signature).unwrap());
@@ -474,7 +478,7 @@ mod tests {
         if let Some(token) = token {
             path_params.push(("token".into(), token.into()));
         }
-        Delivery {
+        WebhookRequest {
             headers,
             body: body.to_vec(),
             request_id: "req-1".into(),
@@ -488,9 +492,9 @@ mod tests {
         mac.finalize().into_bytes().to_vec()
     }
 
-    fn refusal(result: Result<InstanceName, IngestError>) -> AuthFailure {
+    fn refusal(result: Result<InstanceName, ReceiveError>) -> AuthFailure {
         match result {
-            Err(IngestError::Unauthorized(why)) => why,
+            Err(ReceiveError::Unauthorized(why)) => why,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -500,7 +504,7 @@ mod tests {
         for family in BookingFamily::ALL {
             for trigger in family.triggers() {
                 let i = family
-                    .interpret(body(family.name(), trigger, "2026-11-24T10:00:00Z"))
+                    .interpret(body(family.name(), trigger, "2026-11-24T10:00:00Z"), &http::HeaderMap::new())
                     .unwrap_or_else(|e| panic!("{family:?} {trigger}: {e:?}"));
                 let entity = i.entity.unwrap();
                 assert_eq!(entity.kind, family.entity_kind());
@@ -513,7 +517,7 @@ mod tests {
             for other in BookingFamily::ALL.into_iter().filter(|o| *o != family) {
                 assert_eq!(
                     family
-                        .interpret(body(other.name(), trigger, "2026-11-24T10:00:00Z"))
+                        .interpret(body(other.name(), trigger, "2026-11-24T10:00:00Z"), &http::HeaderMap::new())
                         .unwrap_err(),
                     Malformed("wrong_family"),
                     "{family:?} given {other:?}"
@@ -521,7 +525,7 @@ mod tests {
             }
             assert_eq!(
                 family
-                    .interpret(body(family.name(), "Exploded", "2026-11-24T10:00:00Z"))
+                    .interpret(body(family.name(), "Exploded", "2026-11-24T10:00:00Z"), &http::HeaderMap::new())
                     .unwrap_err(),
                 Malformed("unknown_trigger")
             );
@@ -533,7 +537,7 @@ mod tests {
         for event in ["Check-In", "checkin", "check in", "CHECK_IN"] {
             let b = json!({"notification": {"type": event, "trigger": "on check-in", "when": "2026-11-24 10:00:00"},
                            "data": {"uuid": 7}});
-            let i = BookingFamily::CheckIn.interpret(b.clone()).unwrap();
+            let i = BookingFamily::CheckIn.interpret(b.clone(), &http::HeaderMap::new()).unwrap();
             let entity = i.entity.unwrap();
             assert_eq!(entity.id, "7");
             assert_eq!(entity.state["trigger"], "On Check-in");
@@ -551,7 +555,7 @@ mod tests {
             (BookingFamily::Bookings, "Cancellation"),
         ] {
             let entity = family
-                .interpret(body(family.name(), trigger, at))
+                .interpret(body(family.name(), trigger, at), &http::HeaderMap::new())
                 .unwrap()
                 .entity
                 .unwrap();
@@ -560,7 +564,7 @@ mod tests {
             assert_eq!(entity.state["occurred_at"], at);
         }
         let amendment = BookingFamily::Customers
-            .interpret(body("Customers", "Amendment", at))
+            .interpret(body("Customers", "Amendment", at), &http::HeaderMap::new())
             .unwrap()
             .entity
             .unwrap();
@@ -571,7 +575,7 @@ mod tests {
     fn the_business_key_differs_per_trigger_and_time() {
         let key = |trigger, at| {
             BookingFamily::Bookings
-                .interpret(body("Bookings", trigger, at))
+                .interpret(body("Bookings", trigger, at), &http::HeaderMap::new())
                 .unwrap()
                 .identity
         };
@@ -596,7 +600,7 @@ mod tests {
         let numeric = json!({"notification": {"event": "Bookings", "trigger": "Creation", "occurred_at": 1764000000}, "data": {"id": 1}});
         for b in [missing, numeric, body("Bookings", "Creation", "yesterday")] {
             assert_eq!(
-                BookingFamily::Bookings.interpret(b.clone()).unwrap_err(),
+                BookingFamily::Bookings.interpret(b.clone(), &http::HeaderMap::new()).unwrap_err(),
                 Malformed("missing_or_invalid_occurred_at"),
                 "{b}"
             );
@@ -623,7 +627,7 @@ mod tests {
         ];
         for (b, reason) in cases {
             assert_eq!(
-                BookingFamily::Bookings.interpret(b.clone()).unwrap_err(),
+                BookingFamily::Bookings.interpret(b.clone(), &http::HeaderMap::new()).unwrap_err(),
                 Malformed(reason),
                 "{b}"
             );
@@ -635,7 +639,7 @@ mod tests {
         let b = json!({"notification": {"event": "Bookings", "trigger": "Creation", "occurred_at": "2026-11-24T10:00:00Z"},
                        "data": {"id": "B-1", "payment": {"amount": 10, "card_number": "4111", "cc_exp": "12/30"}}});
         let entity = BookingFamily::Bookings
-            .interpret(b.clone())
+            .interpret(b.clone(), &http::HeaderMap::new())
             .unwrap()
             .entity
             .unwrap();
@@ -752,13 +756,13 @@ mod tests {
     }
 
     #[test]
-    fn the_event_id_header_is_the_delivery_id() {
+    fn the_event_id_header_is_the_sender_event_id() {
         let source = source();
         let mut headers = HeaderMap::new();
-        assert_eq!(source.delivery_id(&headers), None);
+        assert_eq!(source.sender_event_id(&headers), None);
         headers.insert(EVENT_ID_HEADER, HeaderValue::from_static("ev-9"));
-        assert_eq!(source.delivery_id(&headers), Some("ev-9"));
-        assert_eq!(source.declared_event_type(&headers), None);
+        assert_eq!(source.sender_event_id(&headers), Some("ev-9"));
+        assert_eq!(crate::sources::declared_event_type(source.name(), &headers), None);
         assert!(source.archived_headers().contains(&EVENT_ID_HEADER));
     }
 

@@ -1,12 +1,15 @@
 //! Each platform that sends webhooks is described once here: how it
 //! authenticates ([`Source`]), and, per event type ([`EventKind`]), what
 //! identifies an event, which entity it describes at which version, and what
-//! follow-up work it needs. A function is such a description plus a route.
+//! follow-up work it needs. A function is such a description plus a route;
+//! [`event_kind`] finds the description of a stored event again.
 
 pub mod booking;
 pub mod revel;
 pub mod vinesos;
 pub mod winesitting;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::HeaderMap;
@@ -15,9 +18,9 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use crate::error::IngestError;
+use crate::error::ReceiveError;
 use crate::ids::InstanceName;
-use crate::ingest::Delivery;
+use crate::request::WebhookRequest;
 
 /// How a platform proves who sent a delivery, and which of its headers matter.
 #[async_trait]
@@ -25,13 +28,9 @@ pub trait Source: Send + Sync {
     /// Short lower-case name used in keys: `revel`.
     fn name(&self) -> &'static str;
     /// The instance (tenant) the delivery is from, once it is proven genuine.
-    async fn authenticate(&self, delivery: &Delivery) -> Result<InstanceName, IngestError>;
+    async fn authenticate(&self, request: &WebhookRequest) -> Result<InstanceName, ReceiveError>;
     /// The sender's own id for this event, when it sends one.
-    fn delivery_id<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
-        None
-    }
-    /// The event type the sender says it is sending, when it says.
-    fn declared_event_type<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
+    fn sender_event_id<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
         None
     }
     /// Headers kept with the archived event (never a secret).
@@ -51,10 +50,46 @@ pub trait Source: Send + Sync {
 pub trait EventKind: Send + Sync {
     /// The sender's name for it: `order.finalized`.
     fn event_type(&self) -> &'static str;
-    /// Reads a parsed body. `Err` means the body lacks what the type requires
-    /// and is quarantined. Takes the body by value so the state it keeps is
-    /// moved out of it, not copied (an order is most of its body).
-    fn interpret(&self, body: Value) -> Result<Interpretation, Malformed>;
+    /// Reads a parsed body and the headers it came with (some entities are
+    /// per establishment, which Revel names in a header). `Err` means the
+    /// body lacks what the type requires and is quarantined. Takes the body
+    /// by value so the state it keeps is moved out of it, not copied (an
+    /// order is most of its body). The receiver reads it for the event's
+    /// identity; the processor reads the stored body again for the rest.
+    fn interpret(&self, body: Value, headers: &HeaderMap) -> Result<Interpretation, Malformed>;
+}
+
+/// The event type a request of `source` says it carries (Revel's
+/// `X-Revel-Event-Type`), read again from stored headers.
+pub fn declared_event_type<'h>(source: &str, headers: &'h HeaderMap) -> Option<&'h str> {
+    match source {
+        revel::NAME => header(headers, revel::EVENT_TYPE_HEADER),
+        _ => None,
+    }
+}
+
+/// The event kind `event_type` of the source named `source`, with the
+/// source's name as the static string keys are made of.
+pub fn event_kind(source: &str, event_type: &str) -> Option<(&'static str, Arc<dyn EventKind>)> {
+    fn find<K: EventKind + Clone + 'static>(
+        name: &'static str,
+        kinds: &[K],
+        event_type: &str,
+    ) -> Option<(&'static str, Arc<dyn EventKind>)> {
+        let kind = kinds.iter().find(|k| k.event_type() == event_type)?;
+        Some((name, Arc::new(kind.clone())))
+    }
+    match source {
+        revel::NAME => find(revel::NAME, &revel::RevelEventType::ALL, event_type),
+        booking::NAME => find(booking::NAME, &booking::BookingFamily::ALL, event_type),
+        vinesos::NAME => find(vinesos::NAME, &vinesos::VinesOsEvent::ALL, event_type),
+        winesitting::NAME => find(
+            winesitting::NAME,
+            &[winesitting::WineSittingEvent],
+            event_type,
+        ),
+        _ => None,
+    }
 }
 
 /// What an event body means for storage and follow-up.
@@ -70,10 +105,12 @@ pub struct Interpretation {
 pub enum Identity {
     /// A business key: the entity's id plus its version.
     Business(String),
-    /// The body says nothing that distinguishes one event from a later,
-    /// identical one (stock toggles, menu pushes): identical bodies are the
-    /// same event only within this window of receipt.
-    ContentWithin(std::time::Duration),
+    /// The body says nothing that tells one event from a later, identical
+    /// one (a stock toggle, a menu push): each delivery is an event of its
+    /// own, versioned by its receipt. A repeat that leaves the entity as it
+    /// was is collapsed by the processor, so out → in → out is three
+    /// changes while a retry of the same bytes changes nothing.
+    PerDelivery,
 }
 
 /// The current state an event carries, to be kept newest-wins.
@@ -83,6 +120,9 @@ pub struct EntityChange {
     pub kind: &'static str,
     pub id: String,
     pub version: Version,
+    /// A removal or cancellation: of two changes with the same version, it
+    /// wins (so the outcome doesn't depend on their order of arrival).
+    pub ends_entity: bool,
     /// The state to keep (payment card fields already removed).
     pub state: Value,
 }

@@ -10,11 +10,14 @@ use super::{
     header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
     FollowUp, Identity, Interpretation, Malformed, Source, Version,
 };
-use crate::error::{AuthFailure, IngestError};
+use crate::error::{AuthFailure, ReceiveError};
 use crate::ids::InstanceName;
-use crate::ingest::Delivery;
+use crate::request::WebhookRequest;
 use crate::secrets::SecretCache;
 use crate::signature::ClaimedSignature;
+
+/// The source name, in keys.
+pub const NAME: &str = "revel";
 
 pub const SIGNATURE_HEADER: &str = "x-revel-signature";
 pub const INSTANCE_HEADER: &str = "x-revel-instance";
@@ -98,10 +101,11 @@ impl EventKind for RevelEventType {
         self.name()
     }
 
-    fn interpret(&self, body: Value) -> Result<Interpretation, Malformed> {
+    fn interpret(&self, body: Value, headers: &HeaderMap) -> Result<Interpretation, Malformed> {
         if !body.is_object() {
             return Err(Malformed("not_a_json_object"));
         }
+        let establishment = header(headers, ESTABLISHMENT_HEADER);
         match self {
             Self::OrderFinalized => order(body),
             Self::CustomerCreated | Self::CustomerUpdated => {
@@ -110,8 +114,8 @@ impl EventKind for RevelEventType {
             Self::RewardCardCreated => {
                 dated_entity(body, "rewards_card", "id", "missing_rewards_card_id")
             }
-            Self::StockChanged => stock(body),
-            Self::MenuUpdated => menu(body),
+            Self::StockChanged => stock(body, establishment),
+            Self::MenuUpdated => menu(body, establishment),
         }
     }
 }
@@ -160,6 +164,7 @@ fn order(body: Value) -> Result<Interpretation, Malformed> {
             kind: "order",
             id: uuid,
             version: Version::UpdatedAt(version),
+            ends_entity: false,
             state,
         }),
         follow_up: FollowUp::SyncEntity,
@@ -183,15 +188,29 @@ fn dated_entity(
             kind,
             id,
             version: Version::UpdatedAt(version),
+            ends_entity: false,
             state,
         }),
         follow_up: FollowUp::SyncEntity,
     })
 }
 
-/// Item availability: `id`, `instock` and `type` are required; no date, so
-/// the newest receipt wins.
-fn stock(body: Value) -> Result<Interpretation, Malformed> {
+/// The establishment an entity is kept per, when Revel names one: a
+/// product's stock (and the menu) differ between the establishments of one
+/// instance.
+fn per_establishment(establishment: Option<&str>, id: String) -> Result<String, Malformed> {
+    match establishment {
+        None => Ok(id),
+        Some(e) if e.len() <= 64 && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
+            Ok(format!("establishment-{e}:{id}"))
+        }
+        Some(_) => Err(Malformed("invalid_establishment")),
+    }
+}
+
+/// Item availability: `id`, `instock` and `type` are required; kept per
+/// product per establishment; no date, so the newest receipt wins.
+fn stock(body: Value, establishment: Option<&str>) -> Result<Interpretation, Malformed> {
     let id = id_field(&body, "id").ok_or(Malformed("missing_item_id"))?;
     body.get("instock")
         .and_then(Value::as_bool)
@@ -206,20 +225,21 @@ fn stock(body: Value) -> Result<Interpretation, Malformed> {
     let mut state = body;
     strip_payment_card_fields(&mut state);
     Ok(Interpretation {
-        identity: Identity::ContentWithin(crate::idempotency::CONTENT_WINDOW),
+        identity: Identity::PerDelivery,
         entity: Some(EntityChange {
             kind: "item_stock",
-            id: format!("{item_type}:{id}"),
+            id: per_establishment(establishment, format!("{item_type}:{id}"))?,
             version: Version::ReceiptOrder,
+            ends_entity: false,
             state,
         }),
         follow_up: FollowUp::SyncEntity,
     })
 }
 
-/// `{"event": "menu.updated"}`: records that the menu changed and asks for a
-/// catalog pull, coalesced per instance.
-fn menu(body: Value) -> Result<Interpretation, Malformed> {
+/// `{"event": "menu.updated"}`: records that the menu changed (per
+/// establishment) and asks for a catalog pull; the worker coalesces pulls.
+fn menu(body: Value, establishment: Option<&str>) -> Result<Interpretation, Malformed> {
     match body.get("event") {
         None => {}
         Some(Value::String(s)) if s == "menu.updated" => {}
@@ -229,15 +249,12 @@ fn menu(body: Value) -> Result<Interpretation, Malformed> {
     let mut state = body;
     strip_payment_card_fields(&mut state);
     Ok(Interpretation {
-        // A push more than a coalescing window after the last one must make
-        // a new pull; a retry that late only costs a redundant one.
-        identity: Identity::ContentWithin(std::time::Duration::from_secs(
-            crate::queue::CATALOG_PULL_COALESCE_SECS as u64,
-        )),
+        identity: Identity::PerDelivery,
         entity: Some(EntityChange {
             kind: "menu",
-            id: "current".to_owned(),
+            id: per_establishment(establishment, "current".to_owned())?,
             version: Version::ReceiptOrder,
+            ends_entity: false,
             state,
         }),
         follow_up: FollowUp::CatalogPull,
@@ -262,11 +279,11 @@ impl Revel {
 #[async_trait]
 impl Source for Revel {
     fn name(&self) -> &'static str {
-        "revel"
+        NAME
     }
 
-    async fn authenticate(&self, delivery: &Delivery) -> Result<InstanceName, IngestError> {
-        let (headers, body) = (&delivery.headers, &delivery.body);
+    async fn authenticate(&self, request: &WebhookRequest) -> Result<InstanceName, ReceiveError> {
+        let (headers, body) = (&request.headers, &request.body);
         let claimed = header(headers, SIGNATURE_HEADER).ok_or(AuthFailure::MissingSignature)?;
         let instance = header(headers, INSTANCE_HEADER).ok_or(AuthFailure::MissingInstance)?;
         let instance = InstanceName::parse(instance).map_err(|_| AuthFailure::InvalidInstance)?;
@@ -283,12 +300,8 @@ impl Source for Revel {
         }
     }
 
-    fn delivery_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+    fn sender_event_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         header(headers, EVENT_ID_HEADER)
-    }
-
-    fn declared_event_type<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        header(headers, EVENT_TYPE_HEADER)
     }
 
     fn archived_headers(&self) -> &'static [&'static str] {
@@ -325,7 +338,7 @@ mod tests {
             "gift_reward_data": "{\"id\":15,\"total_points\":126}"},
             "items": [{"id": 1}], "payments": [{"amount": "4.86", "cc_last_name": "X"}]});
         let i = RevelEventType::OrderFinalized
-            .interpret(body.clone())
+            .interpret(body.clone(), &http::HeaderMap::new())
             .unwrap();
         assert_eq!(
             i.identity,
@@ -383,7 +396,7 @@ mod tests {
         ];
         for (kind, body, reason) in cases {
             assert_eq!(
-                kind.interpret(body.clone()).unwrap_err(),
+                kind.interpret(body.clone(), &http::HeaderMap::new()).unwrap_err(),
                 Malformed(reason),
                 "{kind:?} {body}"
             );
@@ -393,7 +406,7 @@ mod tests {
     #[test]
     fn stock_and_menu_have_no_business_key_and_follow_receipt_order() {
         let stock = RevelEventType::StockChanged
-            .interpret(json!({"barcode": "1", "id": 622335, "instock": false, "type": "product"}))
+            .interpret(json!({"barcode": "1", "id": 622335, "instock": false, "type": "product"}), &http::HeaderMap::new())
             .unwrap();
         assert_eq!(
             stock.identity,
@@ -401,7 +414,7 @@ mod tests {
         );
         assert_eq!(stock.entity.as_ref().unwrap().id, "product:622335");
         let menu = RevelEventType::MenuUpdated
-            .interpret(json!({"event": "menu.updated"}))
+            .interpret(json!({"event": "menu.updated"}), &http::HeaderMap::new())
             .unwrap();
         assert_eq!(menu.follow_up, FollowUp::CatalogPull);
         assert_eq!(menu.entity.unwrap().version, Version::ReceiptOrder);
@@ -413,7 +426,7 @@ mod tests {
     fn stock_and_menu_states_keep_no_payment_card_fields() {
         let stock = RevelEventType::StockChanged
             .interpret(json!({"id": 1, "instock": true, "type": "product",
-                               "cc_exp": "12/30", "extra": {"last_4_cc_digits": "4242"}}))
+                               "cc_exp": "12/30", "extra": {"last_4_cc_digits": "4242"}}), &http::HeaderMap::new())
             .unwrap();
         assert_eq!(
             stock.entity.unwrap().state,
@@ -422,7 +435,7 @@ mod tests {
         let customer: Value =
             serde_json::from_str(include_str!("../../../events/payloads/customer.json")).unwrap();
         let menu = RevelEventType::MenuUpdated
-            .interpret(customer.clone())
+            .interpret(customer.clone(), &http::HeaderMap::new())
             .unwrap();
         let state = menu.entity.unwrap().state;
         assert!(state.get("cc_exp").is_none() && state.get("cc_last_4_digits").is_none());

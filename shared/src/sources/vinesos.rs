@@ -29,10 +29,13 @@ use super::{
     FollowUp, Identity, Interpretation, Malformed, Source, Version,
 };
 use crate::downstream::SigningSecret;
-use crate::error::{AuthFailure, DependencyError, IngestError};
+use crate::error::{AuthFailure, DependencyError, ReceiveError};
 use crate::ids::InstanceName;
-use crate::ingest::Delivery;
+use crate::request::WebhookRequest;
 use crate::secrets::SecretCache;
+
+/// The source name, in keys.
+pub const NAME: &str = "vinesos";
 
 /// How far `webhook-timestamp` may be from now, either way.
 pub const TOLERANCE: Duration = Duration::from_secs(5 * 60);
@@ -137,7 +140,7 @@ impl EventKind for VinesOsEvent {
         }
     }
 
-    fn interpret(&self, body: Value) -> Result<Interpretation, Malformed> {
+    fn interpret(&self, body: Value, _headers: &http::HeaderMap) -> Result<Interpretation, Malformed> {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
@@ -171,6 +174,7 @@ impl EventKind for VinesOsEvent {
                 kind: self.entity_kind(),
                 id,
                 version: Version::UpdatedAt(micros),
+                ends_entity: false,
                 state,
             }),
             follow_up: FollowUp::ApplyToRevel,
@@ -197,16 +201,16 @@ impl VinesOs {
 #[async_trait]
 impl Source for VinesOs {
     fn name(&self) -> &'static str {
-        "vinesos"
+        NAME
     }
 
-    async fn authenticate(&self, delivery: &Delivery) -> Result<InstanceName, IngestError> {
-        let instance = delivery
+    async fn authenticate(&self, request: &WebhookRequest) -> Result<InstanceName, ReceiveError> {
+        let instance = request
             .path_param(INSTANCE_PARAM)
             .filter(|i| !i.trim().is_empty())
             .ok_or(AuthFailure::MissingInstance)?;
         let instance = InstanceName::parse(instance).map_err(|_| AuthFailure::InvalidInstance)?;
-        let headers = &delivery.headers;
+        let headers = &request.headers;
         let (Some(message_id), Some(timestamp), Some(signature)) = (
             header(headers, ID_HEADER),
             header(headers, TIMESTAMP_HEADER),
@@ -238,7 +242,7 @@ impl Source for VinesOs {
                 }
             })
             .fold(false, |found, secret| {
-                secret.verify(message_id, timestamp, &delivery.body, signature) | found
+                secret.verify(message_id, timestamp, &request.body, signature) | found
             });
         if matched {
             Ok(instance)
@@ -247,7 +251,7 @@ impl Source for VinesOs {
         }
     }
 
-    fn delivery_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+    fn sender_event_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         header(headers, ID_HEADER)
     }
 
@@ -311,7 +315,7 @@ mod tests {
         timestamp: Option<&str>,
         signature: Option<&str>,
         body: &[u8],
-    ) -> Delivery {
+    ) -> WebhookRequest {
         let mut headers = HeaderMap::new();
         for (name, value) in [
             (ID_HEADER, id),
@@ -323,7 +327,7 @@ mod tests {
             }
         }
         headers.insert("content-type", HeaderValue::from_static("application/json"));
-        Delivery {
+        WebhookRequest {
             headers,
             body: body.to_vec(),
             request_id: "req-1".into(),
@@ -335,7 +339,7 @@ mod tests {
 
     /// A delivery to `instance` signed by the reference implementation under
     /// `secret`, at `timestamp`.
-    fn signed(instance: &str, secret: &str, timestamp: i64, body: &[u8]) -> Delivery {
+    fn signed(instance: &str, secret: &str, timestamp: i64, body: &[u8]) -> WebhookRequest {
         let signature = sign(secret, "msg_1", timestamp, body);
         delivery(
             Some(instance),
@@ -346,9 +350,9 @@ mod tests {
         )
     }
 
-    fn refusal(result: Result<InstanceName, IngestError>) -> AuthFailure {
+    fn refusal(result: Result<InstanceName, ReceiveError>) -> AuthFailure {
         match result {
-            Err(IngestError::Unauthorized(why)) => why,
+            Err(ReceiveError::Unauthorized(why)) => why,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -358,7 +362,7 @@ mod tests {
         let micros = parse_timestamp_micros(AT).unwrap();
         for event in VinesOsEvent::ALL {
             let meaning = event
-                .interpret(envelope(event))
+                .interpret(envelope(event), &http::HeaderMap::new())
                 .unwrap_or_else(|e| panic!("{event:?}: {e:?}"));
             assert_eq!(meaning.identity, Identity::Business("evt_1".into()));
             assert_eq!(meaning.follow_up, FollowUp::ApplyToRevel);
@@ -379,7 +383,7 @@ mod tests {
         let body =
             json!({"id": "evt_2", "type": "order.added", "occurred_at": AT, "data": {"id": 42}});
         let entity = VinesOsEvent::OrderAdded
-            .interpret(body.clone())
+            .interpret(body.clone(), &http::HeaderMap::new())
             .unwrap()
             .entity
             .unwrap();
@@ -443,7 +447,7 @@ mod tests {
         ];
         for (body, reason) in cases {
             assert_eq!(
-                event.interpret(body.clone()).unwrap_err(),
+                event.interpret(body.clone(), &http::HeaderMap::new()).unwrap_err(),
                 Malformed(reason),
                 "{body}"
             );
@@ -455,7 +459,7 @@ mod tests {
         for event in VinesOsEvent::ALL {
             for other in VinesOsEvent::ALL.into_iter().filter(|o| *o != event) {
                 assert_eq!(
-                    event.interpret(envelope(other)).unwrap_err(),
+                    event.interpret(envelope(other), &http::HeaderMap::new()).unwrap_err(),
                     Malformed("wrong_event_type"),
                     "{event:?} given {other:?}"
                 );
@@ -620,13 +624,13 @@ mod tests {
     }
 
     #[test]
-    fn the_webhook_id_header_is_the_delivery_id_and_nothing_secret_is_archived() {
+    fn the_webhook_id_header_is_the_sender_event_id_and_nothing_secret_is_archived() {
         let source = source();
         let mut headers = HeaderMap::new();
-        assert_eq!(source.delivery_id(&headers), None);
+        assert_eq!(source.sender_event_id(&headers), None);
         headers.insert(ID_HEADER, HeaderValue::from_static("msg_9"));
-        assert_eq!(source.delivery_id(&headers), Some("msg_9"));
-        assert_eq!(source.declared_event_type(&headers), None);
+        assert_eq!(source.sender_event_id(&headers), Some("msg_9"));
+        assert_eq!(crate::sources::declared_event_type(source.name(), &headers), None);
         assert_eq!(source.name(), "vinesos");
         assert_eq!(
             source.archived_headers(),

@@ -18,9 +18,10 @@ use super::{
     id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
     Identity, Interpretation, Malformed, Source, Version,
 };
-use crate::error::{AuthFailure, DependencyError, IngestError};
+use crate::error::{AuthFailure, DependencyError, ReceiveError};
 use crate::ids::{EntityKey, InstanceName};
-use crate::ingest::{Delivery, Ingestor, Outcome};
+use crate::receive::{Outcome, Receiver};
+use crate::request::WebhookRequest;
 use crate::secrets::SecretCache;
 use crate::store::EntityStore;
 use crate::winesitting_api::{WineSittingApi, WineSittingApiError};
@@ -33,7 +34,7 @@ pub const CRATE: &str = "winesitting-webhook";
 pub const LOGICAL_ID: &str = "WineSittingWebhookFunction";
 
 /// The source name, in keys.
-const NAME: &str = "winesitting";
+pub const NAME: &str = "winesitting";
 
 /// Every WineSitting event: one function takes both types and both
 /// operations; the body says which.
@@ -109,7 +110,7 @@ impl EventKind for WineSittingEvent {
         "winesitting.event"
     }
 
-    fn interpret(&self, body: Value) -> Result<Interpretation, Malformed> {
+    fn interpret(&self, body: Value, _headers: &http::HeaderMap) -> Result<Interpretation, Malformed> {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
@@ -146,6 +147,7 @@ impl EventKind for WineSittingEvent {
                 kind: object_type.entity_kind(),
                 id,
                 version: Version::UpdatedAt(micros),
+                ends_entity: false,
                 state,
             }),
             follow_up: FollowUp::None,
@@ -174,8 +176,8 @@ impl Source for WineSitting {
         NAME
     }
 
-    async fn authenticate(&self, delivery: &Delivery) -> Result<InstanceName, IngestError> {
-        let account = delivery
+    async fn authenticate(&self, request: &WebhookRequest) -> Result<InstanceName, ReceiveError> {
+        let account = request
             .path_param("account")
             .filter(|a| !a.trim().is_empty())
             .ok_or(AuthFailure::MissingInstance)?;
@@ -185,7 +187,7 @@ impl Source for WineSitting {
             .tokens_for(&account)
             .await?
             .ok_or(AuthFailure::UnknownInstance)?;
-        let presented = delivery
+        let presented = request
             .path_param("token")
             .ok_or(AuthFailure::SignatureMismatch)?;
         // Every token is compared, so the timing doesn't tell which matched.
@@ -224,8 +226,8 @@ pub enum RepairError {
     Api(#[from] WineSittingApiError),
     #[error("the kept state could not be read: {0}")]
     Store(#[from] DependencyError),
-    #[error("a repaired order could not be ingested: {0}")]
-    Ingest(#[from] IngestError),
+    #[error("a repaired order could not be stored: {0}")]
+    Receive(#[from] ReceiveError),
 }
 
 /// Fetches `account`'s orders still in progress and ingests, through
@@ -237,7 +239,7 @@ pub async fn repair(
     api: &WineSittingApi,
     account: &InstanceName,
     api_key: &str,
-    receiver: &Ingestor,
+    receiver: &Receiver,
     entities: &dyn EntityStore,
 ) -> Result<RepairReport, RepairError> {
     let orders = api.orders_in_progress(api_key).await?;
@@ -280,7 +282,7 @@ pub async fn repair(
         });
         let body = serde_json::to_vec(&body).expect("a JSON value serialises");
         let outcome = receiver
-            .ingest_fetched(account, body, format!("repair:{account}:{id}"))
+            .receive_fetched(account, body, format!("repair:{account}:{id}"))
             .await?;
         match outcome {
             Outcome::Accepted { .. } => {
@@ -288,7 +290,7 @@ pub async fn repair(
                 tracing::info!(account = %account, order = %id, "WineSitting order repaired");
             }
             other => {
-                tracing::warn!(account = %account, order = %id, outcome = outcome_name(&other),
+                tracing::warn!(account = %account, order = %id, outcome = other.as_str(),
                     "WineSitting order repair was not accepted");
             }
         }
@@ -301,15 +303,6 @@ pub async fn repair(
         "WineSitting repair poll done"
     );
     Ok(report)
-}
-
-fn outcome_name(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Accepted { .. } => "accepted",
-        Outcome::Duplicate { .. } => "duplicate",
-        Outcome::Quarantined { .. } => "quarantined",
-        Outcome::Pong => "pong",
-    }
 }
 
 fn now_rfc3339() -> String {
@@ -342,8 +335,8 @@ mod tests {
         InstanceName::parse("acct").unwrap()
     }
 
-    fn delivery(params: &[(&str, &str)], body: &Value) -> Delivery {
-        Delivery {
+    fn delivery(params: &[(&str, &str)], body: &Value) -> WebhookRequest {
+        WebhookRequest {
             headers: http::HeaderMap::new(),
             body: serde_json::to_vec(body).unwrap(),
             request_id: "test".into(),
@@ -410,7 +403,7 @@ mod tests {
                 json!({"id": id, "status": "in_progress", "card_number": "4242424242424242"});
             let body = event(kind, operation, object, json!(DATE));
 
-            let meaning = WineSittingEvent.interpret(body.clone()).unwrap();
+            let meaning = WineSittingEvent.interpret(body.clone(), &http::HeaderMap::new()).unwrap();
 
             assert_eq!(
                 meaning.identity,
@@ -445,8 +438,8 @@ mod tests {
             json!("2024-03-01T10:00:00.5"),
         );
 
-        let from_millis = WineSittingEvent.interpret(millis.clone()).unwrap();
-        let from_naive = WineSittingEvent.interpret(naive.clone()).unwrap();
+        let from_millis = WineSittingEvent.interpret(millis.clone(), &http::HeaderMap::new()).unwrap();
+        let from_naive = WineSittingEvent.interpret(naive.clone(), &http::HeaderMap::new()).unwrap();
 
         assert_eq!(
             from_millis.entity.unwrap().version,
@@ -522,7 +515,7 @@ mod tests {
         ];
         for (body, reason) in cases {
             assert_eq!(
-                WineSittingEvent.interpret(body.clone()).unwrap_err(),
+                WineSittingEvent.interpret(body.clone(), &http::HeaderMap::new()).unwrap_err(),
                 Malformed(reason),
                 "{body}"
             );
@@ -550,7 +543,7 @@ mod tests {
             json!("2024-03-01T10:00:01Z"),
         );
         let created = event("ORDER", "CREATE", json!({"id": 3}), json!(DATE));
-        let identity = |body: &Value| WineSittingEvent.interpret(body.clone()).unwrap().identity;
+        let identity = |body: &Value| WineSittingEvent.interpret(body.clone(), &http::HeaderMap::new()).unwrap().identity;
 
         assert_eq!(identity(&first), identity(&duplicate));
         assert_ne!(identity(&first), identity(&later));
@@ -609,21 +602,21 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(
-                matches!(error, IngestError::Unauthorized(reason) if reason == expected),
+                matches!(error, ReceiveError::Unauthorized(reason) if reason == expected),
                 "{params:?}: {error:?}"
             );
         }
     }
 
     #[test]
-    fn the_source_has_no_delivery_id_no_declared_type_and_no_ping() {
+    fn the_source_has_no_sender_event_id_no_declared_type_and_no_ping() {
         let source = WineSitting::new(cache());
         let mut headers = http::HeaderMap::new();
         headers.insert("x-request-id", http::HeaderValue::from_static("r-1"));
 
         assert_eq!(source.name(), "winesitting");
-        assert_eq!(source.delivery_id(&headers), None);
-        assert_eq!(source.declared_event_type(&headers), None);
+        assert_eq!(source.sender_event_id(&headers), None);
+        assert_eq!(crate::sources::declared_event_type(source.name(), &headers), None);
         assert!(!source.is_ping(&json!({"ping": "pong"})));
         assert_eq!(source.archived_headers(), &["content-type", "user-agent"]);
         assert_eq!(WineSittingEvent.event_type(), "winesitting.event");

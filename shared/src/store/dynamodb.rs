@@ -1,6 +1,7 @@
 //! DynamoDB adapters for [`EventStore`] and [`EntityStore`].
 //!
-//! Events table: hash key `event_key`; TTL attribute `expires_at`.
+//! Events table: hash key `event_key`; TTL attribute `expires_at`; a stream
+//! of new images feeds the processor.
 //! Entities table: hash key `entity_key`.
 
 use std::collections::HashMap;
@@ -12,13 +13,17 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    ArchivedBody, EntityStore, EntityUpsert, EventStatus, EventStore, Inserted, NewEvent,
-    StoredEntity, StoredEvent, Upserted,
+    decide_upsert, ArchivedBody, EntityStore, EntityUpsert, EventRecord, EventStatus, EventStore,
+    ExistingEvent, Put, Rank, StoredEntity, UpsertDecision, Upserted,
 };
 use crate::error::DependencyError;
 use crate::ids::{EntityKey, EventKey};
 
 const SERVICE: &str = "dynamodb";
+
+/// How often an upsert re-reads and tries again when the entity changed
+/// between its two steps (another change of the same entity landed first).
+const UPSERT_ATTEMPTS: usize = 4;
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -28,53 +33,23 @@ fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// The archived record of an event, as one DynamoDB item. Public so the
-/// benchmarks can measure building it.
-pub fn event_item(event: &NewEvent) -> HashMap<String, AttributeValue> {
-    let mut item = HashMap::with_capacity(18);
-    item.insert("event_key".into(), s(event.key.as_str()));
-    item.insert("source".into(), s(event.source));
-    item.insert("instance".into(), s(event.instance.as_str()));
-    item.insert("event_type".into(), s(event.event_type));
-    item.insert("status".into(), s(event.status.as_str()));
-    item.insert("received_at".into(), n(event.received_at_micros));
-    item.insert(
-        "body".into(),
-        AttributeValue::B(Blob::new(event.body.bytes.clone())),
-    );
-    item.insert(
-        "body_encoding".into(),
-        s(if event.body.gzip { "gzip" } else { "identity" }),
-    );
-    item.insert("body_bytes".into(), n(event.body.original_len));
-    item.insert("body_sha256".into(), s(&event.body_sha256));
-    if !event.headers.is_empty() {
-        let headers = event
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), s(v)))
-            .collect();
-        item.insert("headers".into(), AttributeValue::M(headers));
-    }
-    if let Some(reason) = event.quarantine_reason {
-        item.insert("quarantine_reason".into(), s(reason));
-    }
-    if let Some(entity) = &event.entity_key {
-        item.insert("entity_key".into(), s(entity.as_str()));
-    }
-    item.insert("request_id".into(), s(&event.request_id));
-    item.insert("origin".into(), s(event.origin.as_str()));
-    item.insert("lease_until".into(), n(event.lease_until));
-    item.insert("expires_at".into(), n(event.expires_at));
-    item
+/// The item a record is stored as. Public so the benchmarks can measure
+/// building it.
+pub fn event_item(record: &EventRecord) -> HashMap<String, AttributeValue> {
+    serde_dynamo::to_item(record).expect("an event record always serialises to an item")
 }
 
-fn stored_event(item: &HashMap<String, AttributeValue>) -> Option<StoredEvent> {
-    let number = |name: &str| -> Option<i64> { item.get(name)?.as_n().ok()?.parse().ok() };
-    Some(StoredEvent {
+/// Reads a record from an item of the events table.
+pub fn event_record(
+    item: HashMap<String, AttributeValue>,
+) -> Result<EventRecord, serde_dynamo::Error> {
+    serde_dynamo::from_item(item)
+}
+
+fn existing_event(item: &HashMap<String, AttributeValue>) -> Option<ExistingEvent> {
+    Some(ExistingEvent {
         status: EventStatus::parse(item.get("status")?.as_s().ok()?)?,
-        received_at_micros: number("received_at")?,
-        lease_until: number("lease_until").unwrap_or(0),
+        body_sha256: item.get("body_sha256")?.as_s().ok()?.clone(),
         quarantine_reason: item
             .get("quarantine_reason")
             .and_then(|v| v.as_s().ok())
@@ -97,8 +72,8 @@ pub fn entity_state(item: &HashMap<String, AttributeValue>) -> Option<String> {
     String::from_utf8(body.raw().ok()?).ok()
 }
 
-fn unreadable(operation: &'static str) -> DependencyError {
-    DependencyError::new(SERVICE, operation, "stored event record is unreadable")
+fn unreadable(operation: &'static str, what: &'static str) -> DependencyError {
+    DependencyError::new(SERVICE, operation, what)
 }
 
 /// A client and the name of the table it writes.
@@ -113,6 +88,23 @@ impl Table {
             client,
             table: table.into(),
         }
+    }
+
+    async fn get_item(
+        &self,
+        key_name: &str,
+        key: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, DependencyError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(key_name, s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::new(SERVICE, "GetItem", e))?
+            .item)
     }
 }
 
@@ -136,135 +128,76 @@ impl DynamoEntityStore {
 
 #[async_trait]
 impl EventStore for DynamoEventStore {
-    async fn insert_new(&self, event: &NewEvent) -> Result<Inserted, DependencyError> {
+    async fn put_new(&self, record: &EventRecord) -> Result<Put, DependencyError> {
         let result = self
             .0
             .client
             .put_item()
             .table_name(&self.0.table)
-            .set_item(Some(event_item(event)))
+            .set_item(Some(event_item(record)))
             .condition_expression("attribute_not_exists(event_key)")
-            // The existing record comes back with the refusal: a duplicate
-            // costs one request, no extra read.
+            // The stored record comes back with the refusal: a duplicate
+            // costs this one request, no read.
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Inserted::New),
+            Ok(_) => Ok(Put::New),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 let existing = match e.err() {
                     aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
-                        c.item().and_then(stored_event)
+                        c.item().and_then(existing_event)
                     }
                     _ => None,
                 };
                 match existing {
-                    Some(found) => Ok(Inserted::Exists(found)),
-                    // Older endpoints don't return the item: read it.
+                    Some(found) => Ok(Put::Exists(found)),
+                    // Endpoints that don't return the item (older local
+                    // emulators): read it.
                     None => self
-                        .get(&event.key)
+                        .0
+                        .get_item("event_key", record.event_key.as_str())
                         .await?
-                        .map(Inserted::Exists)
-                        .ok_or_else(|| unreadable("PutItem")),
+                        .as_ref()
+                        .and_then(existing_event)
+                        .map(Put::Exists)
+                        .ok_or_else(|| unreadable("PutItem", "stored event record is unreadable")),
                 }
             }
             Err(e) => Err(DependencyError::new(SERVICE, "PutItem", e)),
         }
     }
 
-    async fn get(&self, key: &EventKey) -> Result<Option<StoredEvent>, DependencyError> {
-        let output = self
-            .0
-            .client
-            .get_item()
-            .table_name(&self.0.table)
-            .key("event_key", s(key.as_str()))
-            .consistent_read(true)
-            .projection_expression("#status, received_at, lease_until, quarantine_reason")
-            .expression_attribute_names("#status", "status")
-            .send()
-            .await
-            .map_err(|e| DependencyError::new(SERVICE, "GetItem", e))?;
-        match output.item {
+    async fn get(&self, key: &EventKey) -> Result<Option<EventRecord>, DependencyError> {
+        match self.0.get_item("event_key", key.as_str()).await? {
             None => Ok(None),
-            Some(item) => stored_event(&item)
+            Some(item) => event_record(item)
                 .map(Some)
-                .ok_or_else(|| unreadable("GetItem")),
+                .map_err(|e| DependencyError::new(SERVICE, "GetItem", e)),
         }
     }
 
-    async fn claim(
+    async fn mark_for_replay(
         &self,
         key: &EventKey,
-        now: i64,
-        lease_until: i64,
+        from: EventStatus,
+        at_micros: i64,
     ) -> Result<bool, DependencyError> {
-        self.update_event(
-            key,
-            "SET lease_until = :lease",
-            "#status = :processing AND lease_until < :now",
-            &[
-                (":lease", n(lease_until)),
-                (":now", n(now)),
-                (":processing", s(EventStatus::Processing.as_str())),
-            ],
-        )
-        .await
-    }
-
-    async fn mark_done(&self, key: &EventKey) -> Result<(), DependencyError> {
-        // A false condition means TTL removed the record meanwhile: nothing to mark.
-        self.update_event(
-            key,
-            "SET #status = :done REMOVE lease_until",
-            "attribute_exists(event_key)",
-            &[(":done", s(EventStatus::Done.as_str()))],
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn release(&self, key: &EventKey) -> Result<(), DependencyError> {
-        // A false condition means it is no longer processing: nothing to release.
-        self.update_event(
-            key,
-            "SET lease_until = :zero",
-            "#status = :processing",
-            &[
-                (":zero", n(0)),
-                (":processing", s(EventStatus::Processing.as_str())),
-            ],
-        )
-        .await
-        .map(drop)
-    }
-}
-
-impl DynamoEventStore {
-    /// One conditional UpdateItem on an event record; `Ok(false)` when the
-    /// condition did not hold.
-    async fn update_event(
-        &self,
-        key: &EventKey,
-        update: &str,
-        condition: &str,
-        values: &[(&str, AttributeValue)],
-    ) -> Result<bool, DependencyError> {
-        let mut request = self
+        let result = self
             .0
             .client
             .update_item()
             .table_name(&self.0.table)
             .key("event_key", s(key.as_str()))
-            .update_expression(update)
-            .condition_expression(condition);
-        if update.contains("#status") || condition.contains("#status") {
-            request = request.expression_attribute_names("#status", "status");
-        }
-        for (name, value) in values {
-            request = request.expression_attribute_values(*name, value.clone());
-        }
-        match request.send().await {
+            .update_expression("SET #status = :received, replayed_at = :at")
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
+            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":at", n(at_micros))
+            .send()
+            .await;
+        match result {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Ok(false)
@@ -274,9 +207,47 @@ impl DynamoEventStore {
     }
 }
 
-#[async_trait]
-impl EntityStore for DynamoEntityStore {
-    async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
+/// What of a stored entity an upsert compares with.
+struct StoredRank {
+    rank: Rank,
+    state_sha256: String,
+    revision: u64,
+    delivered_revision: Option<u64>,
+}
+
+fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Option<T> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn stored_rank(item: &HashMap<String, AttributeValue>) -> Option<StoredRank> {
+    Some(StoredRank {
+        rank: Rank {
+            version: number(item, "version")?,
+            // Entities written before tie-breakers existed rank lowest
+            // among equal versions.
+            tiebreak: text(item, "tiebreak").unwrap_or_default(),
+        },
+        state_sha256: text(item, "state_sha256").unwrap_or_default(),
+        revision: number(item, "revision").unwrap_or(0),
+        delivered_revision: number(item, "delivered_revision"),
+    })
+}
+
+/// The condition under which `:version`/`:tiebreak` outrank what is stored.
+const OUTRANKS: &str = "(#version < :version OR (#version = :version AND (attribute_not_exists(tiebreak) OR tiebreak < :tiebreak)))";
+
+impl DynamoEntityStore {
+    /// Writes a new state and counts a revision, if the change outranks
+    /// the stored one and its state differs. `Err(None)` when the condition
+    /// failed without the stored item coming back.
+    async fn write_state(
+        &self,
+        change: &EntityUpsert,
+    ) -> Result<Result<u64, Option<StoredRank>>, DependencyError> {
         // A write is charged by the item's whole size, per KB, and so is every
         // later update of the item: large states are kept gzip-compressed.
         let state = ArchivedBody::from_raw(change.state_json.as_bytes());
@@ -297,12 +268,13 @@ impl EntityStore for DynamoEntityStore {
             .key("entity_key", s(change.key.as_str()))
             .update_expression(
                 "SET #source = :source, #instance = :instance, #kind = :kind, entity_id = :id, \
-                 #version = :version, #state = :state, last_event_key = :event, \
+                 #version = :version, tiebreak = :tiebreak, #state = :state, \
+                 state_sha256 = :sha, last_event_key = :event, \
                  #revision = if_not_exists(#revision, :zero) + :one REMOVE #other_state",
             )
-            // Newest wins: an equal or older version changes nothing, so a
-            // redelivery or a late event is a no-op.
-            .condition_expression("attribute_not_exists(entity_key) OR #version < :version")
+            .condition_expression(format!(
+                "attribute_not_exists(entity_key) OR ({OUTRANKS} AND (attribute_not_exists(state_sha256) OR state_sha256 <> :sha))"
+            ))
             .expression_attribute_names("#source", "source")
             .expression_attribute_names("#instance", "instance")
             .expression_attribute_names("#kind", "kind")
@@ -314,72 +286,137 @@ impl EntityStore for DynamoEntityStore {
             .expression_attribute_values(":instance", s(change.instance.as_str()))
             .expression_attribute_values(":kind", s(change.kind))
             .expression_attribute_values(":id", s(&change.entity_id))
-            .expression_attribute_values(":version", n(change.version))
+            .expression_attribute_values(":version", n(change.rank.version))
+            .expression_attribute_values(":tiebreak", s(&change.rank.tiebreak))
             .expression_attribute_values(":state", state_value)
+            .expression_attribute_values(":sha", s(&change.state_sha256))
             .expression_attribute_values(":event", s(change.event_key.as_str()))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(output) => {
-                let revision = output
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get("revision"))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                Ok(Upserted::Applied { revision })
-            }
+            Ok(output) => Ok(Ok(output
+                .attributes
+                .as_ref()
+                .and_then(|a| number(a, "revision"))
+                .unwrap_or(0))),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(Upserted::Stale)
+                let stored = match e.err() {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                        c.item().and_then(stored_rank)
+                    }
+                    _ => None,
+                };
+                Ok(Err(stored))
             }
             Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
         }
     }
 
-    async fn get(&self, key: &EntityKey) -> Result<Option<StoredEntity>, DependencyError> {
-        let output = self
+    /// Moves the rank of an entity whose state is the change's: `false`
+    /// when the entity changed meanwhile.
+    async fn move_rank(&self, change: &EntityUpsert) -> Result<bool, DependencyError> {
+        let result = self
             .0
             .client
-            .get_item()
+            .update_item()
             .table_name(&self.0.table)
-            .key("entity_key", s(key.as_str()))
-            .consistent_read(true)
+            .key("entity_key", s(change.key.as_str()))
+            .update_expression(
+                "SET #version = :version, tiebreak = :tiebreak, last_event_key = :event",
+            )
+            .condition_expression(format!("{OUTRANKS} AND state_sha256 = :sha"))
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":version", n(change.rank.version))
+            .expression_attribute_values(":tiebreak", s(&change.rank.tiebreak))
+            .expression_attribute_values(":sha", s(&change.state_sha256))
+            .expression_attribute_values(":event", s(change.event_key.as_str()))
             .send()
-            .await
-            .map_err(|e| DependencyError::new(SERVICE, "GetItem", e))?;
-        let Some(item) = output.item else {
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl EntityStore for DynamoEntityStore {
+    async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
+        for _ in 0..UPSERT_ATTEMPTS {
+            let stored = match self.write_state(change).await? {
+                Ok(revision) => return Ok(Upserted::Applied { revision }),
+                Err(Some(stored)) => stored,
+                // Endpoints that don't return the item with the refusal: read it.
+                Err(None) => match self.0.get_item("entity_key", change.key.as_str()).await? {
+                    Some(item) => stored_rank(&item)
+                        .ok_or_else(|| unreadable("GetItem", "stored entity is unreadable"))?,
+                    // Removed meanwhile (TTL): write it anew.
+                    None => continue,
+                },
+            };
+            let decision = decide_upsert(
+                Some((
+                    &stored.rank,
+                    &stored.state_sha256,
+                    stored.revision,
+                    stored.delivered_revision,
+                )),
+                change,
+            );
+            match decision {
+                UpsertDecision::Done(outcome) => return Ok(outcome),
+                UpsertDecision::MoveRank(outcome) => {
+                    if self.move_rank(change).await? {
+                        return Ok(outcome);
+                    }
+                }
+                // The entity changed between the write and the read: again.
+                UpsertDecision::Write => {}
+            }
+        }
+        Err(unreadable(
+            "UpdateItem",
+            "the entity kept changing under the upsert",
+        ))
+    }
+
+    async fn get(&self, key: &EntityKey) -> Result<Option<StoredEntity>, DependencyError> {
+        let Some(item) = self.0.get_item("entity_key", key.as_str()).await? else {
             return Ok(None);
         };
-        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-        let number = |name: &str| -> Option<i64> { item.get(name)?.as_n().ok()?.parse().ok() };
-        let unreadable = || DependencyError::new(SERVICE, "GetItem", "stored entity is unreadable");
+        let unreadable = || unreadable("GetItem", "stored entity is unreadable");
+        let rank = stored_rank(&item).ok_or_else(unreadable)?;
         Ok(Some(StoredEntity {
-            kind: text("kind").ok_or_else(unreadable)?,
-            entity_id: text("entity_id").ok_or_else(unreadable)?,
-            version: number("version").ok_or_else(unreadable)?,
+            kind: text(&item, "kind").ok_or_else(unreadable)?,
+            entity_id: text(&item, "entity_id").ok_or_else(unreadable)?,
+            rank: rank.rank,
+            revision: rank.revision,
             state_json: entity_state(&item).ok_or_else(unreadable)?,
-            last_event_key: text("last_event_key"),
-            delivered_version: number("delivered_version"),
+            last_event_key: text(&item, "last_event_key"),
+            delivered_revision: rank.delivered_revision,
         }))
     }
 
-    async fn mark_delivered(&self, key: &EntityKey, version: i64) -> Result<bool, DependencyError> {
+    async fn mark_delivered(&self, key: &EntityKey, revision: u64) -> Result<bool, DependencyError> {
         let result = self
             .0
             .client
             .update_item()
             .table_name(&self.0.table)
             .key("entity_key", s(key.as_str()))
-            .update_expression("SET delivered_version = :v")
-            // Monotonic: a slow worker can't move it back to an older version.
+            .update_expression("SET delivered_revision = :r")
+            // Monotonic: a slow worker can't move it back to an older revision.
             .condition_expression(
-                "attribute_exists(entity_key) AND (attribute_not_exists(delivered_version) OR delivered_version < :v)",
+                "attribute_exists(entity_key) AND (attribute_not_exists(delivered_revision) OR delivered_revision < :r)",
             )
-            .expression_attribute_values(":v", n(version))
+            .expression_attribute_values(":r", n(revision))
             .send()
             .await;
         match result {

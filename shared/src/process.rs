@@ -1,0 +1,266 @@
+//! The stream processor: everything after an event is stored.
+//!
+//! The events table is an outbox. Its stream hands each new record to
+//! [`Processor::process`], which reads the stored body again, keeps the
+//! entity newest-wins and, only once that write succeeded, queues the
+//! follow-up job. AWS retries a record until it goes through (or parks it on
+//! the processor's failure queue), so every step is idempotent:
+//!
+//! - the upsert compares ranks (version, then tie-breaker): a replay of the
+//!   same change is `Repeated`, an older one `Stale`, and a newer one with
+//!   the same state only moves the rank (`Unchanged`, a collapsed repeat);
+//! - the follow-up's FIFO deduplication id is the entity and the change's
+//!   rank, so a replayed record's job is absorbed while a new version's
+//!   never is; and the job is queued again on a replay (`Repeated`), since
+//!   the earlier attempt may have stopped between the upsert and the queue;
+//! - a stale change queues nothing: the newer change it lost to queues its
+//!   own follow-up, and the worker always sends the current state.
+//!
+//! Batch mechanics (stream records in, partial batch failures out) are in
+//! [`stream`].
+
+pub mod stream;
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::error::DependencyError;
+use crate::idempotency::sha256_hex;
+use crate::ids::{EntityKey, InstanceName};
+use crate::queue::{Job, JobKind, JobQueue};
+use crate::receive::MAX_STATE_BYTES;
+use crate::sources::{self, EntityChange, FollowUp, Interpretation, Malformed, Version};
+use crate::store::{EntityStore, EntityUpsert, EventRecord, EventStatus, Rank, Upserted};
+use crate::telemetry::{self, Dimension, Metric};
+
+/// What processing one record came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    /// Its entity took the change (or held it or something newer already)
+    /// and its follow-up, if one was owed, is queued.
+    Applied {
+        upserted: Option<Upserted>,
+        job: Option<JobKind>,
+    },
+    /// Nothing to apply, and retrying would change nothing: quarantined, a
+    /// kind or body this code doesn't understand. Counted, never retried.
+    Skipped { reason: &'static str },
+}
+
+/// A record that could not be processed now; the stream retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Store(#[from] DependencyError),
+}
+
+impl ProcessError {
+    /// A short name for the metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Store(e) if e.operation == "SendMessage" => "queue",
+            Self::Store(_) => "store",
+        }
+    }
+}
+
+/// A record read as the current code reads it.
+pub struct Reading {
+    pub source: &'static str,
+    pub meaning: Interpretation,
+}
+
+/// Reads a stored record: the body its sender sent, with the headers it was
+/// stored with, through the description of its source and event type.
+/// `Err` names why it can't be applied; none of those reasons changes on a
+/// retry.
+pub fn read(record: &EventRecord) -> Result<Reading, Malformed> {
+    if record.status == EventStatus::Quarantined {
+        return Err(Malformed("quarantined"));
+    }
+    let (source, kind) = sources::event_kind(&record.source, &record.event_type)
+        .ok_or(Malformed("unknown_event_kind"))?;
+    let raw = record
+        .raw_body()
+        .map_err(|_| Malformed("unreadable_body"))?;
+    let body: Value = serde_json::from_slice(&raw).map_err(|_| Malformed("invalid_json"))?;
+    let headers = header_map(record);
+    // As the receiver checks it: a body under another type's route is not
+    // applied as that type.
+    if sources::declared_event_type(source, &headers)
+        .is_some_and(|declared| !declared.eq_ignore_ascii_case(kind.event_type()))
+    {
+        return Err(Malformed("event_type_mismatch"));
+    }
+    let meaning = kind.interpret(body, &headers)?;
+    Ok(Reading { source, meaning })
+}
+
+/// The stored headers as a header map (those that no longer parse are left out).
+pub fn header_map(record: &EventRecord) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(record.headers.len());
+    for (name, value) in &record.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+/// The planned entity write of a record.
+struct Planned {
+    upsert: EntityUpsert,
+}
+
+/// The stream processor: the entities table and the jobs queue.
+pub struct Processor {
+    entities: Arc<dyn EntityStore>,
+    jobs: Arc<dyn JobQueue>,
+}
+
+impl Processor {
+    pub fn new(entities: Arc<dyn EntityStore>, jobs: Arc<dyn JobQueue>) -> Self {
+        Self { entities, jobs }
+    }
+
+    /// Applies one stored record: entity first, follow-up after.
+    pub async fn process(&self, record: &EventRecord) -> Result<Processed, ProcessError> {
+        let Reading { source, meaning } = match read(record) {
+            Ok(reading) => reading,
+            Err(Malformed(reason)) => return Ok(skipped(record, reason)),
+        };
+        let planned = match meaning
+            .entity
+            .map(|change| plan(source, &record.instance, record, change))
+            .transpose()
+        {
+            Ok(planned) => planned,
+            Err(Malformed(reason)) => return Ok(skipped(record, reason)),
+        };
+        let dimensions =
+            telemetry::event_dimensions(source, &record.event_type, record.instance.as_str());
+        let upserted = match &planned {
+            Some(planned) => Some(self.entities.upsert(&planned.upsert).await?),
+            None => None,
+        };
+        match upserted {
+            Some(Upserted::Stale) => {
+                tracing::info!("the entity holds a newer change; left as is");
+                telemetry::count(Metric::Stale, &dimensions);
+            }
+            Some(Upserted::Unchanged { .. }) => {
+                tracing::info!("a newer change with the same state: only its rank moved");
+                telemetry::count(Metric::Unchanged, &dimensions);
+            }
+            _ => {}
+        }
+        let job = follow_up(source, record, meaning.follow_up, planned.as_ref(), upserted);
+        if let Some(job) = &job {
+            self.jobs.enqueue(job).await?;
+            telemetry::count(Metric::JobsEnqueued, &dimensions);
+        }
+        Ok(Processed::Applied {
+            upserted,
+            job: job.map(|j| j.message.job),
+        })
+    }
+}
+
+fn skipped(record: &EventRecord, reason: &'static str) -> Processed {
+    if reason == "quarantined" {
+        tracing::info!("quarantined record skipped");
+    } else {
+        tracing::warn!(reason, "record skipped: the current code can't apply it");
+    }
+    telemetry::count(
+        Metric::RecordsSkipped,
+        &[
+            (Dimension::Reason, reason),
+            (Dimension::Source, &record.source),
+        ],
+    );
+    Processed::Skipped { reason }
+}
+
+/// The entity write of a change, its key validated, its state serialised,
+/// its rank decided.
+fn plan(
+    source: &'static str,
+    instance: &InstanceName,
+    record: &EventRecord,
+    change: EntityChange,
+) -> Result<Planned, Malformed> {
+    let key = EntityKey::new(source, instance, change.kind, &change.id)
+        .map_err(|_| Malformed("invalid_entity_id"))?;
+    let state_json =
+        serde_json::to_string(&change.state).map_err(|_| Malformed("unserialisable_state"))?;
+    // The state is one attribute of one item: a state that can't fit is
+    // skipped (the record stays archived and replayable), not retried forever.
+    if state_json.len() > MAX_STATE_BYTES {
+        return Err(Malformed("state_too_large"));
+    }
+    let version = match change.version {
+        Version::UpdatedAt(micros) => micros,
+        // Its receipt: a later change of the same entity is received later.
+        Version::ReceiptOrder => record.received_at_micros,
+    };
+    Ok(Planned {
+        upsert: EntityUpsert {
+            key,
+            source,
+            instance: instance.clone(),
+            kind: change.kind,
+            entity_id: change.id,
+            rank: Rank::new(version, change.ends_entity, &record.body_sha256),
+            state_sha256: sha256_hex(state_json.as_bytes()),
+            state_json,
+            event_key: record.event_key.clone(),
+        },
+    })
+}
+
+/// The job a processed record owes, if any.
+fn follow_up(
+    source: &'static str,
+    record: &EventRecord,
+    follow_up: FollowUp,
+    planned: Option<&Planned>,
+    upserted: Option<Upserted>,
+) -> Option<Job> {
+    let for_entity = |kind| {
+        let planned = planned?;
+        upserted?.owes_follow_up().then(|| {
+            Job::for_entity(
+                kind,
+                source,
+                &record.instance,
+                &record.event_type,
+                &record.event_key,
+                &planned.upsert.key,
+                &planned.upsert.rank,
+            )
+        })
+    };
+    match follow_up {
+        FollowUp::None => None,
+        FollowUp::SyncEntity => for_entity(JobKind::SyncEntity),
+        FollowUp::ApplyToRevel => for_entity(JobKind::ApplyToRevel),
+        // A push asks for a pull whatever the menu entity says; the worker
+        // skips a pull that one started after the push already covered.
+        FollowUp::CatalogPull => Some(Job::catalog_pull(
+            source,
+            &record.instance,
+            &record.event_type,
+            &record.event_key,
+            record.received_at_micros,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,401 @@
+//! The receivers' pipeline: verify, derive the event key, one conditional
+//! put of the event record, answer. Nothing else happens on the answer's
+//! path: the events table's stream hands every new record to the processor
+//! ([`crate::process`]), which keeps the entity and queues its follow-up.
+//!
+//! So an answer costs one AWS request and one round trip, and a 2xx means
+//! exactly one thing: the event is stored. A refused put is a repeat: the
+//! refusal carries the stored record's body hash, so a repeat of the same
+//! body is `duplicate` at once, and a different body under the same key (a
+//! sender that reused an event id, or changed an order without moving its
+//! `updated_date`) is a conflict, kept under a key of its own and counted.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use serde_json::Value;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::error::ReceiveError;
+use crate::idempotency::{self, sha256_hex, KeyParts};
+use crate::ids::{EntityKey, EventKey, InstanceName};
+use crate::request::WebhookRequest;
+use crate::sources::{EventKind, Interpretation, Malformed, Source};
+use crate::store::{
+    ArchivedBody, BodyEncoding, EventRecord, EventStatus, EventStore, Origin, Put,
+    MAX_ARCHIVED_BODY_BYTES,
+};
+
+/// Largest entity state kept (DynamoDB items are at most 400 KB).
+pub const MAX_STATE_BYTES: usize = 350_000;
+
+/// What happened to a request that was not refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// New event: stored; the processor does the rest.
+    Accepted { event_key: EventKey },
+    /// The same body was stored under this key before.
+    Duplicate { event_key: EventKey },
+    /// A different body under an existing key: stored under `event_key`,
+    /// a key of its own, and counted.
+    Conflict {
+        event_key: EventKey,
+        conflict_of: EventKey,
+    },
+    /// Signed, but not understood: archived for replay, nothing applied.
+    Quarantined { event_key: EventKey, reason: String },
+    /// The sender's connectivity test.
+    Pong,
+}
+
+impl Outcome {
+    /// The `status` of the answer.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Accepted { .. } => "accepted",
+            Self::Duplicate { .. } => "duplicate",
+            Self::Conflict { .. } => "conflict",
+            Self::Quarantined { .. } => "quarantined",
+            Self::Pong => "pong",
+        }
+    }
+}
+
+/// A request checked and read, with its record built: everything a receiver
+/// does before its one network call (once the sender's secrets are cached).
+pub enum Prepared {
+    /// The sender's connectivity test: answered without any write.
+    Pong,
+    Event(Box<PreparedEvent>),
+}
+
+/// An event record ready to be put.
+pub struct PreparedEvent {
+    record: EventRecord,
+}
+
+impl PreparedEvent {
+    /// The record the conditional put writes.
+    pub fn record(&self) -> &EventRecord {
+        &self.record
+    }
+}
+
+/// A webhook receiver: one source, one event kind, the events table.
+pub struct Receiver {
+    source: Arc<dyn Source>,
+    kind: Arc<dyn EventKind>,
+    events: Arc<dyn EventStore>,
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+}
+
+/// How and when a request arrived, and what it is stored under.
+struct Arrival<'a> {
+    instance: &'a InstanceName,
+    key: EventKey,
+    received_at_micros: i64,
+    body_sha256: String,
+    origin: Origin,
+}
+
+impl Receiver {
+    pub fn new(
+        source: Arc<dyn Source>,
+        kind: Arc<dyn EventKind>,
+        events: Arc<dyn EventStore>,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            source,
+            kind,
+            events,
+            settings,
+            clock,
+        }
+    }
+
+    pub fn source(&self) -> &dyn Source {
+        self.source.as_ref()
+    }
+
+    pub fn event_type(&self) -> &'static str {
+        self.kind.event_type()
+    }
+
+    /// Checks the size and the sender, reads the body, stores the event once.
+    pub async fn receive(&self, request: &WebhookRequest) -> Result<Outcome, ReceiveError> {
+        match self.prepare(request).await? {
+            Prepared::Pong => Ok(Outcome::Pong),
+            Prepared::Event(prepared) => self.store(*prepared).await,
+        }
+    }
+
+    /// An event the bundle fetched from the sender's API itself (an order
+    /// reconciliation found missing, a WineSitting order the repair poll
+    /// found): no signature to check; otherwise the same key and record as
+    /// its webhook, and the same processing after.
+    pub async fn receive_fetched(
+        &self,
+        instance: &InstanceName,
+        body: Vec<u8>,
+        request_id: String,
+    ) -> Result<Outcome, ReceiveError> {
+        let request = WebhookRequest {
+            headers: HeaderMap::new(),
+            body,
+            request_id,
+            path_params: Vec::new(),
+        };
+        match self.prepare_from(instance, &request, Origin::Reconciliation)? {
+            Prepared::Pong => Ok(Outcome::Pong),
+            Prepared::Event(prepared) => self.store(*prepared).await,
+        }
+    }
+
+    /// Checks the size and the sender, reads the body, derives the event key
+    /// and builds the record: no network call once the sender's secrets are
+    /// cached.
+    pub async fn prepare(&self, request: &WebhookRequest) -> Result<Prepared, ReceiveError> {
+        let limit = self.settings.max_body_bytes;
+        if request.body.len() > limit {
+            return Err(ReceiveError::PayloadTooLarge {
+                size: request.body.len(),
+                limit,
+            });
+        }
+        let instance = self.source.authenticate(request).await?;
+        self.prepare_from(&instance, request, Origin::Webhook)
+    }
+
+    /// The one write, and what it came to.
+    pub async fn store(&self, prepared: PreparedEvent) -> Result<Outcome, ReceiveError> {
+        let mut record = prepared.record;
+        let key = record.event_key.clone();
+        let existing = match self.events.put_new(&record).await? {
+            Put::New => return Ok(stored(record)),
+            Put::Exists(existing) => existing,
+        };
+        if existing.body_sha256 == record.body_sha256 {
+            return Ok(match existing.status {
+                EventStatus::Received => {
+                    tracing::info!("duplicate delivery");
+                    Outcome::Duplicate { event_key: key }
+                }
+                EventStatus::Quarantined => Outcome::Quarantined {
+                    event_key: key,
+                    reason: existing
+                        .quarantine_reason
+                        .unwrap_or_else(|| "unknown".into()),
+                },
+            });
+        }
+        // Another body under this key: kept under a key that names the body,
+        // so its own repeats are duplicates.
+        let conflict_key = conflict_key(&key, &record.body_sha256);
+        record.event_key = conflict_key.clone();
+        record.conflict_of = Some(key.clone());
+        match self.events.put_new(&record).await? {
+            Put::New => {
+                tracing::warn!(conflict_of = %key, "a different body under an existing event key; kept under its own key");
+                Ok(Outcome::Conflict {
+                    event_key: conflict_key,
+                    conflict_of: key,
+                })
+            }
+            Put::Exists(_) => Ok(Outcome::Duplicate {
+                event_key: conflict_key,
+            }),
+        }
+    }
+
+    fn prepare_from(
+        &self,
+        instance: &InstanceName,
+        request: &WebhookRequest,
+        origin: Origin,
+    ) -> Result<Prepared, ReceiveError> {
+        let received_at_micros = self.clock.now_micros();
+        let meaning = match serde_json::from_slice::<Value>(&request.body) {
+            Ok(body) if self.source.is_ping(&body) => return Ok(Prepared::Pong),
+            Ok(body) => self
+                .check_declared_type(&request.headers)
+                .and_then(|()| self.kind.interpret(body, &request.headers))
+                .and_then(|meaning| self.check_state(instance, request, meaning)),
+            Err(_) => Err(Malformed("invalid_json")),
+        };
+        // Hashed once: the record keeps it, and some keys are made of it.
+        let body_sha256 = sha256_hex(&request.body);
+        let key = idempotency::event_key(KeyParts {
+            source: self.source.name(),
+            instance,
+            event_type: self.kind.event_type(),
+            sender_event_id: self.source.sender_event_id(&request.headers),
+            identity: meaning.as_ref().ok().map(|(m, _)| &m.identity),
+            body_sha256: &body_sha256,
+            received_at_micros,
+        });
+        let (entity_key, quarantine) = match meaning {
+            Ok((_, entity_key)) => (entity_key, None),
+            Err(Malformed(reason)) => (None, Some(reason)),
+        };
+        let record = self.record(
+            request,
+            Arrival {
+                instance,
+                key,
+                received_at_micros,
+                body_sha256,
+                origin,
+            },
+            entity_key,
+            quarantine,
+        )?;
+        // Every later line of this request carries its event and instance.
+        let span = tracing::Span::current();
+        span.record("event_key", tracing::field::display(&record.event_key));
+        span.record("instance", tracing::field::display(instance));
+        Ok(Prepared::Event(Box::new(PreparedEvent { record })))
+    }
+
+    fn check_declared_type(&self, headers: &HeaderMap) -> Result<(), Malformed> {
+        match crate::sources::declared_event_type(self.source.name(), headers) {
+            Some(declared) if !declared.eq_ignore_ascii_case(self.kind.event_type()) => {
+                Err(Malformed("event_type_mismatch"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What the processor will need of the meaning, checked now so a body it
+    /// could never apply is quarantined (and answered so) at once: a valid
+    /// entity key, and a state that fits one item. Only a large body can
+    /// make a large state, so only then is the state measured.
+    fn check_state(
+        &self,
+        instance: &InstanceName,
+        request: &WebhookRequest,
+        meaning: Interpretation,
+    ) -> Result<(Interpretation, Option<EntityKey>), Malformed> {
+        let Some(change) = &meaning.entity else {
+            return Ok((meaning, None));
+        };
+        let key = EntityKey::new(self.source.name(), instance, change.kind, &change.id)
+            .map_err(|_| Malformed("invalid_entity_id"))?;
+        if request.body.len() > MAX_STATE_BYTES {
+            let state = serde_json::to_vec(&change.state)
+                .map_err(|_| Malformed("unserialisable_state"))?;
+            if state.len() > MAX_STATE_BYTES {
+                return Err(Malformed("state_too_large"));
+            }
+        }
+        Ok((meaning, Some(key)))
+    }
+
+    fn record(
+        &self,
+        request: &WebhookRequest,
+        arrival: Arrival<'_>,
+        entity_key: Option<EntityKey>,
+        quarantine: Option<&'static str>,
+    ) -> Result<EventRecord, ReceiveError> {
+        let body = ArchivedBody::from_raw(&request.body);
+        if body.bytes.len() > MAX_ARCHIVED_BODY_BYTES {
+            // It could not be archived in one item, so it must not be acknowledged.
+            return Err(ReceiveError::PayloadTooLarge {
+                size: request.body.len(),
+                limit: self.settings.max_body_bytes,
+            });
+        }
+        let headers = self
+            .source
+            .archived_headers()
+            .iter()
+            .filter_map(|name| {
+                let value = request.headers.get(*name)?.to_str().ok()?;
+                Some(((*name).to_owned(), value.chars().take(256).collect()))
+            })
+            .collect();
+        let received_secs = arrival.received_at_micros.div_euclid(1_000_000);
+        Ok(EventRecord {
+            event_key: arrival.key,
+            source: self.source.name().to_owned(),
+            instance: arrival.instance.clone(),
+            event_type: self.kind.event_type().to_owned(),
+            status: if quarantine.is_some() {
+                EventStatus::Quarantined
+            } else {
+                EventStatus::Received
+            },
+            received_at_micros: arrival.received_at_micros,
+            body_encoding: if body.gzip {
+                BodyEncoding::Gzip
+            } else {
+                BodyEncoding::Identity
+            },
+            body_bytes: body.original_len as u64,
+            body: body.bytes,
+            body_sha256: arrival.body_sha256,
+            headers,
+            quarantine_reason: quarantine.map(str::to_owned),
+            entity_key,
+            conflict_of: None,
+            request_id: request.request_id.clone(),
+            origin: arrival.origin,
+            expires_at: received_secs + self.settings.retention.as_secs() as i64,
+            replayed_at: None,
+        })
+    }
+}
+
+/// The outcome of a record just stored.
+fn stored(record: EventRecord) -> Outcome {
+    match record.quarantine_reason {
+        Some(reason) => {
+            tracing::warn!(reason, "event quarantined");
+            Outcome::Quarantined {
+                event_key: record.event_key,
+                reason,
+            }
+        }
+        None => {
+            tracing::info!("event accepted");
+            Outcome::Accepted {
+                event_key: record.event_key,
+            }
+        }
+    }
+}
+
+/// The key a conflicting body is kept under: the original key and the
+/// body's hash, so each different body is kept once.
+pub fn conflict_key(original: &EventKey, body_sha256: &str) -> EventKey {
+    let hash = &body_sha256[..body_sha256.len().min(32)];
+    let raw = format!("{original}~conflict:{hash}");
+    EventKey::parse(&raw).unwrap_or_else(|_| {
+        // An original key near the length limit: hash it too.
+        EventKey::parse(&format!(
+            "conflict-sha256:{}:{hash}",
+            sha256_hex(original.as_str().as_bytes())
+        ))
+        .expect("hex hashes make a valid key")
+    })
+}
+
+/// The span every log line of one request is in: its request id, source and
+/// event type from the start, its event key and instance once they are known.
+pub fn request_span(receiver: &Receiver, request_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        request_id,
+        source = receiver.source().name(),
+        event_type = receiver.event_type(),
+        event_key = tracing::field::Empty,
+        instance = tracing::field::Empty,
+    )
+}
+
+#[cfg(test)]
+mod tests;
