@@ -89,7 +89,7 @@ fn check_interpretation(
         source,
         instance,
         event_type: kind.event_type(),
-        delivery_id: None,
+        sender_event_id: None,
         identity: Some(&meaning.identity),
         body_sha256,
         received_at_unix: 1_700_000_000,

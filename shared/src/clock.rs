@@ -67,9 +67,6 @@ mod tests {
         assert_eq!(clock.now(), base);
         tokio::time::sleep(Duration::from_secs(90)).await;
         assert_eq!(clock.now(), base + Duration::from_secs(90));
-        assert_eq!(
-            clock.now_micros(),
-            (base.unix_timestamp() + 90) * 1_000_000
-        );
+        assert_eq!(clock.now_micros(), (base.unix_timestamp() + 90) * 1_000_000);
     }
 }

@@ -16,8 +16,8 @@ use crate::ids::{EntityKey, EventKey};
 use crate::queue::{Job, JobQueue};
 use crate::secrets::{SecretDocument, SecretSource};
 use crate::store::{
-    decide_upsert, EntityStore, EntityUpsert, EventRecord, EventStatus, EventStore,
-    ExistingEvent, Put, Rank, StoredEntity, UpsertDecision, Upserted,
+    decide_upsert, EntityStore, EntityUpsert, EventRecord, EventStatus, EventStore, ExistingEvent,
+    Put, Rank, StoredEntity, UpsertDecision, Upserted,
 };
 
 fn down(switch: &AtomicBool, service: &'static str) -> Result<(), DependencyError> {
@@ -43,6 +43,8 @@ impl SecretSource for FixedSecrets {
 #[derive(Default)]
 pub struct MemoryEvents {
     pub records: Mutex<BTreeMap<EventKey, EventRecord>>,
+    /// Every write's new image, in order: the table's stream.
+    pub stream: Mutex<Vec<EventRecord>>,
     pub down: AtomicBool,
     pub puts: std::sync::atomic::AtomicUsize,
 }
@@ -80,6 +82,7 @@ impl EventStore for MemoryEvents {
             }));
         }
         records.insert(record.event_key.clone(), record.clone());
+        self.stream.lock().unwrap().push(record.clone());
         Ok(Put::New)
     }
 
@@ -99,6 +102,7 @@ impl EventStore for MemoryEvents {
             Some(record) if record.status == from => {
                 record.status = EventStatus::Received;
                 record.replayed_at = Some(at_micros);
+                self.stream.lock().unwrap().push(record.clone());
                 Ok(true)
             }
             _ => Ok(false),
@@ -184,18 +188,27 @@ impl EntityStore for MemoryEntities {
 
     async fn get(&self, key: &EntityKey) -> Result<Option<StoredEntity>, DependencyError> {
         down(&self.down, "entities")?;
-        Ok(self.entities.lock().unwrap().get(key).map(|e| StoredEntity {
-            kind: e.state.kind.to_owned(),
-            entity_id: e.state.entity_id.clone(),
-            rank: e.rank.clone(),
-            revision: e.revision,
-            state_json: e.state.state_json.clone(),
-            last_event_key: Some(e.state.event_key.to_string()),
-            delivered_revision: e.delivered_revision,
-        }))
+        Ok(self
+            .entities
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|e| StoredEntity {
+                kind: e.state.kind.to_owned(),
+                entity_id: e.state.entity_id.clone(),
+                rank: e.rank.clone(),
+                revision: e.revision,
+                state_json: e.state.state_json.clone(),
+                last_event_key: Some(e.state.event_key.to_string()),
+                delivered_revision: e.delivered_revision,
+            }))
     }
 
-    async fn mark_delivered(&self, key: &EntityKey, revision: u64) -> Result<bool, DependencyError> {
+    async fn mark_delivered(
+        &self,
+        key: &EntityKey,
+        revision: u64,
+    ) -> Result<bool, DependencyError> {
         down(&self.down, "entities")?;
         let mut entities = self.entities.lock().unwrap();
         match entities.get_mut(key) {
@@ -336,22 +349,48 @@ pub struct MemoryStores {
     pub events: std::sync::Arc<MemoryEvents>,
     pub entities: std::sync::Arc<MemoryEntities>,
     pub queue: std::sync::Arc<MemoryQueue>,
+    /// How much of the events stream has been handed to the processor.
+    handed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl MemoryStores {
+    /// A receiver of `kind` from `source`, storing in these events.
+    pub fn receiver(
+        &self,
+        source: std::sync::Arc<dyn crate::sources::Source>,
+        kind: std::sync::Arc<dyn crate::sources::EventKind>,
+    ) -> crate::receive::Receiver {
+        crate::receive::Receiver::new(
+            source,
+            kind,
+            self.events.clone(),
+            crate::config::Settings::default(),
+            crate::clock::system(),
+        )
+    }
+
     /// The processor over these entities and this queue.
     pub fn processor(&self) -> crate::process::Processor {
         crate::process::Processor::new(self.entities.clone(), self.queue.clone())
     }
 
-    /// Processes every stored record, in key order, as the stream would
-    /// hand them over.
-    pub async fn process_all(&self) -> Vec<crate::process::Processed> {
+    /// Hands the stream's records not handed yet to the processor, in order,
+    /// as the event source mapping would.
+    pub async fn process_stream(&self) -> Vec<crate::process::Processed> {
         let processor = self.processor();
         let mut processed = Vec::new();
-        for record in self.events.all() {
-            processed.push(processor.process(&record).await.expect("in-memory stores are up"));
+        loop {
+            let at = self.handed.load(Ordering::SeqCst);
+            let Some(record) = self.events.stream.lock().unwrap().get(at).cloned() else {
+                return processed;
+            };
+            processed.push(
+                processor
+                    .process(&record)
+                    .await
+                    .expect("in-memory stores are up"),
+            );
+            self.handed.store(at + 1, Ordering::SeqCst);
         }
-        processed
     }
 }

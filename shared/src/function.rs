@@ -222,8 +222,7 @@ pub fn jobs_worker(
     let clock = crate::clock::system();
     crate::worker::Worker {
         entities: Arc::clone(&entities),
-        downstream: downstream
-            .map(|d| Arc::new(d) as Arc<dyn crate::downstream::Partner>),
+        downstream: downstream.map(|d| Arc::new(d) as Arc<dyn crate::downstream::Partner>),
         syncer: crate::sync::Syncer::new(
             Arc::clone(&api),
             state.clone(),

@@ -262,7 +262,10 @@ mod tests {
         ];
         for (result, status, outcome) in cases {
             let (got_status, body) = status_and_body(answer(&result));
-            assert_eq!((got_status, body["status"].as_str()), (status, Some(outcome)));
+            assert_eq!(
+                (got_status, body["status"].as_str()),
+                (status, Some(outcome))
+            );
         }
         let (status, body) = status_and_body(answer(&Err(ReceiveError::Unavailable(
             DependencyError::new("dynamodb", "PutItem", "secret detail"),

@@ -159,7 +159,13 @@ impl Processor {
             }
             _ => {}
         }
-        let job = follow_up(source, record, meaning.follow_up, planned.as_ref(), upserted);
+        let job = follow_up(
+            source,
+            record,
+            meaning.follow_up,
+            planned.as_ref(),
+            upserted,
+        );
         if let Some(job) = &job {
             self.jobs.enqueue(job).await?;
             telemetry::count(Metric::JobsEnqueued, &dimensions);

@@ -152,7 +152,13 @@ impl Job {
             },
             group_id: sqs_id(entity.as_str()),
             deduplication_id: sha256_hex(
-                format!("{}:{entity}@{}:{}", kind.name(), rank.version, rank.tiebreak).as_bytes(),
+                format!(
+                    "{}:{entity}@{}:{}",
+                    kind.name(),
+                    rank.version,
+                    rank.tiebreak
+                )
+                .as_bytes(),
             ),
         }
     }
@@ -257,7 +263,15 @@ mod tests {
         let event = EventKey::parse("revel:demo:customer.updated:biz:c@1").unwrap();
         let entity = EntityKey::parse("revel:demo:customer:c").unwrap();
         let job = |rank: &Rank| {
-            Job::for_entity(JobKind::SyncEntity, "revel", &demo, "customer.updated", &event, &entity, rank)
+            Job::for_entity(
+                JobKind::SyncEntity,
+                "revel",
+                &demo,
+                "customer.updated",
+                &event,
+                &entity,
+                rank,
+            )
         };
         let first = job(&rank(1, "aa"));
         assert_eq!(first.deduplication_id, job(&rank(1, "aa")).deduplication_id);

@@ -285,8 +285,8 @@ impl Receiver {
         let key = EntityKey::new(self.source.name(), instance, change.kind, &change.id)
             .map_err(|_| Malformed("invalid_entity_id"))?;
         if request.body.len() > MAX_STATE_BYTES {
-            let state = serde_json::to_vec(&change.state)
-                .map_err(|_| Malformed("unserialisable_state"))?;
+            let state =
+                serde_json::to_vec(&change.state).map_err(|_| Malformed("unserialisable_state"))?;
             if state.len() > MAX_STATE_BYTES {
                 return Err(Malformed("state_too_large"));
             }

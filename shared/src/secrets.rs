@@ -348,9 +348,9 @@ impl SecretCache {
 
     async fn read(&self) -> Result<Arc<InstanceSecrets>, DependencyError> {
         let document = self.source.fetch().await?;
-        Ok(Arc::new(InstanceSecrets::parse(&document).map_err(|e| {
-            DependencyError::new("secretsmanager", "parse", e)
-        })?))
+        Ok(Arc::new(InstanceSecrets::parse(&document).map_err(
+            |e| DependencyError::new("secretsmanager", "parse", e),
+        )?))
     }
 
     fn use_stale(&self, stale: &Arc<InstanceSecrets>) -> Arc<InstanceSecrets> {
@@ -537,5 +537,91 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(cache.secrets_for(&newcomer).await.unwrap().is_some());
         assert!(reads.load(Ordering::SeqCst) >= 2);
+    }
+
+    /// A source that can be switched off, counting its reads.
+    struct Flaky {
+        up: Arc<std::sync::atomic::AtomicBool>,
+        reads: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl SecretSource for Flaky {
+        async fn fetch(&self) -> Result<SecretDocument, DependencyError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            if self.up.load(Ordering::SeqCst) {
+                Ok(SecretDocument(r#"{"demo":"a"}"#.into()))
+            } else {
+                Err(DependencyError::new(
+                    "secretsmanager",
+                    "GetSecretValue",
+                    "timed out",
+                ))
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn through_an_outage_the_last_secrets_serve_for_the_grace_and_a_refresh_is_tried_every_ten_seconds(
+    ) {
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let cache = SecretCache::new(
+            Flaky {
+                up: Arc::clone(&up),
+                reads: Arc::clone(&reads),
+            },
+            Duration::from_secs(300),
+        )
+        .with_stale_grace(Duration::from_secs(3600));
+        assert!(cache.secrets_for(&demo()).await.unwrap().is_some());
+        up.store(false, Ordering::SeqCst);
+
+        tokio::time::sleep(Duration::from_secs(301)).await;
+        assert!(
+            cache.secrets_for(&demo()).await.unwrap().is_some(),
+            "stale, not refused"
+        );
+        assert_eq!(reads.load(Ordering::SeqCst), 2, "one refresh tried");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(cache.secrets_for(&demo()).await.unwrap().is_some());
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            2,
+            "none within ten seconds of the last"
+        );
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert!(cache.secrets_for(&demo()).await.unwrap().is_some());
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(
+            cache.secrets_for(&demo()).await.is_err(),
+            "past the grace: refused"
+        );
+
+        up.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(
+            cache.secrets_for(&demo()).await.unwrap().is_some(),
+            "back when the source is"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_grace_an_outage_past_the_ttl_is_refused() {
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let cache = SecretCache::new(
+            Flaky {
+                up: Arc::clone(&up),
+                reads: Arc::new(AtomicUsize::new(0)),
+            },
+            Duration::from_secs(300),
+        )
+        .with_stale_grace(Duration::ZERO);
+        cache.warm().await.unwrap();
+        up.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(301)).await;
+        assert!(cache.secrets_for(&demo()).await.is_err());
     }
 }

@@ -133,7 +133,9 @@ impl Metric {
     /// keep their reason (the alarm is on `unauthorized` alone).
     pub const fn rollup(self) -> &'static [Dimension] {
         match self {
-            Self::Rejected | Self::RecordsSkipped | Self::ProcessingFailures => &[Dimension::Reason],
+            Self::Rejected | Self::RecordsSkipped | Self::ProcessingFailures => {
+                &[Dimension::Reason]
+            }
             _ => &[],
         }
     }
@@ -187,7 +189,8 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 3] = [Self::Unauthorized, Self::PayloadTooLarge, Self::Unavailable];
+    pub const ALL: [RejectReason; 3] =
+        [Self::Unauthorized, Self::PayloadTooLarge, Self::Unavailable];
 
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -59,8 +59,7 @@ impl RetryBackoff {
 
     /// Until just after the next UTC midnight, when the daily API budget
     /// resets (SQS allows at most 12 hours).
-    pub fn until_budget_resets() -> std::time::Duration {
-        let now = time::OffsetDateTime::now_utc();
+    pub fn until_budget_resets(now: time::OffsetDateTime) -> std::time::Duration {
         let seconds_into_day =
             i64::from(now.hour()) * 3600 + i64::from(now.minute()) * 60 + i64::from(now.second());
         let left = (86_400 - seconds_into_day + 60).clamp(60, 12 * 3600);
@@ -216,7 +215,8 @@ impl Worker {
                 if let Some(retry) = &self.retry {
                     // A spent API budget comes back tomorrow, not in 30 s: the
                     // job waits for it rather than using up its receives.
-                    let wait = budget_spent.then(RetryBackoff::until_budget_resets);
+                    let wait =
+                        budget_spent.then(|| RetryBackoff::until_budget_resets(self.clock.now()));
                     retry.apply(&message, wait).await;
                 }
                 let mut failure = BatchItemFailure::default();
@@ -247,10 +247,7 @@ impl Worker {
             Ok(_) => true,
             Err(error) => {
                 let error = DependencyError::new("sqs", "SendMessage", error);
-                log_dependency(
-                    &error,
-                    "could not park a job in the dead-letter queue",
-                );
+                log_dependency(&error, "could not park a job in the dead-letter queue");
                 false
             }
         }
@@ -277,7 +274,11 @@ impl Worker {
             JobKind::SyncEntity => self.deliver(job).await,
             JobKind::CatalogPull => {
                 if let Some(pushed_at) = job.version {
-                    if self.syncer.pulled_since(&instance, &CATALOG, pushed_at).await? {
+                    if self
+                        .syncer
+                        .pulled_since(&instance, &CATALOG, pushed_at)
+                        .await?
+                    {
                         tracing::info!(%instance, "a catalog pull that began after this menu push has completed; nothing to pull");
                         return Ok(());
                     }
@@ -526,15 +527,14 @@ pub fn message_id(key: &EntityKey, revision: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
+    use crate::downstream::Downstream;
     use crate::fakes::{
-        FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue, MemorySyncState, UnlimitedBudget,
+        FixedSecrets, MemoryEntities, MemoryStores, MemorySyncState, UnlimitedBudget,
     };
-    use crate::ingest::Stores;
     use crate::revel_api::{RevelApi, RevelApiConfig};
     use crate::secrets::SecretCache;
     use crate::sources::revel::RevelEventType;
-    use crate::store::EntityUpsert;
+    use crate::store::{EntityUpsert, Rank};
     use std::time::Duration;
     use wiremock::matchers::method;
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -546,32 +546,25 @@ mod tests {
             FixedSecrets("{}".into()),
             Duration::from_secs(60),
         )));
-        let stores = Stores {
-            events: Arc::new(MemoryEvents::default()),
-            entities: entities.clone(),
-            jobs: Arc::new(MemoryQueue::default()),
-        };
+        let memory = MemoryStores::default();
         let api = Arc::new(RevelApi::new(
             RevelApiConfig::default(),
             Arc::new(UnlimitedBudget::default()),
         ));
         Worker {
             entities: entities.clone(),
-            downstream,
+            downstream: downstream.map(|d| Arc::new(d) as Arc<dyn Partner>),
             syncer: Syncer::new(
                 api,
                 Arc::new(MemorySyncState::default()),
                 entities,
                 Duration::from_secs(3600),
+                crate::clock::system(),
             ),
-            orders: Ingestor::new(
-                revel.clone(),
-                Arc::new(RevelEventType::OrderFinalized),
-                stores.clone(),
-                Settings::default(),
-            ),
+            orders: memory.receiver(revel.clone(), Arc::new(RevelEventType::OrderFinalized)),
             revel,
-            jobs: stores.jobs,
+            clock: crate::clock::system(),
+            jobs: memory.queue.clone(),
             budget: None,
             retry: None,
             winesitting: None,
@@ -591,8 +584,9 @@ mod tests {
                 instance,
                 kind: "customer",
                 entity_id: id.into(),
-                version,
+                rank: Rank::new(version, false, "aa"),
                 state_json: "{}".into(),
+                state_sha256: "aa".into(),
                 event_key: crate::ids::EventKey::parse("revel:demo:customer.updated:x").unwrap(),
             })
             .await
@@ -618,6 +612,7 @@ mod tests {
             event_type: "customer.updated".into(),
             event_key: "revel:demo:customer.updated:x".into(),
             entity_key: Some(key.to_string()),
+            version: None,
         })
         .unwrap()
     }
@@ -675,15 +670,28 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap()
-                .delivered_version
+                .delivered_revision
                 == Some(1)
         );
     }
 
     #[test]
-    fn a_spent_budget_waits_until_it_resets_within_sqs_limits() {
-        let wait = RetryBackoff::until_budget_resets().as_secs();
-        assert!((60..=12 * 3600).contains(&wait), "{wait}");
+    fn a_spent_budget_waits_until_just_after_midnight_but_never_past_sqs_s_twelve_hours() {
+        let wait = |at| RetryBackoff::until_budget_resets(at).as_secs();
+        assert_eq!(
+            wait(time::macros::datetime!(2026-11-29 23:00:00 UTC)),
+            3600 + 60
+        );
+        assert_eq!(wait(time::macros::datetime!(2026-11-29 23:59:30 UTC)), 90);
+        assert_eq!(
+            wait(time::macros::datetime!(2026-11-29 13:00:00 UTC)),
+            11 * 3600 + 60
+        );
+        assert_eq!(
+            wait(time::macros::datetime!(2026-11-29 06:00:00 UTC)),
+            12 * 3600,
+            "18 h away: SQS's longest visibility timeout"
+        );
         let spent = JobError::Apply(crate::apply::ApplyError::Api(
             crate::revel_api::RevelApiError::BudgetExhausted { limit: 1 },
         ));
@@ -752,7 +760,7 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap()
-                .delivered_version,
+                .delivered_revision,
             None
         );
     }

@@ -18,7 +18,7 @@ use local_stack::template::Template;
 use serde_json::Value;
 use shared::config::Config;
 use shared::function::{revel_receiver, revel_source, Clients};
-use shared::ingest::Ingestor;
+use shared::receive::Receiver;
 use shared::sources::revel::RevelEventType;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -79,6 +79,8 @@ pub struct Stack {
     pub provisioned: Provisioned,
     pub config: Config,
     pub template: Template,
+    /// The stream read so far by [`Stack::settle`].
+    settled: tokio::sync::Mutex<Option<local_stack::stream::StreamPoller>>,
 }
 
 static NEXT_STACK: AtomicUsize = AtomicUsize::new(0);
@@ -104,6 +106,7 @@ impl Stack {
             provisioned,
             config,
             template,
+            settled: tokio::sync::Mutex::new(None),
         };
         stack
             .put_secrets(&serde_json::json!({DEMO_INSTANCE: DEMO_SECRET}).to_string())
@@ -125,12 +128,12 @@ impl Stack {
     }
 
     /// The receiver of `kind`, built as a function's `main` builds it.
-    pub fn receiver(&self, kind: RevelEventType) -> Ingestor {
+    pub fn receiver(&self, kind: RevelEventType) -> Receiver {
         self.receiver_with(kind, self.clients(), &self.config)
     }
 
     /// The receiver of the template function `logical_id`, of any source.
-    pub fn receiver_for(&self, logical_id: &str) -> Ingestor {
+    pub fn receiver_for(&self, logical_id: &str) -> Receiver {
         let clients = self.clients();
         shared::function::AllSources::new(&self.config, &clients)
             .expect("all sources configured")
@@ -143,7 +146,7 @@ impl Stack {
         kind: RevelEventType,
         clients: Clients,
         config: &Config,
-    ) -> Ingestor {
+    ) -> Receiver {
         revel_receiver(kind, revel_source(config, &clients), config, &clients)
     }
 
@@ -269,7 +272,7 @@ pub fn request_with(
 }
 
 /// Runs the function's handler on `request`: status and JSON body.
-pub async fn deliver(receiver: &Ingestor, request: lambda_http::Request) -> (u16, Value) {
+pub async fn deliver(receiver: &Receiver, request: lambda_http::Request) -> (u16, Value) {
     let response = shared::http::handle(receiver, request).await;
     let status = response.status().as_u16();
     let body = match response.into_body() {
@@ -808,20 +811,54 @@ impl Stack {
     }
 }
 
-/// Runs the handler as the Lambda functions do: the answer, and the
-/// bookkeeping left for after it (run it with `Ingestor::complete`, or drop
-/// it to play a process that dies right after answering).
-pub async fn deliver_deferred(
-    receiver: &Ingestor,
-    request: lambda_http::Request,
-) -> (u16, Value, Option<shared::ingest::Completion>) {
-    let (response, completion) = shared::http::handle_deferred(receiver, request).await;
-    let status = response.status().as_u16();
-    let body = match response.into_body() {
-        lambda_http::Body::Text(text) => serde_json::from_str(&text).expect("answers are JSON"),
-        other => panic!("unexpected body {other:?}"),
-    };
-    (status, body, completion)
+impl Stack {
+    /// The stream processor as its `main` builds it.
+    pub fn processor(&self) -> shared::process::Processor {
+        shared::function::processor(&self.config, &self.clients())
+    }
+
+    /// The events table's stream, read as the event source mapping reads it.
+    pub fn stream_poller(&self) -> local_stack::stream::StreamPoller {
+        let events = &self.provisioned.resources["EventsTable"];
+        let stream = events
+            .stream_arn
+            .clone()
+            .expect("template.yaml gives the events table a stream");
+        local_stack::stream::StreamPoller::new(&self.sdk, stream, &events.reference)
+            .with_failure_queue(
+                aws_sdk_sqs::Client::new(&self.sdk),
+                self.provisioned.resources["EventsProcessorFailureQueue"]
+                    .reference
+                    .clone(),
+            )
+    }
+
+    /// Hands everything the stream holds to `processor`, poll after poll,
+    /// until a poll finds nothing new (at most `polls`).
+    pub async fn process_stream(
+        &self,
+        poller: &mut local_stack::stream::StreamPoller,
+        processor: &shared::process::Processor,
+        polls: usize,
+    ) -> Vec<local_stack::stream::Polled> {
+        let mut seen = Vec::new();
+        for _ in 0..polls {
+            let polled = poller.poll_once(processor).await.expect("stream poll");
+            if polled.records == 0 {
+                break;
+            }
+            seen.push(polled);
+        }
+        seen
+    }
+
+    /// Processes what the stream holds that was not processed yet, with the
+    /// processor its `main` builds: what the answers left for after them.
+    pub async fn settle(&self) {
+        let mut poller = self.settled.lock().await;
+        let poller = poller.get_or_insert_with(|| self.stream_poller());
+        self.process_stream(poller, &self.processor(), 20).await;
+    }
 }
 
 impl Stack {

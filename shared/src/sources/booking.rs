@@ -290,7 +290,11 @@ impl EventKind for BookingFamily {
         BookingFamily::event_type(*self)
     }
 
-    fn interpret(&self, body: Value, _headers: &http::HeaderMap) -> Result<Interpretation, Malformed> {
+    fn interpret(
+        &self,
+        body: Value,
+        _headers: &http::HeaderMap,
+    ) -> Result<Interpretation, Malformed> {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
@@ -504,7 +508,10 @@ mod tests {
         for family in BookingFamily::ALL {
             for trigger in family.triggers() {
                 let i = family
-                    .interpret(body(family.name(), trigger, "2026-11-24T10:00:00Z"), &http::HeaderMap::new())
+                    .interpret(
+                        body(family.name(), trigger, "2026-11-24T10:00:00Z"),
+                        &http::HeaderMap::new(),
+                    )
                     .unwrap_or_else(|e| panic!("{family:?} {trigger}: {e:?}"));
                 let entity = i.entity.unwrap();
                 assert_eq!(entity.kind, family.entity_kind());
@@ -517,7 +524,10 @@ mod tests {
             for other in BookingFamily::ALL.into_iter().filter(|o| *o != family) {
                 assert_eq!(
                     family
-                        .interpret(body(other.name(), trigger, "2026-11-24T10:00:00Z"), &http::HeaderMap::new())
+                        .interpret(
+                            body(other.name(), trigger, "2026-11-24T10:00:00Z"),
+                            &http::HeaderMap::new()
+                        )
                         .unwrap_err(),
                     Malformed("wrong_family"),
                     "{family:?} given {other:?}"
@@ -525,7 +535,10 @@ mod tests {
             }
             assert_eq!(
                 family
-                    .interpret(body(family.name(), "Exploded", "2026-11-24T10:00:00Z"), &http::HeaderMap::new())
+                    .interpret(
+                        body(family.name(), "Exploded", "2026-11-24T10:00:00Z"),
+                        &http::HeaderMap::new()
+                    )
                     .unwrap_err(),
                 Malformed("unknown_trigger")
             );
@@ -537,7 +550,9 @@ mod tests {
         for event in ["Check-In", "checkin", "check in", "CHECK_IN"] {
             let b = json!({"notification": {"type": event, "trigger": "on check-in", "when": "2026-11-24 10:00:00"},
                            "data": {"uuid": 7}});
-            let i = BookingFamily::CheckIn.interpret(b.clone(), &http::HeaderMap::new()).unwrap();
+            let i = BookingFamily::CheckIn
+                .interpret(b.clone(), &http::HeaderMap::new())
+                .unwrap();
             let entity = i.entity.unwrap();
             assert_eq!(entity.id, "7");
             assert_eq!(entity.state["trigger"], "On Check-in");
@@ -600,7 +615,9 @@ mod tests {
         let numeric = json!({"notification": {"event": "Bookings", "trigger": "Creation", "occurred_at": 1764000000}, "data": {"id": 1}});
         for b in [missing, numeric, body("Bookings", "Creation", "yesterday")] {
             assert_eq!(
-                BookingFamily::Bookings.interpret(b.clone(), &http::HeaderMap::new()).unwrap_err(),
+                BookingFamily::Bookings
+                    .interpret(b.clone(), &http::HeaderMap::new())
+                    .unwrap_err(),
                 Malformed("missing_or_invalid_occurred_at"),
                 "{b}"
             );
@@ -627,7 +644,9 @@ mod tests {
         ];
         for (b, reason) in cases {
             assert_eq!(
-                BookingFamily::Bookings.interpret(b.clone(), &http::HeaderMap::new()).unwrap_err(),
+                BookingFamily::Bookings
+                    .interpret(b.clone(), &http::HeaderMap::new())
+                    .unwrap_err(),
                 Malformed(reason),
                 "{b}"
             );
@@ -762,7 +781,10 @@ mod tests {
         assert_eq!(source.sender_event_id(&headers), None);
         headers.insert(EVENT_ID_HEADER, HeaderValue::from_static("ev-9"));
         assert_eq!(source.sender_event_id(&headers), Some("ev-9"));
-        assert_eq!(crate::sources::declared_event_type(source.name(), &headers), None);
+        assert_eq!(
+            crate::sources::declared_event_type(source.name(), &headers),
+            None
+        );
         assert!(source.archived_headers().contains(&EVENT_ID_HEADER));
     }
 

@@ -396,7 +396,8 @@ mod tests {
         ];
         for (kind, body, reason) in cases {
             assert_eq!(
-                kind.interpret(body.clone(), &http::HeaderMap::new()).unwrap_err(),
+                kind.interpret(body.clone(), &http::HeaderMap::new())
+                    .unwrap_err(),
                 Malformed(reason),
                 "{kind:?} {body}"
             );
@@ -406,12 +407,12 @@ mod tests {
     #[test]
     fn stock_and_menu_have_no_business_key_and_follow_receipt_order() {
         let stock = RevelEventType::StockChanged
-            .interpret(json!({"barcode": "1", "id": 622335, "instock": false, "type": "product"}), &http::HeaderMap::new())
+            .interpret(
+                json!({"barcode": "1", "id": 622335, "instock": false, "type": "product"}),
+                &http::HeaderMap::new(),
+            )
             .unwrap();
-        assert_eq!(
-            stock.identity,
-            Identity::ContentWithin(crate::idempotency::CONTENT_WINDOW)
-        );
+        assert_eq!(stock.identity, Identity::PerDelivery);
         assert_eq!(stock.entity.as_ref().unwrap().id, "product:622335");
         let menu = RevelEventType::MenuUpdated
             .interpret(json!({"event": "menu.updated"}), &http::HeaderMap::new())
@@ -425,8 +426,11 @@ mod tests {
     #[test]
     fn stock_and_menu_states_keep_no_payment_card_fields() {
         let stock = RevelEventType::StockChanged
-            .interpret(json!({"id": 1, "instock": true, "type": "product",
-                               "cc_exp": "12/30", "extra": {"last_4_cc_digits": "4242"}}), &http::HeaderMap::new())
+            .interpret(
+                json!({"id": 1, "instock": true, "type": "product",
+                               "cc_exp": "12/30", "extra": {"last_4_cc_digits": "4242"}}),
+                &http::HeaderMap::new(),
+            )
             .unwrap();
         assert_eq!(
             stock.entity.unwrap().state,
@@ -440,6 +444,31 @@ mod tests {
         let state = menu.entity.unwrap().state;
         assert!(state.get("cc_exp").is_none() && state.get("cc_last_4_digits").is_none());
         assert_eq!(state["email"], "customer@example.com");
+    }
+
+    #[test]
+    fn stock_and_menu_are_kept_per_establishment_when_revel_names_one() {
+        let mut headers = HeaderMap::new();
+        headers.insert(ESTABLISHMENT_HEADER, http::HeaderValue::from_static("7"));
+        let body = json!({"id": 622335, "instock": false, "type": "Product"});
+        let stock = RevelEventType::StockChanged
+            .interpret(body.clone(), &headers)
+            .unwrap();
+        assert_eq!(stock.entity.unwrap().id, "establishment-7:product:622335");
+        let menu = RevelEventType::MenuUpdated
+            .interpret(json!({"event": "menu.updated"}), &headers)
+            .unwrap();
+        assert_eq!(menu.entity.unwrap().id, "establishment-7:current");
+        headers.insert(
+            ESTABLISHMENT_HEADER,
+            http::HeaderValue::from_static("7/../8"),
+        );
+        assert_eq!(
+            RevelEventType::StockChanged
+                .interpret(body, &headers)
+                .unwrap_err(),
+            Malformed("invalid_establishment")
+        );
     }
 
     #[test]

@@ -140,7 +140,11 @@ impl EventKind for VinesOsEvent {
         }
     }
 
-    fn interpret(&self, body: Value, _headers: &http::HeaderMap) -> Result<Interpretation, Malformed> {
+    fn interpret(
+        &self,
+        body: Value,
+        _headers: &http::HeaderMap,
+    ) -> Result<Interpretation, Malformed> {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
@@ -273,9 +277,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::Settings;
-    use crate::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue};
-    use crate::ingest::{Ingestor, Outcome, Stores};
+    use crate::fakes::{FixedSecrets, MemoryStores};
+    use crate::receive::Outcome;
 
     const NEW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const OLD: &str = "whsec_dmluZXNvcy1vbGQtc2lnbmluZy1rZXk=";
@@ -447,7 +450,9 @@ mod tests {
         ];
         for (body, reason) in cases {
             assert_eq!(
-                event.interpret(body.clone(), &http::HeaderMap::new()).unwrap_err(),
+                event
+                    .interpret(body.clone(), &http::HeaderMap::new())
+                    .unwrap_err(),
                 Malformed(reason),
                 "{body}"
             );
@@ -459,7 +464,9 @@ mod tests {
         for event in VinesOsEvent::ALL {
             for other in VinesOsEvent::ALL.into_iter().filter(|o| *o != event) {
                 assert_eq!(
-                    event.interpret(envelope(other), &http::HeaderMap::new()).unwrap_err(),
+                    event
+                        .interpret(envelope(other), &http::HeaderMap::new())
+                        .unwrap_err(),
                     Malformed("wrong_event_type"),
                     "{event:?} given {other:?}"
                 );
@@ -630,7 +637,10 @@ mod tests {
         assert_eq!(source.sender_event_id(&headers), None);
         headers.insert(ID_HEADER, HeaderValue::from_static("msg_9"));
         assert_eq!(source.sender_event_id(&headers), Some("msg_9"));
-        assert_eq!(crate::sources::declared_event_type(source.name(), &headers), None);
+        assert_eq!(
+            crate::sources::declared_event_type(source.name(), &headers),
+            None
+        );
         assert_eq!(source.name(), "vinesos");
         assert_eq!(
             source.archived_headers(),
@@ -647,31 +657,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_redelivery_of_the_same_message_is_a_duplicate_and_queues_one_job() {
-        let events = Arc::new(MemoryEvents::default());
-        let entities = Arc::new(MemoryEntities::default());
-        let queue = Arc::new(MemoryQueue::default());
-        let ingestor = Ingestor::new(
-            Arc::new(source()),
-            Arc::new(VinesOsEvent::RewardChanged),
-            Stores {
-                events: events.clone(),
-                entities: entities.clone(),
-                jobs: queue.clone(),
-            },
-            Settings::default(),
-        );
+        let memory = MemoryStores::default();
+        let receiver = memory.receiver(Arc::new(source()), Arc::new(VinesOsEvent::RewardChanged));
         let body = serde_json::to_vec(&envelope(VinesOsEvent::RewardChanged)).unwrap();
-        let delivery = signed("mybar", NEW, now(), &body);
+        let request = signed("mybar", NEW, now(), &body);
 
-        let first = ingestor.ingest(&delivery).await.unwrap();
-        let again = ingestor.ingest(&delivery).await.unwrap();
+        let first = receiver.receive(&request).await.unwrap();
+        let again = receiver.receive(&request).await.unwrap();
+        memory.process_stream().await;
 
         let Outcome::Accepted { event_key } = first else {
             panic!("{first:?}")
         };
         assert_eq!(again, Outcome::Duplicate { event_key });
-        assert_eq!(events.len(), 1);
-        assert_eq!(queue.len(), 1);
+        assert_eq!(memory.events.len(), 1);
+        assert_eq!(memory.queue.len(), 1);
+        assert_eq!(
+            memory.queue.jobs.lock().unwrap()[0].message.job,
+            crate::queue::JobKind::ApplyToRevel
+        );
     }
 
     #[test]

@@ -110,7 +110,11 @@ impl EventKind for WineSittingEvent {
         "winesitting.event"
     }
 
-    fn interpret(&self, body: Value, _headers: &http::HeaderMap) -> Result<Interpretation, Malformed> {
+    fn interpret(
+        &self,
+        body: Value,
+        _headers: &http::HeaderMap,
+    ) -> Result<Interpretation, Malformed> {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
@@ -321,8 +325,8 @@ mod tests {
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     use super::*;
-    use crate::config::Settings;
     use crate::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue, MemoryStores};
+    use crate::receive::Receiver;
 
     const SECRETS: &str = r#"{"acct": {"token": ["tok-new", "tok-old"], "api_key": "k-acct"},
         "other": {"token": "tok-other"}, "signed": {"webhook": "s"}}"#;
@@ -403,7 +407,9 @@ mod tests {
                 json!({"id": id, "status": "in_progress", "card_number": "4242424242424242"});
             let body = event(kind, operation, object, json!(DATE));
 
-            let meaning = WineSittingEvent.interpret(body.clone(), &http::HeaderMap::new()).unwrap();
+            let meaning = WineSittingEvent
+                .interpret(body.clone(), &http::HeaderMap::new())
+                .unwrap();
 
             assert_eq!(
                 meaning.identity,
@@ -438,8 +444,12 @@ mod tests {
             json!("2024-03-01T10:00:00.5"),
         );
 
-        let from_millis = WineSittingEvent.interpret(millis.clone(), &http::HeaderMap::new()).unwrap();
-        let from_naive = WineSittingEvent.interpret(naive.clone(), &http::HeaderMap::new()).unwrap();
+        let from_millis = WineSittingEvent
+            .interpret(millis.clone(), &http::HeaderMap::new())
+            .unwrap();
+        let from_naive = WineSittingEvent
+            .interpret(naive.clone(), &http::HeaderMap::new())
+            .unwrap();
 
         assert_eq!(
             from_millis.entity.unwrap().version,
@@ -515,7 +525,9 @@ mod tests {
         ];
         for (body, reason) in cases {
             assert_eq!(
-                WineSittingEvent.interpret(body.clone(), &http::HeaderMap::new()).unwrap_err(),
+                WineSittingEvent
+                    .interpret(body.clone(), &http::HeaderMap::new())
+                    .unwrap_err(),
                 Malformed(reason),
                 "{body}"
             );
@@ -543,7 +555,12 @@ mod tests {
             json!("2024-03-01T10:00:01Z"),
         );
         let created = event("ORDER", "CREATE", json!({"id": 3}), json!(DATE));
-        let identity = |body: &Value| WineSittingEvent.interpret(body.clone(), &http::HeaderMap::new()).unwrap().identity;
+        let identity = |body: &Value| {
+            WineSittingEvent
+                .interpret(body.clone(), &http::HeaderMap::new())
+                .unwrap()
+                .identity
+        };
 
         assert_eq!(identity(&first), identity(&duplicate));
         assert_ne!(identity(&first), identity(&later));
@@ -616,14 +633,18 @@ mod tests {
 
         assert_eq!(source.name(), "winesitting");
         assert_eq!(source.sender_event_id(&headers), None);
-        assert_eq!(crate::sources::declared_event_type(source.name(), &headers), None);
+        assert_eq!(
+            crate::sources::declared_event_type(source.name(), &headers),
+            None
+        );
         assert!(!source.is_ping(&json!({"ping": "pong"})));
         assert_eq!(source.archived_headers(), &["content-type", "user-agent"]);
         assert_eq!(WineSittingEvent.event_type(), "winesitting.event");
     }
 
     struct Harness {
-        ingestor: Ingestor,
+        receiver: Receiver,
+        memory: MemoryStores,
         events: Arc<MemoryEvents>,
         entities: Arc<MemoryEntities>,
         queue: Arc<MemoryQueue>,
@@ -631,22 +652,15 @@ mod tests {
 
     fn harness() -> Harness {
         let memory = MemoryStores::default();
-        let (events, entities, queue) = (
-            memory.events.clone(),
-            memory.entities.clone(),
-            memory.queue.clone(),
-        );
-        let stores = memory.stores();
         Harness {
-            ingestor: Ingestor::new(
+            receiver: memory.receiver(
                 Arc::new(WineSitting::new(cache())),
                 Arc::new(WineSittingEvent),
-                stores,
-                Settings::default(),
             ),
-            events,
-            entities,
-            queue,
+            events: memory.events.clone(),
+            entities: memory.entities.clone(),
+            queue: memory.queue.clone(),
+            memory,
         }
     }
 
@@ -654,7 +668,7 @@ mod tests {
         let key = EntityKey::new("winesitting", &acct(), "order", id).unwrap();
         h.entities
             .get(&key)
-            .map(|(e, _)| serde_json::from_str(&e.state_json).unwrap())
+            .map(|e| serde_json::from_str(&e.state.state_json).unwrap())
     }
 
     #[tokio::test]
@@ -668,8 +682,9 @@ mod tests {
         );
         let webhook = delivery(&[("account", "acct"), ("token", "tok-new")], &body);
 
-        let first = h.ingestor.ingest(&webhook).await.unwrap();
-        let again = h.ingestor.ingest(&webhook).await.unwrap();
+        let first = h.receiver.receive(&webhook).await.unwrap();
+        let again = h.receiver.receive(&webhook).await.unwrap();
+        h.memory.process_stream().await;
 
         let Outcome::Accepted { event_key } = first else {
             panic!("{first:?}")
@@ -705,8 +720,8 @@ mod tests {
         ] {
             let body = event("ORDER", "CREATE", object, json!(DATE));
             let outcome = h
-                .ingestor
-                .ingest(&delivery(
+                .receiver
+                .receive(&delivery(
                     &[("account", "acct"), ("token", "tok-new")],
                     &body,
                 ))
@@ -714,6 +729,7 @@ mod tests {
                 .unwrap();
             assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
         }
+        h.memory.process_stream().await;
         let in_progress = json!({"data": [
             {"id": "same", "status": "in_progress", "lines": [{"sku": "A", "qty": 2}], "card_number": "4242"},
             {"id": "changed", "status": "in_progress", "lines": [{"sku": "B", "qty": 1}]},
@@ -725,9 +741,10 @@ mod tests {
         let api = WineSittingApi::new(server.uri(), Duration::from_secs(2));
         let events_before = h.events.len();
 
-        let first = repair(&api, &acct(), "k-acct", &h.ingestor, h.entities.as_ref())
+        let first = repair(&api, &acct(), "k-acct", &h.receiver, h.entities.as_ref())
             .await
             .unwrap();
+        h.memory.process_stream().await;
 
         assert_eq!(
             first,
@@ -748,14 +765,15 @@ mod tests {
         assert!(kept_order(&h, "same").unwrap().get("card_number").is_none());
         let same = EntityKey::new("winesitting", &acct(), "order", "same").unwrap();
         assert_eq!(
-            h.entities.get(&same).unwrap().1,
+            h.entities.get(&same).unwrap().revision,
             1,
             "an equal order was rewritten"
         );
 
-        let second = repair(&api, &acct(), "k-acct", &h.ingestor, h.entities.as_ref())
+        let second = repair(&api, &acct(), "k-acct", &h.receiver, h.entities.as_ref())
             .await
             .unwrap();
+        h.memory.process_stream().await;
 
         assert_eq!(
             second,
@@ -778,7 +796,7 @@ mod tests {
             .await;
         let api = WineSittingApi::new(server.uri(), Duration::from_secs(2));
 
-        let error = repair(&api, &acct(), "wrong", &h.ingestor, h.entities.as_ref())
+        let error = repair(&api, &acct(), "wrong", &h.receiver, h.entities.as_ref())
             .await
             .unwrap_err();
 
@@ -802,7 +820,7 @@ mod tests {
             .down
             .store(true, std::sync::atomic::Ordering::SeqCst);
 
-        let error = repair(&api, &acct(), "k-acct", &h.ingestor, h.entities.as_ref())
+        let error = repair(&api, &acct(), "k-acct", &h.receiver, h.entities.as_ref())
             .await
             .unwrap_err();
 

@@ -404,7 +404,11 @@ impl EntityStore for DynamoEntityStore {
         }))
     }
 
-    async fn mark_delivered(&self, key: &EntityKey, revision: u64) -> Result<bool, DependencyError> {
+    async fn mark_delivered(
+        &self,
+        key: &EntityKey,
+        revision: u64,
+    ) -> Result<bool, DependencyError> {
         let result = self
             .0
             .client

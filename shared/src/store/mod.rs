@@ -247,8 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn a_removal_outranks_any_other_change_of_the_same_version_and_a_newer_version_outranks_both(
-    ) {
+    fn a_removal_outranks_any_other_change_of_the_same_version_and_a_newer_version_outranks_both() {
         let amendment = Rank::new(10, false, "ffff");
         let cancellation = Rank::new(10, true, "0000");
         assert!(cancellation > amendment);
@@ -276,7 +275,10 @@ mod tests {
         let stored = Rank::new(5, false, "aa");
         let at = |revision, delivered| Some((&stored, "aa", revision, delivered));
         assert_eq!(decide_upsert(None, &change(1, "aa")), UpsertDecision::Write);
-        assert_eq!(decide_upsert(at(1, None), &change(6, "bb")), UpsertDecision::Write);
+        assert_eq!(
+            decide_upsert(at(1, None), &change(6, "bb")),
+            UpsertDecision::Write
+        );
         assert_eq!(
             decide_upsert(at(1, None), &change(4, "bb")),
             UpsertDecision::Done(Upserted::Stale)

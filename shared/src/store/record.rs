@@ -193,7 +193,11 @@ mod tests {
         let item: serde_dynamo::Item = serde_json::from_value(image).unwrap();
         let record: EventRecord = serde_dynamo::from_item(item).unwrap();
         assert_eq!(record.raw_body().unwrap(), br#"{"id": 1}"#);
-        assert_eq!(record.status, EventStatus::Received, "legacy `done` reads as received");
+        assert_eq!(
+            record.status,
+            EventStatus::Received,
+            "legacy `done` reads as received"
+        );
         assert_eq!(record.headers["x-revel-instance"], "demo");
         assert_eq!(record.request_id, "");
     }

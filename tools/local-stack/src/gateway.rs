@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::response::Response;
-use shared::ingest::Ingestor;
+use shared::receive::Receiver;
 
 use crate::events::Route;
 use crate::template::Template;
@@ -17,22 +17,22 @@ use crate::Error;
 const API_GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// Each template route (method, path template) with its receiver.
-pub type Routes = Arc<Vec<(String, Route, Arc<Ingestor>)>>;
+pub type Routes = Arc<Vec<(String, Route, Arc<Receiver>)>>;
 
 /// The routes of `template`, each bound to the receiver `make` builds for
 /// its function's logical id.
 pub fn routes(
     template: &Template,
-    make: impl Fn(&str) -> Option<Ingestor>,
+    make: impl Fn(&str) -> Option<Receiver>,
 ) -> Result<Routes, Error> {
     let mut routes = Vec::new();
     for route in &template.routes {
-        let ingestor = make(&route.function)
+        let receiver = make(&route.function)
             .ok_or_else(|| format!("no receiver for template function {}", route.function))?;
         routes.push((
             route.method.clone(),
             Route::exact(&route.path),
-            Arc::new(ingestor),
+            Arc::new(receiver),
         ));
     }
     Ok(Arc::new(routes))
@@ -51,7 +51,7 @@ async fn dispatch(State(routes): State<Routes>, request: Request) -> Response {
     let found = routes.iter().find(|(method, route, _)| {
         method == parts.method.as_str() && route.matches(parts.uri.path()).is_some()
     });
-    let Some((_, route, ingestor)) = found.cloned() else {
+    let Some((_, route, receiver)) = found.cloned() else {
         return plain(404, r#"{"message":"Not Found"}"#);
     };
     let Ok(body) = to_bytes(body, API_GATEWAY_MAX_BODY).await else {
@@ -74,7 +74,7 @@ async fn dispatch(State(routes): State<Routes>, request: Request) -> Response {
         Ok(request) => request,
         Err(_) => return plain(400, r#"{"message":"Bad Request"}"#),
     };
-    let answer = shared::http::handle(&ingestor, request).await;
+    let answer = shared::http::handle(&receiver, request).await;
     let (parts, body) = answer.into_parts();
     let bytes = match body {
         lambda_http::Body::Text(text) => text.into_bytes(),

@@ -6,6 +6,8 @@
 //!   endpoint (moto) and resolves the environment the functions would get;
 //! - [`gateway`]: serves every function at its template route, through the
 //!   same API Gateway payload and handler code as in Lambda;
+//! - [`stream`]: reads the events table's stream and hands it to the
+//!   processor, as Lambda's event source mapping does;
 //! - [`events`]: writes the signed sample events in events/ and posts them;
 //! - [`load`]: a bounded load generator for the running stack, with its check.
 
@@ -16,6 +18,7 @@ pub mod gateway;
 pub mod load;
 pub mod partner;
 pub mod provision;
+pub mod stream;
 pub mod template;
 pub mod worker_loop;
 

@@ -306,7 +306,7 @@ async fn trigger(args: &[String]) -> Result<(), Error> {
     let sync = SyncConfig::from_lookup(provisioned.lookup())?;
     let clients = Clients::from_sdk(&local_sdk_config(&endpoint).await);
     let revel = revel_source(&config, &clients);
-    let jobs = shared::function::stores(&config, &clients).jobs;
+    let jobs = shared::function::jobs_queue(&config, &clients);
     let now = time::OffsetDateTime::now_utc();
     let winesitting = shared::function::winesitting_source(&config, &clients)?;
     let queued = shared::schedule::fan_out(

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_norway::Value;
@@ -14,11 +14,13 @@ use serde_norway::Value;
 use crate::template::{scalar, Resource, Scalar, Template};
 use crate::Error;
 
-/// A created resource: what `!Ref` and `!GetAtt .Arn` resolve to.
+/// A created resource: what `!Ref`, `!GetAtt .Arn` and (for a table with a
+/// stream) `!GetAtt .StreamArn` resolve to.
 #[derive(Debug, Clone)]
 pub struct Physical {
     pub reference: String,
     pub arn: String,
+    pub stream_arn: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,9 +82,23 @@ async fn create_table(sdk: &SdkConfig, resource: &Resource, name: &str) -> Resul
                 .build()?,
         );
     }
+    if let Some(view) = props
+        .get("StreamSpecification")
+        .and_then(|s| text(s, "StreamViewType"))
+    {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view))
+                .build()?,
+        );
+    }
     let output = request.send().await?;
-    let arn = output
-        .table_description
+    let description = output.table_description;
+    let stream_arn = description
+        .as_ref()
+        .and_then(|d| d.latest_stream_arn.clone());
+    let arn = description
         .and_then(|d| d.table_arn)
         .unwrap_or_else(|| format!("arn:aws:dynamodb:us-east-1:123456789012:table/{name}"));
     if let Some(ttl) = props.get("TimeToLiveSpecification") {
@@ -107,6 +123,7 @@ async fn create_table(sdk: &SdkConfig, resource: &Resource, name: &str) -> Resul
     Ok(Physical {
         reference: name.to_owned(),
         arn,
+        stream_arn,
     })
 }
 
@@ -182,6 +199,7 @@ async fn create_queue(
     Ok(Physical {
         reference: url,
         arn,
+        stream_arn: None,
     })
 }
 
@@ -220,6 +238,7 @@ async fn create_secret(
     Ok(Physical {
         reference: arn.clone(),
         arn,
+        stream_arn: None,
     })
 }
 

@@ -1,0 +1,455 @@
+//! The receivers against in-memory stores that decide puts as DynamoDB
+//! does. The same rules run against the real SDK and a local endpoint in
+//! tests/, and through the real binaries in tests/tests/lambda_path.rs.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+use tracing::Instrument;
+
+use super::*;
+use crate::fakes::{FixedSecrets, MemoryStores};
+use crate::secrets::SecretCache;
+use crate::signature::sign;
+use crate::sources::revel::{Revel, RevelEventType};
+
+struct Harness {
+    receiver: Receiver,
+    memory: MemoryStores,
+}
+
+fn harness(kind: RevelEventType, settings: Settings) -> Harness {
+    let memory = MemoryStores::default();
+    let secrets = SecretCache::new(
+        FixedSecrets(r#"{"demo": "demo-webhook-secret"}"#.into()),
+        Duration::from_secs(60),
+    );
+    let receiver = Receiver::new(
+        Arc::new(Revel::new(secrets)),
+        Arc::new(kind),
+        memory.events.clone(),
+        settings,
+        crate::clock::system(),
+    );
+    Harness { receiver, memory }
+}
+
+fn signed(body: &str) -> WebhookRequest {
+    let mut headers = HeaderMap::new();
+    let signature = sign(b"demo-webhook-secret", body.as_bytes());
+    headers.insert(
+        "x-revel-signature",
+        HeaderValue::from_str(&signature).unwrap(),
+    );
+    headers.insert("x-revel-instance", HeaderValue::from_static("demo"));
+    WebhookRequest {
+        headers,
+        body: body.as_bytes().to_vec(),
+        request_id: "test".into(),
+        path_params: Vec::new(),
+    }
+}
+
+fn with_event_id(mut request: WebhookRequest, id: &'static str) -> WebhookRequest {
+    request
+        .headers
+        .insert("x-revel-event-id", HeaderValue::from_static(id));
+    request
+}
+
+fn customer(updated: &str, name: &str) -> String {
+    format!(
+        r#"{{"uuid": "c-1", "updated_date": "{updated}", "first_name": "{name}", "cc_last_4_digits": "4242"}}"#
+    )
+}
+
+#[tokio::test]
+async fn a_new_event_is_one_put_and_a_repeat_of_the_same_body_is_a_duplicate_in_one_request() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let request = signed(&customer("2021-12-28T21:05:13.977077", "Ann"));
+
+    let first = h.receiver.receive(&request).await.unwrap();
+    let Outcome::Accepted { event_key } = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(h.memory.events.puts.load(Ordering::SeqCst), 1);
+    let again = h.receiver.receive(&request).await.unwrap();
+
+    assert_eq!(
+        again,
+        Outcome::Duplicate {
+            event_key: event_key.clone()
+        }
+    );
+    assert_eq!(
+        h.memory.events.puts.load(Ordering::SeqCst),
+        2,
+        "one request each"
+    );
+    assert_eq!(h.memory.events.len(), 1);
+    let record = h.memory.events.all().remove(0);
+    assert_eq!(record.status, EventStatus::Received);
+    assert_eq!(
+        record.raw_body().unwrap(),
+        request.body,
+        "the body as signed"
+    );
+    assert_eq!(
+        record.entity_key.unwrap().as_str(),
+        "revel:demo:customer:c-1"
+    );
+    assert!(
+        h.memory.entities.is_empty() && h.memory.queue.is_empty(),
+        "nothing else on the answer's path"
+    );
+}
+
+#[tokio::test]
+async fn a_different_body_under_an_existing_key_is_kept_under_its_own_key_and_answered_as_a_conflict(
+) {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    // Same uuid and updated_date (the business key), other content.
+    let original = signed(&customer("2021-12-28T21:05:13", "Ann"));
+    let other = signed(&customer("2021-12-28T21:05:13", "Anne"));
+
+    let first = h.receiver.receive(&original).await.unwrap();
+    let conflict = h.receiver.receive(&other).await.unwrap();
+    let again = h.receiver.receive(&other).await.unwrap();
+
+    let Outcome::Accepted {
+        event_key: original_key,
+    } = first
+    else {
+        panic!("{first:?}")
+    };
+    let Outcome::Conflict {
+        event_key,
+        conflict_of,
+    } = conflict
+    else {
+        panic!("{conflict:?}")
+    };
+    assert_eq!(conflict_of, original_key);
+    assert_ne!(event_key, original_key);
+    assert_eq!(
+        again,
+        Outcome::Duplicate {
+            event_key: event_key.clone()
+        },
+        "its own repeat"
+    );
+    assert_eq!(h.memory.events.len(), 2, "both bodies kept, each once");
+    let kept = h.memory.events.records.lock().unwrap()[&event_key].clone();
+    assert_eq!(kept.conflict_of, Some(original_key));
+    assert_eq!(kept.raw_body().unwrap(), other.body);
+}
+
+#[tokio::test]
+async fn a_tampered_body_is_rejected_and_nothing_is_stored() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let mut request = signed(&customer("2021-12-28T21:05:13", "Ann"));
+    request.body[10] ^= 1;
+    let err = h.receiver.receive(&request).await.unwrap_err();
+    assert!(matches!(
+        err,
+        ReceiveError::Unauthorized(crate::error::AuthFailure::SignatureMismatch)
+    ));
+    assert_eq!(h.memory.events.puts.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_ping_is_answered_without_any_write() {
+    let h = harness(RevelEventType::OrderFinalized, Settings::default());
+    assert_eq!(
+        h.receiver
+            .receive(&signed(r#"{"ping": "pong"}"#))
+            .await
+            .unwrap(),
+        Outcome::Pong
+    );
+    assert_eq!(h.memory.events.puts.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_before_anything_else() {
+    let settings = Settings {
+        max_body_bytes: 64,
+        ..Settings::default()
+    };
+    let h = harness(RevelEventType::CustomerCreated, settings);
+    let err = h
+        .receiver
+        .receive(&signed(&customer("2021-12-28T21:05:13", &"x".repeat(100))))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        ReceiveError::PayloadTooLarge { limit: 64, .. }
+    ));
+    assert!(h.memory.events.is_empty());
+}
+
+#[tokio::test]
+async fn an_unparseable_body_is_quarantined_and_its_repeat_answered_the_same() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let outcome = h.receiver.receive(&signed("{not json")).await.unwrap();
+    let again = h.receiver.receive(&signed("{not json")).await.unwrap();
+    let Outcome::Quarantined { event_key, reason } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(reason, "invalid_json");
+    assert_eq!(
+        again,
+        Outcome::Quarantined {
+            event_key: event_key.clone(),
+            reason: "invalid_json".into()
+        }
+    );
+    assert_eq!(
+        h.memory.events.status(&event_key),
+        Some(EventStatus::Quarantined)
+    );
+}
+
+#[tokio::test]
+async fn a_body_sent_to_the_wrong_type_is_quarantined() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let mut request = signed(&customer("2021-12-28T21:05:13", "Ann"));
+    request.headers.insert(
+        "x-revel-event-type",
+        HeaderValue::from_static("order.finalized"),
+    );
+    let outcome = h.receiver.receive(&request).await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::Quarantined { ref reason, .. } if reason == "event_type_mismatch"),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_events_table_outage_is_unavailable_and_stores_nothing() {
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    h.memory.events.down.store(true, Ordering::SeqCst);
+    let err = h
+        .receiver
+        .receive(&signed(&customer("2021-12-28T21:05:13", "Ann")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ReceiveError::Unavailable(_)));
+    h.memory.events.down.store(false, Ordering::SeqCst);
+    assert!(h.memory.events.is_empty());
+}
+
+#[tokio::test]
+async fn twenty_concurrent_copies_make_one_record_and_nineteen_duplicates() {
+    let h = Arc::new(harness(RevelEventType::OrderFinalized, Settings::default()));
+    let body =
+        r#"{"orderInfo": {"uuid": "o-1", "updated_date": "2016-04-13T10:29:19"}, "items": []}"#;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move { h.receiver.receive(&signed(body)).await })
+        })
+        .collect();
+    let (mut accepted, mut duplicates) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Outcome::Accepted { .. }) => accepted += 1,
+            Ok(Outcome::Duplicate { .. }) => duplicates += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((accepted, duplicates), (1, 19));
+    assert_eq!(h.memory.events.len(), 1);
+}
+
+#[tokio::test]
+async fn with_an_event_id_the_id_decides_what_is_a_repeat() {
+    let h = harness(RevelEventType::StockChanged, Settings::default());
+    let out = r#"{"id": 1, "instock": false, "type": "product"}"#;
+    let first = h
+        .receiver
+        .receive(&with_event_id(signed(out), "ev-1"))
+        .await
+        .unwrap();
+    let retry = h
+        .receiver
+        .receive(&with_event_id(signed(out), "ev-1"))
+        .await
+        .unwrap();
+    let later = h
+        .receiver
+        .receive(&with_event_id(signed(out), "ev-2"))
+        .await
+        .unwrap();
+    assert!(matches!(first, Outcome::Accepted { .. }));
+    assert!(matches!(retry, Outcome::Duplicate { .. }));
+    assert!(matches!(later, Outcome::Accepted { .. }));
+    assert_eq!(h.memory.events.len(), 2);
+}
+
+#[tokio::test]
+async fn without_an_event_id_every_stock_request_is_an_event_of_its_own() {
+    let h = harness(RevelEventType::StockChanged, Settings::default());
+    let out = r#"{"id": 1, "instock": false, "type": "product"}"#;
+    let a = h.receiver.receive(&signed(out)).await.unwrap();
+    let b = h.receiver.receive(&signed(out)).await.unwrap();
+    let (Outcome::Accepted { event_key: a }, Outcome::Accepted { event_key: b }) = (a, b) else {
+        panic!("both are stored")
+    };
+    assert_ne!(a, b, "keyed by receipt: the processor collapses the repeat");
+    assert!(a.as_str().starts_with("revel:demo:inout.stock:at:"), "{a}");
+}
+
+#[tokio::test]
+async fn a_state_too_large_to_keep_is_quarantined_at_receipt_not_retried_forever() {
+    let h = harness(
+        RevelEventType::CustomerCreated,
+        Settings {
+            max_body_bytes: 2 * 1024 * 1024,
+            ..Settings::default()
+        },
+    );
+    let body = customer("2021-12-28T21:05:13", &"x".repeat(MAX_STATE_BYTES));
+    let outcome = h.receiver.receive(&signed(&body)).await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::Quarantined { ref reason, .. } if reason == "state_too_large"),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fetched_event_is_stored_under_its_webhooks_key_so_the_two_are_one() {
+    let h = harness(RevelEventType::CustomerUpdated, Settings::default());
+    let body = customer("2021-12-28T21:05:13", "Ann");
+    let demo = InstanceName::parse("demo").unwrap();
+    let fetched = h
+        .receiver
+        .receive_fetched(&demo, body.clone().into_bytes(), "reconcile:1".into())
+        .await
+        .unwrap();
+    let webhook = h.receiver.receive(&signed(&body)).await.unwrap();
+    let Outcome::Accepted { event_key } = fetched else {
+        panic!("{fetched:?}")
+    };
+    assert_eq!(
+        webhook,
+        Outcome::Duplicate {
+            event_key: event_key.clone()
+        }
+    );
+    assert_eq!(
+        h.memory.events.records.lock().unwrap()[&event_key].origin,
+        Origin::Reconciliation
+    );
+}
+
+#[test]
+fn a_conflict_key_names_the_body_and_stays_a_valid_key_however_long_the_original() {
+    let short = EventKey::parse("revel:demo:x:id:1").unwrap();
+    let sha = "ab".repeat(32);
+    assert_eq!(
+        conflict_key(&short, &sha).as_str(),
+        format!("revel:demo:x:id:1~conflict:{}", &sha[..32])
+    );
+    let long = EventKey::parse(&"k".repeat(EventKey::MAX_LEN)).unwrap();
+    assert_ne!(
+        conflict_key(&long, &sha),
+        conflict_key(&long, &"cd".repeat(32))
+    );
+}
+
+/// A log writer into memory, to read what a request logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_log_line_of_a_request_carries_its_request_event_instance_and_type_and_no_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    // Debug included: that is where metric lines go outside Lambda.
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let h = harness(RevelEventType::CustomerCreated, Settings::default());
+    let request = signed(&customer("2021-12-28T21:05:13.977077", "Annunziata"));
+    let mut forged = request.clone();
+    forged.body = customer("2021-12-28T21:05:13.977077", "Evangelina").into_bytes();
+
+    let mut answers = String::new();
+    for (request_id, request) in [("req-ok", &request), ("req-forged", &forged)] {
+        let mut request = request.clone();
+        request.request_id = request_id.into();
+        let span = request_span(&h.receiver, request_id);
+        let answer = async { crate::http::answer(&h.receiver.receive(&request).await) }
+            .instrument(span)
+            .await;
+        answers.push_str(&format!("{:?} {:?}\n", answer.headers(), answer.body()));
+    }
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON log line"))
+        .collect();
+    let accepted: Vec<_> = lines
+        .iter()
+        .filter(|l| l["span"]["request_id"] == "req-ok")
+        .collect();
+    let rejected: Vec<_> = lines
+        .iter()
+        .filter(|l| l["span"]["request_id"] == "req-forged")
+        .collect();
+    assert!(!accepted.is_empty() && !rejected.is_empty(), "{text}");
+    assert_eq!(
+        accepted.len() + rejected.len(),
+        lines.len(),
+        "a line outside any request: {text}"
+    );
+    for line in accepted.iter().chain(&rejected) {
+        assert_eq!(line["span"]["event_type"], "customer.created", "{line}");
+        assert_eq!(line["span"]["source"], "revel", "{line}");
+    }
+    for line in &accepted {
+        assert!(
+            line["span"]["event_key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("revel:demo:")),
+            "{line}"
+        );
+        assert_eq!(line["span"]["instance"], "demo", "{line}");
+    }
+    let signature = request.headers["x-revel-signature"].to_str().unwrap();
+    for secret in ["demo-webhook-secret", signature] {
+        assert!(!text.contains(secret), "a secret reached the log: {text}");
+        assert!(
+            !answers.contains(secret),
+            "a secret reached an answer: {answers}"
+        );
+    }
+    assert!(
+        text.contains("Accepted") && text.contains("Rejected"),
+        "the metric lines were not captured: {text}"
+    );
+    assert!(
+        !text.contains("Annunziata") && !text.contains("Evangelina"),
+        "a body reached the log"
+    );
+}
