@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv test fmt-check lint unit integration validate build local events post-events trigger clean-local bench-load
+.PHONY: help venv test fmt-check lint unit integration validate build local events post-events trigger clean-local bench-load simulate
 
 help:
 	@echo "make local        run every function at its route on http://127.0.0.1:3000 (local AWS endpoint included)"
@@ -27,6 +27,7 @@ help:
 	@echo "make trigger TASK=product_sync|event_sync|inventory_sync|reconcile|winesitting_repair   run a scheduled function by hand"
 	@echo "make bench-load   load test: 10,000 signed deliveries (30% repeats, concurrency 32) to a stack of its own, then check each stored once"
 	@echo "make fuzz         run each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (60) on nightly; findings in fuzz/artifacts/"
+	@echo "make simulate     the deterministic simulation for SEEDS seeds (10000); SEED=n replays one seed with its trace"
 
 venv: $(STAMP)
 
@@ -62,6 +63,13 @@ bench-lambda: venv
 
 validate: venv
 	sam validate --lint --template template.yaml
+
+# The deterministic simulation of the whole bundle (tests/simulation). `make
+# test` runs 500 seeds as one of the unit tests; this runs SEEDS more in a
+# release build, and SEED=n replays one seed and prints its trace.
+SEEDS ?= 10000
+simulate:
+	cargo run --release --locked -p simulation --bin simulate -- --seeds $(SEEDS) $(if $(SEED),--seed $(SEED))
 
 # Benchmarks report figures; they don't gate CI. The README's Performance
 # section says what each measures and on which machine.

@@ -25,6 +25,9 @@ use tokio::sync::watch;
 
 pub use local_stack::{DEMO_INSTANCE, DEMO_SECRET};
 
+pub mod lambda;
+pub mod recording;
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

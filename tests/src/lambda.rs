@@ -1,0 +1,1 @@
+//! The real function binaries through a local Lambda Runtime API (being written).

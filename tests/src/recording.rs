@@ -1,0 +1,1 @@
+//! SDK clients that record the operations each function calls (being written).

@@ -1,0 +1,1 @@
+//! A local Lambda Runtime API (being moved here from lambda-bench).
