@@ -90,7 +90,7 @@ impl StreamPoller {
                 continue;
             }
             polled.records += records.len();
-            let event = self.lambda_event(&records)?;
+            let event = lambda_event(&self.stream_arn, &self.table_name, &records)?;
             let response = shared::process::stream::handle_batch(processor, event).await;
             let failed = response
                 .batch_item_failures
@@ -175,38 +175,6 @@ impl StreamPoller {
             .unwrap_or_default())
     }
 
-    /// The records as the Lambda event the event source mapping sends.
-    fn lambda_event(&self, records: &[Record]) -> Result<Event, Error> {
-        let mut event = Event::default();
-        for record in records {
-            let change = record
-                .dynamodb
-                .as_ref()
-                .ok_or("stream record without change")?;
-            let mut lambda = EventRecord::default();
-            lambda.event_id = record.event_id.clone().unwrap_or_default();
-            lambda.event_name = record
-                .event_name
-                .as_ref()
-                .map(|n| n.as_str().to_owned())
-                .unwrap_or_default();
-            lambda.aws_region = record.aws_region.clone().unwrap_or_default();
-            lambda.event_source = Some("aws:dynamodb".into());
-            lambda.event_source_arn = Some(self.stream_arn.clone());
-            lambda.table_name = Some(self.table_name.clone());
-            lambda.change.sequence_number = change.sequence_number.clone();
-            lambda.change.size_bytes = change.size_bytes.unwrap_or(0);
-            if let Some(image) = change.new_image.clone() {
-                lambda.change.new_image = serde_dynamo::Item::from(image);
-            }
-            if let Some(keys) = change.keys.clone() {
-                lambda.change.keys = serde_dynamo::Item::from(keys);
-            }
-            event.records.push(lambda);
-        }
-        Ok(event)
-    }
-
     async fn report(&self, report: serde_json::Value) -> Result<(), Error> {
         tracing::error!(report = %report, "stream record given up on after its retries");
         if let Some((sqs, url)) = &self.failure_queue {
@@ -218,6 +186,42 @@ impl StreamPoller {
         }
         Ok(())
     }
+}
+
+/// The records as the Lambda event the event source mapping sends.
+pub fn lambda_event(
+    stream_arn: &str,
+    table_name: &str,
+    records: &[Record],
+) -> Result<Event, Error> {
+    let mut event = Event::default();
+    for record in records {
+        let change = record
+            .dynamodb
+            .as_ref()
+            .ok_or("stream record without change")?;
+        let mut lambda = EventRecord::default();
+        lambda.event_id = record.event_id.clone().unwrap_or_default();
+        lambda.event_name = record
+            .event_name
+            .as_ref()
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default();
+        lambda.aws_region = record.aws_region.clone().unwrap_or_default();
+        lambda.event_source = Some("aws:dynamodb".into());
+        lambda.event_source_arn = Some(stream_arn.to_owned());
+        lambda.table_name = Some(table_name.to_owned());
+        lambda.change.sequence_number = change.sequence_number.clone();
+        lambda.change.size_bytes = change.size_bytes.unwrap_or(0);
+        if let Some(image) = change.new_image.clone() {
+            lambda.change.new_image = serde_dynamo::Item::from(image);
+        }
+        if let Some(keys) = change.keys.clone() {
+            lambda.change.keys = serde_dynamo::Item::from(keys);
+        }
+        event.records.push(lambda);
+    }
+    Ok(event)
 }
 
 fn sequence_number(record: &Record) -> Option<String> {
