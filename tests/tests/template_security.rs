@@ -1,8 +1,9 @@
 //! Security and operations, checked on template.yaml itself: encryption at
 //! rest with the template's own key, point-in-time recovery, retention,
-//! flood limits, the alarms the README's runbook describes, and a dashboard
-//! that shows the metrics the code emits (names taken from
-//! `shared::telemetry::Metric`, so renaming one without the template fails).
+//! flood limits, the events processor's stream settings, the alarms the
+//! README's runbook describes, and a dashboard that shows the metrics the
+//! code emits (names taken from `shared::telemetry::Metric`, so renaming one
+//! without the template fails).
 
 use std::collections::BTreeSet;
 
@@ -46,6 +47,16 @@ fn parameter_default(doc: &Value, value: &Value) -> Option<u64> {
     let parameter = doc["Parameters"].get(&name)?;
     (parameter["Type"].as_str() == Some("Number")).then_some(())?;
     parameter["Default"].as_u64()
+}
+
+/// The properties of a function's events of type `kind`.
+fn events_of<'a>(function: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    function["Properties"]["Events"]
+        .as_mapping()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(move |e| e["Type"].as_str() == Some(kind))
+        .map(|e| &e["Properties"])
 }
 
 fn is_true(value: &Value) -> bool {
@@ -213,17 +224,9 @@ fn every_function_has_reserved_concurrency_from_a_parameter_and_the_defaults_lea
         reserved_total += reserved;
         // An SQS event source polling with more concurrency than reserved is
         // throttled, and each throttled receive counts towards the DLQ.
-        for event in function["Properties"]["Events"]
-            .as_mapping()
-            .into_iter()
-            .flat_map(|m| m.values())
-            .filter(|e| e["Type"].as_str() == Some("SQS"))
-        {
-            let maximum = parameter_default(
-                &doc,
-                &event["Properties"]["ScalingConfig"]["MaximumConcurrency"],
-            )
-            .unwrap_or_else(|| panic!("{id}: SQS event source without a maximum concurrency"));
+        for event in events_of(function, "SQS") {
+            let maximum = parameter_default(&doc, &event["ScalingConfig"]["MaximumConcurrency"])
+                .unwrap_or_else(|| panic!("{id}: SQS event source without a maximum concurrency"));
             assert!(
                 maximum <= reserved,
                 "{id}: {maximum} pollers, {reserved} reserved"
@@ -249,15 +252,10 @@ fn the_api_throttles_every_route_with_parameters() {
     }
     let mut routes = 0;
     for (id, function) in resources(&doc, "AWS::Serverless::Function") {
-        for event in function["Properties"]["Events"]
-            .as_mapping()
-            .into_iter()
-            .flat_map(|m| m.values())
-            .filter(|e| e["Type"].as_str() == Some("HttpApi"))
-        {
+        for event in events_of(function, "HttpApi") {
             // Without ApiId, SAM puts the route on an implicit, unthrottled API.
             assert_eq!(
-                target(&event["Properties"]["ApiId"]).as_deref(),
+                target(&event["ApiId"]).as_deref(),
                 Some(api_id),
                 "{id}: a route outside the throttled API"
             );
@@ -278,9 +276,21 @@ fn the_archive_retention_is_a_parameter_the_functions_get_and_ttl_enforces() {
     assert_eq!(ttl["AttributeName"].as_str(), Some("expires_at"));
 }
 
-/// (namespace, metric, dimensions as name=value) of an alarm.
+/// A dimension value that stands for every value (a Metrics Insights
+/// `SCHEMA` names dimensions, not their values).
+const ANY_VALUE: &str = "*";
+
+/// (namespace, metric, dimensions as name=value) of an alarm: on one metric,
+/// or on a Metrics Insights query `SELECT SUM(m) FROM SCHEMA("ns", d, ...)`,
+/// whose dimensions take [`ANY_VALUE`].
 fn alarm_metric(alarm: &Value) -> (String, String, BTreeSet<(String, String)>) {
     let properties = &alarm["Properties"];
+    if let Some(queries) = properties["Metrics"].as_sequence() {
+        let [query] = queries.as_slice() else {
+            panic!("an alarm on one query, got {queries:?}");
+        };
+        return insights_metric(query["Expression"].as_str().expect("a query expression"));
+    }
     let dimensions = properties["Dimensions"]
         .as_sequence()
         .map(|d| {
@@ -307,6 +317,28 @@ fn alarm_metric(alarm: &Value) -> (String, String, BTreeSet<(String, String)>) {
             .to_owned(),
         dimensions,
     )
+}
+
+/// What `SELECT SUM(metric) FROM SCHEMA("namespace", dimension, ...)` reads.
+fn insights_metric(query: &str) -> (String, String, BTreeSet<(String, String)>) {
+    let read = || {
+        let rest = query.strip_prefix("SELECT SUM(")?;
+        let (metric, rest) = rest.split_once(')')?;
+        let schema = rest
+            .trim()
+            .strip_prefix("FROM SCHEMA(")?
+            .strip_suffix(')')?;
+        let mut parts = schema.split(',').map(str::trim);
+        let namespace = parts.next()?.strip_prefix('"')?.strip_suffix('"')?;
+        Some((
+            namespace.to_owned(),
+            metric.to_owned(),
+            parts
+                .map(|d| (d.to_owned(), ANY_VALUE.to_owned()))
+                .collect(),
+        ))
+    };
+    read().unwrap_or_else(|| panic!("not a query this test reads: {query}"))
 }
 
 fn dimensions(pairs: &[(&str, &str)]) -> BTreeSet<(String, String)> {
@@ -343,6 +375,27 @@ fn every_alarm_the_runbook_names_exists_on_the_right_metric_and_notifies_the_top
         (
             METRICS_NAMESPACE,
             Metric::ApiBudgetUsedPercent.name(),
+            dimensions(&[]),
+        ),
+        (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            dimensions(&[("QueueName", "{EventsProcessorFailureQueue}")]),
+        ),
+        (
+            "AWS/Lambda",
+            "IteratorAge",
+            dimensions(&[("FunctionName", "{EventsProcessorFunction}")]),
+        ),
+        (
+            METRICS_NAMESPACE,
+            Metric::ProcessingFailures.name(),
+            dimensions(&[("Reason", ANY_VALUE)]),
+        ),
+        (METRICS_NAMESPACE, Metric::Conflicts.name(), dimensions(&[])),
+        (
+            METRICS_NAMESPACE,
+            Metric::SecretsStale.name(),
             dimensions(&[]),
         ),
     ];
@@ -493,4 +546,119 @@ fn the_dashboard_shows_every_metric_the_code_emits_and_every_alarm() {
             "{id} not on the dashboard"
         );
     }
+}
+
+/// DynamoDB keeps a stream's records for 24 hours.
+const STREAM_RETENTION_SECONDS: i64 = 24 * 3600;
+
+#[test]
+fn the_stream_processor_retries_in_order_then_gives_up_in_bounds_onto_a_queue_an_alarm_watches() {
+    let doc = template();
+    let alarms: Vec<_> = resources(&doc, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|(_, alarm)| (alarm_metric(alarm), alarm))
+        .collect();
+    let alarm_on = |namespace: &str, metric: &str, dimension: &str, id: &str| {
+        let wanted = (
+            namespace.to_owned(),
+            metric.to_owned(),
+            dimensions(&[(dimension, &format!("{{{id}}}"))]),
+        );
+        alarms
+            .iter()
+            .find(|(found, _)| *found == wanted)
+            .map(|(_, alarm)| *alarm)
+    };
+    let mut sources = 0;
+    for (id, function) in resources(&doc, "AWS::Serverless::Function") {
+        for event in events_of(function, "DynamoDB") {
+            sources += 1;
+            // A failing record is retried from its own sequence number, so
+            // no record is applied after a later one of the same item.
+            assert!(
+                strings(&event["FunctionResponseTypes"])
+                    .contains(&"ReportBatchItemFailures".to_owned()),
+                "{id}: no partial batch responses"
+            );
+            assert!(
+                is_true(&event["BisectBatchOnFunctionError"]),
+                "{id}: a crashing batch isn't split"
+            );
+            // Records stored before the mapping was enabled are processed too.
+            assert_eq!(
+                event["StartingPosition"].as_str(),
+                Some("TRIM_HORIZON"),
+                "{id}"
+            );
+            // -1 (the default) retries until the record expires from the stream.
+            let retries = event["MaximumRetryAttempts"].as_i64();
+            assert!(
+                retries.is_some_and(|n| (0..=10_000).contains(&n)),
+                "{id}: retries unbounded ({retries:?})"
+            );
+            // Given up on (and reported) before the stream drops it unreported.
+            let age = event["MaximumRecordAgeInSeconds"].as_i64();
+            assert!(
+                age.is_some_and(|s| (60..STREAM_RETENTION_SECONDS).contains(&s)),
+                "{id}: record age unbounded or past the stream's retention ({age:?})"
+            );
+            let age = age.expect("checked");
+
+            let Scalar::GetAtt(table, attribute) = scalar(&event["Stream"]) else {
+                panic!("{id}: the stream must be a table's StreamArn");
+            };
+            assert_eq!(
+                (resource_type(&doc, &table), attribute.as_str()),
+                (Some("AWS::DynamoDB::Table"), "StreamArn"),
+                "{id}"
+            );
+            // The processor reads the new image; keys alone can't be
+            // applied, and old images would double every record for nothing.
+            assert_eq!(
+                doc["Resources"][table.as_str()]["Properties"]["StreamSpecification"]
+                    ["StreamViewType"]
+                    .as_str(),
+                Some("NEW_IMAGE"),
+                "{id}: {table}'s stream"
+            );
+
+            let destination = target(&event["DestinationConfig"]["OnFailure"]["Destination"])
+                .unwrap_or_else(|| panic!("{id}: no on-failure destination"));
+            assert_eq!(
+                resource_type(&doc, &destination),
+                Some("AWS::SQS::Queue"),
+                "{id}: {destination}"
+            );
+            assert!(
+                alarm_on(
+                    "AWS/SQS",
+                    "ApproximateNumberOfMessagesVisible",
+                    "QueueName",
+                    &destination
+                )
+                .is_some(),
+                "{id}: nothing watches {destination}"
+            );
+            // The operator tool finds the records given up on there.
+            assert_eq!(
+                scalar(
+                    &doc["Globals"]["Function"]["Environment"]["Variables"]
+                        ["EVENTS_PROCESSOR_FAILURE_QUEUE_URL"]
+                ),
+                Scalar::Ref(destination.clone()),
+                "{id}"
+            );
+
+            // The lag alarm fires while the records are still being retried.
+            let lag = alarm_on("AWS/Lambda", "IteratorAge", "FunctionName", id)
+                .unwrap_or_else(|| panic!("{id}: no alarm on its stream's lag"));
+            let threshold_ms = parameter_default(&doc, &lag["Properties"]["Threshold"])
+                .unwrap_or_else(|| panic!("{id}: the lag threshold must be a numeric parameter"));
+            assert!(
+                threshold_ms < (age as u64) * 1000,
+                "{id}: the lag alarm ({threshold_ms} ms) fires after records are given up on ({age} s)"
+            );
+        }
+    }
+    assert_eq!(sources, 1, "the events processor reads the one stream");
 }
