@@ -203,8 +203,10 @@ const VINESOS_PAYLOADS: [&str; 5] = [
     "vinesos-reward-changed.json",
 ];
 
-/// The fixed signing time of the VinesOS sample files (2026-11-24T12:00Z);
-/// senders re-sign them with [`resign`] since the receiver refuses old ones.
+/// The signing time [`render`] gives the VinesOS samples (2026-11-24T12:00Z),
+/// so it writes the same bytes every time. Standard Webhooks receivers
+/// refuse a timestamp more than 5 minutes off, so [`write_all`] (`make
+/// events`) and every sender re-sign them now with [`resign`].
 pub const SAMPLE_SIGNED_AT: i64 = 1_795_521_600;
 
 /// Standard Webhooks headers for `body`, signed at `timestamp`.
@@ -227,10 +229,24 @@ pub fn vinesos_headers(secret: &str, body: &[u8], timestamp: i64) -> Vec<(String
     ]
 }
 
+/// Whether an event file's signature is time-limited (VinesOS's Standard
+/// Webhooks signatures expire after 5 minutes).
+pub fn is_time_limited(event: &Value) -> bool {
+    event["headers"].get("webhook-signature").is_some()
+}
+
 /// An event file's request, re-signed now when its signature is
 /// time-limited (VinesOS); others are returned as they are.
-pub fn resign(mut event: Value) -> Value {
-    if event["headers"].get("webhook-signature").is_none() {
+pub fn resign(event: Value) -> Value {
+    resign_at(event, time::OffsetDateTime::now_utc().unix_timestamp())
+}
+
+/// An event file's request with a time-limited signature made at
+/// `timestamp`; others are returned as they are. At [`SAMPLE_SIGNED_AT`] it
+/// gives what [`render`] writes, so a file re-signed by `make events`
+/// compares with the generator's output.
+pub fn resign_at(mut event: Value, timestamp: i64) -> Value {
+    if !is_time_limited(&event) {
         return event;
     }
     let body = event["body"]
@@ -238,8 +254,7 @@ pub fn resign(mut event: Value) -> Value {
         .unwrap_or_default()
         .as_bytes()
         .to_vec();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    for (name, value) in vinesos_headers(DEMO_VINESOS_SECRET, &body, now) {
+    for (name, value) in vinesos_headers(DEMO_VINESOS_SECRET, &body, timestamp) {
         event["headers"][name] = Value::String(value);
     }
     event
@@ -354,11 +369,12 @@ pub fn render(dir: &Path, sample: &Sample) -> Result<Value, Error> {
     Ok(routed_event("POST", &route, &path, "", &headers, body))
 }
 
-/// Writes every sample event into `dir`; returns the files written.
+/// Writes every sample event into `dir`, the time-limited ones signed now
+/// (they verify for 5 minutes); returns the files written.
 pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut written = Vec::new();
     for sample in samples() {
-        let event = render(dir, &sample)?;
+        let event = resign(render(dir, &sample)?);
         let path = dir.join(&sample.output);
         std::fs::write(&path, serde_json::to_string_pretty(&event)? + "\n")?;
         written.push(path);
@@ -370,4 +386,30 @@ pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 pub fn default_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events");
     dir.canonicalize().unwrap_or(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_re_signed_now_is_the_generators_output_once_signed_at_the_sample_time() {
+        let dir = default_dir();
+        let mut time_limited = 0;
+        for sample in samples() {
+            let rendered = render(&dir, &sample).unwrap();
+            let fresh = resign(rendered.clone());
+            if is_time_limited(&rendered) {
+                time_limited += 1;
+                assert_ne!(fresh["headers"], rendered["headers"], "{}", sample.output);
+            }
+            assert_eq!(
+                resign_at(fresh, SAMPLE_SIGNED_AT),
+                rendered,
+                "{}",
+                sample.output
+            );
+        }
+        assert_eq!(time_limited, VinesOsEvent::ALL.len());
+    }
 }

@@ -9,14 +9,19 @@
 //! - [`stream`]: reads the events table's stream and hands it to the
 //!   processor, as Lambda's event source mapping does;
 //! - [`events`]: writes the signed sample events in events/ and posts them;
+//! - [`inputs`]: writes the sample inputs of the functions API Gateway
+//!   doesn't call (the processor, the jobs worker, the scheduler);
+//! - [`partner`]: the partner system's stand-in, which keeps what it received;
 //! - [`load`]: a bounded load generator for the running stack, with its check.
 
 pub mod events;
 pub mod fake_revel;
 pub mod fake_winesitting;
 pub mod gateway;
+pub mod inputs;
 pub mod load;
 pub mod partner;
+pub mod post;
 pub mod provision;
 pub mod stream;
 pub mod template;
@@ -62,4 +67,50 @@ pub fn demo_secret_documents() -> Vec<(&'static str, String)> {
             serde_json::json!({ DEMO_INSTANCE: {"webhook": DEMO_BOOKING_SECRET}, "tokened": {"token": "tokened-booking-token"} }).to_string(),
         ),
     ]
+}
+
+/// Where `up` records the running stack for the other commands.
+pub const STATE_FILE: &str = ".local/stack.json";
+
+/// The running stack, as `up` recorded it in [`STATE_FILE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningStack {
+    /// Where its routes are served.
+    pub url: String,
+    /// Its local AWS endpoint.
+    pub endpoint: String,
+    /// The functions' environment.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl RunningStack {
+    /// What `up` wrote to `path`.
+    pub fn read(path: &std::path::Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|_| format!("no {}: is `make local` running?", path.display()))?;
+        let state: serde_json::Value = serde_json::from_str(&text)?;
+        let text_of = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+        Ok(Self {
+            url: text_of(&state["url"]).unwrap_or_else(|| "http://127.0.0.1:3000".to_owned()),
+            endpoint: text_of(&state["endpoint"]).ok_or("no endpoint in the stack state")?,
+            env: serde_json::from_value(state["env"].clone())
+                .map_err(|e| format!("the stack state's env: {e}"))?,
+        })
+    }
+
+    /// The environment, as provisioning resolved it (no resources listed).
+    pub fn provisioned(&self) -> provision::Provisioned {
+        provision::Provisioned {
+            resources: std::collections::BTreeMap::new(),
+            env: self.env.clone(),
+        }
+    }
+
+    /// The named variable of the functions' environment.
+    pub fn var(&self, name: &str) -> Result<&str, Error> {
+        self.env
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| format!("no {name} in the stack state").into())
+    }
 }

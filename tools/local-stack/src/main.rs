@@ -1,39 +1,42 @@
 //! `local-stack`: the bundle on one machine.
 //!
 //! - `up`: starts a local AWS endpoint (moto), creates template.yaml's
-//!   tables, queues and secrets on it, puts the `demo` secret in place and
-//!   serves every function at its route on http://127.0.0.1:3000;
-//! - `gen-events`: writes the signed sample events in events/;
-//! - `post-events`: posts every event in events/ to the running stack and
-//!   prints the answer and what was stored;
+//!   tables, queues and secrets on it, puts the `demo` secret in place,
+//!   serves every function at its route on http://127.0.0.1:3000, and runs
+//!   the events processor (reading the events table's stream) and the jobs
+//!   worker (reading the jobs queue) as their event sources would;
+//! - `gen-events`: writes the signed sample events in events/ and the
+//!   inputs of the processor, the jobs worker and the scheduler;
+//! - `post-events`: posts every request in events/ to the running stack,
+//!   prints the answer and what was stored, then what reached the partner;
+//! - `trigger`: queues a scheduled task, as the scheduler would;
 //! - `load`: sends signed deliveries under load and checks each was stored once.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use base64::Engine;
-use local_stack::provision::{local_sdk_config, provision, put_revel_secrets, Provisioned};
+use local_stack::provision::{local_sdk_config, provision, put_revel_secrets};
+use local_stack::stream::{StreamPoller, MAX_RETRY_ATTEMPTS};
 use local_stack::template::Template;
-use local_stack::{events, gateway, Error, DEMO_INSTANCE, DEMO_SECRET};
+use local_stack::{events, gateway, inputs, post, Error, RunningStack, DEMO_INSTANCE, DEMO_SECRET};
 use local_stack::{fake_revel, partner, worker_loop};
-use serde_json::{json, Value};
+use serde_json::json;
 use shared::config::{Config, SyncConfig};
 use shared::function::{revel_source, AllSources, Clients};
 use shared::revel_api::RevelApiConfig;
-use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const USAGE: &str =
     "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python] [--no-worker]
        local-stack gen-events [--dir events]
-       local-stack post-events [--dir events] [--url http://127.0.0.1:3000]
+       local-stack post-events [--dir events] [--url URL] [--wait-seconds 30]
        local-stack trigger product_sync|event_sync|inventory_sync|reconcile|winesitting_repair
        local-stack load [--count 10000] [--repeat-percent 30] [--concurrency 32] [--url URL] [--max-seconds 300]";
 
-/// Where `up` records the endpoint and environment for `post-events`.
-const STATE_FILE: &str = ".local/stack.json";
+/// The variable naming the queue the processor's event source mapping
+/// reports records it gave up on to (the operator tool reads it too).
+const FAILURE_QUEUE_VAR: &str = "EVENTS_PROCESSOR_FAILURE_QUEUE_URL";
 
 fn flag(args: &[String], name: &str, default: &str) -> String {
     args.iter()
@@ -48,7 +51,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("up") => up(&args).await,
-        Some("gen-events") => gen_events(&args),
+        Some("gen-events") => gen_events(&args).await,
         Some("post-events") => post_events(&args).await,
         Some("trigger") => trigger(&args).await,
         Some("load") => local_stack::load::run(&args[1..]).await,
@@ -60,7 +63,7 @@ async fn main() {
     }
 }
 
-fn gen_events(args: &[String]) -> Result<(), Error> {
+async fn gen_events(args: &[String]) -> Result<(), Error> {
     let dir = PathBuf::from(flag(
         args,
         "--dir",
@@ -69,6 +72,10 @@ fn gen_events(args: &[String]) -> Result<(), Error> {
     for path in events::write_all(&dir)? {
         println!("wrote {}", path.display());
     }
+    for path in inputs::write_all(&dir).await? {
+        println!("wrote {}", path.display());
+    }
+    println!("(the VinesOS samples are signed now: their signatures verify for 5 minutes; post-events re-signs before posting)");
     Ok(())
 }
 
@@ -77,6 +84,10 @@ async fn up(args: &[String]) -> Result<(), Error> {
     let port = flag(args, "--port", "3000");
     let aws_port = flag(args, "--aws-port", "5000");
     let python = flag(args, "--python", ".venv/bin/python");
+    // `--no-worker` (the load benchmark): only the receivers run, so the one
+    // local endpoint serves only the requests being measured; records stay
+    // on the stream and nothing is applied or delivered.
+    let receivers_only = args.iter().any(|a| a == "--no-worker");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../local_aws.py");
 
     // The endpoint stops when this process ends: it reads our end of a pipe.
@@ -113,7 +124,25 @@ async fn up(args: &[String]) -> Result<(), Error> {
     .await?;
     local_stack::provision::put_demo_secrets(&sdk, &provisioned).await?;
     let base = format!("http://127.0.0.1:{port}");
-    // Revel's API and the partner system are stand-ins served beside the functions.
+    let events_table = provisioned
+        .resources
+        .get("EventsTable")
+        .cloned()
+        .ok_or("template.yaml has no EventsTable")?;
+    let stream_arn = events_table
+        .stream_arn
+        .clone()
+        .ok_or("the events table has no stream (template.yaml's StreamSpecification)")?;
+    let failure_queue = match provisioned.env.get(FAILURE_QUEUE_VAR) {
+        Some(url) => url.clone(),
+        None => provisioned
+            .resources
+            .get("EventsProcessorFailureQueue")
+            .map(|queue| queue.reference.clone())
+            .ok_or("template.yaml has no EventsProcessorFailureQueue")?,
+    };
+    // Revel's API and the partner system are stand-ins served beside the
+    // functions; the failure queue is named for the operator tool.
     for (name, value) in [
         (
             "REVEL_API_BASE_URL",
@@ -127,6 +156,7 @@ async fn up(args: &[String]) -> Result<(), Error> {
         ),
         // The fixtures are dated 2016, like Revel's webhook samples.
         ("RECONCILE_LOOKBACK_HOURS", (24 * 365 * 20).to_string()),
+        (FAILURE_QUEUE_VAR, failure_queue.clone()),
     ] {
         provisioned.env.insert(name.to_owned(), value);
     }
@@ -141,11 +171,11 @@ async fn up(args: &[String]) -> Result<(), Error> {
 
     std::fs::create_dir_all(".local")?;
     std::fs::write(
-        STATE_FILE,
+        local_stack::STATE_FILE,
         json!({"endpoint": endpoint, "env": provisioned.env, "url": base}).to_string(),
     )?;
-    // For `cargo lambda watch --env-file .local/functions.env`: the real
-    // function binaries, pointed at the same local endpoint.
+    // For `cargo lambda watch --env-file .local/functions.env` and the
+    // operator tool: the real binaries, pointed at the same local endpoint.
     let mut env_file = format!(
         "AWS_ENDPOINT_URL={endpoint}\nAWS_REGION=us-east-1\nAWS_ACCESS_KEY_ID=local\nAWS_SECRET_ACCESS_KEY=local\n"
     );
@@ -184,49 +214,61 @@ async fn up(args: &[String]) -> Result<(), Error> {
         .merge(
             axum::Router::new()
                 .route("/partner/webhooks", axum::routing::post(partner::receive))
+                .route("/partner/received", axum::routing::get(partner::list))
                 .with_state(partner::Partner::new(&signing_secret)?),
         );
-    // The worker, polling the local queue as Lambda's SQS event source would.
-    let api = RevelApiConfig {
-        base_url: sync.revel_api_base_url.clone(),
-        ..Default::default()
-    };
-    let downstream = shared::function::downstream(&sync, &clients).await?;
-    let worker =
-        shared::function::jobs_worker(&config, &sync, &clients, source.clone(), api, downstream);
-    let (sqs, queue_url) = (clients.sqs.clone(), config.jobs_queue_url.clone());
-    // `--no-worker` (the load benchmark): jobs stay queued, so the one local
-    // endpoint serves only the receivers being measured.
-    let run_worker = !args.iter().any(|a| a == "--no-worker");
-    let polling = async move {
-        loop {
-            match worker_loop::poll_once(
-                &sqs,
-                &queue_url,
-                &worker,
-                Duration::from_secs(55),
-                Duration::from_secs(5),
-            )
-            .await
-            {
-                Ok(polled) if polled.received > 0 => {
-                    println!(
-                        "worker: ran {} job(s), {} failed (retried in 5 s)",
-                        polled.received, polled.failed
-                    )
-                }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-                Err(error) => {
-                    eprintln!("worker: polling failed: {error}");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            }
-        }
-    };
-    if run_worker {
-        tokio::spawn(polling);
+    if !receivers_only {
+        // The processor, reading the events table's stream as Lambda's
+        // event source mapping would.
+        let poller = StreamPoller::new(&sdk, stream_arn.clone(), events_table.reference.clone())
+            .with_failure_queue(clients.sqs.clone(), failure_queue.clone());
+        tokio::spawn(run_processor(
+            poller,
+            shared::function::processor(&config, &clients),
+        ));
+        // The worker, polling the local queue as Lambda's SQS event source would.
+        let api = RevelApiConfig {
+            base_url: sync.revel_api_base_url.clone(),
+            ..Default::default()
+        };
+        let downstream = shared::function::downstream(&sync, &clients).await?;
+        let worker = shared::function::jobs_worker(
+            &config,
+            &sync,
+            &clients,
+            source.clone(),
+            api,
+            downstream,
+        );
+        tokio::spawn(run_worker(
+            clients.sqs.clone(),
+            config.jobs_queue_url.clone(),
+            worker,
+        ));
     }
-    println!("\nLocal AWS endpoint (DynamoDB, SQS, Secrets Manager): {endpoint}");
+
+    println!("\nRunning:");
+    println!(
+        "  local AWS endpoint (moto: DynamoDB and its streams, SQS, Secrets Manager): {endpoint}"
+    );
+    println!(
+        "  receivers: {} routes on {base} (below); each stores its event with one conditional put and answers",
+        template.routes.len()
+    );
+    if receivers_only {
+        println!("  events processor and jobs worker: NOT running (--no-worker): records stay on the stream, nothing is applied or delivered");
+    } else {
+        println!("  events processor: reads the events table's stream ({stream_arn}) as the event source mapping does;");
+        println!("    a record failing {MAX_RETRY_ATTEMPTS} times is reported on {failure_queue} (`revel-ops processor redrive`)");
+        println!(
+            "  jobs worker: polls {}; deliveries go to the partner stand-in",
+            config.jobs_queue_url
+        );
+    }
+    println!("  partner stand-in: {base}/partner/webhooks (verifies and prints each delivery; GET {base}/partner/received lists them)");
+    println!("  Revel API stand-in: {base}/revel-api/{DEMO_INSTANCE}/resources/{{Resource}}/ (fixtures in events/revel-api/)");
+    println!("  WineSitting API stand-in: {base}/winesitting-api/orders (fixtures in events/winesitting-api/)");
+    println!("\nEnvironment (also in .local/functions.env):");
     println!("  export AWS_ENDPOINT_URL={endpoint} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local");
     for (name, value) in &provisioned.env {
         println!("  {name}={value}");
@@ -243,9 +285,7 @@ async fn up(args: &[String]) -> Result<(), Error> {
     let body = r#"{"ping": "pong"}"#;
     let signature = shared::signature::sign(DEMO_SECRET.as_bytes(), body.as_bytes());
     println!("\nTry it:\n  curl -s -X POST {base}/revel/orders/finalized -H 'X-Revel-Instance: {DEMO_INSTANCE}' -H 'X-Revel-Signature: {signature}' -d '{body}'");
-    println!("  make post-events    # posts every file in events/ and prints what was stored");
-    println!("\nWorker: polling the jobs queue; deliveries go to {base}/partner/webhooks (verified, printed here).");
-    println!("Revel API stand-in: {base}/revel-api/{DEMO_INSTANCE}/resources/{{Resource}}/ (fixtures in events/revel-api/)");
+    println!("  make post-events    # posts every request in events/, prints what was stored and what reached the partner");
     println!("Scheduled functions, by hand:");
     for task in [
         "product_sync",
@@ -262,38 +302,65 @@ async fn up(args: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-fn attribute_text(value: &AttributeValue) -> Value {
-    match value {
-        AttributeValue::S(s) => Value::String(s.clone()),
-        AttributeValue::N(n) => Value::String(n.clone()),
-        AttributeValue::B(b) => Value::String(format!("<{} bytes>", b.as_ref().len())),
-        AttributeValue::M(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.clone(), attribute_text(v)))
-                .collect(),
-        ),
-        other => Value::String(format!("{other:?}")),
+/// Hands the stream to the processor, poll after poll, for as long as the
+/// stack runs.
+async fn run_processor(mut poller: StreamPoller, processor: shared::process::Processor) {
+    loop {
+        match poller.poll_once(&processor).await {
+            Ok(polled) if polled.records == 0 => {
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
+            Ok(polled) => {
+                println!(
+                    "processor: {} stream record(s) handed to the processor",
+                    polled.records
+                );
+                if polled.failed_batches > 0 {
+                    println!("processor: a record failed; it is retried from its sequence number");
+                }
+                if polled.given_up > 0 {
+                    println!(
+                        "processor: {} record(s) given up on after {MAX_RETRY_ATTEMPTS} attempts, reported on the failure queue",
+                        polled.given_up
+                    );
+                }
+                if polled.failed_batches > 0 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Err(error) => {
+                eprintln!("processor: reading the stream failed: {error}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
     }
 }
 
-/// The running stack's endpoint and environment, as `up` recorded them.
-fn running_stack() -> Result<(String, Provisioned), Error> {
-    let state: Value = serde_json::from_str(
-        &std::fs::read_to_string(STATE_FILE)
-            .map_err(|_| "no .local/stack.json: is `make local` running?")?,
-    )?;
-    let endpoint = state["endpoint"]
-        .as_str()
-        .ok_or("bad state file")?
-        .to_owned();
-    let env: BTreeMap<String, String> = serde_json::from_value(state["env"].clone())?;
-    Ok((
-        endpoint,
-        Provisioned {
-            resources: BTreeMap::new(),
-            env,
-        },
-    ))
+/// Runs the jobs worker on the local queue for as long as the stack runs.
+async fn run_worker(sqs: aws_sdk_sqs::Client, queue_url: String, worker: shared::worker::Worker) {
+    loop {
+        match worker_loop::poll_once(
+            &sqs,
+            &queue_url,
+            &worker,
+            Duration::from_secs(55),
+            Duration::from_secs(5),
+        )
+        .await
+        {
+            Ok(polled) if polled.received > 0 => {
+                println!(
+                    "worker: ran {} job(s), {} failed (retried in 5 s)",
+                    polled.received, polled.failed
+                )
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(error) => {
+                eprintln!("worker: polling failed: {error}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
 }
 
 /// Runs a scheduled function by hand: the same fan-out EventBridge triggers.
@@ -301,10 +368,11 @@ async fn trigger(args: &[String]) -> Result<(), Error> {
     let name = args.get(1).ok_or(USAGE)?;
     let task = shared::queue::JobKind::scheduled(name)
         .ok_or_else(|| format!("unknown task {name:?}\n{USAGE}"))?;
-    let (endpoint, provisioned) = running_stack()?;
+    let stack = RunningStack::read(Path::new(local_stack::STATE_FILE))?;
+    let provisioned = stack.provisioned();
     let config = Config::from_lookup(provisioned.lookup())?;
     let sync = SyncConfig::from_lookup(provisioned.lookup())?;
-    let clients = Clients::from_sdk(&local_sdk_config(&endpoint).await);
+    let clients = Clients::from_sdk(&local_sdk_config(&stack.endpoint).await);
     let revel = revel_source(&config, &clients);
     let jobs = shared::function::jobs_queue(&config, &clients);
     let now = time::OffsetDateTime::now_utc();
@@ -331,90 +399,17 @@ async fn post_events(args: &[String]) -> Result<(), Error> {
         "--dir",
         &events::default_dir().to_string_lossy(),
     ));
-    let base = flag(args, "--url", "http://127.0.0.1:3000");
-    let (endpoint, provisioned) = running_stack()?;
-    let config = Config::from_lookup(provisioned.lookup())?;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&local_sdk_config(&endpoint).await);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    let http = reqwest::Client::new();
-    for file in files {
-        let event = events::resign(serde_json::from_str(&std::fs::read_to_string(&file)?)?);
-        let body = event["body"].as_str().unwrap_or("");
-        let body = if event["isBase64Encoded"].as_bool() == Some(true) {
-            base64::engine::general_purpose::STANDARD.decode(body)?
-        } else {
-            body.as_bytes().to_vec()
-        };
-        let url = format!(
-            "{}{}",
-            base.trim_end_matches('/'),
-            event["rawPath"].as_str().unwrap_or("/")
-        );
-        let mut request = http.post(url).body(body);
-        for (name, value) in event["headers"].as_object().into_iter().flatten() {
-            request = request.header(name.as_str(), value.as_str().unwrap_or_default());
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let answer = response.text().await?;
-        println!(
-            "{} -> {status} {answer}",
-            file.file_name().unwrap_or_default().to_string_lossy()
-        );
-        let answer: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
-        if let Some(event_key) = answer["event_id"].as_str() {
-            let stored = get_item(&dynamodb, &config.events_table, "event_key", event_key).await?;
-            let shown = pick(
-                &stored,
-                &[
-                    "status",
-                    "event_type",
-                    "instance",
-                    "body_bytes",
-                    "body_encoding",
-                    "entity_key",
-                ],
-            );
-            println!("    stored event: {shown}");
-            if let Some(AttributeValue::S(entity_key)) = stored.get("entity_key") {
-                let entity =
-                    get_item(&dynamodb, &config.entities_table, "entity_key", entity_key).await?;
-                println!(
-                    "    entity {entity_key}: {}",
-                    pick(&entity, &["kind", "entity_id", "version", "revision"])
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn get_item(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    table: &str,
-    key_name: &str,
-    key: &str,
-) -> Result<std::collections::HashMap<String, AttributeValue>, Error> {
-    Ok(dynamodb
-        .get_item()
-        .table_name(table)
-        .key(key_name, AttributeValue::S(key.to_owned()))
-        .send()
-        .await?
-        .item
-        .unwrap_or_default())
-}
-
-/// The named attributes of `item`, as JSON for printing.
-fn pick(item: &std::collections::HashMap<String, AttributeValue>, names: &[&str]) -> Value {
-    Value::Object(
-        names
-            .iter()
-            .filter_map(|k| Some((k.to_string(), attribute_text(item.get(*k)?))))
-            .collect(),
-    )
+    let url = args
+        .iter()
+        .position(|a| a == "--url")
+        .and_then(|i| args.get(i + 1));
+    let wait = match args.iter().position(|a| a == "--wait-seconds") {
+        Some(i) => Duration::from_secs(
+            args.get(i + 1)
+                .and_then(|n| n.parse().ok())
+                .ok_or("--wait-seconds takes a whole number")?,
+        ),
+        None => post::DEFAULT_WAIT,
+    };
+    post::run(&dir, url.map(String::as_str), wait).await
 }

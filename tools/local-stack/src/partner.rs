@@ -1,16 +1,58 @@
 //! A local stand-in for the partner system: receives the bundle's downstream
 //! deliveries, verifies them with a Standard Webhooks verifier (not the
-//! bundle's own signing code) and prints what arrived.
+//! bundle's own signing code), prints what arrived and keeps a list of it,
+//! served at `GET /partner/received` so `post-events` can tell which events
+//! reached the partner.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+/// One verified delivery, as the partner read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Received {
+    /// The `webhook-id` header: one per entity revision.
+    pub message_id: String,
+    /// `revel.{kind}.changed`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub instance: String,
+    pub kind: String,
+    pub id: String,
+    pub version: i64,
+    pub revision: u64,
+    /// The event (or pull) that made this revision.
+    pub event_key: Option<String>,
+}
+
+impl Received {
+    /// What the partner reads of a delivery's body; `None` when it is not
+    /// the bundle's envelope.
+    pub fn from_delivery(message_id: &str, body: &[u8]) -> Option<Self> {
+        let envelope: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let data = &envelope["data"];
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+        Some(Self {
+            message_id: message_id.to_owned(),
+            event_type: text(&envelope["type"])?,
+            instance: text(&data["instance"])?,
+            kind: text(&data["kind"])?,
+            id: text(&data["id"])?,
+            version: data["version"].as_i64()?,
+            revision: data["revision"].as_u64()?,
+            event_key: text(&data["event_key"]),
+        })
+    }
+}
 
 #[derive(Clone)]
 pub struct Partner {
     verifier: Arc<standardwebhooks::Webhook>,
+    received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Partner {
@@ -19,7 +61,16 @@ impl Partner {
         let verifier = standardwebhooks::Webhook::new(&format!("whsec_{secret}"))?;
         Ok(Self {
             verifier: Arc::new(verifier),
+            received: Arc::default(),
         })
+    }
+
+    /// Every verified delivery so far, in order of arrival.
+    pub fn received(&self) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -33,13 +84,57 @@ pub async fn receive(
         println!("partner: refused a delivery with a bad signature");
         return StatusCode::UNAUTHORIZED;
     }
-    let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let message_id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(received) = Received::from_delivery(message_id, &body) else {
+        println!("partner: refused a verified delivery that is not the bundle's envelope");
+        return StatusCode::UNPROCESSABLE_ENTITY;
+    };
     println!(
-        "partner: verified {} {} {} version {}",
-        event["type"].as_str().unwrap_or("?"),
-        event["data"]["instance"].as_str().unwrap_or("?"),
-        event["data"]["id"].as_str().unwrap_or("?"),
-        event["data"]["version"]
+        "partner: verified {} {} {} revision {} (version {})",
+        received.event_type, received.instance, received.id, received.revision, received.version
     );
+    partner
+        .received
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(received);
     StatusCode::NO_CONTENT
+}
+
+/// `GET /partner/received`: what [`receive`] verified so far.
+pub async fn list(State(partner): State<Partner>) -> Json<Vec<Received>> {
+    Json(partner.received())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_is_read_from_the_workers_envelope_and_anything_else_is_not() {
+        let body = serde_json::json!({
+            "type": "revel.order.changed",
+            "timestamp": "2026-11-24T12:00:00Z",
+            "data": {"source": "revel", "instance": "demo", "kind": "order", "id": "o-1",
+                     "version": 7, "revision": 2, "event_key": "revel:demo:order.finalized:biz:o-1@7",
+                     "state": {}}
+        });
+        let received = Received::from_delivery("msg_1", body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (
+                received.kind.as_str(),
+                received.id.as_str(),
+                received.revision
+            ),
+            ("order", "o-1", 2)
+        );
+        assert_eq!(
+            received.event_key.as_deref(),
+            Some("revel:demo:order.finalized:biz:o-1@7")
+        );
+        assert!(Received::from_delivery("msg_2", b"{\"type\": \"x\"}").is_none());
+    }
 }

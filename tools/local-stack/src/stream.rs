@@ -6,7 +6,8 @@
 //! (`TRIM_HORIZON`); batches of up to [`BATCH_SIZE`]; a batch answered
 //! with a failed sequence number is checkpointed before that record and
 //! read again from it on the next poll; a record that fails
-//! [`MAX_RETRY_ATTEMPTS`] times in a row is reported on the failure queue
+//! [`MAX_RETRY_ATTEMPTS`] times in a row (or as many as
+//! [`StreamPoller::with_max_retry_attempts`] says) is reported on the failure queue
 //! (as the mapping's on-failure destination reports it: shard and sequence
 //! numbers, no record) and passed over. Not kept: the mapping's
 //! parallelism (one poller, shards one after another) and its splitting of
@@ -55,6 +56,7 @@ pub struct StreamPoller {
     table_name: String,
     /// Where a record given up on is reported; `None`: only logged.
     failure_queue: Option<(aws_sdk_sqs::Client, String)>,
+    max_retry_attempts: u32,
     shards: BTreeMap<String, ShardPosition>,
 }
 
@@ -69,8 +71,17 @@ impl StreamPoller {
             stream_arn: stream_arn.into(),
             table_name: table_name.into(),
             failure_queue: None,
+            max_retry_attempts: MAX_RETRY_ATTEMPTS,
             shards: BTreeMap::new(),
         }
+    }
+
+    /// Gives a record up after `attempts` failures instead of
+    /// [`MAX_RETRY_ATTEMPTS`] (at least one), so a test reaches the
+    /// failure queue in a few polls.
+    pub fn with_max_retry_attempts(mut self, attempts: u32) -> Self {
+        self.max_retry_attempts = attempts.max(1);
+        self
     }
 
     /// Reports records given up on to `queue_url`, as the on-failure
@@ -117,7 +128,7 @@ impl StreamPoller {
                         Some((at, n)) if *at == sequence => n + 1,
                         _ => 1,
                     };
-                    if attempts >= MAX_RETRY_ATTEMPTS {
+                    if attempts >= self.max_retry_attempts {
                         polled.given_up += 1;
                         position.after = Some(sequence.clone());
                         position.failing = None;
