@@ -253,9 +253,9 @@ impl Syncer {
                 .state
                 .load(instance, &format!("{}.{resource}", pull.name))
                 .await?;
-            if !cursor
+            if cursor
                 .completed_run_began_at
-                .is_some_and(|began| began >= since_micros)
+                .is_none_or(|began| began < since_micros)
             {
                 return Ok(false);
             }

@@ -83,9 +83,15 @@ impl Launch {
             .unwrap_or_default();
         vec![
             ("AWS_LAMBDA_FUNCTION_NAME", self.name.clone()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", self.memory_mb.to_string()),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                self.memory_mb.to_string(),
+            ),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", self.name)),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", self.name),
+            ),
             ("AWS_LAMBDA_LOG_STREAM_NAME", "lambda-sandbox".into()),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
             ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023".into()),
@@ -271,23 +277,35 @@ mod tests {
             .await
             .err()
             .expect("the script exits without calling next");
-        assert!(matches!(&error, Error::Exited { status, .. } if status.contains('3')), "{error}");
+        assert!(
+            matches!(&error, Error::Exited { status, .. } if status.contains('3')),
+            "{error}"
+        );
         let printed = std::fs::read_to_string(&log).unwrap();
         let env: BTreeMap<&str, &str> = printed.lines().filter_map(|l| l.split_once('=')).collect();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "fn");
         assert_eq!(env["AWS_ENDPOINT_URL"], "http://127.0.0.1:1");
         assert_eq!(env["LAMBDA_TASK_ROOT"], dir.display().to_string());
-        assert_eq!(env["AWS_REGION"], "eu-west-1", "the function's own setting wins");
+        assert_eq!(
+            env["AWS_REGION"], "eu-west-1",
+            "the function's own setting wins"
+        );
         assert_eq!(env["MAX_BODY_BYTES"], "10");
-        assert!(env["AWS_LAMBDA_RUNTIME_API"].starts_with("127.0.0.1:"), "{printed}");
+        assert!(
+            env["AWS_LAMBDA_RUNTIME_API"].starts_with("127.0.0.1:"),
+            "{printed}"
+        );
         let launch = Launch::new("bootstrap", "fn", "");
         let set: Vec<&str> = launch.lambda_env("").iter().map(|(k, _)| *k).collect();
         // The shell sets these itself.
         let shell = ["PWD", "OLDPWD", "SHLVL", "_"];
         let ours = std::env::vars().map(|(k, _)| k);
         for ours in ours.filter(|k| !set.contains(&k.as_str()) && !shell.contains(&k.as_str())) {
-            assert!(!env.contains_key(ours.as_str()), "{ours} leaked in: {printed}");
+            assert!(
+                !env.contains_key(ours.as_str()),
+                "{ours} leaked in: {printed}"
+            );
         }
     }
 
@@ -298,7 +316,9 @@ mod tests {
             .await
             .err()
             .expect("no binary, no function");
-        assert!(error.to_string().contains("/nonexistent/bootstrap"), "{error}");
+        assert!(
+            error.to_string().contains("/nonexistent/bootstrap"),
+            "{error}"
+        );
     }
-
 }

@@ -175,9 +175,10 @@ fn canned(reply: &Reply) -> Response {
     if let Ok(value) = HeaderValue::from_str(&reply.content_type) {
         response.headers_mut().insert("content-type", value);
     }
-    response
-        .headers_mut()
-        .insert("x-amzn-requestid", HeaderValue::from_static("lambda-sandbox"));
+    response.headers_mut().insert(
+        "x-amzn-requestid",
+        HeaderValue::from_static("lambda-sandbox"),
+    );
     response
 }
 
@@ -260,11 +261,12 @@ pub fn sequential_round_trips(calls: &[Call]) -> usize {
     sorted.sort_by_key(|c| c.start);
     let mut chain = vec![0usize; sorted.len()];
     for i in 0..sorted.len() {
-        chain[i] = 1 + (0..i)
-            .filter(|&j| sorted[j].end <= sorted[i].start)
-            .map(|j| chain[j])
-            .max()
-            .unwrap_or(0);
+        chain[i] = 1
+            + (0..i)
+                .filter(|&j| sorted[j].end <= sorted[i].start)
+                .map(|j| chain[j])
+                .max()
+                .unwrap_or(0);
     }
     chain.into_iter().max().unwrap_or(0)
 }

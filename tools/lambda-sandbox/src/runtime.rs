@@ -62,12 +62,10 @@ impl Invoked {
     /// is an [`Error`].
     pub fn json(&self, function: &str) -> Result<Value, Error> {
         match &self.answer {
-            Answer::Response(body) => {
-                serde_json::from_str(body).map_err(|e| Error::Unreadable {
-                    function: function.to_owned(),
-                    why: e.to_string(),
-                })
-            }
+            Answer::Response(body) => serde_json::from_str(body).map_err(|e| Error::Unreadable {
+                function: function.to_owned(),
+                why: e.to_string(),
+            }),
             Answer::Error(body) => Err(Error::Failed {
                 function: function.to_owned(),
                 error: body.clone(),
@@ -517,10 +515,7 @@ mod tests {
             .send()
             .await
             .unwrap();
-        let error = sandbox
-            .wait_init(Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let error = sandbox.wait_init(Duration::from_secs(5)).await.unwrap_err();
         assert!(
             matches!(&error, Error::InitFailed { message, .. } if message.contains("EVENTS_TABLE")),
             "{error}"
