@@ -348,6 +348,20 @@ impl CannedReply {
         }
     }
 
+    /// SQS failing inside (awsJson 1.0, as the SDK speaks to SQS): a 500
+    /// the SDK retries, then gives up on.
+    pub fn sqs_internal_error() -> Self {
+        Self {
+            status: 500,
+            content_type: "application/x-amz-json-1.0".into(),
+            body: serde_json::json!({
+                "__type": "com.amazonaws.sqs#InternalError",
+                "message": "We encountered an internal error. Please try again."
+            })
+            .to_string(),
+        }
+    }
+
     fn to_bytes(&self) -> Vec<u8> {
         format!(
             "HTTP/1.1 {} Fault\r\ncontent-type: {}\r\nx-amzn-requestid: fault-proxy\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
@@ -363,6 +377,8 @@ impl CannedReply {
 /// What the proxy's tasks share.
 struct ProxyState {
     fault: AtomicU8,
+    /// Requests let through before a counted HTTP-level fault starts.
+    pass: AtomicUsize,
     /// Requests left for a counted HTTP-level fault; `usize::MAX` = until cleared.
     budget: AtomicUsize,
     reply: Mutex<CannedReply>,
@@ -375,6 +391,15 @@ struct ProxyState {
 impl ProxyState {
     fn fault(&self) -> Fault {
         Fault::from_u8(self.fault.load(Ordering::SeqCst))
+    }
+
+    /// Takes one request from those let through before the fault starts.
+    fn take_pass(&self) -> bool {
+        self.pass
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
     }
 
     /// Takes one request from the HTTP-level fault's budget; when the budget
@@ -450,6 +475,7 @@ impl FaultProxy {
         let url = format!("http://{address}");
         let state = Arc::new(ProxyState {
             fault: AtomicU8::new(Fault::None as u8),
+            pass: AtomicUsize::new(0),
             budget: AtomicUsize::new(0),
             reply: Mutex::new(CannedReply::dynamodb_throttling()),
             hit: AtomicUsize::new(0),
@@ -518,6 +544,7 @@ impl FaultProxy {
 
     /// Sets the fault; any fault also cuts the connections already open.
     pub fn set(&self, fault: Fault) {
+        self.state.pass.store(0, Ordering::SeqCst);
         if matches!(fault, Fault::Reply | Fault::SwallowResponse) {
             self.state.budget.store(usize::MAX, Ordering::SeqCst);
         }
@@ -532,8 +559,15 @@ impl FaultProxy {
     /// Answers the next `times` requests (every request until cleared when
     /// `None`) with `reply` instead of forwarding them.
     pub fn reply(&self, reply: CannedReply, times: Option<usize>) {
+        self.reply_after(0, reply, times);
+    }
+
+    /// Lets the next `pass` requests through, then answers the `times`
+    /// after them (every one until cleared when `None`) with `reply`: a
+    /// fault that hits a chosen request of a known sequence.
+    pub fn reply_after(&self, pass: usize, reply: CannedReply, times: Option<usize>) {
         *self.state.reply.lock().expect("reply lock") = reply;
-        self.counted(Fault::Reply, times);
+        self.counted(Fault::Reply, pass, times);
     }
 
     /// DynamoDB's `ProvisionedThroughputExceededException` for the next
@@ -542,14 +576,20 @@ impl FaultProxy {
         self.reply(CannedReply::dynamodb_throttling(), times);
     }
 
+    /// Throttles the `times` requests after the next `pass`.
+    pub fn throttle_dynamodb_after(&self, pass: usize, times: Option<usize>) {
+        self.reply_after(pass, CannedReply::dynamodb_throttling(), times);
+    }
+
     /// Forwards the next `times` requests (every request until cleared when
     /// `None`) and drops their responses, holding the connection open.
     pub fn swallow_responses(&self, times: Option<usize>) {
-        self.counted(Fault::SwallowResponse, times);
+        self.counted(Fault::SwallowResponse, 0, times);
     }
 
-    fn counted(&self, fault: Fault, times: Option<usize>) {
+    fn counted(&self, fault: Fault, pass: usize, times: Option<usize>) {
         let budget = times.unwrap_or(usize::MAX);
+        self.state.pass.store(pass, Ordering::SeqCst);
         self.state.budget.store(budget, Ordering::SeqCst);
         let fault = if budget == 0 { Fault::None } else { fault };
         self.state.fault.store(fault as u8, Ordering::SeqCst);
@@ -596,6 +636,12 @@ async fn serve(client: &mut TcpStream, upstream: &str, fault: Fault, state: &Pro
         let Some(request) = read_request(client).await else {
             return;
         };
+        if state.fault() == fault && state.take_pass() {
+            // Let through alone: the connection ends with its answer, so the
+            // client's next request is looked at too.
+            forward_once(client, upstream, &request).await;
+            return;
+        }
         // The budget may have run out since the connection was accepted.
         if state.fault() == fault && state.take_one() {
             state.hit.fetch_add(1, Ordering::SeqCst);
@@ -677,7 +723,17 @@ impl Stack {
         daily_budget: u64,
         downstream: Option<shared::downstream::Downstream>,
     ) -> shared::worker::Worker {
-        let clients = self.clients();
+        self.worker_with(self.clients(), api, daily_budget, downstream)
+    }
+
+    /// The jobs worker as its `main` builds it, calling AWS through `clients`.
+    pub fn worker_with(
+        &self,
+        clients: Clients,
+        api: shared::revel_api::RevelApiConfig,
+        daily_budget: u64,
+        downstream: Option<shared::downstream::Downstream>,
+    ) -> shared::worker::Worker {
         let revel = revel_source(&self.config, &clients);
         shared::function::jobs_worker(
             &self.config,
@@ -687,6 +743,35 @@ impl Stack {
             api,
             downstream,
         )
+    }
+
+    /// A worker that delivers to `partner` and never needs Revel's API.
+    pub fn delivering_worker(&self, partner: &PartnerStandIn) -> shared::worker::Worker {
+        self.worker(
+            fast_api("http://127.0.0.1:9"),
+            100,
+            Some(partner.downstream()),
+        )
+    }
+
+    /// Sets the jobs queue's visibility timeout (template.yaml: 360 s), so
+    /// a test can outwait a job that was received and never deleted.
+    pub async fn set_job_visibility_timeout(&self, seconds: u32) {
+        aws_sdk_sqs::Client::new(&self.sdk)
+            .set_queue_attributes()
+            .queue_url(&self.config.jobs_queue_url)
+            .attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string())
+            .send()
+            .await
+            .expect("set the visibility timeout");
+    }
+
+    /// Reports on the processor's failure queue: records the stream gave up on.
+    pub async fn processor_failures(&self) -> usize {
+        let url = &self.provisioned.resources["EventsProcessorFailureQueue"].reference;
+        local_stack::worker_loop::waiting(&aws_sdk_sqs::Client::new(&self.sdk), url)
+            .await
+            .expect("failure queue attributes")
     }
 
     pub fn sync_state(&self) -> shared::sync_state::DynamoSyncState {
@@ -858,9 +943,19 @@ impl Stack {
     /// Processes what the stream holds that was not processed yet, with the
     /// processor its `main` builds: what the answers left for after them.
     pub async fn settle(&self) {
+        self.settle_with(&self.processor(), 20).await;
+    }
+
+    /// [`Stack::settle`] with `processor` (built on other clients), at most
+    /// `polls` polls: what each poll did.
+    pub async fn settle_with(
+        &self,
+        processor: &shared::process::Processor,
+        polls: usize,
+    ) -> Vec<local_stack::stream::Polled> {
         let mut poller = self.settled.lock().await;
         let poller = poller.get_or_insert_with(|| self.stream_poller());
-        self.process_stream(poller, &self.processor(), 20).await;
+        self.process_stream(poller, processor, polls).await
     }
 }
 
@@ -903,4 +998,385 @@ impl Stack {
         }
         bodies
     }
+}
+
+/// An HTTP/1.1 message head with its `connection` header replaced by
+/// `connection: close`, so the message is the last of its connection.
+fn with_connection_close(head: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines: Vec<&str> = text
+        .trim_end_matches("\r\n")
+        .split("\r\n")
+        .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("connection: close");
+    let mut out = lines.join("\r\n").into_bytes();
+    out.extend_from_slice(b"\r\n\r\n");
+    out
+}
+
+/// The end of an HTTP head (just past its blank line) in `buffer`.
+fn head_end(buffer: &[u8]) -> Option<usize> {
+    buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
+}
+
+/// Forwards one request to `upstream` as the last of its connection and
+/// copies the answer back, marked the same way, until the service closes:
+/// one request per connection, so each is seen whole. The answer's status,
+/// or `None` when the service could not be reached or answered nothing.
+async fn forward_once(client: &mut TcpStream, upstream: &str, request: &[u8]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let end = head_end(request)?;
+    let mut server = TcpStream::connect(upstream).await.ok()?;
+    let mut rewritten = with_connection_close(&request[..end]);
+    rewritten.extend_from_slice(&request[end..]);
+    server.write_all(&rewritten).await.ok()?;
+    let mut buffer = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    let end = loop {
+        if let Some(end) = head_end(&buffer) {
+            break end;
+        }
+        let n = server.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let status = String::from_utf8_lossy(&buffer[..end])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok());
+    client
+        .write_all(&with_connection_close(&buffer[..end]))
+        .await
+        .ok()?;
+    client.write_all(&buffer[end..]).await.ok()?;
+    tokio::io::copy(&mut server, client).await.ok()?;
+    let _ = client.shutdown().await;
+    status
+}
+
+/// One AWS request as the counting proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// When the whole request had arrived.
+    pub start: std::time::Instant,
+    /// When the whole answer had been passed back.
+    pub end: std::time::Instant,
+    /// `PutItem`, `SendMessage`, `GetSecretValue` (from `x-amz-target`),
+    /// or `METHOD /path` for a request without one.
+    pub operation: String,
+    /// `None` when no answer came.
+    pub status: Option<u16>,
+    /// The request body (JSON for every service the bundle uses).
+    pub body: Vec<u8>,
+}
+
+impl Call {
+    /// The request body as JSON (`Null` when it isn't).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// A proxy in front of the local endpoint that records every request on
+/// the wire (retries included): its operation, body, and when it started
+/// and ended.
+pub struct CountingProxy {
+    pub url: String,
+    calls: Arc<Mutex<Vec<Call>>>,
+    /// Requests read and not yet logged: the client may hold its whole
+    /// answer before the service has closed the connection.
+    in_flight: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CountingProxy {
+    pub async fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (log, counting) = (Arc::clone(&calls), Arc::clone(&in_flight));
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (upstream, log, counting) =
+                    (upstream.clone(), Arc::clone(&log), Arc::clone(&counting));
+                tokio::spawn(async move {
+                    // One request per connection: its answer closes it.
+                    let Some(request) = read_request(&mut client).await else {
+                        return;
+                    };
+                    counting.fetch_add(1, Ordering::SeqCst);
+                    let start = std::time::Instant::now();
+                    let status = forward_once(&mut client, &upstream, &request).await;
+                    let call = Call {
+                        start,
+                        end: std::time::Instant::now(),
+                        operation: operation_of(&request),
+                        status,
+                        body: head_end(&request)
+                            .map(|end| request[end..].to_vec())
+                            .unwrap_or_default(),
+                    };
+                    log.lock().expect("call log").push(call);
+                    counting.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self {
+            url,
+            calls,
+            in_flight,
+            task,
+        }
+    }
+
+    /// The requests recorded since the last call, in order of start, once
+    /// those in flight have ended (at most a few seconds).
+    pub async fn take(&self) -> Vec<Call> {
+        for _ in 0..5000 {
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let mut calls = std::mem::take(&mut *self.calls.lock().expect("call log"));
+        calls.sort_by_key(|c| c.start);
+        calls
+    }
+
+    /// An `SdkConfig` whose clients go through this proxy, with the
+    /// functions' timeouts.
+    pub async fn sdk(&self) -> SdkConfig {
+        local_sdk_config(&self.url).await
+    }
+}
+
+/// A request's operation: the part of `x-amz-target` after the dot, or its
+/// method and path.
+fn operation_of(request: &[u8]) -> String {
+    let head = String::from_utf8_lossy(&request[..head_end(request).unwrap_or(request.len())]);
+    let target = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("x-amz-target")
+            .then(|| value.trim().to_owned())
+    });
+    match target {
+        Some(target) => target
+            .rsplit_once('.')
+            .map_or(target.clone(), |(_, op)| op.to_owned()),
+        None => head
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .rsplit_once(' ')
+            .map_or_else(String::new, |(request_line, _)| request_line.to_owned()),
+    }
+}
+
+/// The longest chain of calls in which each started after the one before
+/// ended: the round trips a caller waited for one after the other.
+pub fn sequential_round_trips(calls: &[Call]) -> usize {
+    let mut sorted: Vec<&Call> = calls.iter().collect();
+    sorted.sort_by_key(|c| c.start);
+    let mut chain = vec![0usize; sorted.len()];
+    for i in 0..sorted.len() {
+        chain[i] = 1
+            + (0..i)
+                .filter(|&j| sorted[j].end <= sorted[i].start)
+                .map(|j| chain[j])
+                .max()
+                .unwrap_or(0);
+    }
+    chain.into_iter().max().unwrap_or(0)
+}
+
+/// The Standard Webhooks secret the tests' partner stand-ins verify with.
+pub const PARTNER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// One delivery the partner stand-in received, as the partner reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivered {
+    /// `webhook-id`: one per entity revision.
+    pub message_id: String,
+    pub kind: String,
+    pub id: String,
+    pub version: i64,
+    pub revision: u64,
+    pub state: Value,
+}
+
+/// The partner system, on a wiremock server: answers the first `failing`
+/// deliveries 503 (the partner down), every later one `status`, and lists
+/// what it got.
+pub struct PartnerStandIn {
+    pub server: wiremock::MockServer,
+    failing: usize,
+}
+
+impl PartnerStandIn {
+    pub async fn start(status: u16) -> Self {
+        Self::failing_first(0, status).await
+    }
+
+    pub async fn failing_first(failing: usize, status: u16) -> Self {
+        use wiremock::{matchers::method, Mock, ResponseTemplate};
+        let server = wiremock::MockServer::start().await;
+        if failing > 0 {
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(503))
+                .up_to_n_times(failing as u64)
+                .with_priority(1)
+                .mount(&server)
+                .await;
+        }
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(status))
+            .mount(&server)
+            .await;
+        Self { server, failing }
+    }
+
+    /// The downstream client the worker delivers with.
+    pub fn downstream(&self) -> shared::downstream::Downstream {
+        shared::downstream::Downstream::new(
+            self.server.uri(),
+            shared::downstream::SigningSecret::parse(PARTNER_SECRET).expect("a valid secret"),
+            std::time::Duration::from_secs(3),
+        )
+    }
+
+    /// Every delivery attempt, in order of arrival (the first `failing`
+    /// were answered 503).
+    pub async fn attempts(&self) -> Vec<Delivered> {
+        let requests = self.server.received_requests().await.unwrap_or_default();
+        requests
+            .iter()
+            .map(|request| {
+                let envelope: Value =
+                    serde_json::from_slice(&request.body).expect("deliveries are JSON");
+                let data = &envelope["data"];
+                Delivered {
+                    message_id: request
+                        .headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    kind: data["kind"].as_str().unwrap_or_default().to_owned(),
+                    id: data["id"].as_str().unwrap_or_default().to_owned(),
+                    version: data["version"].as_i64().expect("a version"),
+                    revision: data["revision"].as_u64().expect("a revision"),
+                    state: data["state"].clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// The deliveries the partner took (answered 2xx), in order of arrival.
+    pub async fn deliveries(&self) -> Vec<Delivered> {
+        self.attempts()
+            .await
+            .into_iter()
+            .skip(self.failing)
+            .collect()
+    }
+}
+
+/// The receivers of every source on clients whose AWS requests go through a
+/// counting proxy, their secrets read before counting starts (as a
+/// function's `main` reads them at cold start).
+pub struct CountedReceivers {
+    pub proxy: CountingProxy,
+    pub clients: Clients,
+    sources: shared::function::AllSources,
+    config: Config,
+}
+
+impl CountedReceivers {
+    /// The receiver of the template function `logical_id`.
+    pub fn receiver_for(&self, logical_id: &str) -> Receiver {
+        self.sources
+            .receiver_for(logical_id, &self.config, &self.clients)
+            .unwrap_or_else(|| panic!("no receiver for {logical_id}"))
+    }
+
+    /// Runs the handler on `request`: the answer, and every AWS request it made.
+    pub async fn deliver(
+        &self,
+        receiver: &Receiver,
+        request: lambda_http::Request,
+    ) -> (u16, Value, Vec<Call>) {
+        self.proxy.take().await;
+        let (status, answer) = deliver(receiver, request).await;
+        (status, answer, self.proxy.take().await)
+    }
+}
+
+impl Stack {
+    pub async fn counted_receivers(&self) -> CountedReceivers {
+        let proxy = CountingProxy::start(&local_aws().endpoint).await;
+        let clients = Clients::from_sdk(&proxy.sdk().await);
+        let sources = shared::function::AllSources::new(&self.config, &clients)
+            .expect("all sources configured");
+        shared::function::warm(sources.revel.as_ref()).await;
+        shared::function::warm(sources.winesitting.as_ref()).await;
+        shared::function::warm(sources.booking.as_ref()).await;
+        shared::function::warm(sources.vinesos.as_ref()).await;
+        proxy.take().await;
+        CountedReceivers {
+            proxy,
+            clients,
+            sources,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The API Gateway event of a sample in events/, signed now where its
+/// sender's signature carries a time (VinesOS).
+pub fn sample_event(sample: &local_stack::events::Sample) -> String {
+    let raw = std::fs::read_to_string(workspace_root().join("events").join(&sample.output))
+        .expect("run `make events`");
+    local_stack::events::resign(serde_json::from_str(&raw).expect("event JSON")).to_string()
+}
+
+/// A sample's request, as `lambda_http` hands it to the function.
+pub fn sample_request(sample: &local_stack::events::Sample) -> lambda_http::Request {
+    lambda_http::request::from_str(&sample_event(sample)).expect("a valid API Gateway event")
+}
+
+/// Asserts that an answer cost exactly one AWS request, the conditional
+/// put of the event record, waited for once.
+#[track_caller]
+pub fn assert_one_put(calls: &[Call], what: &str) {
+    let operations: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    assert_eq!(
+        operations,
+        ["PutItem"],
+        "{what}: the AWS requests of the answer"
+    );
+    assert_eq!(sequential_round_trips(calls), 1, "{what}");
+}
+
+/// The `event_id` of an answer.
+#[track_caller]
+pub fn event_id(answer: &Value) -> String {
+    answer["event_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no event id in {answer}"))
+        .to_owned()
 }

@@ -1,15 +1,19 @@
-//! The Revel receivers end to end: the real handlers and the real AWS SDK
-//! against a local DynamoDB / SQS / Secrets Manager endpoint (moto), with
-//! tables, queues and secret provisioned from template.yaml.
+//! The Revel receivers end to end: the real handlers (`shared::http::handle`,
+//! what each function's `main` runs) and the real AWS SDK against a local
+//! DynamoDB / SQS / Secrets Manager endpoint (moto), with tables, queues and
+//! secret provisioned from template.yaml. An answer leaves only the event
+//! record; `Stack::settle` hands the events table's stream to the real
+//! processor, and the jobs worker delivers to a partner stand-in.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use integration_tests::*;
+use local_stack::events::{samples, Target};
 use serde_json::{json, Value};
-use shared::function::Clients;
+use shared::idempotency::sha256_hex;
 use shared::signature::sign;
 use shared::sources::revel::RevelEventType;
 
@@ -20,57 +24,119 @@ fn customer(updated: &str, name: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn event_id(answer: &Value) -> String {
-    answer["event_id"].as_str().expect("an event id").to_owned()
+/// Stock and menu bodies carry no id and no date: without `X-Revel-Event-Id`
+/// every request is an event of its own.
+fn has_identity(kind: RevelEventType) -> bool {
+    !matches!(
+        kind,
+        RevelEventType::StockChanged | RevelEventType::MenuUpdated
+    )
+}
+
+/// The entity a stored record names.
+async fn entity_of(
+    stack: &Stack,
+    event_key: &str,
+) -> std::collections::HashMap<String, AttributeValue> {
+    let record = stack.event(event_key).await.expect("stored");
+    stack
+        .entity(&text(&record, "entity_key"))
+        .await
+        .expect("the processor kept its entity")
 }
 
 #[tokio::test]
-async fn every_sample_event_is_accepted_stored_and_a_repeat_is_a_duplicate() {
+async fn every_revel_sample_is_stored_with_one_request_and_its_repeat_costs_one_request_and_changes_nothing(
+) {
     let stack = Stack::new().await;
-    let dir = workspace_root().join("events");
-    let mut seen = 0;
-    for sample in local_stack::events::samples() {
-        let local_stack::events::Target::Revel(kind) = sample.target else {
+    let counted = stack.counted_receivers().await;
+    let mut stored = BTreeSet::new();
+    for sample in samples() {
+        let Target::Revel(kind) = sample.target else {
             continue;
         };
-        let text = std::fs::read_to_string(dir.join(&sample.output)).expect("event file");
-        let receiver = stack.receiver(kind);
-        let (status, answer) =
-            deliver(&receiver, lambda_http::request::from_str(&text).unwrap()).await;
-        assert_eq!(status, 200, "{}: {answer}", sample.output);
+        let receiver = counted.receiver_for(sample.target.logical_id());
+        let (status, first, calls) = counted.deliver(&receiver, sample_request(&sample)).await;
         if sample.payload == "ping.json" {
-            assert_eq!(answer, json!({"status": "ok", "ping": "pong"}));
+            assert_eq!(
+                (status, first),
+                (200, json!({"status": "ok", "ping": "pong"}))
+            );
+            assert!(calls.is_empty(), "a ping makes no request: {calls:?}");
             continue;
         }
-        assert_eq!(answer["status"], "accepted", "{}: {answer}", sample.output);
-        let record = stack.event(&event_id(&answer)).await.expect("stored");
-        assert_eq!(text_of(&record, "status"), "done");
-        assert_eq!(text_of(&record, "event_type"), kind.name());
-        let (status, again) =
-            deliver(&receiver, lambda_http::request::from_str(&text).unwrap()).await;
-        expect_outcome(status, &again, 200, "duplicate");
-        assert_eq!(event_id(&again), event_id(&answer));
-        seen += 1;
-    }
-    assert_eq!(seen, 6);
-    assert_eq!(
-        stack.events().await.len(),
-        6,
-        "one record per event, none for the ping"
-    );
-    // customer.created and customer.updated describe the same customer.
-    assert_eq!(stack.entities().await.len(), 5);
-    assert_eq!(stack.jobs_waiting().await, 6);
-}
+        expect_outcome(status, &first, 200, "accepted");
+        assert_one_put(&calls, &sample.output);
+        let record = stack.event(&event_id(&first)).await.expect("stored");
+        assert_eq!(text(&record, "status"), "received");
+        assert_eq!(text(&record, "event_type"), kind.name());
+        stored.insert(event_id(&first));
 
-fn text_of(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> String {
-    text(item, name)
+        let (status, again, calls) = counted.deliver(&receiver, sample_request(&sample)).await;
+        assert_one_put(&calls, &format!("{} repeated", sample.output));
+        if has_identity(kind) {
+            expect_outcome(status, &again, 200, "duplicate");
+            assert_eq!(event_id(&again), event_id(&first));
+        } else {
+            // Nothing tells this repeat from a new change: it is a record of
+            // its own, and the processor collapses it below.
+            expect_outcome(status, &again, 200, "accepted");
+            assert_ne!(event_id(&again), event_id(&first));
+            stored.insert(event_id(&again));
+        }
+    }
+    let keys: BTreeSet<String> = stack
+        .events()
+        .await
+        .iter()
+        .map(|e| text(e, "event_key"))
+        .collect();
+    assert_eq!(keys, stored, "one record per event, none for the ping");
+
+    stack.settle().await;
+    let named: BTreeSet<String> = stack
+        .events()
+        .await
+        .iter()
+        .map(|e| text(e, "entity_key"))
+        .collect();
+    let entities = stack.entities().await;
+    let kept: BTreeSet<String> = entities.iter().map(|e| text(e, "entity_key")).collect();
+    assert_eq!(kept, named, "one entity per entity the events name");
+    for entity in &entities {
+        assert_eq!(
+            text(entity, "revision"),
+            "1",
+            "{}: a repeat is not a new state",
+            text(entity, "entity_key")
+        );
+    }
+
+    // Every entity that syncs reaches the partner once, at its one revision.
+    let partner = PartnerStandIn::start(204).await;
+    stack.drain(&stack.delivering_worker(&partner), 20).await;
+    let mut heard: Vec<(String, u64)> = partner
+        .deliveries()
+        .await
+        .into_iter()
+        .map(|d| (d.kind, d.revision))
+        .collect();
+    heard.sort();
+    let mut syncing: Vec<(String, u64)> = entities
+        .iter()
+        .map(|e| text(e, "kind"))
+        .filter(|kind| kind != "menu")
+        .map(|kind| (kind, 1))
+        .collect();
+    syncing.sort();
+    assert_eq!(heard, syncing);
+    assert_eq!(stack.jobs_waiting().await, 0);
 }
 
 #[tokio::test]
 async fn the_sample_events_are_exactly_what_the_generator_writes() {
     let dir = workspace_root().join("events");
-    for sample in local_stack::events::samples() {
+    for sample in samples() {
         let on_disk: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join(&sample.output)).unwrap())
                 .unwrap();
@@ -92,7 +158,7 @@ async fn an_order_keeps_items_payments_and_parsed_rewards_without_card_fields() 
         signed_request(RevelEventType::OrderFinalized, &body),
     )
     .await;
-    assert_eq!(status, 200, "{answer}");
+    expect_outcome(status, &answer, 200, "accepted");
     let record = stack.event(&event_id(&answer)).await.unwrap();
     // The archive holds exactly the bytes received, compressed.
     assert_eq!(text(&record, "body_encoding"), "gzip");
@@ -112,11 +178,13 @@ async fn an_order_keeps_items_payments_and_parsed_rewards_without_card_fields() 
         30 * 86_400,
         "default retention is 30 days"
     );
+    assert!(
+        stack.entities().await.is_empty(),
+        "the answer waits for the record only"
+    );
 
-    let entity = stack
-        .entity(&text(&record, "entity_key"))
-        .await
-        .expect("order entity");
+    stack.settle().await;
+    let entity = entity_of(&stack, &event_id(&answer)).await;
     let state = entity_state(&entity);
     assert_eq!(state["order"]["gift_reward_data"]["total_points"], 126);
     assert_eq!(state["items"][0]["product_name_override"], "Cheese");
@@ -131,10 +199,16 @@ async fn an_order_keeps_items_payments_and_parsed_rewards_without_card_fields() 
     ] {
         assert!(!kept.contains(card_field), "{card_field} was kept");
     }
-    let jobs = stack.receive_jobs().await;
-    assert_eq!(jobs.len(), 1);
+    let jobs = stack.take_jobs().await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["job"], "sync_entity");
     assert_eq!(jobs[0]["event_key"], event_id(&answer));
+    assert_eq!(jobs[0]["entity_key"], text(&entity, "entity_key").as_str());
+    assert_eq!(
+        jobs[0]["version"].to_string(),
+        text(&entity, "version"),
+        "the job names the version it follows"
+    );
 }
 
 #[tokio::test]
@@ -154,9 +228,15 @@ async fn one_changed_byte_is_rejected_and_nothing_is_stored() {
     headers.retain(|(k, _)| k != "x-revel-signature");
     let (status, _) = deliver(&stack.receiver(kind), request_with(kind, &headers, &body)).await;
     assert_eq!(status, 401, "a missing signature is refused");
-    assert!(stack.events().await.is_empty());
-    assert!(stack.entities().await.is_empty());
-    assert_eq!(stack.jobs_waiting().await, 0);
+    stack.settle().await;
+    assert_eq!(
+        stack.written().await,
+        Written {
+            events: 0,
+            entities: 0,
+            jobs: 0
+        }
+    );
 }
 
 #[tokio::test]
@@ -199,6 +279,16 @@ async fn a_base64_encoded_body_is_verified_on_its_decoded_bytes() {
     let request = lambda_http::request::from_str(&event.to_string()).unwrap();
     let (status, answer) = deliver(&stack.receiver(kind), request).await;
     expect_outcome(status, &answer, 200, "accepted");
+    let Some(AttributeValue::B(blob)) = stack
+        .event(&event_id(&answer))
+        .await
+        .unwrap()
+        .get("body")
+        .cloned()
+    else {
+        panic!("no body")
+    };
+    assert_eq!(blob.into_inner(), body, "the decoded bytes are archived");
 }
 
 #[tokio::test]
@@ -247,7 +337,7 @@ async fn during_a_secret_rotation_both_secrets_are_accepted() {
 }
 
 #[tokio::test]
-async fn a_signed_body_that_is_not_understood_is_quarantined_not_lost() {
+async fn a_signed_body_that_is_not_understood_is_quarantined_kept_and_skipped_by_the_processor() {
     let stack = Stack::new().await;
     let kind = RevelEventType::CustomerCreated;
     let receiver = stack.receiver(kind);
@@ -268,7 +358,19 @@ async fn a_signed_body_that_is_not_understood_is_quarantined_not_lost() {
             panic!("no body")
         };
         assert_eq!(blob.as_ref(), body, "kept exactly as received");
+        let (status, again) = deliver(&receiver, signed_request(kind, body)).await;
+        assert_eq!(
+            (status, event_id(&again)),
+            (202, event_id(&answer)),
+            "kept once"
+        );
     }
+    let polls = stack.settle_with(&stack.processor(), 5).await;
+    assert_eq!(polls.iter().map(|p| p.records).sum::<usize>(), 2);
+    assert!(
+        polls.iter().all(|p| p.failed_batches == 0),
+        "skipped, not retried: {polls:?}"
+    );
     assert!(stack.entities().await.is_empty());
     assert_eq!(stack.jobs_waiting().await, 0);
 }
@@ -293,32 +395,93 @@ async fn a_body_over_the_limit_gets_413_and_nothing_is_stored() {
 }
 
 #[tokio::test]
-async fn an_older_customer_update_arriving_late_leaves_the_newer_state() {
-    let stack = Stack::new().await;
-    let kind = RevelEventType::CustomerUpdated;
-    let receiver = stack.receiver(kind);
-    let (_, newer) = deliver(
-        &receiver,
-        signed_request(kind, &customer("2021-12-28T21:05:14.000001", "Newer")),
-    )
-    .await;
-    let (status, older) = deliver(
-        &receiver,
-        signed_request(kind, &customer("2021-12-28T21:05:14", "Older")),
-    )
-    .await;
-    expect_outcome(status, &older, 200, "accepted");
-    let record = stack.event(&event_id(&newer)).await.unwrap();
-    let entity = stack.entity(&text(&record, "entity_key")).await.unwrap();
-    let state = entity_state(&entity);
-    assert_eq!(state["first_name"], "Newer");
-    assert!(state.get("cc_last_4_digits").is_none() && state.get("cc_first_name").is_none());
+async fn an_older_customer_update_leaves_the_newer_state_whichever_arrives_first() {
+    let newer = customer("2021-12-28T21:05:14.000001", "Newer");
+    let older = customer("2021-12-28T21:05:14", "Older");
+    for arrival in [[&newer, &older], [&older, &newer]] {
+        let stack = Stack::new().await;
+        let kind = RevelEventType::CustomerUpdated;
+        let receiver = stack.receiver(kind);
+        let mut keys = Vec::new();
+        for body in arrival {
+            let (status, answer) = deliver(&receiver, signed_request(kind, body)).await;
+            expect_outcome(status, &answer, 200, "accepted");
+            keys.push(event_id(&answer));
+            // Each processed before the next arrives, as in production.
+            stack.settle().await;
+        }
+        let newer_key = if arrival[0] == &newer {
+            &keys[0]
+        } else {
+            &keys[1]
+        };
+        let entity = entity_of(&stack, newer_key).await;
+        let state = entity_state(&entity);
+        assert_eq!(state["first_name"], "Newer");
+        assert!(state.get("cc_last_4_digits").is_none() && state.get("cc_first_name").is_none());
+        assert_eq!(text(&entity, "last_event_key"), *newer_key);
+        // Arriving first, the older one is a state of its own; arriving
+        // last, it writes nothing.
+        let expected_revision = if arrival[0] == &newer { "1" } else { "2" };
+        assert_eq!(text(&entity, "revision"), expected_revision);
+    }
+}
+
+#[tokio::test]
+async fn a_different_order_body_under_an_existing_key_is_kept_as_a_conflict_and_the_entity_ends_the_same_in_either_order(
+) {
+    let original = payload("order-finalized.json");
+    let mut changed: Value = serde_json::from_slice(&original).unwrap();
+    changed["orderInfo"]["notes"] = json!("changed without moving updated_date");
+    let changed = serde_json::to_vec(&changed).unwrap();
+    let kind = RevelEventType::OrderFinalized;
+
+    let mut final_states = Vec::new();
+    for arrival in [[&original, &changed], [&changed, &original]] {
+        let stack = Stack::new().await;
+        let receiver = stack.receiver(kind);
+        let (status, first) = deliver(&receiver, signed_request(kind, arrival[0])).await;
+        expect_outcome(status, &first, 200, "accepted");
+        let (status, conflict) = deliver(&receiver, signed_request(kind, arrival[1])).await;
+        expect_outcome(status, &conflict, 200, "conflict");
+        assert_eq!(conflict["conflict_of"], event_id(&first).as_str());
+        let own_key = event_id(&conflict);
+        assert!(
+            own_key.starts_with(&format!("{}~conflict:", event_id(&first))),
+            "{own_key}"
+        );
+        let record = stack.event(&own_key).await.expect("the conflict is kept");
+        assert_eq!(text(&record, "conflict_of"), event_id(&first));
+        assert_eq!(text(&record, "body_sha256"), sha256_hex(arrival[1]));
+        // Each body's repeat is a duplicate of its own record.
+        for (body, key) in [(arrival[0], event_id(&first)), (arrival[1], own_key)] {
+            let (status, again) = deliver(&receiver, signed_request(kind, body)).await;
+            expect_outcome(status, &again, 200, "duplicate");
+            assert_eq!(event_id(&again), key);
+        }
+        assert_eq!(stack.events().await.len(), 2);
+
+        stack.settle().await;
+        let entities = stack.entities().await;
+        assert_eq!(entities.len(), 1);
+        final_states.push(entity_state(&entities[0]));
+    }
     assert_eq!(
-        text(&entity, "revision"),
-        "1",
-        "the older event wrote nothing"
+        final_states[0], final_states[1],
+        "equal versions are decided, not raced"
     );
-    assert_eq!(text(&entity, "last_event_key"), event_id(&newer));
+    // The tie-breaker: the greater body hash.
+    let winner = if sha256_hex(&changed) > sha256_hex(&original) {
+        "changed without moving updated_date"
+    } else {
+        ""
+    };
+    assert_eq!(
+        final_states[0]["order"]["notes"]
+            .as_str()
+            .unwrap_or_default(),
+        winner
+    );
 }
 
 #[tokio::test]
@@ -333,19 +496,22 @@ async fn the_same_event_twenty_times_at_once_makes_one_record_one_entity_write_a
             tokio::spawn(async move { deliver(&receiver, signed_request(kind, &body)).await })
         })
         .collect();
-    let mut accepted = 0;
+    let mut answers = BTreeMap::new();
     for delivery in deliveries {
         let (status, answer) = delivery.await.unwrap();
-        match (status, answer["status"].as_str(), answer["error"].as_str()) {
-            (200, Some("accepted"), _) => accepted += 1,
-            (200, Some("duplicate"), _) | (503, _, Some("in_progress")) => {}
-            other => panic!("unexpected answer {other:?}"),
-        }
+        let label = format!("{status} {}", answer["status"].as_str().unwrap_or("?"));
+        *answers.entry(label).or_insert(0) += 1;
     }
-    assert_eq!(accepted, 1);
-    let events = stack.events().await;
-    assert_eq!(events.len(), 1);
-    assert_eq!(text(&events[0], "status"), "done");
+    assert_eq!(
+        answers,
+        BTreeMap::from([
+            ("200 accepted".to_owned(), 1),
+            ("200 duplicate".to_owned(), 19)
+        ]),
+        "a repeat is answered at once, never asked to come back"
+    );
+    assert_eq!(stack.events().await.len(), 1);
+    stack.settle().await;
     let entities = stack.entities().await;
     assert_eq!(entities.len(), 1);
     assert_eq!(text(&entities[0], "revision"), "1");
@@ -358,12 +524,22 @@ async fn the_revel_event_id_header_is_the_idempotency_key_when_present() {
     let kind = RevelEventType::StockChanged;
     let receiver = stack.receiver(kind);
     let body = payload("stock-changed.json");
+    let mut answers = Vec::new();
     for id in ["ev-1", "ev-2", "ev-1"] {
         let mut headers =
             local_stack::events::revel_headers(kind, DEMO_INSTANCE, DEMO_SECRET, &body);
         headers.push(("x-revel-event-id".into(), id.into()));
-        deliver(&receiver, request_with(kind, &headers, &body)).await;
+        let (status, answer) = deliver(&receiver, request_with(kind, &headers, &body)).await;
+        answers.push((status, answer["status"].as_str().unwrap_or("?").to_owned()));
     }
+    assert_eq!(
+        answers,
+        [
+            (200, "accepted".to_owned()),
+            (200, "accepted".to_owned()),
+            (200, "duplicate".to_owned())
+        ]
+    );
     let mut keys: Vec<String> = stack
         .events()
         .await
@@ -380,24 +556,104 @@ async fn the_revel_event_id_header_is_the_idempotency_key_when_present() {
     );
 }
 
+/// A stock change as Revel sends it, from establishment `establishment`.
+fn stock_request(instock: bool, establishment: &str) -> lambda_http::Request {
+    let kind = RevelEventType::StockChanged;
+    let mut body: Value = serde_json::from_slice(&payload("stock-changed.json")).unwrap();
+    body["instock"] = json!(instock);
+    let body = serde_json::to_vec(&body).unwrap();
+    let mut headers = local_stack::events::revel_headers(kind, DEMO_INSTANCE, DEMO_SECRET, &body);
+    headers.retain(|(k, _)| k != "x-revel-establishment-id");
+    headers.push(("x-revel-establishment-id".into(), establishment.into()));
+    request_with(kind, &headers, &body)
+}
+
 #[tokio::test]
-async fn a_burst_of_menu_pushes_is_archived_and_makes_one_catalog_pull() {
+async fn stock_that_goes_out_in_and_out_again_ends_out_and_the_partner_hears_each_change_while_a_repeat_sends_nothing(
+) {
+    let stack = Stack::new().await;
+    let partner = PartnerStandIn::start(204).await;
+    let worker = stack.delivering_worker(&partner);
+    let receiver = stack.receiver(RevelEventType::StockChanged);
+    // Each change is processed and delivered before the next arrives.
+    for (instock, step) in [
+        (false, "out"),
+        (false, "the same bytes again"),
+        (true, "in"),
+        (false, "out again"),
+    ] {
+        let (status, answer) = deliver(&receiver, stock_request(instock, "1")).await;
+        expect_outcome(status, &answer, 200, "accepted");
+        stack.settle().await;
+        if step == "the same bytes again" {
+            assert_eq!(stack.jobs_waiting().await, 0, "a repeat queues nothing");
+        }
+        stack.drain(&worker, 5).await;
+    }
+    let heard: Vec<(bool, u64)> = partner
+        .deliveries()
+        .await
+        .iter()
+        .map(|d| (d.state["instock"].as_bool().unwrap(), d.revision))
+        .collect();
+    assert_eq!(heard, [(false, 1), (true, 2), (false, 3)]);
+    let entities = stack.entities().await;
+    assert_eq!(entities.len(), 1);
+    assert_eq!(entity_state(&entities[0])["instock"], false);
+    assert_eq!(text(&entities[0], "revision"), "3");
+    assert_eq!(stack.events().await.len(), 4, "every request is archived");
+}
+
+#[tokio::test]
+async fn the_same_stock_change_from_two_establishments_is_kept_for_each() {
+    let stack = Stack::new().await;
+    let receiver = stack.receiver(RevelEventType::StockChanged);
+    for establishment in ["1", "2"] {
+        let (status, answer) = deliver(&receiver, stock_request(false, establishment)).await;
+        expect_outcome(status, &answer, 200, "accepted");
+    }
+    stack.settle().await;
+    let mut ids: Vec<String> = stack
+        .entities()
+        .await
+        .iter()
+        .map(|e| text(e, "entity_id"))
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids[0].starts_with("establishment-1:") && ids[1].starts_with("establishment-2:"));
+    assert_eq!(
+        ids[0]["establishment-1:".len()..],
+        ids[1]["establishment-2:".len()..]
+    );
+    assert_eq!(
+        stack.jobs_waiting().await,
+        2,
+        "each establishment's stock is delivered"
+    );
+}
+
+#[tokio::test]
+async fn each_menu_push_is_archived_and_asks_for_a_catalog_pull() {
     let stack = Stack::new().await;
     let kind = RevelEventType::MenuUpdated;
     let receiver = stack.receiver(kind);
     let body = payload("menu-updated.json");
-    for id in ["m-1", "m-2", "m-3"] {
-        let mut headers =
-            local_stack::events::revel_headers(kind, DEMO_INSTANCE, DEMO_SECRET, &body);
-        headers.push(("x-revel-event-id".into(), id.into()));
-        let (status, answer) = deliver(&receiver, request_with(kind, &headers, &body)).await;
+    for _ in 0..3 {
+        let (status, answer) = deliver(&receiver, signed_request(kind, &body)).await;
         expect_outcome(status, &answer, 200, "accepted");
     }
     assert_eq!(stack.events().await.len(), 3);
-    let jobs = stack.receive_jobs().await;
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    assert_eq!(jobs[0]["job"], "catalog_pull");
-    assert_eq!(jobs[0]["instance"], "demo");
+    stack.settle().await;
+    let jobs = stack.take_jobs().await;
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    let mut versions = BTreeSet::new();
+    for job in &jobs {
+        assert_eq!(job["job"], "catalog_pull");
+        assert_eq!(job["instance"], "demo");
+        versions.insert(job["version"].as_i64().expect("the push's receipt"));
+    }
+    assert_eq!(versions.len(), 3, "each pull dated by its own push");
 }
 
 #[tokio::test]
@@ -430,179 +686,8 @@ async fn the_ping_is_answered_and_nothing_is_written() {
     assert_eq!(stack.jobs_waiting().await, 0);
 }
 
-/// Clients whose DynamoDB (events, entities), SQS or Secrets Manager traffic
-/// goes through its own fault proxy.
-struct Faulty {
-    events: FaultProxy,
-    entities: FaultProxy,
-    sqs: FaultProxy,
-    secrets: FaultProxy,
-}
-
-impl Faulty {
-    async fn new() -> Self {
-        let endpoint = &local_aws().endpoint;
-        Self {
-            events: FaultProxy::start(endpoint).await,
-            entities: FaultProxy::start(endpoint).await,
-            sqs: FaultProxy::start(endpoint).await,
-            secrets: FaultProxy::start(endpoint).await,
-        }
-    }
-
-    async fn clients(&self) -> Clients {
-        Clients {
-            events: aws_sdk_dynamodb::Client::new(&self.events.sdk().await),
-            entities: aws_sdk_dynamodb::Client::new(&self.entities.sdk().await),
-            sqs: aws_sdk_sqs::Client::new(&self.sqs.sdk().await),
-            secrets: aws_sdk_secretsmanager::Client::new(&self.secrets.sdk().await),
-        }
-    }
-}
-
 #[tokio::test]
-async fn dynamodb_unreachable_answers_503_and_the_redelivery_completes_the_work() {
-    let stack = Stack::new().await;
-    let faulty = Faulty::new().await;
-    let kind = RevelEventType::CustomerCreated;
-    let receiver = stack.receiver_with(kind, faulty.clients().await, &stack.config);
-    let body = payload("customer.json");
-
-    faulty.events.set(Fault::Refuse);
-    faulty.entities.set(Fault::Refuse);
-    let (status, answer) = deliver(&receiver, signed_request(kind, &body)).await;
-    assert_eq!((status, answer), (503, json!({"error": "unavailable"})));
-    assert!(
-        stack.events().await.is_empty(),
-        "nothing stored, so nothing acknowledged"
-    );
-
-    faulty.events.set(Fault::None);
-    faulty.entities.set(Fault::None);
-    let (status, answer) = deliver(&receiver, signed_request(kind, &body)).await;
-    expect_outcome(status, &answer, 200, "accepted");
-    assert_eq!(
-        text(&stack.event(&event_id(&answer)).await.unwrap(), "status"),
-        "done"
-    );
-    assert_eq!(stack.entities().await.len(), 1);
-    assert_eq!(stack.jobs_waiting().await, 1);
-}
-
-#[tokio::test]
-async fn the_entities_table_failing_after_the_archive_write_is_finished_by_the_redelivery() {
-    let stack = Stack::new().await;
-    let faulty = Faulty::new().await;
-    let kind = RevelEventType::RewardCardCreated;
-    let receiver = stack.receiver_with(kind, faulty.clients().await, &stack.config);
-    let body = payload("rewardcard-created.json");
-
-    faulty.entities.set(Fault::Refuse);
-    let (status, _) = deliver(&receiver, signed_request(kind, &body)).await;
-    assert_eq!(status, 503);
-    let events = stack.events().await;
-    assert_eq!(
-        text(&events[0], "status"),
-        "processing",
-        "stored, not finished"
-    );
-    assert_eq!(
-        text(&events[0], "lease_until"),
-        "0",
-        "the lease was released for the redelivery"
-    );
-
-    faulty.entities.set(Fault::None);
-    let (status, answer) = deliver(&receiver, signed_request(kind, &body)).await;
-    expect_outcome(status, &answer, 200, "accepted");
-    let (status, answer) = deliver(&receiver, signed_request(kind, &body)).await;
-    expect_outcome(status, &answer, 200, "duplicate");
-    assert_eq!(text(&stack.entities().await[0], "revision"), "1");
-    assert_eq!(
-        stack.jobs_waiting().await,
-        1,
-        "the job sent by the failed delivery was not sent twice"
-    );
-}
-
-#[tokio::test]
-async fn sqs_unreachable_loses_no_job_the_redelivery_sends_it_once() {
-    let stack = Stack::new().await;
-    let faulty = Faulty::new().await;
-    let kind = RevelEventType::OrderFinalized;
-    let receiver = stack.receiver_with(kind, faulty.clients().await, &stack.config);
-    let body = payload("order-finalized.json");
-
-    faulty.sqs.set(Fault::Refuse);
-    let (status, _) = deliver(&receiver, signed_request(kind, &body)).await;
-    assert_eq!(status, 503, "no 2xx while the follow-up job is not queued");
-    assert_eq!(stack.jobs_waiting().await, 0);
-
-    faulty.sqs.set(Fault::None);
-    let (status, answer) = deliver(&receiver, signed_request(kind, &body)).await;
-    expect_outcome(status, &answer, 200, "accepted");
-    assert_eq!(stack.jobs_waiting().await, 1);
-    assert_eq!(
-        text(&stack.entities().await[0], "revision"),
-        "1",
-        "the entity was written once"
-    );
-}
-
-#[tokio::test]
-async fn secrets_manager_unreachable_answers_503_not_401() {
-    let stack = Stack::new().await;
-    let faulty = Faulty::new().await;
-    faulty.secrets.set(Fault::Refuse);
-    let kind = RevelEventType::CustomerCreated;
-    let receiver = stack.receiver_with(kind, faulty.clients().await, &stack.config);
-    let (status, answer) =
-        deliver(&receiver, signed_request(kind, &payload("customer.json"))).await;
-    assert_eq!((status, answer), (503, json!({"error": "unavailable"})));
-    faulty.secrets.set(Fault::None);
-    let (status, _) = deliver(&receiver, signed_request(kind, &payload("customer.json"))).await;
-    assert_eq!(status, 200);
-}
-
-#[tokio::test]
-async fn a_delivery_that_dies_after_the_archive_write_is_finished_once_its_lease_runs_out() {
-    let stack = Stack::new().await;
-    let faulty = Faulty::new().await;
-    let mut config = stack.config.clone();
-    config.settings.processing_lease = Duration::from_secs(1);
-    config.settings.duplicate_wait = Duration::from_millis(300);
-    let kind = RevelEventType::CustomerUpdated;
-    let receiver = stack.receiver_with(kind, faulty.clients().await, &config);
-    let body = payload("customer.json");
-
-    // The entities table hangs; the invocation is killed mid-flight, holding its lease.
-    faulty.entities.set(Fault::Blackhole);
-    let killed = tokio::time::timeout(
-        Duration::from_millis(700),
-        deliver(&receiver, signed_request(kind, &body)),
-    )
-    .await;
-    assert!(
-        killed.is_err(),
-        "the delivery should still have been waiting"
-    );
-    assert_eq!(text(&stack.events().await[0], "status"), "processing");
-    faulty.entities.set(Fault::None);
-
-    // While the lease holds, a redelivery can't finish it and asks for a retry.
-    let (status, answer) = deliver(&receiver, signed_request(kind, &body)).await;
-    assert_eq!((status, answer), (503, json!({"error": "in_progress"})));
-
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, answer) = deliver(&receiver, signed_request(kind, &body)).await;
-    expect_outcome(status, &answer, 200, "accepted");
-    assert_eq!(text(&stack.events().await[0], "status"), "done");
-    assert_eq!(text(&stack.entities().await[0], "revision"), "1");
-    assert_eq!(stack.jobs_waiting().await, 1);
-}
-
-#[tokio::test]
-async fn template_routes_match_the_receivers_and_its_tables_have_ttl() {
+async fn template_routes_match_the_receivers_and_the_events_table_streams_new_images() {
     let stack = Stack::new().await;
     // Every route of the template has a receiver.
     for route in &stack.template.routes {
@@ -639,4 +724,18 @@ async fn template_routes_match_the_receivers_and_its_tables_have_ttl() {
         let description = ttl.time_to_live_description.unwrap();
         assert_eq!(description.attribute_name(), Some("expires_at"), "{table}");
     }
+    let events = dynamodb
+        .describe_table()
+        .table_name(&stack.config.events_table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let stream = events.stream_specification.expect("a stream");
+    assert!(stream.stream_enabled);
+    assert_eq!(
+        stream.stream_view_type,
+        Some(aws_sdk_dynamodb::types::StreamViewType::NewImage)
+    );
 }
