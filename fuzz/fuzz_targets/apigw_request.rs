@@ -1,6 +1,6 @@
 //! API Gateway (HTTP API, payload 2.0) event decoding: any bytes, as the
 //! Lambda runtime would hand them over, deserialised the way
-//! `lambda_http::request::from_str` does, turned into a `Delivery` by
+//! `lambda_http::request::from_str` does, turned into a `WebhookRequest` by
 //! `shared::http::delivery`, then answered by `shared::http::handle` with
 //! in-memory stores. Seeded with the sample events in events/.
 //!
@@ -24,9 +24,8 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_http::request::LambdaRequest;
 use lambda_http::Request;
 use libfuzzer_sys::fuzz_target;
-use shared::config::Settings;
-use shared::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue};
-use shared::ingest::{Ingestor, Stores};
+use shared::fakes::{FixedSecrets, MemoryStores};
+use shared::receive::Receiver;
 use shared::secrets::SecretCache;
 use shared::sources::revel::{Revel, RevelEventType};
 use shared::sources::winesitting::{WineSitting, WineSittingEvent};
@@ -78,27 +77,18 @@ fn lambda_http_would_panic(event: &ApiGatewayV2httpRequest) -> bool {
     http::Uri::try_from(uri).is_err()
 }
 
-fn ingestors() -> (Ingestor, Ingestor) {
-    let stores = || Stores {
-        events: Arc::new(MemoryEvents::default()),
-        entities: Arc::new(MemoryEntities::default()),
-        jobs: Arc::new(MemoryQueue::default()),
-    };
+fn receivers() -> (Receiver, Receiver) {
     let cache =
         |doc: &str| SecretCache::new(FixedSecrets(doc.to_owned()), Duration::from_secs(3600));
-    let revel = Ingestor::new(
+    let revel = MemoryStores::default().receiver(
         Arc::new(Revel::new(cache(r#"{"demo": "demo-webhook-secret"}"#))),
         Arc::new(RevelEventType::CustomerUpdated),
-        stores(),
-        Settings::default(),
     );
-    let winesitting = Ingestor::new(
+    let winesitting = MemoryStores::default().receiver(
         Arc::new(WineSitting::new(cache(
             r#"{"demo": {"token": "demo-winesitting-token-3f9c2a7d81e6b54f"}}"#,
         ))),
         Arc::new(WineSittingEvent),
-        stores(),
-        Settings::default(),
     );
     (revel, winesitting)
 }
@@ -136,9 +126,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(params, expected_params);
     assert_eq!(delivery.request_id, expected_request_id);
 
-    let (revel, winesitting) = ingestors();
-    for (ingestor, request) in [(&revel, again.0), (&winesitting, again.1)] {
-        let response = shared_fuzz::runtime().block_on(shared::http::handle(ingestor, request));
+    let (revel, winesitting) = receivers();
+    for (receiver, request) in [(&revel, again.0), (&winesitting, again.1)] {
+        let response = shared_fuzz::runtime().block_on(shared::http::handle(receiver, request));
         let status = response.status().as_u16();
         assert!(
             matches!(status, 200 | 202 | 401 | 413 | 503),
@@ -152,7 +142,7 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// Two copies of a request (one per ingestor): `Request` is not `Clone`.
+/// Two copies of a request (one per receiver): `Request` is not `Clone`.
 fn request_clone(request: &Request) -> (Request, Request) {
     let copy = || {
         let mut builder = http::Request::builder()

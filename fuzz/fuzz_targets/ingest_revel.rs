@@ -1,13 +1,16 @@
 //! The whole pipeline for any signed body: each Revel event type's
-//! `Ingestor` (real code, in-memory stores) gets the body twice, correctly
-//! signed. Seeded with the sample bodies in events/payloads/.
+//! `Receiver` (real code, in-memory stores) gets the body twice, correctly
+//! signed, and the processor applies what was stored. Seeded with the
+//! sample bodies in events/payloads/.
 //!
 //! Oracles: nothing fails (the stores are up, the body is within the limit);
 //! a ping is answered without a write; a body the type understands is
-//! accepted with its entity and job in place, any other is quarantined with
-//! nothing applied; the second copy is a duplicate of the first (or, for a
-//! body keyed by content, a new event only if a window boundary fell between
-//! the two); nothing is ever archived twice under one key.
+//! accepted and, once processed, has its entity (and, where it has one, its
+//! follow-up) in place; any other is quarantined and the processor applies
+//! nothing; the second copy is a duplicate of the first, except for a body
+//! with no identity, which is an event of its own that the processor
+//! collapses (the entity's state and revision don't move); nothing is ever
+//! archived twice under one key.
 #![no_main]
 
 use std::sync::Arc;
@@ -15,9 +18,9 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use shared::config::Settings;
-use shared::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue};
-use shared::ingest::{Delivery, Ingestor, Outcome, Stores};
+use shared::fakes::{FixedSecrets, MemoryStores};
+use shared::receive::Outcome;
+use shared::request::WebhookRequest;
 use shared::secrets::SecretCache;
 use shared::signature::sign;
 use shared::sources::revel::{Revel, RevelEventType};
@@ -30,8 +33,8 @@ fuzz_target!(|data: &[u8]| {
         HeaderValue::from_str(&sign(b"demo-webhook-secret", data)).unwrap(),
     );
     headers.insert("x-revel-instance", HeaderValue::from_static("demo"));
-    let delivery = Delivery {
-        headers,
+    let request = WebhookRequest {
+        headers: headers.clone(),
         body: data.to_vec(),
         request_id: "fuzz".into(),
         path_params: Vec::new(),
@@ -39,74 +42,73 @@ fuzz_target!(|data: &[u8]| {
     let parsed = serde_json::from_slice::<serde_json::Value>(data).ok();
 
     for kind in RevelEventType::ALL {
-        let (events, entities, queue) = (
-            Arc::new(MemoryEvents::default()),
-            Arc::new(MemoryEntities::default()),
-            Arc::new(MemoryQueue::default()),
-        );
+        let memory = MemoryStores::default();
         let source = Arc::new(Revel::new(SecretCache::new(
             FixedSecrets(r#"{"demo": "demo-webhook-secret"}"#.into()),
             Duration::from_secs(3600),
         )));
-        let ingestor = Ingestor::new(
-            source.clone(),
-            Arc::new(kind),
-            Stores {
-                events: events.clone(),
-                entities: entities.clone(),
-                jobs: queue.clone(),
-            },
-            Settings::default(),
-        );
+        let receiver = memory.receiver(source.clone(), Arc::new(kind));
         let meaning = parsed
             .as_ref()
-            .map(|body| (source.is_ping(body), kind.interpret(body.clone())));
+            .map(|body| (source.is_ping(body), kind.interpret(body.clone(), &headers)));
         let rt = shared_fuzz::runtime();
         let first = rt
-            .block_on(ingestor.ingest(&delivery))
+            .block_on(receiver.receive(&request))
             .expect("stores are up");
-        let entity_count = || entities.entities.lock().unwrap().len();
+        rt.block_on(memory.process_stream());
         match (&first, &meaning) {
             (Outcome::Pong, Some((true, _))) => {
-                assert!(events.is_empty() && queue.is_empty() && entity_count() == 0);
+                assert!(memory.events.is_empty() && memory.queue.is_empty());
+                assert!(memory.entities.is_empty());
                 continue;
             }
             (Outcome::Accepted { .. }, Some((false, Ok(_)))) => {
-                assert_eq!(events.len(), 1);
-                assert_eq!(entity_count(), 1, "{kind:?}: accepted without its entity");
-                assert_eq!(queue.len(), 1, "{kind:?}: accepted without its job");
+                assert_eq!(memory.events.len(), 1);
+                assert_eq!(memory.entities.len(), 1, "{kind:?}: accepted without its entity");
+                assert_eq!(memory.queue.len(), 1, "{kind:?}: accepted without its job");
             }
             (Outcome::Quarantined { reason, .. }, _) => {
-                // Not understood: archived for replay, nothing applied.
-                assert!(
-                    !matches!(meaning, Some((true, _))),
-                    "a ping was quarantined"
-                );
+                assert!(!matches!(meaning, Some((true, _))), "a ping was quarantined");
                 let understood = matches!(meaning, Some((false, Ok(_))));
                 assert!(
                     !understood
-                        || matches!(reason.as_str(), "state_too_large" | "invalid_entity_id"),
+                        || matches!(
+                            reason.as_str(),
+                            "state_too_large" | "invalid_entity_id" | "invalid_establishment"
+                        ),
                     "{kind:?}: an understood body was quarantined as {reason}"
                 );
-                assert_eq!(events.len(), 1);
-                assert!(queue.is_empty() && entity_count() == 0);
+                assert_eq!(memory.events.len(), 1);
+                assert!(memory.queue.is_empty() && memory.entities.is_empty());
             }
             (outcome, meaning) => panic!("{kind:?}: {outcome:?} for {meaning:?}"),
         }
+        let revisions = || {
+            memory
+                .entities
+                .entities
+                .lock()
+                .unwrap()
+                .values()
+                .map(|e| (e.revision, e.state.state_sha256.clone()))
+                .collect::<Vec<_>>()
+        };
+        let before = revisions();
 
         let second = rt
-            .block_on(ingestor.ingest(&delivery))
+            .block_on(receiver.receive(&request))
             .expect("stores are up");
-        let content_keyed = matches!(
+        rt.block_on(memory.process_stream());
+        let per_delivery = matches!(
             meaning,
-            Some((false, Ok(ref m))) if matches!(m.identity, Identity::ContentWithin(_))
+            Some((false, Ok(ref m))) if m.identity == Identity::PerDelivery
         );
         match (&first, &second) {
             (Outcome::Accepted { event_key: a }, Outcome::Duplicate { event_key: b }) => {
                 assert_eq!(a, b)
             }
             (Outcome::Accepted { event_key: a }, Outcome::Accepted { event_key: b })
-                if content_keyed && a != b => {}
+                if per_delivery && a != b => {}
             (
                 Outcome::Quarantined {
                     event_key: a,
@@ -121,12 +123,11 @@ fuzz_target!(|data: &[u8]| {
             }
             (first, second) => panic!("{kind:?}: {first:?} then {second:?}"),
         }
-        // One archive record per key, and at most one job per record.
-        let records = events.len();
+        assert_eq!(revisions(), before, "{kind:?}: a repeat changed an entity");
+        let records = memory.events.len();
         assert!(
-            records == 1 || (content_keyed && records == 2),
+            records == 1 || (per_delivery && records == 2),
             "{records} records"
         );
-        assert!(queue.len() <= records);
     }
 });

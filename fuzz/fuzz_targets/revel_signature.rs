@@ -12,7 +12,7 @@ use arbitrary::Arbitrary;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use shared::fakes::FixedSecrets;
-use shared::ingest::Delivery;
+use shared::request::WebhookRequest;
 use shared::secrets::{SecretCache, WebhookSecret};
 use shared::signature::{sign, ClaimedSignature};
 use shared::sources::revel::{Revel, INSTANCE_HEADER, SIGNATURE_HEADER};
@@ -121,13 +121,13 @@ fuzz_target!(|input: Input| {
         }
         _ => false,
     };
-    let delivery = Delivery {
+    let request = WebhookRequest {
         headers,
         body: body.clone(),
         request_id: "fuzz".into(),
         path_params: Vec::new(),
     };
-    let result = shared_fuzz::runtime().block_on(revel().authenticate(&delivery));
+    let result = shared_fuzz::runtime().block_on(revel().authenticate(&request));
     assert_eq!(result.is_ok(), expected, "{result:?}");
     if let Ok(instance) = result {
         assert_eq!(instance.as_str(), "demo");

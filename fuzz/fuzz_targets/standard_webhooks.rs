@@ -17,7 +17,7 @@ use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use shared::downstream::SigningSecret;
 use shared::fakes::FixedSecrets;
-use shared::ingest::Delivery;
+use shared::request::WebhookRequest;
 use shared::secrets::SecretCache;
 use shared::sources::vinesos::{VinesOs, TOLERANCE};
 use shared::sources::Source;
@@ -126,13 +126,13 @@ fuzz_target!(|input: Input| {
         }
         _ => false,
     };
-    let delivery = Delivery {
+    let request = WebhookRequest {
         headers,
         body: input.body.clone(),
         request_id: "fuzz".into(),
         path_params: vec![("instance".into(), input.instance.clone())],
     };
-    let result = shared_fuzz::runtime().block_on(vinesos().authenticate(&delivery));
+    let result = shared_fuzz::runtime().block_on(vinesos().authenticate(&request));
     if !near_the_edge {
         assert_eq!(result.is_ok(), expected, "{result:?}");
     }

@@ -61,11 +61,11 @@ pub fn check_all_kinds(raw: &[u8], body: &Value) {
     let instance = InstanceName::parse("fuzz").unwrap();
     let body_sha256 = sha256_hex(raw);
     for (source, kind) in all_kinds() {
-        let first = kind.interpret(body.clone());
+        let first = kind.interpret(body.clone(), &http::HeaderMap::new());
         // Deterministic: the same body means the same thing twice.
         assert_eq!(
             first,
-            kind.interpret(body.clone()),
+            kind.interpret(body.clone(), &http::HeaderMap::new()),
             "{source} {}",
             kind.event_type()
         );
@@ -92,7 +92,7 @@ fn check_interpretation(
         sender_event_id: None,
         identity: Some(&meaning.identity),
         body_sha256,
-        received_at_unix: 1_700_000_000,
+        received_at_micros: 1_700_000_000_000_000,
     });
     assert!(key.as_str().len() <= EventKey::MAX_LEN);
     if let Some(entity) = &meaning.entity {
@@ -151,8 +151,8 @@ pub fn check_whitespace_insensitive(raw: &[u8], body: &Value) {
     };
     for (source, kind) in all_kinds() {
         let (a, b) = (
-            kind.interpret(body.clone()),
-            kind.interpret(reparsed.clone()),
+            kind.interpret(body.clone(), &http::HeaderMap::new()),
+            kind.interpret(reparsed.clone(), &http::HeaderMap::new()),
         );
         assert_eq!(
             a,
