@@ -1,5 +1,6 @@
 //! WineSitting and the booking platform end to end: their real handlers and
-//! the real SDK against the local AWS endpoint, provisioned from template.yaml.
+//! the real SDK against the local AWS endpoint, provisioned from template.yaml;
+//! entities kept by the real stream processor (`Stack::settle`).
 
 use integration_tests::*;
 use local_stack::events::{request_for, routed_event, samples, Route, Target};
@@ -7,6 +8,7 @@ use serde_json::{json, Value};
 use shared::queue::{JobKind, JobMessage};
 use shared::sources::booking::BookingFamily;
 use shared::sources::winesitting;
+use std::collections::BTreeSet;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -34,27 +36,48 @@ fn signed_booking(family: BookingFamily, body: &[u8]) -> lambda_http::Request {
 }
 
 #[tokio::test]
-async fn every_sample_of_the_other_platforms_is_stored_once_and_a_repeat_is_a_duplicate() {
+async fn every_sample_of_the_other_platforms_is_stored_with_one_request_and_its_repeat_is_a_duplicate_of_one_request(
+) {
     let stack = Stack::new().await;
-    let dir = workspace_root().join("events");
-    let mut seen = 0;
+    let counted = stack.counted_receivers().await;
+    let mut stored = BTreeSet::new();
     for sample in samples()
         .into_iter()
         .filter(|s| matches!(s.target, Target::WineSitting | Target::Booking(_)))
     {
-        let text = std::fs::read_to_string(dir.join(&sample.output)).unwrap();
-        let receiver = stack.receiver_for(sample.target.logical_id());
-        let (status, first) =
-            deliver(&receiver, lambda_http::request::from_str(&text).unwrap()).await;
+        let receiver = counted.receiver_for(sample.target.logical_id());
+        let (status, first, calls) = counted.deliver(&receiver, sample_request(&sample)).await;
         expect_outcome(status, &first, 200, "accepted");
-        let (status, again) =
-            deliver(&receiver, lambda_http::request::from_str(&text).unwrap()).await;
+        assert_one_put(&calls, &sample.output);
+        let (status, again, calls) = counted.deliver(&receiver, sample_request(&sample)).await;
         expect_outcome(status, &again, 200, "duplicate");
-        seen += 1;
+        assert_one_put(&calls, &format!("{} repeated", sample.output));
+        assert_eq!(event_id(&again), event_id(&first));
+        stored.insert(event_id(&first));
     }
-    assert_eq!(seen, 11, "WineSitting and ten booking families");
-    assert_eq!(stack.events().await.len(), 11);
-    assert_eq!(stack.entities().await.len(), 11);
+    assert_eq!(stored.len(), 11, "WineSitting and ten booking families");
+    let keys: BTreeSet<String> = stack
+        .events()
+        .await
+        .iter()
+        .map(|e| text(e, "event_key"))
+        .collect();
+    assert_eq!(keys, stored, "one record per event");
+    stack.settle().await;
+    let named: BTreeSet<String> = stack
+        .events()
+        .await
+        .iter()
+        .map(|e| text(e, "entity_key"))
+        .collect();
+    let kept: BTreeSet<String> = stack
+        .entities()
+        .await
+        .iter()
+        .map(|e| text(e, "entity_key"))
+        .collect();
+    assert_eq!(kept, named, "one entity per entity the events name");
+    assert_eq!(kept.len(), 11);
     assert_eq!(
         stack.jobs_waiting().await,
         0,
@@ -150,23 +173,67 @@ async fn an_account_without_a_secret_uses_its_url_token() {
     assert_eq!(status, 401);
 }
 
-#[tokio::test]
-async fn a_removal_is_a_tombstone_that_a_late_older_amendment_does_not_resurrect() {
+/// Delivers each body in turn, each processed before the next arrives, and
+/// returns the state of the one entity they change.
+async fn kept_after(family: BookingFamily, bodies: &[&Vec<u8>]) -> Value {
     let stack = Stack::new().await;
-    let family = BookingFamily::Customers;
     let receiver = stack.receiver_for(family.logical_id());
-    let removed = booking_body("Customers", "Removal", "2026-11-24T12:00:00Z", "CU-9");
-    let late = booking_body("Customers", "Amendment", "2026-11-24T11:00:00Z", "CU-9");
-    for body in [&removed, &late] {
+    for body in bodies {
         let (status, answer) = deliver(&receiver, signed_booking(family, body)).await;
         expect_outcome(status, &answer, 200, "accepted");
+        stack.settle().await;
     }
+    assert_eq!(
+        stack.events().await.len(),
+        bodies.len(),
+        "every event is archived"
+    );
     let entities = stack.entities().await;
     assert_eq!(entities.len(), 1);
-    let state = entity_state(&entities[0]);
+    entity_state(&entities[0])
+}
+
+#[tokio::test]
+async fn a_removal_is_a_tombstone_that_a_late_older_amendment_does_not_resurrect() {
+    let family = BookingFamily::Customers;
+    let removed = booking_body("Customers", "Removal", "2026-11-24T12:00:00Z", "CU-9");
+    let late = booking_body("Customers", "Amendment", "2026-11-24T11:00:00Z", "CU-9");
+    let state = kept_after(family, &[&removed, &late]).await;
     assert_eq!(state["deleted"], true, "the tombstone stands: {state}");
-    assert_eq!(text(&entities[0], "revision"), "1");
-    assert_eq!(stack.events().await.len(), 2, "both events are archived");
+}
+
+#[tokio::test]
+async fn an_amendment_and_a_cancellation_in_the_same_second_end_cancelled_in_either_order() {
+    let family = BookingFamily::Bookings;
+    let at = "2026-11-24T12:00:00Z";
+    let amended = booking_body("Bookings", "Amendment", at, "BK-7");
+    let cancelled = booking_body("Bookings", "Cancellation", at, "BK-7");
+    let cancelled_last = kept_after(family, &[&amended, &cancelled]).await;
+    let cancelled_first = kept_after(family, &[&cancelled, &amended]).await;
+    assert_eq!(cancelled_last, cancelled_first, "decided, not raced");
+    assert_eq!(cancelled_last["deleted"], true, "{cancelled_last}");
+}
+
+#[tokio::test]
+async fn a_different_booking_body_under_an_existing_key_is_kept_as_a_conflict() {
+    let stack = Stack::new().await;
+    let family = BookingFamily::Bookings;
+    let receiver = stack.receiver_for(family.logical_id());
+    let body = payload("booking-bookings.json");
+    let mut other: Value = serde_json::from_slice(&body).unwrap();
+    other["data"]["guests"] = json!(5);
+    let other = serde_json::to_vec(&other).unwrap();
+    let (status, first) = deliver(&receiver, signed_booking(family, &body)).await;
+    expect_outcome(status, &first, 200, "accepted");
+    let (status, conflict) = deliver(&receiver, signed_booking(family, &other)).await;
+    expect_outcome(status, &conflict, 200, "conflict");
+    assert_eq!(conflict["conflict_of"], event_id(&first).as_str());
+    let record = stack.event(&event_id(&conflict)).await.expect("kept");
+    assert_eq!(text(&record, "conflict_of"), event_id(&first));
+    let (status, again) = deliver(&receiver, signed_booking(family, &other)).await;
+    expect_outcome(status, &again, 200, "duplicate");
+    assert_eq!(event_id(&again), event_id(&conflict));
+    assert_eq!(stack.events().await.len(), 2);
 }
 
 #[tokio::test]
@@ -187,8 +254,10 @@ async fn the_winesitting_repair_poll_finds_the_order_whose_webhook_was_lost() {
         .await;
     let receiver = stack.receiver_for(winesitting::LOGICAL_ID);
     let (route, path, headers) = request_for(Target::WineSitting, &delivered);
-    let (status, _) = deliver(&receiver, request(&route, &path, &headers, &delivered)).await;
-    assert_eq!(status, 200);
+    let (status, answer) = deliver(&receiver, request(&route, &path, &headers, &delivered)).await;
+    expect_outcome(status, &answer, 200, "accepted");
+    // Processed within seconds of its answer; the poll runs every 30 minutes.
+    stack.settle().await;
 
     let mut sync = stack.sync_config(100);
     sync.winesitting_api_base_url = api.uri();
@@ -209,9 +278,23 @@ async fn the_winesitting_repair_poll_finds_the_order_whose_webhook_was_lost() {
         event_type: "winesitting_repair".into(),
         event_key: "schedule:winesitting_repair:demo:test".into(),
         entity_key: None,
+        version: None,
     };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     worker.run(&job, deadline).await.unwrap();
+    let repaired: Vec<String> = stack
+        .events()
+        .await
+        .iter()
+        .filter(|e| text(e, "origin") == "reconciliation")
+        .map(|e| text(e, "entity_key"))
+        .collect();
+    assert_eq!(
+        repaired,
+        ["winesitting:demo:order:WS-2"],
+        "stored through the receiver"
+    );
+    stack.settle().await;
     let mut ids: Vec<String> = stack
         .entities()
         .await

@@ -1,19 +1,17 @@
 //! The partner system's (VinesOS) webhooks end to end: verified, stored once,
-//! applied to a local stand-in of Revel's API exactly once, and the echo of
-//! that change (Revel's own webhook for it) not sent back to the partner.
-
-use std::time::Duration;
+//! processed by the real stream processor (`Stack::settle`), applied to a
+//! local stand-in of Revel's API exactly once by the jobs worker, and the
+//! echo of that change (Revel's own webhook for it) not sent back to the
+//! partner.
 
 use integration_tests::*;
 use local_stack::events::{request_for, resign, routed_event, Target};
 use serde_json::{json, Value};
-use shared::downstream::{Downstream, SigningSecret};
 use shared::sources::revel::RevelEventType;
 use shared::sources::vinesos::VinesOsEvent;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const PARTNER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const REVEL_UUID: &str = "58126996-3fc8-4c87-b326-b4762783c863";
 
 /// The sample of `event`, signed now, as its route receives it.
@@ -69,23 +67,15 @@ async fn a_partner_customer_is_applied_to_revel_once_and_its_echo_is_not_sent_ba
         .respond_with(ResponseTemplate::new(201).set_body_json(created))
         .mount(&revel)
         .await;
-    let partner = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&partner)
-        .await;
-    let downstream = Downstream::new(
-        partner.uri(),
-        SigningSecret::parse(PARTNER_SECRET).unwrap(),
-        Duration::from_secs(3),
-    );
-    let worker = stack.worker(fast_api(&revel.uri()), 100, Some(downstream));
+    let partner = PartnerStandIn::start(204).await;
+    let worker = stack.worker(fast_api(&revel.uri()), 100, Some(partner.downstream()));
 
     let receiver = stack.receiver_for(VinesOsEvent::CustomerCreated.logical_id());
     let (status, first) = deliver(&receiver, vinesos_request(VinesOsEvent::CustomerCreated)).await;
     expect_outcome(status, &first, 200, "accepted");
     let (status, again) = deliver(&receiver, vinesos_request(VinesOsEvent::CustomerCreated)).await;
     expect_outcome(status, &again, 200, "duplicate");
+    stack.settle().await;
     stack.drain(&worker, 5).await;
     assert_eq!(requests(&revel, "POST").await, 1, "created once in Revel");
 
@@ -114,12 +104,9 @@ async fn a_partner_customer_is_applied_to_revel_once_and_its_echo_is_not_sent_ba
     )
     .await;
     assert_eq!(status, 200);
+    stack.settle().await;
     stack.drain(&worker, 5).await;
-    assert_eq!(
-        partner.received_requests().await.unwrap().len(),
-        0,
-        "no ping-pong"
-    );
+    assert!(partner.attempts().await.is_empty(), "no ping-pong");
 
     // ...but a later change made in Revel itself is.
     let genuine = revel_customer("2026-11-24T11:00:00");
@@ -128,12 +115,14 @@ async fn a_partner_customer_is_applied_to_revel_once_and_its_echo_is_not_sent_ba
         signed_request(RevelEventType::CustomerUpdated, &genuine),
     )
     .await;
+    stack.settle().await;
     stack.drain(&worker, 5).await;
-    assert_eq!(partner.received_requests().await.unwrap().len(), 1);
-}
-
-fn event_id(answer: &Value) -> String {
-    answer["event_id"].as_str().unwrap().to_owned()
+    let heard = partner.deliveries().await;
+    assert_eq!(heard.len(), 1);
+    assert_eq!(
+        heard[0].version,
+        shared::sources::parse_timestamp_micros("2026-11-24T11:00:00").unwrap()
+    );
 }
 
 #[tokio::test]
@@ -157,6 +146,7 @@ async fn a_create_whose_outcome_is_unknown_is_looked_up_before_it_is_tried_again
     let receiver = stack.receiver_for(VinesOsEvent::CustomerCreated.logical_id());
     let (status, _) = deliver(&receiver, vinesos_request(VinesOsEvent::CustomerCreated)).await;
     assert_eq!(status, 200);
+    stack.settle().await;
     stack.drain(&worker, 5).await;
     assert_eq!(
         requests(&revel, "POST").await,
@@ -203,21 +193,48 @@ async fn a_forged_or_replayed_partner_webhook_is_refused_and_nothing_is_stored()
 }
 
 #[tokio::test]
-async fn every_partner_sample_is_accepted_and_queued_to_be_applied() {
+async fn every_partner_sample_is_stored_with_one_request_and_queued_once_to_be_applied() {
     let stack = Stack::new().await;
+    let counted = stack.counted_receivers().await;
     for event in VinesOsEvent::ALL {
-        let (status, answer) = deliver(
-            &stack.receiver_for(event.logical_id()),
-            vinesos_request(event),
-        )
-        .await;
-        expect_outcome(status, &answer, 200, "accepted");
+        let receiver = counted.receiver_for(event.logical_id());
+        let (status, first, calls) = counted.deliver(&receiver, vinesos_request(event)).await;
+        expect_outcome(status, &first, 200, "accepted");
+        assert_one_put(&calls, event.logical_id());
+        let (status, again, calls) = counted.deliver(&receiver, vinesos_request(event)).await;
+        expect_outcome(status, &again, 200, "duplicate");
+        assert_one_put(&calls, &format!("{} repeated", event.logical_id()));
+        assert_eq!(event_id(&again), event_id(&first));
     }
-    assert_eq!(stack.events().await.len(), 5);
-    let jobs = stack.receive_jobs().await;
-    assert_eq!(jobs.len(), 5);
-    assert!(
-        jobs.iter().all(|j| j["job"] == "apply_to_revel"),
-        "{jobs:?}"
+    assert_eq!(stack.events().await.len(), VinesOsEvent::ALL.len());
+    assert_eq!(
+        stack.jobs_waiting().await,
+        0,
+        "nothing before the processor"
     );
+    stack.settle().await;
+    // Each change is newer than the one before it for its entity: each
+    // queues its own job, and each entity has one.
+    let jobs = stack.take_jobs().await;
+    let mut applied: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            assert_eq!(j["job"], "apply_to_revel", "{j}");
+            j["event_key"].as_str().expect("an event").to_owned()
+        })
+        .collect();
+    applied.sort();
+    let mut stored: Vec<String> = stack
+        .events()
+        .await
+        .iter()
+        .map(|e| text(e, "event_key"))
+        .collect();
+    stored.sort();
+    assert_eq!(applied, stored, "one job per partner change");
+    let named: std::collections::BTreeSet<&str> = jobs
+        .iter()
+        .filter_map(|j| j["entity_key"].as_str())
+        .collect();
+    assert_eq!(named.len(), stack.entities().await.len());
 }
