@@ -144,25 +144,23 @@ impl EventStore for DynamoEventStore {
         match result {
             Ok(_) => Ok(Put::New),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                let existing = match e.err() {
+                let returned = match e.err() {
                     aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
-                        c.item().and_then(existing_event)
+                        c.item().cloned()
                     }
                     _ => None,
                 };
-                match existing {
-                    Some(found) => Ok(Put::Exists(found)),
-                    // Endpoints that don't return the item (older local
-                    // emulators): read it.
-                    None => self
-                        .0
-                        .get_item("event_key", record.event_key.as_str())
-                        .await?
-                        .as_ref()
-                        .and_then(existing_event)
-                        .map(Put::Exists)
-                        .ok_or_else(|| unreadable("PutItem", "stored event record is unreadable")),
-                }
+                let stored = match returned {
+                    Some(item) => Some(item),
+                    // Only endpoints that don't return the item with the
+                    // refusal (older local emulators) get here: read it.
+                    None => self.0.get_item("event_key", record.event_key.as_str()).await?,
+                };
+                stored
+                    .as_ref()
+                    .and_then(existing_event)
+                    .map(Put::Exists)
+                    .ok_or_else(|| unreadable("PutItem", "stored event record is unreadable"))
             }
             Err(e) => Err(DependencyError::new(SERVICE, "PutItem", e)),
         }
@@ -242,12 +240,12 @@ const OUTRANKS: &str = "(#version < :version OR (#version = :version AND (attrib
 
 impl DynamoEntityStore {
     /// Writes a new state and counts a revision, if the change outranks
-    /// the stored one and its state differs. `Err(None)` when the condition
-    /// failed without the stored item coming back.
+    /// the stored one and its state differs; otherwise the stored item, as
+    /// the refusal returns it (`Err(None)` when it doesn't).
     async fn write_state(
         &self,
         change: &EntityUpsert,
-    ) -> Result<Result<u64, Option<StoredRank>>, DependencyError> {
+    ) -> Result<Result<u64, Option<HashMap<String, AttributeValue>>>, DependencyError> {
         // A write is charged by the item's whole size, per KB, and so is every
         // later update of the item: large states are kept gzip-compressed.
         let state = ArchivedBody::from_raw(change.state_json.as_bytes());
@@ -306,7 +304,7 @@ impl DynamoEntityStore {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 let stored = match e.err() {
                     aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                        c.item().and_then(stored_rank)
+                        c.item().cloned()
                     }
                     _ => None,
                 };
@@ -350,17 +348,19 @@ impl DynamoEntityStore {
 impl EntityStore for DynamoEntityStore {
     async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
         for _ in 0..UPSERT_ATTEMPTS {
-            let stored = match self.write_state(change).await? {
+            let item = match self.write_state(change).await? {
                 Ok(revision) => return Ok(Upserted::Applied { revision }),
-                Err(Some(stored)) => stored,
-                // Endpoints that don't return the item with the refusal: read it.
+                Err(Some(item)) => item,
+                // Only endpoints that don't return the item with the refusal
+                // (older local emulators) get here: read it.
                 Err(None) => match self.0.get_item("entity_key", change.key.as_str()).await? {
-                    Some(item) => stored_rank(&item)
-                        .ok_or_else(|| unreadable("GetItem", "stored entity is unreadable"))?,
+                    Some(item) => item,
                     // Removed meanwhile (TTL): write it anew.
                     None => continue,
                 },
             };
+            let stored = stored_rank(&item)
+                .ok_or_else(|| unreadable("UpdateItem", "stored entity is unreadable"))?;
             let decision = decide_upsert(
                 Some((
                     &stored.rank,
