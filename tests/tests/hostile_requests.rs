@@ -5,9 +5,10 @@
 //! wrong length, not hex or missing, replayed old events, unknown instances,
 //! path tricks, bodies over the limit. Each gets the answer of the README's
 //! "Answers" table, within a hang guard (the times are printed), and the
-//! tables and the queue are scanned after each: a refusal writes nothing; a
-//! signed body that can't be understood is archived once (quarantined) and
-//! nothing is applied or queued.
+//! tables and the queue are scanned after each: a refusal writes nothing; an
+//! answer writes at most its event record (the processor does the rest); a
+//! signed body that can't be understood is archived once (quarantined), and
+//! the stream processor skips it: nothing is applied or queued.
 
 use std::time::{Duration, Instant};
 
@@ -93,7 +94,7 @@ fn incompressible(len: usize) -> Vec<u8> {
 /// Runs one hostile request: the answer, the time, and what it wrote.
 async fn probe(
     stack: &Stack,
-    receiver: &shared::ingest::Ingestor,
+    receiver: &shared::receive::Receiver,
     case: &str,
     request: lambda_http::Request,
 ) -> (u16, Value, Written) {
@@ -121,7 +122,7 @@ const NOTHING: Written = Written {
 /// A refusal: exactly `expected`, and nothing written.
 async fn refused(
     stack: &Stack,
-    receiver: &shared::ingest::Ingestor,
+    receiver: &shared::receive::Receiver,
     case: &str,
     request: lambda_http::Request,
     expected: (u16, Value),
@@ -135,7 +136,7 @@ async fn refused(
 /// nothing applied or queued.
 async fn quarantined(
     stack: &Stack,
-    receiver: &shared::ingest::Ingestor,
+    receiver: &shared::receive::Receiver,
     case: &str,
     request: lambda_http::Request,
     reason: &str,
@@ -144,21 +145,34 @@ async fn quarantined(
     assert_eq!(status, 202, "{case}: {answer}");
     assert_eq!(answer["status"], "quarantined", "{case}");
     assert_eq!(answer["reason"], reason, "{case}");
-    assert_eq!(
-        written,
-        Written {
-            events: 1,
-            entities: 0,
-            jobs: 0
-        },
-        "{case}"
-    );
+    assert_eq!(written, ONE_RECORD, "{case}");
     let record = stack
         .event(answer["event_id"].as_str().unwrap())
         .await
         .unwrap();
     assert_eq!(text(&record, "status"), "quarantined", "{case}");
+    stack.settle().await;
+    let after = stack.written().await;
+    assert_eq!(
+        (after.entities, after.jobs),
+        (0, 0),
+        "{case}: the processor skipped it"
+    );
 }
+
+/// After the processor: the event kept its one entity and queued one job.
+async fn processed_into_one_entity_and_one_job(stack: &Stack) {
+    stack.settle().await;
+    let after = stack.written().await;
+    assert_eq!((after.entities, after.jobs), (1, 1), "{after:?}");
+}
+
+/// Only the event record: what an answer writes.
+const ONE_RECORD: Written = Written {
+    events: 1,
+    entities: 0,
+    jobs: 0,
+};
 
 #[tokio::test]
 async fn forged_revel_requests_are_refused_quickly_with_nothing_written() {
@@ -421,14 +435,8 @@ async fn signed_but_hostile_revel_bodies_are_quarantined_or_refused_and_nothing_
     )
     .await;
     expect_outcome(status, &answer, 200, "accepted");
-    assert_eq!(
-        written,
-        Written {
-            events: 1,
-            entities: 1,
-            jobs: 1
-        }
-    );
+    assert_eq!(written, ONE_RECORD, "the answer waits for the record only");
+    processed_into_one_entity_and_one_job(&stack).await;
 
     // A replay of a stored delivery is a duplicate and writes nothing.
     let (status, answer, written) = probe(
@@ -610,14 +618,8 @@ async fn hostile_vinesos_requests_replays_and_path_tricks_are_refused_with_nothi
     )
     .await;
     expect_outcome(status, &answer, 200, "accepted");
-    assert_eq!(
-        written,
-        Written {
-            events: 1,
-            entities: 1,
-            jobs: 1
-        }
-    );
+    assert_eq!(written, ONE_RECORD, "the answer waits for the record only");
+    processed_into_one_entity_and_one_job(&stack).await;
     let (status, answer, written) = probe(
         &stack,
         &receiver,
