@@ -2,56 +2,60 @@
 //!
 //! Starts the local AWS endpoint (moto) and provisions template.yaml's
 //! tables, queues and secrets on it (as `local-stack up` does), puts a
-//! counting proxy in front of it, and runs the release binary of each chosen
-//! function, as a process, against a stand-in of the Lambda Runtime and
-//! Extensions APIs on loopback ([`sandbox`]). It reports, per function:
+//! recording proxy in front of it, and runs the release binary of each
+//! chosen function, as a process, against a local Lambda Runtime API
+//! (`lambda_sandbox`, the one the integration tests use). It reports:
 //!
-//! - init: spawn to the runtime's first `next`;
-//! - first invoke: the first event handed out to its response posted;
-//! - warm answer latency (event handed out to response posted) and warm
-//!   invocation duration (to the runtime and every extension back at `next`,
-//!   when Lambda would freeze the sandbox), p50 and p99 over N new events;
-//! - CPU time per warm invocation (utime + stime from /proc/<pid>/stat),
-//!   peak RSS (VmHWM);
-//! - AWS requests and sequential round trips before the answer, per new
-//!   event and per duplicate, as the proxy saw them.
+//! - per receiver: init (spawn to the runtime's first `next`) and the AWS
+//!   requests made in it; first invoke; warm answer latency (event handed
+//!   out to response posted) and invocation duration (to the runtime back
+//!   at `next`), p50 and p99 over N new events; CPU time per warm
+//!   invocation (utime + stime from /proc/<pid>/stat); peak RSS (VmHWM);
+//!   and the ack path: AWS requests and sequential round trips before the
+//!   answer, per new event and per duplicate, as the proxy saw them;
+//! - the events processor, fed everything the receivers left on the events
+//!   table's stream in batches as the event source mapping reads them:
+//!   init and first batch, batch answer p50/p99, time, AWS requests and
+//!   CPU per record, peak RSS, and failed records;
+//! - `lambda-floor` (a hello-world `lambda_runtime` function, same profile),
+//!   each function's init + first invoke given as a multiple of its.
 //!
-//! `lambda-floor` (a hello-world `lambda_runtime` function, same profile) is
-//! measured in the same run, and each function's init + first invoke is
-//! given as a multiple of the floor's.
-//!
-//! These are x86_64 builds on the machine running the bench, while Lambda
-//! runs arm64 (Graviton) builds on a fraction of a vCPU: what transfers is
-//! the ratio to the floor and the counts (requests, round trips), not the
-//! absolute milliseconds. The local endpoint is moto, whose per-request time
-//! (milliseconds, in Python) dominates every latency that includes AWS calls.
+//! Every figure is raw: nothing is subtracted. These are this machine's
+//! release builds, while Lambda runs arm64 (Graviton) builds on a fraction
+//! of a vCPU: what transfers is the ratio to the floor and the counts
+//! (requests, round trips), not the absolute milliseconds. The local
+//! endpoint is moto, whose per-request time (milliseconds, in Python) is in
+//! every latency that includes AWS requests.
 //!
 //! Bounded: loopback only, fixed counts, a global timeout; moto and every
-//! child process are stopped when the bench ends, also on error or timeout.
+//! function process are stopped when the bench ends, also on error or
+//! timeout.
 //!
 //! Usage: lambda-bench [--functions a,b,...|all] [--invocations 200]
-//!        [--duplicates 50] [--json PATH] [--timeout-secs 900]
-//!        [--python .venv/bin/python] [--bin-dir target/release]
+//!        [--duplicates 50] [--no-processor] [--json PATH]
+//!        [--timeout-secs 900] [--python .venv/bin/python]
+//!        [--bin-dir target/release]
 
-mod proxy;
-mod sandbox;
+mod report;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use lambda_sandbox::proxy::{sequential_round_trips, Call, Proxy};
+use lambda_sandbox::{Answer, Function, Launch};
 use local_stack::events::{self, Sample};
 use local_stack::provision::{local_sdk_config, provision, put_demo_secrets, put_revel_secrets};
 use local_stack::template::Template;
-use serde::Serialize;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
-use proxy::{sequential_round_trips, Call, Proxy};
-use sandbox::{Answer, Sandbox};
+use report::{
+    aws_figures, latency, ms, spread, Common, Duplicates, Measured, ProcessorFigures,
+    ReceiverFigures, Report,
+};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -63,15 +67,21 @@ const DEFAULT_FUNCTIONS: &[&str] = &[
     "vinesos-customer-created",
 ];
 const FLOOR: &str = "lambda-floor";
-/// The longest any one step (init, an invocation) may take.
-const STEP_LIMIT: Duration = Duration::from_secs(15);
+const PROCESSOR: &str = "events-processor";
+const PROCESSOR_LOGICAL_ID: &str = "EventsProcessorFunction";
+/// Records per batch, as template.yaml's `BatchSize` for the processor.
+const BATCH_SIZE: i32 = local_stack::stream::BATCH_SIZE;
+/// The longest any one step (init, an invocation) may take: the
+/// processor's Timeout in template.yaml.
+const STEP_LIMIT: Duration = Duration::from_secs(60);
 
-const USAGE: &str = "usage: lambda-bench [--functions a,b,...|all] [--invocations 200] [--duplicates 50] [--json PATH] [--timeout-secs 900] [--python .venv/bin/python] [--bin-dir target/release]";
+const USAGE: &str = "usage: lambda-bench [--functions a,b,...|all] [--invocations 200] [--duplicates 50] [--no-processor] [--json PATH] [--timeout-secs 900] [--python .venv/bin/python] [--bin-dir target/release]";
 
 struct Options {
     functions: Vec<String>,
     invocations: usize,
     duplicates: usize,
+    processor: bool,
     json: Option<PathBuf>,
     timeout: Duration,
     python: PathBuf,
@@ -89,6 +99,7 @@ fn options() -> Result<Options, Error> {
         functions: DEFAULT_FUNCTIONS.iter().map(|s| s.to_string()).collect(),
         invocations: 200,
         duplicates: 50,
+        processor: true,
         json: None,
         timeout: Duration::from_secs(900),
         python: std::env::var("LOCAL_AWS_PYTHON")
@@ -114,6 +125,7 @@ fn options() -> Result<Options, Error> {
             }
             "--invocations" | "-n" => options.invocations = value()?.parse()?,
             "--duplicates" => options.duplicates = value()?.parse()?,
+            "--no-processor" => options.processor = false,
             "--json" => options.json = Some(PathBuf::from(value()?)),
             "--timeout-secs" => options.timeout = Duration::from_secs(value()?.parse()?),
             "--python" => options.python = PathBuf::from(value()?),
@@ -174,17 +186,6 @@ struct Moto {
     _child: Child,
 }
 
-/// Children die with the bench, even if it is killed.
-fn die_with_parent(command: &mut Command) {
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
-
 async fn start_moto(python: &Path) -> Result<Moto, Error> {
     let script = workspace_root().join("tools/local_aws.py");
     let mut command = Command::new(python);
@@ -193,7 +194,7 @@ async fn start_moto(python: &Path) -> Result<Moto, Error> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true);
-    die_with_parent(&mut command);
+    lambda_sandbox::function::die_with_parent(&mut command);
     let mut child = command.spawn().map_err(|e| {
         format!(
             "starting {} {}: {e} (run `make venv` first)",
@@ -285,7 +286,7 @@ fn new_events(sample: &Sample, count: usize) -> Result<Vec<Value>, Error> {
 }
 
 /// MemorySize of the template function, else the Globals' one.
-fn memory_size(template: &serde_norway::Value, logical_id: Option<&str>) -> String {
+fn memory_size(template: &serde_norway::Value, logical_id: Option<&str>) -> u64 {
     let size = |v: Option<&serde_norway::Value>| {
         v.and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
     };
@@ -293,175 +294,6 @@ fn memory_size(template: &serde_norway::Value, logical_id: Option<&str>) -> Stri
         .and_then(|id| size(template["Resources"][id]["Properties"].get("MemorySize")))
         .or_else(|| size(template["Globals"]["Function"].get("MemorySize")))
         .unwrap_or(128)
-        .to_string()
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct Latency {
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct Spread {
-    median: usize,
-    min: usize,
-    max: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct AwsFigures {
-    /// AWS requests made between the event handed out and the answer.
-    requests: Spread,
-    /// The longest chain of those requests, one after the other.
-    round_trips: Spread,
-    /// AWS requests still running or started after the answer, before the
-    /// invocation ended.
-    after_answer: Spread,
-    /// The requests of the first such invocation: `→` sequential, `‖` concurrent.
-    operations: String,
-    /// Answers by status code.
-    statuses: BTreeMap<String, usize>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct Duplicates {
-    count: usize,
-    answer: Latency,
-    duration: Latency,
-    aws: AwsFigures,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct Figures {
-    function: String,
-    memory_size_mb: String,
-    extensions: Vec<String>,
-    init_ms: f64,
-    first_invoke_ms: f64,
-    first_invoke_duration_ms: f64,
-    init_plus_first_ms: f64,
-    /// init + first invoke, less the time an AWS request was in flight:
-    /// what the function itself spent, whatever the endpoint's latency.
-    own_init_plus_first_ms: f64,
-    /// (init + first invoke) / the floor's.
-    ratio_to_floor: Option<f64>,
-    /// The same, net of the time spent waiting on AWS.
-    own_ratio_to_floor: Option<f64>,
-    warm_invocations: usize,
-    warm_answer: Latency,
-    warm_duration: Latency,
-    cpu_ms_per_warm_invocation: f64,
-    peak_rss_kb: u64,
-    new_events: Option<AwsFigures>,
-    duplicates: Option<Duplicates>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct Report {
-    machine: String,
-    invocations: usize,
-    duplicates: usize,
-    floor: Figures,
-    functions: Vec<Figures>,
-}
-
-/// One invocation, measured.
-struct Measured {
-    /// Of the answer's time, how long an AWS request was in flight.
-    aws_wait: Duration,
-    answer: Duration,
-    duration: Duration,
-    before: Vec<Call>,
-    after: Vec<Call>,
-    status: String,
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
-}
-
-fn percentile(values: &[Duration], p: f64) -> Duration {
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
-    sorted.get(rank - 1).copied().unwrap_or_default()
-}
-
-fn latency(values: impl Iterator<Item = Duration>) -> Latency {
-    let values: Vec<Duration> = values.collect();
-    Latency {
-        p50_ms: ms(percentile(&values, 0.50)),
-        p99_ms: ms(percentile(&values, 0.99)),
-    }
-}
-
-fn spread(values: impl Iterator<Item = usize>) -> Spread {
-    let mut values: Vec<usize> = values.collect();
-    values.sort();
-    Spread {
-        median: values.get(values.len() / 2).copied().unwrap_or(0),
-        min: values.first().copied().unwrap_or(0),
-        max: values.last().copied().unwrap_or(0),
-    }
-}
-
-fn operation_name(operation: &str) -> String {
-    let (service, name) = operation.split_once('.').unwrap_or(("", operation));
-    let service = if service.starts_with("DynamoDB") {
-        "DynamoDB"
-    } else if service == "AmazonSQS" {
-        "SQS"
-    } else if service == "secretsmanager" {
-        "SecretsManager"
-    } else {
-        service
-    };
-    format!("{service} {name}").trim().to_owned()
-}
-
-/// `DynamoDB PutItem → DynamoDB UpdateItem ‖ SQS SendMessage`.
-fn operations(calls: &[Call]) -> String {
-    let mut text = String::new();
-    let mut latest_end: Option<Instant> = None;
-    for call in calls {
-        if let Some(end) = latest_end {
-            text.push_str(if call.start >= end { " → " } else { " ‖ " });
-        }
-        text.push_str(&operation_name(&call.operation));
-        if !(200..300).contains(&call.status) {
-            text.push_str(&format!(" ({})", call.status));
-        }
-        latest_end = Some(latest_end.map_or(call.end, |e| e.max(call.end)));
-    }
-    if text.is_empty() {
-        "none".to_owned()
-    } else {
-        text
-    }
-}
-
-fn aws_figures(runs: &[Measured]) -> AwsFigures {
-    let mut statuses = BTreeMap::new();
-    for run in runs {
-        *statuses.entry(run.status.clone()).or_insert(0) += 1;
-    }
-    AwsFigures {
-        requests: spread(runs.iter().map(|r| r.before.len())),
-        round_trips: spread(runs.iter().map(|r| sequential_round_trips(&r.before))),
-        after_answer: spread(runs.iter().map(|r| r.after.len())),
-        operations: runs
-            .first()
-            .map(|r| {
-                let mut text = operations(&r.before);
-                if !r.after.is_empty() {
-                    text.push_str(&format!("; after the answer: {}", operations(&r.after)));
-                }
-                text
-            })
-            .unwrap_or_default(),
-        statuses,
-    }
 }
 
 /// utime + stime of `pid`, in milliseconds.
@@ -497,61 +329,8 @@ fn peak_rss_kb(pid: u32) -> Result<u64, Error> {
         .ok_or_else(|| "no VmHWM in /proc/<pid>/status".into())
 }
 
-/// A function process in its sandbox.
-struct Running<'a> {
-    name: String,
-    child: Child,
-    sandbox: Arc<Sandbox>,
-    proxy: &'a Proxy,
-    log: PathBuf,
-    _server: AbortOnDrop,
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl Running<'_> {
-    async fn invoke(&mut self, event: &Value) -> Result<Measured, Error> {
-        // VinesOS signatures are time-limited: signed now, as a sender would.
-        let event = events::resign(event.clone());
-        let invoked = tokio::select! {
-            invoked = self.sandbox.invoke(&event, STEP_LIMIT) => invoked?,
-            status = self.child.wait() => {
-                return Err(format!("{} exited ({status:?}); see {}", self.name, self.log.display()).into())
-            }
-        };
-        // A request the answer waited for ended before it; one still running
-        // when the answer was posted (even if started before) is not on the
-        // answer's path.
-        let (before, after): (Vec<Call>, Vec<Call>) = self
-            .proxy
-            .calls_started_between(invoked.handed_out, invoked.ended)
-            .into_iter()
-            .partition(|c| c.end <= invoked.answered);
-        let status = match &invoked.answer {
-            Answer::Response(body) => serde_json::from_str::<Value>(body)
-                .ok()
-                .and_then(|v| v["statusCode"].as_u64())
-                .map_or_else(|| "no statusCode".to_owned(), |s| s.to_string()),
-            Answer::Error(body) => format!("error {body}"),
-        };
-        let aws_wait = proxy::waiting(&before, invoked.handed_out, invoked.answered);
-        Ok(Measured {
-            aws_wait,
-            answer: invoked.answered - invoked.handed_out,
-            duration: invoked.ended - invoked.handed_out,
-            before,
-            after,
-            status,
-        })
-    }
-}
-
+/// What every measurement shares: the endpoint behind its proxy, the
+/// functions' environment, where binaries and logs are.
 struct Setup {
     proxy: Proxy,
     env: BTreeMap<String, String>,
@@ -560,136 +339,270 @@ struct Setup {
     bin_dir: PathBuf,
 }
 
-async fn measure(
+/// A function started, with what its init cost.
+struct Started {
+    function: Function,
+    memory: u64,
+    init: Duration,
+    init_requests: usize,
+}
+
+impl Setup {
+    async fn start(&self, name: &str, logical_id: Option<&str>) -> Result<Started, Error> {
+        let memory = memory_size(&self.template, logical_id);
+        self.proxy.clear();
+        let function = Launch::new(self.bin_dir.join(name), name, &self.proxy.endpoint)
+            .env(self.env.clone())
+            .memory_mb(memory)
+            .log(self.log_dir.join(format!("{name}.log")))
+            .init_limit(STEP_LIMIT)
+            .start()
+            .await?;
+        let init_requests = self
+            .proxy
+            .calls_started_between(function.spawned, function.initialized)
+            .len();
+        Ok(Started {
+            memory,
+            init: function.init_duration(),
+            init_requests,
+            function,
+        })
+    }
+
+    /// One invocation, its AWS requests split at the answer.
+    async fn invoke(&self, function: &mut Function, event: &Value) -> Result<Measured, Error> {
+        let invoked = function.invoke(event, STEP_LIMIT).await?;
+        // A request the answer waited for ended before it; one still running
+        // when the answer was posted (even if started before) is not on the
+        // answer's path.
+        let (before, after): (Vec<Call>, Vec<Call>) = self
+            .proxy
+            .calls_started_between(invoked.handed_out, invoked.ended)
+            .into_iter()
+            .partition(|c| c.end <= invoked.answered);
+        let (status, response) = match &invoked.answer {
+            Answer::Response(body) => {
+                let response = serde_json::from_str::<Value>(body).ok();
+                let status = response
+                    .as_ref()
+                    .and_then(|v| v["statusCode"].as_u64())
+                    .map_or_else(|| "no statusCode".to_owned(), |s| s.to_string());
+                (status, response)
+            }
+            Answer::Error(body) => (format!("error {body}"), None),
+        };
+        Ok(Measured {
+            answer: invoked.answer_time(),
+            duration: invoked.duration(),
+            before,
+            after,
+            status,
+            response,
+        })
+    }
+}
+
+/// A receiver (or the floor): `events[0]` is its first invoke, the rest
+/// warm new events, then `duplicates` repeats of them.
+async fn measure_receiver(
     setup: &Setup,
     name: &str,
     logical_id: Option<&str>,
     events: &[Value],
     duplicates: usize,
-) -> Result<Figures, Error> {
-    let binary = setup.bin_dir.join(name);
-    let sandbox = Sandbox::new(name);
-    let (address, server) = sandbox::serve(&sandbox).await?;
-    let memory = memory_size(&setup.template, logical_id);
-    let log = setup.log_dir.join(format!("{name}.log"));
-    let log_file = std::fs::File::create(&log)?;
-    let mut command = Command::new(&binary);
-    command
-        .env_clear()
-        .envs(&setup.env)
-        .env("AWS_LAMBDA_RUNTIME_API", &address)
-        .env("AWS_LAMBDA_FUNCTION_NAME", name)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", &memory)
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "lambda-bench")
-        .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
-        .env("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023")
-        .env("_HANDLER", "bootstrap")
-        .env("LAMBDA_TASK_ROOT", &setup.bin_dir)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("AWS_SESSION_TOKEN", "local")
-        .env("AWS_ENDPOINT_URL", &setup.proxy.endpoint)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("TZ", ":UTC")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .kill_on_drop(true);
-    die_with_parent(&mut command);
-    setup.proxy.clear();
-    let spawned = Instant::now();
-    let child = command
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    let pid = child.id().ok_or("the function exited at once")?;
-    let mut running = Running {
-        name: name.to_owned(),
-        child,
-        sandbox: Arc::clone(&sandbox),
-        proxy: &setup.proxy,
-        log: log.clone(),
-        _server: AbortOnDrop(server),
-    };
-    let init_done = tokio::select! {
-        at = sandbox.wait_init(STEP_LIMIT) => at?,
-        status = running.child.wait() => {
-            return Err(format!("{name} exited during init ({status:?}); see {}", log.display()).into())
-        }
-    };
-    let init = init_done - spawned;
-    let init_aws_wait = proxy::waiting(
-        &setup.proxy.calls_started_between(spawned, init_done),
-        spawned,
-        init_done,
-    );
-
+) -> Result<ReceiverFigures, Error> {
+    let Started {
+        mut function,
+        memory,
+        init,
+        init_requests,
+    } = setup.start(name, logical_id).await?;
+    let pid = function.pid();
+    // VinesOS signatures are time-limited: signed now, as a sender would.
+    let signed_now = |event: &Value| events::resign(event.clone());
     let (first_event, warm_events) = events.split_first().ok_or("no events")?;
-    let first = running.invoke(first_event).await?;
+    let first = setup
+        .invoke(&mut function, &signed_now(first_event))
+        .await?;
     let cpu_before = cpu_ms(pid)?;
-    let mut warm = Vec::with_capacity(warm_events.len());
+    let mut new_runs = vec![first];
     for event in warm_events {
-        warm.push(running.invoke(event).await?);
+        new_runs.push(setup.invoke(&mut function, &signed_now(event)).await?);
     }
     let cpu_after = cpu_ms(pid)?;
     let mut dups = Vec::with_capacity(duplicates);
     for i in 0..duplicates {
-        dups.push(running.invoke(&events[i % events.len()]).await?);
+        let event = signed_now(&events[i % events.len()]);
+        dups.push(setup.invoke(&mut function, &event).await?);
     }
     let peak_rss_kb = peak_rss_kb(pid)?;
-    let extensions = sandbox
-        .extensions()
-        .into_iter()
-        .map(|(name, invoke)| {
-            if invoke {
-                name
-            } else {
-                format!("{name} (no INVOKE)")
-            }
-        })
-        .collect();
-    sandbox.shutdown();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let _ = running.child.kill().await;
+    function.stop().await;
 
     let is_floor = logical_id.is_none();
-    let mut new_runs = vec![first];
-    let first_ref = &new_runs[0];
-    let (first_invoke, first_duration) = (first_ref.answer, first_ref.duration);
-    let own_init_plus_first =
-        (init + first_invoke).saturating_sub(init_aws_wait + first_ref.aws_wait);
-    new_runs.extend(warm);
-    let warm_runs = &new_runs[1..];
-    Ok(Figures {
-        function: name.to_owned(),
-        memory_size_mb: memory,
-        extensions,
-        init_ms: ms(init),
-        first_invoke_ms: ms(first_invoke),
-        first_invoke_duration_ms: ms(first_duration),
-        init_plus_first_ms: ms(init + first_invoke),
-        own_init_plus_first_ms: ms(own_init_plus_first),
-        ratio_to_floor: None,
-        own_ratio_to_floor: None,
-        warm_invocations: warm_runs.len(),
-        warm_answer: latency(warm_runs.iter().map(|r| r.answer)),
-        warm_duration: latency(warm_runs.iter().map(|r| r.duration)),
-        cpu_ms_per_warm_invocation: ((cpu_after - cpu_before) / warm_runs.len().max(1) as f64
-            * 1000.0)
+    let first_invoke = new_runs[0].answer;
+    let warm = &new_runs[1..];
+    Ok(ReceiverFigures {
+        common: Common {
+            function: name.to_owned(),
+            memory_size_mb: memory.to_string(),
+            init_ms: ms(init),
+            init_requests,
+            first_invoke_ms: ms(first_invoke),
+            init_plus_first_ms: ms(init + first_invoke),
+            ratio_to_floor: None,
+            peak_rss_kb,
+        },
+        warm_invocations: warm.len(),
+        warm_answer: latency(warm.iter().map(|r| r.answer)),
+        warm_duration: latency(warm.iter().map(|r| r.duration)),
+        cpu_ms_per_warm_invocation: ((cpu_after - cpu_before) / warm.len().max(1) as f64 * 1000.0)
             .round()
             / 1000.0,
-        peak_rss_kb,
         new_events: (!is_floor).then(|| aws_figures(&new_runs)),
         duplicates: (!is_floor && !dups.is_empty()).then(|| Duplicates {
             count: dups.len(),
             answer: latency(dups.iter().map(|r| r.answer)),
-            duration: latency(dups.iter().map(|r| r.duration)),
             aws: aws_figures(&dups),
         }),
     })
+}
+
+/// Everything the events table's stream holds, in the batches the event
+/// source mapping would hand the processor (one GetRecords page each).
+async fn stream_batches(
+    sdk: &aws_config::SdkConfig,
+    stream_arn: &str,
+    table: &str,
+) -> Result<Vec<(usize, Value)>, Error> {
+    use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+    let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
+    let shards = streams
+        .describe_stream()
+        .stream_arn(stream_arn)
+        .send()
+        .await?
+        .stream_description
+        .and_then(|d| d.shards)
+        .unwrap_or_default();
+    let mut batches = Vec::new();
+    for shard in shards.into_iter().filter_map(|s| s.shard_id) {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(stream_arn)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await?
+            .shard_iterator;
+        while let Some(at) = iterator {
+            let page = streams
+                .get_records()
+                .shard_iterator(at)
+                .limit(BATCH_SIZE)
+                .send()
+                .await?;
+            let records = page.records.unwrap_or_default();
+            if records.is_empty() {
+                break;
+            }
+            let event = local_stack::stream::lambda_event(stream_arn, table, &records)?;
+            batches.push((records.len(), serde_json::to_value(event)?));
+            iterator = page.next_shard_iterator;
+        }
+    }
+    Ok(batches)
+}
+
+/// The processor on `batches`: the first is its first invoke, the rest warm.
+async fn measure_processor(
+    setup: &Setup,
+    batches: &[(usize, Value)],
+) -> Result<ProcessorFigures, Error> {
+    let Started {
+        mut function,
+        memory,
+        init,
+        init_requests,
+    } = setup.start(PROCESSOR, Some(PROCESSOR_LOGICAL_ID)).await?;
+    let pid = function.pid();
+    let ((_, first_event), warm_batches) = batches
+        .split_first()
+        .ok_or("the events table's stream holds nothing")?;
+    let first = invoke_batch(setup, &mut function, first_event).await?;
+    let mut failed_records = first.1;
+    let first = first.0;
+    let cpu_before = cpu_ms(pid)?;
+    let mut warm = Vec::with_capacity(warm_batches.len());
+    for (records, event) in warm_batches {
+        let (measured, failed) = invoke_batch(setup, &mut function, event).await?;
+        failed_records += failed;
+        warm.push((*records, measured));
+    }
+    let cpu_after = cpu_ms(pid)?;
+    let peak_rss_kb = peak_rss_kb(pid)?;
+    function.stop().await;
+
+    // With a single batch, it is the only one there is to measure.
+    let measured: Vec<(usize, &Measured)> = if warm.is_empty() {
+        vec![(batches[0].0, &first)]
+    } else {
+        warm.iter().map(|(n, m)| (*n, m)).collect()
+    };
+    let records: usize = measured.iter().map(|(n, _)| n).sum();
+    let per_record = |total: f64| (total / records.max(1) as f64 * 1000.0).round() / 1000.0;
+    let answer_total: Duration = measured.iter().map(|(_, m)| m.answer).sum();
+    let mut operations = BTreeMap::new();
+    for (_, m) in &measured {
+        for call in m.before.iter().chain(&m.after) {
+            *operations.entry(call.operation.clone()).or_insert(0) += 1;
+        }
+    }
+    let requests: usize = operations.values().sum();
+    Ok(ProcessorFigures {
+        common: Common {
+            function: PROCESSOR.to_owned(),
+            memory_size_mb: memory.to_string(),
+            init_ms: ms(init),
+            init_requests,
+            first_invoke_ms: ms(first.answer),
+            init_plus_first_ms: ms(init + first.answer),
+            ratio_to_floor: None,
+            peak_rss_kb,
+        },
+        warm_batches: warm.len(),
+        warm_records: records,
+        batch_answer: latency(measured.iter().map(|(_, m)| m.answer)),
+        ms_per_record: per_record(answer_total.as_secs_f64() * 1000.0),
+        requests_per_record: (requests as f64 / records.max(1) as f64 * 100.0).round() / 100.0,
+        round_trips_per_batch: spread(measured.iter().map(|(_, m)| {
+            let all: Vec<Call> = m.before.iter().chain(&m.after).cloned().collect();
+            sequential_round_trips(&all)
+        })),
+        operations,
+        cpu_ms_per_record: if warm.is_empty() {
+            0.0
+        } else {
+            per_record(cpu_after - cpu_before)
+        },
+        failed_records,
+    })
+}
+
+/// One batch to the processor: measured, and how many records it reported failed.
+async fn invoke_batch(
+    setup: &Setup,
+    function: &mut Function,
+    event: &Value,
+) -> Result<(Measured, usize), Error> {
+    let measured = setup.invoke(function, event).await?;
+    let failures = measured
+        .response
+        .as_ref()
+        .and_then(|r| r["batchItemFailures"].as_array())
+        .map(Vec::len)
+        .ok_or_else(|| format!("{PROCESSOR} answered {}", measured.status))?;
+    Ok((measured, failures))
 }
 
 async fn run(options: Options) -> Result<(), Error> {
@@ -702,8 +615,10 @@ async fn run(options: Options) -> Result<(), Error> {
             .ok_or_else(|| format!("no receiver named {name:?} (with a sample in events/)"))?;
         chosen.push((name.clone(), sample.clone()));
     }
+    let processor = options.processor && !chosen.is_empty();
     let missing: Vec<String> = std::iter::once(FLOOR.to_owned())
         .chain(chosen.iter().map(|(n, _)| n.clone()))
+        .chain(processor.then(|| PROCESSOR.to_owned()))
         .filter(|n| !options.bin_dir.join(n).is_file())
         .collect();
     if !missing.is_empty() {
@@ -720,7 +635,7 @@ async fn run(options: Options) -> Result<(), Error> {
     let sdk = local_sdk_config(&moto.endpoint).await;
     let template_path = local_stack::template::default_path();
     let template = Template::load(&template_path)?;
-    let mut provisioned = provision(&sdk, &template, "bench").await?;
+    let provisioned = provision(&sdk, &template, "bench").await?;
     put_revel_secrets(
         &sdk,
         &provisioned,
@@ -728,9 +643,6 @@ async fn run(options: Options) -> Result<(), Error> {
     )
     .await?;
     put_demo_secrets(&sdk, &provisioned).await?;
-    provisioned
-        .env
-        .insert("PATH".to_owned(), "/usr/bin:/bin".to_owned());
     let proxy = Proxy::start(&moto.endpoint).await?;
     let log_dir = workspace_root().join("target/lambda-bench");
     std::fs::create_dir_all(&log_dir)?;
@@ -743,17 +655,17 @@ async fn run(options: Options) -> Result<(), Error> {
     };
 
     let count = options.invocations + 1;
-    let mut functions = Vec::new();
-    let mut floor: Option<Figures> = None;
+    let mut receivers = Vec::new();
+    let mut floor: Option<ReceiverFigures> = None;
     for (name, sample) in &chosen {
         let events = new_events(sample, count)?;
         if floor.is_none() {
             eprintln!("lambda-bench: {FLOOR} (the floor)");
-            floor = Some(measure(&setup, FLOOR, None, &events, 0).await?);
+            floor = Some(measure_receiver(&setup, FLOOR, None, &events, 0).await?);
         }
         eprintln!("lambda-bench: {name}");
-        functions.push(
-            measure(
+        receivers.push(
+            measure_receiver(
                 &setup,
                 name,
                 Some(sample.target.logical_id()),
@@ -764,21 +676,46 @@ async fn run(options: Options) -> Result<(), Error> {
         );
     }
     let floor = floor.ok_or("no functions chosen")?;
-    for figures in &mut functions {
-        figures.ratio_to_floor =
-            Some((figures.init_plus_first_ms / floor.init_plus_first_ms * 100.0).round() / 100.0);
-        figures.own_ratio_to_floor = Some(
-            (figures.own_init_plus_first_ms / floor.own_init_plus_first_ms * 100.0).round() / 100.0,
+    let processor = if processor {
+        let events_table = &provisioned.resources["EventsTable"];
+        let stream_arn = events_table
+            .stream_arn
+            .as_deref()
+            .ok_or("template.yaml gives the events table no stream")?;
+        let batches = stream_batches(&sdk, stream_arn, &events_table.reference).await?;
+        eprintln!(
+            "lambda-bench: {PROCESSOR} ({} records in {} batches)",
+            batches.iter().map(|(n, _)| n).sum::<usize>(),
+            batches.len()
         );
+        Some(measure_processor(&setup, &batches).await?)
+    } else {
+        None
+    };
+    let to_floor = |common: &mut Common| {
+        common.ratio_to_floor = Some(
+            (common.init_plus_first_ms / floor.common.init_plus_first_ms * 100.0).round() / 100.0,
+        );
+    };
+    for figures in &mut receivers {
+        to_floor(&mut figures.common);
     }
+    let processor = processor.map(|mut figures| {
+        to_floor(&mut figures.common);
+        figures
+    });
     let report = Report {
         machine: machine(),
         invocations: options.invocations,
         duplicates: options.duplicates,
         floor,
-        functions,
+        receivers,
+        processor,
     };
-    print!("{}", markdown(&report));
+    print!(
+        "{}",
+        report::markdown(&report, 1000 / clock_ticks_per_second())
+    );
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
         eprintln!("lambda-bench: wrote {}", path.display());
@@ -801,106 +738,6 @@ fn machine() -> String {
         "{} {cpu}, {cores} cores (release builds of this machine's target, not Lambda's arm64)",
         std::env::consts::ARCH
     )
-}
-
-fn show(spread: &Spread) -> String {
-    if spread.min == spread.max {
-        spread.median.to_string()
-    } else {
-        format!("{} ({}–{})", spread.median, spread.min, spread.max)
-    }
-}
-
-fn statuses(map: &BTreeMap<String, usize>) -> String {
-    map.iter()
-        .map(|(status, n)| format!("{status} ×{n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn markdown(report: &Report) -> String {
-    let mut out = String::new();
-    let f = &report.floor;
-    out.push_str(&format!(
-        "Machine: {}. {} warm new events and {} duplicates per function, after the first invoke.\n\n",
-        report.machine, report.invocations, report.duplicates
-    ));
-    out.push_str("| function | MB | init ms | first invoke ms | init + first ms | × floor | same, less AWS wait ms | × floor | warm answer p50 / p99 ms | warm invocation p50 / p99 ms | CPU ms / warm invocation | peak RSS MB |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for figures in std::iter::once(f).chain(&report.functions) {
-        let label = if figures.new_events.is_none() {
-            format!("{} (floor)", figures.function)
-        } else {
-            figures.function.clone()
-        };
-        out.push_str(&format!(
-            "| {label} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} | {:.1} |\n",
-            figures.memory_size_mb,
-            figures.init_ms,
-            figures.first_invoke_ms,
-            figures.init_plus_first_ms,
-            figures
-                .ratio_to_floor
-                .map_or_else(|| "1.00".to_owned(), |r| format!("{r:.2}")),
-            figures.own_init_plus_first_ms,
-            figures
-                .own_ratio_to_floor
-                .map_or_else(|| "1.00".to_owned(), |r| format!("{r:.2}")),
-            figures.warm_answer.p50_ms,
-            figures.warm_answer.p99_ms,
-            figures.warm_duration.p50_ms,
-            figures.warm_duration.p99_ms,
-            figures.cpu_ms_per_warm_invocation,
-            figures.peak_rss_kb as f64 / 1024.0,
-        ));
-    }
-    out.push_str(&format!(
-        "\nAnswer = event handed out → response posted; invocation = → the runtime and every extension back at `next` (Lambda's billed duration). CPU = utime + stime of the process over the warm invocations, in clock ticks of {} ms. Peak RSS = VmHWM at the end.\n",
-        1000 / clock_ticks_per_second()
-    ));
-    out.push_str(
-        "\nAWS requests per invocation made between the event handed out and the answer (median, (min–max) when they differ); sequential round trips = the longest chain of them, each started after the previous ended; after the answer = requests still running when the answer was posted or started after it, before the invocation ended.\n\n",
-    );
-    out.push_str("| function | new: requests | new: sequential round trips | new: requests after the answer | new: answers | duplicate answer p50 / p99 ms | duplicate: requests | duplicate: sequential round trips | duplicate: answers | extensions |\n");
-    out.push_str("|---|---:|---:|---:|---|---:|---:|---:|---|---|\n");
-    for figures in &report.functions {
-        let (Some(new), dup) = (&figures.new_events, &figures.duplicates) else {
-            continue;
-        };
-        let (dup_latency, dup_requests, dup_rounds, dup_statuses) = match dup {
-            Some(d) => (
-                format!("{:.2} / {:.2}", d.answer.p50_ms, d.answer.p99_ms),
-                show(&d.aws.requests),
-                show(&d.aws.round_trips),
-                statuses(&d.aws.statuses),
-            ),
-            None => ("–".into(), "–".into(), "–".into(), "–".into()),
-        };
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {dup_latency} | {dup_requests} | {dup_rounds} | {dup_statuses} | {} |\n",
-            figures.function,
-            show(&new.requests),
-            show(&new.round_trips),
-            show(&new.after_answer),
-            statuses(&new.statuses),
-            if figures.extensions.is_empty() {
-                "none".to_owned()
-            } else {
-                figures.extensions.join(", ")
-            },
-        ));
-    }
-    out.push_str("\nRequests of the first new event and of the first duplicate (→ one after the other, ‖ concurrent):\n\n");
-    for figures in &report.functions {
-        if let Some(new) = &figures.new_events {
-            out.push_str(&format!("- {}: new: {}", figures.function, new.operations));
-            if let Some(dup) = &figures.duplicates {
-                out.push_str(&format!("; duplicate: {}", dup.aws.operations));
-            }
-            out.push('\n');
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -944,10 +781,13 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_are_nearest_rank() {
-        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&values, 0.5), Duration::from_millis(50));
-        assert_eq!(percentile(&values, 0.99), Duration::from_millis(99));
-        assert_eq!(percentile(&values[..1], 0.99), Duration::from_millis(1));
+    fn the_processor_is_measured_with_its_own_memory_size() {
+        let template: serde_norway::Value = serde_norway::from_str(
+            "Globals: {Function: {MemorySize: 128}}\nResources: {EventsProcessorFunction: {Properties: {MemorySize: 256}}}",
+        )
+        .unwrap();
+        assert_eq!(memory_size(&template, Some(PROCESSOR_LOGICAL_ID)), 256);
+        assert_eq!(memory_size(&template, Some("Other")), 128);
+        assert_eq!(memory_size(&template, None), 128);
     }
 }

@@ -234,8 +234,9 @@ impl Function {
 }
 
 /// The process dies with its parent, even if the parent is killed (a test
-/// binary stopped mid-run leaves no function behind).
-fn die_with_parent(command: &mut Command) {
+/// binary or a bench stopped mid-run leaves no function, and no local
+/// endpoint, behind).
+pub fn die_with_parent(command: &mut Command) {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl is async-signal-safe and touches no memory of ours.
     unsafe {

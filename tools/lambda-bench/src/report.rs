@@ -1,0 +1,375 @@
+//! The figures `lambda-bench` measures, their statistics, and the report.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lambda_sandbox::proxy::{sequential_round_trips, Call};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Spread {
+    pub median: usize,
+    pub min: usize,
+    pub max: usize,
+}
+
+/// What the invocations of one kind (new events, duplicates) asked of AWS.
+#[derive(Debug, Clone, Serialize)]
+pub struct AwsFigures {
+    /// AWS requests made between the event handed out and the answer.
+    pub requests: Spread,
+    /// The longest chain of those requests, one after the other.
+    pub round_trips: Spread,
+    /// AWS requests still running when the answer was posted or started
+    /// after it, before the runtime was back at `next`.
+    pub after_answer: Spread,
+    /// The requests of the first such invocation: `→` sequential, `‖` concurrent.
+    pub operations: String,
+    /// Answers by status code.
+    pub statuses: BTreeMap<String, usize>,
+}
+
+/// One invocation, measured.
+pub struct Measured {
+    pub answer: Duration,
+    pub duration: Duration,
+    /// AWS requests that ended before the answer was posted.
+    pub before: Vec<Call>,
+    /// AWS requests that didn't.
+    pub after: Vec<Call>,
+    /// The answer's `statusCode`, or what it was instead.
+    pub status: String,
+    /// The response, parsed (none for an error or a response that isn't JSON).
+    pub response: Option<serde_json::Value>,
+}
+
+/// What every function (and the floor) is measured by.
+#[derive(Debug, Clone, Serialize)]
+pub struct Common {
+    pub function: String,
+    pub memory_size_mb: String,
+    /// Spawn to the runtime's first `next`.
+    pub init_ms: f64,
+    /// AWS requests made during init (reading secrets, say).
+    pub init_requests: usize,
+    /// The first event handed out to its answer posted.
+    pub first_invoke_ms: f64,
+    pub init_plus_first_ms: f64,
+    /// (init + first invoke) / the floor's.
+    pub ratio_to_floor: Option<f64>,
+    pub peak_rss_kb: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Duplicates {
+    pub count: usize,
+    pub answer: Latency,
+    pub aws: AwsFigures,
+}
+
+/// A receiver, or the floor (no AWS figures).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiverFigures {
+    #[serde(flatten)]
+    pub common: Common,
+    pub warm_invocations: usize,
+    pub warm_answer: Latency,
+    /// Event handed out to the runtime back at `next` (Lambda's billed duration).
+    pub warm_duration: Latency,
+    pub cpu_ms_per_warm_invocation: f64,
+    pub new_events: Option<AwsFigures>,
+    pub duplicates: Option<Duplicates>,
+}
+
+/// The events processor, fed the events table's stream in batches.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessorFigures {
+    #[serde(flatten)]
+    pub common: Common,
+    /// Batches measured (after the first) and the records they held.
+    pub warm_batches: usize,
+    pub warm_records: usize,
+    pub batch_answer: Latency,
+    /// Warm batches' answer time over their records.
+    pub ms_per_record: f64,
+    /// Warm batches' AWS requests over their records.
+    pub requests_per_record: f64,
+    /// The longest chain of sequential requests per batch.
+    pub round_trips_per_batch: Spread,
+    /// Requests by operation over the warm batches.
+    pub operations: BTreeMap<String, usize>,
+    pub cpu_ms_per_record: f64,
+    /// Records the processor reported as failed, in every batch.
+    pub failed_records: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub machine: String,
+    pub invocations: usize,
+    pub duplicates: usize,
+    pub floor: ReceiverFigures,
+    pub receivers: Vec<ReceiverFigures>,
+    pub processor: Option<ProcessorFigures>,
+}
+
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
+
+pub fn percentile(values: &[Duration], p: f64) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
+pub fn latency(values: impl Iterator<Item = Duration>) -> Latency {
+    let values: Vec<Duration> = values.collect();
+    Latency {
+        p50_ms: ms(percentile(&values, 0.50)),
+        p99_ms: ms(percentile(&values, 0.99)),
+    }
+}
+
+pub fn spread(values: impl Iterator<Item = usize>) -> Spread {
+    let mut values: Vec<usize> = values.collect();
+    values.sort();
+    Spread {
+        median: values.get(values.len() / 2).copied().unwrap_or(0),
+        min: values.first().copied().unwrap_or(0),
+        max: values.last().copied().unwrap_or(0),
+    }
+}
+
+/// `DynamoDB_20120810.PutItem` as `DynamoDB PutItem`.
+pub fn operation_name(operation: &str) -> String {
+    let (service, name) = operation.split_once('.').unwrap_or(("", operation));
+    let service = if service.starts_with("DynamoDB") {
+        "DynamoDB"
+    } else if service == "AmazonSQS" {
+        "SQS"
+    } else if service == "secretsmanager" {
+        "SecretsManager"
+    } else {
+        service
+    };
+    format!("{service} {name}").trim().to_owned()
+}
+
+/// `DynamoDB PutItem → DynamoDB PutItem (400)`.
+pub fn operations(calls: &[Call]) -> String {
+    let mut text = String::new();
+    let mut latest_end = None;
+    for call in calls {
+        if let Some(end) = latest_end {
+            text.push_str(if call.start >= end { " → " } else { " ‖ " });
+        }
+        text.push_str(&operation_name(&call.operation));
+        if !(200..300).contains(&call.status) {
+            text.push_str(&format!(" ({})", call.status));
+        }
+        latest_end = Some(latest_end.map_or(call.end, |e: std::time::Instant| e.max(call.end)));
+    }
+    if text.is_empty() {
+        "none".to_owned()
+    } else {
+        text
+    }
+}
+
+pub fn aws_figures(runs: &[Measured]) -> AwsFigures {
+    let mut statuses = BTreeMap::new();
+    for run in runs {
+        *statuses.entry(run.status.clone()).or_insert(0) += 1;
+    }
+    AwsFigures {
+        requests: spread(runs.iter().map(|r| r.before.len())),
+        round_trips: spread(runs.iter().map(|r| sequential_round_trips(&r.before))),
+        after_answer: spread(runs.iter().map(|r| r.after.len())),
+        operations: runs
+            .first()
+            .map(|r| {
+                let mut text = operations(&r.before);
+                if !r.after.is_empty() {
+                    text.push_str(&format!("; after the answer: {}", operations(&r.after)));
+                }
+                text
+            })
+            .unwrap_or_default(),
+        statuses,
+    }
+}
+
+fn show(spread: &Spread) -> String {
+    if spread.min == spread.max {
+        spread.median.to_string()
+    } else {
+        format!("{} ({}–{})", spread.median, spread.min, spread.max)
+    }
+}
+
+fn statuses(map: &BTreeMap<String, usize>) -> String {
+    map.iter()
+        .map(|(status, n)| format!("{status} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn ratio(common: &Common) -> String {
+    common
+        .ratio_to_floor
+        .map_or_else(|| "1.00".to_owned(), |r| format!("{r:.2}"))
+}
+
+pub fn markdown(report: &Report, clock_tick_ms: i64) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Machine: {}. {} warm new events and {} duplicates per receiver, after the first invoke.\n\n",
+        report.machine, report.invocations, report.duplicates
+    ));
+    out.push_str("| function | MB | init ms | AWS requests in init | first invoke ms | init + first ms | × floor | warm answer p50 / p99 ms | warm invocation p50 / p99 ms | CPU ms / warm invocation | peak RSS MB |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for figures in std::iter::once(&report.floor).chain(&report.receivers) {
+        let c = &figures.common;
+        let label = if figures.new_events.is_none() {
+            format!("{} (floor)", c.function)
+        } else {
+            c.function.clone()
+        };
+        out.push_str(&format!(
+            "| {label} | {} | {:.2} | {} | {:.2} | {:.2} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} | {:.1} |\n",
+            c.memory_size_mb,
+            c.init_ms,
+            c.init_requests,
+            c.first_invoke_ms,
+            c.init_plus_first_ms,
+            ratio(c),
+            figures.warm_answer.p50_ms,
+            figures.warm_answer.p99_ms,
+            figures.warm_duration.p50_ms,
+            figures.warm_duration.p99_ms,
+            figures.cpu_ms_per_warm_invocation,
+            c.peak_rss_kb as f64 / 1024.0,
+        ));
+    }
+    out.push_str(&format!(
+        "\nAnswer = event handed out → response posted; invocation = → the runtime back at `next` (Lambda's billed duration). Init = spawn → the runtime's first `next`; first invoke = its answer. Raw figures: nothing subtracted (the local endpoint's time is in them). CPU = utime + stime of the process over the warm invocations, in clock ticks of {clock_tick_ms} ms. Peak RSS = VmHWM at the end.\n",
+    ));
+    out.push_str(
+        "\nThe ack path: AWS requests per invocation between the event handed out and the answer (median, (min–max) when they differ); sequential round trips = the longest chain of them, each started after the previous ended; after the answer = requests running or started after the answer was posted.\n\n",
+    );
+    out.push_str("| receiver | new: AWS requests | new: sequential round trips | new: requests after the answer | new: answers | duplicate: AWS requests | duplicate: sequential round trips | duplicate: answers | duplicate answer p50 / p99 ms |\n");
+    out.push_str("|---|---:|---:|---:|---|---:|---:|---|---:|\n");
+    for figures in &report.receivers {
+        let Some(new) = &figures.new_events else {
+            continue;
+        };
+        let (dup_requests, dup_rounds, dup_statuses, dup_latency) = match &figures.duplicates {
+            Some(d) => (
+                show(&d.aws.requests),
+                show(&d.aws.round_trips),
+                statuses(&d.aws.statuses),
+                format!("{:.2} / {:.2}", d.answer.p50_ms, d.answer.p99_ms),
+            ),
+            None => ("–".into(), "–".into(), "–".into(), "–".into()),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {dup_requests} | {dup_rounds} | {dup_statuses} | {dup_latency} |\n",
+            figures.common.function,
+            show(&new.requests),
+            show(&new.round_trips),
+            show(&new.after_answer),
+            statuses(&new.statuses),
+        ));
+    }
+    out.push_str("\nRequests of the first new event and of the first duplicate (→ one after the other, ‖ concurrent):\n\n");
+    for figures in &report.receivers {
+        if let Some(new) = &figures.new_events {
+            out.push_str(&format!(
+                "- {}: new: {}",
+                figures.common.function, new.operations
+            ));
+            if let Some(dup) = &figures.duplicates {
+                out.push_str(&format!("; duplicate: {}", dup.aws.operations));
+            }
+            out.push('\n');
+        }
+    }
+    if let Some(p) = &report.processor {
+        let c = &p.common;
+        out.push_str("\nThe events processor, fed what the receivers above left on the events table's stream, in the event source mapping's batches (the first batch is its first invoke; the rest are measured):\n\n");
+        out.push_str("| function | MB | init ms | first batch ms | init + first ms | × floor | warm batches / records | batch answer p50 / p99 ms | ms / record | AWS requests / record | sequential round trips / batch | CPU ms / record | peak RSS MB | failed records |\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str(&format!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} / {} | {:.2} / {:.2} | {:.3} | {:.2} | {} | {:.3} | {:.1} | {} |\n",
+            c.function,
+            c.memory_size_mb,
+            c.init_ms,
+            c.first_invoke_ms,
+            c.init_plus_first_ms,
+            ratio(c),
+            p.warm_batches,
+            p.warm_records,
+            p.batch_answer.p50_ms,
+            p.batch_answer.p99_ms,
+            p.ms_per_record,
+            p.requests_per_record,
+            show(&p.round_trips_per_batch),
+            p.cpu_ms_per_record,
+            c.peak_rss_kb as f64 / 1024.0,
+            p.failed_records,
+        ));
+        let operations: Vec<String> = p
+            .operations
+            .iter()
+            .map(|(op, n)| format!("{} ×{n}", operation_name(op)))
+            .collect();
+        out.push_str(&format!(
+            "\nThe processor's requests over the warm batches: {}.\n",
+            operations.join(", ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&values, 0.5), Duration::from_millis(50));
+        assert_eq!(percentile(&values, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&values[..1], 0.99), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn operations_show_chained_and_concurrent_requests_and_failed_statuses() {
+        let t = std::time::Instant::now();
+        let call = |operation: &str, start: u64, end: u64, status: u16| Call {
+            start: t + Duration::from_millis(start),
+            end: t + Duration::from_millis(end),
+            operation: operation.into(),
+            status,
+            refused: false,
+        };
+        let calls = [
+            call("DynamoDB_20120810.PutItem", 0, 5, 400),
+            call("DynamoDB_20120810.PutItem", 6, 9, 200),
+            call("AmazonSQS.SendMessage", 7, 10, 200),
+        ];
+        assert_eq!(
+            operations(&calls),
+            "DynamoDB PutItem (400) → DynamoDB PutItem ‖ SQS SendMessage"
+        );
+        assert_eq!(operations(&[]), "none");
+    }
+}
