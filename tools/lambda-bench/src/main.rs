@@ -529,6 +529,7 @@ async fn measure_processor(
     let ((_, first_event), warm_batches) = batches
         .split_first()
         .ok_or("the events table's stream holds nothing")?;
+    let cpu_at_start = cpu_ms(pid)?;
     let first = invoke_batch(setup, &mut function, first_event).await?;
     let mut failed_records = first.1;
     let first = first.0;
@@ -570,8 +571,8 @@ async fn measure_processor(
             ratio_to_floor: None,
             peak_rss_kb,
         },
-        warm_batches: warm.len(),
-        warm_records: records,
+        measured_batches: measured.len(),
+        measured_records: records,
         batch_answer: latency(measured.iter().map(|(_, m)| m.answer)),
         ms_per_record: per_record(answer_total.as_secs_f64() * 1000.0),
         requests_per_record: (requests as f64 / records.max(1) as f64 * 100.0).round() / 100.0,
@@ -580,11 +581,14 @@ async fn measure_processor(
             sequential_round_trips(&all)
         })),
         operations,
-        cpu_ms_per_record: if warm.is_empty() {
-            0.0
-        } else {
-            per_record(cpu_after - cpu_before)
-        },
+        cpu_ms_per_record: per_record(
+            cpu_after
+                - if warm.is_empty() {
+                    cpu_at_start
+                } else {
+                    cpu_before
+                },
+        ),
         failed_records,
     })
 }

@@ -92,17 +92,18 @@ pub struct ReceiverFigures {
 pub struct ProcessorFigures {
     #[serde(flatten)]
     pub common: Common,
-    /// Batches measured (after the first) and the records they held.
-    pub warm_batches: usize,
-    pub warm_records: usize,
+    /// Batches measured (those after the first; the first alone when there
+    /// is only one) and the records they held.
+    pub measured_batches: usize,
+    pub measured_records: usize,
     pub batch_answer: Latency,
-    /// Warm batches' answer time over their records.
+    /// Measured batches' answer time over their records.
     pub ms_per_record: f64,
-    /// Warm batches' AWS requests over their records.
+    /// Measured batches' AWS requests over their records.
     pub requests_per_record: f64,
     /// The longest chain of sequential requests per batch.
     pub round_trips_per_batch: Spread,
-    /// Requests by operation over the warm batches.
+    /// Requests by operation over the measured batches.
     pub operations: BTreeMap<String, usize>,
     pub cpu_ms_per_record: f64,
     /// Records the processor reported as failed, in every batch.
@@ -304,8 +305,8 @@ pub fn markdown(report: &Report, clock_tick_ms: i64) -> String {
     }
     if let Some(p) = &report.processor {
         let c = &p.common;
-        out.push_str("\nThe events processor, fed what the receivers above left on the events table's stream, in the event source mapping's batches (the first batch is its first invoke; the rest are measured):\n\n");
-        out.push_str("| function | MB | init ms | first batch ms | init + first ms | × floor | warm batches / records | batch answer p50 / p99 ms | ms / record | AWS requests / record | sequential round trips / batch | CPU ms / record | peak RSS MB | failed records |\n");
+        out.push_str("\nThe events processor, fed what the receivers above left on the events table's stream, in the event source mapping's batches (the first batch is its first invoke; the rest are measured, or the first alone when there is only one):\n\n");
+        out.push_str("| function | MB | init ms | first batch ms | init + first ms | × floor | batches / records measured | batch answer p50 / p99 ms | ms / record | AWS requests / record | sequential round trips / batch | CPU ms / record | peak RSS MB | failed records |\n");
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         out.push_str(&format!(
             "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} / {} | {:.2} / {:.2} | {:.3} | {:.2} | {} | {:.3} | {:.1} | {} |\n",
@@ -315,8 +316,8 @@ pub fn markdown(report: &Report, clock_tick_ms: i64) -> String {
             c.first_invoke_ms,
             c.init_plus_first_ms,
             ratio(c),
-            p.warm_batches,
-            p.warm_records,
+            p.measured_batches,
+            p.measured_records,
             p.batch_answer.p50_ms,
             p.batch_answer.p99_ms,
             p.ms_per_record,
@@ -332,7 +333,7 @@ pub fn markdown(report: &Report, clock_tick_ms: i64) -> String {
             .map(|(op, n)| format!("{} ×{n}", operation_name(op)))
             .collect();
         out.push_str(&format!(
-            "\nThe processor's requests over the warm batches: {}.\n",
+            "\nThe processor's requests over the measured batches: {}.\n",
             operations.join(", ")
         ));
     }
