@@ -1,14 +1,9 @@
 //! The clients and resource names a command works with.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use shared::config::{Config, Settings};
-use shared::ingest::replay::DynamoArchive;
-use shared::ingest::Stores;
-use shared::queue::SqsJobQueue;
 use shared::store::dynamodb::{DynamoEntityStore, DynamoEventStore};
 use shared::sync_state::DynamoSyncState;
 
@@ -20,9 +15,11 @@ pub struct Context {
     pub json: bool,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// The events table's stream (what the processor reads).
+    pub streams: aws_sdk_dynamodbstreams::Client,
 }
 
-fn required<'a>(
+pub fn required<'a>(
     value: &'a Option<String>,
     env: &'static str,
     flag: &'static str,
@@ -54,19 +51,12 @@ impl Context {
             json,
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
+            streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
         }
     }
 
     pub fn events_table(&self) -> Result<&str, OpsError> {
         required(&self.resources.events_table, "EVENTS_TABLE", "events-table")
-    }
-
-    pub fn entities_table(&self) -> Result<&str, OpsError> {
-        required(
-            &self.resources.entities_table,
-            "ENTITIES_TABLE",
-            "entities-table",
-        )
     }
 
     pub fn jobs_queue_url(&self) -> Result<&str, OpsError> {
@@ -86,14 +76,9 @@ impl Context {
     }
 
     pub fn sync_state(&self) -> Result<DynamoSyncState, OpsError> {
-        let table = required(
-            &self.resources.sync_state_table,
-            "SYNC_STATE_TABLE",
-            "sync-state-table",
-        )?;
         Ok(DynamoSyncState::new(
             self.dynamodb.clone(),
-            table,
+            self.sync_state_table()?,
             self.resources.daily_budget,
         ))
     }
@@ -106,49 +91,23 @@ impl Context {
         )
     }
 
-    /// The stores the ingest pipeline writes to, as the functions build them.
-    pub fn stores(&self) -> Result<Stores, OpsError> {
-        Ok(Stores {
-            events: Arc::new(DynamoEventStore::new(
-                self.dynamodb.clone(),
-                self.events_table()?,
-            )),
-            entities: Arc::new(DynamoEntityStore::new(
-                self.dynamodb.clone(),
-                self.entities_table()?,
-            )),
-            jobs: Arc::new(SqsJobQueue::new(self.sqs.clone(), self.jobs_queue_url()?)),
-        })
-    }
-
-    pub fn archive(&self) -> Result<DynamoArchive, OpsError> {
-        Ok(DynamoArchive::new(
+    /// The events archive, through the adapter the receivers write with.
+    pub fn event_store(&self) -> Result<DynamoEventStore, OpsError> {
+        Ok(DynamoEventStore::new(
             self.dynamodb.clone(),
             self.events_table()?,
         ))
     }
 
-    /// The pipeline's tunables (`PROCESSING_LEASE_SECONDS`, …), read from the
-    /// environment as the functions read them.
-    pub fn settings(&self) -> Result<Settings, OpsError> {
-        const NAMED_BY_FLAGS: [&str; 4] = [
-            "EVENTS_TABLE",
+    /// The entities table, when it is named (`events show` then says where
+    /// the event's entity stands).
+    pub fn entity_store(&self) -> Option<DynamoEntityStore> {
+        let table = required(
+            &self.resources.entities_table,
             "ENTITIES_TABLE",
-            "JOBS_QUEUE_URL",
-            "REVEL_WEBHOOK_SECRETS_ID",
-        ];
-        Config::from_lookup(|name| {
-            if NAMED_BY_FLAGS.contains(&name) {
-                // Resource names come from the flags; only the tunables are read here.
-                Some("-".to_owned())
-            } else {
-                std::env::var(name).ok()
-            }
-        })
-        .map(|config| config.settings)
-        .map_err(|e| OpsError::Invalid {
-            what: "settings",
-            why: e.to_string(),
-        })
+            "entities-table",
+        )
+        .ok()?;
+        Some(DynamoEntityStore::new(self.dynamodb.clone(), table))
     }
 }

@@ -33,14 +33,15 @@ pub struct RedriveArgs {
 }
 
 /// How long a received message stays hidden while it is being moved.
-const VISIBILITY_SECS: i32 = 120;
+pub const VISIBILITY_SECS: i32 = 120;
 
 /// The fresh deduplication id of a redriven message.
 pub fn redrive_deduplication_id(dlq_message_id: &str) -> String {
     sha256_hex(format!("redrive:{dlq_message_id}").as_bytes())
 }
 
-async fn waiting(context: &Context, queue_url: &str) -> Result<usize, OpsError> {
+/// Messages visible in a queue now.
+pub async fn waiting(context: &Context, queue_url: &str) -> Result<usize, OpsError> {
     let attributes = context
         .sqs
         .get_queue_attributes()
@@ -54,6 +55,27 @@ async fn waiting(context: &Context, queue_url: &str) -> Result<usize, OpsError> 
         .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0))
+}
+
+/// Makes received messages visible again at once (a failure is only
+/// reported: they come back by themselves after the visibility timeout).
+pub async fn release(context: &Context, queue_url: &str, handles: &[String]) {
+    for handle in handles.iter().filter(|h| !h.is_empty()) {
+        let released = context
+            .sqs
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await;
+        if let Err(error) = released {
+            eprintln!(
+                "revel-ops: {}",
+                OpsError::aws("sqs", "ChangeMessageVisibility", error)
+            );
+        }
+    }
 }
 
 /// What a job message is about, for the report (the body is a job, no
@@ -164,23 +186,7 @@ pub async fn redrive(context: &Context, args: &RedriveArgs) -> Result<(), OpsErr
     }
     .await;
     // Whatever was received and not moved is made visible again at once.
-    for handle in held.iter().filter(|h| !h.is_empty()) {
-        let released = context
-            .sqs
-            .change_message_visibility()
-            .queue_url(dlq)
-            .receipt_handle(handle)
-            .visibility_timeout(0)
-            .send()
-            .await;
-        if let Err(error) = released {
-            // It comes back by itself after the visibility timeout.
-            eprintln!(
-                "revel-ops: {}",
-                OpsError::aws("sqs", "ChangeMessageVisibility", error)
-            );
-        }
-    }
+    release(context, dlq, &held).await;
     bar.finish_and_clear();
     result?;
     if !context.json {

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use clap::{Args, ValueEnum};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use shared::ids::{EventKey, InstanceName};
-use shared::ingest::replay::{Archive, ArchivedEvent};
-use shared::store::EventStatus;
+use shared::ids::{EntityKey, EventKey, InstanceName};
+use shared::store::{EntityStore, EventRecord, EventStatus, EventStore, Origin};
 
 use crate::context::Context;
 use crate::error::OpsError;
@@ -42,20 +42,26 @@ pub struct Filters {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Status {
-    Processing,
-    Done,
+    /// Stored and understood: the processor applies it. `processing` and
+    /// `done`, the statuses of the earlier design, mean the same.
+    #[value(alias = "processing", alias = "done")]
+    Received,
+    /// Signed but not understood: kept for replay.
     Quarantined,
 }
 
 impl From<Status> for EventStatus {
     fn from(value: Status) -> Self {
         match value {
-            Status::Processing => Self::Processing,
-            Status::Done => Self::Done,
+            Status::Received => Self::Received,
             Status::Quarantined => Self::Quarantined,
         }
     }
 }
+
+/// How records of the earlier status design spell `received`: a listing of
+/// received events finds them too.
+const LEGACY_RECEIVED: [&str; 2] = ["processing", "done"];
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -88,13 +94,61 @@ const LISTED: [&str; 14] = [
     "received_at",
     "quarantine_reason",
     "entity_key",
+    "conflict_of",
     "origin",
     "request_id",
     "body_bytes",
-    "lease_until",
     "expires_at",
     "replayed_at",
 ];
+
+/// A record without its body and headers: what a listing reads, through
+/// `serde_dynamo` like the record itself (the field names are
+/// [`EventRecord`]'s).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Summary {
+    pub event_key: EventKey,
+    pub source: String,
+    pub instance: InstanceName,
+    pub event_type: String,
+    pub status: EventStatus,
+    #[serde(rename = "received_at")]
+    pub received_at_micros: i64,
+    #[serde(default)]
+    pub quarantine_reason: Option<String>,
+    #[serde(default)]
+    pub entity_key: Option<EntityKey>,
+    #[serde(default)]
+    pub conflict_of: Option<EventKey>,
+    pub origin: Origin,
+    #[serde(default)]
+    pub request_id: String,
+    pub body_bytes: u64,
+    pub expires_at: i64,
+    #[serde(default)]
+    pub replayed_at: Option<i64>,
+}
+
+impl From<&EventRecord> for Summary {
+    fn from(record: &EventRecord) -> Self {
+        Self {
+            event_key: record.event_key.clone(),
+            source: record.source.clone(),
+            instance: record.instance.clone(),
+            event_type: record.event_type.clone(),
+            status: record.status,
+            received_at_micros: record.received_at_micros,
+            quarantine_reason: record.quarantine_reason.clone(),
+            entity_key: record.entity_key.clone(),
+            conflict_of: record.conflict_of.clone(),
+            origin: record.origin,
+            request_id: record.request_id.clone(),
+            body_bytes: record.body_bytes,
+            expires_at: record.expires_at,
+            replayed_at: record.replayed_at,
+        }
+    }
+}
 
 /// A Scan's FilterExpression and its placeholders.
 #[derive(Debug, Default, PartialEq)]
@@ -129,8 +183,25 @@ impl Filters {
         if let Some(event_type) = &self.event_type {
             equal("event_type", event_type.trim().to_owned());
         }
-        if let Some(status) = status {
-            equal("status", status.as_str().to_owned());
+        match status {
+            Some(EventStatus::Received) => {
+                let mut spellings = vec![":f_status".to_owned()];
+                filter.values.insert(
+                    ":f_status".into(),
+                    AttributeValue::S(EventStatus::Received.as_str().into()),
+                );
+                for (n, legacy) in LEGACY_RECEIVED.iter().enumerate() {
+                    let placeholder = format!(":f_status_{n}");
+                    filter
+                        .values
+                        .insert(placeholder.clone(), AttributeValue::S((*legacy).into()));
+                    spellings.push(placeholder);
+                }
+                filter.names.insert("#f_status".into(), "status".into());
+                parts.push(format!("#f_status IN ({})", spellings.join(", ")));
+            }
+            Some(status) => equal("status", status.as_str().to_owned()),
+            None => {}
         }
         if self.since.is_some() || self.until.is_some() {
             filter
@@ -171,7 +242,7 @@ pub async fn scan(
     filters: &Filters,
     status: Option<EventStatus>,
     limit: Option<usize>,
-) -> Result<Vec<ArchivedEvent>, OpsError> {
+) -> Result<Vec<Summary>, OpsError> {
     let table = context.events_table()?;
     let filter = filters.to_filter(status)?;
     let mut names = filter.names.clone();
@@ -184,7 +255,7 @@ pub async fn scan(
         })
         .collect();
     let progress = output::spinner("scanning events");
-    let (mut scanned, mut found) = (0usize, Vec::new());
+    let (mut scanned, mut found) = (0usize, Vec::<Summary>::new());
     let mut start: Option<HashMap<String, AttributeValue>> = None;
     loop {
         let page = context
@@ -204,7 +275,17 @@ pub async fn scan(
             .map_err(|e| OpsError::aws("dynamodb", "Scan", e))?;
         scanned += page.scanned_count() as usize;
         for item in page.items() {
-            found.push(ArchivedEvent::from_item(item)?);
+            found.push(serde_dynamo::from_item(item.clone()).map_err(|e| {
+                OpsError::Unreadable {
+                    what: format!(
+                        "record {}",
+                        item.get("event_key")
+                            .and_then(|k| k.as_s().ok())
+                            .map_or("?", String::as_str)
+                    ),
+                    why: e.to_string(),
+                }
+            })?);
         }
         progress.set_message(format!("{scanned} scanned, {} matched", found.len()));
         progress.tick();
@@ -221,15 +302,16 @@ pub async fn scan(
         found.truncate(limit);
     }
     found.sort_by(|a, b| {
-        (a.received_at_micros, a.key.as_str()).cmp(&(b.received_at_micros, b.key.as_str()))
+        (a.received_at_micros, a.event_key.as_str())
+            .cmp(&(b.received_at_micros, b.event_key.as_str()))
     });
     Ok(found)
 }
 
 /// One listed event as JSON.
-pub fn summary_json(event: &ArchivedEvent) -> Value {
+pub fn summary_json(event: &Summary) -> Value {
     json!({
-        "event_key": event.key.as_str(),
+        "event_key": event.event_key.as_str(),
         "source": event.source,
         "instance": event.instance.as_str(),
         "event_type": event.event_type,
@@ -238,8 +320,9 @@ pub fn summary_json(event: &ArchivedEvent) -> Value {
         "received_at_micros": event.received_at_micros,
         "quarantine_reason": event.quarantine_reason,
         "entity_key": event.entity_key,
-        "origin": event.origin,
-        "replayed_at": event.replayed_at_micros.map(rfc3339_micros),
+        "conflict_of": event.conflict_of,
+        "origin": event.origin.as_str(),
+        "replayed_at": event.replayed_at.map(rfc3339_micros),
     })
 }
 
@@ -263,8 +346,9 @@ pub async fn list(context: &Context, args: &ListArgs) -> Result<(), OpsError> {
             "RECEIVED", "STATUS", "INSTANCE", "TYPE", "KEY [REASON]"
         ));
         for event in &events {
-            let reason = match (&event.status, &event.quarantine_reason) {
-                (EventStatus::Quarantined, Some(reason)) => format!(" [{reason}]"),
+            let reason = match (&event.status, &event.quarantine_reason, &event.conflict_of) {
+                (EventStatus::Quarantined, Some(reason), _) => format!(" [{reason}]"),
+                (_, _, Some(original)) => format!(" [conflicts with {original}]"),
                 _ => String::new(),
             };
             out.push_str(&format!(
@@ -273,7 +357,7 @@ pub async fn list(context: &Context, args: &ListArgs) -> Result<(), OpsError> {
                 event.status.as_str(),
                 event.instance.as_str(),
                 event.event_type,
-                event.key,
+                event.event_key,
             ));
         }
         out.push_str(&format!("{} event(s)\n", events.len()));
@@ -307,14 +391,35 @@ fn printable_body(raw: &[u8], show_body: bool) -> Value {
     }
 }
 
+/// The stored record of `key`.
+pub async fn load(context: &Context, key: &EventKey) -> Result<EventRecord, OpsError> {
+    context
+        .event_store()?
+        .get(key)
+        .await?
+        .ok_or_else(|| OpsError::NotFound(key.to_string()))
+}
+
+/// Where the record's entity stands, when the entities table is named.
+async fn entity_json(context: &Context, key: Option<&EntityKey>) -> Result<Value, OpsError> {
+    let (Some(store), Some(key)) = (context.entity_store(), key) else {
+        return Ok(Value::Null);
+    };
+    Ok(match store.get(key).await? {
+        None => json!("not stored (yet): the processor hasn't applied it"),
+        Some(entity) => json!({
+            "revision": entity.revision,
+            "delivered_revision": entity.delivered_revision,
+            "version": entity.rank.version,
+            "last_event_key": entity.last_event_key,
+        }),
+    })
+}
+
 pub async fn show(context: &Context, args: &ShowArgs) -> Result<(), OpsError> {
     let key = parse_key(&args.key)?;
-    let event = context
-        .archive()?
-        .load(&key)
-        .await?
-        .ok_or_else(|| OpsError::NotFound(key.to_string()))?;
-    let headers: Map<String, Value> = event
+    let record = load(context, &key).await?;
+    let headers: Map<String, Value> = record
         .headers
         .iter()
         .map(|(name, value)| {
@@ -326,30 +431,33 @@ pub async fn show(context: &Context, args: &ShowArgs) -> Result<(), OpsError> {
             (name.clone(), Value::String(value.to_owned()))
         })
         .collect();
-    let body = match event.raw_body() {
-        None => Value::Null,
-        Some(Ok(raw)) => printable_body(&raw, args.show_body),
-        Some(Err(_)) => Value::String("<the archived gzip body does not decompress>".into()),
+    let body = match record.raw_body() {
+        Ok(raw) => printable_body(&raw, args.show_body),
+        Err(_) => Value::String("<the archived gzip body does not decompress>".into()),
     };
-    let mut record = summary_json(&event);
-    let fields = record.as_object_mut().expect("an object");
-    fields.insert("request_id".into(), json!(event.request_id));
-    fields.insert("lease_until".into(), json!(event.lease_until));
-    fields.insert("expires_at".into(), json!(event.expires_at));
-    fields.insert("body_bytes".into(), json!(event.body_bytes));
+    let mut shown = summary_json(&Summary::from(&record));
+    let fields = shown.as_object_mut().expect("an object");
+    fields.insert("request_id".into(), json!(record.request_id));
+    fields.insert("expires_at".into(), json!(record.expires_at));
+    fields.insert("body_bytes".into(), json!(record.body_bytes));
     fields.insert(
         "body_encoding".into(),
-        json!(event
-            .body
-            .as_ref()
-            .map(|b| if b.gzip { "gzip" } else { "identity" })),
+        json!(if record.archived_body().gzip {
+            "gzip"
+        } else {
+            "identity"
+        }),
     );
-    fields.insert("body_sha256".into(), json!(event.body_sha256));
+    fields.insert("body_sha256".into(), json!(record.body_sha256));
+    fields.insert(
+        "entity".into(),
+        entity_json(context, record.entity_key.as_ref()).await?,
+    );
     fields.insert("headers".into(), Value::Object(headers));
     fields.insert("body_redacted".into(), json!(!args.show_body));
     fields.insert("body".into(), body);
     if context.json {
-        output::print(&format!("{record}\n"))?;
+        output::print(&format!("{shown}\n"))?;
         return Ok(());
     }
     let mut out = String::new();
@@ -403,6 +511,55 @@ mod tests {
             AttributeValue::S("demo".into())
         );
         assert_eq!(filter.names["#f_status"], "status");
+    }
+
+    #[test]
+    fn a_listing_of_received_events_finds_the_earlier_designs_spellings_too() {
+        let filter = Filters::default()
+            .to_filter(Some(EventStatus::Received))
+            .unwrap();
+        assert_eq!(
+            filter.expression.as_deref(),
+            Some("#f_status IN (:f_status, :f_status_0, :f_status_1)")
+        );
+        let mut spellings: Vec<&str> = filter
+            .values
+            .values()
+            .map(|v| v.as_s().unwrap().as_str())
+            .collect();
+        spellings.sort();
+        assert_eq!(spellings, ["done", "processing", "received"]);
+        for spelling in spellings {
+            assert_eq!(EventStatus::parse(spelling), Some(EventStatus::Received));
+        }
+    }
+
+    #[test]
+    fn a_summary_reads_a_listed_item_and_says_what_the_record_says() {
+        let record = EventRecord {
+            event_key: EventKey::parse("revel:demo:customer.created:biz:c-1@1").unwrap(),
+            source: "revel".into(),
+            instance: InstanceName::parse("demo").unwrap(),
+            event_type: "customer.created".into(),
+            status: EventStatus::Received,
+            received_at_micros: 7,
+            body: b"{}".to_vec(),
+            body_encoding: shared::store::BodyEncoding::Identity,
+            body_bytes: 2,
+            body_sha256: "x".into(),
+            headers: Default::default(),
+            quarantine_reason: None,
+            entity_key: None,
+            conflict_of: Some(EventKey::parse("revel:demo:customer.created:biz:c-0@1").unwrap()),
+            request_id: "r".into(),
+            origin: Origin::Webhook,
+            expires_at: 9,
+            replayed_at: Some(8),
+        };
+        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record).unwrap();
+        item.retain(|name, _| LISTED.contains(&name.as_str()));
+        let summary: Summary = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(summary, Summary::from(&record));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `revel-ops`: what an operator needs at 3 a.m. — list and show archived
-//! events, replay quarantined or chosen events through the normal path,
-//! redrive the jobs dead-letter queue, show the sync checkpoints and today's
-//! Revel API budgets.
+//! events, replay quarantined or chosen events (handed to the events
+//! processor again), redrive what the processor gave up on and the jobs
+//! dead-letter queue, show the sync checkpoints and today's Revel API
+//! budgets.
 //!
 //! It reads the same environment as the functions (`EVENTS_TABLE`,
 //! `JOBS_QUEUE_URL`, …, each also a flag) and the standard AWS environment,
@@ -12,6 +13,7 @@ mod dlq;
 mod error;
 mod events;
 mod output;
+mod processor;
 mod replay;
 mod state;
 
@@ -40,7 +42,7 @@ pub struct Resources {
     /// The events archive table.
     #[arg(long, env = "EVENTS_TABLE", global = true, hide_env_values = true)]
     pub events_table: Option<String>,
-    /// The entities table (current state).
+    /// The entities table (current state; `events show` reads the event's entity).
     #[arg(long, env = "ENTITIES_TABLE", global = true, hide_env_values = true)]
     pub entities_table: Option<String>,
     /// The jobs FIFO queue.
@@ -72,8 +74,11 @@ enum Command {
     /// List or show archived events.
     #[command(subcommand)]
     Events(EventsCommand),
-    /// Replay quarantined or chosen events through the normal ingest path.
+    /// Hand quarantined or chosen events to the events processor again.
     Replay(replay::ReplayArgs),
+    /// What the events processor gave up on (its failure queue).
+    #[command(subcommand)]
+    Processor(ProcessorCommand),
     /// The jobs dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -101,6 +106,12 @@ enum EventsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ProcessorCommand {
+    /// Replays the records each failure report names, then deletes the report.
+    Redrive(processor::RedriveArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum DlqCommand {
     /// Moves messages from the dead-letter queue back to the jobs queue.
     Redrive(dlq::RedriveArgs),
@@ -116,6 +127,9 @@ async fn run(cli: Cli) -> Result<(), OpsError> {
             events::show(&context, &args).await
         }
         Command::Replay(args) => replay::run(&context, &args).await,
+        Command::Processor(ProcessorCommand::Redrive(args)) => {
+            processor::redrive(&context, &args).await
+        }
         Command::Dlq(DlqCommand::Redrive(args)) | Command::RedriveDlq(args) => {
             dlq::redrive(&context, &args).await
         }

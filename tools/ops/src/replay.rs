@@ -1,17 +1,17 @@
-//! `replay`: archived events through the normal ingest path
-//! ([`shared::ingest::replay`]): nothing verified, the archived body read by
-//! the current code, the entity upsert and job with the pipeline's
-//! guarantees. A done event is a duplicate; `--dry-run` writes nothing.
+//! `replay`: archived events handed to the processor again
+//! ([`shared::replay`]): nothing verified, one conditional update of the
+//! record (status `received`, `replayed_at`), and the events table's stream
+//! brings it to the processor, which applies it idempotently. `--dry-run`
+//! prints each plan and writes nothing.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use clap::Args;
 use serde_json::json;
+use shared::clock::SystemClock;
 use shared::ids::EventKey;
-use shared::ingest::replay::{
-    replay_receiver, Archive, ReplayAction, ReplayError, ReplayPlan, Replayed,
-};
-use shared::ingest::Ingestor;
+use shared::replay::{plan, replay, ReplayAction, ReplayPlan, Replayed};
+use shared::store::dynamodb::DynamoEventStore;
 use shared::store::EventStatus;
 
 use crate::context::Context;
@@ -21,7 +21,8 @@ use crate::output;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// Event keys to replay (any status; a done one is a duplicate).
+    /// Event keys to replay (a received one is handed to the processor
+    /// again, which changes nothing if it was applied).
     #[arg(
         required_unless_present = "quarantined",
         conflicts_with = "quarantined"
@@ -37,8 +38,8 @@ pub struct ReplayArgs {
     pub dry_run: bool,
 }
 
-/// One event's line: its key, what happened, and the detail.
-fn report(
+/// One line of a batch command: its key, what happened, and the detail.
+pub fn report(
     context: &Context,
     bar: &indicatif::ProgressBar,
     key: &str,
@@ -53,69 +54,61 @@ fn report(
     output::line(bar, &text)
 }
 
-fn describe(action: &ReplayAction) -> (&'static str, String) {
-    match action {
-        ReplayAction::Duplicate => ("duplicate", "already done; nothing to write".into()),
+/// A plan in words: the outcome a dry run reports, and the detail.
+pub fn describe(plan: &ReplayPlan) -> (&'static str, String) {
+    let entity = |key: &Option<shared::ids::EntityKey>| {
+        key.as_ref()
+            .map_or("no entity".to_owned(), |k| format!("entity {k}"))
+    };
+    match &plan.action {
+        ReplayAction::Apply { entity_key } => (
+            "would_apply",
+            format!(
+                "quarantined -> received: the processor applies it ({})",
+                entity(entity_key)
+            ),
+        ),
+        ReplayAction::Reprocess { entity_key } => (
+            "would_reprocess",
+            format!(
+                "received: handed to the processor again ({}; already applied changes nothing)",
+                entity(entity_key)
+            ),
+        ),
         ReplayAction::StillQuarantined { reason } => (
             "still_quarantined",
             format!("this code doesn't understand it either ({reason}); left as is"),
         ),
-        ReplayAction::InProgress { lease_until } => (
-            "in_progress",
-            format!("a delivery owns it until {lease_until} (Unix s); try later"),
-        ),
-        ReplayAction::Apply {
-            from,
-            entity_key,
-            job,
-        } => {
-            let entity = entity_key
-                .as_ref()
-                .map_or("none".to_owned(), ToString::to_string);
-            let job = job.map_or("none", |j| j.name());
-            (
-                "process",
-                format!("from {}: entity {entity}, job {job}", from.as_str()),
-            )
-        }
     }
 }
 
-/// Receivers by source and event type, built once each.
-struct Receivers<'a> {
-    context: &'a Context,
-    built: HashMap<(String, String), Ingestor>,
-}
-
-impl Receivers<'_> {
-    fn get(&mut self, source: &str, event_type: &str) -> Result<&Ingestor, OpsError> {
-        let id = (source.to_owned(), event_type.to_owned());
-        if !self.built.contains_key(&id) {
-            let receiver = replay_receiver(
-                source,
-                event_type,
-                self.context.stores()?,
-                self.context.settings()?,
-            )
-            .ok_or_else(|| ReplayError::NoReceiver {
-                sender: source.to_owned(),
-                event_type: event_type.to_owned(),
-            })?;
-            self.built.insert(id.clone(), receiver);
-        }
-        Ok(&self.built[&id])
+/// Plans the replay of `key` and, unless `dry_run`, carries it out: the
+/// outcome and its detail.
+pub async fn replay_one(
+    context: &Context,
+    store: &DynamoEventStore,
+    key: &EventKey,
+    dry_run: bool,
+) -> Result<(&'static str, String), OpsError> {
+    let record = events::load(context, key).await?;
+    let plan = plan(&record);
+    let (would, detail) = describe(&plan);
+    if dry_run {
+        return Ok((would, detail));
     }
+    Ok(match replay(store, &SystemClock, plan).await? {
+        Replayed::Queued => ("queued", detail),
+        Replayed::StillQuarantined { .. } => ("still_quarantined", detail),
+    })
 }
 
 pub async fn run(context: &Context, args: &ReplayArgs) -> Result<(), OpsError> {
-    let archive = context.archive()?;
-    // Resolve every name the replay needs before touching anything.
-    context.stores()?;
+    let store = context.event_store()?;
     let keys: Vec<EventKey> = if args.quarantined {
         events::scan(context, &args.filters, Some(EventStatus::Quarantined), None)
             .await?
             .into_iter()
-            .map(|event| event.key)
+            .map(|event| event.event_key)
             .collect()
     } else {
         args.keys
@@ -123,15 +116,10 @@ pub async fn run(context: &Context, args: &ReplayArgs) -> Result<(), OpsError> {
             .map(|k| events::parse_key(k))
             .collect::<Result<_, _>>()?
     };
-    let mut receivers = Receivers {
-        context,
-        built: HashMap::new(),
-    };
     let bar = output::bar(keys.len() as u64, "replaying");
-    let (mut failed, mut counts) = (0usize, HashMap::<&'static str, usize>::new());
+    let (mut failed, mut counts) = (0usize, BTreeMap::<&'static str, usize>::new());
     for key in &keys {
-        let result = replay_one(&archive, &mut receivers, key, args.dry_run).await;
-        let (outcome, detail) = match result {
+        let (outcome, detail) = match replay_one(context, &store, key, args.dry_run).await {
             Ok(done) => done,
             Err(error) => {
                 failed += 1;
@@ -144,12 +132,11 @@ pub async fn run(context: &Context, args: &ReplayArgs) -> Result<(), OpsError> {
     }
     bar.finish_and_clear();
     if !context.json {
-        let mut summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        summary.sort();
+        let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
         let mode = if args.dry_run {
             " (dry run: nothing written)"
         } else {
-            ""
+            " (queued: the events table's stream hands them to the processor)"
         };
         output::print(&format!(
             "{} event(s): {}{mode}\n",
@@ -165,31 +152,4 @@ pub async fn run(context: &Context, args: &ReplayArgs) -> Result<(), OpsError> {
         });
     }
     Ok(())
-}
-
-async fn replay_one(
-    archive: &impl Archive,
-    receivers: &mut Receivers<'_>,
-    key: &EventKey,
-    dry_run: bool,
-) -> Result<(&'static str, String), OpsError> {
-    let event = archive
-        .load(key)
-        .await?
-        .ok_or_else(|| OpsError::NotFound(key.to_string()))?;
-    let receiver = receivers.get(&event.source, &event.event_type)?;
-    let plan: ReplayPlan = receiver.plan_replay(&event)?;
-    let (outcome, detail) = describe(&plan.action);
-    if dry_run {
-        let outcome = match outcome {
-            "process" => "would_process",
-            other => other,
-        };
-        return Ok((outcome, detail));
-    }
-    match receiver.replay(archive, plan).await? {
-        Replayed::Processed => Ok(("processed", detail)),
-        Replayed::Duplicate => Ok(("duplicate", detail)),
-        Replayed::StillQuarantined { .. } => Ok(("still_quarantined", detail)),
-    }
 }

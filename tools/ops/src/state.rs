@@ -108,7 +108,9 @@ pub async fn checkpoints(context: &Context, args: &StateArgs) -> Result<(), OpsE
         if context.json {
             out.push_str(
                 &json!({"instance": instance.as_str(), "pull": pull,
-                        "checkpoint": cursor.checkpoint, "run": cursor.run})
+                        "checkpoint": cursor.checkpoint, "run": cursor.run,
+                        // What a menu push's catalog pull is measured against.
+                        "completed_run_began_at": cursor.completed_run_began_at.map(output::rfc3339_micros)})
                 .to_string(),
             );
             out.push('\n');

@@ -3,25 +3,29 @@
 //! tables and queues from template.yaml).
 
 use std::process::Output;
+use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use integration_tests::{deliver, expect_outcome, local_aws, payload, signed_request, text, Stack};
 use serde_json::Value;
 use shared::idempotency::sha256_hex;
 use shared::ids::{EventKey, InstanceName};
+use shared::process::Processor;
+use shared::queue::SqsJobQueue;
 use shared::revel_api::CallBudget;
 use shared::sources::revel::RevelEventType;
-use shared::store::dynamodb::DynamoEventStore;
-use shared::store::{ArchivedBody, EventStatus, EventStore, NewEvent, Origin};
+use shared::store::dynamodb::{DynamoEntityStore, DynamoEventStore};
+use shared::store::{ArchivedBody, BodyEncoding, EventRecord, EventStatus, EventStore, Origin};
 use shared::sync_state::{Cursor, DynamoSyncState, RunProgress, SyncState};
 
 /// Runs the binary with the functions' environment of `stack` and the
 /// standard AWS variables pointing at the local endpoint.
 fn ops(stack: &Stack, args: &[&str]) -> Output {
-    ops_with(stack, args, &[])
+    ops_with(stack, args, &[], &[])
 }
 
-fn ops_with(stack: &Stack, args: &[&str], unset: &[&str]) -> Output {
+fn ops_with(stack: &Stack, args: &[&str], unset: &[&str], set: &[(&str, &str)]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_revel-ops"));
     for name in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"] {
         command.env_remove(name);
@@ -32,6 +36,7 @@ fn ops_with(stack: &Stack, args: &[&str], unset: &[&str]) -> Output {
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "local")
         .env("AWS_SECRET_ACCESS_KEY", "local")
+        .envs(set.iter().copied())
         .args(args);
     for name in unset {
         command.env_remove(name);
@@ -73,11 +78,19 @@ fn keys_of(lines: &[Value]) -> Vec<String> {
     keys
 }
 
+/// The line about `key` of a `--json` batch run, and its outcome.
+fn outcome_of(lines: &[Value], key: &str) -> Option<String> {
+    lines
+        .iter()
+        .find(|l| l["event_key"] == key)
+        .map(|l| l["outcome"].as_str().unwrap().to_owned())
+}
+
 const CUSTOMER_KEY_PREFIX: &str = "revel:demo:customer.created:";
 
-/// Archives `body` the way an earlier version of the code would have, with
-/// the real record writer: e.g. quarantined for a reason this code no
-/// longer has.
+/// A customer.created record as an earlier version of the code could have
+/// stored it (quarantined for a reason this code no longer has, say), put
+/// with the receivers' own adapter.
 async fn archive_directly(
     stack: &Stack,
     instance: &str,
@@ -86,40 +99,54 @@ async fn archive_directly(
     received_at_micros: i64,
 ) -> EventKey {
     let key = EventKey::parse(&format!(
-        "revel:{instance}:customer.created:{}",
+        "revel:{instance}:customer.created:sha256:{}",
         sha256_hex(body)
     ))
     .unwrap();
-    let store = DynamoEventStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.sdk),
-        &stack.config.events_table,
-    );
-    let event = NewEvent {
-        key: key.clone(),
-        source: "revel",
+    let archived = ArchivedBody::from_raw(body);
+    let record = EventRecord {
+        event_key: key.clone(),
+        source: "revel".into(),
         instance: InstanceName::parse(instance).unwrap(),
-        event_type: "customer.created",
+        event_type: "customer.created".into(),
         status,
         received_at_micros,
-        body: ArchivedBody::from_raw(body),
+        body_encoding: if archived.gzip {
+            BodyEncoding::Gzip
+        } else {
+            BodyEncoding::Identity
+        },
+        body_bytes: body.len() as u64,
+        body: archived.bytes,
         body_sha256: sha256_hex(body),
-        headers: vec![
-            ("x-revel-instance".into(), instance.into()),
-            ("x-revel-event-type".into(), "customer.created".into()),
-            (
-                "x-revel-signature".into(),
-                "0123456789abcdef-a-signature".into(),
-            ),
-        ],
-        quarantine_reason: (status == EventStatus::Quarantined).then_some("missing_field"),
+        headers: [
+            ("x-revel-instance", instance),
+            ("x-revel-event-type", "customer.created"),
+            ("x-revel-signature", "0123456789abcdef-a-signature"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        quarantine_reason: (status == EventStatus::Quarantined).then(|| "missing_field".into()),
         entity_key: None,
+        conflict_of: None,
         request_id: "older-version".into(),
         origin: Origin::Webhook,
-        lease_until: 0,
         expires_at: 4_000_000_000,
+        replayed_at: None,
     };
-    store.insert_new(&event).await.expect("archived");
+    events_store(stack)
+        .put_new(&record)
+        .await
+        .expect("archived");
     key
+}
+
+fn events_store(stack: &Stack) -> DynamoEventStore {
+    DynamoEventStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.config.events_table,
+    )
 }
 
 fn now_micros() -> i64 {
@@ -153,15 +180,25 @@ async fn events_are_listed_by_instance_type_status_and_time() {
     let stack = Stack::new().await;
     let customer = delivered_customer(&stack).await;
     let garbage = delivered_garbage(&stack).await;
-    // 2020-01-01T00:00:00Z, another instance.
+    // 2020-01-01T00:00:00Z, another instance, stored by the earlier status
+    // design (`done`).
     let old = archive_directly(
         &stack,
         "other",
         b"{\"uuid\": \"x\"}",
-        EventStatus::Done,
+        EventStatus::Received,
         1_577_836_800_000_000,
     )
     .await;
+    let mut legacy = stack.event(old.as_str()).await.unwrap();
+    legacy.insert("status".into(), AttributeValue::S("done".into()));
+    aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .put_item()
+        .table_name(&stack.config.events_table)
+        .set_item(Some(legacy))
+        .send()
+        .await
+        .unwrap();
     let list = |args: &[&str]| {
         let mut all = vec!["events", "list", "--json"];
         all.extend_from_slice(args);
@@ -171,6 +208,14 @@ async fn events_are_listed_by_instance_type_status_and_time() {
     everything.sort();
     assert_eq!(list(&[]), everything);
     assert_eq!(list(&["--status", "quarantined"]), vec![garbage.clone()]);
+    let mut received = vec![customer.clone(), old.to_string()];
+    received.sort();
+    assert_eq!(list(&["--status", "received"]), received);
+    assert_eq!(
+        list(&["--status", "done"]),
+        received,
+        "the earlier design's name still lists received events"
+    );
     assert_eq!(list(&["--instance", "other"]), vec![old.to_string()]);
     assert_eq!(
         list(&["--type", "customer.created", "--instance", "demo"]),
@@ -184,7 +229,7 @@ async fn events_are_listed_by_instance_type_status_and_time() {
         vec![old.to_string()]
     );
     assert_eq!(
-        list(&["--status", "done", "--source", "booking"]),
+        list(&["--status", "received", "--source", "booking"]),
         Vec::<String>::new()
     );
 
@@ -200,11 +245,10 @@ async fn events_are_listed_by_instance_type_status_and_time() {
 async fn show_hides_contact_and_payment_fields_and_signatures_unless_asked() {
     let stack = Stack::new().await;
     let key = delivered_customer(&stack).await;
+    stack.settle().await;
     let record = stack.event(&key).await.unwrap();
     let signature = match &record["headers"] {
-        aws_sdk_dynamodb::types::AttributeValue::M(h) => {
-            h["x-revel-signature"].as_s().unwrap().clone()
-        }
+        AttributeValue::M(h) => h["x-revel-signature"].as_s().unwrap().clone(),
         other => panic!("{other:?}"),
     };
 
@@ -213,7 +257,7 @@ async fn show_hides_contact_and_payment_fields_and_signatures_unless_asked() {
         shown.contains("58126996-3fc8-4c87-b326-b4762783c863"),
         "{shown}"
     );
-    assert!(shown.contains("status              done"), "{shown}");
+    assert!(shown.contains("status              received"), "{shown}");
     for hidden in [
         "customer@example.com",
         "1231231234",
@@ -231,11 +275,12 @@ async fn show_hides_contact_and_payment_fields_and_signatures_unless_asked() {
     assert_eq!(full["body"]["email"], "customer@example.com");
     assert_eq!(full["body_encoding"], "gzip");
     assert_eq!(full["headers"]["x-revel-signature"], "<redacted>");
+    assert_eq!(full["entity"]["revision"], 1, "{full}");
     assert!(!full.to_string().contains(&signature));
 }
 
 #[tokio::test]
-async fn a_quarantined_event_is_processed_exactly_once_when_replayed() {
+async fn a_quarantined_event_is_applied_exactly_once_when_replayed() {
     let stack = Stack::new().await;
     let body = payload("customer.json");
     let key = archive_directly(
@@ -246,30 +291,32 @@ async fn a_quarantined_event_is_processed_exactly_once_when_replayed() {
         now_micros(),
     )
     .await;
+    stack.settle().await;
+    assert!(
+        stack.entities().await.is_empty(),
+        "a quarantined record is skipped"
+    );
 
     let first = succeeded(&ops(&stack, &["replay", key.as_str()]));
-    assert!(first.contains("processed"), "{first}");
-    assert_eq!(status_of(&stack, &key).await, "done");
+    assert!(first.contains("queued"), "{first}");
+    assert_eq!(status_of(&stack, &key).await, "received");
+    stack.settle().await;
     let entities = stack.entities().await;
     assert_eq!(entities.len(), 1);
     assert_eq!(text(&entities[0], "revision"), "1");
     assert_eq!(text(&entities[0], "last_event_key"), key.as_str());
-    let record = stack.event(key.as_str()).await.unwrap();
-    assert_eq!(
-        text(&record, "entity_key"),
-        text(&entities[0], "entity_key")
-    );
 
-    let second = succeeded(&ops(&stack, &["replay", key.as_str()]));
-    assert!(second.contains("duplicate"), "{second}");
+    let second = json_lines(&ops(&stack, &["replay", key.as_str(), "--json"]));
+    assert_eq!(outcome_of(&second, key.as_str()).as_deref(), Some("queued"));
+    stack.settle().await;
     assert_eq!(text(&stack.entities().await[0], "revision"), "1");
-    let jobs = stack.receive_jobs().await;
+    let jobs = stack.take_jobs().await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["event_key"], key.as_str());
 }
 
 #[tokio::test]
-async fn replaying_the_quarantined_events_processes_what_is_understood_and_leaves_the_rest() {
+async fn replaying_the_quarantined_events_takes_back_what_is_understood_and_leaves_the_rest() {
     let stack = Stack::new().await;
     let understood = archive_directly(
         &stack,
@@ -285,38 +332,55 @@ async fn replaying_the_quarantined_events_processes_what_is_understood_and_leave
         &stack,
         &["replay", "--quarantined", "--instance", "demo", "--json"],
     ));
-    let outcome = |key: &str| {
-        lines
-            .iter()
-            .find(|l| l["event_key"] == key)
-            .map(|l| l["outcome"].as_str().unwrap().to_owned())
-    };
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert_eq!(outcome(understood.as_str()).as_deref(), Some("processed"));
-    assert_eq!(outcome(&garbage).as_deref(), Some("still_quarantined"));
-    assert_eq!(status_of(&stack, &understood).await, "done");
+    assert_eq!(
+        outcome_of(&lines, understood.as_str()).as_deref(),
+        Some("queued")
+    );
+    assert_eq!(
+        outcome_of(&lines, &garbage).as_deref(),
+        Some("still_quarantined")
+    );
+    assert_eq!(status_of(&stack, &understood).await, "received");
     assert_eq!(
         status_of(&stack, &EventKey::parse(&garbage).unwrap()).await,
         "quarantined"
     );
+    stack.settle().await;
+    assert_eq!(stack.entities().await.len(), 1);
     assert_eq!(stack.jobs_waiting().await, 1);
 }
 
 #[tokio::test]
-async fn replaying_a_done_event_is_a_duplicate_that_writes_nothing() {
+async fn replaying_an_applied_event_hands_it_back_and_changes_nothing() {
     let stack = Stack::new().await;
     let key = delivered_customer(&stack).await;
-    assert_eq!(stack.receive_jobs().await.len(), 1);
+    stack.settle().await;
+    let jobs = stack.take_jobs().await;
+    assert_eq!(jobs.len(), 1);
     let before = stack.entities().await;
 
     let lines = json_lines(&ops(&stack, &["replay", &key, "--json"]));
-    assert_eq!(lines[0]["outcome"], "duplicate", "{lines:?}");
+    assert_eq!(
+        outcome_of(&lines, &key).as_deref(),
+        Some("queued"),
+        "{lines:?}"
+    );
+    assert!(stack.event(&key).await.unwrap().contains_key("replayed_at"));
+    stack.settle().await;
     assert_eq!(stack.entities().await, before);
-    assert_eq!(stack.jobs_waiting().await, 0);
+    // The processor queues the follow-up again (it can't tell a replay from
+    // a retry after a lost send); it is the same job, under the same
+    // deduplication id.
+    let again = stack.take_jobs().await;
+    assert!(
+        again.len() <= 1 && again.iter().all(|job| *job == jobs[0]),
+        "{again:?}"
+    );
 }
 
 #[tokio::test]
-async fn a_dry_run_replay_writes_nothing() {
+async fn a_dry_run_replay_shows_the_plan_and_writes_nothing() {
     let stack = Stack::new().await;
     let key = archive_directly(
         &stack,
@@ -330,11 +394,15 @@ async fn a_dry_run_replay_writes_nothing() {
 
     let out = succeeded(&ops(&stack, &["replay", "--dry-run", key.as_str()]));
     assert!(
-        out.contains("would_process") && out.contains("dry run"),
+        out.contains("would_apply") && out.contains("dry run"),
         "{out}"
     );
-    assert!(out.contains("job sync_entity"), "{out}");
+    assert!(
+        out.contains("entity revel:demo:customer:58126996-3fc8-4c87-b326-b4762783c863"),
+        "{out}"
+    );
     assert_eq!(stack.event(key.as_str()).await, before);
+    stack.settle().await;
     assert!(stack.entities().await.is_empty());
     assert_eq!(stack.jobs_waiting().await, 0);
 }
@@ -433,7 +501,10 @@ async fn checkpoints_and_budgets_show_what_the_sync_state_holds() {
             since: Some("2024-05-01T00:00:00".into()),
             offset: 40,
             fetched: 40,
+            began_at: 1_714_608_000_000_000,
         }),
+        // 2024-05-01T00:00:00Z
+        completed_run_began_at: Some(1_714_521_600_000_000),
     };
     state.save(&demo, "catalog.Product", &cursor).await.unwrap();
     for _ in 0..3 {
@@ -445,6 +516,7 @@ async fn checkpoints_and_budgets_show_what_the_sync_state_holds() {
     assert_eq!(cursors[0]["pull"], "catalog.Product");
     assert_eq!(cursors[0]["checkpoint"], "2024-05-01T00:00:00");
     assert_eq!(cursors[0]["run"]["offset"], 40);
+    assert_eq!(cursors[0]["completed_run_began_at"], "2024-05-01T00:00:00Z");
 
     let budgets = json_lines(&ops(
         &stack,
@@ -474,7 +546,7 @@ async fn failures_are_short_messages_with_their_own_exit_codes() {
     let message = String::from_utf8_lossy(&missing.stderr);
     assert!(message.starts_with("revel-ops: no event"), "{message}");
 
-    let unnamed = ops_with(&stack, &["events", "list"], &["EVENTS_TABLE"]);
+    let unnamed = ops_with(&stack, &["events", "list"], &["EVENTS_TABLE"], &[]);
     assert_eq!(unnamed.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unnamed.stderr).contains("EVENTS_TABLE is not set"));
 
@@ -488,4 +560,172 @@ async fn failures_are_short_messages_with_their_own_exit_codes() {
         "{}",
         String::from_utf8_lossy(&partly.stderr)
     );
+
+    let no_queue = ops_with(
+        &stack,
+        &["processor", "redrive"],
+        &["EVENTS_PROCESSOR_FAILURE_QUEUE_URL"],
+        &[],
+    );
+    assert_eq!(no_queue.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_queue.stderr)
+        .contains("EVENTS_PROCESSOR_FAILURE_QUEUE_URL is not set"));
+}
+
+fn failure_queue(stack: &Stack) -> String {
+    stack.provisioned.resources["EventsProcessorFailureQueue"]
+        .reference
+        .clone()
+}
+
+/// The failure reports waiting (received and made visible again at once).
+async fn failure_reports(stack: &Stack) -> Vec<String> {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let messages = sqs
+        .receive_message()
+        .queue_url(failure_queue(stack))
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .expect("receive failure reports")
+        .messages
+        .unwrap_or_default();
+    messages.into_iter().filter_map(|m| m.body).collect()
+}
+
+/// The processor as its `main` builds it, but writing entities to a table
+/// that doesn't exist: every record fails, for real.
+fn processor_without_entities(stack: &Stack) -> Processor {
+    Processor::new(
+        Arc::new(DynamoEntityStore::new(
+            aws_sdk_dynamodb::Client::new(&stack.sdk),
+            "no-such-entities-table",
+        )),
+        Arc::new(SqsJobQueue::new(
+            aws_sdk_sqs::Client::new(&stack.sdk),
+            &stack.config.jobs_queue_url,
+        )),
+    )
+}
+
+#[tokio::test]
+async fn a_record_the_processor_gave_up_on_is_redriven_applied_once_and_its_report_deleted() {
+    let stack = Stack::new().await;
+    let key = delivered_customer(&stack).await;
+    // The stream read as the event source mapping reads it, with a
+    // processor that fails until the record is given up on and reported.
+    let mut poller = stack.stream_poller().with_max_retry_attempts(3);
+    let polls = stack
+        .process_stream(&mut poller, &processor_without_entities(&stack), 10)
+        .await;
+    assert_eq!(
+        polls.iter().map(|p| p.given_up).sum::<usize>(),
+        1,
+        "{polls:?}"
+    );
+    assert!(stack.entities().await.is_empty());
+    let reports = failure_reports(&stack).await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let queue = failure_queue(&stack);
+
+    // A dry run names the record and what replaying it would do, and
+    // leaves the record and the report as they are.
+    let record_before = stack.event(&key).await;
+    let dry = json_lines(&ops(
+        &stack,
+        &[
+            "processor",
+            "redrive",
+            "--queue-url",
+            &queue,
+            "--dry-run",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        outcome_of(&dry, &key).as_deref(),
+        Some("would_reprocess"),
+        "{dry:?}"
+    );
+    assert!(
+        dry.iter()
+            .any(|l| l["outcome"] == "would_delete" && l["records"] == 1),
+        "{dry:?}"
+    );
+    assert_eq!(stack.event(&key).await, record_before);
+    assert_eq!(failure_reports(&stack).await, reports);
+
+    // The real run, reading the queue named by the functions' variable.
+    let out = succeeded(&ops_with(
+        &stack,
+        &["processor", "redrive"],
+        &[],
+        &[("EVENTS_PROCESSOR_FAILURE_QUEUE_URL", &queue)],
+    ));
+    assert!(out.contains(&format!("{key}  queued")), "{out}");
+    assert!(
+        out.contains("1 failure report(s): 1 redriven and deleted (1 record(s)"),
+        "{out}"
+    );
+    assert!(failure_reports(&stack).await.is_empty());
+    assert!(stack.event(&key).await.unwrap().contains_key("replayed_at"));
+
+    // The same reader, past the record it gave up on, now with the
+    // processor as `main` builds it: only the replay brings the record back.
+    stack
+        .process_stream(&mut poller, &stack.processor(), 10)
+        .await;
+    let entities = stack.entities().await;
+    assert_eq!(entities.len(), 1);
+    assert_eq!(text(&entities[0], "revision"), "1");
+    assert_eq!(text(&entities[0], "last_event_key"), key);
+    let jobs = stack.take_jobs().await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["event_key"], key.as_str());
+
+    // Nothing left to redrive; nothing applied again.
+    let again = succeeded(&ops(
+        &stack,
+        &["processor", "redrive", "--queue-url", &queue],
+    ));
+    assert!(again.contains("0 failure report(s)"), "{again}");
+    assert_eq!(
+        stack
+            .process_stream(&mut poller, &stack.processor(), 10)
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(text(&stack.entities().await[0], "revision"), "1");
+}
+
+#[tokio::test]
+async fn a_report_whose_records_cant_be_handed_back_is_kept() {
+    let stack = Stack::new().await;
+    let queue = failure_queue(&stack);
+    // A report naming a stream of another table: none of its records is
+    // this events table's to replay.
+    let foreign = local_stack::stream::failure_report(
+        "arn:aws:dynamodb:us-east-1:123456789012:table/someone-else/stream/2026-01-01T00:00:00.000",
+        "shardId-1",
+        "100",
+        51,
+    );
+    aws_sdk_sqs::Client::new(&stack.sdk)
+        .send_message()
+        .queue_url(&queue)
+        .message_body(foreign.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    let out = ops(
+        &stack,
+        &["processor", "redrive", "--queue-url", &queue, "--max", "5"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(stdout(&out).contains("kept"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("someone-else"), "{}", stdout(&out));
+    assert_eq!(failure_reports(&stack).await, vec![foreign.to_string()]);
 }
