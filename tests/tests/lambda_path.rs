@@ -210,18 +210,28 @@ async fn a_vinesos_event_is_accepted_by_one_put_and_its_resent_delivery_is_a_dup
     .await;
 }
 
-/// Orders received by the order receiver binary, one per uuid, and the
-/// stream records they left, in order.
-async fn received_orders(stack: &Stack, uuids: &[&str]) -> Vec<Value> {
+/// Deliveries to the order receiver binary, each answered as expected
+/// (status, outcome), and the stream records they left, in order.
+async fn received(stack: &Stack, deliveries: &[(Vec<u8>, u16, &str)]) -> Vec<Value> {
     let mut receiver = Lambda::start(stack, ORDERS).await;
-    for uuid in uuids {
-        let answer = receiver.request(&revel_event(ORDER, &order(uuid))).await;
-        expect_outcome(answer.status, &answer.body, 200, "accepted");
+    for (body, status, outcome) in deliveries {
+        let answer = receiver.request(&revel_event(ORDER, body)).await;
+        expect_outcome(answer.status, &answer.body, *status, outcome);
     }
     let records = stream_records(stack).await;
-    assert_eq!(records.len(), uuids.len(), "one stream record per event");
+    assert_eq!(
+        records.len(),
+        deliveries.len(),
+        "one stream record per event"
+    );
     assert!(records.iter().all(|r| r["eventName"] == "INSERT"));
     records
+}
+
+/// New orders, one per uuid, received as [`received`] does.
+async fn received_orders(stack: &Stack, uuids: &[&str]) -> Vec<Value> {
+    let deliveries: Vec<_> = uuids.iter().map(|u| (order(u), 200, "accepted")).collect();
+    received(stack, &deliveries).await
 }
 
 /// (event key, entity key) of each record, from its new image.
@@ -267,12 +277,21 @@ async fn entities_hold(stack: &Stack, keys: &[(String, String)]) -> Vec<bool> {
 }
 
 #[tokio::test]
-async fn the_processor_applies_the_batch_the_stream_holds_entity_first_then_its_job_and_a_replay_is_absorbed(
+async fn the_processor_applies_the_batch_the_stream_holds_entity_first_then_its_job_skips_the_quarantined_and_absorbs_a_replay(
 ) {
     bounded(async {
         let stack = Stack::new().await;
-        let records = received_orders(&stack, &["order-a", "order-b"]).await;
-        let keys = keys(&records);
+        let records = received(
+            &stack,
+            &[
+                (order("order-a"), 200, "accepted"),
+                (br#"{"items": []}"#.to_vec(), 202, "quarantined"),
+                (order("order-b"), 200, "accepted"),
+            ],
+        )
+        .await;
+        assert_eq!(new_image_text(&records[1], "status"), "quarantined");
+        let keys = keys(&[records[0].clone(), records[2].clone()]);
         let mut processor = Lambda::start(&stack, PROCESSOR).await;
 
         let (answer, calls) = processor.invoke(&stream_event(&records)).await;
@@ -283,9 +302,10 @@ async fn the_processor_applies_the_batch_the_stream_holds_entity_first_then_its_
                 .map(lambda_sandbox::Call::name)
                 .collect::<Vec<_>>(),
             ["UpdateItem", "SendMessage", "UpdateItem", "SendMessage"],
-            "each record: its entity, and only then its job"
+            "each order: its entity, and only then its job; nothing for the quarantined record"
         );
         assert_eq!(entities_hold(&stack, &keys).await, [true, true]);
+        assert_eq!(stack.entities().await.len(), 2);
         let revisions = |entities: Vec<_>| -> Vec<String> {
             entities.iter().map(|e| text(e, "revision")).collect()
         };
@@ -302,7 +322,7 @@ async fn the_processor_applies_the_batch_the_stream_holds_entity_first_then_its_
         assert_eq!(
             jobs(&stack).await,
             keys.iter().cloned().collect(),
-            "one job per record, the replay's absorbed by the queue's deduplication"
+            "one job per order, the replay's absorbed by the queue's deduplication"
         );
     })
     .await;
