@@ -1,35 +1,47 @@
-//! Fault injection through the real handlers and the real AWS SDK (with the
-//! functions' timeouts and retries) against the local endpoint, each AWS
-//! service behind its own fault proxy: DynamoDB throttling, timeouts
-//! (requests that never reach the service, and writes whose answer is
-//! lost), refused connections, SQS and Secrets Manager down at cold start
-//! and mid-run, the process killed between steps, the done mark failing
-//! after the answer.
+//! Fault injection through the whole bundle: the real receiver, the real
+//! stream processor and the real jobs worker, each on the real AWS SDK (with
+//! the functions' timeouts and retries) against the local endpoint, every
+//! AWS service behind its own fault proxy, and a partner stand-in counting
+//! what it is sent.
 //!
-//! Every test plays Revel: it delivers a set of events while the fault
-//! holds, clears the fault, and redelivers every event that did not get a
-//! 2xx after a pause, as Revel does (for about 36 minutes). Right after each
-//! 2xx it checks that the event is stored with its effects in place; at the
-//! end, that every event is stored exactly once, every entity holds its
-//! newest version, written once per version, and every follow-up job is on
-//! the queue exactly once.
+//! Every test plays Revel: it delivers five customer updates (four
+//! customers, the first one twice) while a fault holds in one place, clears
+//! it, and redelivers every event that did not get a 2xx. The events
+//! table's stream is handed to the processor as the event source mapping
+//! hands it (a failed record is retried from its sequence number), and the
+//! worker polls the jobs queue as Lambda's SQS event source does. Right
+//! after each 2xx the record must be stored; at the end, every test checks
+//! the same things (see [`Bundle::check`]): each event stored once, each
+//! entity at its newest version, each follow-up queued exactly once and
+//! never ahead of its entity's state, each customer's newest state
+//! delivered to the partner once, and nothing left on any queue.
+//!
+//! `cargo test -p integration-tests --test faults -- --nocapture` prints one
+//! row of the README's fault table per test (lines starting with `|`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use integration_tests::*;
 use serde_json::{json, Value};
 use shared::config::Config;
-use shared::ingest::Ingestor;
+use shared::error::DependencyError;
+use shared::ids::EntityKey;
+use shared::process::Processor;
+use shared::queue::{Job, JobQueue, SqsJobQueue};
+use shared::receive::Receiver;
 use shared::sources::revel::RevelEventType;
+use shared::store::dynamodb::DynamoEntityStore;
+use shared::store::{EntityStore, EntityUpsert, Rank, StoredEntity, Upserted};
+use shared::worker::Worker;
 
 const KIND: RevelEventType = RevelEventType::CustomerUpdated;
 
-/// Longest a single delivery may take: the functions' SDK timeouts allow
-/// at most about 3 s per sequential step, and a delivery has three
-/// (archive put, entity and job together, lease release); Revel gives 10 s.
-const DELIVERY_BOUND: Duration = Duration::from_secs(9);
+/// Longest an answer may take: one put (or one secrets read) within the
+/// SDK's 2.8 s operation timeout, and some scheduling; Revel gives 10 s.
+const ANSWER_BOUND: Duration = Duration::from_millis(3500);
 
 /// One customer update Revel sends.
 #[derive(Debug, Clone)]
@@ -67,6 +79,75 @@ fn customer_updates() -> Vec<Event> {
         .collect()
 }
 
+/// What the processor asked of the entities table and the jobs queue, in
+/// the order it asked.
+#[derive(Debug, Clone)]
+enum Step {
+    Upsert {
+        entity: String,
+        rank: Rank,
+        /// `None`: the write failed (it may still have landed).
+        outcome: Option<Upserted>,
+    },
+    Enqueue {
+        entity: Option<String>,
+        version: Option<i64>,
+        sent: bool,
+    },
+}
+
+type Steps = Arc<Mutex<Vec<Step>>>;
+
+/// The processor's entity store, its calls written down.
+struct ObservedEntities {
+    inner: DynamoEntityStore,
+    steps: Steps,
+}
+
+#[async_trait]
+impl EntityStore for ObservedEntities {
+    async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
+        let result = self.inner.upsert(change).await;
+        self.steps.lock().unwrap().push(Step::Upsert {
+            entity: change.key.to_string(),
+            rank: change.rank.clone(),
+            outcome: result.as_ref().ok().copied(),
+        });
+        result
+    }
+
+    async fn get(&self, key: &EntityKey) -> Result<Option<StoredEntity>, DependencyError> {
+        self.inner.get(key).await
+    }
+
+    async fn mark_delivered(
+        &self,
+        key: &EntityKey,
+        revision: u64,
+    ) -> Result<bool, DependencyError> {
+        self.inner.mark_delivered(key, revision).await
+    }
+}
+
+/// The processor's jobs queue, its sends written down.
+struct ObservedJobs {
+    inner: SqsJobQueue,
+    steps: Steps,
+}
+
+#[async_trait]
+impl JobQueue for ObservedJobs {
+    async fn enqueue(&self, job: &Job) -> Result<(), DependencyError> {
+        let result = self.inner.enqueue(job).await;
+        self.steps.lock().unwrap().push(Step::Enqueue {
+            entity: job.message.entity_key.clone(),
+            version: job.message.version,
+            sent: result.is_ok(),
+        });
+        result
+    }
+}
+
 /// One delivery and its answer.
 #[derive(Debug, Clone)]
 struct Attempt {
@@ -86,28 +167,85 @@ impl Attempt {
     }
 }
 
-/// Plays Revel: delivers, and redelivers what did not get a 2xx.
-struct Revel {
+/// The answers of some attempts, summed up: `503 unavailable ×5 (≤ 2.8 s)`.
+fn summary(attempts: &[Attempt]) -> String {
+    if attempts.is_empty() {
+        return "none".into();
+    }
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for attempt in attempts {
+        *seen.entry(attempt.label()).or_insert(0) += 1;
+    }
+    let slowest = attempts.iter().map(|a| a.took).max().unwrap_or_default();
+    let counts: Vec<String> = seen.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+    format!("{} (≤ {:.2} s)", counts.join(", "), slowest.as_secs_f64())
+}
+
+/// Every function of the bundle on clients behind fault proxies, Revel
+/// sending to it, and the partner it delivers to.
+struct Bundle {
     stack: Arc<Stack>,
-    receiver: Arc<Ingestor>,
+    faulty: FaultyAws,
+    receiver: Arc<Receiver>,
+    processor: Processor,
+    steps: Steps,
+    worker: Worker,
+    /// The worker's SQS client, behind the fault proxy (Lambda's SQS event
+    /// source is what receives and deletes; here the test does, through it).
+    worker_sqs: aws_sdk_sqs::Client,
+    partner: PartnerStandIn,
     events: Arc<Vec<Event>>,
     /// Event keys that got a 2xx (each checked stored at that moment).
     acknowledged: Arc<Mutex<BTreeMap<usize, String>>>,
-    attempts: Vec<Attempt>,
-    /// Deliveries of a round at once (one receiver serving them
-    /// concurrently), or one after the other, as one Lambda execution
-    /// environment serves them.
+    /// Deliveries of a round at once (Revel sends concurrently), or one
+    /// after the other, as one Lambda execution environment serves them.
     concurrent: bool,
 }
 
-impl Revel {
-    fn new(stack: &Arc<Stack>, receiver: Ingestor) -> Self {
+impl Bundle {
+    async fn new() -> Self {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A bundle whose receiver runs with `adjust`ed settings.
+    async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
+        let stack = Arc::new(Stack::new().await);
+        let faulty = FaultyAws::new().await;
+        let clients = faulty.clients().await;
+        let mut config = stack.config.clone();
+        adjust(&mut config);
+        let receiver = Arc::new(stack.receiver_with(KIND, clients.clone(), &config));
+        let steps = Steps::default();
+        // The processor as `shared::function::processor` builds it, its two
+        // stores observed.
+        let processor = Processor::new(
+            Arc::new(ObservedEntities {
+                inner: DynamoEntityStore::new(clients.entities.clone(), &config.entities_table),
+                steps: Arc::clone(&steps),
+            }),
+            Arc::new(ObservedJobs {
+                inner: SqsJobQueue::new(clients.sqs.clone(), &config.jobs_queue_url),
+                steps: Arc::clone(&steps),
+            }),
+        );
+        let partner = PartnerStandIn::start(204).await;
+        let worker = stack.worker_with(
+            clients.clone(),
+            fast_api("http://127.0.0.1:9"),
+            100,
+            Some(partner.downstream()),
+        );
         Self {
-            stack: Arc::clone(stack),
-            receiver: Arc::new(receiver),
+            stack,
+            faulty,
+            receiver,
+            processor,
+            steps,
+            worker,
+            worker_sqs: clients.sqs,
+            partner,
             events: Arc::new(customer_updates()),
             acknowledged: Arc::default(),
-            attempts: Vec::new(),
             concurrent: true,
         }
     }
@@ -124,9 +262,9 @@ impl Revel {
             .collect()
     }
 
-    /// Delivers every event that has no 2xx yet, all at once (Revel sends
-    /// concurrently); each 2xx is checked against the tables at once.
-    async fn round(&mut self) -> Vec<Attempt> {
+    /// Revel: delivers every event that has no 2xx yet; each 2xx is checked
+    /// against the events table at once.
+    async fn round(&self) -> Vec<Attempt> {
         let mut tasks = tokio::task::JoinSet::new();
         let mut finished = Vec::new();
         for event in self.pending() {
@@ -147,13 +285,12 @@ impl Revel {
                     deliver(&receiver, signed_request(KIND, &events[event].body)).await;
                 let took = started.elapsed();
                 if (200..300).contains(&status) {
-                    let key = answer["event_id"].as_str().expect("event id").to_owned();
-                    let count = {
-                        let mut acknowledged = acknowledged.lock().unwrap();
-                        acknowledged.insert(event, key.clone());
-                        acknowledged.len()
-                    };
-                    assert_stored_now(&stack, &events[event], &key, count).await;
+                    let key = event_id(&answer);
+                    assert!(
+                        stack.event(&key).await.is_some(),
+                        "{status} for {key}, which is not stored"
+                    );
+                    acknowledged.lock().unwrap().insert(event, key);
                 }
                 Attempt {
                     event,
@@ -166,204 +303,224 @@ impl Revel {
         while let Some(done) = tasks.join_next().await {
             finished.push(done);
         }
-        let mut attempts = Vec::new();
-        for attempt in finished {
-            let attempt = attempt.expect("a delivery task panicked");
-            assert!(
-                attempt.took < DELIVERY_BOUND,
-                "a delivery took {:?}: {attempt:?}",
-                attempt.took
-            );
-            attempts.push(attempt);
+        let mut attempts: Vec<Attempt> = finished
+            .into_iter()
+            .map(|a| a.expect("a delivery task panicked"))
+            .collect();
+        for attempt in &attempts {
+            assert!(attempt.took < ANSWER_BOUND, "too slow: {attempt:?}");
         }
         attempts.sort_by_key(|a| a.event);
-        self.attempts.extend(attempts.iter().cloned());
         attempts
     }
 
-    /// After the fault cleared: redeliver what has no 2xx, after `pause`,
-    /// until everything has one (at most `rounds` rounds).
-    async fn retry_until_acknowledged(&mut self, pause: Duration, rounds: usize) -> Vec<Attempt> {
+    /// Revel after the fault cleared: redelivers what has no 2xx, after a
+    /// pause, until everything has one.
+    async fn retries(&self) -> Vec<Attempt> {
         let mut all = Vec::new();
-        for _ in 0..rounds {
+        for _ in 0..3 {
             if self.pending().is_empty() {
-                return all;
+                break;
             }
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
             all.extend(self.round().await);
         }
         assert!(
             self.pending().is_empty(),
-            "still not acknowledged after {rounds} retries: {:?}",
+            "still not acknowledged: {:?}",
             self.pending()
         );
         all
     }
 
-    fn keys(&self) -> BTreeMap<usize, String> {
-        self.acknowledged.lock().unwrap().clone()
-    }
-}
-
-/// Right after a 2xx: the event's record exists, its entity holds this
-/// version or a newer one, and the queue holds at least one job per event
-/// acknowledged so far (jobs are only taken off the queue at the end).
-async fn assert_stored_now(stack: &Stack, event: &Event, key: &str, acknowledged: usize) {
-    let record = stack
-        .event(key)
-        .await
-        .unwrap_or_else(|| panic!("2xx for {key}, which is not stored"));
-    let status = text(&record, "status");
-    assert!(
-        status == "processing" || status == "done",
-        "2xx for {key} whose record is {status}"
-    );
-    let entity = stack
-        .entity(&text(&record, "entity_key"))
-        .await
-        .unwrap_or_else(|| panic!("2xx for {key}, whose entity is not stored"));
-    let kept = entity_state(&entity)["updated_date"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        kept >= event.updated,
-        "2xx for {key}, but the entity holds the older {kept}"
-    );
-    let waiting = stack.jobs_waiting().await;
-    assert!(
-        waiting >= acknowledged,
-        "2xx for {key}: {acknowledged} events acknowledged, {waiting} jobs queued"
-    );
-}
-
-/// What the tables and the queue hold at the end, checked: every event
-/// stored once (records `done` unless `records` says otherwise), every
-/// entity at its newest version and written at most once per event (once
-/// when it had one event), every job exactly once.
-async fn assert_each_event_once(revel: &Revel, records: &str) {
-    let stack = &revel.stack;
-    let keys = revel.keys();
-    assert_eq!(keys.len(), revel.events.len(), "every event acknowledged");
-    let stored: BTreeMap<String, String> = stack
-        .events()
-        .await
-        .iter()
-        .map(|e| (text(e, "event_key"), text(e, "status")))
-        .collect();
-    let expected: BTreeSet<String> = keys.values().cloned().collect();
-    assert_eq!(
-        stored.keys().cloned().collect::<BTreeSet<_>>(),
-        expected,
-        "one record per event, no other"
-    );
-    for (key, status) in &stored {
-        assert_eq!(status, records, "record {key}");
+    /// Hands what the stream holds to the processor, at most `polls` times.
+    async fn process(&self, polls: usize) -> Vec<local_stack::stream::Polled> {
+        self.stack.settle_with(&self.processor, polls).await
     }
 
-    let mut by_customer: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, event) in revel.events.iter().enumerate() {
-        by_customer.entry(&event.uuid).or_default().push(i);
+    /// One poll of the jobs queue through the worker's (faulty) SQS client,
+    /// as Lambda's SQS event source polls it.
+    async fn poll_jobs(&self) -> Result<local_stack::worker_loop::Polled, local_stack::Error> {
+        local_stack::worker_loop::poll_once(
+            &self.worker_sqs,
+            &self.stack.config.jobs_queue_url,
+            &self.worker,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        )
+        .await
     }
-    let entities = stack.entities().await;
-    assert_eq!(entities.len(), by_customer.len(), "one entity per customer");
-    for (uuid, events) in by_customer {
-        let entity = entities
-            .iter()
-            .find(|e| text(e, "entity_id") == uuid)
-            .unwrap_or_else(|| panic!("no entity for {uuid}"));
-        let newest = *events
-            .iter()
-            .max_by_key(|i| &revel.events[**i].updated)
-            .unwrap();
-        let state = entity_state(entity);
-        assert_eq!(state["updated_date"], revel.events[newest].updated.as_str());
+
+    /// Polls until the queue is empty (at most 20 polls).
+    async fn drain(&self) -> Vec<local_stack::worker_loop::Polled> {
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            let polled = self.poll_jobs().await.expect("poll");
+            if polled.received == 0 {
+                break;
+            }
+            seen.push(polled);
+        }
+        seen
+    }
+
+    fn steps(&self) -> Vec<Step> {
+        self.steps.lock().unwrap().clone()
+    }
+
+    /// The follow-ups owed: each (entity, version) an upsert said owes one.
+    fn owed(&self) -> BTreeSet<(String, i64)> {
+        self.steps()
+            .into_iter()
+            .filter_map(|step| match step {
+                Step::Upsert {
+                    entity,
+                    rank,
+                    outcome: Some(outcome),
+                } if outcome.owes_follow_up() => Some((entity, rank.version)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// After the fault cleared: Revel's retries, the processor until the
+    /// stream is quiet, and the check that the queue holds each follow-up
+    /// owed exactly once, none queued ahead of its entity's write.
+    async fn process_everything(&self) -> Vec<Attempt> {
+        self.faulty.clear();
+        let retries = self.retries().await;
+        let polls = self.process(20).await;
         assert!(
-            state.get("cc_last_4_digits").is_none(),
-            "card fields are never kept"
+            polls.iter().all(|p| p.failed_batches == 0),
+            "processing fails with every fault cleared: {polls:?}"
         );
-        assert_eq!(text(entity, "last_event_key"), keys[&newest]);
-        let revision: usize = text(entity, "revision").parse().unwrap();
+        self.check_follow_ups().await;
+        retries
+    }
+
+    /// Every job sent follows a successful entity write of its version; each
+    /// follow-up owed was sent; the queue holds each exactly once.
+    async fn check_follow_ups(&self) {
+        let mut written = BTreeSet::new();
+        let mut sent = BTreeSet::new();
+        for step in self.steps() {
+            match step {
+                Step::Upsert {
+                    entity,
+                    rank,
+                    outcome: Some(outcome),
+                } if outcome.owes_follow_up() => {
+                    written.insert((entity, rank.version));
+                }
+                Step::Enqueue {
+                    entity: Some(entity),
+                    version: Some(version),
+                    sent: true,
+                } => {
+                    assert!(
+                        written.contains(&(entity.clone(), version)),
+                        "a job for {entity}@{version} was queued ahead of its entity"
+                    );
+                    sent.insert((entity, version));
+                }
+                _ => {}
+            }
+        }
+        let owed = self.owed();
+        assert_eq!(sent, owed, "every follow-up owed was queued");
+        assert_eq!(
+            self.stack.jobs_waiting().await,
+            owed.len(),
+            "each follow-up is on the queue exactly once"
+        );
+    }
+
+    /// The end of every test: the worker delivers, and the bundle holds
+    /// each event once, each entity at its newest version, and each
+    /// customer's newest state delivered once.
+    async fn deliver_and_check(&self) -> String {
+        self.faulty.clear();
+        let polls = self.drain().await;
         assert!(
-            (1..=events.len()).contains(&revision),
-            "{uuid}: {revision} writes for {} events",
-            events.len()
+            polls.iter().all(|p| p.failed == 0),
+            "the worker failed a job: {polls:?}"
         );
+        self.check().await
     }
 
-    let jobs = stack.take_jobs().await;
-    let mut per_event: BTreeMap<String, usize> = BTreeMap::new();
-    for job in &jobs {
-        *per_event
-            .entry(job["event_key"].as_str().unwrap_or_default().to_owned())
-            .or_default() += 1;
+    /// Checks the end state; a summary for the table.
+    async fn check(&self) -> String {
+        let stack = &self.stack;
+        let keys = self.acknowledged.lock().unwrap().clone();
+        assert_eq!(keys.len(), self.events.len(), "every event acknowledged");
+        let stored: BTreeSet<String> = stack
+            .events()
+            .await
+            .iter()
+            .map(|e| text(e, "event_key"))
+            .collect();
+        let expected: BTreeSet<String> = keys.values().cloned().collect();
+        assert_eq!(stored, expected, "one record per event, no other");
+
+        let mut newest: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, event) in self.events.iter().enumerate() {
+            let slot = newest.entry(&event.uuid).or_insert(i);
+            if event.updated > self.events[*slot].updated {
+                *slot = i;
+            }
+        }
+        let entities = stack.entities().await;
+        assert_eq!(entities.len(), newest.len(), "one entity per customer");
+        let deliveries = self.partner.deliveries().await;
+        for (uuid, &event) in &newest {
+            let entity = entities
+                .iter()
+                .find(|e| text(e, "entity_id") == *uuid)
+                .unwrap_or_else(|| panic!("no entity for {uuid}"));
+            let state = entity_state(entity);
+            assert_eq!(state["updated_date"], self.events[event].updated.as_str());
+            assert!(state.get("cc_last_4_digits").is_none(), "card fields kept");
+            assert_eq!(text(entity, "last_event_key"), keys[&event]);
+            let heard: Vec<&Delivered> = deliveries.iter().filter(|d| d.id == *uuid).collect();
+            let version =
+                shared::sources::parse_timestamp_micros(&self.events[event].updated).unwrap();
+            let revision: u64 = text(entity, "revision").parse().unwrap();
+            assert_eq!(
+                heard
+                    .iter()
+                    .map(|d| (d.version, d.revision))
+                    .collect::<Vec<_>>(),
+                [(version, revision)],
+                "{uuid}: its newest state delivered once"
+            );
+        }
+        let attempts = self.partner.attempts().await;
+        assert_eq!(
+            attempts.len(),
+            newest.len(),
+            "nothing sent twice: {attempts:?}"
+        );
+        assert_eq!(stack.jobs_waiting().await, 0);
+        assert!(stack.dead_letters().await.is_empty());
+        assert_eq!(stack.processor_failures().await, 0);
+        format!(
+            "{} records, {} entities at their newest version, {} jobs queued once, partner heard {} (each once)",
+            stored.len(),
+            entities.len(),
+            self.owed().len(),
+            attempts.len()
+        )
     }
-    assert_eq!(
-        per_event.keys().cloned().collect::<BTreeSet<_>>(),
-        expected,
-        "one job per event: {jobs:?}"
-    );
-    assert!(
-        per_event.values().all(|n| *n == 1),
-        "a job was queued twice: {per_event:?}"
-    );
-}
 
-/// The answers of a round, summed up: `{"503 unavailable": 5}`.
-fn answers(attempts: &[Attempt]) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
-    for attempt in attempts {
-        *seen.entry(attempt.label()).or_insert(0) += 1;
+    /// What the tables and the queue hold now.
+    async fn written(&self) -> Written {
+        self.stack.written().await
     }
-    seen
 }
 
-fn slowest(attempts: &[Attempt]) -> Duration {
-    attempts.iter().map(|a| a.took).max().unwrap_or_default()
-}
-
-/// Prints one line for the README's fault table.
-fn report(test: &str, during: &[Attempt], written: Written, after: &[Attempt]) {
-    println!(
-        "FAULT {test}: during {:?} (slowest {:?}); written during: {written:?}; after clearing: {:?} (slowest {:?})",
-        answers(during),
-        slowest(during),
-        answers(after),
-        slowest(after),
-    );
-}
-
-/// A config whose lease and duplicate wait are short, so a test can outwait them.
-fn short_lease(stack: &Stack, lease: Duration) -> Config {
-    let mut config = stack.config.clone();
-    config.settings.processing_lease = lease;
-    config.settings.duplicate_wait = Duration::from_millis(300);
-    config
-}
-
-async fn setup(config: Option<Config>) -> (Arc<Stack>, FaultyAws, Config) {
-    let stack = Arc::new(Stack::new().await);
-    let faulty = FaultyAws::new().await;
-    let config = config.unwrap_or_else(|| stack.config.clone());
-    (stack, faulty, config)
-}
-
-/// Clears every fault, redelivers as Revel does what got no 2xx, and checks
-/// every event was then accepted and stored, applied and queued once.
-async fn recovers(
-    revel: &mut Revel,
-    faulty: &FaultyAws,
-    name: &str,
-    during: &[Attempt],
-    written: Written,
-) {
-    faulty.clear();
-    let after = revel
-        .retry_until_acknowledged(Duration::from_millis(200), 3)
-        .await;
-    all_answered(&after, 200, "status", "accepted");
-    report(name, during, written, &after);
-    assert_each_event_once(revel, "done").await;
+/// Prints one row of the fault table.
+fn row(fault: &str, place: &str, answer: &str, outcome: &str) {
+    println!("| {fault} | {place} | {answer} | {outcome} |");
 }
 
 fn all_answered(attempts: &[Attempt], status: u16, field: &str, value: &str) {
@@ -376,471 +533,512 @@ fn all_answered(attempts: &[Attempt], status: u16, field: &str, value: &str) {
     }
 }
 
-#[tokio::test]
-async fn dynamodb_throttling_that_persists_is_a_503_and_the_retries_store_each_event_once() {
-    let (stack, faulty, config) = setup(None).await;
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    let mut revel = Revel::new(&stack, receiver);
+const NOTHING: Written = Written {
+    events: 0,
+    entities: 0,
+    jobs: 0,
+};
 
-    faulty.events.throttle_dynamodb(None);
-    faulty.entities.throttle_dynamodb(None);
-    let during = revel.round().await;
+/// A receive-side fault: Revel's round while it holds must get `answered`
+/// with nothing stored; after it clears, every retry is accepted.
+async fn receive_fault(bundle: &Bundle, fault: &str, during: &[Attempt], stored_nothing: bool) {
+    if stored_nothing {
+        assert_eq!(bundle.written().await, NOTHING, "no 2xx, nothing stored");
+    }
+    let retries = bundle.process_everything().await;
+    all_answered(&retries, 200, "status", "accepted");
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        fault,
+        "events table, receive",
+        &format!(
+            "{}; Revel's retries: {}",
+            summary(during),
+            summary(&retries)
+        ),
+        &format!("nothing stored while it held; {outcome}"),
+    );
+}
+
+#[tokio::test]
+async fn the_events_table_throttling_throughout_is_a_503_and_the_retries_are_stored_once() {
+    let bundle = Bundle::new().await;
+    bundle.faulty.events.throttle_dynamodb(None);
+    let during = bundle.round().await;
     all_answered(&during, 503, "error", "unavailable");
     assert!(
-        faulty.events.hits() >= 2 * during.len(),
+        bundle.faulty.events.hits() >= 2 * during.len(),
         "the SDK retried each throttled put: {} throttled requests",
-        faulty.events.hits()
+        bundle.faulty.events.hits()
     );
-    let written = stack.written().await;
-    assert_eq!(
-        written,
-        Written {
-            events: 0,
-            entities: 0,
-            jobs: 0
-        }
-    );
-
-    recovers(
-        &mut revel,
-        &faulty,
-        "dynamodb_throttling_that_persists",
-        &during,
-        written,
-    )
-    .await;
+    receive_fault(&bundle, "DynamoDB throttles every request", &during, true).await;
 }
 
 #[tokio::test]
-async fn brief_dynamodb_throttling_is_absorbed_by_the_sdk_retries() {
-    let (stack, faulty, config) = setup(None).await;
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    let mut revel = Revel::new(&stack, receiver);
-
-    // Two throttled requests: every delivery still gets its answer in time.
-    faulty.events.throttle_dynamodb(Some(2));
-    let during = revel.round().await;
+async fn brief_throttling_of_the_events_table_is_absorbed_by_the_sdk_retries() {
+    let bundle = Bundle::new().await;
+    bundle.faulty.events.throttle_dynamodb(Some(2));
+    let during = bundle.round().await;
     all_answered(&during, 200, "status", "accepted");
-    assert_eq!(faulty.events.hits(), 2);
-    assert_eq!(faulty.events.fault(), Fault::None, "the budget is spent");
-    report(
-        "brief_dynamodb_throttling",
-        &during,
-        stack.written().await,
-        &[],
+    assert_eq!(bundle.faulty.events.hits(), 2);
+    bundle.process_everything().await;
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "DynamoDB throttles 2 requests",
+        "events table, receive",
+        &summary(&during),
+        &outcome,
     );
-    assert_each_event_once(&revel, "done").await;
 }
 
 #[tokio::test]
-async fn throttling_on_the_entities_table_only_is_finished_by_the_retries_without_a_second_job() {
-    let (stack, faulty, config) = setup(None).await;
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    let mut revel = Revel::new(&stack, receiver);
-
-    faulty.entities.throttle_dynamodb(None);
-    let during = revel.round().await;
+async fn the_events_table_hanging_is_a_503_within_the_sdk_deadline_and_the_retries_are_stored_once()
+{
+    let bundle = Bundle::new().await;
+    bundle.faulty.events.set(Fault::Blackhole);
+    let during = bundle.round().await;
     all_answered(&during, 503, "error", "unavailable");
-    let written = stack.written().await;
-    // Archived and released for the retry; the job went out concurrently.
-    for record in stack.events().await {
-        assert_eq!(text(&record, "status"), "processing");
-        assert_eq!(text(&record, "lease_until"), "0", "lease released");
-    }
-    assert_eq!(written.events, 5);
-    assert_eq!(written.entities, 0);
-
-    recovers(
-        &mut revel,
-        &faulty,
-        "throttling_on_the_entities_table",
+    receive_fault(
+        &bundle,
+        "DynamoDB accepts connections and never answers",
         &during,
-        written,
+        true,
     )
     .await;
 }
 
 #[tokio::test]
-async fn dynamodb_timing_out_is_a_503_within_the_deadline_and_the_retries_store_each_event_once() {
-    let (stack, faulty, config) = setup(None).await;
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    let mut revel = Revel::new(&stack, receiver);
-
-    faulty.dynamodb(Fault::Blackhole);
-    let during = revel.round().await;
+async fn the_events_table_refusing_connections_is_a_quick_503_and_the_retries_are_stored_once() {
+    let bundle = Bundle::new().await;
+    bundle.faulty.events.set(Fault::Closed);
+    let during = bundle.round().await;
     all_answered(&during, 503, "error", "unavailable");
-    assert!(slowest(&during) < Duration::from_millis(4000));
-    let written = stack.written().await;
-    assert_eq!(written.events + written.entities + written.jobs, 0);
-
-    recovers(&mut revel, &faulty, "dynamodb_timing_out", &during, written).await;
+    receive_fault(
+        &bundle,
+        "DynamoDB refuses connections (port closed)",
+        &during,
+        true,
+    )
+    .await;
 }
 
 #[tokio::test]
-async fn an_archive_put_whose_answer_is_lost_is_finished_by_the_delivery_or_its_retry() {
-    let lease = Duration::from_secs(3);
-    let (stack, faulty, _) = setup(None).await;
-    let config = short_lease(&stack, lease);
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    let mut revel = Revel::new(&stack, receiver);
+async fn the_events_table_closing_connections_is_a_503_and_the_retries_are_stored_once() {
+    let bundle = Bundle::new().await;
+    bundle.faulty.events.set(Fault::Refuse);
+    let during = bundle.round().await;
+    all_answered(&during, 503, "error", "unavailable");
+    receive_fault(
+        &bundle,
+        "DynamoDB closes every connection at once",
+        &during,
+        true,
+    )
+    .await;
+}
 
-    // The first put of each delivery reaches DynamoDB and is applied, but its
-    // answer never comes back: the SDK times the attempt out and retries,
-    // and the retry finds the record it wrote itself.
-    faulty.events.swallow_responses(Some(5));
-    let during = revel.round().await;
-    assert_eq!(faulty.events.hits(), 5);
+#[tokio::test]
+async fn a_record_put_that_lands_while_its_answer_is_lost_is_stored_once_and_answered_duplicate() {
+    let bundle = Bundle::new().await;
+    // Each delivery's first put reaches DynamoDB and is applied, but its
+    // answer never comes back: the SDK times the attempt out and tries
+    // again, or the answer is a 503 and Revel tries again. Either retry
+    // finds the record the first attempt wrote.
+    bundle.faulty.events.swallow_responses(Some(5));
+    let during = bundle.round().await;
+    assert_eq!(bundle.faulty.events.hits(), 5);
     for attempt in &during {
-        let ok = matches!(
-            (
-                attempt.status,
-                attempt.answer["status"].as_str(),
-                attempt.answer["error"].as_str()
+        assert!(
+            matches!(
+                attempt.label().as_str(),
+                "200 duplicate" | "503 unavailable"
             ),
-            (200, Some("accepted"), _) | (503, _, Some("in_progress" | "unavailable"))
+            "{attempt:?}"
         );
-        assert!(ok, "{attempt:?}");
     }
-    let written = stack.written().await;
-    assert_eq!(written.events, 5, "every put took effect");
+    assert_eq!(bundle.written().await.events, 5, "every put took effect");
+    let retries = bundle.process_everything().await;
+    all_answered(&retries, 200, "status", "duplicate");
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "the record's put is applied, its answer lost",
+        "events table, receive",
+        &format!(
+            "{}; Revel's retries: {}",
+            summary(&during),
+            summary(&retries)
+        ),
+        &format!("no second record, no conflict; {outcome}"),
+    );
+}
 
-    faulty.clear();
-    let after = revel
-        .retry_until_acknowledged(lease + Duration::from_millis(1100), 3)
-        .await;
-    report("archive_put_answer_lost", &during, written, &after);
-    assert_each_event_once(&revel, "done").await;
+/// A processing-side fault: every event is stored (2xx) first; the stream
+/// is polled `polls` times while the fault holds.
+async fn stored_then_processed_under(bundle: &Bundle, polls: usize) -> Processing {
+    let answers = bundle.round().await;
+    all_answered(&answers, 200, "status", "accepted");
+    let polls = bundle.process(polls).await;
+    Processing {
+        answers: summary(&answers),
+        failed_polls: polls.iter().map(|p| p.failed_batches).sum(),
+        written: bundle.written().await,
+        polls,
+    }
+}
+
+/// What processing under a fault came to.
+struct Processing {
+    /// Revel's answers, before the fault mattered.
+    answers: String,
+    polls: Vec<local_stack::stream::Polled>,
+    failed_polls: usize,
+    /// The tables and the queue after those polls.
+    written: Written,
 }
 
 #[tokio::test]
-async fn dynamodb_refusing_connections_is_a_quick_503_and_the_retries_store_each_event_once() {
-    let (stack, faulty, config) = setup(None).await;
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    let mut revel = Revel::new(&stack, receiver);
+async fn the_entities_table_throttling_stops_processing_at_the_first_record_and_queues_nothing_ahead_of_it(
+) {
+    let bundle = Bundle::new().await;
+    bundle.faulty.entities.throttle_dynamodb(None);
+    let processing = stored_then_processed_under(&bundle, 2).await;
+    assert_eq!(processing.failed_polls, 2, "{:?}", processing.polls);
+    assert_eq!(
+        (processing.written.entities, processing.written.jobs),
+        (0, 0),
+        "no job without its entity"
+    );
+    bundle.process_everything().await;
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "DynamoDB throttles every request",
+        "entities table, processing",
+        &processing.answers,
+        &format!(
+            "each poll stopped at the first record ({} failed polls), no entity and no job meanwhile; after: {outcome}",
+            processing.failed_polls
+        ),
+    );
+}
 
-    faulty.dynamodb(Fault::Closed);
-    let during = revel.round().await;
-    all_answered(&during, 503, "error", "unavailable");
+#[tokio::test]
+async fn the_entities_table_failing_mid_batch_is_retried_from_the_failed_record() {
+    let bundle = Bundle::new().await;
+    // Two entity writes go through; the third record's write is throttled
+    // through all of the SDK's attempts.
+    bundle.faulty.entities.throttle_dynamodb_after(2, Some(3));
+    let processing = stored_then_processed_under(&bundle, 1).await;
+    let first = processing.polls[0];
+    assert_eq!((first.records, first.failed_batches), (5, 1));
+    assert!(processing.written.entities <= 2, "{:?}", processing.written);
+    let retried = bundle.process(1).await;
+    assert_eq!(
+        retried[0].records, 3,
+        "the stream resumes at the failed record: the two before it are not handed over again"
+    );
+    bundle.process_everything().await;
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "DynamoDB throttles the third record's write (3 attempts)",
+        "entities table, processing",
+        &processing.answers,
+        &format!(
+            "the batch of 5 stopped at record 3; the next poll handed over records 3-5 only; {outcome}"
+        ),
+    );
+}
+
+#[tokio::test]
+async fn an_entity_write_that_lands_while_its_answer_is_lost_still_queues_its_job_once() {
+    let bundle = Bundle::new().await;
+    bundle.faulty.entities.swallow_responses(Some(1));
+    let processing = stored_then_processed_under(&bundle, 1).await;
+    assert_eq!(bundle.faulty.entities.hits(), 1);
+    let repeated = bundle.steps().into_iter().any(|s| {
+        matches!(
+            s,
+            Step::Upsert {
+                outcome: Some(Upserted::Repeated),
+                ..
+            }
+        )
+    });
     assert!(
-        slowest(&during) < Duration::from_millis(3500),
-        "{:?}",
-        slowest(&during)
+        repeated,
+        "the retried write found its own change: {:?}",
+        bundle.steps()
     );
-    let written = stack.written().await;
-    assert_eq!(written.events + written.entities + written.jobs, 0);
-
-    recovers(
-        &mut revel,
-        &faulty,
-        "dynamodb_refusing_connections",
-        &during,
-        written,
-    )
-    .await;
+    bundle.process_everything().await;
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "an entity write is applied, its answer lost",
+        "entities table, processing",
+        &processing.answers,
+        &format!(
+            "the retry (SDK or stream; {} failed polls) finds the same rank: `Repeated`, and still queues the job; {outcome}",
+            processing.failed_polls
+        ),
+    );
 }
 
 #[tokio::test]
-async fn sqs_down_at_cold_start_loses_no_job_and_queues_none_twice() {
-    let (stack, faulty, config) = setup(None).await;
-    // The function starts (config, clients, secrets warmed) while SQS is down.
-    faulty.sqs.set(Fault::Closed);
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    shared::function::warm(receiver.source()).await;
-    let mut revel = Revel::new(&stack, receiver);
+async fn the_entities_table_refusing_connections_is_retried_once_it_is_back() {
+    let bundle = Bundle::new().await;
+    bundle.faulty.entities.set(Fault::Closed);
+    let processing = stored_then_processed_under(&bundle, 2).await;
+    assert_eq!(processing.failed_polls, 2);
+    assert_eq!(
+        (processing.written.entities, processing.written.jobs),
+        (0, 0)
+    );
+    bundle.process_everything().await;
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "DynamoDB refuses connections (port closed)",
+        "entities table, processing",
+        &processing.answers,
+        &format!("no entity and no job while it held; {outcome}"),
+    );
+}
 
-    let during = revel.round().await;
+#[tokio::test]
+async fn sqs_refusing_the_follow_up_after_its_entity_write_is_retried_from_the_record_and_still_queues_the_job(
+) {
+    let bundle = Bundle::new().await;
+    // The lost follow-up of the status design: the entity write lands, the
+    // send fails. The record must be retried, and its retry must queue it.
+    bundle.faulty.sqs.set(Fault::Closed);
+    let processing = stored_then_processed_under(&bundle, 1).await;
+    assert_eq!(processing.failed_polls, 1);
+    assert_eq!(
+        (processing.written.entities, processing.written.jobs),
+        (1, 0),
+        "the first record's entity landed, its job did not"
+    );
+    bundle.faulty.clear();
+    bundle.process(1).await;
+    let first = bundle.steps();
+    let Step::Upsert { entity, .. } = &first[0] else {
+        panic!("the entity is written first: {first:?}")
+    };
+    let of_first: Vec<String> = first
+        .iter()
+        .filter_map(|s| match s {
+            Step::Upsert {
+                entity: e, outcome, ..
+            } if e == entity => Some(format!("upsert {outcome:?}")),
+            Step::Enqueue {
+                entity: Some(e),
+                sent,
+                ..
+            } if e == entity => Some(format!("enqueue sent={sent}")),
+            _ => None,
+        })
+        .take(4)
+        .collect();
+    assert_eq!(
+        of_first[1..],
+        [
+            "enqueue sent=false".to_owned(),
+            "upsert Some(Repeated)".to_owned(),
+            "enqueue sent=true".to_owned()
+        ],
+        "{of_first:?}"
+    );
+    bundle.process_everything().await;
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "SQS refuses connections (port closed)",
+        "SQS, processing",
+        &processing.answers,
+        &format!(
+            "the first record's entity was written and its send failed: the batch stopped there; its retry found the write `Repeated` and queued the job; {outcome}"
+        ),
+    );
+}
+
+#[tokio::test]
+async fn a_follow_up_sent_while_its_answer_is_lost_is_queued_once() {
+    let bundle = Bundle::new().await;
+    bundle.faulty.sqs.swallow_responses(Some(1));
+    let processing = stored_then_processed_under(&bundle, 1).await;
+    assert_eq!(bundle.faulty.sqs.hits(), 1);
+    bundle.process_everything().await;
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "a job send is applied, its answer lost",
+        "SQS, processing",
+        &processing.answers,
+        &format!(
+            "sent again with the same deduplication id ({} failed polls): SQS FIFO drops the copy; {outcome}",
+            processing.failed_polls
+        ),
+    );
+}
+
+#[tokio::test]
+async fn sqs_hanging_during_processing_is_retried_without_a_second_job() {
+    let bundle = Bundle::new().await;
+    bundle.faulty.sqs.set(Fault::Blackhole);
+    let processing = stored_then_processed_under(&bundle, 1).await;
+    assert_eq!(processing.failed_polls, 1);
+    assert_eq!(processing.written.jobs, 0);
+    bundle.process_everything().await;
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "SQS accepts connections and never answers",
+        "SQS, processing",
+        &processing.answers,
+        &format!("the send timed out (2.8 s), the record was retried; {outcome}"),
+    );
+}
+
+#[tokio::test]
+async fn sqs_down_while_the_worker_polls_delays_the_deliveries_and_loses_none() {
+    let bundle = Bundle::new().await;
+    let answers = bundle.round().await;
+    all_answered(&answers, 200, "status", "accepted");
+    bundle.process_everything().await;
+    bundle.faulty.sqs.set(Fault::Closed);
+    assert!(bundle.poll_jobs().await.is_err());
+    assert!(bundle.partner.attempts().await.is_empty());
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "SQS refuses connections (port closed)",
+        "SQS, worker",
+        &summary(&answers),
+        &format!("no job received while it held; {outcome}"),
+    );
+}
+
+#[tokio::test]
+async fn a_job_whose_delete_fails_after_its_delivery_comes_back_and_sends_nothing_twice() {
+    let bundle = Bundle::new().await;
+    // Short, so the test can outwait a job received and never deleted.
+    bundle.stack.set_job_visibility_timeout(2).await;
+    let answers = bundle.round().await;
+    all_answered(&answers, 200, "status", "accepted");
+    bundle.process_everything().await;
+    // The receive goes through; every delete after it fails.
+    bundle
+        .faulty
+        .sqs
+        .reply_after(1, CannedReply::sqs_internal_error(), None);
+    assert!(bundle.poll_jobs().await.is_err(), "the deletes failed");
+    let delivered = bundle.partner.deliveries().await.len();
+    assert!(delivered >= 1);
+    bundle.faulty.clear();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "SQS fails every delete after a receive",
+        "SQS, worker",
+        &summary(&answers),
+        &format!(
+            "{delivered} delivered, their jobs not deleted: back after the visibility timeout, the worker found each revision delivered; {outcome}"
+        ),
+    );
+}
+
+/// Revel's round while Secrets Manager is down and a wrong signature sent
+/// meanwhile: the answers, and the wrong signature's status.
+async fn while_secrets_are_down(bundle: &Bundle) -> (Vec<Attempt>, u16) {
+    let during = bundle.round().await;
+    let forged = local_stack::events::revel_headers(
+        KIND,
+        DEMO_INSTANCE,
+        "not-the-secret",
+        &bundle.events[0].body,
+    );
+    let (status, _) = deliver(
+        &bundle.receiver,
+        request_with(KIND, &forged, &bundle.events[0].body),
+    )
+    .await;
+    (during, status)
+}
+
+#[tokio::test]
+async fn secrets_manager_down_within_the_stale_grace_still_verifies_and_answers_200() {
+    let bundle = Bundle::with_config(|config| {
+        config.settings.secrets_ttl = Duration::from_secs(1);
+    })
+    .await
+    .one_at_a_time();
+    shared::function::warm(bundle.receiver.source()).await;
+    bundle.faulty.secrets.set(Fault::Closed);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (during, forged) = while_secrets_are_down(&bundle).await;
+    all_answered(&during, 200, "status", "accepted");
+    assert_eq!(forged, 401, "the stale secrets still verify");
+    bundle.process_everything().await;
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "Secrets Manager refuses connections, past the cache TTL, within SECRETS_STALE_GRACE_SECONDS",
+        "Secrets Manager, receive",
+        &format!("{}; a wrong signature: {forged}", summary(&during)),
+        &format!("verified against the last secrets read; {outcome}"),
+    );
+}
+
+#[tokio::test]
+async fn secrets_manager_down_past_a_zero_stale_grace_is_a_503_never_a_401() {
+    let bundle = Bundle::with_config(|config| {
+        config.settings.secrets_ttl = Duration::from_secs(1);
+        config.settings.secrets_stale_grace = Duration::ZERO;
+    })
+    .await
+    .one_at_a_time();
+    shared::function::warm(bundle.receiver.source()).await;
+    bundle.faulty.secrets.set(Fault::Closed);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (during, forged) = while_secrets_are_down(&bundle).await;
     all_answered(&during, 503, "error", "unavailable");
-    let written = stack.written().await;
     assert_eq!(
-        (written.events, written.entities, written.jobs),
-        (5, 4, 0),
-        "archived and applied, not queued: not acknowledged"
+        forged, 503,
+        "nothing can be verified, nothing is refused as forged"
     );
-
-    recovers(
-        &mut revel,
-        &faulty,
-        "sqs_down_at_cold_start",
-        &during,
-        written,
-    )
-    .await;
+    assert_eq!(bundle.written().await, NOTHING);
+    let retries = bundle.process_everything().await;
+    all_answered(&retries, 200, "status", "accepted");
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "Secrets Manager refuses connections, past the cache TTL, grace 0",
+        "Secrets Manager, receive",
+        &format!(
+            "{}; a wrong signature: {forged}; Revel's retries: {}",
+            summary(&during),
+            summary(&retries)
+        ),
+        &format!("nothing stored while it held; {outcome}"),
+    );
 }
 
 #[tokio::test]
-async fn sqs_timing_out_mid_run_loses_no_job_and_queues_none_twice() {
-    let (stack, faulty, config) = setup(None).await;
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    let mut revel = Revel::new(&stack, receiver);
-    // A warm function: one delivery has gone through every service.
-    let (status, _) = deliver(&revel.receiver, signed_request(KIND, &revel.events[0].body)).await;
-    assert_eq!(status, 200);
-
-    faulty.sqs.set(Fault::Blackhole);
-    let during = revel.round().await;
-    for attempt in &during {
-        let ok = matches!(
-            (
-                attempt.status,
-                attempt.answer["status"].as_str(),
-                attempt.answer["error"].as_str()
-            ),
-            (503, _, Some("unavailable")) | (200, Some("duplicate"), _)
-        );
-        assert!(ok, "{attempt:?}");
-    }
-    assert!(slowest(&during) < Duration::from_millis(4000));
-    let written = stack.written().await;
-    assert_eq!(
-        written.jobs, 1,
-        "only the job of the delivery before the fault"
-    );
-
-    recovers(
-        &mut revel,
-        &faulty,
-        "sqs_timing_out_mid_run",
-        &during,
-        written,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn secrets_manager_down_at_cold_start_is_a_503_never_a_401_and_nothing_is_written() {
-    let (stack, faulty, config) = setup(None).await;
-    faulty.secrets.set(Fault::Closed);
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
+async fn secrets_manager_down_at_cold_start_is_a_503_never_a_401() {
+    let bundle = Bundle::new().await.one_at_a_time();
+    bundle.faulty.secrets.set(Fault::Closed);
     let started = Instant::now();
-    shared::function::warm(receiver.source()).await;
+    shared::function::warm(bundle.receiver.source()).await;
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "init is bounded"
     );
-    let mut revel = Revel::new(&stack, receiver).one_at_a_time();
-
-    let during = revel.round().await;
+    let (during, forged) = while_secrets_are_down(&bundle).await;
     all_answered(&during, 503, "error", "unavailable");
-    let written = stack.written().await;
-    assert_eq!(written.events + written.entities + written.jobs, 0);
-
-    recovers(
-        &mut revel,
-        &faulty,
-        "secrets_manager_down_at_cold_start",
-        &during,
-        written,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn secrets_manager_down_mid_run_matters_only_once_the_cached_secrets_expire() {
-    let (stack, faulty, config) = setup(None).await;
-    let mut config = config;
-    config.settings.secrets_ttl = Duration::from_secs(2);
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    shared::function::warm(receiver.source()).await;
-    let mut revel = Revel::new(&stack, receiver).one_at_a_time();
-
-    // Within the cache's lifetime the outage is invisible.
-    faulty.secrets.set(Fault::Blackhole);
-    let (status, answer) =
-        deliver(&revel.receiver, signed_request(KIND, &revel.events[0].body)).await;
-    expect_outcome(status, &answer, 200, "accepted");
-    // Once the secrets are due for a re-read, deliveries wait for Secrets
-    // Manager and answer 503.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let during = revel.round().await;
-    all_answered(&during, 503, "error", "unavailable");
-    let written = stack.written().await;
-    assert_eq!(written.events, 1, "only the delivery made before expiry");
-
-    faulty.clear();
-    let after = revel
-        .retry_until_acknowledged(Duration::from_millis(200), 3)
-        .await;
-    report("secrets_manager_down_mid_run", &during, written, &after);
-    assert_each_event_once(&revel, "done").await;
-}
-
-#[tokio::test]
-async fn a_delivery_killed_while_its_job_is_being_sent_is_finished_once_after_its_lease() {
-    let lease = Duration::from_secs(2);
-    let (stack, faulty, _) = setup(None).await;
-    let config = short_lease(&stack, lease);
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    let mut revel = Revel::new(&stack, receiver);
-
-    // SQS hangs; every invocation is killed (its future dropped) after the
-    // archive put and the entity write, while the job is in flight.
-    faulty.sqs.set(Fault::Blackhole);
-    let mut killed = tokio::task::JoinSet::new();
-    for event in revel.events.iter().cloned() {
-        let receiver = Arc::clone(&revel.receiver);
-        killed.spawn(async move {
-            tokio::time::timeout(
-                Duration::from_millis(800),
-                deliver(&receiver, signed_request(KIND, &event.body)),
-            )
-            .await
-            .is_err()
-        });
-    }
-    while let Some(was_killed) = killed.join_next().await {
-        assert!(
-            was_killed.unwrap(),
-            "the delivery should still have been waiting"
-        );
-    }
-    let written = stack.written().await;
-    for record in stack.events().await {
-        assert_eq!(text(&record, "status"), "processing");
-        assert_ne!(text(&record, "lease_until"), "0", "the lease is held");
-    }
-    assert_eq!((written.events, written.entities, written.jobs), (5, 4, 0));
-    faulty.clear();
-
-    // Within the lease, Revel's retries are told to come back.
-    let during = revel.round().await;
-    all_answered(&during, 503, "error", "in_progress");
-    let after = revel
-        .retry_until_acknowledged(lease + Duration::from_millis(1100), 2)
-        .await;
-    all_answered(&after, 200, "status", "accepted");
-    report("killed_while_the_job_is_sent", &during, written, &after);
-    assert_each_event_once(&revel, "done").await;
-}
-
-#[tokio::test]
-async fn a_delivery_killed_after_its_answer_before_the_done_mark_is_complete_and_never_applied_twice(
-) {
-    let lease = Duration::from_secs(2);
-    let (stack, faulty, _) = setup(None).await;
-    let config = short_lease(&stack, lease);
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    let mut revel = Revel::new(&stack, receiver);
-
-    // The Lambda way: answer first; the process dies before the extension
-    // marks the record done (the completion is dropped).
-    let mut during = Vec::new();
-    for (i, event) in revel.events.iter().enumerate() {
-        let started = Instant::now();
-        let (status, answer, completion) =
-            deliver_deferred(&revel.receiver, signed_request(KIND, &event.body)).await;
-        let took = started.elapsed();
-        expect_outcome(status, &answer, 200, "accepted");
-        let key = answer["event_id"].as_str().unwrap().to_owned();
-        revel.acknowledged.lock().unwrap().insert(i, key.clone());
-        assert_stored_now(&stack, event, &key, i + 1).await;
-        assert!(completion.is_some());
-        drop(completion);
-        during.push(Attempt {
-            event: i,
-            status,
-            answer,
-            took,
-        });
-    }
-    let written = stack.written().await;
-    for record in stack.events().await {
-        assert_eq!(text(&record, "status"), "processing", "never marked");
-    }
-
-    // Revel sends nothing more (it got 200s). A stray duplicate after the
-    // lease takes the record over, redoes nothing and marks it done.
-    tokio::time::sleep(lease + Duration::from_millis(1100)).await;
-    revel.acknowledged.lock().unwrap().clear();
-    let after = revel.round().await;
-    all_answered(&after, 200, "status", "accepted");
-    report("killed_before_the_done_mark", &during, written, &after);
-    assert_each_event_once(&revel, "done").await;
-    let entities = stack.entities().await;
-    let revisions: usize = entities
-        .iter()
-        .map(|e| text(e, "revision").parse::<usize>().unwrap())
-        .sum();
-    assert_eq!(revisions, 5, "each version written once");
-}
-
-#[tokio::test]
-async fn the_done_mark_failing_after_the_answer_leaves_the_event_complete_and_a_redelivery_applies_nothing(
-) {
-    let lease = Duration::from_secs(6);
-    let (stack, faulty, _) = setup(None).await;
-    let config = short_lease(&stack, lease);
-    let receiver = stack.receiver_with(KIND, faulty.clients().await, &config);
-    let mut revel = Revel::new(&stack, receiver);
-
-    let delivered = Instant::now();
-    let mut during = Vec::new();
-    let mut completions = Vec::new();
-    for (i, event) in revel.events.iter().enumerate() {
-        let started = Instant::now();
-        let (status, answer, completion) =
-            deliver_deferred(&revel.receiver, signed_request(KIND, &event.body)).await;
-        expect_outcome(status, &answer, 200, "accepted");
-        let key = answer["event_id"].as_str().unwrap().to_owned();
-        revel.acknowledged.lock().unwrap().insert(i, key.clone());
-        assert_stored_now(&stack, event, &key, i + 1).await;
-        completions.push(completion.expect("a record to mark"));
-        during.push(Attempt {
-            event: i,
-            status,
-            answer,
-            took: started.elapsed(),
-        });
-    }
-    // The events table throttles while the marks run after the answers.
-    faulty.events.throttle_dynamodb(None);
-    let started = Instant::now();
-    let mut marks = tokio::task::JoinSet::new();
-    for completion in completions {
-        let receiver = Arc::clone(&revel.receiver);
-        marks.spawn(async move { receiver.complete(completion).await });
-    }
-    while let Some(mark) = marks.join_next().await {
-        mark.expect("a mark panicked");
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "each mark gives up within the SDK's timeout"
+    assert_eq!(forged, 503);
+    assert_eq!(bundle.written().await, NOTHING);
+    let retries = bundle.process_everything().await;
+    all_answered(&retries, 200, "status", "accepted");
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        "Secrets Manager refuses connections at cold start (no secrets ever read)",
+        "Secrets Manager, receive",
+        &format!(
+            "{}; a wrong signature: {forged}; Revel's retries: {}",
+            summary(&during),
+            summary(&retries)
+        ),
+        &format!("nothing stored while it held; {outcome}"),
     );
-    assert!(faulty.events.hits() >= 5);
-    let written = stack.written().await;
-    for record in stack.events().await {
-        assert_eq!(text(&record, "status"), "processing", "the mark failed");
-    }
-    faulty.clear();
-
-    // A duplicate within the lease is asked to come back; after it, the
-    // record is taken over, nothing is applied twice, and it is marked.
-    let within = revel.round_of_duplicates().await;
-    all_answered(&within, 503, "error", "in_progress");
-    tokio::time::sleep((delivered + lease + Duration::from_millis(1100)) - Instant::now()).await;
-    revel.acknowledged.lock().unwrap().clear();
-    let after = revel.round().await;
-    all_answered(&after, 200, "status", "accepted");
-    report("done_mark_failing", &during, written, &after);
-    assert_each_event_once(&revel, "done").await;
-    let revisions: usize = stack
-        .entities()
-        .await
-        .iter()
-        .map(|e| text(e, "revision").parse::<usize>().unwrap())
-        .sum();
-    assert_eq!(revisions, 5, "each version written once");
-}
-
-impl Revel {
-    /// Delivers every event once more, whatever it was answered before.
-    async fn round_of_duplicates(&mut self) -> Vec<Attempt> {
-        let saved = std::mem::take(&mut *self.acknowledged.lock().unwrap());
-        let attempts = self.round().await;
-        let mut acknowledged = self.acknowledged.lock().unwrap();
-        for (event, key) in saved {
-            acknowledged.insert(event, key);
-        }
-        attempts
-    }
 }
