@@ -154,7 +154,11 @@ impl EventStore for DynamoEventStore {
                     Some(item) => Some(item),
                     // Only endpoints that don't return the item with the
                     // refusal (older local emulators) get here: read it.
-                    None => self.0.get_item("event_key", record.event_key.as_str()).await?,
+                    None => {
+                        self.0
+                            .get_item("event_key", record.event_key.as_str())
+                            .await?
+                    }
                 };
                 stored
                     .as_ref()
@@ -181,7 +185,7 @@ impl EventStore for DynamoEventStore {
         from: EventStatus,
         at_micros: i64,
     ) -> Result<bool, DependencyError> {
-        let result = self
+        let mut request = self
             .0
             .client
             .update_item()
@@ -192,9 +196,16 @@ impl EventStore for DynamoEventStore {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
             .expression_attribute_values(":from", s(from.as_str()))
-            .expression_attribute_values(":at", n(at_micros))
-            .send()
-            .await;
+            .expression_attribute_values(":at", n(at_micros));
+        if from == EventStatus::Received {
+            // Records of the earlier status design read as received
+            // (`EventStatus::parse`); stored, they still say so in their words.
+            request = request
+                .condition_expression("#status IN (:from, :processing, :done)")
+                .expression_attribute_values(":processing", s("processing"))
+                .expression_attribute_values(":done", s("done"));
+        }
+        let result = request.send().await;
         match result {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {

@@ -380,6 +380,48 @@ async fn replaying_an_applied_event_hands_it_back_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_record_stored_by_the_earlier_status_design_is_replayed_like_a_received_one() {
+    let stack = Stack::new().await;
+    let key = archive_directly(
+        &stack,
+        "demo",
+        &payload("customer.json"),
+        EventStatus::Received,
+        now_micros(),
+    )
+    .await;
+    // As the earlier design left it: `done`, and never processed.
+    let mut item = stack.event(key.as_str()).await.unwrap();
+    item.insert("status".into(), AttributeValue::S("done".into()));
+    aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .put_item()
+        .table_name(&stack.config.events_table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    // The stream's earlier records (the earlier design's writes) passed
+    // over unapplied, so only the replay can bring the record to the processor.
+    let mut poller = stack.stream_poller().with_max_retry_attempts(1);
+    stack
+        .process_stream(&mut poller, &processor_without_entities(&stack), 10)
+        .await;
+    assert!(stack.entities().await.is_empty());
+
+    let lines = json_lines(&ops(&stack, &["replay", key.as_str(), "--json"]));
+    assert_eq!(
+        outcome_of(&lines, key.as_str()).as_deref(),
+        Some("queued"),
+        "{lines:?}"
+    );
+    assert_eq!(status_of(&stack, &key).await, "received");
+    stack
+        .process_stream(&mut poller, &stack.processor(), 10)
+        .await;
+    assert_eq!(stack.entities().await.len(), 1);
+}
+
+#[tokio::test]
 async fn a_dry_run_replay_shows_the_plan_and_writes_nothing() {
     let stack = Stack::new().await;
     let key = archive_directly(
