@@ -62,10 +62,15 @@ struct Observer {
     partner: Vec<Received>,
 }
 
-/// The event files of `dir` that are API Gateway requests, sorted; the
-/// other files (the processor's, worker's and scheduler's inputs) are named
-/// in the second list.
-fn request_files(dir: &Path) -> Result<(Vec<(PathBuf, Value)>, Vec<String>), Error> {
+/// The event files of a directory.
+struct EventFiles {
+    /// The API Gateway requests, by file, sorted.
+    requests: Vec<(PathBuf, Value)>,
+    /// The names of the others (the processor's, worker's and scheduler's inputs).
+    others: Vec<String>,
+}
+
+fn request_files(dir: &Path) -> Result<EventFiles, Error> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
@@ -81,7 +86,7 @@ fn request_files(dir: &Path) -> Result<(Vec<(PathBuf, Value)>, Vec<String>), Err
             others.push(name_of(&file));
         }
     }
-    Ok((requests, others))
+    Ok(EventFiles { requests, others })
 }
 
 fn name_of(file: &Path) -> String {
@@ -304,9 +309,9 @@ impl Observer {
                 .sync_state
                 .load(instance, &format!("{}.{resource}", CATALOG.name))
                 .await?;
-            if !cursor
+            if cursor
                 .completed_run_began_at
-                .is_some_and(|began| began >= record.received_at_micros)
+                .is_none_or(|began| began < record.received_at_micros)
             {
                 return Ok(Progress::Waiting(format!(
                     "{about}: the worker's catalog pull ({resource})"
@@ -396,7 +401,7 @@ pub async fn run(dir: &Path, url: Option<&str>, wait: Duration) -> Result<(), Er
     let events_table = stack.var("EVENTS_TABLE")?;
     let http = reqwest::Client::builder().no_proxy().build()?;
 
-    let (requests, others) = request_files(dir)?;
+    let EventFiles { requests, others } = request_files(dir)?;
     let mut posted = Vec::new();
     for (file, event) in requests {
         let file = name_of(&file);
