@@ -368,7 +368,10 @@ impl Bundle {
         self.steps.lock().unwrap().clone()
     }
 
-    /// The follow-ups owed: each (entity, version) an upsert said owes one.
+    /// The follow-ups owed: each change whose entity write landed, now
+    /// (`Applied`) or on an earlier attempt whose answer was lost or whose
+    /// send failed (`Repeated`). A stale change owes nothing: the newer one
+    /// it lost to has its own. (These events never make an `Unchanged`.)
     fn owed(&self) -> BTreeSet<(String, i64)> {
         self.steps()
             .into_iter()
@@ -377,7 +380,13 @@ impl Bundle {
                     entity,
                     rank,
                     outcome: Some(outcome),
-                } if outcome.owes_follow_up() => Some((entity, rank.version)),
+                } => match outcome {
+                    Upserted::Applied { .. } | Upserted::Repeated => Some((entity, rank.version)),
+                    Upserted::Stale => None,
+                    Upserted::Unchanged { .. } => {
+                        panic!("no two of these events have the same state")
+                    }
+                },
                 _ => None,
             })
             .collect()
@@ -408,8 +417,8 @@ impl Bundle {
                 Step::Upsert {
                     entity,
                     rank,
-                    outcome: Some(outcome),
-                } if outcome.owes_follow_up() => {
+                    outcome: Some(_),
+                } => {
                     written.insert((entity, rank.version));
                 }
                 Step::Enqueue {
