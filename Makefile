@@ -15,15 +15,15 @@ export SAM_CLI_TELEMETRY := 0
 .PHONY: help venv test fmt-check lint unit integration validate build local events post-events trigger clean-local bench-load simulate
 
 help:
-	@echo "make local        run every function at its route on http://127.0.0.1:3000 (local AWS endpoint included)"
-	@echo "make post-events  post every file in events/ to the running local stack and show what was stored"
+	@echo "make local        run every function at its route on http://127.0.0.1:3000, the events processor on the events table's stream and the jobs worker (local AWS endpoint included)"
+	@echo "make post-events  post every request in events/ to the running local stack, show what was stored, then what reached the partner"
 	@echo "make test         format, lint, unit and integration tests, sam validate --lint"
 	@echo "make bench-lambda release functions as Lambda runs them (local Runtime API): init, latency, CPU, RSS, AWS round trips beside a hello-world floor"
 	@echo "make build        sam build --beta-features (arm64, cargo-lambda + zig)"
 	@echo "make bench-hot-path   what a receiver does before its first network call, per sample (criterion)"
 	@echo "make bench-dynamodb   DynamoDB write requests and write units per sample, new and repeated"
 	@echo "make bench-package    zipped size of each function's bootstrap from the last make build"
-	@echo "make events       re-sign the sample events in events/ from events/payloads/"
+	@echo "make events       re-sign the sample events in events/ from events/payloads/ and write the processor's, jobs worker's and scheduler's inputs"
 	@echo "make trigger TASK=product_sync|event_sync|inventory_sync|reconcile|winesitting_repair   run a scheduled function by hand"
 	@echo "make bench-load   load test: 10,000 signed deliveries (30% repeats, concurrency 32) to a stack of its own, then check each stored once"
 	@echo "make fuzz         run each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (60) on nightly; findings in fuzz/artifacts/"
