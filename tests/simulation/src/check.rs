@@ -440,8 +440,7 @@ fn pulled(cx: &mut Context<'_>) {
         // after every change.
         fan_outs
             .iter()
-            .filter(|(t, _)| *t == task)
-            .last()
+            .rfind(|(t, _)| *t == task)
             .is_some_and(|(_, ok)| *ok)
     };
     let mut violations = Vec::new();

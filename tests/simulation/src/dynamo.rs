@@ -295,3 +295,84 @@ impl SyncState for SimSyncState {
             .map_err(|f| f.dependency(DYNAMODB, "PutItem"))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::tests::faults;
+    use crate::faults::{Profile, Rates};
+    use shared::store::{BodyEncoding, Origin};
+
+    fn record(key: &str) -> EventRecord {
+        EventRecord {
+            event_key: EventKey::parse(key).unwrap(),
+            source: "revel".into(),
+            instance: InstanceName::parse("alpha").unwrap(),
+            event_type: "customer.updated".into(),
+            status: EventStatus::Received,
+            received_at_micros: 1,
+            body: b"{}".to_vec(),
+            body_encoding: BodyEncoding::Identity,
+            body_bytes: 2,
+            body_sha256: "aa".into(),
+            headers: Default::default(),
+            quarantine_reason: None,
+            entity_key: None,
+            conflict_of: None,
+            request_id: String::new(),
+            origin: Origin::Webhook,
+            expires_at: 0,
+            replayed_at: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_new_record_goes_to_the_shard_of_its_keys_hash_in_write_order_and_a_refused_put_to_none(
+    ) {
+        let stream = Arc::new(Stream::new(3));
+        let events = SimEvents::new(Arc::clone(&stream), faults(Profile::calm()));
+        let keys: Vec<String> = (0..12).map(|n| format!("revel:alpha:x:{n}")).collect();
+        for key in &keys {
+            events.put_new(&record(key)).await.unwrap();
+        }
+        assert!(matches!(
+            events.put_new(&record(&keys[0])).await.unwrap(),
+            Put::Exists(_)
+        ));
+        let mut seen = 0;
+        for shard in 0..3 {
+            let entries = stream.read(shard, 0..stream.len(shard));
+            for entry in &entries {
+                assert_eq!(stable_hash(&entry.event_key) % 3, shard as u64);
+            }
+            let in_order: Vec<&str> = keys
+                .iter()
+                .filter(|k| stable_hash(k) % 3 == shard as u64)
+                .map(String::as_str)
+                .collect();
+            let written: Vec<&str> = entries.iter().map(|e| e.event_key.as_str()).collect();
+            assert_eq!(written, in_order);
+            assert!(entries
+                .windows(2)
+                .all(|w| w[0].sequence_number < w[1].sequence_number));
+            seen += entries.len();
+        }
+        assert_eq!(seen, keys.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_put_whose_answer_is_lost_is_stored_and_streamed_and_its_retry_finds_it() {
+        let lossy = Rates {
+            lost_answer: 1.0,
+            ..Rates::default()
+        };
+        let stream = Arc::new(Stream::new(1));
+        let events = SimEvents::new(
+            Arc::clone(&stream),
+            faults(Profile::only(Service::EventsTable, lossy)),
+        );
+        assert!(events.put_new(&record("revel:alpha:x:1")).await.is_err());
+        assert_eq!(events.records().len(), 1);
+        assert_eq!(stream.len(0), 1);
+    }
+}

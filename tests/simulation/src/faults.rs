@@ -237,6 +237,17 @@ impl Profile {
         lines
     }
 
+    /// Calm, except `service` at `rates` (for the fakes' own tests).
+    pub fn only(service: Service, rates: Rates) -> Self {
+        let mut profile = Self::calm();
+        for (s, r) in &mut profile.rates {
+            if *s == service {
+                *r = rates;
+            }
+        }
+        profile
+    }
+
     pub fn rates(&self, service: Service) -> Rates {
         self.rates
             .iter()
@@ -390,9 +401,131 @@ impl Faults {
 
     /// Crashes the invocation being polled: it never gets past this await
     /// point (its future is dropped here).
-    async fn crash<T>(&self, at: String) -> T {
+    pub async fn crash<T>(&self, at: String) -> T {
         let _ = INVOCATION.try_with(|i| i.crashed.store(true, Ordering::SeqCst));
         self.note(format!("CRASH {at}"));
         std::future::pending::<T>().await
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Faults of `profile` on a fresh trace (inside a paused runtime).
+    pub(crate) fn faults(profile: Profile) -> Arc<Faults> {
+        Arc::new(Faults::new(
+            fastrand::Rng::with_seed(7),
+            profile,
+            Vec::new(),
+            Trace::starting_now(),
+        ))
+    }
+
+    fn always(rates: impl Fn(&mut Rates)) -> Profile {
+        let mut r = Rates::default();
+        rates(&mut r);
+        Profile::only(Service::EventsTable, r)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crash_before_the_effect_leaves_nothing_and_one_after_it_leaves_the_effect() {
+        for (crash_rate, applied) in [(2.0, false), (0.0, true)] {
+            // crash / 2 is drawn before the effect and after it: a rate of 2
+            // crashes before; a lost answer never comes into it here.
+            let faults = faults(always(|r| r.crash = crash_rate));
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let ended = invoke("test", Duration::from_secs(60), async {
+                faults
+                    .call(Service::EventsTable, "PutItem", async {
+                        done.store(true, Ordering::SeqCst)
+                    })
+                    .await
+            })
+            .await;
+            assert_eq!(done.load(Ordering::SeqCst), applied);
+            assert_eq!(matches!(ended, Ended::Crashed), !applied);
+        }
+        // Crashing only after the effect: the first draw (before) must miss
+        // and the second (after) hit, which a rate of 1 does half the time;
+        // seeds decide, so look for both outcomes over a few calls.
+        let faults = faults(always(|r| r.crash = 1.0));
+        let mut after = 0;
+        for _ in 0..20 {
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let ended = invoke("test", Duration::from_secs(60), async {
+                faults
+                    .call(Service::EventsTable, "PutItem", async {
+                        done.store(true, Ordering::SeqCst)
+                    })
+                    .await
+            })
+            .await;
+            if matches!(ended, Ended::Crashed) && done.load(Ordering::SeqCst) {
+                after += 1;
+            }
+        }
+        assert!(after > 0, "no crash after an effect in 20 calls");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_answer_is_an_error_after_the_effect_and_a_refusal_one_before_it() {
+        for (profile, applied, fault) in [
+            (always(|r| r.lost_answer = 1.0), true, Injected::LostAnswer),
+            (always(|r| r.refused = 1.0), false, Injected::Refused),
+        ] {
+            let faults = faults(profile);
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let result = faults
+                .call(Service::EventsTable, "PutItem", async {
+                    done.store(true, Ordering::SeqCst)
+                })
+                .await;
+            assert_eq!(result, Err(fault));
+            assert_eq!(done.load(Ordering::SeqCst), applied);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_in_an_outage_fails_every_call_until_it_ends() {
+        let trace = Trace::starting_now();
+        let outage = Outage {
+            service: Service::Partner,
+            from: trace.at(Duration::from_secs(10)),
+            until: trace.at(Duration::from_secs(70)),
+        };
+        let faults = Faults::new(
+            fastrand::Rng::with_seed(1),
+            Profile::calm(),
+            vec![outage],
+            trace,
+        );
+        assert_eq!(
+            faults.call(Service::Partner, "POST", async {}).await,
+            Ok(())
+        );
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        assert_eq!(
+            faults.call(Service::Partner, "POST", async {}).await,
+            Err(Injected::Outage)
+        );
+        assert_eq!(
+            faults.call(Service::RevelApi, "GET", async {}).await,
+            Ok(())
+        );
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            faults.call(Service::Partner, "POST", async {}).await,
+            Ok(())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invocation_past_its_limit_is_dropped_as_timed_out() {
+        let ended = invoke("test", Duration::from_secs(60), async {
+            tokio::time::sleep(Duration::from_secs(61)).await;
+        })
+        .await;
+        assert!(matches!(ended, Ended::TimedOut));
     }
 }

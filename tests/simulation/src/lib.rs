@@ -30,7 +30,7 @@ pub mod world;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-pub use world::{run_seed, Options, SeedReport};
+pub use world::{run_seed, run_world, Options, SeedReport, Settled};
 
 /// What a run of many seeds came to.
 #[derive(Debug, Default)]

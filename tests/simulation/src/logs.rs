@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use std::fmt::Write;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use tracing::level_filters::LevelFilter;
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 use crate::faults::actor;
@@ -21,9 +23,16 @@ pub fn set_trace(trace: Option<Trace>) {
     TRACE.with(|t| *t.borrow_mut() = trace);
 }
 
-/// Captures log lines on this thread while the guard lives.
-pub fn capture() -> tracing::subscriber::DefaultGuard {
-    tracing::subscriber::set_default(tracing_subscriber::registry().with(ToTrace))
+/// Installs the process-wide subscriber that puts log lines in the trace
+/// of the seed running on the same thread, if any. Global rather than
+/// per thread: tracing caches whether a call site is enabled across
+/// threads, and a thread without a subscriber would disable it for all.
+pub fn install() {
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let _ =
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(ToTrace));
+    });
 }
 
 struct ToTrace;
@@ -49,17 +58,35 @@ impl Visit for Line {
     }
 }
 
+/// The bundle's lines of info and up.
+fn wanted(metadata: &Metadata<'_>) -> bool {
+    *metadata.level() <= Level::INFO && metadata.target().starts_with("shared")
+}
+
 impl<S: Subscriber> Layer<S> for ToTrace {
-    fn on_event(&self, event: &Event<'_>, _cx: Context<'_, S>) {
-        let metadata = event.metadata();
-        if *metadata.level() > Level::INFO || !metadata.target().starts_with("shared") {
-            return;
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if wanted(metadata) {
+            Interest::always()
+        } else {
+            Interest::never()
         }
-        let mut line = Line::default();
-        event.record(&mut line);
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _cx: Context<'_, S>) -> bool {
+        wanted(metadata)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::INFO)
+    }
+
+    fn on_event(&self, event: &Event<'_>, _cx: Context<'_, S>) {
         TRACE.with(|t| {
             if let Some(trace) = t.borrow().as_ref() {
-                trace.note(actor(), format!("log {}: {}", metadata.level(), line.0));
+                let mut line = Line::default();
+                event.record(&mut line);
+                let level = event.metadata().level();
+                trace.note(actor(), format!("log {level}: {}", line.0));
             }
         });
     }

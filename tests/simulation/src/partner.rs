@@ -41,6 +41,12 @@ impl SimPartner {
         self.held.lock().unwrap().clone()
     }
 
+    /// Forgets what it holds of one entity (for the tests that show the
+    /// checks fail when a delivery is missing).
+    pub fn forget(&self, key: &PartnerKey) -> Option<Held> {
+        self.held.lock().unwrap().remove(key)
+    }
+
     /// Keeps a delivery if it is newer than what is held; what it did.
     fn keep(&self, key: PartnerKey, held: Held) -> &'static str {
         let mut all = self.held.lock().unwrap();
@@ -86,5 +92,57 @@ impl Partner for SimPartner {
             })?;
         self.faults.note(format!("partner got {label}: {done}"));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::tests::faults;
+    use crate::faults::{Profile, Rates};
+
+    fn envelope(revision: u64, state: &str) -> Vec<u8> {
+        serde_json::json!({"type": "revel.customer.changed", "data": {
+            "instance": "alpha", "kind": "customer", "id": "c", "version": 1,
+            "revision": revision, "state": {"name": state}}})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_partner_keeps_the_newest_revision_whatever_order_they_come_in() {
+        let partner = SimPartner::new(faults(Profile::calm()));
+        partner.deliver("m2", &envelope(2, "new")).await.unwrap();
+        partner.deliver("m1", &envelope(1, "old")).await.unwrap();
+        let held = partner.held();
+        let kept = &held[&("alpha".into(), "customer".into(), "c".into())];
+        assert_eq!(
+            (kept.revision, kept.state["name"].as_str()),
+            (2, Some("new"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_whose_answer_is_lost_is_kept_but_reported_unavailable() {
+        let lossy = Rates {
+            lost_answer: 1.0,
+            ..Rates::default()
+        };
+        let partner = SimPartner::new(faults(Profile::only(Service::Partner, lossy)));
+        assert_eq!(
+            partner.deliver("m1", &envelope(1, "x")).await,
+            Err(DeliveryError::Unavailable { status: None })
+        );
+        assert_eq!(partner.held().len(), 1);
+        let refusing = Rates {
+            refused: 1.0,
+            ..Rates::default()
+        };
+        let partner = SimPartner::new(faults(Profile::only(Service::Partner, refusing)));
+        assert_eq!(
+            partner.deliver("m1", &envelope(1, "x")).await,
+            Err(DeliveryError::Unavailable { status: Some(503) })
+        );
+        assert!(partner.held().is_empty());
     }
 }

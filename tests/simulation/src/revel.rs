@@ -273,3 +273,101 @@ impl RevelResources for SimRevel {
         updated.ok_or(RevelApiError::NotFound)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::tests::faults;
+    use crate::faults::{Profile, Rates};
+    use serde_json::json;
+    use shared::clock::TokioClock;
+
+    fn revel(profile: Profile) -> SimRevel {
+        SimRevel::new(
+            faults(profile),
+            Arc::new(TokioClock::starting_at(crate::traffic::START)),
+        )
+    }
+
+    fn lookup(field: &str, value: &str) -> PageRequest {
+        PageRequest {
+            resource: "Customer".into(),
+            filters: vec![
+                ("order_by".into(), "id".into()),
+                (field.into(), value.into()),
+            ],
+            offset: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_created_object_gets_an_id_a_uuid_and_an_updated_date_and_is_found_by_its_fields() {
+        let revel = revel(Profile::calm());
+        let alpha = InstanceName::parse("alpha").unwrap();
+        let credentials = ApiCredentials::new("k", "s");
+        let created = revel
+            .create(
+                &alpha,
+                &credentials,
+                "Customer",
+                &json!({"third_party_id": "vinesos:V-1"}),
+            )
+            .await
+            .unwrap();
+        assert!(created["id"].as_u64().is_some() && created["uuid"].is_string());
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let id = created["id"].to_string();
+        let updated = revel
+            .update(
+                &alpha,
+                &credentials,
+                "Customer",
+                &id,
+                &json!({"first_name": "Ann"}),
+            )
+            .await
+            .unwrap();
+        assert!(updated["updated_date"].as_str() > created["updated_date"].as_str());
+        let found = revel
+            .page(
+                &alpha,
+                &credentials,
+                &lookup("third_party_id", "vinesos:V-1"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(found.objects, [updated]);
+        let other = revel
+            .page(
+                &alpha,
+                &credentials,
+                &lookup("third_party_id", "vinesos:V-2"),
+            )
+            .await
+            .unwrap();
+        assert!(other.objects.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_whose_answer_is_lost_is_ambiguous_and_has_happened() {
+        let lossy = Rates {
+            lost_answer: 1.0,
+            ..Rates::default()
+        };
+        let revel = revel(Profile::only(Service::RevelApi, lossy));
+        let alpha = InstanceName::parse("alpha").unwrap();
+        let result = revel
+            .create(
+                &alpha,
+                &ApiCredentials::new("k", "s"),
+                "Customer",
+                &json!({"third_party_id": "vinesos:V-1"}),
+            )
+            .await;
+        assert!(matches!(
+            result,
+            Err(RevelApiError::Ambiguous { status: None })
+        ));
+        assert_eq!(revel.objects("alpha", "Customer").len(), 1);
+    }
+}

@@ -373,3 +373,109 @@ pub async fn poll_jobs(n: usize, queue: Arc<SimQueue>, worker: Arc<Worker>, faul
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::tests::faults;
+    use crate::faults::Profile;
+    use shared::ids::{EntityKey, EventKey, InstanceName};
+    use shared::queue::JobKind;
+    use shared::store::Rank;
+
+    fn queue() -> SimQueue {
+        SimQueue::new(faults(Profile::calm()))
+    }
+
+    /// A sync job of entity `id` at `version`.
+    fn job(id: &str, version: i64) -> Job {
+        let instance = InstanceName::parse("alpha").unwrap();
+        Job::for_entity(
+            JobKind::SyncEntity,
+            "revel",
+            &instance,
+            "customer.updated",
+            &EventKey::parse("revel:alpha:customer.updated:x").unwrap(),
+            &EntityKey::new("revel", &instance, "customer", id).unwrap(),
+            &Rank::new(version, false, "aa"),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_deduplication_id_is_dropped_for_five_minutes_and_then_is_a_new_message() {
+        let queue = queue();
+        assert!(queue.send(&job("a", 1)));
+        tokio::time::sleep(Duration::from_secs(299)).await;
+        assert!(!queue.send(&job("a", 1)), "inside the window");
+        assert!(queue.send(&job("a", 2)), "another change is another id");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(queue.send(&job("a", 1)), "the window has passed");
+        assert_eq!(queue.waiting().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_in_flight_holds_its_group_while_other_groups_go_on() {
+        let queue = queue();
+        queue.send(&job("a", 1));
+        queue.send(&job("a", 2));
+        let first = queue.receive(1);
+        assert_eq!(first.len(), 1);
+        queue.send(&job("b", 1));
+        let second = queue.receive(10);
+        assert_eq!(
+            second.iter().map(|m| m.group.as_str()).collect::<Vec<_>>(),
+            ["revel:alpha:customer:b"],
+            "a's second message waits for its first"
+        );
+        assert!(queue.delete(&first[0].receipt_handle));
+        let third = queue.receive(10);
+        assert_eq!(third.len(), 1);
+        assert_eq!(third[0].group, "revel:alpha:customer:a");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_not_deleted_comes_back_after_the_visibility_timeout_and_a_stale_receipt_deletes_nothing(
+    ) {
+        let queue = queue();
+        queue.send(&job("a", 1));
+        let first = queue.receive(10);
+        tokio::time::sleep(VISIBILITY_TIMEOUT - Duration::from_secs(1)).await;
+        assert!(queue.receive(10).is_empty(), "still invisible");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let again = queue.receive(10);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].message_id, first[0].message_id);
+        assert_eq!(again[0].receives, 2);
+        assert!(!queue.delete(&first[0].receipt_handle), "a stale handle");
+        assert!(queue.delete(&again[0].receipt_handle));
+        assert!(queue.is_drained());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_received_five_times_moves_to_the_dlq_and_frees_its_group() {
+        let queue = queue();
+        queue.send(&job("a", 1));
+        queue.send(&job("a", 2));
+        for receive in 1..=MAX_RECEIVES {
+            let batch = queue.receive(1);
+            assert_eq!(batch[0].receives, receive);
+            tokio::time::sleep(VISIBILITY_TIMEOUT).await;
+        }
+        let next = queue.receive(1);
+        let dead = queue.dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].receives, MAX_RECEIVES);
+        assert_eq!(next.len(), 1, "the group's next message is handed out");
+        assert_ne!(next[0].message_id, dead[0].message_id);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_receive_hands_out_at_most_ten_messages() {
+        let queue = queue();
+        for n in 0..15 {
+            queue.send(&job(&format!("e{n}"), 1));
+        }
+        assert_eq!(queue.receive(BATCH_SIZE).len(), 10);
+        assert_eq!(queue.receive(BATCH_SIZE).len(), 5);
+    }
+}

@@ -320,3 +320,189 @@ pub fn lambda_event(entries: &[StreamEntry]) -> Event {
     }
     event
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dynamo::SimEvents;
+    use crate::faults::tests::faults;
+    use crate::faults::Profile;
+    use async_trait::async_trait;
+    use shared::clock::TokioClock;
+    use shared::error::DependencyError;
+    use shared::fakes::{FixedSecrets, MemoryEntities, MemoryQueue};
+    use shared::ids::{EntityKey, InstanceName};
+    use shared::receive::Receiver;
+    use shared::secrets::SecretCache;
+    use shared::sources::revel::{Revel, RevelEventType};
+    use shared::store::{EntityStore, EntityUpsert, StoredEntity, Upserted};
+
+    /// What a test entity store does to upserts of one entity.
+    #[derive(Clone, Copy)]
+    enum Misbehave {
+        Fail,
+        Crash,
+    }
+
+    /// Entities that fail (or crash the invocation) on the first `times`
+    /// upserts of one entity, and count every upsert.
+    struct Troubled {
+        table: MemoryEntities,
+        faults: Arc<Faults>,
+        target: String,
+        how: Misbehave,
+        times: Mutex<u32>,
+        upserts: Mutex<BTreeMap<String, u32>>,
+    }
+
+    #[async_trait]
+    impl EntityStore for Troubled {
+        async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
+            *self
+                .upserts
+                .lock()
+                .unwrap()
+                .entry(change.entity_id.clone())
+                .or_default() += 1;
+            let misbehave = change.entity_id == self.target && {
+                let mut times = self.times.lock().unwrap();
+                let left = *times > 0;
+                *times = times.saturating_sub(1);
+                left
+            };
+            match (misbehave, self.how) {
+                (true, Misbehave::Fail) => {
+                    Err(DependencyError::new("dynamodb", "UpdateItem", "test"))
+                }
+                (true, Misbehave::Crash) => self.faults.crash("test upsert".into()).await,
+                (false, _) => self.table.upsert(change).await,
+            }
+        }
+
+        async fn get(&self, key: &EntityKey) -> Result<Option<StoredEntity>, DependencyError> {
+            EntityStore::get(&self.table, key).await
+        }
+
+        async fn mark_delivered(
+            &self,
+            key: &EntityKey,
+            revision: u64,
+        ) -> Result<bool, DependencyError> {
+            self.table.mark_delivered(key, revision).await
+        }
+    }
+
+    /// Customers c0..c{n} stored in one shard, and a mapping over a
+    /// processor whose entities misbehave for `target`.
+    async fn shard_of_customers(
+        n: usize,
+        target: &str,
+        how: Misbehave,
+        times: u32,
+    ) -> (Arc<Mapping>, Arc<Troubled>) {
+        let faults = faults(Profile::calm());
+        let stream = Arc::new(Stream::new(1));
+        let events = Arc::new(SimEvents::new(Arc::clone(&stream), Arc::clone(&faults)));
+        let revel = Arc::new(Revel::new(SecretCache::new(
+            FixedSecrets("{}".into()),
+            Duration::from_secs(60),
+        )));
+        let receiver = Receiver::new(
+            revel,
+            Arc::new(RevelEventType::CustomerUpdated),
+            events,
+            shared::config::Settings::default(),
+            Arc::new(TokioClock::starting_at(crate::traffic::START)),
+        );
+        let instance = InstanceName::parse("alpha").unwrap();
+        for c in 0..n {
+            let body = format!(r#"{{"uuid":"c{c}","updated_date":"2026-11-24T10:00:00"}}"#);
+            receiver
+                .receive_fetched(&instance, body.into_bytes(), format!("r{c}"))
+                .await
+                .unwrap();
+        }
+        let entities = Arc::new(Troubled {
+            table: MemoryEntities::default(),
+            faults: Arc::clone(&faults),
+            target: target.to_owned(),
+            how,
+            times: Mutex::new(times),
+            upserts: Mutex::default(),
+        });
+        let processor = Arc::new(Processor::new(
+            Arc::clone(&entities) as Arc<dyn EntityStore>,
+            Arc::new(MemoryQueue::default()),
+        ));
+        (Arc::new(Mapping::new(stream, processor, faults)), entities)
+    }
+
+    /// Runs the shard's poller until it has read everything.
+    async fn drain(mapping: &Arc<Mapping>) {
+        let poller = tokio::spawn(Arc::clone(mapping).poll_shard(0));
+        while !mapping.is_caught_up() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        poller.abort();
+    }
+
+    fn batch_sizes(mapping: &Mapping) -> Vec<usize> {
+        mapping
+            .faults
+            .trace()
+            .steps()
+            .iter()
+            .filter_map(|s| s.what.strip_prefix("invoked with "))
+            .map(|w| w.split(' ').next().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reported_failure_checkpoints_what_came_before_and_retries_from_it() {
+        let (mapping, entities) = shard_of_customers(4, "c2", Misbehave::Fail, 2).await;
+        drain(&mapping).await;
+        let upserts = entities.upserts.lock().unwrap().clone();
+        assert_eq!(
+            upserts,
+            BTreeMap::from([
+                ("c0".to_owned(), 1),
+                ("c1".to_owned(), 1),
+                ("c2".to_owned(), 3),
+                ("c3".to_owned(), 1),
+            ]),
+            "records before the failed one are not handed over again"
+        );
+        assert_eq!(batch_sizes(&mapping), [4, 2, 2]);
+        assert!(mapping.parked().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crashed_invocation_retries_its_batch_in_halves() {
+        let (mapping, entities) = shard_of_customers(4, "c3", Misbehave::Crash, 2).await;
+        drain(&mapping).await;
+        // [c0..c3] crashes at c3; [c0 c1] passes; [c2 c3] crashes at c3;
+        // [c2] passes; [c3] passes.
+        assert_eq!(batch_sizes(&mapping), [4, 2, 2, 1, 1]);
+        assert_eq!(entities.upserts.lock().unwrap()["c3"], 3);
+        assert_eq!(entities.upserts.lock().unwrap()["c0"], 2, "at least once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_failing_past_the_retry_attempts_goes_to_the_on_failure_destination_and_the_shard_moves_on(
+    ) {
+        let (mapping, entities) = shard_of_customers(3, "c1", Misbehave::Fail, u32::MAX).await;
+        drain(&mapping).await;
+        let parked = mapping.parked();
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].reason, "MaximumRetryAttempts");
+        assert_eq!(
+            parked[0].event_keys.len(),
+            2,
+            "the failed record and the rest of its batch"
+        );
+        assert_eq!(
+            entities.upserts.lock().unwrap()["c1"],
+            MAX_RETRY_ATTEMPTS + 1
+        );
+    }
+}

@@ -124,7 +124,7 @@ fn document(entries: &[(&str, serde_json::Value)]) -> String {
 }
 
 impl World {
-    fn new(seed: u64, plan: Plan, trace: Trace, rng: fastrand::Rng) -> Arc<Self> {
+    fn new(plan: Plan, trace: Trace, rng: fastrand::Rng) -> Arc<Self> {
         let outages = plan
             .outages
             .iter()
@@ -193,7 +193,6 @@ impl World {
             echoes: Some(echoes),
             dead_letters: None,
         });
-        let _ = seed;
         Arc::new(Self {
             plan,
             trace,
@@ -584,8 +583,32 @@ fn revel_source(plan: &Plan, faults: &Arc<Faults>) -> Revel {
     Revel::new(cache("revel", document(&entries), faults))
 }
 
-/// Runs `seed` on a runtime of its own, and checks what it came to.
-pub fn run_seed(seed: u64, options: Options) -> SeedReport {
+/// A seed's world once it has settled (or hit the settle limit), with its
+/// runtime, whose paused clock still dates what the checks note.
+pub struct Settled {
+    pub world: Arc<World>,
+    /// It became quiescent within the limit.
+    pub quiescent: bool,
+    pub virtual_time: Duration,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Settled {
+    /// Runs the checks (on the world's clock).
+    pub fn check(&self) -> Findings {
+        let _clock = self.runtime.enter();
+        check::check(&self.world, self.quiescent)
+    }
+
+    /// The checks as if the world had not settled.
+    pub fn check_unsettled(&self) -> Findings {
+        let _clock = self.runtime.enter();
+        check::check(&self.world, false)
+    }
+}
+
+/// Runs `seed` on a runtime of its own until its world settles.
+pub fn run_world(seed: u64, options: Options) -> Settled {
     // The bundle's own randomness (jitter) follows the seed too.
     fastrand::seed(seed);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -593,16 +616,39 @@ pub fn run_seed(seed: u64, options: Options) -> SeedReport {
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    let _logs = options.logs.then(crate::logs::capture);
-    runtime.block_on(simulate(seed))
+    if options.logs {
+        crate::logs::install();
+    }
+    let (world, quiescent, virtual_time) = runtime.block_on(simulate(seed, options.logs));
+    crate::logs::set_trace(None);
+    Settled {
+        world,
+        quiescent,
+        virtual_time,
+        runtime,
+    }
 }
 
-async fn simulate(seed: u64) -> SeedReport {
+/// Runs `seed` and checks what it came to.
+pub fn run_seed(seed: u64, options: Options) -> SeedReport {
+    let settled = run_world(seed, options);
+    let findings = settled.check();
+    SeedReport {
+        seed,
+        steps: settled.world.trace.steps(),
+        findings,
+        virtual_time: settled.virtual_time,
+    }
+}
+
+async fn simulate(seed: u64, logs: bool) -> (Arc<World>, bool, Duration) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let plan = traffic::plan(&mut rng);
     let trace = Trace::starting_now();
-    crate::logs::set_trace(Some(trace.clone()));
-    let world = World::new(seed, plan, trace.clone(), rng.fork());
+    if logs {
+        crate::logs::set_trace(Some(trace.clone()));
+    }
+    let world = World::new(plan, trace.clone(), rng.fork());
     describe(&world);
     let mut tasks = Vec::new();
     for shard in 0..world.plan.shards {
@@ -632,7 +678,7 @@ async fn simulate(seed: u64) -> SeedReport {
         tasks.push(tokio::spawn(Arc::clone(&world).tick(index)));
     }
     let limit = Instant::now() + traffic::TRAFFIC + SETTLE_LIMIT;
-    let settled = loop {
+    let quiescent = loop {
         tokio::time::sleep(Duration::from_secs(10)).await;
         if world.is_quiescent() {
             break true;
@@ -644,18 +690,10 @@ async fn simulate(seed: u64) -> SeedReport {
     for task in &tasks {
         task.abort();
     }
-    let virtual_time = trace.elapsed();
     world
         .trace
-        .note("sim", format!("quiescent: {settled}; checking"));
-    let findings = check::check(&world, settled);
-    crate::logs::set_trace(None);
-    SeedReport {
-        seed,
-        steps: trace.steps(),
-        findings,
-        virtual_time,
-    }
+        .note("sim", format!("quiescent: {quiescent}; checking"));
+    (world, quiescent, trace.elapsed())
 }
 
 /// The seed's setup, first in its trace.
