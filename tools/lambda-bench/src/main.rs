@@ -386,8 +386,7 @@ impl Setup {
                 let response = serde_json::from_str::<Value>(body).ok();
                 let status = response
                     .as_ref()
-                    .and_then(|v| v["statusCode"].as_u64())
-                    .map_or_else(|| "no statusCode".to_owned(), |s| s.to_string());
+                    .map_or_else(|| "not JSON".to_owned(), answer_status);
                 (status, response)
             }
             Answer::Error(body) => (format!("error {body}"), None),
@@ -400,6 +399,22 @@ impl Setup {
             status,
             response,
         })
+    }
+}
+
+/// An HTTP answer's status code and, when its body has one, its `status`:
+/// `200 duplicate`.
+fn answer_status(response: &Value) -> String {
+    let Some(code) = response["statusCode"].as_u64() else {
+        return "no statusCode".to_owned();
+    };
+    let outcome = response["body"]
+        .as_str()
+        .and_then(|body| serde_json::from_str::<Value>(body).ok())
+        .and_then(|body| body["status"].as_str().map(str::to_owned));
+    match outcome {
+        Some(outcome) => format!("{code} {outcome}"),
+        None => code.to_string(),
     }
 }
 
@@ -553,13 +568,12 @@ async fn measure_processor(
     let records: usize = measured.iter().map(|(n, _)| n).sum();
     let per_record = |total: f64| (total / records.max(1) as f64 * 1000.0).round() / 1000.0;
     let answer_total: Duration = measured.iter().map(|(_, m)| m.answer).sum();
-    let mut operations = BTreeMap::new();
-    for (_, m) in &measured {
-        for call in m.before.iter().chain(&m.after) {
-            *operations.entry(call.operation.clone()).or_insert(0) += 1;
-        }
-    }
-    let requests: usize = operations.values().sum();
+    let operations = report::by_operation(
+        measured
+            .iter()
+            .flat_map(|(_, m)| m.before.iter().chain(&m.after)),
+    );
+    let requests: usize = operations.values().map(|o| o.count).sum();
     Ok(ProcessorFigures {
         common: Common {
             function: PROCESSOR.to_owned(),
@@ -781,6 +795,17 @@ mod tests {
         assert_ne!(
             events[0]["headers"]["x-revel-signature"],
             events[1]["headers"]["x-revel-signature"]
+        );
+    }
+
+    #[test]
+    fn an_answer_is_shown_by_its_status_code_and_outcome() {
+        let answer = json!({"statusCode": 200, "body": r#"{"status":"duplicate","event_id":"k"}"#});
+        assert_eq!(answer_status(&answer), "200 duplicate");
+        assert_eq!(answer_status(&json!({"statusCode": 200})), "200");
+        assert_eq!(
+            answer_status(&json!({"batchItemFailures": []})),
+            "no statusCode"
         );
     }
 

@@ -104,10 +104,40 @@ pub struct ProcessorFigures {
     /// The longest chain of sequential requests per batch.
     pub round_trips_per_batch: Spread,
     /// Requests by operation over the measured batches.
-    pub operations: BTreeMap<String, usize>,
+    pub operations: BTreeMap<String, OperationFigures>,
     pub cpu_ms_per_record: f64,
     /// Records the processor reported as failed, in every batch.
     pub failed_records: usize,
+}
+
+/// One AWS operation's requests: how many, and how long the endpoint took.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationFigures {
+    pub count: usize,
+    pub latency: Latency,
+}
+
+/// Requests by operation.
+pub fn by_operation<'a>(
+    calls: impl Iterator<Item = &'a Call>,
+) -> BTreeMap<String, OperationFigures> {
+    let mut times: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    for call in calls {
+        times
+            .entry(call.operation.clone())
+            .or_default()
+            .push(call.end - call.start);
+    }
+    times
+        .into_iter()
+        .map(|(operation, times)| {
+            let figures = OperationFigures {
+                count: times.len(),
+                latency: latency(times.into_iter()),
+            };
+            (operation, figures)
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -330,11 +360,19 @@ pub fn markdown(report: &Report, clock_tick_ms: i64) -> String {
         let operations: Vec<String> = p
             .operations
             .iter()
-            .map(|(op, n)| format!("{} ×{n}", operation_name(op)))
+            .map(|(op, f)| {
+                format!(
+                    "{} ×{} ({:.2} / {:.2} ms p50 / p99 each, as the proxy timed them)",
+                    operation_name(op),
+                    f.count,
+                    f.latency.p50_ms,
+                    f.latency.p99_ms
+                )
+            })
             .collect();
         out.push_str(&format!(
             "\nThe processor's requests over the measured batches: {}.\n",
-            operations.join(", ")
+            operations.join("; ")
         ));
     }
     out
