@@ -1,44 +1,62 @@
-//! Properties of the pipeline, through its public API only (`Ingestor::new`,
-//! `Ingestor::ingest`, the in-memory fakes of the `fakes` feature):
+//! Properties of the pipeline, through its public API only (the receivers,
+//! the stream processor, the in-memory stores of the `fakes` feature), on
+//! tokio's paused clock so receipt times are exact:
 //!
-//! 1. Any interleaving and repetition of a set of deliveries for one entity,
-//!    some of them hitting an outage first and redelivered as the sender
-//!    would, ends in the same stored state (entity state and version,
-//!    archived events, queued jobs) as delivering each once, in order; and
-//!    the entity is written only when a newer version arrives.
-//! 2. Event keys built from fields (business keys) don't change when the
+//! 1. Any interleaving and repetition of one entity's requests, some of
+//!    them hitting an outage first (the events table: the sender retries; the
+//!    entities table or the queue while the record is processed: the stream
+//!    retries it), ends in the state that delivering each change once, in
+//!    order, ends in: the same entity rank and state, the same archived
+//!    events, the newest change's follow-up queued; and the entity is
+//!    written once per change newer than every change before it. Two
+//!    changes with the same version (a booking's amendment and cancellation)
+//!    end the same whatever their order.
+//! 2. Stock and menu bodies carry no identity: each request that is stored
+//!    is an event of its own, ranked by its receipt, kept per establishment;
+//!    a repeat of the same state is collapsed (no new revision, while out,
+//!    in, out is three), a repeat of the same `X-Revel-Event-Id` is a
+//!    duplicate, every stored stock change queues its delivery and every menu
+//!    push its catalog pull.
+//! 3. Event keys built from fields (business keys) don't change when the
 //!    JSON is reformatted (whitespace, key order, `\u` escapes); keys built
 //!    from the body hash (stock and menu bodies, unparseable bodies) change
 //!    with any byte.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 use serde_json::{json, Value};
+use shared::clock::TokioClock;
 use shared::config::Settings;
 use shared::downstream::SigningSecret;
-use shared::error::IngestError;
-use shared::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue, MemoryStores};
+use shared::error::ReceiveError;
+use shared::fakes::{FixedSecrets, MemoryStores};
 use shared::idempotency::{event_key, sha256_hex, KeyParts};
 use shared::ids::{EventKey, InstanceName};
-use shared::ingest::{Delivery, Ingestor, Outcome, Stores};
+use shared::process::Processor;
+use shared::queue::JobKind;
+use shared::receive::{Outcome, Receiver};
+use shared::request::WebhookRequest;
 use shared::secrets::SecretCache;
 use shared::signature::sign;
 use shared::sources::booking::{Booking, BookingFamily};
-use shared::sources::revel::{Revel, RevelEventType};
+use shared::sources::revel::{Revel, RevelEventType, ESTABLISHMENT_HEADER, EVENT_ID_HEADER};
 use shared::sources::vinesos::{VinesOs, VinesOsEvent};
 use shared::sources::winesitting::{WineSitting, WineSittingEvent};
-use shared::sources::EventKind;
+use shared::sources::{EventKind, Source};
+use shared::store::{EventStatus, Rank};
 
 const REVEL_SECRET: &str = "demo-webhook-secret";
 const VINESOS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TOKEN: &str = "demo-url-token";
+/// Virtual time zero (receipt times count from here).
+const START: time::OffsetDateTime = time::macros::datetime!(2026-11-24 10:00 UTC);
 
-/// A source and event type whose deliveries describe one entity at a version.
+/// A source and event type whose requests describe one entity at a version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     RevelOrder,
@@ -65,6 +83,56 @@ fn timestamp(n: u32) -> String {
         .unwrap()
 }
 
+fn cache(doc: Value) -> SecretCache {
+    SecretCache::new(FixedSecrets(doc.to_string()), Duration::from_secs(3600))
+}
+
+fn revel_source() -> Arc<dyn Source> {
+    Arc::new(Revel::new(cache(json!({"demo": REVEL_SECRET}))))
+}
+
+/// A receiver of `kind` from `source` on `stores`, reading tokio's clock.
+fn receiver(source: Arc<dyn Source>, kind: Arc<dyn EventKind>, stores: &MemoryStores) -> Receiver {
+    Receiver::new(
+        source,
+        kind,
+        stores.events.clone(),
+        Settings::default(),
+        Arc::new(TokioClock::starting_at(START)),
+    )
+}
+
+/// A request with `headers` (signatures and URL tokens added by the caller).
+fn request(raw: &[u8], headers: &[(&str, String)], path_params: &[(&str, &str)]) -> WebhookRequest {
+    let mut map = HeaderMap::new();
+    map.insert("content-type", HeaderValue::from_static("application/json"));
+    for (name, value) in headers {
+        map.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    WebhookRequest {
+        headers: map,
+        body: raw.to_vec(),
+        request_id: "req".into(),
+        path_params: path_params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+/// A Revel request, signed, with extra headers.
+fn revel_request(raw: &[u8], extra: &[(&str, String)]) -> WebhookRequest {
+    let mut headers = vec![
+        ("x-revel-signature", sign(REVEL_SECRET.as_bytes(), raw)),
+        ("x-revel-instance", "demo".to_owned()),
+    ];
+    headers.extend(extra.iter().cloned());
+    request(raw, &headers, &[])
+}
+
 impl Family {
     fn kind(self) -> Arc<dyn EventKind> {
         match self {
@@ -77,13 +145,9 @@ impl Family {
         }
     }
 
-    fn ingestor(self, stores: Stores) -> Ingestor {
-        let cache =
-            |doc: Value| SecretCache::new(FixedSecrets(doc.to_string()), Duration::from_secs(3600));
-        let source: Arc<dyn shared::sources::Source> = match self {
-            Self::RevelOrder | Self::RevelCustomer | Self::RevelRewardCard => {
-                Arc::new(Revel::new(cache(json!({"demo": REVEL_SECRET}))))
-            }
+    fn source(self) -> Arc<dyn Source> {
+        match self {
+            Self::RevelOrder | Self::RevelCustomer | Self::RevelRewardCard => revel_source(),
             Self::WineSittingOrder => {
                 Arc::new(WineSitting::new(cache(json!({"demo": {"token": TOKEN}}))))
             }
@@ -94,18 +158,29 @@ impl Family {
             Self::VinesOsMember => Arc::new(VinesOs::new(cache(
                 json!({"demo": {"webhook": VINESOS_SECRET}}),
             ))),
-        };
-        let settings = Settings {
-            duplicate_wait: Duration::from_millis(200),
-            ..Settings::default()
-        };
-        Ingestor::new(source, self.kind(), stores, settings)
+        }
+    }
+
+    /// Whether its changes queue a follow-up (a delivery to the partner,
+    /// or, for the partner's own changes, a write to Revel).
+    fn follows_up(self) -> bool {
+        !matches!(self, Self::WineSittingOrder | Self::BookingBooking)
+    }
+
+    fn source_name(self) -> &'static str {
+        match self {
+            Self::RevelOrder | Self::RevelCustomer | Self::RevelRewardCard => "revel",
+            Self::WineSittingOrder => "winesitting",
+            Self::BookingBooking => "booking",
+            Self::VinesOsMember => "vinesos",
+        }
     }
 
     /// The body of the entity at version `n`, its other fields varying with
-    /// `n`, plus `extra` fields; `card` is a payment card field (removed
-    /// before state is kept).
-    fn body(self, n: u32, extra: &BTreeMap<String, Value>) -> Value {
+    /// `n`, plus `extra` fields; `card` fields are payment card data (removed
+    /// before state is kept). A booking's change at `n` is an amendment, or
+    /// a cancellation when `ends`.
+    fn body(self, n: u32, ends: bool, extra: &BTreeMap<String, Value>) -> Value {
         let at = timestamp(n);
         let mut body = match self {
             Self::RevelOrder => json!({
@@ -120,7 +195,9 @@ impl Family {
                 "type": "ORDER", "operation": "UPDATE", "date": at,
                 "object": {"id": 42, "status": format!("step {n}")}}),
             Self::BookingBooking => json!({
-                "notification": {"event": "Bookings", "trigger": "Amendment", "occurred_at": at},
+                "notification": {"event": "Bookings",
+                                 "trigger": if ends { "Cancellation" } else { "Amendment" },
+                                 "occurred_at": at},
                 "data": {"id": "B-1", "pax": n}}),
             Self::VinesOsMember => json!({
                 "id": format!("evt_{n}"), "type": "member.updated", "occurred_at": at,
@@ -133,190 +210,217 @@ impl Family {
         body
     }
 
-    /// A delivery of `raw` as the sender makes it (signed, or with its URL
-    /// token). `n` names the event for senders that give an id per message.
-    fn delivery(self, raw: &[u8], n: u32) -> Delivery {
-        let mut headers = HeaderMap::new();
-        let mut path_params = Vec::new();
+    /// A request of `raw` as the sender makes it (signed, or with its URL
+    /// token); `id` names the message for senders that give one.
+    fn request(self, raw: &[u8], id: &str) -> WebhookRequest {
+        let path = [("account", "demo"), ("token", TOKEN)];
         match self {
             Self::RevelOrder | Self::RevelCustomer | Self::RevelRewardCard => {
-                let signature = sign(REVEL_SECRET.as_bytes(), raw);
-                headers.insert("x-revel-signature", signature.parse().unwrap());
-                headers.insert("x-revel-instance", HeaderValue::from_static("demo"));
+                revel_request(raw, &[])
             }
-            Self::WineSittingOrder | Self::BookingBooking => {
-                path_params.push(("account".to_owned(), "demo".to_owned()));
-                path_params.push(("token".to_owned(), TOKEN.to_owned()));
-            }
+            Self::WineSittingOrder | Self::BookingBooking => request(raw, &[], &path),
             Self::VinesOsMember => {
-                // A redelivery keeps its message id and is signed anew.
-                let id = format!("msg_{n}");
+                // A redelivery keeps its message id and is signed anew, with
+                // the time the receiver checks (the system's).
+                let id = format!("msg_{id}");
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
                 let signature = SigningSecret::parse(VINESOS_SECRET)
                     .unwrap()
                     .sign(&id, now, raw);
-                headers.insert("webhook-id", id.parse().unwrap());
-                headers.insert("webhook-timestamp", now.to_string().parse().unwrap());
-                headers.insert("webhook-signature", signature.parse().unwrap());
-                path_params.push(("instance".to_owned(), "demo".to_owned()));
+                request(
+                    raw,
+                    &[
+                        ("webhook-id", id),
+                        ("webhook-timestamp", now.to_string()),
+                        ("webhook-signature", signature),
+                    ],
+                    &[("instance", "demo")],
+                )
             }
         }
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
-        Delivery {
-            headers,
-            body: raw.to_vec(),
-            request_id: format!("req-{n}"),
-            path_params,
-        }
     }
 }
 
-struct Harness {
-    ingestor: Ingestor,
-    events: Arc<MemoryEvents>,
-    entities: Arc<MemoryEntities>,
-    queue: Arc<MemoryQueue>,
-}
-
-fn harness(family: Family) -> Harness {
-    let memory = MemoryStores::default();
-    let (events, entities, queue) = (
-        memory.events.clone(),
-        memory.entities.clone(),
-        memory.queue.clone(),
-    );
-    let stores = memory.stores();
-    Harness {
-        ingestor: family.ingestor(stores),
-        events,
-        entities,
-        queue,
-    }
-}
-
-/// What the stores hold, without what depends on timing (receipt times,
-/// leases, write counts).
-#[derive(Debug, PartialEq)]
-struct Stored {
-    /// entity key -> (version, state, the event that set it)
-    entities: BTreeMap<String, (i64, String, String)>,
-    /// event key -> (status, body hash)
-    events: BTreeMap<String, (String, String)>,
-    /// (deduplication id, group, message), sorted
-    jobs: Vec<(String, String, String)>,
-}
-
-fn stored(h: &Harness) -> Stored {
-    let entities = h
-        .entities
-        .entities
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(key, (e, _revision))| {
-            let value = (e.version, e.state_json.clone(), e.event_key.to_string());
-            (key.to_string(), value)
-        })
-        .collect();
-    let events = h
-        .events
-        .records
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(key, (new, now))| {
-            let value = (format!("{:?}", now.status), new.body_sha256.clone());
-            (key.to_string(), value)
-        })
-        .collect();
-    let mut jobs: Vec<_> = h
-        .queue
-        .jobs
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|j| {
-            let message = serde_json::to_string(&j.message).unwrap();
-            (j.deduplication_id.clone(), j.group_id.clone(), message)
-        })
-        .collect();
-    jobs.sort();
-    Stored {
-        entities,
-        events,
-        jobs,
-    }
-}
-
-/// An outage during one delivery's first attempt.
-#[derive(Debug, Clone, Copy)]
+/// Where an outage hits a request's first attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     None,
-    Queue,
+    /// The events table: the receiver answers 503, the sender retries.
+    Events,
+    /// The entities table while the record is processed: the stream retries.
     Entities,
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Delivers `delivery`, redelivering after a 503 as the sender does (the
-/// outage having cleared). Every answer must be a 2xx in the end.
-async fn deliver(h: &Harness, delivery: &Delivery, fault: Fault) -> Outcome {
-    match fault {
-        Fault::None => {}
-        Fault::Queue => h.queue.down.store(true, Ordering::SeqCst),
-        Fault::Entities => h.entities.down.store(true, Ordering::SeqCst),
-    }
-    let first = h.ingestor.ingest(delivery).await;
-    h.queue.down.store(false, Ordering::SeqCst);
-    h.entities.down.store(false, Ordering::SeqCst);
-    match first {
-        Ok(outcome) => outcome,
-        Err(IngestError::Unavailable(_)) if !matches!(fault, Fault::None) => {
-            h.ingestor.ingest(delivery).await.expect("the redelivery")
-        }
-        Err(error) => panic!("unexpected refusal: {error:?}"),
-    }
+    /// The queue while the record is processed: the stream retries.
+    Queue,
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
     prop_oneof![
-        6 => Just(Fault::None),
-        1 => Just(Fault::Queue),
+        5 => Just(Fault::None),
+        1 => Just(Fault::Events),
         1 => Just(Fault::Entities),
+        1 => Just(Fault::Queue),
     ]
 }
 
-/// One entity's versions, and a schedule delivering each at least once:
-/// every version once in a shuffled order, with repeats spliced in, and an
+/// A receiver and the processor on one set of in-memory stores, the
+/// stream handed over in order as the event source mapping does.
+struct Pipeline {
+    stores: MemoryStores,
+    receiver: Receiver,
+    processor: Processor,
+    handed: usize,
+}
+
+impl Pipeline {
+    fn new(source: Arc<dyn Source>, kind: Arc<dyn EventKind>) -> Self {
+        let stores = MemoryStores::default();
+        Self {
+            receiver: receiver(source, kind, &stores),
+            processor: stores.processor(),
+            stores,
+            handed: 0,
+        }
+    }
+
+    /// Delivers `request` as its sender would (again after a 503, a
+    /// millisecond later), then hands the new records to the processor (a
+    /// record again after a failure, as the stream does). An outage hits
+    /// the first attempt only.
+    async fn deliver(&mut self, request: &WebhookRequest, fault: Fault) -> Outcome {
+        tokio::time::advance(Duration::from_millis(1)).await;
+        self.stores
+            .events
+            .down
+            .store(fault == Fault::Events, Ordering::SeqCst);
+        let first = self.receiver.receive(request).await;
+        self.stores.events.down.store(false, Ordering::SeqCst);
+        let outcome = match first {
+            Ok(outcome) => outcome,
+            Err(ReceiveError::Unavailable(_)) if fault == Fault::Events => {
+                tokio::time::advance(Duration::from_millis(1)).await;
+                self.receiver
+                    .receive(request)
+                    .await
+                    .expect("the redelivery")
+            }
+            Err(error) => panic!("unexpected refusal: {error:?}"),
+        };
+        self.process(fault).await;
+        outcome
+    }
+
+    async fn process(&mut self, fault: Fault) {
+        loop {
+            let next = self
+                .stores
+                .events
+                .stream
+                .lock()
+                .unwrap()
+                .get(self.handed)
+                .cloned();
+            let Some(record) = next else { return };
+            self.stores
+                .entities
+                .down
+                .store(fault == Fault::Entities, Ordering::SeqCst);
+            self.stores
+                .queue
+                .down
+                .store(fault == Fault::Queue, Ordering::SeqCst);
+            let first = self.processor.process(&record).await;
+            self.stores.entities.down.store(false, Ordering::SeqCst);
+            self.stores.queue.down.store(false, Ordering::SeqCst);
+            if first.is_err() {
+                assert!(fault != Fault::None, "failed without an outage: {first:?}");
+                self.processor.process(&record).await.expect("the retry");
+            }
+            self.handed += 1;
+        }
+    }
+
+    /// What the stores hold, without what depends on the order of arrival
+    /// (revisions, receipt times, the jobs of changes that were newest for
+    /// a while).
+    fn state(&self) -> Stored {
+        let entities = self
+            .stores
+            .entities
+            .entities
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(key, e)| {
+                (
+                    key.to_string(),
+                    (e.rank.clone(), e.state.state_json.clone()),
+                )
+            })
+            .collect();
+        let events = self
+            .stores
+            .events
+            .all()
+            .into_iter()
+            .map(|r| (r.event_key.to_string(), (r.status, r.body_sha256)))
+            .collect();
+        Stored { entities, events }
+    }
+
+    fn jobs(&self) -> Vec<shared::queue::Job> {
+        self.stores.queue.jobs.lock().unwrap().clone()
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Stored {
+    /// entity key -> (rank, state)
+    entities: BTreeMap<String, (Rank, String)>,
+    /// event key -> (status, body hash)
+    events: BTreeMap<String, (EventStatus, String)>,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+/// One entity's changes, and a schedule delivering each at least once:
+/// every change once in a shuffled order, with repeats spliced in, and an
 /// outage (or none) for each step's first attempt.
 #[derive(Debug, Clone)]
 struct Scenario {
     family: Family,
-    versions: Vec<u32>,
+    /// (version, ends the entity), in the order the sender made them.
+    changes: Vec<(u32, bool)>,
     steps: Vec<(usize, Fault)>,
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
     let family = prop::sample::select(FAMILIES.to_vec());
     let versions = prop::collection::btree_set(0u32..100_000, 1..6);
-    (family, versions).prop_flat_map(|(family, versions)| {
-        let versions: Vec<u32> = versions.into_iter().collect();
-        let count = versions.len();
+    // A booking may get an amendment and a cancellation of one version.
+    let tie = any::<Option<prop::sample::Index>>();
+    (family, versions, tie).prop_flat_map(|(family, versions, tie)| {
+        let mut changes: Vec<(u32, bool)> = versions.into_iter().map(|v| (v, false)).collect();
+        if let (Family::BookingBooking, Some(at)) = (family, tie) {
+            let version = changes[at.index(changes.len())].0;
+            changes.push((version, true));
+        }
+        let count = changes.len();
         let shuffled = Just((0..count).collect::<Vec<_>>()).prop_shuffle();
         let repeats = prop::collection::vec((0..count, any::<prop::sample::Index>()), 0..8);
         let faults = prop::collection::vec(fault(), count + 8);
         (shuffled, repeats, faults).prop_map(move |(mut order, repeats, faults)| {
-            for (version, at) in repeats {
-                order.insert(at.index(order.len() + 1), version);
+            for (change, at) in repeats {
+                order.insert(at.index(order.len() + 1), change);
             }
             Scenario {
                 family,
-                versions: versions.clone(),
+                changes: changes.clone(),
                 steps: order.into_iter().zip(faults).collect(),
             }
         })
@@ -328,50 +432,198 @@ proptest! {
 
     /// Property 1: order, repeats and outages don't change the outcome.
     #[test]
-    fn any_interleaving_and_repetition_of_one_entitys_deliveries_ends_in_the_in_order_state(
+    fn any_interleaving_repetition_and_outage_of_one_entitys_requests_ends_in_the_in_order_state(
         scenario in scenario(),
     ) {
-        let Scenario { family, versions, steps } = &scenario;
+        let Scenario { family, changes, steps } = &scenario;
         let family = *family;
-        let bodies: Vec<Vec<u8>> = versions
+        let raws: Vec<Vec<u8>> = changes
             .iter()
-            .map(|&n| serde_json::to_vec(&family.body(n, &BTreeMap::new())).unwrap())
+            .map(|&(n, ends)| serde_json::to_vec(&family.body(n, ends, &BTreeMap::new())).unwrap())
             .collect();
-        let rt = runtime();
-        let in_order = harness(family);
-        let shuffled = harness(family);
-        rt.block_on(async {
-            for (i, &n) in versions.iter().enumerate() {
-                let outcome = deliver(&in_order, &family.delivery(&bodies[i], n), Fault::None).await;
+        let id = |i: usize| format!("{}-{}", changes[i].0, changes[i].1);
+        // A change ranks by its version, then a cancellation first, then
+        // its body: the in-order run sends them in that order.
+        let rank = |i: usize| (changes[i].0, changes[i].1, sha256_hex(&raws[i]));
+        let mut in_order_changes: Vec<usize> = (0..changes.len()).collect();
+        in_order_changes.sort_by_key(|&i| rank(i));
+        let runtime = runtime();
+        let _clock = runtime.enter();
+        let mut in_order = Pipeline::new(family.source(), family.kind());
+        let mut shuffled = Pipeline::new(family.source(), family.kind());
+        runtime.block_on(async {
+            for &i in &in_order_changes {
+                let outcome = in_order.deliver(&family.request(&raws[i], &id(i)), Fault::None).await;
                 assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
             }
             for &(i, fault) in steps {
-                let delivery = family.delivery(&bodies[i], versions[i]);
-                let outcome = deliver(&shuffled, &delivery, fault).await;
+                let outcome = shuffled.deliver(&family.request(&raws[i], &id(i)), fault).await;
                 assert!(
                     matches!(outcome, Outcome::Accepted { .. } | Outcome::Duplicate { .. }),
                     "{outcome:?}"
                 );
             }
         });
-        let expected = stored(&in_order);
+        let expected = in_order.state();
         prop_assert_eq!(expected.entities.len(), 1);
-        prop_assert_eq!(expected.events.len(), versions.len());
-        prop_assert_eq!(stored(&shuffled), expected);
+        prop_assert_eq!(expected.events.len(), changes.len());
+        prop_assert_eq!(&shuffled.state(), &expected);
+
+        // The newest change's follow-up is queued (where its kind has one).
+        let newest = |p: &Pipeline| {
+            p.stores.entities.entities.lock().unwrap().values().next().map(|e| e.rank.clone())
+        };
+        let queued_for = |p: &Pipeline, rank: &Rank| {
+            p.jobs().iter().any(|j| j.message.version == Some(rank.version))
+        };
+        let rank_held = newest(&shuffled).unwrap();
+        prop_assert_eq!(queued_for(&shuffled, &rank_held), family.follows_up());
+        prop_assert_eq!(queued_for(&in_order, &rank_held), family.follows_up());
 
         // Newest-wins never rewrites what it already holds: the entity was
-        // written once per version newer than all delivered before it, also
-        // when a redelivery redid the steps of an event an outage interrupted.
-        let mut newest = None;
+        // written once per change newer than every change stored before it,
+        // also when a retry redid the steps of a record an outage stopped.
+        let mut newest_seen = None;
         let mut newer = 0;
+        let mut stored = BTreeSet::new();
         for &(i, _) in steps {
-            if newest.is_none_or(|n| i > n) {
-                newest = Some(i);
+            if stored.insert(i) && newest_seen.as_ref().is_none_or(|n| rank(i) > *n) {
+                newest_seen = Some(rank(i));
                 newer += 1;
             }
         }
-        let writes: Vec<u64> = shuffled.entities.entities.lock().unwrap().values().map(|(_, r)| *r).collect();
-        prop_assert_eq!(writes, vec![newer]);
+        let revisions: Vec<u64> = shuffled.stores.entities.entities.lock().unwrap().values().map(|e| e.revision).collect();
+        prop_assert_eq!(revisions, vec![newer]);
+    }
+}
+
+/// What a stock or menu scenario sends: per step, the establishment (or
+/// none), the state (in stock, or for the menu nothing that changes), an
+/// event id or none, and how often it is sent.
+#[derive(Debug, Clone)]
+struct Toggle {
+    establishment: Option<&'static str>,
+    instock: bool,
+    with_event_id: bool,
+    /// Sent again right after (a duplicate, or the sender's retry of a
+    /// request whose answer it lost).
+    sent_twice: bool,
+    fault: Fault,
+}
+
+fn toggles() -> impl Strategy<Value = Vec<Toggle>> {
+    let toggle = (
+        prop::sample::select(vec![None, Some("1"), Some("2")]),
+        any::<bool>(),
+        any::<bool>(),
+        prop::bool::weighted(0.2),
+        fault(),
+    )
+        .prop_map(
+            |(establishment, instock, with_event_id, sent_twice, fault)| Toggle {
+                establishment,
+                instock,
+                with_event_id,
+                sent_twice,
+                fault,
+            },
+        );
+    prop::collection::vec(toggle, 1..10)
+}
+
+/// The entity id of a stock or menu change at `establishment`.
+fn per_establishment(establishment: Option<&str>, id: &str) -> String {
+    match establishment {
+        Some(e) => format!("establishment-{e}:{id}"),
+        None => id.to_owned(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Property 2: bodies without identity.
+    #[test]
+    fn stock_and_menu_changes_rank_by_receipt_per_establishment_and_collapse_repeats(
+        toggles in toggles(),
+        menu in any::<bool>(),
+    ) {
+        let kind = if menu { RevelEventType::MenuUpdated } else { RevelEventType::StockChanged };
+        let runtime = runtime();
+        let _clock = runtime.enter();
+        let mut pipeline = Pipeline::new(revel_source(), Arc::new(kind));
+        // Per establishment: the state of each stored change, in order, and
+        // the last one's receipt and body.
+        let mut stored: BTreeMap<Option<&str>, Vec<bool>> = BTreeMap::new();
+        let mut last: BTreeMap<Option<&str>, (i64, String)> = BTreeMap::new();
+        let mut keys = BTreeSet::new();
+        runtime.block_on(async {
+            for (n, toggle) in toggles.iter().enumerate() {
+                let body = if menu {
+                    json!({"event": "menu.updated"})
+                } else {
+                    json!({"id": 622_335, "instock": toggle.instock, "type": "product"})
+                };
+                let raw = serde_json::to_vec(&body).unwrap();
+                let mut headers = Vec::new();
+                if let Some(e) = toggle.establishment {
+                    headers.push((ESTABLISHMENT_HEADER, e.to_owned()));
+                }
+                if toggle.with_event_id {
+                    headers.push((EVENT_ID_HEADER, format!("evt-{n}")));
+                }
+                let request = revel_request(&raw, &headers);
+                for send in 0..(1 + usize::from(toggle.sent_twice)) {
+                    let fault = if send == 0 { toggle.fault } else { Fault::None };
+                    let outcome = pipeline.deliver(&request, fault).await;
+                    match outcome {
+                        Outcome::Accepted { event_key } => {
+                            stored.entry(toggle.establishment).or_default().push(toggle.instock);
+                            let record = pipeline.stores.events.records.lock().unwrap()[&event_key].clone();
+                            last.insert(toggle.establishment, (record.received_at_micros, record.body_sha256));
+                            assert!(keys.insert(event_key));
+                        }
+                        Outcome::Duplicate { event_key } => {
+                            assert!(toggle.with_event_id && send == 1, "only a repeated event id is a duplicate");
+                            assert!(keys.contains(&event_key));
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+        });
+        let entities = pipeline.stores.entities.entities.lock().unwrap().clone();
+        prop_assert_eq!(entities.len(), stored.len(), "one entity per establishment");
+        let id = if menu { "current" } else { "product:622335" };
+        for (establishment, states) in &stored {
+            let key = format!("revel:demo:{}:{}", if menu { "menu" } else { "item_stock" }, per_establishment(*establishment, id));
+            let entity = entities.iter().find(|(k, _)| k.as_str() == key).map(|(_, e)| e);
+            prop_assert!(entity.is_some(), "{} missing", key);
+            let entity = entity.unwrap();
+            // The last change received wins, whatever it says.
+            let (received, sha) = &last[establishment];
+            prop_assert_eq!(&entity.rank, &Rank::new(*received, false, sha));
+            if !menu {
+                let held: Value = serde_json::from_str(&entity.state.state_json).unwrap();
+                prop_assert_eq!(held["instock"].as_bool(), states.last().copied());
+            }
+            // A revision per change of state: repeats collapse, out, in, out
+            // is three.
+            let changes = if menu {
+                1
+            } else {
+                1 + states.windows(2).filter(|w| w[0] != w[1]).count() as u64
+            };
+            prop_assert_eq!(entity.revision, changes);
+        }
+        // Every stored change asks for its follow-up: a delivery of the stock
+        // (nothing is delivered here, so a repeat still owes one), a catalog
+        // pull for each menu push.
+        let jobs = pipeline.jobs();
+        let wanted = if menu { JobKind::CatalogPull } else { JobKind::SyncEntity };
+        prop_assert!(jobs.iter().all(|j| j.message.job == wanted));
+        let ids: BTreeSet<&str> = jobs.iter().map(|j| j.deduplication_id.as_str()).collect();
+        prop_assert_eq!(ids.len(), keys.len());
     }
 }
 
@@ -475,13 +727,13 @@ fn extra_fields() -> impl Strategy<Value = BTreeMap<String, Value>> {
     prop::collection::btree_map("[a-z_]{1,8}", value, 0..5)
 }
 
-/// The key the pipeline derives for `raw` (parse, interpret, key), at a fixed
-/// receipt time and with no sender event id.
+/// The key the receivers derive for `raw` (parse, interpret, key), received
+/// at a fixed instant, with no sender event id.
 fn derived_key(source: &str, kind: &dyn EventKind, raw: &[u8]) -> EventKey {
     let instance = InstanceName::parse("demo").unwrap();
     let meaning = serde_json::from_slice::<Value>(raw)
         .ok()
-        .and_then(|body| kind.interpret(body.clone()).ok());
+        .and_then(|body| kind.interpret(body, &HeaderMap::new()).ok());
     event_key(KeyParts {
         source,
         instance: &instance,
@@ -489,23 +741,14 @@ fn derived_key(source: &str, kind: &dyn EventKind, raw: &[u8]) -> EventKey {
         sender_event_id: None,
         identity: meaning.as_ref().map(|m| &m.identity),
         body_sha256: &sha256_hex(raw),
-        received_at_unix: 1_700_000_000,
+        received_at_micros: 1_700_000_000_000_000,
     })
-}
-
-fn source_name(family: Family) -> &'static str {
-    match family {
-        Family::RevelOrder | Family::RevelCustomer | Family::RevelRewardCard => "revel",
-        Family::WineSittingOrder => "winesitting",
-        Family::BookingBooking => "booking",
-        Family::VinesOsMember => "vinesos",
-    }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Property 2a: a business key is the same however the JSON is written.
+    /// Property 3a: a business key is the same however the JSON is written.
     #[test]
     fn a_business_key_is_the_same_whatever_the_whitespace_key_order_or_escapes(
         family in prop::sample::select(FAMILIES.to_vec()),
@@ -513,30 +756,40 @@ proptest! {
         extra in extra_fields(),
         seeds in (1u64.., 1u64..),
     ) {
-        let body = family.body(n, &extra);
+        let body = family.body(n, false, &extra);
         let one = reformat(&body, &mut Choices(seeds.0));
         let other = reformat(&body, &mut Choices(seeds.1));
         prop_assert_eq!(serde_json::from_str::<Value>(&one).unwrap(), body.clone());
         prop_assert_eq!(serde_json::from_str::<Value>(&other).unwrap(), body.clone());
         let kind = family.kind();
-        let source = source_name(family);
+        let source = family.source_name();
         let key = derived_key(source, kind.as_ref(), one.as_bytes());
         prop_assert!(key.as_str().contains(":biz:"), "{}", key);
         prop_assert_eq!(&key, &derived_key(source, kind.as_ref(), other.as_bytes()));
 
         // End to end, for senders that send no event id of their own: the
-        // reformatted copy is a duplicate of the first.
+        // same bytes again are a duplicate, and the reformatted copy is the
+        // same event with another body, kept as a conflict of it.
         if family != Family::VinesOsMember {
-            let h = harness(family);
-            let rt = runtime();
-            let first = rt.block_on(h.ingestor.ingest(&family.delivery(one.as_bytes(), n))).unwrap();
-            let second = rt.block_on(h.ingestor.ingest(&family.delivery(other.as_bytes(), n))).unwrap();
-            prop_assert_eq!(&first, &Outcome::Accepted { event_key: key.clone() });
-            prop_assert_eq!(&second, &Outcome::Duplicate { event_key: key });
+            let runtime = runtime();
+            let _clock = runtime.enter();
+            let pipeline = Pipeline::new(family.source(), family.kind());
+            let receive = |raw: &str| {
+                runtime.block_on(pipeline.receiver.receive(&family.request(raw.as_bytes(), "1"))).unwrap()
+            };
+            prop_assert_eq!(receive(&one), Outcome::Accepted { event_key: key.clone() });
+            prop_assert_eq!(receive(&one), Outcome::Duplicate { event_key: key.clone() });
+            if one != other {
+                let conflict = receive(&other);
+                prop_assert!(
+                    matches!(&conflict, Outcome::Conflict { conflict_of, .. } if *conflict_of == key),
+                    "{:?}", conflict
+                );
+            }
         }
     }
 
-    /// Property 2b: a key made of the body hash changes with any byte,
+    /// Property 3b: a key made of the body hash changes with any byte,
     /// whitespace included, and only then.
     #[test]
     fn a_content_key_changes_with_any_byte_of_the_body_whitespace_included(
@@ -568,7 +821,7 @@ proptest! {
             }
         };
         let key = derived_key("revel", &kind, &one);
-        prop_assert!(key.as_str().contains(":sha256:"), "{}", key);
+        prop_assert!(key.as_str().contains(":at:"), "{}", key);
         prop_assert_eq!(&key, &derived_key("revel", &kind, &one), "same bytes, same key");
         prop_assert_eq!(
             key == derived_key("revel", &kind, &other),
@@ -585,6 +838,7 @@ fn an_unparseable_body_is_keyed_by_its_bytes_alone() {
     let kind = RevelEventType::CustomerUpdated;
     let a = derived_key("revel", &kind, b"{not json");
     let b = derived_key("revel", &kind, b"{not  json");
+    assert!(a.as_str().contains(":sha256:"), "{a}");
     assert_ne!(a, b);
     assert_eq!(a, derived_key("revel", &kind, b"{not json"));
 }
