@@ -18,7 +18,7 @@ help:
 	@echo "make local        run every function at its route on http://127.0.0.1:3000, the events processor on the events table's stream and the jobs worker (local AWS endpoint included)"
 	@echo "make post-events  post every request in events/ to the running local stack, show what was stored, then what reached the partner"
 	@echo "make test         format, lint, unit and integration tests, sam validate --lint"
-	@echo "make bench-lambda release functions as Lambda runs them (local Runtime API): init, latency, CPU, RSS, AWS round trips beside a hello-world floor"
+	@echo "make bench-lambda release functions as Lambda runs them (local Runtime API): init, latency, CPU, RSS, the ack path's AWS requests and round trips, the events processor per record, beside a hello-world floor"
 	@echo "make build        sam build --beta-features (arm64, cargo-lambda + zig)"
 	@echo "make bench-hot-path   what a receiver does before its first network call, per sample (criterion)"
 	@echo "make bench-dynamodb   DynamoDB write requests and write units per sample, new and repeated"
@@ -49,16 +49,22 @@ unit:
 	cargo test --workspace --exclude integration-tests --exclude revel-ops --locked
 
 # Starts its own local AWS endpoint on a free loopback port and stops it.
+# lambda_path runs the real binaries of these functions through a local
+# Runtime API: they are built first, so it never runs stale ones.
+LAMBDA_PATH_FUNCTIONS := revel-order-finalized vinesos-customer-created events-processor
 integration: venv
+	cargo build --locked $(addprefix -p ,$(LAMBDA_PATH_FUNCTIONS))
 	LOCAL_AWS_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test -p integration-tests -p revel-ops --locked
 
 # Whole functions as Lambda runs them: release builds against a local Runtime
-# and Extensions API, moto behind a counting proxy, beside a hello-world
-# floor. Reports, doesn't gate. BENCH_ARGS="--functions all --json out.json".
+# API (tools/lambda-sandbox), moto behind a recording proxy, beside a
+# hello-world floor; then the events processor on what the receivers left on
+# the stream. Reports, doesn't gate. BENCH_ARGS="--functions all --json out.json"
+# (or --no-processor).
 .PHONY: bench-lambda
 BENCH_FUNCTIONS := revel-order-finalized revel-stock-changed winesitting-webhook booking-bookings vinesos-customer-created
 bench-lambda: venv
-	cargo build --release --locked -p lambda-floor -p lambda-bench $(addprefix -p ,$(BENCH_FUNCTIONS))
+	cargo build --release --locked -p lambda-floor -p lambda-bench -p events-processor $(addprefix -p ,$(BENCH_FUNCTIONS))
 	LOCAL_AWS_PYTHON=$(CURDIR)/$(VENV)/bin/python target/release/lambda-bench $(BENCH_ARGS)
 
 validate: venv
