@@ -1260,27 +1260,28 @@ impl PartnerStandIn {
     }
 
     /// Every delivery attempt, in order of arrival (the first `failing`
-    /// were answered 503).
+    /// were answered 503), read as the local partner stand-in reads them.
     pub async fn attempts(&self) -> Vec<Delivered> {
         let requests = self.server.received_requests().await.unwrap_or_default();
         requests
             .iter()
             .map(|request| {
+                let message_id = request
+                    .headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let read = local_stack::partner::Received::from_delivery(message_id, &request.body)
+                    .expect("the bundle's envelope");
                 let envelope: Value =
                     serde_json::from_slice(&request.body).expect("deliveries are JSON");
-                let data = &envelope["data"];
                 Delivered {
-                    message_id: request
-                        .headers
-                        .get("webhook-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    kind: data["kind"].as_str().unwrap_or_default().to_owned(),
-                    id: data["id"].as_str().unwrap_or_default().to_owned(),
-                    version: data["version"].as_i64().expect("a version"),
-                    revision: data["revision"].as_u64().expect("a revision"),
-                    state: data["state"].clone(),
+                    message_id: read.message_id,
+                    kind: read.kind,
+                    id: read.id,
+                    version: read.version,
+                    revision: read.revision,
+                    state: envelope["data"]["state"].clone(),
                 }
             })
             .collect()
