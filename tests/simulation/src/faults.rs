@@ -411,6 +411,7 @@ impl Faults {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     /// Faults of `profile` on a fresh trace (inside a paused runtime).
     pub(crate) fn faults(profile: Profile) -> Arc<Faults> {
@@ -428,44 +429,38 @@ pub(crate) mod tests {
         Profile::only(Service::EventsTable, r)
     }
 
+    /// Calls a fake once inside an invocation: whether its effect happened,
+    /// and whether the invocation crashed.
+    async fn crash_once(faults: &Faults) -> (bool, bool) {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let ended = invoke("test", Duration::from_secs(60), async {
+            faults
+                .call(Service::EventsTable, "PutItem", async {
+                    done.store(true, Ordering::SeqCst)
+                })
+                .await
+        })
+        .await;
+        (done.load(Ordering::SeqCst), matches!(ended, Ended::Crashed))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_crash_before_the_effect_leaves_nothing_and_one_after_it_leaves_the_effect() {
-        for (crash_rate, applied) in [(2.0, false), (0.0, true)] {
-            // crash / 2 is drawn before the effect and after it: a rate of 2
-            // crashes before; a lost answer never comes into it here.
-            let faults = faults(always(|r| r.crash = crash_rate));
-            let done = std::sync::atomic::AtomicBool::new(false);
-            let ended = invoke("test", Duration::from_secs(60), async {
-                faults
-                    .call(Service::EventsTable, "PutItem", async {
-                        done.store(true, Ordering::SeqCst)
-                    })
-                    .await
-            })
-            .await;
-            assert_eq!(done.load(Ordering::SeqCst), applied);
-            assert_eq!(matches!(ended, Ended::Crashed), !applied);
-        }
-        // Crashing only after the effect: the first draw (before) must miss
-        // and the second (after) hit, which a rate of 1 does half the time;
-        // seeds decide, so look for both outcomes over a few calls.
-        let faults = faults(always(|r| r.crash = 1.0));
-        let mut after = 0;
+        // Half the crash rate is drawn before the effect, half after: a rate
+        // of 2 always crashes before it.
+        let before = faults(always(|r| r.crash = 2.0));
+        assert_eq!(crash_once(&before).await, (false, true));
+        let never = faults(Profile::calm());
+        assert_eq!(crash_once(&never).await, (true, false));
+        // At a rate of 1, a crash comes before the effect half the time and
+        // after it half the time: both show up within a few calls.
+        let either = faults(always(|r| r.crash = 1.0));
+        let mut outcomes = BTreeSet::new();
         for _ in 0..20 {
-            let done = std::sync::atomic::AtomicBool::new(false);
-            let ended = invoke("test", Duration::from_secs(60), async {
-                faults
-                    .call(Service::EventsTable, "PutItem", async {
-                        done.store(true, Ordering::SeqCst)
-                    })
-                    .await
-            })
-            .await;
-            if matches!(ended, Ended::Crashed) && done.load(Ordering::SeqCst) {
-                after += 1;
-            }
+            outcomes.insert(crash_once(&either).await);
         }
-        assert!(after > 0, "no crash after an effect in 20 calls");
+        assert!(outcomes.contains(&(true, true)), "{outcomes:?}");
+        assert!(outcomes.contains(&(false, true)), "{outcomes:?}");
     }
 
     #[tokio::test(start_paused = true)]

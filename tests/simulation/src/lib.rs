@@ -7,6 +7,11 @@
 //! injects faults at random, and checks what must hold once everything has
 //! settled. Same seed, same run: a failing seed replays with its trace.
 //!
+//! Run it: `cargo test -p simulation` (500 seeds, part of `make test`);
+//! `make simulate SEEDS=10000` (release build, every core); `make simulate
+//! SEED=42` replays seed 42 and prints its trace, the bundle's own log lines
+//! included.
+//!
 //! - [`traffic`]: what a seed sends and changes;
 //! - [`faults`]: latency, refusals, lost answers, hangs, crashes, outages;
 //! - [`dynamo`], [`stream`], [`sqs`], [`secrets`]: the AWS fakes;

@@ -483,7 +483,8 @@ impl World {
         match fan_out.at {
             Some(at) => tokio::time::sleep_until(self.trace.at(at)).await,
             None => {
-                // End of day: after every sender has finished.
+                // End of day: after every change in Revel and every sender.
+                tokio::time::sleep_until(self.trace.at(traffic::TRAFFIC)).await;
                 while self.senders.load(Ordering::SeqCst) > 0 {
                     tokio::time::sleep(Duration::from_secs(60)).await;
                 }
