@@ -79,6 +79,7 @@ impl EventStore for MemoryEvents {
                 status: existing.status,
                 body_sha256: existing.body_sha256.clone(),
                 quarantine_reason: existing.quarantine_reason.clone(),
+                origin: existing.origin,
             }));
         }
         records.insert(record.event_key.clone(), record.clone());

@@ -346,6 +346,30 @@ async fn a_fetched_event_is_stored_under_its_webhooks_key_so_the_two_are_one() {
     );
 }
 
+#[tokio::test]
+async fn a_webhook_arriving_after_its_event_was_fetched_is_a_duplicate_whatever_its_bytes() {
+    let h = harness(RevelEventType::CustomerUpdated, Settings::default());
+    let demo = InstanceName::parse("demo").unwrap();
+    // Reconciliation rebuilds the body from the API: same business key,
+    // other bytes than the webhook Revel sends late.
+    let fetched_body = customer("2021-12-28T21:05:13", "Ann").replace('}', r#", "fetched": true}"#);
+    let fetched = h
+        .receiver
+        .receive_fetched(&demo, fetched_body.into_bytes(), "reconcile:1".into())
+        .await
+        .unwrap();
+    let late_webhook = h
+        .receiver
+        .receive(&signed(&customer("2021-12-28T21:05:13", "Ann")))
+        .await
+        .unwrap();
+    let Outcome::Accepted { event_key } = fetched else {
+        panic!("{fetched:?}")
+    };
+    assert_eq!(late_webhook, Outcome::Duplicate { event_key });
+    assert_eq!(h.memory.events.len(), 1, "no conflict record");
+}
+
 #[test]
 fn a_conflict_key_names_the_body_and_stays_a_valid_key_however_long_the_original() {
     let short = EventKey::parse("revel:demo:x:id:1").unwrap();

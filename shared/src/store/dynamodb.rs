@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::{
     decide_upsert, ArchivedBody, EntityStore, EntityUpsert, EventRecord, EventStatus, EventStore,
-    ExistingEvent, Put, Rank, StoredEntity, UpsertDecision, Upserted,
+    ExistingEvent, Origin, Put, Rank, StoredEntity, UpsertDecision, Upserted,
 };
 use crate::error::DependencyError;
 use crate::ids::{EntityKey, EventKey};
@@ -54,6 +54,14 @@ fn existing_event(item: &HashMap<String, AttributeValue>) -> Option<ExistingEven
             .get("quarantine_reason")
             .and_then(|v| v.as_s().ok())
             .cloned(),
+        origin: match item
+            .get("origin")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+        {
+            Some("reconciliation") => Origin::Reconciliation,
+            _ => Origin::Webhook,
+        },
     })
 }
 

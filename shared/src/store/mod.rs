@@ -72,12 +72,14 @@ pub enum Put {
     Exists(ExistingEvent),
 }
 
-/// The part of a stored record a refused put needs: was it the same body?
+/// The part of a stored record a refused put needs: was it the same body,
+/// and did it come the same way?
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExistingEvent {
     pub status: EventStatus,
     pub body_sha256: String,
     pub quarantine_reason: Option<String>,
+    pub origin: Origin,
 }
 
 /// The events archive: the outbox. Stored records are never changed by the
