@@ -267,7 +267,10 @@ impl DynamoEntityStore {
     ) -> Result<Result<u64, Option<HashMap<String, AttributeValue>>>, DependencyError> {
         // A write is charged by the item's whole size, per KB, and so is every
         // later update of the item: large states are kept gzip-compressed.
-        let state = ArchivedBody::from_raw(change.state_json.as_bytes());
+        let state = ArchivedBody::compressed_from(
+            change.state_json.as_bytes(),
+            super::COMPRESS_STATE_FROM_BYTES,
+        );
         let (state_attribute, state_value, other_attribute) = if state.gzip {
             (
                 "state_gz",
