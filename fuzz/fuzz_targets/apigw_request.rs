@@ -116,15 +116,15 @@ fuzz_target!(|data: &[u8]| {
     // What from_str does once the JSON is an API Gateway v2 event.
     let request: Request = LambdaRequest::ApiGatewayV2(event).into();
     let again = request_clone(&request);
-    let delivery = shared::http::delivery(request);
+    let webhook = shared::http::webhook_request(request);
     assert_eq!(
-        delivery.body, expected_body,
+        webhook.body, expected_body,
         "body bytes changed on the way in"
     );
-    let mut params = delivery.path_params.clone();
+    let mut params = webhook.path_params.clone();
     params.sort();
     assert_eq!(params, expected_params);
-    assert_eq!(delivery.request_id, expected_request_id);
+    assert_eq!(webhook.request_id, expected_request_id);
 
     let (revel, winesitting) = receivers();
     for (receiver, request) in [(&revel, again.0), (&winesitting, again.1)] {
