@@ -1,12 +1,10 @@
 //! `shared::idempotency::event_key` with arbitrary parts: any instance, any
-//! sender id, any business key, any content window, any body, any receipt
-//! time. Oracles: no panic, a valid key under the length limit with the
-//! right prefix; different sender ids or business keys never share a key; a
-//! business key ignores the body and the receipt time; a content key changes
-//! with any byte of the body.
+//! sender id, any business key, any body, any receipt time. Oracles: no
+//! panic, a valid key under the length limit with the right prefix;
+//! different sender ids or business keys never share a key; a business key
+//! ignores the body and the receipt time; a per-delivery key changes with
+//! any byte of the body and with the receipt instant.
 #![no_main]
-
-use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -18,15 +16,15 @@ use shared::sources::Identity;
 enum Ident {
     Unparsed,
     Business(String),
-    ContentWithin(u64),
+    PerDelivery,
 }
 
 #[derive(Arbitrary, Debug, Clone)]
 struct Variant {
-    delivery_id: Option<String>,
+    sender_event_id: Option<String>,
     ident: Ident,
     body: Vec<u8>,
-    received_at_unix: i64,
+    received_at_micros: i64,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -41,7 +39,7 @@ fn identity(ident: &Ident) -> Option<Identity> {
     match ident {
         Ident::Unparsed => None,
         Ident::Business(key) => Some(Identity::Business(key.clone())),
-        Ident::ContentWithin(secs) => Some(Identity::ContentWithin(Duration::from_secs(*secs))),
+        Ident::PerDelivery => Some(Identity::PerDelivery),
     }
 }
 
@@ -52,10 +50,10 @@ fn key(source: &str, instance: &InstanceName, event_type: &str, v: &Variant) -> 
         source,
         instance,
         event_type,
-        delivery_id: v.delivery_id.as_deref(),
+        sender_event_id: v.sender_event_id.as_deref(),
         identity: identity.as_ref(),
         body_sha256: &sha,
-        received_at_unix: v.received_at_unix,
+        received_at_micros: v.received_at_micros,
     })
 }
 
@@ -83,7 +81,7 @@ fuzz_target!(|input: Input| {
         "not deterministic"
     );
 
-    match (&a.delivery_id, &b.delivery_id) {
+    match (&a.sender_event_id, &b.sender_event_id) {
         (Some(x), Some(y)) => assert_eq!(x == y, key_a == key_b, "sender ids {x:?} {y:?}"),
         (Some(_), None) | (None, Some(_)) => assert_ne!(key_a, key_b),
         (None, None) => match (&a.ident, &b.ident) {
@@ -93,17 +91,19 @@ fuzz_target!(|input: Input| {
             (Ident::Unparsed, Ident::Unparsed) => {
                 assert_eq!(a.body == b.body, key_a == key_b)
             }
-            (Ident::ContentWithin(_), Ident::ContentWithin(_)) if a.body != b.body => {
-                assert_ne!(key_a, key_b, "content keys of different bodies")
-            }
+            (Ident::PerDelivery, Ident::PerDelivery) => assert_eq!(
+                a.body == b.body && a.received_at_micros == b.received_at_micros,
+                key_a == key_b,
+                "per-delivery keys are the receipt instant and the body"
+            ),
             _ => {}
         },
     }
     // A business key (or a sender id) ignores the body and the receipt time.
-    if a.delivery_id.is_some() || matches!(a.ident, Ident::Business(_)) {
+    if a.sender_event_id.is_some() || matches!(a.ident, Ident::Business(_)) {
         let moved = Variant {
             body: b.body.clone(),
-            received_at_unix: b.received_at_unix,
+            received_at_micros: b.received_at_micros,
             ..a.clone()
         };
         assert_eq!(key_a, key(source, &instance, event_type, &moved));
