@@ -326,7 +326,7 @@ impl Syncer {
                 crate::queue::JobKind::SyncEntity,
                 crate::sources::revel::NAME,
                 instance,
-                event_key.as_str(),
+                &format!("pull.{kind}"),
                 event_key,
                 &change.key,
                 &change.rank,

@@ -482,7 +482,7 @@ impl Worker {
 
     /// Queues the rest of a run its deadline stopped; it resumes from the cursor.
     async fn continue_later(&self, kind: JobKind, instance: &InstanceName) -> Result<(), JobError> {
-        let window = format!("cont-{}", time::OffsetDateTime::now_utc().unix_timestamp());
+        let window = format!("cont-{}", self.clock.now().unix_timestamp());
         self.jobs
             .enqueue(&Job::scheduled(kind, instance, &window))
             .await?;

@@ -17,17 +17,18 @@
 //! is refused, so an old delivery cannot be replayed; a redelivery of the same
 //! message keeps its `webhook-id` and is stored once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use http::HeaderMap;
 use serde_json::Value;
-use time::OffsetDateTime;
 
 use super::{
     header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
     FollowUp, Identity, Interpretation, Malformed, Source, Version,
 };
+use crate::clock::Clock;
 use crate::downstream::SigningSecret;
 use crate::error::{AuthFailure, DependencyError, ReceiveError};
 use crate::ids::InstanceName;
@@ -190,11 +191,22 @@ impl EventKind for VinesOsEvent {
 /// `whsec_` secrets (one, or two during a rotation).
 pub struct VinesOs {
     secrets: SecretCache,
+    /// What `webhook-timestamp` is checked against.
+    clock: Arc<dyn Clock>,
 }
 
 impl VinesOs {
     pub fn new(secrets: SecretCache) -> Self {
-        Self { secrets }
+        Self {
+            secrets,
+            clock: crate::clock::system(),
+        }
+    }
+
+    /// Checks timestamps against `clock` (the simulation's virtual one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn secrets(&self) -> &SecretCache {
@@ -225,7 +237,7 @@ impl Source for VinesOs {
         let timestamp: i64 = timestamp
             .parse()
             .map_err(|_| AuthFailure::MalformedSignature)?;
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let now = self.clock.now().unix_timestamp();
         if now.abs_diff(timestamp) > TOLERANCE.as_secs() {
             return Err(AuthFailure::SignatureMismatch.into());
         }
@@ -301,7 +313,7 @@ mod tests {
     }
 
     fn now() -> i64 {
-        OffsetDateTime::now_utc().unix_timestamp()
+        time::OffsetDateTime::now_utc().unix_timestamp()
     }
 
     fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {

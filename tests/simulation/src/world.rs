@@ -255,13 +255,16 @@ impl World {
                 vec![Arc::new(WineSittingEvent) as Arc<dyn EventKind>],
             ),
             Route::VinesOs(_) => (
-                Arc::new(VinesOs::new(self.cache(
-                    "vinesos",
-                    document(&[(
-                        "alpha",
-                        serde_json::json!({"webhook": traffic::VINESOS_SECRET}),
-                    )]),
-                ))),
+                Arc::new(
+                    VinesOs::new(self.cache(
+                        "vinesos",
+                        document(&[(
+                            "alpha",
+                            serde_json::json!({"webhook": traffic::VINESOS_SECRET}),
+                        )]),
+                    ))
+                    .with_clock(Arc::clone(&self.clock)),
+                ),
                 shared::sources::vinesos::VinesOsEvent::ALL
                     .iter()
                     .map(|k| Arc::new(*k) as Arc<dyn EventKind>)
@@ -289,7 +292,7 @@ impl World {
     }
 
     /// The request a sender makes for `webhook` now: signed now (a
-    /// VinesOS signature is dated, and checked against the system clock).
+    /// VinesOS signature is dated, and checked against the world's clock).
     fn request(&self, webhook: &Webhook, attempt: usize) -> WebhookRequest {
         let mut headers = HeaderMap::new();
         let mut path_params = Vec::new();
@@ -322,11 +325,9 @@ impl World {
                 path_params.push(("token".to_owned(), traffic::WINESITTING_TOKEN.to_owned()));
             }
             Route::VinesOs(_) => {
-                // The receiver checks the timestamp against the system
-                // clock (`OffsetDateTime::now_utc`), not the injected one,
-                // so it is signed with the system's time.
+                // Signed at the world's time, which the receiver checks it against.
                 let message_id = format!("msg_{}", webhook.id);
-                let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+                let timestamp = self.clock.now().unix_timestamp();
                 let signature = SigningSecret::parse(traffic::VINESOS_SECRET)
                     .expect("a valid secret")
                     .sign(&message_id, timestamp, &webhook.body);
