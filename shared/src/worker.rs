@@ -181,6 +181,15 @@ fn group_of(message: &SqsMessage) -> String {
         .unwrap_or_default()
 }
 
+/// A pull of the catalog: after a menu push, or the end of day's.
+fn is_catalog_pull(message: &SqsMessage) -> bool {
+    message
+        .body
+        .as_deref()
+        .and_then(|body| serde_json::from_str::<JobMessage>(body).ok())
+        .is_some_and(|job| matches!(job.job, JobKind::CatalogPull | JobKind::ProductSync))
+}
+
 impl Worker {
     /// Handles a batch in order. A message whose group already failed in
     /// this batch is not run and is reported failed too, so a newer job for
@@ -192,8 +201,18 @@ impl Worker {
             let id = message.message_id.clone().unwrap_or_default();
             let group = group_of(&message);
             let result = if failed_groups.contains(&group) {
-                tracing::info!(message_id = %id, "held back behind a failed job of the same group");
-                Err(None)
+                if is_catalog_pull(&message) {
+                    // Held back, it would spend its receives and reach the
+                    // DLQ without ever running. Only pulls of the catalog
+                    // share its group, and the failed one ahead of it runs
+                    // again later from the same cursor, after this one was
+                    // asked for: it covers this one.
+                    tracing::info!(message_id = %id, "catalog pull covered by the failed pull ahead of it in its group");
+                    Ok(())
+                } else {
+                    tracing::info!(message_id = %id, "held back behind a failed job of the same group");
+                    Err(None)
+                }
             } else {
                 self.handle_message(&message, deadline).await.map_err(Some)
             };
@@ -672,6 +691,55 @@ mod tests {
                 .unwrap()
                 .delivered_revision
                 == Some(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn catalog_pulls_behind_a_failed_pull_are_covered_by_it_not_held_until_they_reach_the_dlq(
+    ) {
+        let entities = Arc::new(MemoryEntities::default());
+        let key = entity(&entities, "a", 1).await;
+        let pull = |version: i64| {
+            serde_json::to_string(&JobMessage {
+                job: JobKind::CatalogPull,
+                source: "revel".into(),
+                instance: "demo".into(),
+                event_type: "menu.updated".into(),
+                event_key: "revel:demo:menu.updated:at:1:ab".into(),
+                entity_key: None,
+                version: Some(version),
+            })
+            .unwrap()
+        };
+        let mut batch = SqsEvent::default();
+        batch.records = vec![
+            // Fails: the job names an instance no key can be made of.
+            message(
+                "1",
+                "catalog:revel:demo",
+                &pull(1).replace("\"demo\"", "\"-bad-\""),
+            ),
+            message("2", "catalog:revel:demo", &pull(2)),
+            message("3", "revel:demo:customer:a", &sync_job(&key)),
+            message("4", "revel:demo:customer:a", &sync_job(&key)),
+        ];
+        let worker = worker(entities, None);
+        // The sync job of group 3/4 is held back behind a failure of its own group.
+        batch.records[2].body = Some("not a job".into());
+
+        let response = worker
+            .handle_batch(batch, Instant::now() + Duration::from_secs(30))
+            .await;
+
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(
+            failed,
+            ["1", "3", "4"],
+            "2 is covered by 1's retry; 4, a delivery, waits behind 3"
         );
     }
 

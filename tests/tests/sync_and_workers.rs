@@ -307,10 +307,10 @@ async fn a_poison_message_ends_in_the_dlq_while_its_batch_mates_succeed() {
         let mut worker = stack.delivering_worker(&partner);
         if !parked_at_once {
             // Without the worker's own parking, the queue's redrive policy
-            // (5 receives) still gets it there.
+            // (10 receives) still gets it there.
             worker.dead_letters = None;
         }
-        stack.drain(&worker, 20).await;
+        stack.drain(&worker, 30).await;
         assert_eq!(
             stack.dead_letters().await,
             ["this is not a job"],

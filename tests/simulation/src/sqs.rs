@@ -24,8 +24,8 @@ use crate::faults::{invoke, Ended, Faults, Service};
 
 /// `VisibilityTimeout` of the jobs queue.
 pub const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(360);
-/// `maxReceiveCount` of its redrive policy.
-pub const MAX_RECEIVES: u32 = 5;
+/// `maxReceiveCount` of its redrive policy in template.yaml.
+pub const MAX_RECEIVES: u32 = 10;
 /// The event source mapping's `BatchSize`.
 pub const BATCH_SIZE: usize = 10;
 /// The jobs worker's `Timeout`.

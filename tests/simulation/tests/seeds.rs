@@ -40,9 +40,13 @@ fn five_hundred_seeds_keep_every_invariant() {
         );
     }
     // Parked items that no injected outage explains come from runs of bad
-    // luck (five failed receives in a row): rare, but not impossible.
+    // luck: ten failed receives in a row of a job that makes many calls (a
+    // pull), each of which the simulation fails more often than AWS would
+    // (its fakes fail an attempt the SDK would retry). About 3 seeds in
+    // 10,000 (`make simulate`); more than 1 in 100 here means jobs have
+    // become fragile.
     assert!(
-        summary.seeds_with_unexplained.len() as u64 * 20 <= SEEDS,
+        summary.seeds_with_unexplained.len() as u64 * 100 <= SEEDS,
         "parked items without an outage to explain them in {} seeds: {:?}",
         summary.seeds_with_unexplained.len(),
         summary.seeds_with_unexplained
