@@ -395,3 +395,35 @@ impl MemoryStores {
         }
     }
 }
+
+/// The webhook secret of instance `demo` in [`demo_revel`].
+pub const DEMO_REVEL_SECRET: &str = "demo-webhook-secret";
+
+/// Revel, knowing instance `demo` and its secret.
+pub fn demo_revel() -> crate::sources::revel::Revel {
+    crate::sources::revel::Revel::new(crate::secrets::SecretCache::new(
+        FixedSecrets(format!(r#"{{"demo": "{DEMO_REVEL_SECRET}"}}"#)),
+        std::time::Duration::from_secs(60),
+    ))
+}
+
+/// A request of instance `demo` with `body`, signed as Revel signs.
+pub fn signed_revel_request(body: &str) -> crate::request::WebhookRequest {
+    use http::HeaderValue;
+    let mut headers = http::HeaderMap::new();
+    let signature = crate::signature::sign(DEMO_REVEL_SECRET.as_bytes(), body.as_bytes());
+    headers.insert(
+        crate::sources::revel::SIGNATURE_HEADER,
+        HeaderValue::from_str(&signature).expect("hex is a valid header"),
+    );
+    headers.insert(
+        crate::sources::revel::INSTANCE_HEADER,
+        HeaderValue::from_static("demo"),
+    );
+    crate::request::WebhookRequest {
+        headers,
+        body: body.as_bytes().to_vec(),
+        request_id: "test".into(),
+        path_params: Vec::new(),
+    }
+}

@@ -12,7 +12,7 @@
 //! sensitive; they are never part of a `Debug`, an error or a log line, and
 //! neither is a response body.
 //!
-//! Writes ([`RevelApi::create`], [`RevelApi::update`]) are budgeted the same
+//! Writes ([`RevelResources::create`], [`RevelResources::update`]) are budgeted the same
 //! way. `update` is a PATCH of absolute values, so sending it twice does no
 //! harm and it is retried like a GET. `create` is not: it is retried only
 //! when Revel certainly did not act (429, 503, a connection that could not
@@ -183,7 +183,7 @@ pub enum RevelApiError {
         attempts: u32,
         last_status: Option<u16>,
     },
-    /// A write (only [`RevelApi::create`]) failed after it may have reached
+    /// A write (only [`RevelResources::create`]) failed after it may have reached
     /// Revel: a timeout, a connection lost after sending, a 408 or a 5xx
     /// other than 503 (`status` is `None` when there was no answer), or a
     /// 2xx whose body was cut off. The object may or may not have been
@@ -312,39 +312,6 @@ pub trait RevelResources: Send + Sync {
     ) -> Result<serde_json::Value, RevelApiError>;
 }
 
-#[async_trait]
-impl RevelResources for RevelApi {
-    async fn page(
-        &self,
-        instance: &InstanceName,
-        credentials: &ApiCredentials,
-        request: &PageRequest,
-    ) -> Result<Page, RevelApiError> {
-        RevelApi::page(self, instance, credentials, request).await
-    }
-
-    async fn create(
-        &self,
-        instance: &InstanceName,
-        credentials: &ApiCredentials,
-        resource: &str,
-        body: &serde_json::Value,
-    ) -> Result<serde_json::Value, RevelApiError> {
-        RevelApi::create(self, instance, credentials, resource, body).await
-    }
-
-    async fn update(
-        &self,
-        instance: &InstanceName,
-        credentials: &ApiCredentials,
-        resource: &str,
-        id: &str,
-        body: &serde_json::Value,
-    ) -> Result<serde_json::Value, RevelApiError> {
-        RevelApi::update(self, instance, credentials, resource, id, body).await
-    }
-}
-
 /// A client of Revel's REST API, shared by every instance.
 pub struct RevelApi {
     client: reqwest::Client,
@@ -360,27 +327,10 @@ impl fmt::Debug for RevelApi {
     }
 }
 
-impl RevelApi {
-    pub fn new(config: RevelApiConfig, budget: Arc<dyn CallBudget>) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            // A redirect would carry the credentials header to wherever it
-            // points; Revel has no reason to redirect an API call.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            // Only fails when the TLS backend cannot start, which no retry
-            // or caller could fix: same as `reqwest::Client::new`.
-            .expect("the HTTP client for Revel could not be built");
-        Self {
-            client,
-            config,
-            budget,
-        }
-    }
-
+#[async_trait]
+impl RevelResources for RevelApi {
     /// GET one page; every HTTP attempt (retries included) first spends one call from the budget.
-    pub async fn page(
+    async fn page(
         &self,
         instance: &InstanceName,
         credentials: &ApiCredentials,
@@ -406,7 +356,7 @@ impl RevelApi {
     /// 5xx other than 503 or a connection lost after sending is
     /// [`RevelApiError::Ambiguous`]: look the object up before creating it
     /// again. 400/422 are [`RevelApiError::Rejected`].
-    pub async fn create(
+    async fn create(
         &self,
         instance: &InstanceName,
         credentials: &ApiCredentials,
@@ -425,9 +375,9 @@ impl RevelApi {
     /// without a body, the result is `Value::Null`.
     ///
     /// A PATCH of absolute values is idempotent, so it is retried exactly
-    /// like [`RevelApi::page`]. `id` is ASCII letters, digits and `-`, 1 to
+    /// like [`RevelResources::page`]. `id` is ASCII letters, digits and `-`, 1 to
     /// 64 characters.
-    pub async fn update(
+    async fn update(
         &self,
         instance: &InstanceName,
         credentials: &ApiCredentials,
@@ -444,6 +394,26 @@ impl RevelApi {
             .map_err(|_| RevelApiError::InvalidRequest("object id does not make a valid URL"))?;
         self.write(instance, credentials, Write::Update, resource, url, body)
             .await
+    }
+}
+
+impl RevelApi {
+    pub fn new(config: RevelApiConfig, budget: Arc<dyn CallBudget>) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            // A redirect would carry the credentials header to wherever it
+            // points; Revel has no reason to redirect an API call.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            // Only fails when the TLS backend cannot start, which no retry
+            // or caller could fix: same as `reqwest::Client::new`.
+            .expect("the HTTP client for Revel could not be built");
+        Self {
+            client,
+            config,
+            budget,
+        }
     }
 
     async fn write(

@@ -623,17 +623,22 @@ mod tests {
         message
     }
 
-    fn sync_job(key: &EntityKey) -> String {
+    /// A job message body of instance `demo`.
+    fn job_body(job: JobKind, entity_key: Option<&EntityKey>, version: Option<i64>) -> String {
         serde_json::to_string(&JobMessage {
-            job: JobKind::SyncEntity,
+            job,
             source: "revel".into(),
             instance: "demo".into(),
             event_type: "customer.updated".into(),
             event_key: "revel:demo:customer.updated:x".into(),
-            entity_key: Some(key.to_string()),
-            version: None,
+            entity_key: entity_key.map(EntityKey::to_string),
+            version,
         })
         .unwrap()
+    }
+
+    fn sync_job(key: &EntityKey) -> String {
+        job_body(JobKind::SyncEntity, Some(key), None)
     }
 
     #[tokio::test]
@@ -699,18 +704,7 @@ mod tests {
     ) {
         let entities = Arc::new(MemoryEntities::default());
         let key = entity(&entities, "a", 1).await;
-        let pull = |version: i64| {
-            serde_json::to_string(&JobMessage {
-                job: JobKind::CatalogPull,
-                source: "revel".into(),
-                instance: "demo".into(),
-                event_type: "menu.updated".into(),
-                event_key: "revel:demo:menu.updated:at:1:ab".into(),
-                entity_key: None,
-                version: Some(version),
-            })
-            .unwrap()
-        };
+        let pull = |version: i64| job_body(JobKind::CatalogPull, None, Some(version));
         let mut batch = SqsEvent::default();
         batch.records = vec![
             // Fails: the job names an instance no key can be made of.

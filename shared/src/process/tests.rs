@@ -7,41 +7,24 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use serde_json::json;
 
 use super::*;
-use crate::fakes::{FixedSecrets, MemoryStores};
+use crate::fakes::{demo_revel, signed_revel_request, FixedSecrets, MemoryStores};
 use crate::receive::{Outcome, Receiver};
 use crate::request::WebhookRequest;
 use crate::secrets::SecretCache;
-use crate::signature::sign;
 use crate::sources::booking::{Booking, BookingFamily};
-use crate::sources::revel::{Revel, RevelEventType};
+use crate::sources::revel::RevelEventType;
 use crate::store::{EntityStore, EventStore};
 
 fn revel(memory: &MemoryStores, kind: RevelEventType) -> Receiver {
-    let secrets = SecretCache::new(
-        FixedSecrets(r#"{"demo": "demo-webhook-secret"}"#.into()),
-        Duration::from_secs(60),
-    );
-    memory.receiver(Arc::new(Revel::new(secrets)), Arc::new(kind))
+    memory.receiver(Arc::new(demo_revel()), Arc::new(kind))
 }
 
 fn signed(body: &str) -> WebhookRequest {
-    let mut headers = HeaderMap::new();
-    let signature = sign(b"demo-webhook-secret", body.as_bytes());
-    headers.insert(
-        "x-revel-signature",
-        HeaderValue::from_str(&signature).unwrap(),
-    );
-    headers.insert("x-revel-instance", HeaderValue::from_static("demo"));
-    WebhookRequest {
-        headers,
-        body: body.as_bytes().to_vec(),
-        request_id: "test".into(),
-        path_params: Vec::new(),
-    }
+    signed_revel_request(body)
 }
 
 fn customer(updated: &str, name: &str) -> String {

@@ -4,16 +4,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
 use tracing::Instrument;
 
 use super::*;
-use crate::fakes::{FixedSecrets, MemoryStores};
-use crate::secrets::SecretCache;
-use crate::signature::sign;
-use crate::sources::revel::{Revel, RevelEventType};
+use crate::fakes::{demo_revel, signed_revel_request, MemoryStores};
+use crate::sources::revel::RevelEventType;
 
 struct Harness {
     receiver: Receiver,
@@ -22,12 +19,8 @@ struct Harness {
 
 fn harness(kind: RevelEventType, settings: Settings) -> Harness {
     let memory = MemoryStores::default();
-    let secrets = SecretCache::new(
-        FixedSecrets(r#"{"demo": "demo-webhook-secret"}"#.into()),
-        Duration::from_secs(60),
-    );
     let receiver = Receiver::new(
-        Arc::new(Revel::new(secrets)),
+        Arc::new(demo_revel()),
         Arc::new(kind),
         memory.events.clone(),
         settings,
@@ -37,19 +30,7 @@ fn harness(kind: RevelEventType, settings: Settings) -> Harness {
 }
 
 fn signed(body: &str) -> WebhookRequest {
-    let mut headers = HeaderMap::new();
-    let signature = sign(b"demo-webhook-secret", body.as_bytes());
-    headers.insert(
-        "x-revel-signature",
-        HeaderValue::from_str(&signature).unwrap(),
-    );
-    headers.insert("x-revel-instance", HeaderValue::from_static("demo"));
-    WebhookRequest {
-        headers,
-        body: body.as_bytes().to_vec(),
-        request_id: "test".into(),
-        path_params: Vec::new(),
-    }
+    signed_revel_request(body)
 }
 
 fn with_event_id(mut request: WebhookRequest, id: &'static str) -> WebhookRequest {

@@ -84,6 +84,26 @@ fn unreadable(operation: &'static str, what: &'static str) -> DependencyError {
     DependencyError::new(SERVICE, operation, what)
 }
 
+/// A conditional UpdateItem's result: `Ok(false)` when its condition did
+/// not hold.
+fn conditional_update<T>(
+    result: Result<
+        T,
+        SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >,
+    >,
+) -> Result<bool, DependencyError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+            Ok(false)
+        }
+        Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
+    }
+}
+
 /// A client and the name of the table it writes.
 struct Table {
     client: Client,
@@ -214,13 +234,7 @@ impl EventStore for DynamoEventStore {
                 .expression_attribute_values(":done", s("done"));
         }
         let result = request.send().await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
-        }
+        conditional_update(result)
     }
 }
 
@@ -356,13 +370,7 @@ impl DynamoEntityStore {
             .expression_attribute_values(":event", s(change.event_key.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
-        }
+        conditional_update(result)
     }
 }
 
@@ -445,12 +453,6 @@ impl EntityStore for DynamoEntityStore {
             .expression_attribute_values(":r", n(revision))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
-        }
+        conditional_update(result)
     }
 }
