@@ -17,7 +17,7 @@ use lambda_sandbox::{Call, Function, Launch, Proxy, Refusal, Reply};
 use serde_json::Value;
 use shared::sources::revel::RevelEventType;
 
-use crate::{local_aws, workspace_root, CannedReply, Stack, DEMO_INSTANCE, DEMO_SECRET};
+use crate::{local_aws, workspace_root, Stack, DEMO_INSTANCE, DEMO_SECRET};
 
 /// The longest a function's init, or one invocation, may take (debug
 /// builds on a shared machine; a step that takes longer fails the test).
@@ -67,11 +67,9 @@ impl HttpAnswer {
     }
 
     /// The answer's `event_id`.
+    #[track_caller]
     pub fn event_id(&self) -> String {
-        self.body["event_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no event_id in {}", self.body))
-            .to_owned()
+        crate::event_id(&self.body)
     }
 }
 
@@ -151,20 +149,11 @@ impl Lambda {
     /// Answers DynamoDB `operation` requests that name `item_key` with
     /// DynamoDB's throttling error, until [`Lambda::allow_all`].
     pub fn throttle(&self, operation: &str, item_key: &str) {
-        let CannedReply {
-            status,
-            content_type,
-            body,
-        } = CannedReply::dynamodb_throttling();
         self.proxy.refuse(Refusal {
             operation: format!("DynamoDB_20120810.{operation}"),
             // As the key's value appears in the request's JSON.
             body_contains: format!("\"{item_key}\""),
-            reply: Reply {
-                status,
-                content_type,
-                body,
-            },
+            reply: Reply::dynamodb_throttling(),
         });
     }
 

@@ -3,7 +3,7 @@
 //! own tables, queues and secret, provisioned from template.yaml; a fault
 //! proxy to cut a service off mid-test.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -23,6 +23,7 @@ use shared::sources::revel::RevelEventType;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+pub use lambda_sandbox::proxy::{sequential_round_trips, Call, Proxy, Reply};
 pub use local_stack::{DEMO_INSTANCE, DEMO_SECRET};
 
 pub mod lambda;
@@ -177,6 +178,38 @@ impl Stack {
         self.scan(&self.config.entities_table).await
     }
 
+    /// The keys of the event records.
+    pub async fn event_keys(&self) -> BTreeSet<String> {
+        texts(&self.events().await, "event_key")
+    }
+
+    /// The entity keys the event records name: the entities the processor
+    /// should keep, one each.
+    pub async fn entity_keys_named_by_events(&self) -> BTreeSet<String> {
+        texts(&self.events().await, "entity_key")
+    }
+
+    /// The keys of the entities kept.
+    pub async fn entity_keys(&self) -> BTreeSet<String> {
+        texts(&self.entities().await, "entity_key")
+    }
+
+    /// The ids of the entities kept, sorted (two kinds may share an id).
+    pub async fn entity_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = texts(&self.entities().await, "entity_id");
+        ids.sort();
+        ids
+    }
+
+    /// Each entity's revision, by entity key.
+    pub async fn entity_revisions(&self) -> BTreeMap<String, String> {
+        self.entities()
+            .await
+            .iter()
+            .map(|e| (text(e, "entity_key"), text(e, "revision")))
+            .collect()
+    }
+
     pub async fn event(&self, key: &str) -> Option<HashMap<String, AttributeValue>> {
         self.get(&self.config.events_table, "event_key", key).await
     }
@@ -223,27 +256,35 @@ impl Stack {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let mut bodies = Vec::new();
         loop {
-            let messages = sqs
-                .receive_message()
-                .queue_url(&self.config.jobs_queue_url)
-                .max_number_of_messages(10)
-                .visibility_timeout(600)
-                .send()
-                .await
-                .expect("receive")
-                .messages
-                .unwrap_or_default();
+            let messages = self.receive_job_messages(&sqs).await;
             if messages.is_empty() {
                 return bodies;
             }
-            for message in messages {
-                bodies.push(
-                    serde_json::from_str(message.body().unwrap_or("null"))
-                        .expect("job body is JSON"),
-                );
-            }
+            bodies.extend(messages.iter().map(job_body));
         }
     }
+
+    /// One receive of up to ten waiting jobs, in flight for ten minutes
+    /// (longer than any test).
+    async fn receive_job_messages(
+        &self,
+        sqs: &aws_sdk_sqs::Client,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
+        sqs.receive_message()
+            .queue_url(&self.config.jobs_queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default()
+    }
+}
+
+/// A job message's body, parsed.
+fn job_body(message: &aws_sdk_sqs::types::Message) -> Value {
+    serde_json::from_str(message.body().unwrap_or("null")).expect("job body is JSON")
 }
 
 /// An entity item's state, plain or gzip-compressed, parsed.
@@ -257,6 +298,11 @@ pub fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
         Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => s.clone(),
         other => panic!("attribute {name} is {other:?}"),
     }
+}
+
+/// The attribute `name` of every item, as [`text`] reads it.
+fn texts<C: FromIterator<String>>(items: &[HashMap<String, AttributeValue>], name: &str) -> C {
+    items.iter().map(|item| text(item, name)).collect()
 }
 
 /// A request as API Gateway delivers it, signed like Revel signs it.
@@ -326,52 +372,17 @@ impl Fault {
     }
 }
 
-/// An HTTP answer the proxy gives instead of the service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CannedReply {
-    pub status: u16,
-    pub content_type: String,
-    pub body: String,
-}
-
-impl CannedReply {
-    /// DynamoDB's throttling error, as the service sends it (awsJson 1.0).
-    pub fn dynamodb_throttling() -> Self {
-        Self {
-            status: 400,
-            content_type: "application/x-amz-json-1.0".into(),
-            body: serde_json::json!({
-                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-                "message": "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API."
-            })
-            .to_string(),
-        }
-    }
-
-    /// SQS failing inside (awsJson 1.0, as the SDK speaks to SQS): a 500
-    /// the SDK retries, then gives up on.
-    pub fn sqs_internal_error() -> Self {
-        Self {
-            status: 500,
-            content_type: "application/x-amz-json-1.0".into(),
-            body: serde_json::json!({
-                "__type": "com.amazonaws.sqs#InternalError",
-                "message": "We encountered an internal error. Please try again."
-            })
-            .to_string(),
-        }
-    }
-
-    fn to_bytes(&self) -> Vec<u8> {
-        format!(
-            "HTTP/1.1 {} Fault\r\ncontent-type: {}\r\nx-amzn-requestid: fault-proxy\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
-            self.status,
-            self.content_type,
-            self.body.len(),
-            self.body
-        )
-        .into_bytes()
-    }
+/// A reply as the fault proxy writes it on the wire: the last answer of
+/// its connection.
+fn raw_answer(reply: &Reply) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {} Fault\r\ncontent-type: {}\r\nx-amzn-requestid: fault-proxy\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+        reply.status,
+        reply.content_type,
+        reply.body.len(),
+        reply.body
+    )
+    .into_bytes()
 }
 
 /// What the proxy's tasks share.
@@ -381,7 +392,7 @@ struct ProxyState {
     pass: AtomicUsize,
     /// Requests left for a counted HTTP-level fault; `usize::MAX` = until cleared.
     budget: AtomicUsize,
-    reply: Mutex<CannedReply>,
+    reply: Mutex<Reply>,
     /// Requests answered with the canned reply, or whose response was dropped.
     hit: AtomicUsize,
     /// Connections accepted (in any mode).
@@ -435,36 +446,87 @@ pub struct FaultProxy {
     wake: watch::Sender<u64>,
 }
 
+/// The end of an HTTP head (just past its blank line) in `buffer`.
+fn head_end(buffer: &[u8]) -> Option<usize> {
+    buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
+}
+
+/// Reads off `stream` into `buffer` until it holds a whole HTTP head:
+/// where the head ends. `None` when the connection closes first.
+async fn read_head(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = head_end(buffer) {
+            return Some(end);
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// Reads one HTTP/1.1 request (head and `content-length` body) off `client`.
 /// `None` when the connection closes first.
 async fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let mut buffer = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        let n = client.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    };
+    let head_end = read_head(client, &mut buffer).await?;
     let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
     let length: usize = head
         .lines()
         .find_map(|line| line.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    while buffer.len() < head_end + length {
-        let n = client.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
+    let have = buffer.len();
+    if have < head_end + length {
+        buffer.resize(head_end + length, 0);
+        client.read_exact(&mut buffer[have..]).await.ok()?;
     }
     Some(buffer)
+}
+
+/// An HTTP/1.1 message head with its `connection` header replaced by
+/// `connection: close`, so the message is the last of its connection.
+fn with_connection_close(head: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines: Vec<&str> = text
+        .trim_end_matches("\r\n")
+        .split("\r\n")
+        .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("connection: close");
+    let mut out = lines.join("\r\n").into_bytes();
+    out.extend_from_slice(b"\r\n\r\n");
+    out
+}
+
+/// Forwards one request to `upstream` as the last of its connection and
+/// copies the answer back, marked the same way, until the service closes:
+/// the client's next request comes on a new connection. `None` when the
+/// service could not be reached or answered nothing.
+async fn forward_once(client: &mut TcpStream, upstream: &str, request: &[u8]) -> Option<()> {
+    use tokio::io::AsyncWriteExt;
+    let end = head_end(request)?;
+    let mut server = TcpStream::connect(upstream).await.ok()?;
+    let mut rewritten = with_connection_close(&request[..end]);
+    rewritten.extend_from_slice(&request[end..]);
+    server.write_all(&rewritten).await.ok()?;
+    let mut answer = Vec::with_capacity(4096);
+    let end = read_head(&mut server, &mut answer).await?;
+    client
+        .write_all(&with_connection_close(&answer[..end]))
+        .await
+        .ok()?;
+    client.write_all(&answer[end..]).await.ok()?;
+    tokio::io::copy(&mut server, client).await.ok()?;
+    let _ = client.shutdown().await;
+    Some(())
 }
 
 impl FaultProxy {
@@ -477,7 +539,7 @@ impl FaultProxy {
             fault: AtomicU8::new(Fault::None as u8),
             pass: AtomicUsize::new(0),
             budget: AtomicUsize::new(0),
-            reply: Mutex::new(CannedReply::dynamodb_throttling()),
+            reply: Mutex::new(Reply::dynamodb_throttling()),
             hit: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
         });
@@ -558,14 +620,14 @@ impl FaultProxy {
 
     /// Answers the next `times` requests (every request until cleared when
     /// `None`) with `reply` instead of forwarding them.
-    pub fn reply(&self, reply: CannedReply, times: Option<usize>) {
+    pub fn reply(&self, reply: Reply, times: Option<usize>) {
         self.reply_after(0, reply, times);
     }
 
     /// Lets the next `pass` requests through, then answers the `times`
     /// after them (every one until cleared when `None`) with `reply`: a
     /// fault that hits a chosen request of a known sequence.
-    pub fn reply_after(&self, pass: usize, reply: CannedReply, times: Option<usize>) {
+    pub fn reply_after(&self, pass: usize, reply: Reply, times: Option<usize>) {
         *self.state.reply.lock().expect("reply lock") = reply;
         self.counted(Fault::Reply, pass, times);
     }
@@ -573,12 +635,12 @@ impl FaultProxy {
     /// DynamoDB's `ProvisionedThroughputExceededException` for the next
     /// `times` requests, or until cleared.
     pub fn throttle_dynamodb(&self, times: Option<usize>) {
-        self.reply(CannedReply::dynamodb_throttling(), times);
+        self.reply(Reply::dynamodb_throttling(), times);
     }
 
     /// Throttles the `times` requests after the next `pass`.
     pub fn throttle_dynamodb_after(&self, pass: usize, times: Option<usize>) {
-        self.reply_after(pass, CannedReply::dynamodb_throttling(), times);
+        self.reply_after(pass, Reply::dynamodb_throttling(), times);
     }
 
     /// Forwards the next `times` requests (every request until cleared when
@@ -646,7 +708,7 @@ async fn serve(client: &mut TcpStream, upstream: &str, fault: Fault, state: &Pro
         if state.fault() == fault && state.take_one() {
             state.hit.fetch_add(1, Ordering::SeqCst);
             if fault == Fault::Reply {
-                let reply = state.reply.lock().expect("reply lock").to_bytes();
+                let reply = raw_answer(&state.reply.lock().expect("reply lock"));
                 let _ = client.write_all(&reply).await;
                 let _ = client.shutdown().await;
                 return;
@@ -968,26 +1030,14 @@ impl Stack {
         let mut bodies = Vec::new();
         let mut empty_polls = 0;
         while empty_polls < 2 {
-            let messages = sqs
-                .receive_message()
-                .queue_url(&self.config.jobs_queue_url)
-                .max_number_of_messages(10)
-                .visibility_timeout(600)
-                .send()
-                .await
-                .expect("receive")
-                .messages
-                .unwrap_or_default();
+            let messages = self.receive_job_messages(&sqs).await;
             if messages.is_empty() {
                 empty_polls += 1;
                 continue;
             }
             empty_polls = 0;
             for message in messages {
-                bodies.push(
-                    serde_json::from_str(message.body().unwrap_or("null"))
-                        .expect("job body is JSON"),
-                );
+                bodies.push(job_body(&message));
                 sqs.delete_message()
                     .queue_url(&self.config.jobs_queue_url)
                     .receipt_handle(message.receipt_handle().unwrap_or_default())
@@ -998,210 +1048,6 @@ impl Stack {
         }
         bodies
     }
-}
-
-/// An HTTP/1.1 message head with its `connection` header replaced by
-/// `connection: close`, so the message is the last of its connection.
-fn with_connection_close(head: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(head);
-    let mut lines: Vec<&str> = text
-        .trim_end_matches("\r\n")
-        .split("\r\n")
-        .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
-        .collect();
-    lines.push("connection: close");
-    let mut out = lines.join("\r\n").into_bytes();
-    out.extend_from_slice(b"\r\n\r\n");
-    out
-}
-
-/// The end of an HTTP head (just past its blank line) in `buffer`.
-fn head_end(buffer: &[u8]) -> Option<usize> {
-    buffer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4)
-}
-
-/// Forwards one request to `upstream` as the last of its connection and
-/// copies the answer back, marked the same way, until the service closes:
-/// one request per connection, so each is seen whole. The answer's status,
-/// or `None` when the service could not be reached or answered nothing.
-async fn forward_once(client: &mut TcpStream, upstream: &str, request: &[u8]) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let end = head_end(request)?;
-    let mut server = TcpStream::connect(upstream).await.ok()?;
-    let mut rewritten = with_connection_close(&request[..end]);
-    rewritten.extend_from_slice(&request[end..]);
-    server.write_all(&rewritten).await.ok()?;
-    let mut buffer = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    let end = loop {
-        if let Some(end) = head_end(&buffer) {
-            break end;
-        }
-        let n = server.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    };
-    let status = String::from_utf8_lossy(&buffer[..end])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok());
-    client
-        .write_all(&with_connection_close(&buffer[..end]))
-        .await
-        .ok()?;
-    client.write_all(&buffer[end..]).await.ok()?;
-    tokio::io::copy(&mut server, client).await.ok()?;
-    let _ = client.shutdown().await;
-    status
-}
-
-/// One AWS request as the counting proxy saw it.
-#[derive(Debug, Clone)]
-pub struct Call {
-    /// When the whole request had arrived.
-    pub start: std::time::Instant,
-    /// When the whole answer had been passed back.
-    pub end: std::time::Instant,
-    /// `PutItem`, `SendMessage`, `GetSecretValue` (from `x-amz-target`),
-    /// or `METHOD /path` for a request without one.
-    pub operation: String,
-    /// `None` when no answer came.
-    pub status: Option<u16>,
-    /// The request body (JSON for every service the bundle uses).
-    pub body: Vec<u8>,
-}
-
-impl Call {
-    /// The request body as JSON (`Null` when it isn't).
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-/// A proxy in front of the local endpoint that records every request on
-/// the wire (retries included): its operation, body, and when it started
-/// and ended.
-pub struct CountingProxy {
-    pub url: String,
-    calls: Arc<Mutex<Vec<Call>>>,
-    /// Requests read and not yet logged: the client may hold its whole
-    /// answer before the service has closed the connection.
-    in_flight: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl CountingProxy {
-    pub async fn start(upstream: &str) -> Self {
-        let upstream = upstream.trim_start_matches("http://").to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let (log, counting) = (Arc::clone(&calls), Arc::clone(&in_flight));
-        let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let (upstream, log, counting) =
-                    (upstream.clone(), Arc::clone(&log), Arc::clone(&counting));
-                tokio::spawn(async move {
-                    // One request per connection: its answer closes it.
-                    let Some(request) = read_request(&mut client).await else {
-                        return;
-                    };
-                    counting.fetch_add(1, Ordering::SeqCst);
-                    let start = std::time::Instant::now();
-                    let status = forward_once(&mut client, &upstream, &request).await;
-                    let call = Call {
-                        start,
-                        end: std::time::Instant::now(),
-                        operation: operation_of(&request),
-                        status,
-                        body: head_end(&request)
-                            .map(|end| request[end..].to_vec())
-                            .unwrap_or_default(),
-                    };
-                    log.lock().expect("call log").push(call);
-                    counting.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-        Self {
-            url,
-            calls,
-            in_flight,
-            task,
-        }
-    }
-
-    /// The requests recorded since the last call, in order of start, once
-    /// those in flight have ended (at most a few seconds).
-    pub async fn take(&self) -> Vec<Call> {
-        for _ in 0..5000 {
-            if self.in_flight.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        let mut calls = std::mem::take(&mut *self.calls.lock().expect("call log"));
-        calls.sort_by_key(|c| c.start);
-        calls
-    }
-
-    /// An `SdkConfig` whose clients go through this proxy, with the
-    /// functions' timeouts.
-    pub async fn sdk(&self) -> SdkConfig {
-        local_sdk_config(&self.url).await
-    }
-}
-
-/// A request's operation: the part of `x-amz-target` after the dot, or its
-/// method and path.
-fn operation_of(request: &[u8]) -> String {
-    let head = String::from_utf8_lossy(&request[..head_end(request).unwrap_or(request.len())]);
-    let target = head.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("x-amz-target")
-            .then(|| value.trim().to_owned())
-    });
-    match target {
-        Some(target) => target
-            .rsplit_once('.')
-            .map_or(target.clone(), |(_, op)| op.to_owned()),
-        None => head
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .rsplit_once(' ')
-            .map_or_else(String::new, |(request_line, _)| request_line.to_owned()),
-    }
-}
-
-/// The longest chain of calls in which each started after the one before
-/// ended: the round trips a caller waited for one after the other.
-pub fn sequential_round_trips(calls: &[Call]) -> usize {
-    let mut sorted: Vec<&Call> = calls.iter().collect();
-    sorted.sort_by_key(|c| c.start);
-    let mut chain = vec![0usize; sorted.len()];
-    for i in 0..sorted.len() {
-        chain[i] = 1
-            + (0..i)
-                .filter(|&j| sorted[j].end <= sorted[i].start)
-                .map(|j| chain[j])
-                .max()
-                .unwrap_or(0);
-    }
-    chain.into_iter().max().unwrap_or(0)
 }
 
 /// The Standard Webhooks secret the tests' partner stand-ins verify with.
@@ -1298,10 +1144,10 @@ impl PartnerStandIn {
 }
 
 /// The receivers of every source on clients whose AWS requests go through a
-/// counting proxy, their secrets read before counting starts (as a
+/// recording proxy, their secrets read before counting starts (as a
 /// function's `main` reads them at cold start).
 pub struct CountedReceivers {
-    pub proxy: CountingProxy,
+    pub proxy: Proxy,
     pub clients: Clients,
     sources: shared::function::AllSources,
     config: Config,
@@ -1321,23 +1167,25 @@ impl CountedReceivers {
         receiver: &Receiver,
         request: lambda_http::Request,
     ) -> (u16, Value, Vec<Call>) {
-        self.proxy.take().await;
+        self.proxy.clear();
         let (status, answer) = deliver(receiver, request).await;
-        (status, answer, self.proxy.take().await)
+        (status, answer, self.proxy.take())
     }
 }
 
 impl Stack {
     pub async fn counted_receivers(&self) -> CountedReceivers {
-        let proxy = CountingProxy::start(&local_aws().endpoint).await;
-        let clients = Clients::from_sdk(&proxy.sdk().await);
+        let proxy = Proxy::start(&local_aws().endpoint)
+            .await
+            .expect("the recording proxy starts");
+        let clients = Clients::from_sdk(&local_sdk_config(&proxy.endpoint).await);
         let sources = shared::function::AllSources::new(&self.config, &clients)
             .expect("all sources configured");
         shared::function::warm(sources.revel.as_ref()).await;
         shared::function::warm(sources.winesitting.as_ref()).await;
         shared::function::warm(sources.booking.as_ref()).await;
         shared::function::warm(sources.vinesos.as_ref()).await;
-        proxy.take().await;
+        proxy.clear();
         CountedReceivers {
             proxy,
             clients,
@@ -1364,7 +1212,7 @@ pub fn sample_request(sample: &local_stack::events::Sample) -> lambda_http::Requ
 /// put of the event record, waited for once.
 #[track_caller]
 pub fn assert_one_put(calls: &[Call], what: &str) {
-    let operations: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    let operations: Vec<&str> = calls.iter().map(Call::name).collect();
     assert_eq!(
         operations,
         ["PutItem"],

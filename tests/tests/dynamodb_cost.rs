@@ -1,7 +1,7 @@
 //! What each sample event costs, counted on the wire: the real receiver and
-//! the real stream processor talk to the local endpoint through a counting
-//! proxy that records every request (SDK retries included) with its start
-//! and end, so a request's count, its operation, the longest chain of
+//! the real stream processor talk to the local endpoint through a recording
+//! proxy (`lambda_sandbox::Proxy`) that records every request (SDK retries
+//! included) with its start, end and body, so a request's count, its operation, the longest chain of
 //! requests made one after another (sequential round trips) and the items
 //! sent are all seen as AWS would see them.
 //!
@@ -132,7 +132,7 @@ struct Measured {
 fn put_item(calls: &[Call]) -> Value {
     calls
         .iter()
-        .find(|c| c.operation == "PutItem")
+        .find(|c| c.name() == "PutItem")
         .map(|c| c.json()["Item"].clone())
         .expect("the record's put")
 }
@@ -172,13 +172,13 @@ async fn process(
     counted: &CountedReceivers,
     processor: &shared::process::Processor,
 ) -> Processing {
-    counted.proxy.take().await;
+    counted.proxy.clear();
     let jobs_before = stack.jobs_waiting().await;
     stack.settle_with(processor, 5).await;
-    let calls = counted.proxy.take().await;
+    let calls = counted.proxy.take();
     let mut processing = Processing::default();
     for call in &calls {
-        match call.operation.as_str() {
+        match call.name() {
             "UpdateItem" => {
                 let body = call.json();
                 assert_eq!(

@@ -462,12 +462,7 @@ impl Bundle {
         let stack = &self.stack;
         let keys = self.acknowledged.lock().unwrap().clone();
         assert_eq!(keys.len(), self.events.len(), "every event acknowledged");
-        let stored: BTreeSet<String> = stack
-            .events()
-            .await
-            .iter()
-            .map(|e| text(e, "event_key"))
-            .collect();
+        let stored = stack.event_keys().await;
         let expected: BTreeSet<String> = keys.values().cloned().collect();
         assert_eq!(stored, expected, "one record per event, no other");
 
@@ -548,25 +543,36 @@ const NOTHING: Written = Written {
     jobs: 0,
 };
 
-/// A receive-side fault: Revel's round while it holds must get `answered`
-/// with nothing stored; after it clears, every retry is accepted.
-async fn receive_fault(bundle: &Bundle, fault: &str, during: &[Attempt], stored_nothing: bool) {
-    if stored_nothing {
-        assert_eq!(bundle.written().await, NOTHING, "no 2xx, nothing stored");
-    }
+/// A receive-side fault that refused every delivery of Revel's round
+/// (`answered`, summed up): nothing may be stored; after it clears, every
+/// retry is accepted. Prints the row.
+async fn receive_fault(bundle: &Bundle, fault: &str, place: &str, answered: &str) {
+    assert_eq!(bundle.written().await, NOTHING, "no 2xx, nothing stored");
     let retries = bundle.process_everything().await;
     all_answered(&retries, 200, "status", "accepted");
     let outcome = bundle.deliver_and_check().await;
     row(
         fault,
-        "events table, receive",
-        &format!(
-            "{}; Revel's retries: {}",
-            summary(during),
-            summary(&retries)
-        ),
+        place,
+        &format!("{answered}; Revel's retries: {}", summary(&retries)),
         &format!("nothing stored while it held; {outcome}"),
     );
+}
+
+/// The events table out of reach by `fault` for Revel's whole round: every
+/// delivery a 503 (within [`ANSWER_BOUND`]), then [`receive_fault`].
+async fn events_table_unreachable(fault: Fault, described: &str) {
+    let bundle = Bundle::new().await;
+    bundle.faulty.events.set(fault);
+    let during = bundle.round().await;
+    all_answered(&during, 503, "error", "unavailable");
+    receive_fault(
+        &bundle,
+        described,
+        "events table, receive",
+        &summary(&during),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -580,7 +586,13 @@ async fn the_events_table_throttling_throughout_is_a_503_and_the_retries_are_sto
         "the SDK retried each throttled put: {} throttled requests",
         bundle.faulty.events.hits()
     );
-    receive_fault(&bundle, "DynamoDB throttles every request", &during, true).await;
+    receive_fault(
+        &bundle,
+        "DynamoDB throttles every request",
+        "events table, receive",
+        &summary(&during),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -603,47 +615,21 @@ async fn brief_throttling_of_the_events_table_is_absorbed_by_the_sdk_retries() {
 #[tokio::test]
 async fn the_events_table_hanging_is_a_503_within_the_sdk_deadline_and_the_retries_are_stored_once()
 {
-    let bundle = Bundle::new().await;
-    bundle.faulty.events.set(Fault::Blackhole);
-    let during = bundle.round().await;
-    all_answered(&during, 503, "error", "unavailable");
-    receive_fault(
-        &bundle,
+    events_table_unreachable(
+        Fault::Blackhole,
         "DynamoDB accepts connections and never answers",
-        &during,
-        true,
     )
     .await;
 }
 
 #[tokio::test]
 async fn the_events_table_refusing_connections_is_a_quick_503_and_the_retries_are_stored_once() {
-    let bundle = Bundle::new().await;
-    bundle.faulty.events.set(Fault::Closed);
-    let during = bundle.round().await;
-    all_answered(&during, 503, "error", "unavailable");
-    receive_fault(
-        &bundle,
-        "DynamoDB refuses connections (port closed)",
-        &during,
-        true,
-    )
-    .await;
+    events_table_unreachable(Fault::Closed, "DynamoDB refuses connections (port closed)").await;
 }
 
 #[tokio::test]
 async fn the_events_table_closing_connections_is_a_503_and_the_retries_are_stored_once() {
-    let bundle = Bundle::new().await;
-    bundle.faulty.events.set(Fault::Refuse);
-    let during = bundle.round().await;
-    all_answered(&during, 503, "error", "unavailable");
-    receive_fault(
-        &bundle,
-        "DynamoDB closes every connection at once",
-        &during,
-        true,
-    )
-    .await;
+    events_table_unreachable(Fault::Refuse, "DynamoDB closes every connection at once").await;
 }
 
 #[tokio::test]
@@ -705,6 +691,26 @@ struct Processing {
     written: Written,
 }
 
+/// The end of a processing-side test: with the fault cleared, everything
+/// processed and delivered, the end state checked ([`Bundle::check`]), and
+/// the row printed, `held` saying what happened while the fault held.
+async fn processing_fault(
+    bundle: &Bundle,
+    fault: &str,
+    place: &str,
+    processing: &Processing,
+    held: &str,
+) {
+    bundle.process_everything().await;
+    let outcome = bundle.deliver_and_check().await;
+    row(
+        fault,
+        place,
+        &processing.answers,
+        &format!("{held}; {outcome}"),
+    );
+}
+
 #[tokio::test]
 async fn the_entities_table_throttling_stops_processing_at_the_first_record_and_queues_nothing_ahead_of_it(
 ) {
@@ -717,17 +723,17 @@ async fn the_entities_table_throttling_stops_processing_at_the_first_record_and_
         (0, 0),
         "no job without its entity"
     );
-    bundle.process_everything().await;
-    let outcome = bundle.deliver_and_check().await;
-    row(
+    processing_fault(
+        &bundle,
         "DynamoDB throttles every request",
         "entities table, processing",
-        &processing.answers,
+        &processing,
         &format!(
-            "each poll stopped at the first record ({} failed polls), no entity and no job meanwhile; after: {outcome}",
+            "each poll stopped at the first record ({} failed polls), no entity and no job meanwhile",
             processing.failed_polls
         ),
-    );
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -745,16 +751,14 @@ async fn the_entities_table_failing_mid_batch_is_retried_from_the_failed_record(
         retried[0].records, 3,
         "the stream resumes at the failed record: the two before it are not handed over again"
     );
-    bundle.process_everything().await;
-    let outcome = bundle.deliver_and_check().await;
-    row(
+    processing_fault(
+        &bundle,
         "DynamoDB throttles the third record's write (3 attempts)",
         "entities table, processing",
-        &processing.answers,
-        &format!(
-            "the batch of 5 stopped at record 3; the next poll handed over records 3-5 only; {outcome}"
-        ),
-    );
+        &processing,
+        "the batch of 5 stopped at record 3; the next poll handed over records 3-5 only",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -777,17 +781,17 @@ async fn an_entity_write_that_lands_while_its_answer_is_lost_still_queues_its_jo
         "the retried write found its own change: {:?}",
         bundle.steps()
     );
-    bundle.process_everything().await;
-    let outcome = bundle.deliver_and_check().await;
-    row(
+    processing_fault(
+        &bundle,
         "an entity write is applied, its answer lost",
         "entities table, processing",
-        &processing.answers,
+        &processing,
         &format!(
-            "the retry (SDK or stream; {} failed polls) finds the same rank: `Repeated`, and still queues the job; {outcome}",
+            "the retry (SDK or stream; {} failed polls) finds the same rank: `Repeated`, and still queues the job",
             processing.failed_polls
         ),
-    );
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -800,14 +804,14 @@ async fn the_entities_table_refusing_connections_is_retried_once_it_is_back() {
         (processing.written.entities, processing.written.jobs),
         (0, 0)
     );
-    bundle.process_everything().await;
-    let outcome = bundle.deliver_and_check().await;
-    row(
+    processing_fault(
+        &bundle,
         "DynamoDB refuses connections (port closed)",
         "entities table, processing",
-        &processing.answers,
-        &format!("no entity and no job while it held; {outcome}"),
-    );
+        &processing,
+        "no entity and no job while it held",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -854,16 +858,14 @@ async fn sqs_refusing_the_follow_up_after_its_entity_write_is_retried_from_the_r
         ],
         "{of_first:?}"
     );
-    bundle.process_everything().await;
-    let outcome = bundle.deliver_and_check().await;
-    row(
+    processing_fault(
+        &bundle,
         "SQS refuses connections (port closed)",
         "SQS, processing",
-        &processing.answers,
-        &format!(
-            "the first record's entity was written and its send failed: the batch stopped there; its retry found the write `Repeated` and queued the job; {outcome}"
-        ),
-    );
+        &processing,
+        "the first record's entity was written and its send failed: the batch stopped there; its retry found the write `Repeated` and queued the job",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -872,17 +874,17 @@ async fn a_follow_up_sent_while_its_answer_is_lost_is_queued_once() {
     bundle.faulty.sqs.swallow_responses(Some(1));
     let processing = stored_then_processed_under(&bundle, 1).await;
     assert_eq!(bundle.faulty.sqs.hits(), 1);
-    bundle.process_everything().await;
-    let outcome = bundle.deliver_and_check().await;
-    row(
+    processing_fault(
+        &bundle,
         "a job send is applied, its answer lost",
         "SQS, processing",
-        &processing.answers,
+        &processing,
         &format!(
-            "sent again with the same deduplication id ({} failed polls): SQS FIFO drops the copy; {outcome}",
+            "sent again with the same deduplication id ({} failed polls): SQS FIFO drops the copy",
             processing.failed_polls
         ),
-    );
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -892,14 +894,14 @@ async fn sqs_hanging_during_processing_is_retried_without_a_second_job() {
     let processing = stored_then_processed_under(&bundle, 1).await;
     assert_eq!(processing.failed_polls, 1);
     assert_eq!(processing.written.jobs, 0);
-    bundle.process_everything().await;
-    let outcome = bundle.deliver_and_check().await;
-    row(
+    processing_fault(
+        &bundle,
         "SQS accepts connections and never answers",
         "SQS, processing",
-        &processing.answers,
-        &format!("the send timed out (2.8 s), the record was retried; {outcome}"),
-    );
+        &processing,
+        "the send timed out (2.8 s), the record was retried",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -932,7 +934,7 @@ async fn a_job_whose_delete_fails_after_its_delivery_comes_back_and_sends_nothin
     bundle
         .faulty
         .sqs
-        .reply_after(1, CannedReply::sqs_internal_error(), None);
+        .reply_after(1, Reply::sqs_internal_error(), None);
     assert!(bundle.poll_jobs().await.is_err(), "the deletes failed");
     let delivered = bundle.partner.deliveries().await.len();
     assert!(delivered >= 1);
@@ -1007,20 +1009,13 @@ async fn secrets_manager_down_past_a_zero_stale_grace_is_a_503_never_a_401() {
         forged, 503,
         "nothing can be verified, nothing is refused as forged"
     );
-    assert_eq!(bundle.written().await, NOTHING);
-    let retries = bundle.process_everything().await;
-    all_answered(&retries, 200, "status", "accepted");
-    let outcome = bundle.deliver_and_check().await;
-    row(
+    receive_fault(
+        &bundle,
         "Secrets Manager refuses connections, past the cache TTL, grace 0",
         "Secrets Manager, receive",
-        &format!(
-            "{}; a wrong signature: {forged}; Revel's retries: {}",
-            summary(&during),
-            summary(&retries)
-        ),
-        &format!("nothing stored while it held; {outcome}"),
-    );
+        &format!("{}; a wrong signature: {forged}", summary(&during)),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1036,18 +1031,11 @@ async fn secrets_manager_down_at_cold_start_is_a_503_never_a_401() {
     let (during, forged) = while_secrets_are_down(&bundle).await;
     all_answered(&during, 503, "error", "unavailable");
     assert_eq!(forged, 503);
-    assert_eq!(bundle.written().await, NOTHING);
-    let retries = bundle.process_everything().await;
-    all_answered(&retries, 200, "status", "accepted");
-    let outcome = bundle.deliver_and_check().await;
-    row(
+    receive_fault(
+        &bundle,
         "Secrets Manager refuses connections at cold start (no secrets ever read)",
         "Secrets Manager, receive",
-        &format!(
-            "{}; a wrong signature: {forged}; Revel's retries: {}",
-            summary(&during),
-            summary(&retries)
-        ),
-        &format!("nothing stored while it held; {outcome}"),
-    );
+        &format!("{}; a wrong signature: {forged}", summary(&during)),
+    )
+    .await;
 }

@@ -38,12 +38,6 @@ fn order(uuid: &str) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap()
 }
 
-fn event_key_of(
-    record: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
-) -> String {
-    text(record, "event_key")
-}
-
 #[tokio::test]
 async fn a_new_order_is_stored_by_one_put_and_its_repeat_is_a_duplicate_by_one_put() {
     bounded(async {
@@ -53,14 +47,10 @@ async fn a_new_order_is_stored_by_one_put_and_its_repeat_is_a_duplicate_by_one_p
 
         let new = receiver.request(&request).await;
         expect_outcome(new.status, &new.body, 200, "accepted");
-        assert_eq!(new.operations(), ["PutItem"], "the ack path of a new event");
-        assert_eq!(lambda_sandbox::proxy::sequential_round_trips(&new.calls), 1);
-        let stored = stack.events().await;
-        assert_eq!(
-            stored.iter().map(event_key_of).collect::<Vec<_>>(),
-            [new.event_id()]
-        );
-        assert_eq!(text(&stored[0], "status"), "received");
+        assert_one_put(&new.calls, "the ack path of a new event");
+        assert_eq!(Vec::from_iter(stack.event_keys().await), [new.event_id()]);
+        let stored = stack.event(&new.event_id()).await.expect("stored");
+        assert_eq!(text(&stored, "status"), "received");
 
         let repeat = receiver.request(&request).await;
         expect_outcome(repeat.status, &repeat.body, 200, "duplicate");
@@ -297,25 +287,19 @@ async fn the_processor_applies_the_batch_the_stream_holds_entity_first_then_its_
         let (answer, calls) = processor.invoke(&stream_event(&records)).await;
         assert_eq!(answer, json!({"batchItemFailures": []}));
         assert_eq!(
-            calls
-                .iter()
-                .map(lambda_sandbox::Call::name)
-                .collect::<Vec<_>>(),
+            calls.iter().map(Call::name).collect::<Vec<_>>(),
             ["UpdateItem", "SendMessage", "UpdateItem", "SendMessage"],
             "each order: its entity, and only then its job; nothing for the quarantined record"
         );
         assert_eq!(entities_hold(&stack, &keys).await, [true, true]);
         assert_eq!(stack.entities().await.len(), 2);
-        let revisions = |entities: Vec<_>| -> Vec<String> {
-            entities.iter().map(|e| text(e, "revision")).collect()
-        };
-        let before = revisions(stack.entities().await);
+        let before = stack.entity_revisions().await;
 
         // The event source mapping hands a batch again after a failed attempt.
         let (again, _) = processor.invoke(&stream_event(&records)).await;
         assert_eq!(again, json!({"batchItemFailures": []}));
         assert_eq!(
-            revisions(stack.entities().await),
+            stack.entity_revisions().await,
             before,
             "a replay changes no entity"
         );

@@ -56,27 +56,14 @@ async fn every_sample_of_the_other_platforms_is_stored_with_one_request_and_its_
         stored.insert(event_id(&first));
     }
     assert_eq!(stored.len(), 11, "WineSitting and ten booking families");
-    let keys: BTreeSet<String> = stack
-        .events()
-        .await
-        .iter()
-        .map(|e| text(e, "event_key"))
-        .collect();
-    assert_eq!(keys, stored, "one record per event");
+    assert_eq!(stack.event_keys().await, stored, "one record per event");
     stack.settle().await;
-    let named: BTreeSet<String> = stack
-        .events()
-        .await
-        .iter()
-        .map(|e| text(e, "entity_key"))
-        .collect();
-    let kept: BTreeSet<String> = stack
-        .entities()
-        .await
-        .iter()
-        .map(|e| text(e, "entity_key"))
-        .collect();
-    assert_eq!(kept, named, "one entity per entity the events name");
+    let kept = stack.entity_keys().await;
+    assert_eq!(
+        kept,
+        stack.entity_keys_named_by_events().await,
+        "one entity per entity the events name"
+    );
     assert_eq!(kept.len(), 11);
     assert_eq!(
         stack.jobs_waiting().await,
@@ -295,14 +282,7 @@ async fn the_winesitting_repair_poll_finds_the_order_whose_webhook_was_lost() {
         "stored through the receiver"
     );
     stack.settle().await;
-    let mut ids: Vec<String> = stack
-        .entities()
-        .await
-        .iter()
-        .map(|e| text(e, "entity_id"))
-        .collect();
-    ids.sort();
-    assert_eq!(ids, ["WS-10482", "WS-2"]);
+    assert_eq!(stack.entity_ids().await, ["WS-10482", "WS-2"]);
     assert_eq!(
         stack.events().await.len(),
         2,

@@ -85,31 +85,20 @@ async fn every_revel_sample_is_stored_with_one_request_and_its_repeat_costs_one_
             stored.insert(event_id(&again));
         }
     }
-    let keys: BTreeSet<String> = stack
-        .events()
-        .await
-        .iter()
-        .map(|e| text(e, "event_key"))
-        .collect();
-    assert_eq!(keys, stored, "one record per event, none for the ping");
+    assert_eq!(
+        stack.event_keys().await,
+        stored,
+        "one record per event, none for the ping"
+    );
 
     stack.settle().await;
-    let named: BTreeSet<String> = stack
-        .events()
-        .await
-        .iter()
-        .map(|e| text(e, "entity_key"))
-        .collect();
-    let entities = stack.entities().await;
-    let kept: BTreeSet<String> = entities.iter().map(|e| text(e, "entity_key")).collect();
-    assert_eq!(kept, named, "one entity per entity the events name");
-    for entity in &entities {
-        assert_eq!(
-            text(entity, "revision"),
-            "1",
-            "{}: a repeat is not a new state",
-            text(entity, "entity_key")
-        );
+    assert_eq!(
+        stack.entity_keys().await,
+        stack.entity_keys_named_by_events().await,
+        "one entity per entity the events name"
+    );
+    for (entity, revision) in stack.entity_revisions().await {
+        assert_eq!(revision, "1", "{entity}: a repeat is not a new state");
     }
 
     // Every entity that syncs reaches the partner once, at its one revision.
@@ -122,7 +111,9 @@ async fn every_revel_sample_is_stored_with_one_request_and_its_repeat_costs_one_
         .map(|d| (d.kind, d.revision))
         .collect();
     heard.sort();
-    let mut syncing: Vec<(String, u64)> = entities
+    let mut syncing: Vec<(String, u64)> = stack
+        .entities()
+        .await
         .iter()
         .map(|e| text(e, "kind"))
         .filter(|kind| kind != "menu")
@@ -544,15 +535,8 @@ async fn the_revel_event_id_header_is_the_idempotency_key_when_present() {
             (200, "duplicate".to_owned())
         ]
     );
-    let mut keys: Vec<String> = stack
-        .events()
-        .await
-        .iter()
-        .map(|e| text(e, "event_key"))
-        .collect();
-    keys.sort();
     assert_eq!(
-        keys,
+        Vec::from_iter(stack.event_keys().await),
         [
             "revel:demo:inout.stock:id:ev-1",
             "revel:demo:inout.stock:id:ev-2"
@@ -617,13 +601,7 @@ async fn the_same_stock_change_from_two_establishments_is_kept_for_each() {
         expect_outcome(status, &answer, 200, "accepted");
     }
     stack.settle().await;
-    let mut ids: Vec<String> = stack
-        .entities()
-        .await
-        .iter()
-        .map(|e| text(e, "entity_id"))
-        .collect();
-    ids.sort();
+    let ids = stack.entity_ids().await;
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert!(ids[0].starts_with("establishment-1:") && ids[1].starts_with("establishment-2:"));
     assert_eq!(

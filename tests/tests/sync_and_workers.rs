@@ -131,13 +131,8 @@ async fn a_pull_follows_pagination_across_pages_and_keeps_every_object_once() {
         .run(&job(JobKind::CatalogPull), soon())
         .await
         .unwrap();
-    let revisions: Vec<String> = stack
-        .entities()
-        .await
-        .iter()
-        .map(|e| text(e, "revision"))
-        .collect();
-    assert!(revisions.iter().all(|r| r == "1"), "{revisions:?}");
+    let revisions = stack.entity_revisions().await;
+    assert!(revisions.values().all(|r| r == "1"), "{revisions:?}");
 }
 
 #[tokio::test]

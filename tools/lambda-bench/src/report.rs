@@ -399,6 +399,7 @@ mod tests {
             operation: operation.into(),
             status,
             refused: false,
+            body: Default::default(),
         };
         let calls = [
             call("DynamoDB_20120810.PutItem", 0, 5, 400),

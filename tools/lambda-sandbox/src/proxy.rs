@@ -1,13 +1,15 @@
 //! A recording proxy on loopback between a function and the AWS endpoint:
 //! forwards every request as it is and records when it arrived, when its
-//! answer was ready, and which operation it was. It can also answer chosen
+//! answer was ready, which operation it was, its body and the answer's
+//! status (SDK retries included: each attempt is a request on the wire).
+//! It can also answer chosen
 //! requests itself (a [`Refusal`]: a throttle of one item's write, say), so
 //! a fault hits exactly the request a test means, whatever came before.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,9 +25,12 @@ pub struct Call {
     /// `DynamoDB_20120810.PutItem`, `AmazonSQS.SendMessage`,
     /// `secretsmanager.GetSecretValue`, or `METHOD /path` for the rest.
     pub operation: String,
+    /// The answer's status; 502 when the endpoint could not be reached.
     pub status: u16,
     /// Answered by a [`Refusal`], not by the endpoint.
     pub refused: bool,
+    /// The request body (JSON for every AWS service the bundle uses).
+    pub body: Bytes,
 }
 
 impl Call {
@@ -35,6 +40,11 @@ impl Call {
             .rsplit_once('.')
             .map_or(self.operation.as_str(), |(_, name)| name)
     }
+
+    /// The request body as JSON (`Null` when it isn't).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 /// An HTTP answer the proxy gives instead of the endpoint.
@@ -43,6 +53,35 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub body: String,
+}
+
+impl Reply {
+    /// DynamoDB's throttling error, as the service sends it (awsJson 1.0).
+    pub fn dynamodb_throttling() -> Self {
+        Self {
+            status: 400,
+            content_type: "application/x-amz-json-1.0".into(),
+            body: serde_json::json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "message": "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API."
+            })
+            .to_string(),
+        }
+    }
+
+    /// SQS failing inside (awsJson 1.0, as the SDK speaks to SQS): a 500
+    /// the SDK retries, then gives up on.
+    pub fn sqs_internal_error() -> Self {
+        Self {
+            status: 500,
+            content_type: "application/x-amz-json-1.0".into(),
+            body: serde_json::json!({
+                "__type": "com.amazonaws.sqs#InternalError",
+                "message": "We encountered an internal error. Please try again."
+            })
+            .to_string(),
+        }
+    }
 }
 
 /// Which requests to answer with [`Reply`]: those of `operation` (the
@@ -131,6 +170,16 @@ impl Proxy {
         calls
     }
 
+    /// Every call recorded since the last [`Proxy::take`] or
+    /// [`Proxy::clear`], in order of start, forgetting them. A call is
+    /// recorded before its answer is passed back, so every request whose
+    /// answer a caller has read is among them.
+    pub fn take(&self) -> Vec<Call> {
+        let mut calls = std::mem::take(&mut *locked(&self.log));
+        calls.sort_by_key(|c| c.start);
+        calls
+    }
+
     /// Forgets the calls recorded so far.
     pub fn clear(&self) {
         locked(&self.log).clear();
@@ -197,16 +246,19 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     let (status, response, refused) = match refusal {
         Some(reply) => (reply.status, canned(&reply), true),
         None => {
-            let (status, response) = relay(&shared, parts, body).await;
+            let (status, response) = relay(&shared, parts, body.clone()).await;
             (status.as_u16(), response, false)
         }
     };
+    // Recorded before the answer goes back: a caller never holds an answer
+    // whose call is not in the log yet.
     locked(&shared.log).push(Call {
         start,
         end: Instant::now(),
         operation,
         status,
         refused,
+        body,
     });
     response
 }
@@ -214,7 +266,7 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
 async fn relay(
     shared: &Shared,
     parts: axum::http::request::Parts,
-    body: axum::body::Bytes,
+    body: Bytes,
 ) -> (StatusCode, Response) {
     let url = format!(
         "{}{}",
@@ -309,6 +361,7 @@ mod tests {
             operation: "DynamoDB_20120810.PutItem".into(),
             status: 200,
             refused: false,
+            body: Bytes::new(),
         }
     }
 
@@ -415,5 +468,26 @@ mod tests {
         assert_eq!(post(&proxy, write, "entity-b").await, (200, "/x".into()));
         proxy.clear();
         assert!(proxy.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn take_hands_over_each_call_once_with_its_body() {
+        let (url, _) = upstream().await;
+        let proxy = Proxy::start(&url).await.unwrap();
+        let put = "DynamoDB_20120810.PutItem";
+        post(&proxy, put, r#"{"Item":{"k":{"S":"a"}}}"#).await;
+        post(&proxy, put, "not JSON").await;
+        let taken = proxy.take();
+        assert_eq!(
+            taken.iter().map(|c| c.json()).collect::<Vec<_>>(),
+            [
+                serde_json::json!({"Item": {"k": {"S": "a"}}}),
+                serde_json::Value::Null
+            ]
+        );
+        assert_eq!(taken[1].body.as_ref(), b"not JSON");
+        assert!(proxy.take().is_empty(), "taken once");
+        post(&proxy, put, "{}").await;
+        assert_eq!(proxy.take().len(), 1);
     }
 }
