@@ -178,42 +178,12 @@ pub async fn stream_records(stack: &Stack) -> Vec<Value> {
         .stream_arn
         .clone()
         .expect("template.yaml gives the events table a stream");
-    let streams = aws_sdk_dynamodbstreams::Client::new(&stack.sdk);
-    let shards = streams
-        .describe_stream()
-        .stream_arn(&stream_arn)
-        .send()
+    let records: Vec<_> = local_stack::stream::read_pages(&stack.sdk, &stream_arn)
         .await
-        .expect("describe stream")
-        .stream_description
-        .and_then(|d| d.shards)
-        .unwrap_or_default();
-    let mut records = Vec::new();
-    for shard in shards.into_iter().filter_map(|s| s.shard_id) {
-        let mut iterator = streams
-            .get_shard_iterator()
-            .stream_arn(&stream_arn)
-            .shard_id(shard)
-            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .expect("shard iterator")
-            .shard_iterator;
-        while let Some(at) = iterator {
-            let page = streams
-                .get_records()
-                .shard_iterator(at)
-                .send()
-                .await
-                .expect("get records");
-            let read = page.records.unwrap_or_default();
-            if read.is_empty() {
-                break;
-            }
-            records.extend(read);
-            iterator = page.next_shard_iterator;
-        }
-    }
+        .expect("the stream reads")
+        .into_iter()
+        .flatten()
+        .collect();
     let event = local_stack::stream::lambda_event(&stream_arn, &table.reference, &records)
         .expect("stream records make a Lambda event");
     match serde_json::to_value(event).expect("the event serialises") {

@@ -69,8 +69,6 @@ const DEFAULT_FUNCTIONS: &[&str] = &[
 const FLOOR: &str = "lambda-floor";
 const PROCESSOR: &str = "events-processor";
 const PROCESSOR_LOGICAL_ID: &str = "EventsProcessorFunction";
-/// Records per batch, as template.yaml's `BatchSize` for the processor.
-const BATCH_SIZE: i32 = local_stack::stream::BATCH_SIZE;
 /// The longest any one step (init, an invocation) may take: the
 /// processor's Timeout in template.yaml.
 const STEP_LIMIT: Duration = Duration::from_secs(60);
@@ -490,41 +488,10 @@ async fn stream_batches(
     stream_arn: &str,
     table: &str,
 ) -> Result<Vec<(usize, Value)>, Error> {
-    use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-    let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
-    let shards = streams
-        .describe_stream()
-        .stream_arn(stream_arn)
-        .send()
-        .await?
-        .stream_description
-        .and_then(|d| d.shards)
-        .unwrap_or_default();
     let mut batches = Vec::new();
-    for shard in shards.into_iter().filter_map(|s| s.shard_id) {
-        let mut iterator = streams
-            .get_shard_iterator()
-            .stream_arn(stream_arn)
-            .shard_id(shard)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await?
-            .shard_iterator;
-        while let Some(at) = iterator {
-            let page = streams
-                .get_records()
-                .shard_iterator(at)
-                .limit(BATCH_SIZE)
-                .send()
-                .await?;
-            let records = page.records.unwrap_or_default();
-            if records.is_empty() {
-                break;
-            }
-            let event = local_stack::stream::lambda_event(stream_arn, table, &records)?;
-            batches.push((records.len(), serde_json::to_value(event)?));
-            iterator = page.next_shard_iterator;
-        }
+    for records in local_stack::stream::read_pages(sdk, stream_arn).await? {
+        let event = local_stack::stream::lambda_event(stream_arn, table, &records)?;
+        batches.push((records.len(), serde_json::to_value(event)?));
     }
     Ok(batches)
 }

@@ -235,6 +235,50 @@ pub fn lambda_event(
     Ok(event)
 }
 
+/// Every record the stream holds, shard by shard from its oldest, in pages
+/// of at most [`BATCH_SIZE`]: what the event source mapping would hand over
+/// from the start.
+pub async fn read_pages(
+    sdk: &aws_config::SdkConfig,
+    stream_arn: &str,
+) -> Result<Vec<Vec<Record>>, Error> {
+    let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
+    let shards = streams
+        .describe_stream()
+        .stream_arn(stream_arn)
+        .send()
+        .await?
+        .stream_description
+        .and_then(|d| d.shards)
+        .unwrap_or_default();
+    let mut pages = Vec::new();
+    for shard in shards.into_iter().filter_map(|s| s.shard_id) {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(stream_arn)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await?
+            .shard_iterator;
+        while let Some(at) = iterator {
+            let page = streams
+                .get_records()
+                .shard_iterator(at)
+                .limit(BATCH_SIZE)
+                .send()
+                .await?;
+            let records = page.records.unwrap_or_default();
+            if records.is_empty() {
+                break;
+            }
+            pages.push(records);
+            iterator = page.next_shard_iterator;
+        }
+    }
+    Ok(pages)
+}
+
 fn sequence_number(record: &Record) -> Option<String> {
     record.dynamodb.as_ref()?.sequence_number.clone()
 }
