@@ -637,6 +637,17 @@ mod tests {
         .unwrap()
     }
 
+    /// Runs `batch`; the ids it reports failed, in order.
+    async fn failed_ids(worker: &Worker, batch: SqsEvent) -> Vec<String> {
+        worker
+            .handle_batch(batch, Instant::now() + Duration::from_secs(30))
+            .await
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect()
+    }
+
     fn sync_job(key: &EntityKey) -> String {
         job_body(JobKind::SyncEntity, Some(key), None)
     }
@@ -671,14 +682,7 @@ mod tests {
             message("3", "group-b", &sync_job(&b)),
             message("4", "group-c", "not a job"),
         ];
-        let response = worker
-            .handle_batch(batch, Instant::now() + Duration::from_secs(30))
-            .await;
-        let failed: Vec<&str> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
-            .collect();
+        let failed = failed_ids(&worker, batch).await;
         assert_eq!(
             failed,
             ["1", "2", "4"],
@@ -721,15 +725,8 @@ mod tests {
         // The sync job of group 3/4 is held back behind a failure of its own group.
         batch.records[2].body = Some("not a job".into());
 
-        let response = worker
-            .handle_batch(batch, Instant::now() + Duration::from_secs(30))
-            .await;
+        let failed = failed_ids(&worker, batch).await;
 
-        let failed: Vec<&str> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
-            .collect();
         assert_eq!(
             failed,
             ["1", "3", "4"],
