@@ -141,6 +141,28 @@ pub enum Meaning {
     Forged,
 }
 
+impl Meaning {
+    /// A change of one entity at `version`, with nothing to write to Revel.
+    fn change(
+        source: &'static str,
+        instance: &str,
+        kind: &'static str,
+        id: impl Into<String>,
+        version: Version,
+    ) -> Self {
+        Self::Change(Change {
+            entity: SimEntity {
+                source,
+                instance: instance.to_owned(),
+                kind,
+                id: id.into(),
+            },
+            version,
+            revel_write: None,
+        })
+    }
+}
+
 /// One webhook: a body and its headers, sent once or more.
 #[derive(Debug, Clone)]
 pub struct Webhook {
@@ -326,16 +348,13 @@ impl Planner<'_> {
                     body.to_string().into_bytes(),
                     Vec::new(),
                     sends,
-                    Meaning::Change(Change {
-                        entity: SimEntity {
-                            source: "revel",
-                            instance: instance.to_owned(),
-                            kind: "order",
-                            id: uuid.clone(),
-                        },
-                        version: Version::At(updated),
-                        revel_write: None,
-                    }),
+                    Meaning::change(
+                        "revel",
+                        instance,
+                        "order",
+                        uuid.clone(),
+                        Version::At(updated),
+                    ),
                     false,
                 );
             }
@@ -396,16 +415,13 @@ impl Planner<'_> {
             body.to_string().into_bytes(),
             Vec::new(),
             sends,
-            Meaning::Change(Change {
-                entity: SimEntity {
-                    source: "revel",
-                    instance: instance.to_owned(),
-                    kind: "customer",
-                    id: uuid.to_owned(),
-                },
-                version: Version::At(updated),
-                revel_write: None,
-            }),
+            Meaning::change(
+                "revel",
+                instance,
+                "customer",
+                uuid.to_owned(),
+                Version::At(updated),
+            ),
             false,
         );
     }
@@ -450,16 +466,7 @@ impl Planner<'_> {
                         body.to_string().into_bytes(),
                         headers,
                         sends,
-                        Meaning::Change(Change {
-                            entity: SimEntity {
-                                source: "revel",
-                                instance: instance.to_owned(),
-                                kind: "item_stock",
-                                id,
-                            },
-                            version: Version::Receipt,
-                            revel_write: None,
-                        }),
+                        Meaning::change("revel", instance, "item_stock", id, Version::Receipt),
                         !with_id,
                     );
                     instock = !instock;
@@ -508,16 +515,7 @@ impl Planner<'_> {
                 br#"{"event":"menu.updated"}"#.to_vec(),
                 headers,
                 sends,
-                Meaning::Change(Change {
-                    entity: SimEntity {
-                        source: "revel",
-                        instance: instance.to_owned(),
-                        kind: "menu",
-                        id,
-                    },
-                    version: Version::Receipt,
-                    revel_write: None,
-                }),
+                Meaning::change("revel", instance, "menu", id, Version::Receipt),
                 true,
             );
         }
@@ -579,16 +577,13 @@ impl Planner<'_> {
                     body.to_string().into_bytes(),
                     Vec::new(),
                     sends,
-                    Meaning::Change(Change {
-                        entity: SimEntity {
-                            source: "winesitting",
-                            instance: instance.to_owned(),
-                            kind: "order",
-                            id: id.to_string(),
-                        },
-                        version: Version::At(millis * 1000),
-                        revel_write: None,
-                    }),
+                    Meaning::change(
+                        "winesitting",
+                        instance,
+                        "order",
+                        id.to_string(),
+                        Version::At(millis * 1000),
+                    ),
                     false,
                 );
             }
