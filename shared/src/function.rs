@@ -44,36 +44,37 @@ impl Clients {
     }
 }
 
-/// Revel's source, with its secrets read through `clients`.
-pub fn revel_source(config: &Config, clients: &Clients) -> Arc<Revel> {
+/// Secrets Manager: what a source reads its secrets through.
+pub type SecretsClient = aws_sdk_secretsmanager::Client;
+
+/// Revel's source, with its secrets read through `secrets`.
+pub fn revel_source(config: &Config, secrets: &SecretsClient) -> Arc<Revel> {
     Arc::new(Revel::new(secret_cache(
         &config.revel_secrets_id,
         config,
-        clients,
+        secrets,
     )))
 }
 
 /// A secret cache over the Secrets Manager secret `secret_id`.
-pub fn secret_cache(secret_id: &str, config: &Config, clients: &Clients) -> SecretCache {
-    let source = SecretsManagerSource::new(clients.secrets.clone(), secret_id);
+pub fn secret_cache(secret_id: &str, config: &Config, secrets: &SecretsClient) -> SecretCache {
+    let source = SecretsManagerSource::new(secrets.clone(), secret_id);
     SecretCache::new(source, config.settings.secrets_ttl)
         .with_stale_grace(config.settings.secrets_stale_grace)
 }
 
-/// A receiver of `kind` from `source`, storing through `clients`.
+/// A receiver of `kind` from `source`, storing through `events`: the one
+/// AWS client it writes with.
 pub fn receiver(
     source: Arc<dyn Source>,
     kind: Arc<dyn crate::sources::EventKind>,
     config: &Config,
-    clients: &Clients,
+    events: &aws_sdk_dynamodb::Client,
 ) -> Receiver {
     Receiver::new(
         source,
         kind,
-        Arc::new(DynamoEventStore::new(
-            clients.events.clone(),
-            &config.events_table,
-        )),
+        Arc::new(DynamoEventStore::new(events.clone(), &config.events_table)),
         config.settings.clone(),
         crate::clock::system(),
     )
@@ -84,9 +85,9 @@ pub fn revel_receiver(
     kind: RevelEventType,
     source: Arc<Revel>,
     config: &Config,
-    clients: &Clients,
+    events: &aws_sdk_dynamodb::Client,
 ) -> Receiver {
-    receiver(source, Arc::new(kind), config, clients)
+    receiver(source, Arc::new(kind), config, events)
 }
 
 /// The stream processor, writing through `clients`.
@@ -105,7 +106,7 @@ pub fn processor(config: &Config, clients: &Clients) -> Processor {
 
 /// Serves one Revel webhook type in the Lambda runtime.
 pub async fn serve_revel(kind: RevelEventType) -> Result<(), Error> {
-    serve_webhook(|config, clients| Ok((revel_source(config, clients), Arc::new(kind)))).await
+    serve_webhook(|config, secrets| Ok((revel_source(config, secrets), Arc::new(kind)))).await
 }
 
 /// What a receiver is: its source (how it authenticates) and its event kind
@@ -114,18 +115,20 @@ pub type Description = (Arc<dyn Source>, Arc<dyn crate::sources::EventKind>);
 
 /// Serves a webhook receiver in the Lambda runtime: config, clients and
 /// secrets once per cold start, then one request per invocation, answered
-/// once its event is stored.
+/// once its event is stored. A receiver has two AWS clients, DynamoDB (its
+/// one write) and Secrets Manager, and nothing else.
 pub async fn serve_webhook(
-    describe: impl FnOnce(&Config, &Clients) -> Result<Description, Error>,
+    describe: impl FnOnce(&Config, &SecretsClient) -> Result<Description, Error>,
 ) -> Result<(), Error> {
     crate::telemetry::init();
     let config = Config::from_env()?;
     let sdk = crate::aws::load().await;
-    let clients = Clients::from_sdk(&sdk);
-    let (source, kind) = describe(&config, &clients)?;
+    let secrets = SecretsClient::new(&sdk);
+    let events = aws_sdk_dynamodb::Client::new(&sdk);
+    let (source, kind) = describe(&config, &secrets)?;
     warm(source.as_ref()).await;
     tracing::info!(event_type = kind.event_type(), "receiver ready");
-    let receiver = Arc::new(receiver(source, kind, &config, &clients));
+    let receiver = Arc::new(receiver(source, kind, &config, &events));
     lambda_http::run(service_fn(move |request: Request| {
         let receiver = Arc::clone(&receiver);
         async move { Ok::<_, Infallible>(crate::http::handle(&receiver, request).await) }
@@ -235,7 +238,7 @@ pub fn jobs_worker(
             RevelEventType::OrderFinalized,
             Arc::clone(&revel),
             config,
-            clients,
+            &clients.events,
         ),
         revel,
         clock,
@@ -258,16 +261,21 @@ pub fn jobs_worker(
                 sqs: clients.sqs.clone(),
                 queue_url,
             }),
-        winesitting: winesitting_source(config, clients).ok().map(|source| {
-            crate::worker::WineSittingRepair {
+        winesitting: winesitting_source(config, &clients.secrets)
+            .ok()
+            .map(|source| crate::worker::WineSittingRepair {
                 api: crate::winesitting_api::WineSittingApi::new(
                     sync.winesitting_api_base_url.clone(),
                     Duration::from_secs(10),
                 ),
-                receiver: receiver(source.clone(), Arc::new(WineSittingEvent), config, clients),
+                receiver: receiver(
+                    source.clone(),
+                    Arc::new(WineSittingEvent),
+                    config,
+                    &clients.events,
+                ),
                 source,
-            }
-        }),
+            }),
     }
 }
 
@@ -293,7 +301,7 @@ impl SyncInit {
         let config = Config::from_env()?;
         let sync = crate::config::SyncConfig::from_env()?;
         let clients = Clients::from_sdk(&crate::aws::load().await);
-        let revel = revel_source(&config, &clients);
+        let revel = revel_source(&config, &clients.secrets);
         Ok(Self {
             config,
             sync,
@@ -348,7 +356,7 @@ pub async fn serve_scheduler() -> Result<(), Error> {
         revel,
     } = SyncInit::load().await?;
     let jobs = jobs_queue(&config, &clients);
-    let winesitting = winesitting_source(&config, &clients).ok();
+    let winesitting = winesitting_source(&config, &clients.secrets).ok();
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let (revel, winesitting, jobs, inventory) = (
@@ -391,52 +399,55 @@ pub fn accounts_of<'a>(
 }
 
 /// The booking platform's source, with its secrets read through `clients`.
-pub fn booking_source(config: &Config, clients: &Clients) -> Result<Arc<Booking>, Error> {
+pub fn booking_source(config: &Config, secrets: &SecretsClient) -> Result<Arc<Booking>, Error> {
     let id = config
         .booking_secrets_id
         .as_deref()
         .ok_or("BOOKING_SECRETS_ID is not set")?;
     Ok(Arc::new(Booking::new(
-        secret_cache(id, config, clients),
+        secret_cache(id, config, secrets),
         config.booking_signature_header.clone(),
     )))
 }
 
 /// WineSitting's source, with its tokens read through `clients`.
-pub fn winesitting_source(config: &Config, clients: &Clients) -> Result<Arc<WineSitting>, Error> {
+pub fn winesitting_source(
+    config: &Config,
+    secrets: &SecretsClient,
+) -> Result<Arc<WineSitting>, Error> {
     let id = config
         .winesitting_secrets_id
         .as_deref()
         .ok_or("WINESITTING_SECRETS_ID is not set")?;
     Ok(Arc::new(WineSitting::new(secret_cache(
-        id, config, clients,
+        id, config, secrets,
     ))))
 }
 
 /// VinesOS's source: its Standard Webhooks secrets per Revel instance.
-pub fn vinesos_source(config: &Config, clients: &Clients) -> Result<Arc<VinesOs>, Error> {
+pub fn vinesos_source(config: &Config, secrets: &SecretsClient) -> Result<Arc<VinesOs>, Error> {
     let id = config
         .vinesos_secrets_id
         .as_deref()
         .ok_or("VINESOS_SECRETS_ID is not set")?;
-    Ok(Arc::new(VinesOs::new(secret_cache(id, config, clients))))
+    Ok(Arc::new(VinesOs::new(secret_cache(id, config, secrets))))
 }
 
 /// Serves one of VinesOS's webhooks in the Lambda runtime.
 pub async fn serve_vinesos(event: VinesOsEvent) -> Result<(), Error> {
-    serve_webhook(|config, clients| Ok((vinesos_source(config, clients)?, Arc::new(event)))).await
+    serve_webhook(|config, secrets| Ok((vinesos_source(config, secrets)?, Arc::new(event)))).await
 }
 
 /// Serves one booking-platform event family in the Lambda runtime.
 pub async fn serve_booking(family: BookingFamily) -> Result<(), Error> {
-    serve_webhook(|config, clients| Ok((booking_source(config, clients)?, Arc::new(family)))).await
+    serve_webhook(|config, secrets| Ok((booking_source(config, secrets)?, Arc::new(family)))).await
 }
 
 /// Serves WineSitting's webhook in the Lambda runtime.
 pub async fn serve_winesitting() -> Result<(), Error> {
-    serve_webhook(|config, clients| {
+    serve_webhook(|config, secrets| {
         Ok((
-            winesitting_source(config, clients)?,
+            winesitting_source(config, secrets)?,
             Arc::new(WineSittingEvent),
         ))
     })
@@ -456,10 +467,10 @@ pub struct AllSources {
 impl AllSources {
     pub fn new(config: &Config, clients: &Clients) -> Result<Self, Error> {
         Ok(Self {
-            revel: revel_source(config, clients),
-            winesitting: winesitting_source(config, clients)?,
-            booking: booking_source(config, clients)?,
-            vinesos: vinesos_source(config, clients)?,
+            revel: revel_source(config, &clients.secrets),
+            winesitting: winesitting_source(config, &clients.secrets)?,
+            booking: booking_source(config, &clients.secrets)?,
+            vinesos: vinesos_source(config, &clients.secrets)?,
         })
     }
 
@@ -500,7 +511,7 @@ impl AllSources {
                 &self.winesitting,
             )
         })?;
-        Some(receiver(source, kind, config, clients))
+        Some(receiver(source, kind, config, &clients.events))
     }
 }
 

@@ -151,7 +151,12 @@ impl Stack {
         clients: Clients,
         config: &Config,
     ) -> Receiver {
-        revel_receiver(kind, revel_source(config, &clients), config, &clients)
+        revel_receiver(
+            kind,
+            revel_source(config, &clients.secrets),
+            config,
+            &clients.events,
+        )
     }
 
     fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
@@ -796,7 +801,7 @@ impl Stack {
         daily_budget: u64,
         downstream: Option<shared::downstream::Downstream>,
     ) -> shared::worker::Worker {
-        let revel = revel_source(&self.config, &clients);
+        let revel = revel_source(&self.config, &clients.secrets);
         shared::function::jobs_worker(
             &self.config,
             &self.sync_config(daily_budget),

@@ -249,7 +249,7 @@ async fn the_winesitting_repair_poll_finds_the_order_whose_webhook_was_lost() {
     let mut sync = stack.sync_config(100);
     sync.winesitting_api_base_url = api.uri();
     let clients = stack.clients();
-    let revel = shared::function::revel_source(&stack.config, &clients);
+    let revel = shared::function::revel_source(&stack.config, &clients.secrets);
     let worker = shared::function::jobs_worker(
         &stack.config,
         &sync,

@@ -522,7 +522,7 @@ async fn the_scheduler_queues_one_job_per_instance_with_api_credentials() {
         .put_secrets(&json!({"demo": {"webhook": "w", "api_key": "k", "api_secret": "s"}, "other": {"api_key": "k", "api_secret": "s"}, "hooks": "w"}).to_string())
         .await;
     let clients = stack.clients();
-    let revel = shared::function::revel_source(&stack.config, &clients);
+    let revel = shared::function::revel_source(&stack.config, &clients.secrets);
     let jobs = shared::function::jobs_queue(&stack.config, &clients);
     let sync = stack.sync_config(100);
     let now = time::OffsetDateTime::now_utc();

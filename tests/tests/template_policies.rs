@@ -433,8 +433,8 @@ async fn replay_an_order(stack: &Stack) {
 /// fanned out to the instances that have it.
 async fn drive_scheduler(stack: &Stack, recorder: &Recorder) {
     let clients = recorder.clients(&stack.sdk, SCHEDULER);
-    let revel = shared::function::revel_source(&stack.config, &clients);
-    let winesitting = shared::function::winesitting_source(&stack.config, &clients).ok();
+    let revel = shared::function::revel_source(&stack.config, &clients.secrets);
+    let winesitting = shared::function::winesitting_source(&stack.config, &clients.secrets).ok();
     let jobs = shared::function::jobs_queue(&stack.config, &clients);
     // Every instance has the inventory option here, so that task queues too.
     let inventory = InventoryInstances::All;
@@ -469,7 +469,7 @@ async fn worker(
     let downstream = shared::function::downstream(&sync, &clients)
         .await
         .expect("the partner's signing secret");
-    let revel = shared::function::revel_source(&stack.config, &clients);
+    let revel = shared::function::revel_source(&stack.config, &clients.secrets);
     shared::function::jobs_worker(
         &stack.config,
         &sync,

@@ -373,10 +373,10 @@ async fn trigger(args: &[String]) -> Result<(), Error> {
     let config = Config::from_lookup(provisioned.lookup())?;
     let sync = SyncConfig::from_lookup(provisioned.lookup())?;
     let clients = Clients::from_sdk(&local_sdk_config(&stack.endpoint).await);
-    let revel = revel_source(&config, &clients);
+    let revel = revel_source(&config, &clients.secrets);
     let jobs = shared::function::jobs_queue(&config, &clients);
     let now = time::OffsetDateTime::now_utc();
-    let winesitting = shared::function::winesitting_source(&config, &clients)?;
+    let winesitting = shared::function::winesitting_source(&config, &clients.secrets)?;
     let queued = shared::schedule::fan_out(
         task,
         shared::function::accounts_of(task, &revel, Some(&winesitting))?,
