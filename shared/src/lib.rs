@@ -28,6 +28,7 @@
 //! | [`queue`] | follow-up jobs (trait + SQS FIFO adapter) |
 //! | [`worker`] | the jobs worker: deliveries to the partner, writes to Revel, pulls |
 //! | [`schedule`] | the scheduler's fan-out of end-of-day and 2-hourly tasks |
+//! | [`partner_catalog`] | the partner's products and events, applied to Revel in one end-of-day batch |
 //! | [`replay`] | an operator's replay of an archived event through the processor |
 //! | [`aws`] | one `SdkConfig` with timeouts that fit Revel's 10 s deadline |
 //! | [`function`] | the entry points every function crate's `main` calls |
@@ -43,6 +44,7 @@ pub mod function;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
+pub mod partner_catalog;
 pub mod process;
 pub mod queue;
 pub mod receive;

@@ -36,6 +36,8 @@ pub enum JobKind {
     ApplyToRevel,
     /// Poll WineSitting for orders still in progress; repair missed webhooks.
     WinesittingRepair,
+    /// End of day: the partner's (VinesOS) new products and events, applied to Revel.
+    PartnerCatalog,
 }
 
 impl JobKind {
@@ -50,6 +52,7 @@ impl JobKind {
             Self::Reconcile => "reconcile",
             Self::ApplyToRevel => "apply_to_revel",
             Self::WinesittingRepair => "winesitting_repair",
+            Self::PartnerCatalog => "partner_catalog",
         }
     }
 
@@ -61,6 +64,7 @@ impl JobKind {
             Self::InventorySync,
             Self::Reconcile,
             Self::WinesittingRepair,
+            Self::PartnerCatalog,
         ]
         .into_iter()
         .find(|k| k.name() == name)

@@ -310,6 +310,7 @@ impl Worker {
             JobKind::Reconcile => self.reconcile(&instance, deadline).await,
             JobKind::ApplyToRevel => self.apply_to_revel(job, &instance).await,
             JobKind::WinesittingRepair => self.winesitting_repair(&instance).await,
+            JobKind::PartnerCatalog => crate::partner_catalog::run(self, &instance, deadline).await,
         }
     }
 
@@ -430,7 +431,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn credentials(
+    pub(crate) async fn credentials(
         &self,
         instance: &InstanceName,
     ) -> Result<Option<crate::revel_api::ApiCredentials>, JobError> {
@@ -500,7 +501,11 @@ impl Worker {
     }
 
     /// Queues the rest of a run its deadline stopped; it resumes from the cursor.
-    async fn continue_later(&self, kind: JobKind, instance: &InstanceName) -> Result<(), JobError> {
+    pub(crate) async fn continue_later(
+        &self,
+        kind: JobKind,
+        instance: &InstanceName,
+    ) -> Result<(), JobError> {
         let window = format!("cont-{}", self.clock.now().unix_timestamp());
         self.jobs
             .enqueue(&Job::scheduled(kind, instance, &window))
@@ -508,7 +513,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn report_budget(&self, instance: &InstanceName) {
+    pub(crate) async fn report_budget(&self, instance: &InstanceName) {
         let Some(budget) = &self.budget else { return };
         match budget.spent_today(instance).await {
             Ok(spent) => {

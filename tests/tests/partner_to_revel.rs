@@ -2,11 +2,16 @@
 //! processed by the real stream processor (`Stack::settle`), applied to a
 //! local stand-in of Revel's API exactly once by the jobs worker, and the
 //! echo of that change (Revel's own webhook for it) not sent back to the
-//! partner.
+//! partner. Products and events wait for the end-of-day batch
+//! (`partner_catalog`); customers first created in Revel are found by email
+//! or phone and linked; orders carry their items and payments.
 
 use integration_tests::*;
 use local_stack::events::{request_for, resign, routed_event, Target};
+use local_stack::fake_revel::{self, Fixtures};
 use serde_json::{json, Value};
+use shared::ids::InstanceName;
+use shared::queue::{Job, JobKind};
 use shared::sources::revel::RevelEventType;
 use shared::sources::vinesos::VinesOsEvent;
 use wiremock::matchers::{method, path, query_param};
@@ -14,15 +19,88 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const REVEL_UUID: &str = "58126996-3fc8-4c87-b326-b4762783c863";
 
-/// The sample of `event`, signed now, as its route receives it.
+/// The sample payload of `event`.
+fn sample(event: VinesOsEvent) -> Value {
+    let name = format!("vinesos-{}.json", &event.crate_name()["vinesos-".len()..]);
+    serde_json::from_slice(&payload(&name)).unwrap()
+}
+
+/// `body` as `event`'s route receives it, signed now.
+fn signed_vinesos(event: VinesOsEvent, body: &Value) -> lambda_http::Request {
+    signed_bytes(event, &serde_json::to_vec(body).unwrap())
+}
+
+fn signed_bytes(event: VinesOsEvent, body: &[u8]) -> lambda_http::Request {
+    let (route, path, headers) = request_for(Target::VinesOs(event), body);
+    let signed = resign(routed_event("POST", &route, &path, "", &headers, body));
+    lambda_http::request::from_str(&signed.to_string()).unwrap()
+}
+
+/// The sample of `event` exactly as its file holds it, signed now, as its
+/// route receives it.
 fn vinesos_request(event: VinesOsEvent) -> lambda_http::Request {
     let body = payload(&format!(
         "vinesos-{}.json",
         &event.crate_name()["vinesos-".len()..]
     ));
-    let (route, path, headers) = request_for(Target::VinesOs(event), &body);
-    let signed = resign(routed_event("POST", &route, &path, "", &headers, &body));
-    lambda_http::request::from_str(&signed.to_string()).unwrap()
+    signed_bytes(event, &body)
+}
+
+/// Delivers `body` to `event`'s receiver and expects it stored.
+async fn post(stack: &Stack, event: VinesOsEvent, body: &Value) {
+    let receiver = stack.receiver_for(event.logical_id());
+    let (status, answer) = deliver(&receiver, signed_vinesos(event, body)).await;
+    expect_outcome(status, &answer, 200, "accepted");
+}
+
+/// A newer change of the sample of `event`: its data changed by `change`.
+fn newer(event: VinesOsEvent, change: impl FnOnce(&mut Value)) -> Value {
+    let mut body = sample(event);
+    body["id"] = json!(format!("{}-newer", body["id"].as_str().unwrap()));
+    body["occurred_at"] = json!("2026-11-24T18:00:00Z");
+    change(&mut body["data"]);
+    body
+}
+
+/// The demo instance, whose Revel is the local stand-in (its fixtures and
+/// what was written since): its credentials in place, and a worker calling it.
+async fn with_revel_stand_in(
+    daily_budget: u64,
+) -> (Stack, Fixtures, shared::worker::Worker, String) {
+    let stack = Stack::new().await;
+    stack
+        .put_secrets(&local_stack::demo_revel_secret_document())
+        .await;
+    let revel = Fixtures::new(fake_revel::default_dir());
+    let url = fake_revel::start(revel.clone()).await.unwrap();
+    let worker = stack.worker(fast_api(&url), daily_budget, None);
+    (stack, revel, worker, url)
+}
+
+/// Queues the end-of-day `partner_catalog` job of the demo instance for
+/// the tick `window`, as the scheduler does.
+async fn end_of_day(stack: &Stack, window: &str) {
+    let demo = InstanceName::parse(DEMO_INSTANCE).unwrap();
+    shared::function::jobs_queue(&stack.config, &stack.clients())
+        .enqueue(&Job::scheduled(JobKind::PartnerCatalog, &demo, window))
+        .await
+        .unwrap();
+}
+
+/// The objects of `resource` in the stand-in whose `field` is `value`.
+fn in_revel(revel: &Fixtures, resource: &str, field: &str, value: &str) -> Vec<Value> {
+    revel
+        .objects(resource)
+        .into_iter()
+        .filter(|o| o[field] == value)
+        .collect()
+}
+
+/// Whether the partner entity `key` has its current revision applied.
+async fn applied(stack: &Stack, key: &str) -> bool {
+    let entity = stack.entity(key).await.expect("the entity is kept");
+    entity.contains_key("delivered_revision")
+        && text(&entity, "delivered_revision") == text(&entity, "revision")
 }
 
 fn revel_customer(updated: &str) -> Vec<u8> {
@@ -45,6 +123,19 @@ async fn lookup_finds(server: &MockServer, objects: Value, times: Option<u64>) {
     }
 }
 
+/// Every other lookup of a customer (by email, by phone) finds nothing.
+async fn other_lookups_find_nothing(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path("/demo/resources/Customer/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"meta": {"next": null}, "objects": []})),
+        )
+        .with_priority(10)
+        .mount(server)
+        .await;
+}
+
 async fn requests(server: &MockServer, verb: &str) -> usize {
     server
         .received_requests()
@@ -60,6 +151,7 @@ async fn a_partner_customer_is_applied_to_revel_once_and_its_echo_is_not_sent_ba
     let stack = Stack::new().await.with_api_credentials().await;
     let revel = MockServer::start().await;
     lookup_finds(&revel, json!([]), None).await;
+    other_lookups_find_nothing(&revel).await;
     let created: Value =
         serde_json::from_slice(&revel_customer("2026-11-24T10:31:00.123456")).unwrap();
     Mock::given(method("POST"))
@@ -133,6 +225,7 @@ async fn a_create_whose_outcome_is_unknown_is_looked_up_before_it_is_tried_again
     lookup_finds(&revel, json!([]), Some(1)).await;
     let existing: Value = serde_json::from_slice(&revel_customer("2026-11-24T10:31:00")).unwrap();
     lookup_finds(&revel, json!([existing.clone()]), None).await;
+    other_lookups_find_nothing(&revel).await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(500))
         .mount(&revel)
@@ -234,4 +327,347 @@ async fn every_partner_sample_is_stored_with_one_request_and_queued_once_to_be_a
         .filter_map(|j| j["entity_key"].as_str())
         .collect();
     assert_eq!(named.len(), stack.entities().await.len());
+}
+
+#[tokio::test]
+async fn partner_products_and_events_wait_for_the_end_of_day_batch_which_creates_each_once() {
+    let (stack, revel, worker, _) = with_revel_stand_in(100).await;
+    for event in [VinesOsEvent::ProductChanged, VinesOsEvent::EventChanged] {
+        post(&stack, event, &sample(event)).await;
+    }
+    stack.settle().await;
+    stack.drain(&worker, 5).await;
+    assert!(
+        revel.writes().is_empty(),
+        "nothing reaches Revel before the end of day"
+    );
+    let product = "vinesos:demo:vos_product:VOS-P-ROSE-2023";
+    let event = "vinesos:demo:vos_event:VOS-E-42";
+    assert!(!applied(&stack, product).await && !applied(&stack, event).await);
+
+    end_of_day(&stack, "2026-11-24T23:55").await;
+    stack.drain(&worker, 5).await;
+    let products = in_revel(
+        &revel,
+        "Product",
+        "third_party_id",
+        "vinesos:VOS-P-ROSE-2023",
+    );
+    assert_eq!(products.len(), 1);
+    assert_eq!(
+        (
+            &products[0]["name"],
+            &products[0]["sku"],
+            &products[0]["price"]
+        ),
+        (&json!("Rose 2023"), &json!("ROSE-2023"), &json!(19.5))
+    );
+    let events = in_revel(&revel, "Event", "third_party_id", "vinesos:VOS-E-42");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["start_date"], "2026-12-05T18:00:00");
+    assert!(applied(&stack, product).await && applied(&stack, event).await);
+    let first = revel.writes();
+    assert_eq!(first.len(), 2, "{first:?}");
+
+    // The next end of day has nothing to do; a tick delivered twice neither.
+    end_of_day(&stack, "2026-11-25T23:55").await;
+    end_of_day(&stack, "2026-11-25T23:55").await;
+    stack.drain(&worker, 5).await;
+    assert_eq!(revel.writes(), first, "applied before: not written again");
+
+    // A newer change of the product is an update of the same product.
+    let repriced = newer(VinesOsEvent::ProductChanged, |data| {
+        data["price"] = json!(21.0)
+    });
+    post(&stack, VinesOsEvent::ProductChanged, &repriced).await;
+    stack.settle().await;
+    stack.drain(&worker, 5).await;
+    end_of_day(&stack, "2026-11-26T23:55").await;
+    stack.drain(&worker, 5).await;
+    let products = in_revel(
+        &revel,
+        "Product",
+        "third_party_id",
+        "vinesos:VOS-P-ROSE-2023",
+    );
+    assert_eq!((products.len(), &products[0]["price"]), (1, &json!(21.0)));
+    let writes = revel.writes();
+    assert_eq!(writes.len(), 3);
+    assert!(writes[2].starts_with("updated Product"), "{writes:?}");
+    assert_eq!(stack.jobs_waiting().await, 0);
+    assert!(stack.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_spent_budget_stops_the_batch_and_the_next_run_resumes_where_it_stopped() {
+    // A lookup and a create: the product, and not the event.
+    let (stack, revel, worker, url) = with_revel_stand_in(2).await;
+    for event in [VinesOsEvent::ProductChanged, VinesOsEvent::EventChanged] {
+        post(&stack, event, &sample(event)).await;
+    }
+    stack.settle().await;
+    stack.drain(&worker, 5).await;
+    end_of_day(&stack, "2026-11-24T23:55").await;
+    stack.drain(&worker, 5).await;
+    assert_eq!(revel.writes().len(), 1, "{:?}", revel.writes());
+    assert!(revel.writes()[0].starts_with("created Product"));
+    assert!(in_revel(&revel, "Event", "third_party_id", "vinesos:VOS-E-42").is_empty());
+    assert!(
+        stack.dead_letters().await.is_empty() && stack.jobs_waiting().await == 0,
+        "a spent budget is a clean stop, not a failure"
+    );
+
+    // The budget allows more (tomorrow's): the next run applies the event only.
+    let tomorrow = stack.worker(fast_api(&url), 100, None);
+    end_of_day(&stack, "2026-11-25T23:55").await;
+    stack.drain(&tomorrow, 5).await;
+    let writes = revel.writes();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(writes[1].starts_with("created Event"));
+    assert_eq!(
+        in_revel(
+            &revel,
+            "Product",
+            "third_party_id",
+            "vinesos:VOS-P-ROSE-2023"
+        )
+        .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_ambiguous_product_create_is_looked_up_again_on_retry_and_not_created_twice() {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    let lookup = || {
+        Mock::given(method("GET"))
+            .and(path("/demo/resources/Product/"))
+            .and(query_param("third_party_id", "vinesos:VOS-P-ROSE-2023"))
+    };
+    let page = |objects: Value| {
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"meta": {"next": null}, "objects": objects}))
+    };
+    // The first lookup finds nothing; after the create timed out, Revel has it.
+    lookup()
+        .respond_with(page(json!([])))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&revel)
+        .await;
+    let mut made = sample(VinesOsEvent::ProductChanged)["data"].clone();
+    made["third_party_id"] = json!("vinesos:VOS-P-ROSE-2023");
+    made["establishment"] = json!("/enterprise/Establishment/1/");
+    made["id"] = json!(77);
+    // As Revel writes prices: text, to the millionth.
+    made["cost"] = json!("8.000000");
+    lookup()
+        .respond_with(page(json!([made])))
+        .mount(&revel)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&revel)
+        .await;
+    let worker = stack.worker(fast_api(&revel.uri()), 100, None);
+    post(
+        &stack,
+        VinesOsEvent::ProductChanged,
+        &sample(VinesOsEvent::ProductChanged),
+    )
+    .await;
+    stack.settle().await;
+    stack.drain(&worker, 5).await;
+    end_of_day(&stack, "2026-11-24T23:55").await;
+    stack.drain(&worker, 5).await;
+    assert_eq!(
+        requests(&revel, "POST").await,
+        1,
+        "a create that may have happened is never repeated blindly"
+    );
+    assert_eq!(
+        requests(&revel, "PATCH").await,
+        0,
+        "the retry found it holding every field (the cost as Revel writes it)"
+    );
+    assert!(applied(&stack, "vinesos:demo:vos_product:VOS-P-ROSE-2023").await);
+    assert_eq!(stack.jobs_waiting().await, 0);
+}
+
+/// A customer made at Revel's POS before the partner heard of them.
+fn made_in_revel(email: &str, phone: &str) -> Value {
+    json!({"id": 2192, "uuid": REVEL_UUID, "first_name": "Ann", "last_name": "Example",
+           "email": email, "phone_number": phone, "third_party_id": null,
+           "updated_date": "2026-11-20T09:00:00"})
+}
+
+#[tokio::test]
+async fn a_partner_customer_first_created_in_revel_is_found_by_email_linked_and_never_duplicated() {
+    let (stack, revel, worker, _) = with_revel_stand_in(100).await;
+    revel.put(
+        "Customer",
+        made_in_revel("Customer@Example.com", "555 000 1111"),
+    );
+    let member = newer(VinesOsEvent::MemberUpdated, |_| {});
+    for (event, body) in [
+        (
+            VinesOsEvent::CustomerCreated,
+            sample(VinesOsEvent::CustomerCreated),
+        ),
+        (VinesOsEvent::MemberUpdated, member),
+    ] {
+        post(&stack, event, &body).await;
+        stack.settle().await;
+        stack.drain(&worker, 5).await;
+    }
+    let customers = revel.objects("Customer");
+    assert_eq!(customers.len(), 1, "no second customer: {customers:?}");
+    assert_eq!(customers[0]["third_party_id"], "vinesos:VOS-C-501");
+    assert_eq!(
+        customers[0]["last_name"], "Example-Smith",
+        "the member update applied"
+    );
+    assert_eq!(
+        revel.writes(),
+        ["updated Customer 2192", "updated Customer 2192"]
+    );
+}
+
+#[tokio::test]
+async fn a_partner_customer_is_found_by_phone_however_it_is_written_when_the_email_differs() {
+    let (stack, revel, worker, _) = with_revel_stand_in(100).await;
+    revel.put(
+        "Customer",
+        made_in_revel("ann@elsewhere.example", "(123) 123-1234"),
+    );
+    post(
+        &stack,
+        VinesOsEvent::CustomerCreated,
+        &sample(VinesOsEvent::CustomerCreated),
+    )
+    .await;
+    stack.settle().await;
+    stack.drain(&worker, 5).await;
+    assert_eq!(revel.objects("Customer").len(), 1);
+    assert_eq!(
+        revel.objects("Customer")[0]["third_party_id"],
+        "vinesos:VOS-C-501"
+    );
+    assert_eq!(revel.writes(), ["updated Customer 2192"]);
+}
+
+#[tokio::test]
+async fn a_partner_order_reaches_revel_with_its_items_and_payments_and_notes_what_the_api_cannot_hold(
+) {
+    let (stack, revel, worker, _) = with_revel_stand_in(100).await;
+    // The partner's rosé reaches Revel at end of day; the customer at once.
+    post(
+        &stack,
+        VinesOsEvent::ProductChanged,
+        &sample(VinesOsEvent::ProductChanged),
+    )
+    .await;
+    post(
+        &stack,
+        VinesOsEvent::CustomerCreated,
+        &sample(VinesOsEvent::CustomerCreated),
+    )
+    .await;
+    stack.settle().await;
+    stack.drain(&worker, 5).await;
+    end_of_day(&stack, "2026-11-24T23:55").await;
+    stack.drain(&worker, 5).await;
+    let rose = in_revel(
+        &revel,
+        "Product",
+        "third_party_id",
+        "vinesos:VOS-P-ROSE-2023",
+    )[0]["id"]
+        .clone();
+    let customer =
+        in_revel(&revel, "Customer", "third_party_id", "vinesos:VOS-C-501")[0]["id"].clone();
+
+    post(
+        &stack,
+        VinesOsEvent::OrderAdded,
+        &sample(VinesOsEvent::OrderAdded),
+    )
+    .await;
+    stack.settle().await;
+    stack.drain(&worker, 5).await;
+    let orders = in_revel(&revel, "Order", "external_sync", "vinesos:VOS-O-9001");
+    assert_eq!(orders.len(), 1);
+    let order = &orders[0];
+    assert_eq!(
+        (&order["final_total"], &order["subtotal"], &order["tax"]),
+        (&json!(72.9), &json!(67.5), &json!(5.4))
+    );
+    assert_eq!(
+        order["customer"],
+        format!("/resources/Customer/{customer}/")
+    );
+    assert_eq!(
+        order["notes"],
+        "VinesOS order VOS-O-9001; not in Revel's order resources: taxes: City tax 8% 5.40; payment 2: gift_card 20.00"
+    );
+    let uri = json!(format!("/resources/Order/{}/", order["id"]));
+    let items: Vec<(Value, Value, Value, Value)> = revel
+        .objects("OrderItem")
+        .into_iter()
+        .filter(|i| i["order"] == uri)
+        .map(|i| {
+            (
+                i["product"].clone(),
+                i["quantity"].clone(),
+                i["price"].clone(),
+                i["tax_amount"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        items,
+        [
+            (
+                json!("/resources/Product/6/"),
+                json!(2.0),
+                json!(24.0),
+                json!(3.84)
+            ),
+            (
+                json!(format!("/resources/Product/{rose}/")),
+                json!(1.0),
+                json!(19.5),
+                json!(1.56)
+            ),
+        ]
+    );
+    let payments: Vec<Value> = revel
+        .objects("Payment")
+        .into_iter()
+        .filter(|p| p["order"] == uri)
+        .collect();
+    assert_eq!(
+        payments.len(),
+        1,
+        "the gift card is in the notes: {payments:?}"
+    );
+    assert_eq!(
+        (&payments[0]["payment_type"], &payments[0]["amount"]),
+        (&json!(2), &json!(52.9))
+    );
+
+    // The job again (a redelivered message): nothing is written twice.
+    let before = revel.writes();
+    stack
+        .send_job(
+            &json!({"job": "apply_to_revel", "source": "vinesos", "instance": "demo", "event_type": "vinesos.order.added",
+                    "event_key": "rerun", "entity_key": "vinesos:demo:vos_order:VOS-O-9001"})
+            .to_string(),
+            "vinesos:demo:vos_order:VOS-O-9001",
+            "rerun",
+        )
+        .await;
+    stack.drain(&worker, 5).await;
+    assert_eq!(revel.writes(), before);
 }

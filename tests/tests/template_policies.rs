@@ -445,6 +445,7 @@ async fn drive_scheduler(stack: &Stack, recorder: &Recorder) {
         JobKind::InventorySync,
         JobKind::Reconcile,
         JobKind::WinesittingRepair,
+        JobKind::PartnerCatalog,
     ] {
         let accounts = shared::function::accounts_of(task, &revel, winesitting.as_deref())
             .expect("accounts of the task");

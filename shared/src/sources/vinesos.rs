@@ -1,7 +1,9 @@
 //! VinesOS, the partner system, sends its own changes into the bundle: new
 //! customers, updated members, added orders, inventory changes and rewards
-//! added or used, each as soon as it happens, one route per event, the Revel
-//! instance the change applies to named in the route.
+//! added or used, each as soon as it happens, and its added or changed
+//! products and events, which the sync schedule applies to Revel at end of
+//! day ([`crate::partner_catalog`]); one route per event, the Revel instance
+//! the change applies to named in the route.
 //!
 //! Each POST is a JSON envelope
 //!
@@ -38,6 +40,10 @@ use crate::secrets::SecretCache;
 /// The source name, in keys.
 pub const NAME: &str = "vinesos";
 
+/// How the bundle links a Revel object to the partner's (`vinesos:{id}` in
+/// `third_party_id` or `external_sync`).
+pub const LINK_PREFIX: &str = "vinesos:";
+
 /// How far `webhook-timestamp` may be from now, either way.
 pub const TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
@@ -55,15 +61,21 @@ pub enum VinesOsEvent {
     OrderAdded,
     InventoryChanged,
     RewardChanged,
+    /// A product added or changed on VinesOS: applied at end of day.
+    ProductChanged,
+    /// An event (a tasting, a dinner) added or changed on VinesOS: applied at end of day.
+    EventChanged,
 }
 
 impl VinesOsEvent {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::CustomerCreated,
         Self::MemberUpdated,
         Self::OrderAdded,
         Self::InventoryChanged,
         Self::RewardChanged,
+        Self::ProductChanged,
+        Self::EventChanged,
     ];
 
     /// VinesOS's name for the event: the envelope's `type`.
@@ -74,6 +86,8 @@ impl VinesOsEvent {
             Self::OrderAdded => "order.added",
             Self::InventoryChanged => "inventory.changed",
             Self::RewardChanged => "reward.changed",
+            Self::ProductChanged => "product.changed",
+            Self::EventChanged => "event.changed",
         }
     }
 
@@ -90,6 +104,8 @@ impl VinesOsEvent {
             Self::OrderAdded => "/vinesos/{instance}/orders/added",
             Self::InventoryChanged => "/vinesos/{instance}/inventory/changed",
             Self::RewardChanged => "/vinesos/{instance}/rewards/changed",
+            Self::ProductChanged => "/vinesos/{instance}/products/changed",
+            Self::EventChanged => "/vinesos/{instance}/events/changed",
         }
     }
 
@@ -101,6 +117,8 @@ impl VinesOsEvent {
             Self::OrderAdded => "vinesos-order-added",
             Self::InventoryChanged => "vinesos-inventory-changed",
             Self::RewardChanged => "vinesos-reward-changed",
+            Self::ProductChanged => "vinesos-product-changed",
+            Self::EventChanged => "vinesos-event-changed",
         }
     }
 
@@ -112,6 +130,8 @@ impl VinesOsEvent {
             Self::OrderAdded => "VinesOsOrderAddedFunction",
             Self::InventoryChanged => "VinesOsInventoryChangedFunction",
             Self::RewardChanged => "VinesOsRewardChangedFunction",
+            Self::ProductChanged => "VinesOsProductChangedFunction",
+            Self::EventChanged => "VinesOsEventChangedFunction",
         }
     }
 
@@ -125,6 +145,8 @@ impl VinesOsEvent {
             Self::OrderAdded => "vos_order",
             Self::InventoryChanged => "vos_inventory",
             Self::RewardChanged => "vos_reward",
+            Self::ProductChanged => "vos_product",
+            Self::EventChanged => "vos_event",
         }
     }
 }
@@ -138,6 +160,8 @@ impl EventKind for VinesOsEvent {
             Self::OrderAdded => "vinesos.order.added",
             Self::InventoryChanged => "vinesos.inventory.changed",
             Self::RewardChanged => "vinesos.reward.changed",
+            Self::ProductChanged => "vinesos.product.changed",
+            Self::EventChanged => "vinesos.event.changed",
         }
     }
 

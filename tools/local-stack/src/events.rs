@@ -195,12 +195,14 @@ pub fn samples() -> Vec<Sample> {
     samples
 }
 
-const VINESOS_PAYLOADS: [&str; 5] = [
+const VINESOS_PAYLOADS: [&str; 7] = [
     "vinesos-customer-created.json",
     "vinesos-member-updated.json",
     "vinesos-order-added.json",
     "vinesos-inventory-changed.json",
     "vinesos-reward-changed.json",
+    "vinesos-product-changed.json",
+    "vinesos-event-changed.json",
 ];
 
 /// The signing time [`render`] gives the VinesOS samples (2026-11-24T12:00Z),

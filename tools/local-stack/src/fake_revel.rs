@@ -1,11 +1,17 @@
 //! A local stand-in for Revel's REST API, serving fixture data from
-//! events/revel-api/{Resource}.json the way Revel pages it, for `make local`.
-//! It checks the `API-AUTHENTICATION` header and applies the filters the
-//! bundle sends (`updated_date__gte`, `order`, `limit`, `offset`).
+//! events/revel-api/{Resource}.json the way Revel pages it, for `make local`
+//! and the tests. It checks the `API-AUTHENTICATION` header and applies the
+//! filters the bundle sends (`updated_date__gte`, `order`, `limit`,
+//! `offset`, any field by equality, `field__iexact`,
+//! `field__endswith`). Creates and updates are
+//! kept in memory over the fixtures, so what the bundle writes (customers,
+//! orders with their items and payments, products, events) is found by the
+//! lookups that follow, as in Revel.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -17,22 +23,95 @@ use serde_json::{json, Value};
 pub const DEMO_API_KEY: &str = "demo-key";
 pub const DEMO_API_SECRET: &str = "demo-api-secret";
 
+/// Ids the stand-in gives what it creates start here, clear of the fixtures'.
+const FIRST_CREATED_ID: u64 = 10_001;
+
+/// The fixtures, and what was written over them since the stand-in started.
 #[derive(Clone)]
 pub struct Fixtures {
     dir: Arc<PathBuf>,
+    /// Resource -> objects created or updated (by id, over the fixtures).
+    written: Arc<Mutex<BTreeMap<String, BTreeMap<u64, Value>>>>,
+    /// Every write, in order: `created Product 10001`, `updated Customer 2192`.
+    log: Arc<Mutex<Vec<String>>>,
+    next_id: Arc<AtomicU64>,
 }
 
 impl Fixtures {
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir: Arc::new(dir) }
+        Self {
+            dir: Arc::new(dir),
+            written: Arc::default(),
+            log: Arc::default(),
+            next_id: Arc::new(AtomicU64::new(FIRST_CREATED_ID)),
+        }
     }
 
-    fn objects(&self, resource: &str) -> Option<Vec<Value>> {
-        if !resource.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return None;
+    fn fixtures(&self, resource: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join(format!("{resource}.json")))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Every object of `resource` as Revel would hold it now: the fixtures,
+    /// with what was written over them. A resource without fixtures starts
+    /// empty, as in a new instance.
+    pub fn objects(&self, resource: &str) -> Vec<Value> {
+        if !is_resource_name(resource) {
+            return Vec::new();
         }
-        let text = std::fs::read_to_string(self.dir.join(format!("{resource}.json"))).ok()?;
-        serde_json::from_str(&text).ok()
+        let written = self.written.lock().expect("the stand-in's lock");
+        let over = written.get(resource);
+        let mut objects: Vec<Value> = self
+            .fixtures(resource)
+            .into_iter()
+            .filter(|o| over.is_none_or(|w| !w.contains_key(&id_of(o))))
+            .collect();
+        objects.extend(over.into_iter().flat_map(|w| w.values().cloned()));
+        objects
+    }
+
+    /// What was created or updated in `resource` since the stand-in started.
+    pub fn written(&self, resource: &str) -> Vec<Value> {
+        self.written
+            .lock()
+            .expect("the stand-in's lock")
+            .get(resource)
+            .map(|w| w.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every write the stand-in took, in order (`created Product 10001`).
+    pub fn writes(&self) -> Vec<String> {
+        self.log.lock().expect("the stand-in's lock").clone()
+    }
+
+    /// A change made in Revel itself (a customer created at the POS): kept
+    /// like a write, not logged as one.
+    pub fn put(&self, resource: &str, object: Value) {
+        self.keep(resource, object);
+    }
+
+    fn keep(&self, resource: &str, object: Value) {
+        self.written
+            .lock()
+            .expect("the stand-in's lock")
+            .entry(resource.to_owned())
+            .or_default()
+            .insert(id_of(&object), object);
+    }
+}
+
+fn is_resource_name(resource: &str) -> bool {
+    !resource.is_empty() && resource.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn id_of(object: &Value) -> u64 {
+    match object.get("id") {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -45,17 +124,69 @@ fn authorized(instance: &str, headers: &HeaderMap) -> bool {
     instance == crate::DEMO_INSTANCE && presented == Some(expected.as_str())
 }
 
-fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({"error": "unauthorized"})),
-    )
-        .into_response()
+fn answer(status: StatusCode, error: &str) -> Response {
+    (status, Json(json!({"error": error}))).into_response()
 }
 
 /// events/revel-api at the workspace root.
 pub fn default_dir() -> PathBuf {
     crate::events::default_dir().join("revel-api")
+}
+
+/// The stand-in's routes, under `/revel-api/{instance}/resources/`.
+pub fn router(fixtures: Fixtures) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/revel-api/{instance}/resources/{resource}/",
+            axum::routing::get(resources).post(write),
+        )
+        .route(
+            "/revel-api/{instance}/resources/{resource}/{id}/",
+            axum::routing::patch(write),
+        )
+        .with_state(fixtures)
+}
+
+/// Serves the stand-in on a free loopback port until the process ends;
+/// returns the base URL the bundle's `REVEL_API_BASE_URL` takes (before
+/// `/{instance}`).
+pub async fn start(fixtures: Fixtures) -> Result<String, crate::Error> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router(fixtures)).await;
+    });
+    Ok(format!("http://{address}/revel-api"))
+}
+
+/// Whether `object` passes the filter `field = wanted`.
+fn passes(object: &Value, field: &str, wanted: &str) -> bool {
+    if field == "updated_date__gte" {
+        return object
+            .get("updated_date")
+            .and_then(Value::as_str)
+            .is_some_and(|d| d >= wanted);
+    }
+    if field == "order" {
+        let uri = format!("/resources/Order/{wanted}/");
+        return object.get("order").and_then(Value::as_str) == Some(uri.as_str());
+    }
+    if let Some(field) = field.strip_suffix("__endswith") {
+        return object
+            .get(field)
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.ends_with(wanted));
+    }
+    let (field, case_blind) = match field.strip_suffix("__iexact") {
+        Some(field) => (field, true),
+        None => (field, false),
+    };
+    match object.get(field) {
+        Some(Value::String(s)) if case_blind => s.eq_ignore_ascii_case(wanted),
+        Some(Value::String(s)) => s == wanted,
+        Some(Value::Null) | None => false,
+        Some(other) => other.to_string().eq_ignore_ascii_case(wanted),
+    }
 }
 
 /// `GET /{instance}/resources/{Resource}/`.
@@ -66,44 +197,20 @@ pub async fn resources(
     headers: HeaderMap,
 ) -> Response {
     if !authorized(&instance, &headers) {
-        return unauthorized();
+        return answer(StatusCode::UNAUTHORIZED, "unauthorized");
     }
-    if !resource.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response();
+    if !is_resource_name(&resource) {
+        return answer(StatusCode::NOT_FOUND, "not found");
     }
-    // A resource without fixtures is an empty list, as in a new instance.
-    let mut objects = fixtures.objects(&resource).unwrap_or_default();
-    if let Some(since) = query.get("updated_date__gte") {
-        objects.retain(|o| {
-            o.get("updated_date")
-                .and_then(Value::as_str)
-                .is_some_and(|d| d >= since.as_str())
-        });
-    }
-    if let Some(order) = query.get("order") {
-        let uri = format!("/resources/Order/{order}/");
-        objects.retain(|o| o.get("order").and_then(Value::as_str) == Some(uri.as_str()));
-    }
-    // Any other field filter is an equality (`third_party_id=...`).
+    let mut objects = fixtures.objects(&resource);
+    // Paging and sorting parameters, and filters the fixtures don't model.
+    let ignored = ["format", "limit", "offset", "order_by", "closed"];
     for (field, wanted) in &query {
-        let special = [
-            "format",
-            "limit",
-            "offset",
-            "order_by",
-            "updated_date__gte",
-            "order",
-            "closed",
-        ];
-        if special.contains(&field.as_str()) {
-            continue;
+        if !ignored.contains(&field.as_str()) {
+            objects.retain(|o| passes(o, field, wanted));
         }
-        objects.retain(|o| match o.get(field) {
-            Some(Value::String(s)) => s == wanted,
-            Some(other) => other.to_string().eq_ignore_ascii_case(wanted),
-            None => false,
-        });
     }
+    objects.sort_by_key(id_of);
     let limit: usize = query
         .get("limit")
         .and_then(|v| v.parse().ok())
@@ -128,66 +235,93 @@ pub async fn resources(
     .into_response()
 }
 
-/// `POST /{instance}/resources/{Resource}/` and `PATCH .../{id}/`: answers
-/// with the written object, a new uuid and `updated_date` (nothing is kept;
-/// enough to watch the partner's changes reach "Revel").
+/// Revel's way of writing a time: no offset, to the second.
+fn revel_now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{}T{:02}:{:02}:{:02}",
+        now.date(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+/// `POST /{instance}/resources/{Resource}/` creates an object (with an id,
+/// a uuid unless the body gives one, and `updated_date`); `PATCH
+/// .../{id}/` changes the fields the body names. Both answer with the
+/// object as it now is, and keep it.
 pub async fn write(
+    State(fixtures): State<Fixtures>,
     Path(params): Path<HashMap<String, String>>,
     headers: HeaderMap,
-    Json(mut body): Json<Value>,
+    Json(body): Json<Value>,
 ) -> Response {
     let instance = params
         .get("instance")
         .map(String::as_str)
         .unwrap_or_default();
     if !authorized(instance, &headers) {
-        return unauthorized();
+        return answer(StatusCode::UNAUTHORIZED, "unauthorized");
     }
-    let now = time::OffsetDateTime::now_utc();
-    let id = params
-        .get("id")
-        .cloned()
-        .unwrap_or_else(|| fastrand::u32(1000..999_999).to_string());
-    if let Value::Object(fields) = &mut body {
-        fields.insert(
-            "id".into(),
-            json!(id
-                .parse::<u64>()
-                .map(Value::from)
-                .unwrap_or(Value::String(id.clone()))),
-        );
-        fields.insert(
-            "uuid".into(),
-            json!(format!(
-                "00000000-0000-4000-8000-{:012}",
-                fastrand::u64(..999_999_999_999)
-            )),
-        );
-        fields.insert(
-            "updated_date".into(),
-            json!(format!(
-                "{}T{:02}:{:02}:{:02}",
-                now.date(),
-                now.hour(),
-                now.minute(),
-                now.second()
-            )),
-        );
-    }
-    let status = if params.contains_key("id") {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
+    let resource = params
+        .get("resource")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let Value::Object(fields) = body else {
+        return answer(StatusCode::BAD_REQUEST, "the body must be an object");
     };
-    println!(
-        "revel stand-in: {} {} {}",
-        if status == StatusCode::OK {
-            "PATCH"
-        } else {
-            "POST"
-        },
-        params.get("resource").map(String::as_str).unwrap_or("?"),
-        id
-    );
-    (status, Json(body)).into_response()
+    if !is_resource_name(resource) {
+        return answer(StatusCode::NOT_FOUND, "not found");
+    }
+    let (status, mut object) = match params.get("id") {
+        Some(id) => {
+            let Some(current) = fixtures
+                .objects(resource)
+                .into_iter()
+                .find(|o| id_of(o).to_string() == *id)
+            else {
+                return answer(StatusCode::NOT_FOUND, "not found");
+            };
+            let mut object = current;
+            for (field, value) in fields {
+                object[field] = value;
+            }
+            (StatusCode::OK, object)
+        }
+        None => {
+            // As Revel's developer FAQ says: a create naming its id or
+            // resource_uri is refused.
+            if fields.contains_key("id") || fields.contains_key("resource_uri") {
+                return answer(StatusCode::BAD_REQUEST, "id and resource_uri are Revel's");
+            }
+            let id = fixtures.next_id.fetch_add(1, Ordering::SeqCst);
+            let mut object = Value::Object(fields);
+            object["id"] = json!(id);
+            object["resource_uri"] = json!(format!("/resources/{resource}/{id}/"));
+            if object.get("uuid").is_none_or(Value::is_null) {
+                object["uuid"] = json!(format!("00000000-0000-4000-8000-{id:012}"));
+            }
+            (StatusCode::CREATED, object)
+        }
+    };
+    object["updated_date"] = json!(revel_now());
+    fixtures.keep(resource, object.clone());
+    let what = if status == StatusCode::CREATED {
+        "created"
+    } else {
+        "updated"
+    };
+    fixtures
+        .log
+        .lock()
+        .expect("the stand-in's lock")
+        .push(format!("{what} {resource} {}", id_of(&object)));
+    let link = ["third_party_id", "external_sync"]
+        .iter()
+        .find_map(|f| object.get(*f).and_then(Value::as_str))
+        .map(|l| format!(" ({l})"))
+        .unwrap_or_default();
+    println!("revel stand-in: {what} {resource} {}{link}", id_of(&object));
+    (status, Json(object)).into_response()
 }

@@ -31,7 +31,7 @@ const USAGE: &str =
     "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python] [--no-worker]
        local-stack gen-events [--dir events]
        local-stack post-events [--dir events] [--url URL] [--wait-seconds 30]
-       local-stack trigger product_sync|event_sync|inventory_sync|reconcile|winesitting_repair
+       local-stack trigger product_sync|event_sync|inventory_sync|reconcile|winesitting_repair|partner_catalog
        local-stack load [--count 10000] [--repeat-percent 30] [--concurrency 32] [--url URL] [--max-seconds 300]";
 
 /// The variable naming the queue the processor's event source mapping
@@ -202,15 +202,9 @@ async fn up(args: &[String]) -> Result<(), Error> {
             "/winesitting-api/orders",
             axum::routing::get(local_stack::fake_winesitting::orders),
         )
-        .route(
-            "/revel-api/{instance}/resources/{resource}/",
-            axum::routing::get(fake_revel::resources).post(fake_revel::write),
-        )
-        .route(
-            "/revel-api/{instance}/resources/{resource}/{id}/",
-            axum::routing::patch(fake_revel::write),
-        )
-        .with_state(fake_revel::Fixtures::new(fake_revel::default_dir()))
+        .merge(fake_revel::router(fake_revel::Fixtures::new(
+            fake_revel::default_dir(),
+        )))
         .merge(
             axum::Router::new()
                 .route("/partner/webhooks", axum::routing::post(partner::receive))
@@ -293,6 +287,7 @@ async fn up(args: &[String]) -> Result<(), Error> {
         "inventory_sync",
         "reconcile",
         "winesitting_repair",
+        "partner_catalog",
     ] {
         println!("  make trigger TASK={task}");
     }

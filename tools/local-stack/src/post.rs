@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use serde_json::{json, Value};
 use shared::ids::{EntityKey, InstanceName};
+use shared::partner_catalog;
 use shared::sources::{FollowUp, Version};
 use shared::store::dynamodb::{event_record, DynamoEntityStore};
 use shared::store::{EntityStore, EventRecord, EventStatus, Rank, StoredEntity};
@@ -49,6 +50,8 @@ enum Progress {
 enum Reached {
     Partner,
     Revel,
+    /// A partner product or event, waiting for the end-of-day batch.
+    EndOfDay,
     KeptOnly,
     NotApplied,
 }
@@ -289,10 +292,35 @@ impl Observer {
                 Reached::Revel,
                 format!("{about}: applied to Revel (its API stand-in); it came from the partner, so nothing goes back to it"),
             ),
-            FollowUp::ApplyToRevel => {
-                Progress::Waiting(format!("{about}: the worker, applying it to Revel"))
-            }
+            FollowUp::ApplyToRevel => match partner_catalog::batched_kind(change.kind) {
+                Some(kind) => self.end_of_day(&record.instance, kind, &change.id, &entity, &about).await?,
+                None => Progress::Waiting(format!("{about}: the worker, applying it to Revel")),
+            },
             FollowUp::CatalogPull => self.catalog(&record.instance, record, &about).await?,
+        })
+    }
+
+    /// A partner product or event: done once the worker noted its revision
+    /// for the end-of-day batch.
+    async fn end_of_day(
+        &self,
+        instance: &InstanceName,
+        kind: &'static str,
+        id: &str,
+        entity: &StoredEntity,
+        about: &str,
+    ) -> Result<Progress, Error> {
+        let pending = partner_catalog::PendingIndex::new(&self.entities)
+            .all(instance, kind)
+            .await?;
+        Ok(match pending.get(id) {
+            Some(revision) if *revision >= entity.revision => Progress::Done(
+                Reached::EndOfDay,
+                format!("{about}: kept for the end-of-day batch; `make trigger TASK=partner_catalog` applies it to Revel"),
+            ),
+            _ => Progress::Waiting(format!(
+                "{about}: the worker, keeping it for the end-of-day batch"
+            )),
         })
     }
 
@@ -472,9 +500,10 @@ pub async fn run(dir: &Path, url: Option<&str>, wait: Duration) -> Result<(), Er
     }
     let count = |r| counts.get(&r).copied().unwrap_or(0);
     println!(
-        "{} reached the partner, {} applied to Revel, {} kept with no follow-up, {} with nothing to apply, {} not finished",
+        "{} reached the partner, {} applied to Revel, {} kept for the end-of-day batch, {} kept with no follow-up, {} with nothing to apply, {} not finished",
         count(Some(Reached::Partner)),
         count(Some(Reached::Revel)),
+        count(Some(Reached::EndOfDay)),
         count(Some(Reached::KeptOnly)),
         count(Some(Reached::NotApplied)),
         count(None)
