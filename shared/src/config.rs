@@ -27,7 +27,58 @@ pub struct Config {
     pub vinesos_secrets_id: Option<String>,
     /// `JOBS_DEAD_LETTER_QUEUE_URL`: where the worker parks jobs that can never succeed.
     pub jobs_dlq_url: Option<String>,
+    /// `DELIVER_WINESITTING_EVENTS`, `DELIVER_BOOKING_EVENTS` (both `true`):
+    /// whose events the processor queues for delivery to the partner.
+    pub deliveries: PartnerDeliveries,
     pub settings: Settings,
+}
+
+/// The per-source switches of deliveries to the partner. Revel's own
+/// changes always go (they are what the partner is for); WineSitting's and
+/// the booking platform's go unless a merchant turns them off. The
+/// default delivers every source's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartnerDeliveries {
+    off: Vec<&'static str>,
+}
+
+impl PartnerDeliveries {
+    /// The switches: the source's name and the variable that turns it off.
+    pub const SWITCHES: [(&'static str, &'static str); 2] = [
+        (
+            crate::sources::winesitting::NAME,
+            "DELIVER_WINESITTING_EVENTS",
+        ),
+        (crate::sources::booking::NAME, "DELIVER_BOOKING_EVENTS"),
+    ];
+
+    /// Every source delivered except `off`.
+    pub fn all_but(off: &[&'static str]) -> Self {
+        Self { off: off.to_vec() }
+    }
+
+    /// Whether changes from `source` are delivered to the partner.
+    pub fn delivers(&self, source: &str) -> bool {
+        !self.off.contains(&source)
+    }
+
+    fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut off = Vec::new();
+        for (source, name) in Self::SWITCHES {
+            let raw = lookup(name).map(|v| v.trim().to_ascii_lowercase());
+            match raw.as_deref() {
+                None | Some("" | "true") => {}
+                Some("false") => off.push(source),
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        name,
+                        why: "expected true or false".into(),
+                    })
+                }
+            }
+        }
+        Ok(Self { off })
+    }
 }
 
 /// The tunable part of [`Config`], with defaults that fit Revel.
@@ -106,6 +157,7 @@ impl Config {
                 .unwrap_or_else(|| "x-signature".to_owned()),
             vinesos_secrets_id: lookup("VINESOS_SECRETS_ID").filter(|v| !v.trim().is_empty()),
             jobs_dlq_url: lookup("JOBS_DEAD_LETTER_QUEUE_URL").filter(|v| !v.trim().is_empty()),
+            deliveries: PartnerDeliveries::from_lookup(&lookup)?,
             settings,
         })
     }
@@ -268,6 +320,29 @@ mod tests {
         pairs.push(("EVENT_RETENTION_DAYS", "7"));
         let config = Config::from_lookup(env(&pairs)).unwrap();
         assert_eq!(config.settings.retention, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn every_source_is_delivered_to_the_partner_unless_its_switch_says_false() {
+        let config = Config::from_lookup(env(&REQUIRED)).unwrap();
+        assert!(["revel", "winesitting", "booking"]
+            .iter()
+            .all(|s| config.deliveries.delivers(s)));
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("DELIVER_WINESITTING_EVENTS", " False "));
+        pairs.push(("DELIVER_BOOKING_EVENTS", "true"));
+        let config = Config::from_lookup(env(&pairs)).unwrap();
+        assert!(!config.deliveries.delivers("winesitting"));
+        assert!(config.deliveries.delivers("booking") && config.deliveries.delivers("revel"));
+        let mut wrong = REQUIRED.to_vec();
+        wrong.push(("DELIVER_BOOKING_EVENTS", "off"));
+        assert!(matches!(
+            Config::from_lookup(env(&wrong)).unwrap_err(),
+            ConfigError::Invalid {
+                name: "DELIVER_BOOKING_EVENTS",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -95,6 +95,10 @@ pub enum DeliveryError {
     /// Another 4xx: the partner refuses this message; retries go to the DLQ.
     #[error("partner endpoint rejected the delivery with status {status}")]
     Rejected { status: u16 },
+    /// No partner URL is configured (`DownstreamUrl` is empty): nothing can
+    /// be sent until one is, so the delivery waits (the worker parks it).
+    #[error("no partner URL is configured (DownstreamUrl)")]
+    NotConfigured,
 }
 
 /// The partner system's webhook endpoint, as the worker sees it: a message

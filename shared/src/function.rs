@@ -102,6 +102,7 @@ pub fn processor(config: &Config, clients: &Clients) -> Processor {
             &config.jobs_queue_url,
         )),
     )
+    .with_deliveries(config.deliveries.clone())
 }
 
 /// Serves one Revel webhook type in the Lambda runtime.
@@ -170,13 +171,13 @@ pub async fn warm(source: &dyn Source) {
 }
 
 /// Reads the Standard Webhooks signing secret and builds the downstream
-/// client, or `None` (delivery off) when no URL is configured.
+/// client, or `None` when no URL is configured (deliveries then wait, parked).
 pub async fn downstream(
     sync: &crate::config::SyncConfig,
     clients: &Clients,
 ) -> Result<Option<crate::downstream::Downstream>, Error> {
     let (Some(url), Some(secret_id)) = (&sync.downstream_url, &sync.downstream_secret_id) else {
-        tracing::warn!("downstream delivery is off: DOWNSTREAM_URL is not set; sync jobs are acknowledged without sending");
+        tracing::warn!("no partner URL: DOWNSTREAM_URL is not set; every delivery to the partner waits in the jobs dead-letter queue until it is set and `revel-ops dlq redrive` runs");
         return Ok(None);
     };
     let value = clients

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
+use crate::config::PartnerDeliveries;
 use crate::error::DependencyError;
 use crate::idempotency::sha256_hex;
 use crate::ids::{EntityKey, InstanceName};
@@ -86,14 +87,10 @@ pub fn read(record: &EventRecord) -> Result<Reading, Malformed> {
         .raw_body()
         .map_err(|_| Malformed("unreadable_body"))?;
     let body: Value = serde_json::from_slice(&raw).map_err(|_| Malformed("invalid_json"))?;
+    // The record's type is its route's: a header naming another type was
+    // logged and counted by the receiver, and does not stop it here either
+    // (so a record quarantined for it by earlier code is applied on replay).
     let headers = header_map(record);
-    // As the receiver checks it: a body under another type's route is not
-    // applied as that type.
-    if sources::declared_event_type(source, &headers)
-        .is_some_and(|declared| !declared.eq_ignore_ascii_case(kind.event_type()))
-    {
-        return Err(Malformed("event_type_mismatch"));
-    }
     let meaning = kind.interpret(body, &headers)?;
     Ok(Reading { source, meaning })
 }
@@ -115,17 +112,34 @@ pub fn header_map(record: &EventRecord) -> HeaderMap {
 /// The planned entity write of a record.
 struct Planned {
     upsert: EntityUpsert,
+    /// The state written, as a value (what the change implies beyond its
+    /// own entity is read from it).
+    state: Value,
 }
 
 /// The stream processor: the entities table and the jobs queue.
 pub struct Processor {
     entities: Arc<dyn EntityStore>,
     jobs: Arc<dyn JobQueue>,
+    /// Whose changes are delivered to the partner.
+    deliveries: PartnerDeliveries,
 }
 
 impl Processor {
+    /// A processor that delivers every source's changes to the partner.
     pub fn new(entities: Arc<dyn EntityStore>, jobs: Arc<dyn JobQueue>) -> Self {
-        Self { entities, jobs }
+        Self {
+            entities,
+            jobs,
+            deliveries: PartnerDeliveries::default(),
+        }
+    }
+
+    /// Delivers to the partner only the sources `deliveries` lets through
+    /// (the merchant's switches, `DELIVER_*_EVENTS`).
+    pub fn with_deliveries(mut self, deliveries: PartnerDeliveries) -> Self {
+        self.deliveries = deliveries;
+        self
     }
 
     /// Applies one stored record: entity first, follow-up after.
@@ -145,35 +159,112 @@ impl Processor {
         let dimensions =
             telemetry::event_dimensions(source, &record.event_type, record.instance.as_str());
         let upserted = match &planned {
-            Some(planned) => Some(self.entities.upsert(&planned.upsert).await?),
+            Some(planned) => Some(self.upsert(planned, &dimensions).await?),
             None => None,
         };
-        match upserted {
-            Some(Upserted::Stale) => {
-                tracing::info!("the entity holds a newer change; left as is");
-                telemetry::count(Metric::Stale, &dimensions);
+        let follow_up = match meaning.follow_up {
+            FollowUp::SyncEntity if !self.deliveries.delivers(source) => {
+                tracing::info!(
+                    source,
+                    "deliveries of this source to the partner are turned off; kept, not sent"
+                );
+                FollowUp::None
             }
-            Some(Upserted::Unchanged { .. }) => {
-                tracing::info!("a newer change with the same state: only its rank moved");
-                telemetry::count(Metric::Unchanged, &dimensions);
-            }
-            _ => {}
-        }
-        let job = follow_up(
-            source,
-            record,
-            meaning.follow_up,
-            planned.as_ref(),
-            upserted,
-        );
+            other => other,
+        };
+        let job = follow_up_job(source, record, follow_up, planned.as_ref(), upserted);
         if let Some(job) = &job {
             self.jobs.enqueue(job).await?;
             telemetry::count(Metric::JobsEnqueued, &dimensions);
+        }
+        if let Some(planned) = &planned {
+            self.implied(source, record, planned, upserted, &dimensions)
+                .await?;
         }
         Ok(Processed::Applied {
             upserted,
             job: job.map(|j| j.message.job),
         })
+    }
+
+    /// Keeps one planned change newest-wins, counting a stale or collapsed one.
+    async fn upsert(
+        &self,
+        planned: &Planned,
+        dimensions: &[(Dimension, &str)],
+    ) -> Result<Upserted, ProcessError> {
+        let upserted = self.entities.upsert(&planned.upsert).await?;
+        match upserted {
+            Upserted::Stale => {
+                tracing::info!(entity = %planned.upsert.key, "the entity holds a newer change; left as is");
+                telemetry::count(Metric::Stale, dimensions);
+            }
+            Upserted::Unchanged { .. } => {
+                tracing::info!(entity = %planned.upsert.key, "a newer change with the same state: only its rank moved");
+                telemetry::count(Metric::Unchanged, dimensions);
+            }
+            _ => {}
+        }
+        Ok(upserted)
+    }
+
+    /// What a change says beyond its own entity, applied after it (so a
+    /// retried record redoes it; each step is idempotent). A Revel order
+    /// reports on the rewards card it used (`gift_reward_data`): the card's
+    /// state is kept newest-wins by the card's own date and delivered like
+    /// any card; and it sold products: one job, in the order's message
+    /// group after the order's own delivery, tells the partner each
+    /// product's stock change.
+    async fn implied(
+        &self,
+        source: &'static str,
+        record: &EventRecord,
+        order: &Planned,
+        upserted: Option<Upserted>,
+        dimensions: &[(Dimension, &str)],
+    ) -> Result<(), ProcessError> {
+        if source != sources::revel::NAME || order.upsert.kind != "order" {
+            return Ok(());
+        }
+        if let Some(card) = sources::revel::rewards_card_of_order(&order.state) {
+            match plan(source, &record.instance, record, card) {
+                Ok(card) => {
+                    let card_upserted = self.upsert(&card, dimensions).await?;
+                    let job = follow_up_job(
+                        source,
+                        record,
+                        FollowUp::SyncEntity,
+                        Some(&card),
+                        Some(card_upserted),
+                    );
+                    if let Some(job) = &job {
+                        self.jobs.enqueue(job).await?;
+                        telemetry::count(Metric::JobsEnqueued, dimensions);
+                    }
+                }
+                Err(Malformed(reason)) => {
+                    tracing::warn!(
+                        reason,
+                        "an order's rewards card can't be kept; the order is"
+                    );
+                }
+            }
+        }
+        let owed = upserted.is_some_and(Upserted::owes_follow_up);
+        if owed && !sources::revel::sold_products(&order.state).is_empty() {
+            let job = Job::for_entity(
+                JobKind::InventorySold,
+                source,
+                &record.instance,
+                &record.event_type,
+                &record.event_key,
+                &order.upsert.key,
+                &order.upsert.rank,
+            );
+            self.jobs.enqueue(&job).await?;
+            telemetry::count(Metric::JobsEnqueued, dimensions);
+        }
+        Ok(())
     }
 }
 
@@ -216,6 +307,7 @@ fn plan(
         Version::ReceiptOrder => record.received_at_micros,
     };
     Ok(Planned {
+        state: change.state,
         upsert: EntityUpsert {
             key,
             source,
@@ -230,8 +322,8 @@ fn plan(
     })
 }
 
-/// The job a processed record owes, if any.
-fn follow_up(
+/// The job a processed change owes, if any.
+fn follow_up_job(
     source: &'static str,
     record: &EventRecord,
     follow_up: FollowUp,

@@ -36,6 +36,9 @@ pub enum JobKind {
     ApplyToRevel,
     /// Poll WineSitting for orders still in progress; repair missed webhooks.
     WinesittingRepair,
+    /// Tell the partner what a Revel order sold: one stock change per
+    /// product (in the order's message group, after the order itself).
+    InventorySold,
     /// End of day: the partner's (VinesOS) new products and events, applied to Revel.
     PartnerCatalog,
 }
@@ -52,6 +55,7 @@ impl JobKind {
             Self::Reconcile => "reconcile",
             Self::ApplyToRevel => "apply_to_revel",
             Self::WinesittingRepair => "winesitting_repair",
+            Self::InventorySold => "inventory_sold",
             Self::PartnerCatalog => "partner_catalog",
         }
     }

@@ -26,6 +26,7 @@ use crate::store::{
     ArchivedBody, BodyEncoding, EventRecord, EventStatus, EventStore, Origin, Put,
     MAX_ARCHIVED_BODY_BYTES,
 };
+use crate::telemetry::{self, Metric};
 
 /// Largest entity state kept (DynamoDB items are at most 400 KB).
 pub const MAX_STATE_BYTES: usize = 350_000;
@@ -224,10 +225,12 @@ impl Receiver {
         let received_at_micros = self.clock.now_micros();
         let meaning = match serde_json::from_slice::<Value>(&request.body) {
             Ok(body) if self.source.is_ping(&body) => return Ok(Prepared::Pong),
-            Ok(body) => self
-                .check_declared_type(&request.headers)
-                .and_then(|()| self.kind.interpret(body, &request.headers))
-                .and_then(|meaning| self.check_state(instance, request, meaning)),
+            Ok(body) => {
+                self.note_declared_type(instance, &request.headers);
+                self.kind
+                    .interpret(body, &request.headers)
+                    .and_then(|meaning| self.check_state(instance, request, meaning))
+            }
             Err(_) => Err(Malformed("invalid_json")),
         };
         // Hashed once: the record keeps it, and some keys are made of it.
@@ -264,13 +267,30 @@ impl Receiver {
         Ok(Prepared::Event(Box::new(PreparedEvent { record })))
     }
 
-    fn check_declared_type(&self, headers: &HeaderMap) -> Result<(), Malformed> {
-        match crate::sources::declared_event_type(self.source.name(), headers) {
-            Some(declared) if !declared.eq_ignore_ascii_case(self.kind.event_type()) => {
-                Err(Malformed("event_type_mismatch"))
-            }
-            _ => Ok(()),
+    /// The route decides the event type. A sender that names another one
+    /// in its header (Revel's `X-Revel-Event-Type`) may simply name its
+    /// types differently, so the request is stored as the route's type and
+    /// the disagreement is logged and counted, never refused: refusing it
+    /// would quarantine every event of such a sender, and a 202 is never
+    /// retried.
+    fn note_declared_type(&self, instance: &InstanceName, headers: &HeaderMap) {
+        let route = self.kind.event_type();
+        let Some(declared) = crate::sources::declared_event_type(self.source.name(), headers)
+        else {
+            return;
+        };
+        if declared.eq_ignore_ascii_case(route) {
+            return;
         }
+        tracing::warn!(
+            declared = %telemetry::short_text(declared),
+            route,
+            "the event type header disagrees with the route; stored as the route's type"
+        );
+        telemetry::count(
+            Metric::EventTypeMismatches,
+            &telemetry::event_dimensions(self.source.name(), route, instance.as_str()),
+        );
     }
 
     /// What the processor will need of the meaning, checked now so a body it

@@ -76,10 +76,16 @@ pub enum Metric {
     ReconciledOrders,
     /// WineSitting orders whose webhook was lost, ingested by the repair poll.
     RepairedOrders,
+    /// A Revel request whose `X-Revel-Event-Type` names another type than
+    /// its route: stored as the route's type, and counted.
+    EventTypeMismatches,
+    /// A delivery to the partner that found no partner URL configured: it
+    /// waits in the jobs DLQ (or on the queue) until the URL is set.
+    DeliveriesWaiting,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 18] = [
         Metric::Accepted,
         Metric::Duplicate,
         Metric::Rejected,
@@ -96,6 +102,8 @@ impl Metric {
         Metric::ApiBudgetUsedPercent,
         Metric::ReconciledOrders,
         Metric::RepairedOrders,
+        Metric::EventTypeMismatches,
+        Metric::DeliveriesWaiting,
     ];
 
     /// The CloudWatch metric name.
@@ -117,6 +125,8 @@ impl Metric {
             Self::ApiBudgetUsedPercent => "ApiBudgetUsedPercent",
             Self::ReconciledOrders => "ReconciledOrders",
             Self::RepairedOrders => "RepairedOrders",
+            Self::EventTypeMismatches => "EventTypeMismatches",
+            Self::DeliveriesWaiting => "DeliveriesWaiting",
         }
     }
 
@@ -274,6 +284,12 @@ pub fn error_summary(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// Longest dimension value kept; the names used are far shorter.
 const MAX_DIMENSION_VALUE: usize = 64;
+
+/// A value a sender chose (a header naming an event type), fit for a log
+/// line: the same letters a dimension keeps, so it can't carry free text.
+pub fn short_text(raw: &str) -> String {
+    dimension_value(raw)
+}
 
 /// Letters, digits, `.`, `_` and `-`, at most [`MAX_DIMENSION_VALUE`]: a
 /// dimension can't carry free text, however it was called.

@@ -67,9 +67,128 @@ async fn every_sample_of_the_other_platforms_is_stored_with_one_request_and_its_
     assert_eq!(kept.len(), 11);
     assert_eq!(
         stack.jobs_waiting().await,
-        0,
-        "these sources queue no follow-up"
+        11,
+        "each change is queued for the partner"
     );
+}
+
+/// Verifies a delivery with an independent Standard Webhooks verifier and
+/// reads its body.
+fn verified(request: &wiremock::Request) -> Value {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in request.headers.iter() {
+        headers.insert(name.clone(), value.clone());
+    }
+    standardwebhooks::Webhook::new(PARTNER_SECRET)
+        .unwrap()
+        .verify(&request.body, &headers)
+        .expect("a Standard Webhooks signature");
+    serde_json::from_slice(&request.body).unwrap()
+}
+
+#[tokio::test]
+async fn winesitting_and_booking_changes_reach_the_partner_signed_in_order_per_entity_unless_switched_off(
+) {
+    let stack = Stack::new().await;
+    let partner = PartnerStandIn::start(204).await;
+    let worker = stack.delivering_worker(&partner);
+    let bookings = stack.receiver_for(BookingFamily::Bookings.logical_id());
+    let send_booking = |trigger: &'static str, at: &'static str| {
+        let body = booking_body("Bookings", trigger, at, "B-1");
+        deliver(&bookings, signed_booking(BookingFamily::Bookings, &body))
+    };
+    let (route, path, headers) =
+        request_for(Target::WineSitting, &payload("winesitting-order.json"));
+    let winesitting = stack.receiver_for(winesitting::LOGICAL_ID);
+    let (status, _) = deliver(
+        &winesitting,
+        request(&route, &path, &headers, &payload("winesitting-order.json")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        send_booking("Creation", "2026-11-24T10:00:00Z").await.0,
+        200
+    );
+    stack.settle().await;
+    stack.drain(&worker, 10).await;
+    assert_eq!(
+        send_booking("Cancellation", "2026-11-24T11:00:00Z").await.0,
+        200
+    );
+    stack.settle().await;
+    stack.drain(&worker, 10).await;
+
+    let requests = partner.server.received_requests().await.unwrap();
+    let bodies: Vec<Value> = requests.iter().map(verified).collect();
+    let read: Vec<(&str, &str, &str, u64, &Value)> = bodies
+        .iter()
+        .map(|b| {
+            let data = &b["data"];
+            (
+                b["type"].as_str().unwrap(),
+                data["source"].as_str().unwrap(),
+                data["id"].as_str().unwrap(),
+                data["revision"].as_u64().unwrap(),
+                &data["state"]["deleted"],
+            )
+        })
+        .collect();
+    let mut winesitting_first = read.clone();
+    winesitting_first.sort_by_key(|(kind, ..)| !kind.starts_with("winesitting"));
+    assert_eq!(
+        winesitting_first,
+        [
+            (
+                "winesitting.order.changed",
+                "winesitting",
+                "WS-10482",
+                1,
+                &Value::Null
+            ),
+            (
+                "booking.booking.changed",
+                "booking",
+                "B-1",
+                1,
+                &json!(false)
+            ),
+            ("booking.booking.changed", "booking", "B-1", 2, &json!(true)),
+        ],
+        "each source's envelope; the booking's changes in order, the cancellation last"
+    );
+    assert_eq!(
+        bodies[0]["data"]["instance"], DEMO_INSTANCE,
+        "the account the change came from"
+    );
+
+    // The merchant turns the booking platform's deliveries off: its changes
+    // are kept, and nothing more reaches the partner.
+    let off = shared::config::Config::from_lookup(|name| {
+        if name == "DELIVER_BOOKING_EVENTS" {
+            Some("false".to_owned())
+        } else {
+            stack.provisioned.lookup()(name)
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        send_booking("Amendment", "2026-11-24T12:00:00Z").await.0,
+        200
+    );
+    stack
+        .settle_with(&shared::function::processor(&off, &stack.clients()), 20)
+        .await;
+    assert_eq!(
+        stack.jobs_waiting().await,
+        0,
+        "nothing queued for the partner"
+    );
+    let key = shared::ids::EntityKey::parse("booking:demo:booking:B-1").unwrap();
+    let revisions = stack.entity_revisions().await;
+    assert_eq!(revisions[key.as_str()], "3", "the amendment is kept");
+    stack.drain(&worker, 10).await;
+    assert_eq!(partner.server.received_requests().await.unwrap().len(), 3);
 }
 
 #[tokio::test]

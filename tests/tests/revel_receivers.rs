@@ -92,16 +92,20 @@ async fn every_revel_sample_is_stored_with_one_request_and_its_repeat_costs_one_
     );
 
     stack.settle().await;
+    let mut named = stack.entity_keys_named_by_events().await;
+    // The order's rewards card, which the order reports on.
+    named.insert(SEED_ORDER_CARD.to_owned());
     assert_eq!(
         stack.entity_keys().await,
-        stack.entity_keys_named_by_events().await,
-        "one entity per entity the events name"
+        named,
+        "one entity per entity the events name, and the order's card"
     );
     for (entity, revision) in stack.entity_revisions().await {
         assert_eq!(revision, "1", "{entity}: a repeat is not a new state");
     }
 
-    // Every entity that syncs reaches the partner once, at its one revision.
+    // Every entity that syncs reaches the partner once, at its one revision
+    // (and the order's stock changes, kept as the entity recording them).
     let partner = PartnerStandIn::start(204).await;
     stack.drain(&stack.delivering_worker(&partner), 20).await;
     let mut heard: Vec<(String, u64)> = partner
@@ -195,15 +199,157 @@ async fn an_order_keeps_items_payments_and_parsed_rewards_without_card_fields() 
         assert!(!kept.contains(card_field), "{card_field} was kept");
     }
     let jobs = stack.take_jobs().await;
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    assert_eq!(jobs[0]["job"], "sync_entity");
-    assert_eq!(jobs[0]["event_key"], event_id(&answer));
-    assert_eq!(jobs[0]["entity_key"], text(&entity, "entity_key").as_str());
+    let named: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j["job"].as_str().unwrap(),
+                j["entity_key"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let order = text(&entity, "entity_key");
+    assert_eq!(
+        named,
+        [
+            ("sync_entity", order.as_str()),
+            ("sync_entity", SEED_ORDER_CARD),
+            ("inventory_sold", order.as_str()),
+        ],
+        "the order, the rewards card it used, the stock it sold"
+    );
+    assert!(jobs.iter().all(|j| j["event_key"] == event_id(&answer)));
     assert_eq!(
         jobs[0]["version"].to_string(),
         text(&entity, "version"),
         "the job names the version it follows"
     );
+}
+
+/// The rewards card the seed's order (`gift_reward_data`) reports on.
+const SEED_ORDER_CARD: &str = "revel:demo:rewards_card:15";
+
+#[tokio::test]
+async fn the_seed_orders_rewards_card_and_stock_sold_reach_the_partner_once_and_a_replayed_order_sends_nothing(
+) {
+    let stack = Stack::new().await;
+    let partner = PartnerStandIn::start(204).await;
+    let worker = stack.delivering_worker(&partner);
+    let receiver = stack.receiver(RevelEventType::OrderFinalized);
+    let order = payload("order-finalized.json");
+    let (status, answer) = deliver(
+        &receiver,
+        signed_request(RevelEventType::OrderFinalized, &order),
+    )
+    .await;
+    expect_outcome(status, &answer, 200, "accepted");
+    stack.settle().await;
+    stack.drain(&worker, 10).await;
+
+    let requests = partner.server.received_requests().await.unwrap();
+    let mut bodies = Vec::new();
+    for request in &requests {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in request.headers.iter() {
+            headers.insert(name.clone(), value.clone());
+        }
+        standardwebhooks::Webhook::new(PARTNER_SECRET)
+            .unwrap()
+            .verify(&request.body, &headers)
+            .expect("every message is signed");
+        bodies.push(serde_json::from_slice::<Value>(&request.body).unwrap());
+    }
+    let types: Vec<&str> = bodies.iter().map(|b| b["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "revel.order.changed",
+            "revel.rewards_card.changed",
+            "revel.inventory.sold"
+        ]
+    );
+    let card = &bodies[1]["data"];
+    assert_eq!(
+        (card["id"].as_str(), card["revision"].as_u64()),
+        (Some("15"), Some(1))
+    );
+    assert_eq!(card["state"]["current_points"], 106);
+    assert_eq!(card["state"]["number"], "J87YUIL9812X");
+    assert_eq!(
+        card["version"].as_i64(),
+        shared::sources::parse_timestamp_micros("2016-04-13T17:29:15+00:00"),
+        "dated by the card's own updated_date"
+    );
+    let sold = &bodies[2]["data"];
+    assert_eq!(
+        sold["id"].as_str(),
+        Some("c3d0ad74-1737-42c3-a352-4a45449a67af:product:5")
+    );
+    assert_eq!(
+        sold["state"],
+        json!({"order_uuid": "c3d0ad74-1737-42c3-a352-4a45449a67af", "order_id": 417,
+               "establishment_id": "1", "product_id": "5", "quantity_sold": 1})
+    );
+    let sold_id = requests[2].headers.get("webhook-id").unwrap().clone();
+
+    // The order again: as a duplicate delivery, and replayed by an operator.
+    let (_, again) = deliver(
+        &receiver,
+        signed_request(RevelEventType::OrderFinalized, &order),
+    )
+    .await;
+    expect_outcome(200, &again, 200, "duplicate");
+    let record = stack.event(&event_id(&answer)).await.unwrap();
+    let key = shared::ids::EventKey::parse(&text(&record, "event_key")).unwrap();
+    let events = shared::store::dynamodb::DynamoEventStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.config.events_table,
+    );
+    let stored = shared::store::EventStore::get(&events, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    shared::replay::replay(
+        &events,
+        &shared::clock::SystemClock,
+        shared::replay::plan(&stored),
+    )
+    .await
+    .unwrap();
+    stack.settle().await;
+    stack.drain(&worker, 10).await;
+
+    let after = partner.server.received_requests().await.unwrap();
+    assert_eq!(after.len(), 3, "nothing was sent twice");
+    assert_eq!(after[2].headers.get("webhook-id"), Some(&sold_id));
+    assert_eq!(stack.jobs_waiting().await, 0);
+}
+
+#[tokio::test]
+async fn a_header_naming_another_event_type_than_the_route_is_stored_and_applied_as_the_routes_type(
+) {
+    let stack = Stack::new().await;
+    let kind = RevelEventType::CustomerUpdated;
+    let body = customer("2021-12-28T21:05:13", "Ann");
+    let mut headers = local_stack::events::revel_headers(kind, DEMO_INSTANCE, DEMO_SECRET, &body);
+    for (name, value) in &mut headers {
+        if name.eq_ignore_ascii_case(shared::sources::revel::EVENT_TYPE_HEADER) {
+            *value = "CustomerUpdate".to_owned();
+        }
+    }
+    assert!(headers.iter().any(|(_, v)| v == "CustomerUpdate"));
+
+    let (status, answer) =
+        deliver(&stack.receiver(kind), request_with(kind, &headers, &body)).await;
+
+    expect_outcome(status, &answer, 200, "accepted");
+    let record = stack.event(&event_id(&answer)).await.unwrap();
+    assert_eq!(text(&record, "event_type"), "customer.updated");
+    assert_eq!(text(&record, "status"), "received");
+    stack.settle().await;
+    let entity = entity_of(&stack, &event_id(&answer)).await;
+    assert_eq!(entity_state(&entity)["first_name"], "Ann");
+    assert_eq!(stack.jobs_waiting().await, 1, "its delivery is queued");
 }
 
 #[tokio::test]
@@ -458,8 +604,12 @@ async fn a_different_order_body_under_an_existing_key_is_kept_as_a_conflict_and_
 
         stack.settle().await;
         let entities = stack.entities().await;
-        assert_eq!(entities.len(), 1);
-        final_states.push(entity_state(&entities[0]));
+        assert_eq!(entities.len(), 2, "the order and the rewards card it used");
+        let order = entities
+            .iter()
+            .find(|e| text(e, "kind") == "order")
+            .unwrap();
+        final_states.push(entity_state(order));
     }
     assert_eq!(
         final_states[0], final_states[1],
@@ -508,9 +658,13 @@ async fn the_same_event_twenty_times_at_once_makes_one_record_one_entity_write_a
     assert_eq!(stack.events().await.len(), 1);
     stack.settle().await;
     let entities = stack.entities().await;
-    assert_eq!(entities.len(), 1);
-    assert_eq!(text(&entities[0], "revision"), "1");
-    assert_eq!(stack.jobs_waiting().await, 1);
+    assert_eq!(entities.len(), 2, "the order and the rewards card it used");
+    assert!(entities.iter().all(|e| text(e, "revision") == "1"));
+    assert_eq!(
+        stack.jobs_waiting().await,
+        3,
+        "the order's, its card's and its stock's, once each"
+    );
 }
 
 #[tokio::test]

@@ -38,6 +38,17 @@ fn products(range: std::ops::Range<u64>) -> Vec<Value> {
 
 /// Serves `objects` of `resource` in pages of `size`, Revel-style.
 async fn mount_pages(server: &MockServer, resource: &str, objects: &[Value], size: usize) {
+    mount_slow_pages(server, resource, objects, size, Duration::ZERO).await;
+}
+
+/// [`mount_pages`], each page answered after `delay`.
+async fn mount_slow_pages(
+    server: &MockServer,
+    resource: &str,
+    objects: &[Value],
+    size: usize,
+    delay: Duration,
+) {
     let chunks: Vec<&[Value]> = if objects.is_empty() {
         vec![&[]]
     } else {
@@ -55,10 +66,14 @@ async fn mount_pages(server: &MockServer, resource: &str, objects: &[Value], siz
             .and(path(format!("/demo/resources/{resource}/")))
             .and(query_param("offset", offset.to_string()))
             .and(header("API-AUTHENTICATION", format!("{API_KEY}:{API_SECRET}").as_str()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "meta": {"limit": size, "offset": offset, "next": next, "total_count": objects.len()},
-                "objects": chunk,
-            })))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({
+                        "meta": {"limit": size, "offset": offset, "next": next, "total_count": objects.len()},
+                        "objects": chunk,
+                    }))
+                    .set_delay(delay),
+            )
             .mount(server)
             .await;
     }
@@ -336,22 +351,28 @@ async fn a_delivery_verifies_with_a_standard_webhooks_verifier() {
     stack.settle().await;
     stack.drain(&stack.delivering_worker(&partner), 5).await;
     let requests = partner.server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 1);
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in requests[0].headers.iter() {
-        headers.insert(name.clone(), value.clone());
+    assert_eq!(
+        requests.len(),
+        3,
+        "the order, its rewards card and the stock it sold"
+    );
+    for request in &requests {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in request.headers.iter() {
+            headers.insert(name.clone(), value.clone());
+        }
+        standardwebhooks::Webhook::new(PARTNER_SECRET)
+            .unwrap()
+            .verify(&request.body, &headers)
+            .expect("verifies");
+        assert!(!String::from_utf8_lossy(&request.body).contains("cc_last_name"));
     }
-    standardwebhooks::Webhook::new(PARTNER_SECRET)
-        .unwrap()
-        .verify(&requests[0].body, &headers)
-        .expect("verifies");
     let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
     assert_eq!(body["type"], "revel.order.changed");
     assert_eq!(
         body["data"]["state"]["order"]["uuid"],
         "c3d0ad74-1737-42c3-a352-4a45449a67af"
     );
-    assert!(!String::from_utf8_lossy(&requests[0].body).contains("cc_last_name"));
 }
 
 #[tokio::test]
@@ -426,6 +447,225 @@ async fn a_burst_of_menu_pushes_costs_one_catalog_pull_and_a_push_after_that_pul
         "a push after the last pull began is pulled again"
     );
     assert_eq!(stack.jobs_waiting().await, 0);
+}
+
+#[tokio::test]
+async fn menu_pushes_during_a_running_pull_lead_to_exactly_one_more_pull() {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    // Slow enough that the pushes below come while the pull waits for it.
+    mount_slow_pages(
+        &revel,
+        "Product",
+        &products(1..2),
+        2,
+        Duration::from_secs(2),
+    )
+    .await;
+    mount_pages(&revel, "Modifier", &[], 2).await;
+    let worker = stack.worker(fast_api(&revel.uri()), 100, None);
+    let receiver = stack.receiver(RevelEventType::MenuUpdated);
+    let push = || async {
+        let request = signed_request(RevelEventType::MenuUpdated, &payload("menu-updated.json"));
+        let (status, answer) = deliver(&receiver, request).await;
+        expect_outcome(status, &answer, 200, "accepted");
+    };
+    push().await;
+    stack.settle().await;
+
+    let pushes_during_the_pull = async {
+        while offsets_requested(&revel, "Product").await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for _ in 0..3 {
+            push().await;
+        }
+        stack.settle().await;
+        Instant::now()
+    };
+    let first_pull = async {
+        let polled = stack.drain(&worker, 1).await;
+        (polled, Instant::now())
+    };
+    let (pushed_at, (polled, pulled_at)) = tokio::join!(pushes_during_the_pull, first_pull);
+
+    assert_eq!(polled[0].received, 1, "the first push's pull alone");
+    assert!(
+        pushed_at < pulled_at,
+        "the pushes were stored and processed while the pull ran"
+    );
+    assert_eq!(offsets_requested(&revel, "Product").await, [0]);
+    stack.drain(&worker, 10).await;
+    assert_eq!(
+        offsets_requested(&revel, "Product").await,
+        [0, 0],
+        "one more pull for the three pushes during the first"
+    );
+    let demo = demo();
+    let cursor = stack
+        .sync_state()
+        .load(&demo, "catalog.Product")
+        .await
+        .unwrap();
+    assert!(
+        cursor.run.is_none() && cursor.checkpoint.is_some(),
+        "{cursor:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_pull_whose_page_outlives_its_message_stops_at_the_deadline_and_the_batch_reports_in_time(
+) {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    mount_slow_pages(
+        &revel,
+        "Product",
+        &products(1..2),
+        2,
+        Duration::from_secs(60),
+    )
+    .await;
+    mount_pages(&revel, "Modifier", &[], 2).await;
+    // One patient attempt: the page call alone outlives the batch.
+    let api = shared::revel_api::RevelApiConfig {
+        timeout: Duration::from_secs(30),
+        max_attempts: 1,
+        ..fast_api(&revel.uri())
+    };
+    let worker = stack.worker(api, 100, None);
+    stack
+        .send_job(
+            &serde_json::to_string(&job(JobKind::ProductSync)).unwrap(),
+            "catalog:revel:demo",
+            "end-of-day",
+        )
+        .await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let deadline = Duration::from_secs(11);
+    let started = Instant::now();
+
+    let polled = local_stack::worker_loop::poll_once(
+        &sqs,
+        &stack.config.jobs_queue_url,
+        &worker,
+        deadline,
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(10) && took < deadline + Duration::from_secs(2),
+        "stopped at the message's deadline, answered in time: {took:?}"
+    );
+    assert_eq!(
+        (polled.received, polled.failed),
+        (1, 1),
+        "reported failed: retried"
+    );
+    assert_eq!(offsets_requested(&revel, "Product").await, [0]);
+    assert_eq!(stack.jobs_waiting().await, 1, "the job comes back");
+    let cursor = stack
+        .sync_state()
+        .load(&demo(), "catalog.Product")
+        .await
+        .unwrap();
+    assert!(
+        cursor.checkpoint.is_none(),
+        "nothing counted as pulled: {cursor:?}"
+    );
+}
+
+/// What `revel-ops dlq redrive` does: every parked job back to the jobs
+/// queue in its message group; the bodies moved.
+async fn redrive(stack: &Stack) -> Vec<String> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let dlq = &stack.provisioned.resources["JobsDeadLetterQueue"].reference;
+    let mut moved = Vec::new();
+    loop {
+        let messages = sqs
+            .receive_message()
+            .queue_url(dlq)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if messages.is_empty() {
+            return moved;
+        }
+        for message in messages {
+            let group = message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned()
+                .unwrap();
+            let body = message.body().unwrap().to_owned();
+            stack
+                .send_job(
+                    &body,
+                    &group,
+                    &format!("redriven-{}", message.message_id().unwrap()),
+                )
+                .await;
+            sqs.delete_message()
+                .queue_url(dlq)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+            moved.push(body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_a_partner_url_deliveries_wait_in_the_dlq_and_go_out_once_redriven_to_a_worker_with_one(
+) {
+    let stack = Stack::new().await;
+    let receiver = stack.receiver(RevelEventType::CustomerCreated);
+    let (status, _) = deliver(
+        &receiver,
+        signed_request(
+            RevelEventType::CustomerCreated,
+            &customer("c-1", "2026-11-20T10:00:00"),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    stack.settle().await;
+    let no_url = stack.worker(fast_api("http://127.0.0.1:9"), 100, None);
+
+    let polled = stack.drain(&no_url, 5).await;
+
+    assert_eq!(polled[0].failed, 0, "parked, so it holds nothing back");
+    assert_eq!(stack.jobs_waiting().await, 0);
+    let entity = stack.entity("revel:demo:customer:c-1").await.unwrap();
+    assert!(
+        !entity.contains_key("delivered_revision"),
+        "nothing was sent"
+    );
+    let moved = redrive(&stack).await;
+    assert_eq!(moved.len(), 1, "the delivery waited in the DLQ");
+    let job: JobMessage = serde_json::from_str(&moved[0]).unwrap();
+    assert_eq!(job.job, JobKind::SyncEntity);
+    assert_eq!(job.entity_key.as_deref(), Some("revel:demo:customer:c-1"));
+
+    let partner = PartnerStandIn::start(204).await;
+    stack.drain(&stack.delivering_worker(&partner), 5).await;
+    let delivered: Vec<(String, u64)> = partner
+        .deliveries()
+        .await
+        .into_iter()
+        .map(|d| (d.id, d.revision))
+        .collect();
+    assert_eq!(delivered, [("c-1".to_owned(), 1)]);
+    assert!(stack.dead_letters().await.is_empty());
 }
 
 #[tokio::test]

@@ -398,6 +398,11 @@ fn every_alarm_the_runbook_names_exists_on_the_right_metric_and_notifies_the_top
             Metric::SecretsStale.name(),
             dimensions(&[]),
         ),
+        (
+            METRICS_NAMESPACE,
+            Metric::DeliveriesWaiting.name(),
+            dimensions(&[]),
+        ),
     ];
     let alarms = resources(&doc, "AWS::CloudWatch::Alarm");
     let found: Vec<_> = alarms.iter().map(|(_, a)| alarm_metric(a)).collect();
@@ -661,4 +666,57 @@ fn the_stream_processor_retries_in_order_then_gives_up_in_bounds_onto_a_queue_an
         }
     }
     assert_eq!(sources, 1, "the events processor reads the one stream");
+}
+
+/// The variable `name` of every function, as a parameter's name.
+fn global_parameter(doc: &Value, name: &str) -> String {
+    match scalar(&doc["Globals"]["Function"]["Environment"]["Variables"][name]) {
+        Scalar::Ref(parameter) => parameter,
+        other => panic!("{name} must be a parameter, is {other:?}"),
+    }
+}
+
+#[test]
+fn each_sources_deliveries_to_the_partner_are_a_true_or_false_parameter_the_code_reads() {
+    let doc = template();
+    for (source, variable) in shared::config::PartnerDeliveries::SWITCHES {
+        let parameter = global_parameter(&doc, variable);
+        let declared = &doc["Parameters"][parameter.as_str()];
+        assert_eq!(
+            declared["Default"].as_str(),
+            Some("true"),
+            "{source}: on by default"
+        );
+        assert_eq!(
+            strings(&declared["AllowedValues"]),
+            ["true", "false"],
+            "{source}: {parameter}"
+        );
+    }
+}
+
+#[test]
+fn the_partner_url_says_it_is_needed_and_where_deliveries_wait_without_it() {
+    let doc = template();
+    let parameter = global_parameter(&doc, "DOWNSTREAM_URL");
+    let description = doc["Parameters"][parameter.as_str()]["Description"]
+        .as_str()
+        .expect("a description");
+    for needed in [
+        "REQUIRED",
+        "dead-letter queue",
+        "revel-ops dlq redrive",
+        "DownstreamNotConfiguredAlarm",
+    ] {
+        assert!(
+            description.contains(needed),
+            "{parameter}: says nothing of {needed:?}: {description}"
+        );
+    }
+    assert!(
+        doc["Resources"]
+            .get("DownstreamNotConfiguredAlarm")
+            .is_some(),
+        "the alarm it names exists"
+    );
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::*;
 use crate::fakes::{demo_revel, signed_revel_request, FixedSecrets, MemoryStores};
+use crate::ids::EventKey;
 use crate::receive::{Outcome, Receiver};
 use crate::request::WebhookRequest;
 use crate::secrets::SecretCache;
@@ -330,21 +331,17 @@ async fn every_menu_push_asks_for_a_catalog_pull_dated_by_its_receipt() {
     assert!(jobs.iter().all(|j| j.message.job == JobKind::CatalogPull));
 }
 
-#[tokio::test]
-async fn a_replayed_quarantine_that_the_code_now_understands_is_applied_once() {
-    let memory = MemoryStores::default();
-    let receiver = revel(&memory, RevelEventType::CustomerCreated);
-    let stored_record = stored(&memory, &receiver, &customer("2021-12-28T21:05:13", "Ann")).await;
-    // As if an older version of the code had quarantined it.
-    let key = stored_record.event_key.clone();
+/// Marks a stored record quarantined for `reason`, as an older version of
+/// the code did, replays it twice and processes what the stream then holds.
+async fn replay_as_once_quarantined(memory: &MemoryStores, key: &EventKey, reason: &str) {
     {
         let mut records = memory.events.records.lock().unwrap();
-        let record = records.get_mut(&key).unwrap();
+        let record = records.get_mut(key).unwrap();
         record.status = EventStatus::Quarantined;
-        record.quarantine_reason = Some("missing_customer_uuid".into());
+        record.quarantine_reason = Some(reason.into());
     }
     memory.events.stream.lock().unwrap().clear();
-    let record = memory.events.get(&key).await.unwrap().unwrap();
+    let record = memory.events.get(key).await.unwrap().unwrap();
     let plan = crate::replay::plan(&record);
     assert!(
         matches!(plan.action, crate::replay::ReplayAction::Apply { .. }),
@@ -362,6 +359,16 @@ async fn a_replayed_quarantine_that_the_code_now_understands_is_applied_once() {
         matches!(again, Err(crate::replay::ReplayError::Changed)),
         "taken back once"
     );
+}
+
+#[tokio::test]
+async fn a_replayed_quarantine_that_the_code_now_understands_is_applied_once() {
+    let memory = MemoryStores::default();
+    let receiver = revel(&memory, RevelEventType::CustomerCreated);
+    let stored_record = stored(&memory, &receiver, &customer("2021-12-28T21:05:13", "Ann")).await;
+
+    replay_as_once_quarantined(&memory, &stored_record.event_key, "missing_customer_uuid").await;
+
     assert_eq!(
         memory
             .entities
@@ -371,6 +378,212 @@ async fn a_replayed_quarantine_that_the_code_now_understands_is_applied_once() {
         1
     );
     assert_eq!(memory.queue.len(), 1);
+}
+
+/// Records the receiver once quarantined because `X-Revel-Event-Type`
+/// named another type than the route: the route decides now, so a replay
+/// applies them.
+#[tokio::test]
+async fn a_record_once_quarantined_for_a_header_naming_another_type_is_applied_on_replay() {
+    let memory = MemoryStores::default();
+    let receiver = revel(&memory, RevelEventType::CustomerCreated);
+    let mut request = signed(&customer("2021-12-28T21:05:13", "Ann"));
+    request.headers.insert(
+        crate::sources::revel::EVENT_TYPE_HEADER,
+        http::HeaderValue::from_static("customer.new"),
+    );
+    let Outcome::Accepted { event_key } = receiver.receive(&request).await.unwrap() else {
+        panic!("the route decides the type")
+    };
+    let record = memory.events.get(&event_key).await.unwrap().unwrap();
+    assert_eq!(
+        record
+            .headers
+            .get(crate::sources::revel::EVENT_TYPE_HEADER)
+            .map(String::as_str),
+        Some("customer.new"),
+        "the header is archived as sent"
+    );
+
+    replay_as_once_quarantined(&memory, &event_key, "event_type_mismatch").await;
+
+    let key = entity_key("customer", "c-1");
+    assert_eq!(memory.entities.get(&key).unwrap().revision, 1);
+    assert_eq!(state(&memory, &key)["first_name"], "Ann");
+    assert_eq!(memory.queue.len(), 1);
+}
+
+/// The jobs queued so far: (kind, entity key).
+fn queued(memory: &MemoryStores) -> Vec<(JobKind, String)> {
+    memory
+        .queue
+        .jobs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j.message.job,
+                j.message.entity_key.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+const SEED_ORDER: &str = include_str!("../../../events/payloads/order-finalized.json");
+
+#[tokio::test]
+async fn an_orders_reward_data_updates_its_rewards_card_newest_wins_by_the_cards_own_date_and_it_is_delivered(
+) {
+    let memory = MemoryStores::default();
+    let orders = revel(&memory, RevelEventType::OrderFinalized);
+    let cards = revel(&memory, RevelEventType::RewardCardCreated);
+    let order = stored(&memory, &orders, SEED_ORDER).await;
+    let card = |points: u32, updated: &str| {
+        json!({"id": 15, "number": "J87YUIL9812X", "current_points": points, "updated_date": updated})
+            .to_string()
+    };
+    // The card's own webhook: one older, one newer than the order's reward data
+    // (2016-04-13T17:29:15+00:00).
+    let older = stored(&memory, &cards, &card(120, "2016-04-13T17:00:00+00:00")).await;
+    let newer = stored(&memory, &cards, &card(90, "2016-04-13T18:00:00+00:00")).await;
+    let processor = memory.processor();
+    let key = entity_key("rewards_card", "15");
+
+    processor.process(&older).await.unwrap();
+    processor.process(&order).await.unwrap();
+
+    assert_eq!(
+        state(&memory, &key)["current_points"],
+        106,
+        "the order's card is newer"
+    );
+    assert_eq!(memory.entities.get(&key).unwrap().revision, 2);
+    let order_key = entity_key("order", "c3d0ad74-1737-42c3-a352-4a45449a67af");
+    assert_eq!(
+        queued(&memory),
+        [
+            (JobKind::SyncEntity, key.to_string()),
+            (JobKind::SyncEntity, order_key.to_string()),
+            (JobKind::SyncEntity, key.to_string()),
+            (JobKind::InventorySold, order_key.to_string()),
+        ],
+        "the card's new state is delivered like any card's; the order's stock job follows the order"
+    );
+    let order_jobs: Vec<Job> = memory.queue.jobs.lock().unwrap()[1..].to_vec();
+    assert_eq!(
+        order_jobs[0].group_id, order_jobs[2].group_id,
+        "in the order's group"
+    );
+
+    // A replay of the order changes nothing and queues nothing new.
+    processor.process(&order).await.unwrap();
+    assert_eq!(memory.entities.get(&key).unwrap().revision, 2);
+    assert_eq!(memory.queue.len(), 4);
+
+    // The card's newer webhook wins over the order's data.
+    processor.process(&newer).await.unwrap();
+    assert_eq!(state(&memory, &key)["current_points"], 90);
+    assert_eq!(memory.entities.get(&key).unwrap().revision, 3);
+}
+
+#[tokio::test]
+async fn an_order_arriving_after_a_newer_card_webhook_leaves_the_card_as_the_webhook_said() {
+    let memory = MemoryStores::default();
+    let orders = revel(&memory, RevelEventType::OrderFinalized);
+    let cards = revel(&memory, RevelEventType::RewardCardCreated);
+    stored(
+        &memory,
+        &cards,
+        &json!({"id": 15, "current_points": 90, "updated_date": "2016-04-13T18:00:00+00:00"})
+            .to_string(),
+    )
+    .await;
+    stored(&memory, &orders, SEED_ORDER).await;
+    memory.process_stream().await;
+
+    let key = entity_key("rewards_card", "15");
+    assert_eq!(state(&memory, &key)["current_points"], 90);
+    assert_eq!(memory.entities.get(&key).unwrap().revision, 1);
+    let card_jobs = queued(&memory)
+        .into_iter()
+        .filter(|(_, entity)| *entity == key.to_string())
+        .count();
+    assert_eq!(
+        card_jobs, 1,
+        "the order's older card data queues no delivery"
+    );
+}
+
+#[tokio::test]
+async fn an_order_that_sold_no_product_queues_no_stock_job() {
+    let memory = MemoryStores::default();
+    let orders = revel(&memory, RevelEventType::OrderFinalized);
+    let body = json!({"orderInfo": {"uuid": "o-1", "updated_date": "2016-04-13T10:29:19"},
+                      "items": [{"product": null, "quantity": 1}]})
+    .to_string();
+    stored(&memory, &orders, &body).await;
+    memory.process_stream().await;
+    assert_eq!(
+        queued(&memory),
+        [(JobKind::SyncEntity, entity_key("order", "o-1").to_string())]
+    );
+}
+
+#[tokio::test]
+async fn a_source_whose_deliveries_are_switched_off_is_kept_and_not_queued_for_the_partner() {
+    let memory = MemoryStores::default();
+    let secrets = SecretCache::new(
+        FixedSecrets(r#"{"tours": {"token": "tok"}}"#.into()),
+        Duration::from_secs(60),
+    );
+    let receiver = memory.receiver(
+        Arc::new(Booking::new(secrets, "x-signature")),
+        Arc::new(BookingFamily::Bookings),
+    );
+    let request = WebhookRequest {
+        headers: HeaderMap::new(),
+        body: json!({"notification": {"event": "Bookings", "trigger": "Amendment", "occurred_at": "2026-11-24T10:00:00Z"},
+                     "data": {"id": "B-1", "pax": 2}})
+        .to_string()
+        .into_bytes(),
+        request_id: "r".into(),
+        path_params: vec![
+            ("account".into(), "tours".into()),
+            ("token".into(), "tok".into()),
+        ],
+    };
+    let Outcome::Accepted { event_key } = receiver.receive(&request).await.unwrap() else {
+        panic!("stored")
+    };
+    let record = memory.events.get(&event_key).await.unwrap().unwrap();
+
+    let off = memory
+        .processor()
+        .with_deliveries(crate::config::PartnerDeliveries::all_but(&["booking"]));
+    let processed = off.process(&record).await.unwrap();
+
+    assert!(
+        matches!(
+            processed,
+            Processed::Applied {
+                upserted: Some(Upserted::Applied { .. }),
+                job: None
+            }
+        ),
+        "{processed:?}"
+    );
+    assert!(memory.queue.is_empty());
+    let on = memory.processor();
+    let processed = on.process(&record).await.unwrap();
+    assert_eq!(
+        processed,
+        Processed::Applied {
+            upserted: Some(Upserted::Repeated),
+            job: Some(JobKind::SyncEntity)
+        },
+        "switched on, the same record is queued for the partner"
+    );
 }
 
 mod stream {

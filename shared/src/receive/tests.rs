@@ -194,19 +194,55 @@ async fn an_unparseable_body_is_quarantined_and_its_repeat_answered_the_same() {
     );
 }
 
-#[tokio::test]
-async fn a_body_sent_to_the_wrong_type_is_quarantined() {
+#[tokio::test(flavor = "current_thread")]
+async fn a_header_naming_another_type_than_the_route_is_stored_as_the_routes_type_and_counted() {
+    let logs = capture_logs();
     let h = harness(RevelEventType::CustomerCreated, Settings::default());
-    let mut request = signed(&customer("2021-12-28T21:05:13", "Ann"));
-    request.headers.insert(
-        "x-revel-event-type",
-        HeaderValue::from_static("order.finalized"),
-    );
+    let mismatching = |updated: &str| {
+        let mut request = signed(&customer(updated, "Ann"));
+        request.headers.insert(
+            "x-revel-event-type",
+            HeaderValue::from_static("Customer.Created.V2 {\"x\":1}"),
+        );
+        request
+    };
+    let request = mismatching("2021-12-28T21:05:13");
+
     let outcome = h.receiver.receive(&request).await.unwrap();
+
+    let Outcome::Accepted { event_key } = outcome else {
+        panic!("the route decides the type: {outcome:?}")
+    };
+    assert!(event_key
+        .as_str()
+        .starts_with("revel:demo:customer.created:"));
+    let record = h.memory.events.get(&event_key).await.unwrap().unwrap();
+    assert_eq!(record.event_type, "customer.created");
+    assert_eq!(record.status, EventStatus::Received);
+    let text = logs.captured.text();
+    let mismatch = text
+        .lines()
+        .find(|l| l.contains("EventTypeMismatches"))
+        .unwrap_or_else(|| panic!("the disagreement is counted: {text}"));
+    assert!(mismatch.contains("customer.created"), "{mismatch}");
+    let warning = text
+        .lines()
+        .find(|l| l.contains("disagrees with the route"))
+        .unwrap_or_else(|| panic!("the disagreement is logged: {text}"));
     assert!(
-        matches!(outcome, Outcome::Quarantined { ref reason, .. } if reason == "event_type_mismatch"),
-        "{outcome:?}"
+        warning.contains("Customer.Created.V2___x__1_"),
+        "the declared type is logged as plain letters: {warning}"
     );
+    // A header that agrees (in any case) is not counted.
+    logs.captured.0.lock().unwrap().clear();
+    let mut agreeing = signed(&customer("2021-12-28T21:05:14", "Ann"));
+    agreeing.headers.insert(
+        "x-revel-event-type",
+        HeaderValue::from_static("CUSTOMER.CREATED"),
+    );
+    h.receiver.receive(&agreeing).await.unwrap();
+    let text = logs.captured.text();
+    assert!(!text.contains("EventTypeMismatches"), "{text}");
 }
 
 #[tokio::test]
@@ -380,11 +416,27 @@ impl std::io::Write for Captured {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn every_log_line_of_a_request_carries_its_request_event_instance_and_type_and_no_secret() {
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// This thread's log lines, JSON, debug included (where metric lines go
+/// outside Lambda), captured until the guard is dropped.
+struct CapturedLogs {
+    captured: Captured,
+    _default: tracing::subscriber::DefaultGuard,
+    _second: tracing::Dispatch,
+}
+
+fn capture_logs() -> CapturedLogs {
+    // A second dispatcher kept alive: with only one, tracing decides whether
+    // a log line is wanted by asking the thread that first meets it, and a
+    // test on another thread (no subscriber) could turn a line off here.
+    let second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let captured = Captured::default();
     let writer = captured.clone();
-    // Debug included: that is where metric lines go outside Lambda.
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::DEBUG)
         .json()
@@ -392,7 +444,17 @@ async fn every_log_line_of_a_request_carries_its_request_event_instance_and_type
         .with_current_span(true)
         .with_writer(move || writer.clone())
         .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    CapturedLogs {
+        captured,
+        _default: tracing::subscriber::set_default(subscriber),
+        _second: second,
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_log_line_of_a_request_carries_its_request_event_instance_and_type_and_no_secret() {
+    let logs = capture_logs();
+    let captured = logs.captured.clone();
     let h = harness(RevelEventType::CustomerCreated, Settings::default());
     let request = signed(&customer("2021-12-28T21:05:13.977077", "Annunziata"));
     let mut forged = request.clone();

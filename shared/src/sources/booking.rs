@@ -338,7 +338,10 @@ impl EventKind for BookingFamily {
                 ends_entity: is_tombstone(trigger),
                 state,
             }),
-            follow_up: FollowUp::None,
+            // Delivered to the partner like Revel's changes (a tombstone
+            // too, so the partner hears of a removal), unless the
+            // merchant's switch (`DELIVER_BOOKING_EVENTS`) is off.
+            follow_up: FollowUp::SyncEntity,
         })
     }
 }
@@ -518,7 +521,7 @@ mod tests {
                 assert_eq!(entity.id, "B-1");
                 assert_eq!(entity.state["trigger"], *trigger);
                 assert_eq!(entity.state["data"]["guests"], 2);
-                assert_eq!(i.follow_up, FollowUp::None);
+                assert_eq!(i.follow_up, FollowUp::SyncEntity);
             }
             let trigger = family.triggers()[0];
             for other in BookingFamily::ALL.into_iter().filter(|o| *o != family) {

@@ -171,6 +171,117 @@ fn order(body: Value) -> Result<Interpretation, Malformed> {
     })
 }
 
+/// The entity kind of a rewards card, from its webhook or from an order.
+pub const REWARDS_CARD: &str = "rewards_card";
+
+/// The rewards card an order reports on: `orderInfo.gift_reward_data` (kept
+/// parsed in the order's state) is the card as the order left it (points
+/// used and earned, `current_points`, `advancedRewardsInfo`), dated by its
+/// own `updated_date`, which carries an offset. Kept as the card's state
+/// newest-wins beside what `rewardcard.created` says, under the same key
+/// (the card's `id`, or the id at the end of its `resource_uri`), so the
+/// partner hears of the card's new state. `None` when the order carries no
+/// readable card; an unusable one is logged.
+pub fn rewards_card_of_order(order_state: &Value) -> Option<EntityChange> {
+    let card = order_state.get("order")?.get("gift_reward_data")?;
+    if !card.is_object() {
+        return None;
+    }
+    let id = id_field(card, "id").or_else(|| {
+        ["resource_uri", "uri"]
+            .iter()
+            .find_map(|field| card.get(*field).and_then(resource_id))
+    });
+    let version = card
+        .get("updated_date")
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp_micros);
+    let (Some(id), Some(version)) = (id, version) else {
+        tracing::warn!(
+            "an order's rewards card has no id or updated_date; the card is not updated from it"
+        );
+        return None;
+    };
+    let mut state = card.clone();
+    strip_payment_card_fields(&mut state);
+    Some(EntityChange {
+        kind: REWARDS_CARD,
+        id,
+        version: Version::UpdatedAt(version),
+        ends_entity: false,
+        state,
+    })
+}
+
+/// The id at the end of a Revel resource URI (`/resources/Product/5/` is
+/// `5`), or an id given as a number or a plain string.
+pub fn resource_id(value: &Value) -> Option<String> {
+    let raw = match value {
+        Value::Number(n) => return Some(n.to_string()),
+        Value::String(s) => s.trim().trim_end_matches('/'),
+        _ => return None,
+    };
+    let id = raw.rsplit('/').next()?;
+    (!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .then(|| id.to_owned())
+}
+
+/// What one order sold of one product.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoldProduct {
+    /// Revel's product id (`5` of `/resources/Product/5/`).
+    pub product_id: String,
+    /// Units sold, summed over the order's items of the product (negative
+    /// for a return).
+    pub quantity: f64,
+}
+
+/// The products an order sold, one entry per product (its items summed),
+/// by product id. Items deleted or voided sold nothing; modifiers are not
+/// products; an item without a readable product or quantity is left out
+/// and logged.
+pub fn sold_products(order_state: &Value) -> Vec<SoldProduct> {
+    let mut sold: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    let items = order_state.get("items").and_then(Value::as_array);
+    for item in items.into_iter().flatten() {
+        let voided = ["voided_date", "voided_by"]
+            .iter()
+            .any(|field| item.get(*field).is_some_and(|v| !v.is_null()));
+        if voided || item.get("deleted").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        let product = item.get("product").and_then(resource_id);
+        let quantity = item.get("quantity").and_then(|q| match q {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        });
+        match (product, quantity) {
+            (Some(product), Some(quantity)) if quantity.is_finite() => {
+                *sold.entry(product).or_default() += quantity;
+            }
+            (None, _) if item.get("product").is_none_or(Value::is_null) => {}
+            _ => tracing::warn!("an order item without a readable product or quantity; its stock change is not sent"),
+        }
+    }
+    sold.into_iter()
+        .filter(|(_, quantity)| *quantity != 0.0)
+        .map(|(product_id, quantity)| SoldProduct {
+            product_id,
+            quantity,
+        })
+        .collect()
+}
+
+/// The establishment an order was made at (`1` of
+/// `/enterprise/Establishment/1/`).
+pub fn order_establishment(order_state: &Value) -> Option<String> {
+    order_state
+        .get("order")?
+        .get("establishment")
+        .and_then(resource_id)
+}
+
 /// Customer and RewardsCard: a flat record with an id and `updated_date`.
 fn dated_entity(
     body: Value,
@@ -469,6 +580,124 @@ mod tests {
                 .unwrap_err(),
             Malformed("invalid_establishment")
         );
+    }
+
+    /// The seed's own order, as the processor keeps it.
+    fn seed_order_state() -> Value {
+        let body: Value = serde_json::from_str(include_str!(
+            "../../../events/payloads/order-finalized.json"
+        ))
+        .unwrap();
+        RevelEventType::OrderFinalized
+            .interpret(body, &HeaderMap::new())
+            .unwrap()
+            .entity
+            .unwrap()
+            .state
+    }
+
+    #[test]
+    fn the_seed_orders_reward_data_is_its_cards_state_keyed_like_the_cards_webhook_and_dated_by_its_own_offset(
+    ) {
+        let card = rewards_card_of_order(&seed_order_state()).unwrap();
+
+        assert_eq!((card.kind, card.id.as_str()), (REWARDS_CARD, "15"));
+        assert_eq!(
+            card.version,
+            Version::UpdatedAt(parse_timestamp_micros("2016-04-13T17:29:15+00:00").unwrap())
+        );
+        assert_eq!(card.state["current_points"], 106);
+        assert_eq!(card.state["number"], "J87YUIL9812X");
+        assert_eq!(
+            card.state["advancedRewardsInfo"][0]["rewardCardNumber"],
+            "J87YUIL9812X"
+        );
+        let webhook = RevelEventType::RewardCardCreated
+            .interpret(
+                json!({"id": 15, "number": "J87YUIL9812X", "updated_date": "2016-04-12T22:06:48"}),
+                &HeaderMap::new(),
+            )
+            .unwrap()
+            .entity
+            .unwrap();
+        assert_eq!(
+            (webhook.kind, webhook.id),
+            (card.kind, card.id),
+            "the webhook's card and the order's are one entity"
+        );
+    }
+
+    #[test]
+    fn a_card_without_an_id_is_found_by_its_resource_uri_and_one_without_a_date_is_not_carried() {
+        let order = |card: Value| json!({"order": {"gift_reward_data": card}});
+        let by_uri = rewards_card_of_order(&order(json!({
+            "resource_uri": "/resources/RewardsCard/31/", "updated_date": "2016-04-13T17:29:15+00:00",
+            "cc_last_4_digits": "4242"})))
+        .unwrap();
+        assert_eq!(by_uri.id, "31");
+        assert!(by_uri.state.get("cc_last_4_digits").is_none());
+        for unusable in [
+            json!({"id": 15}),
+            json!({"updated_date": "2016-04-13T17:29:15+00:00"}),
+            json!("{not json"),
+            Value::Null,
+        ] {
+            assert_eq!(
+                rewards_card_of_order(&order(unusable.clone())),
+                None,
+                "{unusable}"
+            );
+        }
+        assert_eq!(rewards_card_of_order(&json!({"order": {}})), None);
+    }
+
+    #[test]
+    fn what_an_order_sold_is_summed_per_product_without_voided_deleted_or_productless_items() {
+        let state = json!({"items": [
+            {"product": "/resources/Product/5/", "quantity": 1},
+            {"product": "/resources/Product/5/", "quantity": "2"},
+            {"product": 9, "quantity": 1.5},
+            {"product": "/resources/Product/7/", "quantity": 1, "voided_date": "2016-04-13T10:29:00"},
+            {"product": "/resources/Product/8/", "quantity": 1, "deleted": true},
+            {"product": "/resources/Product/11/", "quantity": 1},
+            {"product": "/resources/Product/11/", "quantity": -1},
+            {"product": null, "quantity": 3},
+            {"product": "/resources/Product/12/"},
+        ]});
+        let sold: Vec<(String, f64)> = sold_products(&state)
+            .into_iter()
+            .map(|p| (p.product_id, p.quantity))
+            .collect();
+        assert_eq!(sold, [("5".to_owned(), 3.0), ("9".to_owned(), 1.5)]);
+        let seed = seed_order_state();
+        assert_eq!(
+            sold_products(&seed),
+            [SoldProduct {
+                product_id: "5".into(),
+                quantity: 1.0
+            }]
+        );
+        assert_eq!(order_establishment(&seed).as_deref(), Some("1"));
+        assert!(sold_products(&json!({"items": []})).is_empty());
+    }
+
+    #[test]
+    fn resource_ids_are_read_from_uris_numbers_and_plain_strings_and_nothing_else() {
+        assert_eq!(
+            resource_id(&json!("/resources/Product/5/")).as_deref(),
+            Some("5")
+        );
+        assert_eq!(resource_id(&json!(5)).as_deref(), Some("5"));
+        assert_eq!(resource_id(&json!(" abc-1 ")).as_deref(), Some("abc-1"));
+        for bad in [
+            json!(""),
+            json!("/"),
+            json!("/a/b c/"),
+            json!(true),
+            json!(null),
+        ] {
+            assert_eq!(resource_id(&bad), None, "{bad}");
+        }
     }
 
     #[test]

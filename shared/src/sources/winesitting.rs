@@ -154,7 +154,9 @@ impl EventKind for WineSittingEvent {
                 ends_entity: false,
                 state,
             }),
-            follow_up: FollowUp::None,
+            // Delivered to the partner like Revel's changes, unless the
+            // merchant's switch (`DELIVER_WINESITTING_EVENTS`) is off.
+            follow_up: FollowUp::SyncEntity,
         })
     }
 }
@@ -416,7 +418,7 @@ mod tests {
                 Identity::Business(format!("{identity}@{DATE_MICROS}")),
                 "{body}"
             );
-            assert_eq!(meaning.follow_up, FollowUp::None);
+            assert_eq!(meaning.follow_up, FollowUp::SyncEntity);
             let entity = meaning.entity.unwrap();
             assert_eq!(entity.kind, entity_kind);
             assert_eq!(entity.id, entity_id);
@@ -672,7 +674,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_duplicate_delivery_is_stored_once_and_queues_nothing() {
+    async fn a_duplicate_delivery_is_stored_once_and_queues_one_delivery_to_the_partner() {
         let h = harness();
         let body = event(
             "ORDER",
@@ -691,8 +693,14 @@ mod tests {
         };
         assert_eq!(again, Outcome::Duplicate { event_key });
         assert_eq!(h.events.len(), 1);
-        assert!(h.queue.is_empty());
         assert_eq!(kept_order(&h, "1").unwrap()["status"], "new");
+        let jobs = h.queue.jobs.lock().unwrap().clone();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(jobs[0].message.job, crate::queue::JobKind::SyncEntity);
+        assert_eq!(
+            jobs[0].message.entity_key.as_deref(),
+            Some("winesitting:acct:order:1")
+        );
     }
 
     async fn mount_orders(server: &MockServer, orders: &Value) {
@@ -730,6 +738,11 @@ mod tests {
             assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
         }
         h.memory.process_stream().await;
+        let delivered_from_webhooks = h.queue.len();
+        assert_eq!(
+            delivered_from_webhooks, 3,
+            "each kept order goes to the partner"
+        );
         let in_progress = json!({"data": [
             {"id": "same", "status": "in_progress", "lines": [{"sku": "A", "qty": 2}], "card_number": "4242"},
             {"id": "changed", "status": "in_progress", "lines": [{"sku": "B", "qty": 1}]},
@@ -769,6 +782,11 @@ mod tests {
             1,
             "an equal order was rewritten"
         );
+        assert_eq!(
+            h.queue.len(),
+            delivered_from_webhooks + 2,
+            "each repaired order goes to the partner"
+        );
 
         let second = repair(&api, &acct(), "k-acct", &h.receiver, h.entities.as_ref())
             .await
@@ -783,7 +801,11 @@ mod tests {
             }
         );
         assert_eq!(h.events.len(), events_before + 2);
-        assert!(h.queue.is_empty());
+        assert_eq!(
+            h.queue.len(),
+            delivered_from_webhooks + 2,
+            "nothing more to send"
+        );
     }
 
     #[tokio::test]

@@ -9,7 +9,8 @@
 //! 2. every entity holds the newest change (by rank: version, then
 //!    tie-breaker) among the archived events that change it;
 //! 3. the partner holds the current revision of every entity it should get
-//!    (SyncEntity follow-ups), with its state;
+//!    (SyncEntity follow-ups: Revel's and WineSitting's), with its state,
+//!    and one stock change per product each order sold, with its quantity;
 //! 4. every partner change is in Revel once: one object per partner id,
 //!    with the newest change's values;
 //! 5. every order Revel finalized is kept at its version or newer
@@ -192,6 +193,7 @@ pub fn check(world: &World, settled: bool) -> Findings {
     archive(&mut cx);
     let expected = entities(&mut cx);
     partner(&mut cx);
+    stock_sold(&mut cx, &expected);
     revel_writes(&mut cx, &expected);
     pulled(&mut cx);
     let parked = parked(world);
@@ -310,7 +312,10 @@ fn entities(cx: &mut Context<'_>) -> BTreeMap<SimEntity, (Rank, usize)> {
         let pulled = ["product", "modifier"]
             .iter()
             .any(|k| key.as_str().contains(&format!(":{k}:")));
-        if !pulled && !expected.keys().any(|e| e.key() == *key) {
+        // What an order sold is recorded beside it when the partner is told.
+        let sale_of_a_kept_order =
+            order_of_sale(key).is_some_and(|order| expected.contains_key(&order));
+        if !pulled && !sale_of_a_kept_order && !expected.keys().any(|e| e.key() == *key) {
             violations.push(format!(
                 "entity {key} exists but no archived event changes it"
             ));
@@ -328,12 +333,77 @@ fn show(rank: &Rank) -> String {
     )
 }
 
-/// The entities the partner hears of: Revel's, through SyncEntity jobs.
-fn delivered_to_partner(kind: &str) -> bool {
-    matches!(
-        kind,
-        "order" | "customer" | "item_stock" | "product" | "modifier"
-    )
+/// The entities the partner hears of, through SyncEntity jobs: Revel's,
+/// and WineSitting's.
+fn delivered_to_partner(source: &str, kind: &str) -> bool {
+    match source {
+        "revel" => matches!(
+            kind,
+            "order" | "customer" | "item_stock" | "product" | "modifier"
+        ),
+        "winesitting" => matches!(kind, "order" | "putaway"),
+        _ => false,
+    }
+}
+
+/// The order whose sale the entity `key` records (`revel:{instance}:inventory_sold:{uuid}`).
+fn order_of_sale(key: &shared::ids::EntityKey) -> Option<SimEntity> {
+    let mut parts = key.as_str().splitn(4, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("revel"), Some(instance), Some(shared::worker::INVENTORY_SOLD), Some(uuid)) => {
+            Some(SimEntity {
+                source: "revel",
+                instance: instance.to_owned(),
+                kind: "order",
+                id: uuid.to_owned(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Check 3, stock: the partner holds, for every order the plan sent, one
+/// stock change per product its items sold, with the quantity the items
+/// add up to (the same in every version of an order the plan sends).
+fn stock_sold(cx: &mut Context<'_>, expected: &BTreeMap<SimEntity, (Rank, usize)>) {
+    let held = cx.world.partner.held();
+    let mut violations = Vec::new();
+    for (order, (_, webhook)) in expected {
+        if (order.source, order.kind) != ("revel", "order") {
+            continue;
+        }
+        let body: Value = serde_json::from_slice(&cx.world.plan.webhooks[*webhook].body)
+            .expect("planned orders are JSON");
+        let mut sold: BTreeMap<String, f64> = BTreeMap::new();
+        for item in body["items"].as_array().into_iter().flatten() {
+            *sold.entry(item["product"].to_string()).or_default() +=
+                item["quantity"].as_f64().unwrap_or_default();
+        }
+        for (product, quantity) in sold {
+            let key = (
+                order.instance.clone(),
+                shared::worker::INVENTORY_SOLD.to_owned(),
+                format!("{}:product:{product}", order.id),
+            );
+            let problem = match held.get(&key) {
+                None => Some("the partner never heard of it".to_owned()),
+                Some(h) if h.state["quantity_sold"].as_f64() != Some(quantity) => Some(format!(
+                    "the partner was told {} sold, not {quantity}",
+                    h.state["quantity_sold"]
+                )),
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                if !cx.parked_about(order) {
+                    violations.push(format!(
+                        "partner: stock of product {product} sold by {}: {problem} (nothing about it is parked)",
+                        order.key()
+                    ));
+                }
+            }
+        }
+    }
+    cx.violations.extend(violations);
 }
 
 /// Check 3.
@@ -343,7 +413,7 @@ fn partner(cx: &mut Context<'_>) {
     let mut violations = Vec::new();
     for (key, entity) in entities {
         let state = &entity.state;
-        if state.source != "revel" || !delivered_to_partner(state.kind) {
+        if !delivered_to_partner(state.source, state.kind) {
             continue;
         }
         let sim = SimEntity {

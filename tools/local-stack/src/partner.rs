@@ -27,6 +27,9 @@ pub struct Received {
     pub revision: u64,
     /// The event (or pull) that made this revision.
     pub event_key: Option<String>,
+    /// What a stock change or a rewards card says, in a few words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Received {
@@ -45,7 +48,31 @@ impl Received {
             version: data["version"].as_i64()?,
             revision: data["revision"].as_u64()?,
             event_key: text(&data["event_key"]),
+            detail: detail(&data["kind"], &data["state"]),
         })
+    }
+}
+
+/// A stock change's product, quantity and establishment; a rewards card's
+/// points.
+fn detail(kind: &serde_json::Value, state: &serde_json::Value) -> Option<String> {
+    let plain = |field: &str| match &state[field] {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    match kind.as_str()? {
+        shared::worker::INVENTORY_SOLD => Some(format!(
+            "{} sold of product {} at establishment {}",
+            plain("quantity_sold"),
+            plain("product_id"),
+            plain("establishment_id")
+        )),
+        shared::sources::revel::REWARDS_CARD => Some(format!(
+            "card {} at {} points",
+            plain("number"),
+            plain("current_points")
+        )),
+        _ => None,
     }
 }
 
@@ -93,8 +120,17 @@ pub async fn receive(
         return StatusCode::UNPROCESSABLE_ENTITY;
     };
     println!(
-        "partner: verified {} {} {} revision {} (version {})",
-        received.event_type, received.instance, received.id, received.revision, received.version
+        "partner: verified {} {} {} revision {} (version {}){}",
+        received.event_type,
+        received.instance,
+        received.id,
+        received.revision,
+        received.version,
+        received
+            .detail
+            .as_ref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default()
     );
     partner
         .received
@@ -136,5 +172,40 @@ mod tests {
             Some("revel:demo:order.finalized:biz:o-1@7")
         );
         assert!(Received::from_delivery("msg_2", b"{\"type\": \"x\"}").is_none());
+        assert_eq!(received.detail, None);
+    }
+
+    #[test]
+    fn a_stock_change_and_a_rewards_card_are_shown_with_what_they_say() {
+        let envelope = |kind: &str, state: serde_json::Value| {
+            serde_json::json!({
+                "type": "revel.x", "timestamp": "2026-11-24T12:00:00Z",
+                "data": {"source": "revel", "instance": "demo", "kind": kind, "id": "i",
+                         "version": 1, "revision": 1, "state": state}
+            })
+            .to_string()
+        };
+        let sold = envelope(
+            "inventory_sold",
+            serde_json::json!({"product_id": "5", "quantity_sold": 2, "establishment_id": "1"}),
+        );
+        assert_eq!(
+            Received::from_delivery("m", sold.as_bytes())
+                .unwrap()
+                .detail
+                .as_deref(),
+            Some("2 sold of product 5 at establishment 1")
+        );
+        let card = envelope(
+            "rewards_card",
+            serde_json::json!({"number": "J87", "current_points": 106}),
+        );
+        assert_eq!(
+            Received::from_delivery("m", card.as_bytes())
+                .unwrap()
+                .detail
+                .as_deref(),
+            Some("card J87 at 106 points")
+        );
     }
 }

@@ -272,13 +272,20 @@ impl Observer {
             ),
             FollowUp::SyncEntity => {
                 match newest(&self.partner, &record.instance, change.kind, &change.id) {
-                    Some(got) if got.revision >= entity.revision => Progress::Done(
-                        Reached::Partner,
-                        format!(
-                            "{about}: the partner received revision {} ({}, version {})",
-                            got.revision, got.event_type, got.version
-                        ),
-                    ),
+                    Some(got) if got.revision >= entity.revision => {
+                        match self.order_extras(&record.instance, reading.source, &entity).await? {
+                            Ok(extra) => Progress::Done(
+                                Reached::Partner,
+                                format!(
+                                    "{about}: the partner received revision {} ({}, version {}){extra}",
+                                    got.revision, got.event_type, got.version
+                                ),
+                            ),
+                            Err(missing) => Progress::Waiting(format!(
+                                "{about}: the worker, telling the partner {missing}"
+                            )),
+                        }
+                    }
                     got => Progress::Waiting(format!(
                         "{about}: the worker (the partner has {})",
                         got.map_or("nothing of it".to_owned(), |g| format!(
@@ -298,6 +305,66 @@ impl Observer {
             },
             FollowUp::CatalogPull => self.catalog(&record.instance, record, &about).await?,
         })
+    }
+
+    /// What else the partner hears of a Revel order: the rewards card it
+    /// used and the stock each product it sold moves. `Ok` with the words
+    /// that say what it heard (empty for anything else), `Err` with what it
+    /// is still to hear.
+    async fn order_extras(
+        &self,
+        instance: &InstanceName,
+        source: &str,
+        order: &StoredEntity,
+    ) -> Result<Result<String, String>, Error> {
+        use shared::sources::revel;
+        if source != revel::NAME || order.kind != "order" {
+            return Ok(Ok(String::new()));
+        }
+        let state: Value = serde_json::from_str(&order.state_json)?;
+        let mut heard = Vec::new();
+        if let Some(card) = revel::rewards_card_of_order(&state) {
+            let key = EntityKey::new(source, instance, card.kind, &card.id)?;
+            let kept = self.entities.get(&key).await?;
+            match (kept, newest(&self.partner, instance, card.kind, &card.id)) {
+                (Some(kept), Some(got)) if got.revision >= kept.revision => heard.push(format!(
+                    "its rewards card {} (revision {}: {})",
+                    card.id,
+                    got.revision,
+                    got.detail.as_deref().unwrap_or("-")
+                )),
+                _ => return Ok(Err(format!("of its rewards card {}", card.id))),
+            }
+        }
+        if !revel::sold_products(&state).is_empty() {
+            let key = EntityKey::new(
+                source,
+                instance,
+                shared::worker::INVENTORY_SOLD,
+                &order.entity_id,
+            )?;
+            if !self
+                .entities
+                .get(&key)
+                .await?
+                .is_some_and(|sold| sold.is_delivered())
+            {
+                return Ok(Err("the stock it sold".to_owned()));
+            }
+            let prefix = format!("{}:product:", order.entity_id);
+            heard.extend(
+                self.partner
+                    .iter()
+                    .filter(|r| {
+                        r.kind == shared::worker::INVENTORY_SOLD && r.id.starts_with(&prefix)
+                    })
+                    .map(|r| format!("a stock change ({})", r.detail.as_deref().unwrap_or("-"))),
+            );
+        }
+        Ok(Ok(heard
+            .iter()
+            .map(|h| format!("; {h}"))
+            .collect::<String>()))
     }
 
     /// A partner product or event: done once the worker noted its revision
