@@ -21,6 +21,10 @@
 //!    JSON is reformatted (whitespace, key order, `\u` escapes); keys built
 //!    from the body hash (stock and menu bodies, unparseable bodies) change
 //!    with any byte.
+//! 4. A rewards card reported on by its own webhook and by orders'
+//!    `gift_reward_data`, in any order, repeated, with outages, ends at the
+//!    state of its newest date (the card's own, not the order's), and that
+//!    state's delivery is queued once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -281,26 +285,45 @@ impl Pipeline {
     /// record again after a failure, as the stream does). An outage hits
     /// the first attempt only.
     async fn deliver(&mut self, request: &WebhookRequest, fault: Fault) -> Outcome {
+        let outcome = Self::receive(&self.stores, &self.receiver, request, fault).await;
+        self.process(fault).await;
+        outcome
+    }
+
+    /// [`Pipeline::deliver`] through `receiver`, another one on its stores.
+    async fn deliver_through(
+        &mut self,
+        receiver: &Receiver,
+        request: &WebhookRequest,
+        fault: Fault,
+    ) -> Outcome {
+        let outcome = Self::receive(&self.stores, receiver, request, fault).await;
+        self.process(fault).await;
+        outcome
+    }
+
+    /// `request` received by `receiver` as its sender delivers it.
+    async fn receive(
+        stores: &MemoryStores,
+        receiver: &Receiver,
+        request: &WebhookRequest,
+        fault: Fault,
+    ) -> Outcome {
         tokio::time::advance(Duration::from_millis(1)).await;
-        self.stores
+        stores
             .events
             .down
             .store(fault == Fault::Events, Ordering::SeqCst);
-        let first = self.receiver.receive(request).await;
-        self.stores.events.down.store(false, Ordering::SeqCst);
-        let outcome = match first {
+        let first = receiver.receive(request).await;
+        stores.events.down.store(false, Ordering::SeqCst);
+        match first {
             Ok(outcome) => outcome,
             Err(ReceiveError::Unavailable(_)) if fault == Fault::Events => {
                 tokio::time::advance(Duration::from_millis(1)).await;
-                self.receiver
-                    .receive(request)
-                    .await
-                    .expect("the redelivery")
+                receiver.receive(request).await.expect("the redelivery")
             }
             Err(error) => panic!("unexpected refusal: {error:?}"),
-        };
-        self.process(fault).await;
-        outcome
+        }
     }
 
     async fn process(&mut self, fault: Fault) {
@@ -837,4 +860,96 @@ fn an_unparseable_body_is_keyed_by_its_bytes_alone() {
     assert!(a.as_str().contains(":sha256:"), "{a}");
     assert_ne!(a, b);
     assert_eq!(a, derived_key("revel", &kind, b"{not json"));
+}
+
+/// A rewards card's changes: (the card's date, told by an order's
+/// `gift_reward_data` rather than by the card's own webhook, its points).
+type CardChanges = Vec<(u32, bool, u32)>;
+
+/// A card's changes and a schedule delivering each at least once, with
+/// outages.
+fn card_scenario() -> impl Strategy<Value = (CardChanges, Vec<(usize, Fault)>)> {
+    prop::collection::btree_map(0u32..100_000, (any::<bool>(), 0u32..500), 1..6)
+        .prop_flat_map(|changes| {
+            let changes: Vec<(u32, bool, u32)> = changes
+                .into_iter()
+                .map(|(at, (by_order, points))| (at, by_order, points))
+                .collect();
+            let count = changes.len();
+            (
+                Just(changes),
+                Just((0..count).collect::<Vec<_>>()).prop_shuffle(),
+                prop::collection::vec((0..count, any::<prop::sample::Index>()), 0..6),
+                prop::collection::vec(fault(), count + 6),
+            )
+        })
+        .prop_map(|(changes, mut order, repeats, faults)| {
+            for (change, at) in repeats {
+                order.insert(at.index(order.len() + 1), change);
+            }
+            (changes, order.into_iter().zip(faults).collect())
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Property 4: a card two kinds of event report on.
+    #[test]
+    fn a_rewards_card_told_of_by_orders_and_by_its_own_webhook_ends_at_its_newest_date_in_any_order(
+        (changes, steps) in card_scenario(),
+    ) {
+        let runtime = runtime();
+        let _clock = runtime.enter();
+        let mut pipeline = Pipeline::new(revel_source(), Arc::new(RevelEventType::RewardCardCreated));
+        let orders = receiver(revel_source(), Arc::new(RevelEventType::OrderFinalized), &pipeline.stores);
+        let card = |at: u32, points: u32| json!({"id": 15, "number": "J87", "current_points": points, "updated_date": timestamp(at)});
+        let requests: Vec<(bool, WebhookRequest)> = changes
+            .iter()
+            .map(|&(at, by_order, points)| {
+                let body = if by_order {
+                    // The order's own date is not the card's.
+                    json!({"orderInfo": {"uuid": format!("o-{at}"), "updated_date": timestamp(at / 2),
+                                         "gift_reward_data": card(at, points).to_string()}})
+                } else {
+                    card(at, points)
+                };
+                (by_order, revel_request(&serde_json::to_vec(&body).unwrap(), &[]))
+            })
+            .collect();
+        runtime.block_on(async {
+            for &(i, fault) in &steps {
+                let (by_order, request) = &requests[i];
+                let outcome = if *by_order {
+                    pipeline.deliver_through(&orders, request, fault).await
+                } else {
+                    pipeline.deliver(request, fault).await
+                };
+                assert!(matches!(outcome, Outcome::Accepted { .. } | Outcome::Duplicate { .. }), "{outcome:?}");
+            }
+        });
+        let &(newest, _, points) = changes.iter().max_by_key(|(at, _, _)| *at).unwrap();
+        let entities = pipeline.stores.entities.entities.lock().unwrap().clone();
+        let held = entities
+            .iter()
+            .find(|(key, _)| key.as_str() == "revel:demo:rewards_card:15")
+            .map(|(_, e)| e.clone());
+        prop_assert!(held.is_some(), "the card is kept");
+        let held = held.unwrap();
+        let state: Value = serde_json::from_str(&held.state.state_json).unwrap();
+        prop_assert_eq!(state["current_points"].as_u64(), Some(u64::from(points)));
+        prop_assert_eq!(
+            Some(held.rank.version),
+            shared::sources::parse_timestamp_micros(&timestamp(newest))
+        );
+        // Every state that was newest when it arrived was delivered for:
+        // the newest one's delivery is queued.
+        let card_jobs = pipeline
+            .jobs()
+            .into_iter()
+            .filter(|j| j.message.entity_key.as_deref() == Some("revel:demo:rewards_card:15"))
+            .filter(|j| j.message.version == Some(held.rank.version))
+            .count();
+        prop_assert_eq!(card_jobs, 1);
+    }
 }
