@@ -344,8 +344,11 @@ impl Worker {
                     Some(RetryBackoff::until_budget_resets(self.clock.now()))
                 }
                 // Nowhere to park it: it waits on the queue as long as SQS
-                // allows, for the partner URL to be set.
-                Failure::Failed(error) if error.is_delivery_unconfigured() => {
+                // allows, for the partner URL to be set. (Parking that
+                // failed is tried again after the usual backoff.)
+                Failure::Failed(error)
+                    if error.is_delivery_unconfigured() && self.dead_letters.is_none() =>
+                {
                     Some(RetryBackoff::LONGEST)
                 }
                 _ => None,
