@@ -37,7 +37,7 @@ use crate::error::DependencyError;
 use crate::idempotency::sha256_hex;
 use crate::ids::{EntityKey, InstanceName};
 use crate::revel_api::{ApiCredentials, PageRequest, RevelApiError, RevelResources};
-use crate::sources::{id_field, parse_timestamp_micros};
+use crate::sources::{id_field, parse_local_micros};
 use crate::store::EntityStore;
 use crate::sync_state::EchoLog;
 
@@ -459,6 +459,10 @@ pub struct Applier {
     pub api: Arc<dyn RevelResources>,
     pub entities: Arc<dyn EntityStore>,
     pub echoes: Arc<dyn EchoLog>,
+    /// Where each instance's time zone is read (its settings in Revel's
+    /// secret document): Revel's answers date objects on the merchant's
+    /// clock. UTC without.
+    pub zones: Option<Arc<crate::sources::revel::Revel>>,
 }
 
 /// What applying one entity came to: what was done, and the entity's
@@ -718,10 +722,23 @@ impl Applier {
             "customer" | "order" => id_field(written, "uuid"),
             _ => id_field(written, "id"),
         };
+        // Read as the processor will read the webhook of this very change:
+        // on the instance's clock.
+        let zone = match &self.zones {
+            Some(revel) => {
+                revel
+                    .secrets()
+                    .document()
+                    .await?
+                    .settings(instance)
+                    .time_zone
+            }
+            None => crate::local_time::Zone::utc(),
+        };
         let version = written
             .get("updated_date")
             .and_then(Value::as_str)
-            .and_then(parse_timestamp_micros);
+            .and_then(|raw| parse_local_micros(raw, &zone));
         match (id, version) {
             (Some(id), Some(version)) => {
                 if let Ok(key) = EntityKey::new("revel", instance, map.revel_kind, &id) {
@@ -1245,6 +1262,7 @@ pub(crate) mod tests {
             api: revel,
             entities,
             echoes: Arc::new(MemoryEchoes::default()),
+            zones: None,
         }
     }
 

@@ -30,6 +30,9 @@ pub struct Config {
     /// `DELIVER_WINESITTING_EVENTS`, `DELIVER_BOOKING_EVENTS` (both `true`):
     /// whose events the processor queues for delivery to the partner.
     pub deliveries: PartnerDeliveries,
+    /// `DEFAULT_TIME_ZONE` (`UTC`): the IANA zone of the Revel instances
+    /// whose entry in the secret document names no `time_zone`.
+    pub default_time_zone: crate::local_time::Zone,
     pub settings: Settings,
 }
 
@@ -158,6 +161,15 @@ impl Config {
             vinesos_secrets_id: lookup("VINESOS_SECRETS_ID").filter(|v| !v.trim().is_empty()),
             jobs_dlq_url: lookup("JOBS_DEAD_LETTER_QUEUE_URL").filter(|v| !v.trim().is_empty()),
             deliveries: PartnerDeliveries::from_lookup(&lookup)?,
+            default_time_zone: match lookup("DEFAULT_TIME_ZONE").filter(|v| !v.trim().is_empty()) {
+                None => crate::local_time::Zone::utc(),
+                Some(name) => {
+                    crate::local_time::Zone::parse(&name).map_err(|e| ConfigError::Invalid {
+                        name: "DEFAULT_TIME_ZONE",
+                        why: e.to_string(),
+                    })?
+                }
+            },
             settings,
         })
     }
@@ -172,44 +184,17 @@ pub struct SyncConfig {
     pub revel_api_base_url: String,
     /// `REVEL_API_DAILY_BUDGET` (1000): API calls per instance per day.
     pub daily_budget: u64,
+    /// `INVENTORY_REQUESTS_PER_HOUR` (12): on-demand inventory pulls (the
+    /// partner's searches) per instance per hour; more wait for the next.
+    pub inventory_requests_per_hour: u64,
     /// `DOWNSTREAM_URL`: the partner's webhook URL; `None` turns delivery off.
     pub downstream_url: Option<String>,
     /// `DOWNSTREAM_SECRET_ID`: the Standard Webhooks signing secret.
     pub downstream_secret_id: Option<String>,
-    /// `INVENTORY_SYNC_INSTANCES`: who has the retailer inventory option.
-    pub inventory_instances: InventoryInstances,
     /// `RECONCILE_LOOKBACK_HOURS` (26): how far back a first reconciliation looks.
     pub reconcile_lookback: Duration,
     /// `WINESITTING_API_BASE_URL`: WineSitting's REST API, for the repair poll.
     pub winesitting_api_base_url: String,
-}
-
-/// Instances whose inventory is pulled every 2 hours.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InventoryInstances {
-    All,
-    Only(Vec<String>),
-}
-
-impl InventoryInstances {
-    pub fn parse(raw: &str) -> Self {
-        if raw.trim() == "*" {
-            return Self::All;
-        }
-        Self::Only(
-            raw.split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        )
-    }
-
-    pub fn includes(&self, instance: &str) -> bool {
-        match self {
-            Self::All => true,
-            Self::Only(names) => names.iter().any(|n| n == instance),
-        }
-    }
 }
 
 impl SyncConfig {
@@ -255,11 +240,12 @@ impl SyncConfig {
                 .ok_or(ConfigError::Missing("SYNC_STATE_TABLE"))?,
             revel_api_base_url: base,
             daily_budget: number("REVEL_API_DAILY_BUDGET", 1000)?,
+            inventory_requests_per_hour: number(
+                "INVENTORY_REQUESTS_PER_HOUR",
+                crate::sync_state::DEFAULT_ON_DEMAND_PULLS_PER_HOUR,
+            )?,
             downstream_url,
             downstream_secret_id,
-            inventory_instances: InventoryInstances::parse(
-                &optional("INVENTORY_SYNC_INSTANCES").unwrap_or_default(),
-            ),
             reconcile_lookback: Duration::from_secs(3600 * number("RECONCILE_LOOKBACK_HOURS", 26)?),
             winesitting_api_base_url: optional("WINESITTING_API_BASE_URL")
                 .unwrap_or_else(|| "https://api.winesitting.com/v1".into()),
@@ -351,7 +337,25 @@ mod tests {
         assert_eq!(sync.daily_budget, 1000);
         assert_eq!(sync.downstream_url, None);
         assert_eq!(sync.revel_api_base_url, "https://{instance}.revelup.com");
-        assert!(!sync.inventory_instances.includes("demo"));
+    }
+
+    #[test]
+    fn the_default_time_zone_is_utc_unless_named_and_an_unknown_one_is_refused_by_name() {
+        let config = Config::from_lookup(env(&REQUIRED)).unwrap();
+        assert_eq!(config.default_time_zone.name(), "UTC");
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("DEFAULT_TIME_ZONE", "America/Los_Angeles"));
+        let config = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!(config.default_time_zone.name(), "America/Los_Angeles");
+        let mut wrong = REQUIRED.to_vec();
+        wrong.push(("DEFAULT_TIME_ZONE", "Pacific Time"));
+        assert!(matches!(
+            Config::from_lookup(env(&wrong)).unwrap_err(),
+            ConfigError::Invalid {
+                name: "DEFAULT_TIME_ZONE",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -362,12 +366,5 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err, ConfigError::Missing("DOWNSTREAM_SECRET_ID"));
-    }
-
-    #[test]
-    fn inventory_instances_are_a_list_or_a_star() {
-        assert!(InventoryInstances::parse("*").includes("any"));
-        let some = InventoryInstances::parse(" Demo, other ,");
-        assert!(some.includes("demo") && some.includes("other") && !some.includes("third"));
     }
 }

@@ -49,11 +49,10 @@ pub type SecretsClient = aws_sdk_secretsmanager::Client;
 
 /// Revel's source, with its secrets read through `secrets`.
 pub fn revel_source(config: &Config, secrets: &SecretsClient) -> Arc<Revel> {
-    Arc::new(Revel::new(secret_cache(
-        &config.revel_secrets_id,
-        config,
-        secrets,
-    )))
+    Arc::new(Revel::new(
+        secret_cache(&config.revel_secrets_id, config, secrets)
+            .with_default_zone(config.default_time_zone.clone()),
+    ))
 }
 
 /// A secret cache over the Secrets Manager secret `secret_id`.
@@ -208,11 +207,14 @@ pub fn jobs_worker(
     api: crate::revel_api::RevelApiConfig,
     downstream: Option<crate::downstream::Downstream>,
 ) -> crate::worker::Worker {
-    let state = Arc::new(crate::sync_state::DynamoSyncState::new(
-        clients.entities.clone(),
-        &sync.sync_state_table,
-        sync.daily_budget,
-    ));
+    let state = Arc::new(
+        crate::sync_state::DynamoSyncState::new(
+            clients.entities.clone(),
+            &sync.sync_state_table,
+            sync.daily_budget,
+        )
+        .with_on_demand_pulls_per_hour(sync.inventory_requests_per_hour),
+    );
     let api: Arc<dyn crate::revel_api::RevelResources> =
         Arc::new(crate::revel_api::RevelApi::new(api, state.clone()));
     let entities: Arc<dyn crate::store::EntityStore> = Arc::new(DynamoEntityStore::new(
@@ -224,6 +226,7 @@ pub fn jobs_worker(
         &config.jobs_queue_url,
     ));
     let clock = crate::clock::system();
+    let zones = Some(Arc::clone(&revel));
     crate::worker::Worker {
         entities: Arc::clone(&entities),
         downstream: downstream.map(|d| Arc::new(d) as Arc<dyn crate::downstream::Partner>),
@@ -234,7 +237,8 @@ pub fn jobs_worker(
             sync.reconcile_lookback,
             Arc::clone(&clock),
         )
-        .delivering_to(Arc::clone(&jobs)),
+        .delivering_to(Arc::clone(&jobs))
+        .in_zones_of(Arc::clone(&revel)),
         orders: revel_receiver(
             RevelEventType::OrderFinalized,
             Arc::clone(&revel),
@@ -253,6 +257,7 @@ pub fn jobs_worker(
             api,
             entities,
             echoes: state.clone(),
+            zones,
         }),
         echoes: Some(state.clone()),
         dead_letters: config
@@ -347,8 +352,10 @@ pub async fn serve_worker() -> Result<(), Error> {
     .await
 }
 
-/// Serves the scheduler: `{"task": "..."}` from EventBridge Scheduler in,
-/// one job per instance out.
+/// Serves the scheduler: `{"task": "tick", "scheduled_time": ...}` from
+/// EventBridge Scheduler every 5 minutes queues, per Revel instance, what is
+/// due at its local time; `{"task": "<job>", "instance"?: ...}` (WineSitting's
+/// repair poll, or a task run by hand) queues that task now.
 pub async fn serve_scheduler() -> Result<(), Error> {
     let SyncInit {
         config,
@@ -357,31 +364,63 @@ pub async fn serve_scheduler() -> Result<(), Error> {
         revel,
     } = SyncInit::load().await?;
     let jobs = jobs_queue(&config, &clients);
+    let state: Arc<dyn crate::sync_state::SyncState> =
+        Arc::new(crate::sync_state::DynamoSyncState::new(
+            clients.entities.clone(),
+            &sync.sync_state_table,
+            sync.daily_budget,
+        ));
     let winesitting = winesitting_source(&config, &clients.secrets).ok();
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let (revel, winesitting, jobs, inventory) = (
+            let (revel, winesitting, jobs, state) = (
                 Arc::clone(&revel),
                 winesitting.clone(),
                 Arc::clone(&jobs),
-                sync.inventory_instances.clone(),
+                Arc::clone(&state),
             );
             async move {
-                let task = crate::schedule::task_of(&event.payload)?;
-                let now = crate::schedule::scheduled_at(&event.payload);
-                let queued = crate::schedule::fan_out(
-                    task,
-                    accounts_of(task, &revel, winesitting.as_deref())?,
+                run_schedule(
+                    &event.payload,
+                    &revel,
+                    winesitting.as_deref(),
                     jobs.as_ref(),
-                    &inventory,
-                    now,
+                    state.as_ref(),
                 )
-                .await?;
-                Ok::<_, Error>(serde_json::json!({"task": task.name(), "instances": queued.len()}))
+                .await
             }
         },
     ))
     .await
+}
+
+/// One scheduler invocation: a tick, or one task now. Answers what it queued.
+pub async fn run_schedule(
+    input: &serde_json::Value,
+    revel: &Revel,
+    winesitting: Option<&WineSitting>,
+    jobs: &dyn crate::queue::JobQueue,
+    state: &dyn crate::sync_state::SyncState,
+) -> Result<serde_json::Value, Error> {
+    let now = crate::schedule::scheduled_at(input);
+    match crate::schedule::task_of(input)? {
+        crate::schedule::Task::Tick => {
+            let queued = crate::schedule::tick(revel.secrets(), jobs, state, now).await?;
+            Ok(serde_json::json!({"task": crate::schedule::TICK, "slots": queued.len()}))
+        }
+        crate::schedule::Task::Run(task) => {
+            let only = crate::schedule::instance_of(input)?;
+            let queued = crate::schedule::fan_out(
+                task,
+                accounts_of(task, revel, winesitting)?,
+                jobs,
+                only.as_ref(),
+                now,
+            )
+            .await?;
+            Ok(serde_json::json!({"task": task.name(), "instances": queued.len()}))
+        }
+    }
 }
 
 /// Whose accounts a scheduled task runs for: WineSitting's for its repair

@@ -17,6 +17,7 @@
 //! | [`clock`] | wall-clock time behind a trait (the simulation runs on virtual time) |
 //! | [`http`] | API Gateway request in, answer out: the one place errors become HTTP |
 //! | [`request`] | the webhook request a receiver reads |
+//! | [`local_time`] | an instance's time zone; Revel's wall-clock times read in it |
 //! | [`secrets`] | per-instance webhook secrets from Secrets Manager, cached, kept through an outage |
 //! | [`signature`] | `X-Revel-Signature`: hex HMAC-SHA1 of the raw body, constant-time check |
 //! | [`sources`] | each platform described once: auth, identity, entity, follow-ups |
@@ -44,6 +45,7 @@ pub mod function;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
+pub mod local_time;
 pub mod partner_catalog;
 pub mod process;
 pub mod queue;

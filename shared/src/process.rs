@@ -301,11 +301,7 @@ fn plan(
     if state_json.len() > MAX_STATE_BYTES {
         return Err(Malformed("state_too_large"));
     }
-    let version = match change.version {
-        Version::UpdatedAt(micros) => micros,
-        // Its receipt: a later change of the same entity is received later.
-        Version::ReceiptOrder => record.received_at_micros,
-    };
+    let version = version_micros(record, change.version);
     Ok(Planned {
         state: change.state,
         upsert: EntityUpsert {
@@ -320,6 +316,13 @@ fn plan(
             event_key: record.event_key.clone(),
         },
     })
+}
+
+/// A change's version as µs since the epoch: a naive date read in the zone
+/// the record names (the instance's when it arrived), a dateless change at
+/// its receipt (a later change of the same entity is received later).
+pub fn version_micros(record: &EventRecord, version: Version) -> i64 {
+    version.micros(&record.zone(), record.received_at_micros)
 }
 
 /// The job a processed change owes, if any.

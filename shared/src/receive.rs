@@ -99,6 +99,8 @@ struct Arrival<'a> {
     received_at_micros: i64,
     body_sha256: String,
     origin: Origin,
+    /// The zone the sender wrote its naive timestamps in, if it does.
+    zone: Option<crate::local_time::Zone>,
 }
 
 impl Receiver {
@@ -150,7 +152,8 @@ impl Receiver {
             request_id,
             path_params: Vec::new(),
         };
-        match self.prepare_from(instance, &request, Origin::Reconciliation)? {
+        let zone = self.source.time_zone(instance).await?;
+        match self.prepare_from(instance, &request, Origin::Reconciliation, zone)? {
             Prepared::Pong => Ok(Outcome::Pong),
             Prepared::Event(prepared) => self.store(*prepared).await,
         }
@@ -168,7 +171,9 @@ impl Receiver {
             });
         }
         let instance = self.source.authenticate(request).await?;
-        self.prepare_from(&instance, request, Origin::Webhook)
+        // Read from the document authentication just used: no call.
+        let zone = self.source.time_zone(&instance).await?;
+        self.prepare_from(&instance, request, Origin::Webhook, zone)
     }
 
     /// The one write, and what it came to.
@@ -221,6 +226,7 @@ impl Receiver {
         instance: &InstanceName,
         request: &WebhookRequest,
         origin: Origin,
+        zone: Option<crate::local_time::Zone>,
     ) -> Result<Prepared, ReceiveError> {
         let received_at_micros = self.clock.now_micros();
         let meaning = match serde_json::from_slice::<Value>(&request.body) {
@@ -256,6 +262,7 @@ impl Receiver {
                 received_at_micros,
                 body_sha256,
                 origin,
+                zone,
             },
             entity_key,
             quarantine,
@@ -370,6 +377,7 @@ impl Receiver {
             origin: arrival.origin,
             expires_at: received_secs + self.settings.retention.as_secs() as i64,
             replayed_at: None,
+            time_zone: arrival.zone.map(|zone| zone.name().to_owned()),
         })
     }
 }

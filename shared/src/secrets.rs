@@ -4,7 +4,12 @@
 //! its webhook secret, or to a list of secrets while a rotation is under way:
 //! `{"mybar": "s3cret", "otherbar": ["new", "old"]}`; or, for an instance
 //! whose REST API the bundle also calls, to an object:
-//! `{"mybar": {"webhook": "s3cret", "api_key": "...", "api_secret": "..."}}`. It is read at cold
+//! `{"mybar": {"webhook": "s3cret", "api_key": "...", "api_secret": "..."}}`.
+//! That object also holds the instance's settings, which can so change
+//! without a redeploy ([`InstanceSettings`]): `"time_zone":
+//! "America/Los_Angeles"` (IANA; the deployment's `DEFAULT_TIME_ZONE` when
+//! absent), `"end_of_day": "23:55"` (local time) and `"inventory_every_2h":
+//! true` (the retailer option). It is read at cold
 //! start, re-read after a TTL, and re-read early (at most once per
 //! [`UNKNOWN_INSTANCE_REFRESH`]) when a delivery names an instance it does
 //! not hold, so a newly added instance works without a redeploy.
@@ -28,6 +33,7 @@ use tokio::sync::{Mutex, RwLock};
 
 use crate::error::DependencyError;
 use crate::ids::InstanceName;
+use crate::local_time::{UnknownZone, Zone};
 use crate::revel_api::ApiCredentials;
 use crate::telemetry::{self, Metric};
 
@@ -91,17 +97,65 @@ impl fmt::Debug for SecretDocument {
 }
 
 /// What one instance's entry holds.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct InstanceEntry {
     webhook: Vec<WebhookSecret>,
     /// URL tokens, for senders that can't sign (one, or two during rotation).
     tokens: Vec<WebhookSecret>,
     api: Option<ApiCredentials>,
+    settings: InstanceSettings,
 }
 
-/// Instance -> the secrets that may sign its deliveries, and its API credentials.
-#[derive(Debug, Clone, Default)]
-pub struct InstanceSecrets(HashMap<InstanceName, InstanceEntry>);
+/// When an instance's day ends unless its entry says otherwise.
+pub const DEFAULT_END_OF_DAY: time::Time = time::macros::time!(23:55);
+
+/// An instance's own settings, from its entry in the secret document (none
+/// of them secret): they change without a redeploy, within the secrets'
+/// cache TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSettings {
+    /// `time_zone`: the zone of the merchant's clock, in which Revel writes
+    /// the instance's timestamps and its schedule runs.
+    pub time_zone: Zone,
+    /// Whether `time_zone` is the entry's own (false: the deployment's default).
+    pub time_zone_named: bool,
+    /// `end_of_day` (`"23:55"`): when, on the merchant's clock, the
+    /// end-of-day work is queued.
+    pub end_of_day: time::Time,
+    /// `inventory_every_2h` (false): the retailer option, inventory pulled
+    /// at every even hour of the merchant's clock.
+    pub inventory_every_2h: bool,
+}
+
+impl InstanceSettings {
+    /// The settings of an entry that names none: `zone`, 23:55, no 2-hourly pulls.
+    pub fn defaults(zone: Zone) -> Self {
+        Self {
+            time_zone: zone,
+            time_zone_named: false,
+            end_of_day: DEFAULT_END_OF_DAY,
+            inventory_every_2h: false,
+        }
+    }
+}
+
+/// Instance -> the secrets that may sign its deliveries, its API credentials
+/// and its settings.
+#[derive(Debug, Clone)]
+pub struct InstanceSecrets {
+    entries: HashMap<InstanceName, InstanceEntry>,
+    /// The settings of an instance whose entry names none.
+    defaults: InstanceSettings,
+}
+
+impl Default for InstanceSecrets {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            defaults: InstanceSettings::defaults(Zone::utc()),
+        }
+    }
+}
 
 fn webhook_secrets(value: &serde_json::Value) -> Result<Vec<WebhookSecret>, SecretFormatError> {
     match value {
@@ -117,12 +171,62 @@ fn webhook_secrets(value: &serde_json::Value) -> Result<Vec<WebhookSecret>, Secr
     }
 }
 
-fn entry(value: &serde_json::Value) -> Result<InstanceEntry, SecretFormatError> {
+/// `"HH:MM"`, 24-hour.
+fn clock_time(raw: &str) -> Option<time::Time> {
+    fn two_digits(s: &str) -> Option<u8> {
+        (s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    }
+    let (hour, minute) = raw.trim().split_once(':')?;
+    time::Time::from_hms(two_digits(hour)?, two_digits(minute)?, 0).ok()
+}
+
+/// The settings an entry names, on top of `defaults`.
+fn settings(
+    fields: &serde_json::Map<String, serde_json::Value>,
+    defaults: &InstanceSettings,
+) -> Result<InstanceSettings, SecretFormatError> {
+    let mut settings = defaults.clone();
+    match fields.get("time_zone") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(name)) => {
+            settings.time_zone = Zone::parse(name).map_err(SecretFormatError::TimeZone)?;
+            settings.time_zone_named = true;
+        }
+        Some(_) => {
+            return Err(SecretFormatError::TimeZone(UnknownZone(
+                "not a string".into(),
+            )))
+        }
+    }
+    match fields.get("end_of_day") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(value) => {
+            settings.end_of_day = value
+                .as_str()
+                .and_then(clock_time)
+                .ok_or(SecretFormatError::EndOfDay)?;
+        }
+    }
+    match fields.get("inventory_every_2h") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Bool(on)) => settings.inventory_every_2h = *on,
+        Some(_) => return Err(SecretFormatError::Setting("inventory_every_2h")),
+    }
+    Ok(settings)
+}
+
+fn entry(
+    value: &serde_json::Value,
+    defaults: &InstanceSettings,
+) -> Result<InstanceEntry, SecretFormatError> {
     let serde_json::Value::Object(fields) = value else {
         return Ok(InstanceEntry {
             webhook: webhook_secrets(value)?,
             tokens: Vec::new(),
             api: None,
+            settings: defaults.clone(),
         });
     };
     let webhook = match fields.get("webhook") {
@@ -150,6 +254,7 @@ fn entry(value: &serde_json::Value) -> Result<InstanceEntry, SecretFormatError> 
         webhook,
         tokens,
         api,
+        settings: settings(fields, defaults)?,
     })
 }
 
@@ -160,10 +265,26 @@ pub enum SecretFormatError {
     NotAnObject,
     #[error("secret for an instance must be a non-empty string or a list of one or two")]
     BadValue,
+    #[error("time_zone: {0}")]
+    TimeZone(UnknownZone),
+    #[error("end_of_day must be a 24-hour local time, \"HH:MM\"")]
+    EndOfDay,
+    #[error("{0} must be true or false")]
+    Setting(&'static str),
 }
 
 impl InstanceSecrets {
+    /// The document, with UTC for the instances that name no time zone.
     pub fn parse(document: &SecretDocument) -> Result<Self, SecretFormatError> {
+        Self::parse_with(document, &Zone::utc())
+    }
+
+    /// The document, with `default_zone` for the instances that name none.
+    pub fn parse_with(
+        document: &SecretDocument,
+        default_zone: &Zone,
+    ) -> Result<Self, SecretFormatError> {
+        let defaults = InstanceSettings::defaults(default_zone.clone());
         let value: serde_json::Value =
             serde_json::from_str(&document.0).map_err(|_| SecretFormatError::NotAnObject)?;
         let object = value.as_object().ok_or(SecretFormatError::NotAnObject)?;
@@ -174,7 +295,7 @@ impl InstanceSecrets {
                 tracing::warn!(entry = %name, "secret document has an invalid instance name; entry skipped");
                 continue;
             };
-            match entry(secrets) {
+            match entry(secrets, &defaults) {
                 Ok(values) => {
                     map.insert(instance, values);
                 }
@@ -184,12 +305,15 @@ impl InstanceSecrets {
                 }
             }
         }
-        Ok(Self(map))
+        Ok(Self {
+            entries: map,
+            defaults,
+        })
     }
 
     /// The webhook secrets of `instance`; `None` when it has none.
     pub fn get(&self, instance: &InstanceName) -> Option<&[WebhookSecret]> {
-        self.0
+        self.entries
             .get(instance)
             .map(|e| e.webhook.as_slice())
             .filter(|w| !w.is_empty())
@@ -197,7 +321,7 @@ impl InstanceSecrets {
 
     /// The URL tokens of `instance`; empty when it has none.
     pub fn tokens(&self, instance: &InstanceName) -> &[WebhookSecret] {
-        self.0
+        self.entries
             .get(instance)
             .map(|e| e.tokens.as_slice())
             .unwrap_or(&[])
@@ -205,13 +329,33 @@ impl InstanceSecrets {
 
     /// The REST API credentials of `instance`, when it has some.
     pub fn api_credentials(&self, instance: &InstanceName) -> Option<&ApiCredentials> {
-        self.0.get(instance)?.api.as_ref()
+        self.entries.get(instance)?.api.as_ref()
+    }
+
+    /// The settings of `instance`: its entry's, or the defaults (the
+    /// deployment's zone, end of day at 23:55, no 2-hourly inventory) for
+    /// what it doesn't name, and for an instance the document doesn't hold.
+    pub fn settings(&self, instance: &InstanceName) -> InstanceSettings {
+        self.entries
+            .get(instance)
+            .map_or_else(|| self.defaults.clone(), |e| e.settings.clone())
+    }
+
+    /// Every instance with its settings, sorted (for operators: no secret).
+    pub fn all_settings(&self) -> Vec<(InstanceName, InstanceSettings)> {
+        let mut all: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(name, e)| (name.clone(), e.settings.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// The instances whose REST API the bundle may call, sorted.
     pub fn api_instances(&self) -> Vec<InstanceName> {
         let mut names: Vec<InstanceName> = self
-            .0
+            .entries
             .iter()
             .filter(|(_, e)| e.api.is_some())
             .map(|(n, _)| n.clone())
@@ -221,11 +365,11 @@ impl InstanceSecrets {
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
 }
 
@@ -237,6 +381,8 @@ struct Loaded {
 /// Caches [`InstanceSecrets`] with a TTL; one re-read at a time.
 pub struct SecretCache {
     source: Box<dyn SecretSource>,
+    /// The zone of instances whose entry names none.
+    default_zone: Zone,
     ttl: Duration,
     stale_grace: Duration,
     loaded: RwLock<Option<Loaded>>,
@@ -248,6 +394,7 @@ impl SecretCache {
     pub fn new(source: impl SecretSource + 'static, ttl: Duration) -> Self {
         Self {
             source: Box::new(source),
+            default_zone: Zone::utc(),
             ttl,
             stale_grace: DEFAULT_STALE_GRACE,
             loaded: RwLock::new(None),
@@ -260,6 +407,27 @@ impl SecretCache {
     pub fn with_stale_grace(mut self, grace: Duration) -> Self {
         self.stale_grace = grace;
         self
+    }
+
+    /// Instances whose entry names no `time_zone` are in `zone` (the
+    /// deployment's `DEFAULT_TIME_ZONE`; UTC unless said).
+    pub fn with_default_zone(mut self, zone: Zone) -> Self {
+        self.default_zone = zone;
+        self
+    }
+
+    /// The settings of `instance`, or `None` when the (fresh) document does
+    /// not name it.
+    pub async fn settings_for(
+        &self,
+        instance: &InstanceName,
+    ) -> Result<Option<InstanceSettings>, DependencyError> {
+        self.lookup(|doc| {
+            doc.entries
+                .contains_key(instance)
+                .then(|| doc.settings(instance))
+        })
+        .await
     }
 
     /// The secrets of `instance`, or `None` when the (fresh) document does not
@@ -348,9 +516,10 @@ impl SecretCache {
 
     async fn read(&self) -> Result<Arc<InstanceSecrets>, DependencyError> {
         let document = self.source.fetch().await?;
-        Ok(Arc::new(InstanceSecrets::parse(&document).map_err(
-            |e| DependencyError::new("secretsmanager", "parse", e),
-        )?))
+        Ok(Arc::new(
+            InstanceSecrets::parse_with(&document, &self.default_zone)
+                .map_err(|e| DependencyError::new("secretsmanager", "parse", e))?,
+        ))
     }
 
     fn use_stale(&self, stale: &Arc<InstanceSecrets>) -> Arc<InstanceSecrets> {
@@ -463,6 +632,80 @@ mod tests {
             InstanceSecrets::parse(&half).unwrap().is_empty(),
             "a secret without a key is skipped"
         );
+    }
+
+    #[test]
+    fn an_instances_settings_are_read_from_its_entry_and_default_where_it_names_none() {
+        let doc = SecretDocument(
+            r#"{"labar": {"webhook": "w", "api_key": "k", "api_secret": "s",
+                          "time_zone": "America/Los_Angeles", "end_of_day": "22:30", "inventory_every_2h": true},
+                "demo": {"webhook": "w", "api_key": "k", "api_secret": "s"},
+                "hooks-only": "w"}"#
+                .into(),
+        );
+        let berlin = Zone::parse("Europe/Berlin").unwrap();
+        let parsed = InstanceSecrets::parse_with(&doc, &berlin).unwrap();
+        let la = parsed.settings(&InstanceName::parse("labar").unwrap());
+        assert_eq!(la.time_zone.name(), "America/Los_Angeles");
+        assert!(la.time_zone_named && la.inventory_every_2h);
+        assert_eq!(la.end_of_day, time::macros::time!(22:30));
+        for name in ["demo", "hooks-only", "not-in-the-document"] {
+            assert_eq!(
+                parsed.settings(&InstanceName::parse(name).unwrap()),
+                InstanceSettings::defaults(berlin.clone()),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            parsed.all_settings().len(),
+            3,
+            "every entry, not the unknown instance"
+        );
+    }
+
+    #[test]
+    fn an_unknown_zone_or_a_bad_setting_is_that_entrys_error_and_the_rest_of_the_document_works() {
+        for (bad, why) in [
+            (r#""time_zone": "America/Springfield""#, "time_zone"),
+            (r#""time_zone": 7"#, "time_zone"),
+            (r#""end_of_day": "25:00""#, "end_of_day"),
+            (r#""end_of_day": "9:5""#, "end_of_day"),
+            (r#""end_of_day": "23:55:00""#, "end_of_day"),
+            (r#""inventory_every_2h": "yes""#, "inventory_every_2h"),
+        ] {
+            let doc = SecretDocument(format!(
+                r#"{{"broken": {{"webhook": "w", {bad}}}, "demo": {{"webhook": "w", "time_zone": "Asia/Tokyo"}}}}"#
+            ));
+            let parsed = InstanceSecrets::parse(&doc).unwrap();
+            let broken = InstanceName::parse("broken").unwrap();
+            assert!(parsed.get(&broken).is_none(), "{why}: the entry is skipped");
+            assert_eq!(
+                parsed.settings(&demo()).time_zone.name(),
+                "Asia/Tokyo",
+                "{why}: the other entry still works"
+            );
+            let error = entry(
+                &serde_json::from_str(&format!(r#"{{"webhook": "w", {bad}}}"#)).unwrap(),
+                &InstanceSettings::defaults(Zone::utc()),
+            )
+            .unwrap_err();
+            assert!(error.to_string().contains(why), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cache_applies_the_deployments_default_zone_and_knows_no_settings_for_an_unknown_instance(
+    ) {
+        let cache = SecretCache::new(
+            crate::fakes::FixedSecrets(r#"{"demo": "w"}"#.into()),
+            Duration::from_secs(300),
+        )
+        .with_default_zone(Zone::parse("America/Chicago").unwrap());
+        let settings = cache.settings_for(&demo()).await.unwrap().unwrap();
+        assert_eq!(settings.time_zone.name(), "America/Chicago");
+        assert!(!settings.time_zone_named);
+        let stranger = InstanceName::parse("stranger").unwrap();
+        assert_eq!(cache.settings_for(&stranger).await.unwrap(), None);
     }
 
     #[test]

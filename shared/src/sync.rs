@@ -8,11 +8,21 @@
 //! the API budget, its deadline or an error is resumed by the next run at
 //! the next page: no object is skipped or fetched twice. The checkpoint
 //! moves only when a run reaches the last page.
+//!
+//! Revel writes `updated_date` without an offset, on the merchant's clock.
+//! So checkpoints are kept as instants (RFC 3339, UTC) and written into
+//! `updated_date__gte` as the instance's wall-clock time
+//! ([`crate::local_time::Zone::filter_from`]), and a pulled object's
+//! version is its `updated_date` read in the instance's zone: a pull in a
+//! zone behind UTC doesn't skip the hours between the two. A checkpoint
+//! written before zones were kept (naive, in UTC) reads as the instant it
+//! meant.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
 use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::OffsetDateTime;
@@ -22,9 +32,12 @@ use crate::clock::Clock;
 use crate::error::{DependencyError, ReceiveError};
 use crate::idempotency::sha256_hex;
 use crate::ids::{EntityKey, EventKey, InstanceName};
+use crate::local_time::Zone;
 use crate::receive::{Outcome, Receiver};
 use crate::revel_api::{ApiCredentials, PageRequest, RevelApiError, RevelResources};
-use crate::sources::{id_field, parse_timestamp_micros, strip_payment_card_fields};
+use crate::sources::{
+    id_field, parse_local_micros, parse_timestamp_micros, strip_payment_card_fields,
+};
 use crate::store::{EntityStore, EntityUpsert, Rank};
 use crate::sync_state::{Cursor, RunProgress, SyncState};
 
@@ -114,9 +127,25 @@ pub struct ReconcileReport {
     pub stopped: Option<StopReason>,
 }
 
-fn revel_time(at: OffsetDateTime) -> String {
-    at.format(REVEL_TIME)
-        .expect("a fixed format always formats")
+/// An instant as a checkpoint keeps it: RFC 3339 in UTC.
+fn checkpoint_text(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339)
+        .expect("a date within Revel's range formats as RFC 3339")
+}
+
+/// Revel's `updated_date__gte` for the instant `since` (a checkpoint):
+/// the instance's wall-clock time, moved back past any fall-back between
+/// `since` and `now_micros` (see [`Zone::filter_from`]). A checkpoint that
+/// doesn't read is sent as kept.
+pub fn revel_filter(zone: &Zone, since: &str, now_micros: i64) -> String {
+    let Some(instant) = parse_timestamp_micros(since) else {
+        return since.to_owned();
+    };
+    let wall = zone.filter_from(instant, now_micros);
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(wall) * 1000)
+        .ok()
+        .and_then(|wall| wall.format(REVEL_TIME).ok())
+        .unwrap_or_else(|| since.to_owned())
 }
 
 /// Runs pulls and reconciliation for one instance at a time.
@@ -129,6 +158,8 @@ pub struct Syncer {
     reconcile_lookback: Duration,
     /// Where a changed object's delivery to the partner is queued.
     jobs: Option<Arc<dyn crate::queue::JobQueue>>,
+    /// Where each instance's time zone is read (its settings); UTC without.
+    zones: Option<Arc<crate::sources::revel::Revel>>,
 }
 
 impl Syncer {
@@ -146,7 +177,28 @@ impl Syncer {
             entities,
             reconcile_lookback,
             jobs: None,
+            zones: None,
         }
+    }
+
+    /// Reads each instance's time zone from its settings in `revel`'s
+    /// secret document (Revel writes its timestamps on that clock).
+    pub fn in_zones_of(mut self, revel: Arc<crate::sources::revel::Revel>) -> Self {
+        self.zones = Some(revel);
+        self
+    }
+
+    /// The zone `instance`'s Revel writes its timestamps in.
+    pub async fn zone(&self, instance: &InstanceName) -> Result<Zone, SyncError> {
+        let Some(revel) = &self.zones else {
+            return Ok(Zone::utc());
+        };
+        Ok(revel
+            .secrets()
+            .document()
+            .await?
+            .settings(instance)
+            .time_zone)
     }
 
     /// Queues every pulled object that changed for delivery to the partner
@@ -165,6 +217,7 @@ impl Syncer {
         deadline: Instant,
     ) -> Result<PullOutcome, SyncError> {
         let (mut fetched, mut written) = (0, 0);
+        let zone = self.zone(instance).await?;
         for (resource, kind) in pull.resources {
             let cursor_name = format!("{}.{resource}", pull.name);
             let mut cursor = self.state.load(instance, &cursor_name).await?;
@@ -183,7 +236,11 @@ impl Syncer {
                         written,
                     });
                 }
-                let request = page_request(resource, run.since.as_deref(), &[], run.offset);
+                let since = run
+                    .since
+                    .as_deref()
+                    .map(|since| revel_filter(&zone, since, run.began_at));
+                let request = page_request(resource, since.as_deref(), &[], run.offset);
                 let page = match self.api.page(instance, credentials, &request).await {
                     Ok(page) => page,
                     Err(RevelApiError::BudgetExhausted { limit }) => {
@@ -204,7 +261,10 @@ impl Syncer {
                 for object in &page.objects {
                     fetched += 1;
                     run.fetched += 1;
-                    if self.keep(instance, kind, object, &run, &event_key).await? {
+                    if self
+                        .keep(instance, kind, object, &run, &event_key, &zone)
+                        .await?
+                    {
                         written += 1;
                     }
                 }
@@ -231,7 +291,7 @@ impl Syncer {
     fn resume_or_start(&self, cursor: &mut Cursor) -> RunProgress {
         let now = self.clock.now();
         cursor.run.take().unwrap_or_else(|| RunProgress {
-            started_at: revel_time(now - CHECKPOINT_OVERLAP),
+            started_at: checkpoint_text(now - CHECKPOINT_OVERLAP),
             since: cursor.checkpoint.clone(),
             offset: 0,
             fetched: 0,
@@ -283,6 +343,7 @@ impl Syncer {
         object: &Value,
         run: &RunProgress,
         event_key: &EventKey,
+        zone: &Zone,
     ) -> Result<bool, SyncError> {
         let Some(id) = id_field(object, "id").or_else(|| id_field(object, "uuid")) else {
             tracing::warn!(%instance, kind, "pulled object without an id; skipped");
@@ -292,10 +353,11 @@ impl Syncer {
             tracing::warn!(%instance, kind, "pulled object with an unusable id; skipped");
             return Ok(false);
         };
+        // On the merchant's clock, like the same object's webhook.
         let version = object
             .get("updated_date")
             .and_then(Value::as_str)
-            .and_then(parse_timestamp_micros)
+            .and_then(|raw| parse_local_micros(raw, zone))
             .or_else(|| parse_timestamp_micros(&run.started_at))
             .unwrap_or(0);
         let mut state = object.clone();
@@ -347,9 +409,10 @@ impl Syncer {
         deadline: Instant,
     ) -> Result<ReconcileReport, SyncError> {
         const CURSOR: &str = "reconcile.Order";
+        let zone = self.zone(instance).await?;
         let mut cursor = self.state.load(instance, CURSOR).await?;
         if cursor.checkpoint.is_none() && cursor.run.is_none() {
-            cursor.checkpoint = Some(revel_time(self.clock.now() - self.reconcile_lookback));
+            cursor.checkpoint = Some(checkpoint_text(self.clock.now() - self.reconcile_lookback));
         }
         let mut run = self.resume_or_start(&mut cursor);
         let mut report = ReconcileReport {
@@ -363,12 +426,12 @@ impl Syncer {
                 self.stop(instance, CURSOR, cursor, run).await?;
                 return Ok(report);
             }
-            let request = page_request(
-                "Order",
-                run.since.as_deref(),
-                &[("closed", "True")],
-                run.offset,
-            );
+            let since = run
+                .since
+                .as_deref()
+                .map(|since| revel_filter(&zone, since, run.began_at));
+            let request =
+                page_request("Order", since.as_deref(), &[("closed", "True")], run.offset);
             let page = match self.api.page(instance, credentials, &request).await {
                 Ok(page) => page,
                 Err(RevelApiError::BudgetExhausted { .. }) => {
@@ -384,7 +447,7 @@ impl Syncer {
             for order in &page.objects {
                 report.checked += 1;
                 match self
-                    .reconcile_order(instance, credentials, orders, order)
+                    .reconcile_order(instance, credentials, orders, order, &zone)
                     .await
                 {
                     Ok(true) => report.reconciled += 1,
@@ -425,13 +488,15 @@ impl Syncer {
         credentials: &ApiCredentials,
         orders: &Receiver,
         order: &Value,
+        zone: &Zone,
     ) -> Result<bool, SyncError> {
+        // Read as the processor reads its webhook: on the merchant's clock.
         let (Some(uuid), Some(version)) = (
             id_field(order, "uuid"),
             order
                 .get("updated_date")
                 .and_then(Value::as_str)
-                .and_then(parse_timestamp_micros),
+                .and_then(|raw| parse_local_micros(raw, zone)),
         ) else {
             tracing::warn!(%instance, "listed order without uuid or updated_date; skipped");
             return Ok(false);

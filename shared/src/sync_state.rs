@@ -1,6 +1,7 @@
 //! What the scheduled pulls remember between runs, in the sync-state table
-//! (hash key `state_key`): each pull's checkpoint and unfinished run, and each
-//! instance's API calls spent today.
+//! (hash key `state_key`): each pull's checkpoint and unfinished run, each
+//! instance's API calls spent today, and the on-demand inventory pulls it
+//! made this hour.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
@@ -17,8 +18,9 @@ const SERVICE: &str = "dynamodb";
 /// Where one pull stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
-    /// Everything updated before this (Revel's `updated_date` format) has
-    /// been pulled; `None` before the first complete run.
+    /// Everything updated before this instant (RFC 3339; a naive one,
+    /// written before zones were kept, is UTC) has been pulled; `None`
+    /// before the first complete run.
     pub checkpoint: Option<String>,
     /// A run that stopped before its last page (budget spent, deadline, an
     /// error); the next run resumes it instead of starting over.
@@ -31,9 +33,10 @@ pub struct Cursor {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunProgress {
-    /// When the run started: the checkpoint once it completes.
+    /// When the run started (less the overlap): the checkpoint once it completes.
     pub started_at: String,
-    /// The `updated_date__gte` filter of the run.
+    /// The checkpoint the run pulls from (an instant, like it); each page's
+    /// `updated_date__gte` is its wall-clock time in the instance's zone.
     pub since: Option<String>,
     /// The offset of the next page to fetch.
     pub offset: u64,
@@ -53,13 +56,46 @@ pub trait SyncState: Send + Sync {
         pull: &str,
         cursor: &Cursor,
     ) -> Result<(), DependencyError>;
+
+    /// The last slot of a schedule's `cadence` (`end_of_day`,
+    /// `inventory_2h`) whose jobs were queued for `instance`: kept as the
+    /// checkpoint of the cursor `schedule.{cadence}`, so `revel-ops
+    /// checkpoints` shows it beside the pulls'.
+    async fn last_slot(
+        &self,
+        instance: &InstanceName,
+        cadence: &str,
+    ) -> Result<Option<String>, DependencyError> {
+        Ok(self.load(instance, &slot_cursor(cadence)).await?.checkpoint)
+    }
+
+    /// Records that the jobs of `slot` were queued for `instance`.
+    async fn mark_slot(
+        &self,
+        instance: &InstanceName,
+        cadence: &str,
+        slot: &str,
+    ) -> Result<(), DependencyError> {
+        let cursor = Cursor {
+            checkpoint: Some(slot.to_owned()),
+            ..Cursor::default()
+        };
+        self.save(instance, &slot_cursor(cadence), &cursor).await
+    }
 }
 
-/// The sync-state table; also the daily API budget, counted atomically.
+/// The cursor a schedule's last queued slot is kept under.
+pub fn slot_cursor(cadence: &str) -> String {
+    format!("schedule.{cadence}")
+}
+
+/// The sync-state table; also the daily API budget and the hourly
+/// allowance of on-demand pulls, counted atomically.
 pub struct DynamoSyncState {
     client: aws_sdk_dynamodb::Client,
     table: String,
     daily_budget: u64,
+    on_demand_per_hour: u64,
 }
 
 impl DynamoSyncState {
@@ -72,7 +108,14 @@ impl DynamoSyncState {
             client,
             table: table.into(),
             daily_budget,
+            on_demand_per_hour: DEFAULT_ON_DEMAND_PULLS_PER_HOUR,
         }
+    }
+
+    /// Allows each instance `per_hour` on-demand inventory pulls an hour.
+    pub fn with_on_demand_pulls_per_hour(mut self, per_hour: u64) -> Self {
+        self.on_demand_per_hour = per_hour;
+        self
     }
 
     /// The daily number of calls each instance may make.
@@ -108,6 +151,64 @@ fn cursor_key(instance: &InstanceName, pull: &str) -> String {
 /// One counter per instance per UTC day.
 fn budget_key(instance: &InstanceName, now: OffsetDateTime) -> String {
     format!("budget:{instance}:{}", now.date())
+}
+
+/// One counter per instance per UTC hour.
+fn on_demand_key(instance: &InstanceName, now: OffsetDateTime) -> String {
+    format!("on-demand:{instance}:{}T{:02}", now.date(), now.hour())
+}
+
+/// How many on-demand inventory pulls an instance may make per hour unless
+/// the deployment says otherwise (`InventoryRequestsPerHour`).
+pub const DEFAULT_ON_DEMAND_PULLS_PER_HOUR: u64 = 12;
+
+/// The partner's on-demand inventory pulls, limited per instance and hour
+/// (UTC clock hours). Counted atomically, so jobs running at once share one
+/// allowance; a pull that was refused is not counted.
+#[async_trait]
+pub trait OnDemandAllowance: Send + Sync {
+    /// Takes one of `instance`'s on-demand pulls of the hour of `now`;
+    /// false when they are all taken.
+    async fn take_on_demand_pull(
+        &self,
+        instance: &InstanceName,
+        now: OffsetDateTime,
+    ) -> Result<bool, DependencyError>;
+}
+
+#[async_trait]
+impl OnDemandAllowance for DynamoSyncState {
+    async fn take_on_demand_pull(
+        &self,
+        instance: &InstanceName,
+        now: OffsetDateTime,
+    ) -> Result<bool, DependencyError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("state_key", AttributeValue::S(on_demand_key(instance, now)))
+            .update_expression("ADD used :one SET expires_at = :expires")
+            .condition_expression("attribute_not_exists(used) OR used < :limit")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":limit",
+                AttributeValue::N(self.on_demand_per_hour.to_string()),
+            )
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N((now.unix_timestamp() + 2 * 86_400).to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(DependencyError::new(SERVICE, "UpdateItem", e)),
+        }
+    }
 }
 
 #[async_trait]

@@ -755,43 +755,260 @@ async fn reconciliation_ingests_exactly_the_orders_whose_webhook_never_arrived()
     assert_eq!(entities_of_kind(&stack, "order").await, 3);
 }
 
+/// A Revel secret document: `demo` in the deployment's zone (UTC), `labar`
+/// in Los Angeles with the retailer option, `hooks` with no API credentials.
+fn two_zones() -> String {
+    json!({
+        "demo": {"webhook": [DEMO_SECRET], "api_key": API_KEY, "api_secret": API_SECRET},
+        "labar": {"webhook": "w", "api_key": API_KEY, "api_secret": API_SECRET,
+                  "time_zone": "America/Los_Angeles", "end_of_day": "23:55", "inventory_every_2h": true},
+        "hooks": "w",
+    })
+    .to_string()
+}
+
+/// The jobs waiting on the queue, taken off it, as (instance, job) sorted.
+async fn queued_jobs(stack: &Stack) -> Vec<(String, String)> {
+    let mut jobs: Vec<(String, String)> = stack
+        .take_jobs()
+        .await
+        .iter()
+        .map(|j| {
+            (
+                j["instance"].as_str().unwrap().to_owned(),
+                j["job"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    jobs.sort();
+    jobs
+}
+
+fn pairs(instance: &str, jobs: &[&str]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| (instance.to_owned(), (*j).to_owned()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
 #[tokio::test]
-async fn the_scheduler_queues_one_job_per_instance_with_api_credentials() {
+async fn the_scheduler_tick_queues_each_instances_end_of_day_at_its_local_time_once_however_often_it_comes(
+) {
     let stack = Stack::new().await;
-    stack
-        .put_secrets(&json!({"demo": {"webhook": "w", "api_key": "k", "api_secret": "s"}, "other": {"api_key": "k", "api_secret": "s"}, "hooks": "w"}).to_string())
-        .await;
+    stack.put_secrets(&two_zones()).await;
     let clients = stack.clients();
     let revel = shared::function::revel_source(&stack.config, &clients.secrets);
     let jobs = shared::function::jobs_queue(&stack.config, &clients);
-    let sync = stack.sync_config(100);
-    let now = time::OffsetDateTime::now_utc();
-    let fan_out = |task| {
-        shared::schedule::fan_out(
-            task,
-            revel.secrets(),
-            jobs.as_ref(),
-            &sync.inventory_instances,
-            now,
-        )
+    let state = stack.sync_state();
+    let run = |input: Value| {
+        let (revel, jobs, state) = (&revel, &jobs, &state);
+        async move {
+            shared::function::run_schedule(&input, revel, None, jobs.as_ref(), state)
+                .await
+                .expect("the scheduler runs")
+        }
     };
-    assert_eq!(fan_out(JobKind::Reconcile).await.unwrap().len(), 2);
-    assert_eq!(fan_out(JobKind::Reconcile).await.unwrap().len(), 2);
-    let mut instances: Vec<String> = stack
-        .receive_jobs()
-        .await
-        .iter()
-        .map(|j| j["instance"].as_str().unwrap().to_owned())
-        .collect();
-    instances.sort();
-    assert_eq!(
-        instances,
-        ["demo", "other"],
-        "one job per instance, the repeated tick deduplicated"
+    let tick = |at: &str| json!({"task": "tick", "scheduled_time": at});
+
+    // 07:55Z is 23:55 in Los Angeles: its end of day, and its 22:00 slot.
+    run(tick("2026-11-30T07:55:00Z")).await;
+    let mut expected = pairs(
+        "labar",
+        &[
+            "product_sync",
+            "event_sync",
+            "inventory_sync",
+            "reconcile",
+            "partner_catalog",
+        ],
     );
-    let inventory = fan_out(JobKind::InventorySync).await.unwrap();
+    expected.push(("labar".into(), "inventory_sync".into()));
+    expected.sort();
+    assert_eq!(queued_jobs(&stack).await, expected);
+
+    // Delivered again, and the window's later ticks: nothing more.
+    for at in [
+        "2026-11-30T07:55:00Z",
+        "2026-11-30T08:00:00Z",
+        "2026-11-30T08:45:00Z",
+    ] {
+        run(tick(at)).await;
+    }
+    assert_eq!(
+        queued_jobs(&stack).await,
+        pairs("labar", &["inventory_sync"]),
+        "only the 00:00 slot of the retailer option, at local midnight"
+    );
+    let last = state
+        .last_slot(
+            &shared::ids::InstanceName::parse("labar").unwrap(),
+            "end_of_day",
+        )
+        .await
+        .unwrap();
+    assert_eq!(last.as_deref(), Some("eod:2026-11-29"));
+
+    // 23:55Z: UTC's end of day is demo's; Los Angeles is at 15:55.
+    run(tick("2026-11-30T23:55:00Z")).await;
+    assert_eq!(
+        queued_jobs(&stack).await,
+        [
+            pairs(
+                "demo",
+                &[
+                    "product_sync",
+                    "event_sync",
+                    "inventory_sync",
+                    "reconcile",
+                    "partner_catalog"
+                ]
+            ),
+            pairs("labar", &["inventory_sync"]),
+        ]
+        .concat()
+    );
+
+    // By hand: one task for one instance, or for every one with credentials.
+    run(json!({"task": "reconcile", "instance": "labar"})).await;
+    assert_eq!(queued_jobs(&stack).await, pairs("labar", &["reconcile"]));
+    run(json!({"task": "event_sync"})).await;
+    assert_eq!(
+        queued_jobs(&stack).await,
+        [
+            pairs("demo", &["event_sync"]),
+            pairs("labar", &["event_sync"])
+        ]
+        .concat()
+    );
+}
+
+#[tokio::test]
+async fn the_seed_orders_naive_updated_date_and_its_rewards_cards_offset_date_land_on_the_same_instant_in_los_angeles(
+) {
+    let stack = Stack::new().await;
+    stack
+        .put_secrets(
+            &json!({DEMO_INSTANCE: {"webhook": [DEMO_SECRET], "time_zone": "America/Los_Angeles"}})
+                .to_string(),
+        )
+        .await;
+    // The seed's order: `updated_date` 2016-04-13T10:29:19 (no offset) and
+    // its card's `gift_reward_data.updated_date` 2016-04-13T17:29:15+00:00.
+    let (status, answer) = deliver(
+        &stack.receiver(RevelEventType::OrderFinalized),
+        signed_request(
+            RevelEventType::OrderFinalized,
+            &payload("order-finalized.json"),
+        ),
+    )
+    .await;
+    expect_outcome(status, &answer, 200, "accepted");
+    let key = event_id(&answer);
+    let wall = shared::sources::parse_timestamp_micros("2016-04-13T10:29:19").unwrap();
     assert!(
-        inventory.is_empty(),
-        "no instance has the inventory option by default"
+        key.ends_with(&format!("@{wall}")),
+        "the key is made of the date as written, so no zone change moves it: {key}"
+    );
+    let record = stack.event(&key).await.unwrap();
+    assert_eq!(text(&record, "time_zone"), "America/Los_Angeles");
+
+    stack.settle().await;
+    let entities = stack.entities().await;
+    let version_of = |kind: &str| -> i64 {
+        let entity = entities
+            .iter()
+            .find(|e| text(e, "kind") == kind)
+            .unwrap_or_else(|| panic!("no {kind}"));
+        text(entity, "version").parse().unwrap()
+    };
+    let order = version_of("order");
+    let card = version_of("rewards_card");
+    let at = |raw: &str| shared::sources::parse_timestamp_micros(raw).unwrap();
+    assert_eq!(order, at("2016-04-13T17:29:19Z"), "10:29:19 PDT");
+    assert_eq!(card, at("2016-04-13T17:29:15Z"));
+    assert_eq!(
+        order - card,
+        4_000_000,
+        "the card was updated 4 seconds before the order closed, not 7 hours after"
+    );
+}
+
+#[tokio::test]
+async fn a_pull_in_a_zone_behind_utc_fetches_an_object_updated_after_the_checkpoint_on_the_local_clock(
+) {
+    let stack = Stack::new().await;
+    stack
+        .put_secrets(
+            &json!({DEMO_INSTANCE: {"webhook": [DEMO_SECRET], "api_key": API_KEY, "api_secret": API_SECRET,
+                                    "time_zone": "America/Los_Angeles"}})
+            .to_string(),
+        )
+        .await;
+    // The last pull's checkpoint: 15:00 in Los Angeles (UTC-8 in November).
+    let checkpoint = "2026-11-20T23:00:00Z";
+    stack
+        .sync_state()
+        .save(
+            &demo(),
+            "inventory.CurrentStock",
+            &shared::sync_state::Cursor {
+                checkpoint: Some(checkpoint.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Revel compares `updated_date__gte` with its own naive, local dates:
+    // the stock changed at 16:00 local, after the checkpoint, is only found
+    // by a filter on the local clock (one in UTC, 23:00, misses it).
+    let revel = MockServer::start().await;
+    let stock = json!({"id": 77, "product": "/resources/Product/5/", "quantity": 12, "updated_date": "2026-11-20T16:00:00"});
+    Mock::given(method("GET"))
+        .and(path("/demo/resources/CurrentStock/"))
+        .and(query_param("updated_date__gte", "2026-11-20T15:00:00"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"meta": {"next": null, "total_count": 1}, "objects": [stock]}),
+            ),
+        )
+        .with_priority(1)
+        .mount(&revel)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/demo/resources/CurrentStock/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"meta": {"next": null, "total_count": 0}, "objects": []})),
+        )
+        .mount(&revel)
+        .await;
+    stack
+        .worker(fast_api(&revel.uri()), 100, None)
+        .run(&job(JobKind::InventorySync), soon())
+        .await
+        .unwrap();
+    let entities = stack.entities().await;
+    let inventory = entities
+        .iter()
+        .find(|e| text(e, "kind") == "inventory")
+        .expect("the stock changed at 16:00 local was fetched");
+    assert_eq!(
+        text(inventory, "version"),
+        shared::sources::parse_timestamp_micros("2026-11-21T00:00:00Z")
+            .unwrap()
+            .to_string(),
+        "its version is 16:00 in Los Angeles"
+    );
+    let cursor = stack
+        .sync_state()
+        .load(&demo(), "inventory.CurrentStock")
+        .await
+        .unwrap();
+    let advanced = cursor.checkpoint.expect("the pull completed");
+    assert!(
+        advanced.ends_with('Z') && advanced.as_str() > checkpoint,
+        "checkpoints are kept as instants: {advanced}"
     );
 }

@@ -15,7 +15,6 @@ use local_stack::events::{request_for, resign, routed_event, samples, Sample, Ta
 use local_stack::template::{scalar, Scalar, Template};
 use serde_json::{json, Value};
 use serde_norway::Value as Yaml;
-use shared::config::InventoryInstances;
 use shared::queue::JobKind;
 use shared::sources::revel::RevelEventType;
 use shared::store::dynamodb::{event_record, DynamoEventStore};
@@ -429,16 +428,29 @@ async fn replay_an_order(stack: &Stack) {
     assert_eq!(replayed, shared::replay::Replayed::Queued);
 }
 
-/// The scheduler's handler, as its `main` wires it: each scheduled task
-/// fanned out to the instances that have it.
+/// The scheduler's handler, as its `main` wires it: its tick at the demo
+/// instance's end of day (UTC), then each task by hand.
 async fn drive_scheduler(stack: &Stack, recorder: &Recorder) {
     let clients = recorder.clients(&stack.sdk, SCHEDULER);
     let revel = shared::function::revel_source(&stack.config, &clients.secrets);
     let winesitting = shared::function::winesitting_source(&stack.config, &clients.secrets).ok();
     let jobs = shared::function::jobs_queue(&stack.config, &clients);
-    // Every instance has the inventory option here, so that task queues too.
-    let inventory = InventoryInstances::All;
-    let now = time::OffsetDateTime::now_utc();
+    let state = shared::sync_state::DynamoSyncState::new(
+        clients.entities.clone(),
+        stack.sync_config(1000).sync_state_table,
+        1000,
+    );
+    let tick = serde_json::json!({"task": "tick", "scheduled_time": "2026-11-30T23:55:00Z"});
+    let answer = shared::function::run_schedule(
+        &tick,
+        &revel,
+        winesitting.as_deref(),
+        jobs.as_ref(),
+        &state,
+    )
+    .await
+    .expect("tick");
+    assert_eq!(answer["slots"], 1, "the demo instance's end of day");
     for task in [
         JobKind::ProductSync,
         JobKind::EventSync,
@@ -447,12 +459,20 @@ async fn drive_scheduler(stack: &Stack, recorder: &Recorder) {
         JobKind::WinesittingRepair,
         JobKind::PartnerCatalog,
     ] {
-        let accounts = shared::function::accounts_of(task, &revel, winesitting.as_deref())
-            .expect("accounts of the task");
-        let queued = shared::schedule::fan_out(task, accounts, jobs.as_ref(), &inventory, now)
-            .await
-            .expect("fan out");
-        assert_eq!(queued.len(), 1, "{task:?}: one job for the demo instance");
+        let input = serde_json::json!({"task": task.name()});
+        let answer = shared::function::run_schedule(
+            &input,
+            &revel,
+            winesitting.as_deref(),
+            jobs.as_ref(),
+            &state,
+        )
+        .await
+        .expect("a task by hand");
+        assert_eq!(
+            answer["instances"], 1,
+            "{task:?}: one job for the demo instance"
+        );
     }
 }
 

@@ -20,6 +20,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::error::ReceiveError;
 use crate::ids::InstanceName;
+use crate::local_time::Zone;
 use crate::request::WebhookRequest;
 
 /// How a platform proves who sent a delivery, and which of its headers matter.
@@ -43,6 +44,16 @@ pub trait Source: Send + Sync {
     /// instances it knows.
     async fn warm(&self) -> Result<usize, crate::error::DependencyError> {
         Ok(0)
+    }
+    /// The time zone the sender writes `instance`'s naive timestamps in
+    /// (Revel: the instance's own), kept on each event record so the
+    /// processor reads its body as it was meant; `None` for a sender whose
+    /// timestamps carry their offset.
+    async fn time_zone(
+        &self,
+        _instance: &InstanceName,
+    ) -> Result<Option<Zone>, crate::error::DependencyError> {
+        Ok(None)
     }
 }
 
@@ -132,8 +143,35 @@ pub struct EntityChange {
 pub enum Version {
     /// The payload's own `updated_date`, as microseconds since the epoch.
     UpdatedAt(i64),
+    /// The payload's own `updated_date` written without an offset (Revel's):
+    /// a wall-clock time in the instance's zone, as wall µs (see
+    /// [`crate::local_time`]); [`Version::micros`] places it in the zone the
+    /// event record names.
+    WallClock(i64),
     /// No date in the payload: the time the event was first received.
     ReceiptOrder,
+}
+
+impl Version {
+    /// The version as microseconds since the epoch: a wall-clock time read
+    /// in `zone`, a dateless change at its receipt.
+    pub fn micros(self, zone: &Zone, received_at_micros: i64) -> i64 {
+        match self {
+            Self::UpdatedAt(micros) => micros,
+            Self::WallClock(wall) => zone.instant_of_wall(wall).unwrap_or(wall),
+            Self::ReceiptOrder => received_at_micros,
+        }
+    }
+
+    /// What an event's business key is made of: the date as written (wall
+    /// µs for a naive one), so a key never moves with the instance's zone
+    /// and a retry after a zone change is still a duplicate.
+    pub fn key_micros(self) -> Option<i64> {
+        match self {
+            Self::UpdatedAt(micros) | Self::WallClock(micros) => Some(micros),
+            Self::ReceiptOrder => None,
+        }
+    }
 }
 
 /// Follow-up work an event needs, put on the jobs queue.
@@ -154,19 +192,37 @@ pub struct Malformed(pub &'static str);
 
 /// Parses the timestamps Revel sends (`2016-04-13T10:29:19`,
 /// `2021-12-28T21:05:13.977077`, `2016-04-13T17:29:15+00:00`) to microseconds
-/// since the epoch; a timestamp without an offset is taken as UTC.
+/// since the epoch; a timestamp without an offset is read as UTC, which
+/// makes it wall µs (see [`crate::local_time`]): use [`revel_version`] or
+/// [`parse_local_micros`] where the instance's zone is known.
 pub fn parse_timestamp_micros(raw: &str) -> Option<i64> {
-    let instant = match OffsetDateTime::parse(raw, &Rfc3339) {
-        Ok(t) => t,
-        Err(_) => {
-            let naive = format_description!(
-                version = 2,
-                "[year]-[month]-[day][first [T] [ ]][hour]:[minute]:[second][optional [.[subsecond]]]"
-            );
-            PrimitiveDateTime::parse(raw, naive).ok()?.assume_utc()
-        }
-    };
-    i64::try_from(instant.unix_timestamp_nanos() / 1000).ok()
+    match revel_version(raw)? {
+        Version::UpdatedAt(micros) | Version::WallClock(micros) => Some(micros),
+        Version::ReceiptOrder => None,
+    }
+}
+
+/// A Revel timestamp as a version: an instant when it carries an offset, a
+/// wall-clock time in the instance's zone when it doesn't.
+pub fn revel_version(raw: &str) -> Option<Version> {
+    if let Ok(instant) = OffsetDateTime::parse(raw, &Rfc3339) {
+        return i64::try_from(instant.unix_timestamp_nanos() / 1000)
+            .ok()
+            .map(Version::UpdatedAt);
+    }
+    let naive = format_description!(
+        version = 2,
+        "[year]-[month]-[day][first [T] [ ]][hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    let wall = PrimitiveDateTime::parse(raw, naive).ok()?.assume_utc();
+    i64::try_from(wall.unix_timestamp_nanos() / 1000)
+        .ok()
+        .map(Version::WallClock)
+}
+
+/// A Revel timestamp as an instant (µs), a naive one read in `zone`.
+pub fn parse_local_micros(raw: &str, zone: &Zone) -> Option<i64> {
+    Some(revel_version(raw)?.micros(zone, 0))
 }
 
 /// Whether a key holds payment card data: `cc_*`, the card digits, the card
@@ -231,6 +287,31 @@ mod tests {
         assert_eq!(plain - offset, 2 * 3600 * 1_000_000);
         assert_eq!(plain, 1_460_543_359_000_000);
         assert!(parse_timestamp_micros("yesterday").is_none());
+    }
+
+    #[test]
+    fn a_naive_revel_timestamp_is_a_wall_clock_time_read_in_the_instances_zone_and_one_with_an_offset_is_an_instant(
+    ) {
+        let la = Zone::parse("America/Los_Angeles").unwrap();
+        assert_eq!(
+            revel_version("2016-04-13T10:29:19"),
+            Some(Version::WallClock(1_460_543_359_000_000))
+        );
+        assert_eq!(
+            parse_local_micros("2016-04-13T10:29:19", &la),
+            parse_timestamp_micros("2016-04-13T17:29:19Z")
+        );
+        assert_eq!(
+            parse_local_micros("2016-04-13T17:29:15+00:00", &la),
+            parse_timestamp_micros("2016-04-13T17:29:15Z"),
+            "an offset is kept whatever the zone"
+        );
+        assert_eq!(
+            Version::WallClock(5).key_micros(),
+            Some(5),
+            "keys are made of the date as written"
+        );
+        assert_eq!(Version::ReceiptOrder.micros(&la, 42), 42);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use super::{
-    header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
-    FollowUp, Identity, Interpretation, Malformed, Source, Version,
+    header, id_field, revel_version, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
+    Identity, Interpretation, Malformed, Source, Version,
 };
 use crate::error::{AuthFailure, ReceiveError};
 use crate::ids::InstanceName;
@@ -120,11 +120,16 @@ impl EventKind for RevelEventType {
     }
 }
 
-fn updated_micros(object: &Value) -> Result<i64, Malformed> {
+/// The object's `updated_date`: Revel writes it without an offset, in the
+/// instance's time, so it is a wall-clock time the processor reads in the
+/// zone the record names. Returned with the µs its business key is made of
+/// (the date as written), which no zone change moves.
+fn updated_version(object: &Value) -> Result<(Version, i64), Malformed> {
     object
         .get("updated_date")
         .and_then(Value::as_str)
-        .and_then(parse_timestamp_micros)
+        .and_then(revel_version)
+        .and_then(|version| Some((version, version.key_micros()?)))
         .ok_or(Malformed("missing_or_invalid_updated_date"))
 }
 
@@ -140,7 +145,7 @@ fn order(body: Value) -> Result<Interpretation, Malformed> {
         .filter(|v| v.is_object())
         .ok_or(Malformed("missing_order_info"))?;
     let uuid = id_field(&order_info, "uuid").ok_or(Malformed("missing_order_uuid"))?;
-    let version = updated_micros(&order_info)?;
+    let (version, key_micros) = updated_version(&order_info)?;
     if let Some(raw) = order_info.get("gift_reward_data").and_then(Value::as_str) {
         match serde_json::from_str::<Value>(raw) {
             Ok(parsed) => order_info["gift_reward_data"] = parsed,
@@ -159,11 +164,11 @@ fn order(body: Value) -> Result<Interpretation, Malformed> {
     });
     strip_payment_card_fields(&mut state);
     Ok(Interpretation {
-        identity: Identity::Business(format!("{uuid}@{version}")),
+        identity: Identity::Business(format!("{uuid}@{key_micros}")),
         entity: Some(EntityChange {
             kind: "order",
             id: uuid,
-            version: Version::UpdatedAt(version),
+            version,
             ends_entity: false,
             state,
         }),
@@ -195,7 +200,7 @@ pub fn rewards_card_of_order(order_state: &Value) -> Option<EntityChange> {
     let version = card
         .get("updated_date")
         .and_then(Value::as_str)
-        .and_then(parse_timestamp_micros);
+        .and_then(revel_version);
     let (Some(id), Some(version)) = (id, version) else {
         tracing::warn!(
             "an order's rewards card has no id or updated_date; the card is not updated from it"
@@ -207,7 +212,7 @@ pub fn rewards_card_of_order(order_state: &Value) -> Option<EntityChange> {
     Some(EntityChange {
         kind: REWARDS_CARD,
         id,
-        version: Version::UpdatedAt(version),
+        version,
         ends_entity: false,
         state,
     })
@@ -290,15 +295,15 @@ fn dated_entity(
     missing: &'static str,
 ) -> Result<Interpretation, Malformed> {
     let id = id_field(&body, id_name).ok_or(Malformed(missing))?;
-    let version = updated_micros(&body)?;
+    let (version, key_micros) = updated_version(&body)?;
     let mut state = body;
     strip_payment_card_fields(&mut state);
     Ok(Interpretation {
-        identity: Identity::Business(format!("{id}@{version}")),
+        identity: Identity::Business(format!("{id}@{key_micros}")),
         entity: Some(EntityChange {
             kind,
             id,
-            version: Version::UpdatedAt(version),
+            version,
             ends_entity: false,
             state,
         }),
@@ -432,6 +437,20 @@ impl Source for Revel {
         self.secrets.warm().await
     }
 
+    /// The instance's zone from its entry in the secret document (or the
+    /// deployment's default): read from the document authentication just
+    /// used, so it costs no call.
+    async fn time_zone(
+        &self,
+        instance: &InstanceName,
+    ) -> Result<Option<crate::local_time::Zone>, crate::error::DependencyError> {
+        Ok(self
+            .secrets
+            .settings_for(instance)
+            .await?
+            .map(|settings| settings.time_zone))
+    }
+
     fn is_ping(&self, body: &Value) -> bool {
         body.as_object()
             .is_some_and(|o| o.len() == 1 && o.get("ping").and_then(Value::as_str) == Some("pong"))
@@ -456,7 +475,7 @@ mod tests {
             Identity::Business("u-1@1460543359000000".into())
         );
         let entity = i.entity.unwrap();
-        assert_eq!(entity.version, Version::UpdatedAt(1_460_543_359_000_000));
+        assert_eq!(entity.version, Version::WallClock(1_460_543_359_000_000));
         assert_eq!(
             entity.state["order"]["gift_reward_data"]["total_points"],
             126
@@ -604,7 +623,9 @@ mod tests {
         assert_eq!((card.kind, card.id.as_str()), (REWARDS_CARD, "15"));
         assert_eq!(
             card.version,
-            Version::UpdatedAt(parse_timestamp_micros("2016-04-13T17:29:15+00:00").unwrap())
+            Version::UpdatedAt(
+                super::super::parse_timestamp_micros("2016-04-13T17:29:15+00:00").unwrap()
+            )
         );
         assert_eq!(card.state["current_points"], 106);
         assert_eq!(card.state["number"], "J87YUIL9812X");

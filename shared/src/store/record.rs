@@ -109,6 +109,15 @@ pub struct EventRecord {
     /// When an operator last replayed it (µs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed_at: Option<i64>,
+    /// The IANA zone the sender wrote the body's naive timestamps in (a
+    /// Revel instance's, from its settings when the event arrived); absent
+    /// for senders whose timestamps carry an offset, and on records stored
+    /// before zones were kept (read as UTC, as they were then). Kept on the
+    /// record, not looked up by the processor: the processor has no access
+    /// to the secret document, and a replay reads the body as it was meant
+    /// when it arrived, whatever the instance's zone is by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 impl EventRecord {
@@ -124,6 +133,16 @@ impl EventRecord {
     /// The body as the sender sent it.
     pub fn raw_body(&self) -> std::io::Result<Vec<u8>> {
         self.archived_body().raw()
+    }
+
+    /// The zone its naive timestamps are read in: the one it names, UTC
+    /// when it names none (or one this build's tz database doesn't know,
+    /// which the receiver never writes).
+    pub fn zone(&self) -> crate::local_time::Zone {
+        self.time_zone
+            .as_deref()
+            .and_then(|name| crate::local_time::Zone::parse(name).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -153,6 +172,7 @@ mod tests {
             origin: Origin::Webhook,
             expires_at: 1_702_592_000,
             replayed_at: None,
+            time_zone: None,
         }
     }
 
@@ -200,6 +220,24 @@ mod tests {
         );
         assert_eq!(record.headers["x-revel-instance"], "demo");
         assert_eq!(record.request_id, "");
+    }
+
+    #[test]
+    fn a_records_zone_round_trips_and_a_record_without_one_reads_in_utc() {
+        let mut record = sample();
+        assert!(record.zone() == crate::local_time::Zone::utc());
+        let item: std::collections::HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(&record).unwrap();
+        assert!(!item.contains_key("time_zone"), "absent, not NULL");
+        record.time_zone = Some("America/Los_Angeles".into());
+        let item: std::collections::HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(&record).unwrap();
+        assert_eq!(
+            item["time_zone"],
+            AttributeValue::S("America/Los_Angeles".into())
+        );
+        let back: EventRecord = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back.zone().name(), "America/Los_Angeles");
     }
 
     #[test]

@@ -323,6 +323,7 @@ mod tests {
             origin: Origin::Webhook,
             expires_at: 0,
             replayed_at: None,
+            time_zone: None,
         }
     }
 

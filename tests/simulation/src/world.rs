@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use shared::apply::Applier;
 use shared::clock::{Clock, TokioClock};
-use shared::config::{InventoryInstances, Settings};
+use shared::config::Settings;
 use shared::downstream::{Partner, SigningSecret};
 use shared::error::ReceiveError;
 use shared::fakes::MemoryEchoes;
@@ -189,6 +189,8 @@ impl World {
                 api,
                 entities: Arc::clone(&entities) as Arc<dyn EntityStore>,
                 echoes: echoes.clone(),
+                // The simulated instances' clocks are UTC.
+                zones: None,
             }),
             echoes: Some(echoes),
             dead_letters: None,
@@ -503,7 +505,8 @@ impl World {
                     fan_out.task,
                     self.worker_revel.secrets(),
                     self.queue.as_ref(),
-                    &InventoryInstances::All,
+                    // Every instance, as a task run for all of them.
+                    None,
                     scheduled,
                 ),
             )

@@ -3,7 +3,9 @@
 //! and the tests. It checks the `API-AUTHENTICATION` header and applies the
 //! filters the bundle sends (`updated_date__gte`, `order`, `limit`,
 //! `offset`, any field by equality, `field__iexact`,
-//! `field__endswith`). Creates and updates are
+//! `field__endswith`, `field__in` with ids separated by commas; a related
+//! object's field, a resource URI like `/resources/Product/5/`, matches its
+//! id as Revel's filters do). Creates and updates are
 //! kept in memory over the fixtures, so what the bundle writes (customers,
 //! orders with their items and payments, products, events) is found by the
 //! lookups that follow, as in Revel.
@@ -115,13 +117,13 @@ fn id_of(object: &Value) -> u64 {
     }
 }
 
-/// Only the demo instance, with the demo credentials, gets in.
+/// Only the demo instances, with the demo credentials, get in.
 fn authorized(instance: &str, headers: &HeaderMap) -> bool {
     let expected = format!("{DEMO_API_KEY}:{DEMO_API_SECRET}");
     let presented = headers
         .get("api-authentication")
         .and_then(|v| v.to_str().ok());
-    instance == crate::DEMO_INSTANCE && presented == Some(expected.as_str())
+    crate::DEMO_API_INSTANCES.contains(&instance) && presented == Some(expected.as_str())
 }
 
 fn answer(status: StatusCode, error: &str) -> Response {
@@ -159,8 +161,19 @@ pub async fn start(fixtures: Fixtures) -> Result<String, crate::Error> {
     Ok(format!("http://{address}/revel-api"))
 }
 
+/// The id of a related object's resource URI (`/resources/Product/5/` is 5).
+fn related_id(uri: &str) -> Option<&str> {
+    let inner = uri.strip_prefix('/')?.strip_suffix('/')?;
+    inner.rsplit('/').next().filter(|id| !id.is_empty())
+}
+
 /// Whether `object` passes the filter `field = wanted`.
 fn passes(object: &Value, field: &str, wanted: &str) -> bool {
+    if let Some(field) = field.strip_suffix("__in") {
+        return wanted
+            .split(',')
+            .any(|one| passes(object, field, one.trim()));
+    }
     if field == "updated_date__gte" {
         return object
             .get("updated_date")
@@ -183,7 +196,7 @@ fn passes(object: &Value, field: &str, wanted: &str) -> bool {
     };
     match object.get(field) {
         Some(Value::String(s)) if case_blind => s.eq_ignore_ascii_case(wanted),
-        Some(Value::String(s)) => s == wanted,
+        Some(Value::String(s)) => s == wanted || related_id(s) == Some(wanted),
         Some(Value::Null) | None => false,
         Some(other) => other.to_string().eq_ignore_ascii_case(wanted),
     }
@@ -324,4 +337,38 @@ pub async fn write(
         .unwrap_or_default();
     println!("revel stand-in: {what} {resource} {}{link}", id_of(&object));
     (status, Json(object)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stock_is_filtered_by_product_ids_as_revel_filters_a_related_object_by_its_id() {
+        let stock = json!({"id": 901, "product": "/resources/Product/5/", "quantity": 42});
+        assert!(passes(&stock, "product__in", "4,5"));
+        assert!(passes(&stock, "product__in", "5"));
+        assert!(!passes(&stock, "product__in", "6,15,55"));
+        assert!(!passes(&stock, "product__in", ""));
+        assert!(passes(&stock, "product", "5"));
+        assert!(passes(&stock, "product", "/resources/Product/5/"));
+        assert!(!passes(&stock, "product", "/resources/Product/55/"));
+        assert!(passes(&stock, "id__in", "900,901"));
+    }
+
+    #[test]
+    fn the_stand_ins_stock_fixtures_of_the_inventory_request_sample_are_found_by_product() {
+        let fixtures = Fixtures::new(default_dir());
+        let of = |ids: &str| -> Vec<u64> {
+            fixtures
+                .objects("CurrentStock")
+                .iter()
+                .filter(|o| passes(o, "product__in", ids))
+                .map(id_of)
+                .collect()
+        };
+        assert_eq!(of("5,6"), [901, 902]);
+        assert_eq!(of("6"), [902]);
+        assert!(of("7").is_empty());
+    }
 }

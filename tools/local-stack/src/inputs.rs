@@ -9,8 +9,8 @@
 //! - `jobs-worker.json`: the SQS event the jobs worker gets for the
 //!   `sync_entity` job the processor queues for that record;
 //! - `revel-scheduler.json`: what EventBridge Scheduler sends the scheduler
-//!   for the end-of-day product sync (template.yaml's own `Input`, its
-//!   time placeholder filled in).
+//!   for its tick (template.yaml's own `Input`, its time placeholder filled
+//!   in).
 //!
 //! They are dated [`SAMPLE_SIGNED_AT`], like the signed samples, so the
 //! generator writes the same bytes every time.
@@ -31,7 +31,7 @@ use shared::receive::Receiver;
 use shared::request::WebhookRequest;
 use shared::secrets::{SecretCache, SecretDocument, SecretSource};
 use shared::sources::revel::{Revel, RevelEventType};
-use shared::sources::{FollowUp, Version};
+use shared::sources::FollowUp;
 use shared::store::{EventRecord, EventStatus, EventStore, Put, Rank};
 use time::OffsetDateTime;
 
@@ -46,6 +46,9 @@ pub const SCHEDULER_INPUT: &str = "revel-scheduler.json";
 /// The account, region and names in the samples' ARNs.
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
+
+/// The scheduler's one schedule for the Revel instances, in template.yaml.
+pub const SCHEDULER_TICK: &str = "SchedulerTick";
 
 /// The template's placeholder for the tick's time in a schedule's `Input`.
 const SCHEDULED_TIME: &str = "<aws.scheduler.scheduled-time>";
@@ -206,10 +209,7 @@ pub fn sync_job(record: &EventRecord) -> Result<Job, Error> {
         .entity
         .ok_or("the sample record changes no entity")?;
     let entity = EntityKey::new(reading.source, &record.instance, change.kind, &change.id)?;
-    let version = match change.version {
-        Version::UpdatedAt(micros) => micros,
-        Version::ReceiptOrder => record.received_at_micros,
-    };
+    let version = shared::process::version_micros(record, change.version);
     Ok(Job::for_entity(
         JobKind::SyncEntity,
         reading.source,
@@ -280,7 +280,7 @@ pub async fn render_all(dir: &Path) -> Result<Vec<(&'static str, Value)>, Error>
         ),
         (
             SCHEDULER_INPUT,
-            scheduler_event(&template, "EndOfDayProductSync", sample_time())?,
+            scheduler_event(&template, SCHEDULER_TICK, sample_time())?,
         ),
     ])
 }
@@ -360,10 +360,10 @@ mod tests {
     #[test]
     fn the_scheduler_event_names_a_task_and_its_tick() {
         let template = crate::template::Template::load(&crate::template::default_path()).unwrap();
-        let event = scheduler_event(&template, "EndOfDayProductSync", sample_time()).unwrap();
+        let event = scheduler_event(&template, SCHEDULER_TICK, sample_time()).unwrap();
         assert_eq!(
             shared::schedule::task_of(&event).unwrap(),
-            JobKind::ProductSync
+            shared::schedule::Task::Tick
         );
         assert_eq!(shared::schedule::scheduled_at(&event), sample_time());
         assert!(scheduler_event(&template, "NoSuchSchedule", sample_time()).is_err());

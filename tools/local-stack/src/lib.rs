@@ -51,6 +51,32 @@ pub fn demo_revel_secret_document() -> String {
     .to_string()
 }
 
+/// A second Revel instance `make local` serves: a bar in Los Angeles, whose
+/// end of day and 2-hourly inventory pulls fall at its own local time.
+pub const DEMO_LA_INSTANCE: &str = "demo-la";
+pub const DEMO_LA_TIME_ZONE: &str = "America/Los_Angeles";
+
+/// The instances the Revel API stand-in lets in with the demo credentials.
+pub const DEMO_API_INSTANCES: [&str; 2] = [DEMO_INSTANCE, DEMO_LA_INSTANCE];
+
+/// The Revel secret document `make local` puts in place: the demo
+/// instance's (in the deployment's default zone, UTC) and a second instance
+/// in Los Angeles with the retailer option, the same API credentials, and
+/// the settings that make its schedule its own.
+pub fn local_revel_secret_document() -> String {
+    let mut document: serde_json::Value =
+        serde_json::from_str(&demo_revel_secret_document()).expect("the demo document is JSON");
+    document[DEMO_LA_INSTANCE] = serde_json::json!({
+        "webhook": [DEMO_SECRET],
+        "api_key": fake_revel::DEMO_API_KEY,
+        "api_secret": fake_revel::DEMO_API_SECRET,
+        "time_zone": DEMO_LA_TIME_ZONE,
+        "end_of_day": "23:55",
+        "inventory_every_2h": true,
+    });
+    document.to_string()
+}
+
 /// The secret documents `make local` and the tests put in place, per secret id variable.
 pub fn demo_secret_documents() -> Vec<(&'static str, String)> {
     vec![
@@ -60,7 +86,9 @@ pub fn demo_secret_documents() -> Vec<(&'static str, String)> {
         ),
         (
             "VINESOS_SECRETS_ID",
-            serde_json::json!({ DEMO_INSTANCE: DEMO_VINESOS_SECRET }).to_string(),
+            // The partner asks for stock on behalf of the instance with the
+            // retailer option too (the inventory request sample).
+            serde_json::json!({ DEMO_INSTANCE: DEMO_VINESOS_SECRET, DEMO_LA_INSTANCE: DEMO_VINESOS_SECRET }).to_string(),
         ),
         (
             "BOOKING_SECRETS_ID",

@@ -31,7 +31,7 @@ const USAGE: &str =
     "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python] [--no-worker]
        local-stack gen-events [--dir events]
        local-stack post-events [--dir events] [--url URL] [--wait-seconds 30]
-       local-stack trigger product_sync|event_sync|inventory_sync|reconcile|winesitting_repair|partner_catalog
+       local-stack trigger tick|product_sync|event_sync|inventory_sync|reconcile|winesitting_repair|partner_catalog [--instance I] [--at 2026-11-30T07:55:00Z]
        local-stack load [--count 10000] [--repeat-percent 30] [--concurrency 32] [--url URL] [--max-seconds 300]";
 
 /// The variable naming the queue the processor's event source mapping
@@ -119,7 +119,7 @@ async fn up(args: &[String]) -> Result<(), Error> {
     put_revel_secrets(
         &sdk,
         &provisioned,
-        &local_stack::demo_revel_secret_document(),
+        &local_stack::local_revel_secret_document(),
     )
     .await?;
     local_stack::provision::put_demo_secrets(&sdk, &provisioned).await?;
@@ -149,7 +149,6 @@ async fn up(args: &[String]) -> Result<(), Error> {
             format!("{base}/revel-api/{{instance}}"),
         ),
         ("DOWNSTREAM_URL", format!("{base}/partner/webhooks")),
-        ("INVENTORY_SYNC_INSTANCES", "*".to_owned()),
         (
             "WINESITTING_API_BASE_URL",
             format!("{base}/winesitting-api"),
@@ -280,7 +279,16 @@ async fn up(args: &[String]) -> Result<(), Error> {
     let signature = shared::signature::sign(DEMO_SECRET.as_bytes(), body.as_bytes());
     println!("\nTry it:\n  curl -s -X POST {base}/revel/orders/finalized -H 'X-Revel-Instance: {DEMO_INSTANCE}' -H 'X-Revel-Signature: {signature}' -d '{body}'");
     println!("  make post-events    # posts every request in events/, prints what was stored and what reached the partner");
-    println!("Scheduled functions, by hand:");
+    println!(
+        "Instances: `{DEMO_INSTANCE}` (UTC), `{}` ({}, end of day 23:55 local, inventory every 2 hours)",
+        local_stack::DEMO_LA_INSTANCE,
+        local_stack::DEMO_LA_TIME_ZONE
+    );
+    println!(
+        "The scheduler's tick (what is due at each instance's local time), at a chosen UTC time:"
+    );
+    println!("  make trigger TASK=tick AT=2026-11-30T07:55:00Z   # 23:55 in Los Angeles: its end of day and its 22:00 inventory slot");
+    println!("Scheduled tasks by hand, for every instance or one:");
     for task in [
         "product_sync",
         "event_sync",
@@ -289,7 +297,7 @@ async fn up(args: &[String]) -> Result<(), Error> {
         "winesitting_repair",
         "partner_catalog",
     ] {
-        println!("  make trigger TASK={task}");
+        println!("  make trigger TASK={task} [INSTANCE={DEMO_INSTANCE}]");
     }
     println!();
     gateway::serve(listener, routes, extra).await?;
@@ -358,11 +366,29 @@ async fn run_worker(sqs: aws_sdk_sqs::Client, queue_url: String, worker: shared:
     }
 }
 
-/// Runs a scheduled function by hand: the same fan-out EventBridge triggers.
+/// Runs the scheduler by hand: its tick at a chosen time (what is due at
+/// each instance's local time), or one task now for every instance or one.
 async fn trigger(args: &[String]) -> Result<(), Error> {
     let name = args.get(1).ok_or(USAGE)?;
-    let task = shared::queue::JobKind::scheduled(name)
-        .ok_or_else(|| format!("unknown task {name:?}\n{USAGE}"))?;
+    let task = shared::schedule::task_of(&serde_json::json!({ "task": name }))
+        .map_err(|e| format!("{e}\n{USAGE}"))?;
+    let only = match args.iter().position(|a| a == "--instance") {
+        Some(i) => Some(
+            shared::ids::InstanceName::parse(args.get(i + 1).ok_or("--instance takes a name")?)
+                .map_err(|_| "--instance takes an instance name")?,
+        ),
+        None => None,
+    };
+    let now = match args.iter().position(|a| a == "--at") {
+        Some(i) => {
+            let raw = args.get(i + 1).ok_or("--at takes a time")?;
+            time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| {
+                    format!("--at takes an RFC 3339 time (2026-11-30T07:55:00Z), not {raw:?}")
+                })?
+        }
+        None => time::OffsetDateTime::now_utc(),
+    };
     let stack = RunningStack::read(Path::new(local_stack::STATE_FILE))?;
     let provisioned = stack.provisioned();
     let config = Config::from_lookup(provisioned.lookup())?;
@@ -370,13 +396,23 @@ async fn trigger(args: &[String]) -> Result<(), Error> {
     let clients = Clients::from_sdk(&local_sdk_config(&stack.endpoint).await);
     let revel = revel_source(&config, &clients.secrets);
     let jobs = shared::function::jobs_queue(&config, &clients);
-    let now = time::OffsetDateTime::now_utc();
+    let task = match task {
+        shared::schedule::Task::Tick => {
+            let state = shared::sync_state::DynamoSyncState::new(
+                clients.entities.clone(),
+                &sync.sync_state_table,
+                sync.daily_budget,
+            );
+            return tick(&revel, jobs.as_ref(), &state, now).await;
+        }
+        shared::schedule::Task::Run(task) => task,
+    };
     let winesitting = shared::function::winesitting_source(&config, &clients.secrets)?;
     let queued = shared::schedule::fan_out(
         task,
         shared::function::accounts_of(task, &revel, Some(&winesitting))?,
         jobs.as_ref(),
-        &sync.inventory_instances,
+        only.as_ref(),
         now,
     )
     .await?;
@@ -385,6 +421,54 @@ async fn trigger(args: &[String]) -> Result<(), Error> {
         "{}: queued one job per instance: {names:?}; the worker in `make local` runs them",
         task.name()
     );
+    Ok(())
+}
+
+/// The scheduler's tick at `now`, with a line per instance: its local
+/// time, and what was due there (queued now, or already by an earlier tick).
+async fn tick(
+    revel: &shared::sources::revel::Revel,
+    jobs: &dyn shared::queue::JobQueue,
+    state: &dyn shared::sync_state::SyncState,
+    now: time::OffsetDateTime,
+) -> Result<(), Error> {
+    let queued = shared::schedule::tick(revel.secrets(), jobs, state, now).await?;
+    let document = revel.secrets().document().await?;
+    println!("tick at {now} (UTC):");
+    for instance in document.api_instances() {
+        let settings = document.settings(&instance);
+        let local = shared::schedule::local_time(&settings, now);
+        let due = shared::schedule::due(&settings, now);
+        let what: Vec<String> = due
+            .iter()
+            .map(|slot| {
+                let jobs: Vec<&str> = slot.cadence.jobs().iter().map(|j| j.name()).collect();
+                let when = if queued
+                    .iter()
+                    .any(|q| q.instance == instance && q.slot == *slot)
+                {
+                    "queued now"
+                } else {
+                    "already queued by an earlier tick"
+                };
+                format!("{} ({}): {when}", slot.id, jobs.join(", "))
+            })
+            .collect();
+        println!(
+            "  {instance:<10} {:<20} local {} {:02}:{:02}  end of day {:02}:{:02}, inventory every 2 h: {}  -> {}",
+            settings.time_zone.name(),
+            local.date(),
+            local.hour(),
+            local.minute(),
+            settings.end_of_day.hour(),
+            settings.end_of_day.minute(),
+            if settings.inventory_every_2h { "yes" } else { "no" },
+            if what.is_empty() { "nothing due".to_owned() } else { what.join("; ") },
+        );
+    }
+    if !queued.is_empty() {
+        println!("the worker in `make local` runs the queued jobs");
+    }
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use shared::ids::{EntityKey, InstanceName};
 use shared::partner_catalog;
-use shared::sources::{FollowUp, Version};
+use shared::sources::FollowUp;
 use shared::store::dynamodb::{event_record, DynamoEntityStore};
 use shared::store::{EntityStore, EventRecord, EventStatus, Rank, StoredEntity};
 use shared::sync::CATALOG;
@@ -251,10 +251,7 @@ impl Observer {
             ));
         };
         let key = EntityKey::new(reading.source, &record.instance, change.kind, &change.id)?;
-        let version = match change.version {
-            Version::UpdatedAt(micros) => micros,
-            Version::ReceiptOrder => record.received_at_micros,
-        };
+        let version = shared::process::version_micros(record, change.version);
         let rank = Rank::new(version, change.ends_entity, &record.body_sha256);
         let entity = match self.entities.get(&key).await? {
             // Its change (or a newer one) is in: the processor has handled it.

@@ -17,6 +17,8 @@ pub struct Context {
     pub sqs: aws_sdk_sqs::Client,
     /// The events table's stream (what the processor reads).
     pub streams: aws_sdk_dynamodbstreams::Client,
+    /// The Revel secret document (each instance's settings).
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 pub fn required<'a>(
@@ -52,6 +54,7 @@ impl Context {
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
         }
     }
 
@@ -81,6 +84,14 @@ impl Context {
             self.sync_state_table()?,
             self.resources.daily_budget,
         ))
+    }
+
+    pub fn revel_secrets_id(&self) -> Result<&str, OpsError> {
+        required(
+            &self.resources.revel_secrets_id,
+            "REVEL_WEBHOOK_SECRETS_ID",
+            "revel-secrets-id",
+        )
     }
 
     pub fn sync_state_table(&self) -> Result<&str, OpsError> {

@@ -555,6 +555,7 @@ mod tests {
             origin: Origin::Webhook,
             expires_at: 9,
             replayed_at: Some(8),
+            time_zone: None,
         };
         let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record).unwrap();
         item.retain(|name, _| LISTED.contains(&name.as_str()));

@@ -1,8 +1,8 @@
 //! `revel-ops`: what an operator needs at 3 a.m. — list and show archived
 //! events, replay quarantined or chosen events (handed to the events
 //! processor again), redrive what the processor gave up on and the jobs
-//! dead-letter queue, show the sync checkpoints and today's Revel API
-//! budgets.
+//! dead-letter queue, show the sync checkpoints, today's Revel API
+//! budgets and each instance's schedule settings.
 //!
 //! It reads the same environment as the functions (`EVENTS_TABLE`,
 //! `JOBS_QUEUE_URL`, …, each also a flag) and the standard AWS environment,
@@ -12,6 +12,7 @@ mod context;
 mod dlq;
 mod error;
 mod events;
+mod instances;
 mod output;
 mod processor;
 mod replay;
@@ -67,6 +68,17 @@ pub struct Resources {
         default_value_t = 1000
     )]
     pub daily_budget: u64,
+    /// The Revel secret document (instances, their settings).
+    #[arg(
+        long,
+        env = "REVEL_WEBHOOK_SECRETS_ID",
+        global = true,
+        hide_env_values = true
+    )]
+    pub revel_secrets_id: Option<String>,
+    /// The zone of instances whose settings name none.
+    #[arg(long, env = "DEFAULT_TIME_ZONE", global = true, default_value = "UTC")]
+    pub default_time_zone: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +98,9 @@ enum Command {
     Checkpoints(state::StateArgs),
     /// Today's Revel API calls per instance, against the daily budget.
     Budgets(state::StateArgs),
+    /// Each Revel instance's settings (time zone, end of day, 2-hourly
+    /// inventory), its local time and its next end of day; no secret.
+    Instances(state::StateArgs),
     /// `events list` (the runbook's short name).
     #[command(hide = true)]
     List(events::ListArgs),
@@ -135,6 +150,7 @@ async fn run(cli: Cli) -> Result<(), OpsError> {
         }
         Command::Checkpoints(args) => state::checkpoints(&context, &args).await,
         Command::Budgets(args) => state::budgets(&context, &args).await,
+        Command::Instances(args) => instances::show(&context, &args).await,
     }
 }
 

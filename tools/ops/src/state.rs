@@ -68,7 +68,7 @@ async fn keys(context: &Context, prefix: &str) -> Result<Vec<String>, OpsError> 
     }
 }
 
-fn wanted(args: &StateArgs) -> Result<Option<BTreeSet<InstanceName>>, OpsError> {
+pub fn wanted(args: &StateArgs) -> Result<Option<BTreeSet<InstanceName>>, OpsError> {
     if args.instance.is_empty() {
         return Ok(None);
     }

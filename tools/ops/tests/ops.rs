@@ -134,6 +134,7 @@ async fn archive_directly(
         origin: Origin::Webhook,
         expires_at: 4_000_000_000,
         replayed_at: None,
+        time_zone: None,
     };
     events_store(stack)
         .put_new(&record)
@@ -770,4 +771,92 @@ async fn a_report_whose_records_cant_be_handed_back_is_kept() {
     assert!(stdout(&out).contains("kept"), "{}", stdout(&out));
     assert!(stdout(&out).contains("someone-else"), "{}", stdout(&out));
     assert_eq!(failure_reports(&stack).await, vec![foreign.to_string()]);
+}
+
+#[tokio::test]
+async fn instances_shows_each_instances_zone_end_of_day_and_2_hourly_option_and_no_secret() {
+    let stack = Stack::new().await;
+    stack
+        .put_secrets(
+            &serde_json::json!({
+                "demo": {"webhook": "hook-secret-1", "api_key": "key-1", "api_secret": "api-secret-1"},
+                "labar": {"webhook": ["hook-secret-2", "hook-secret-3"], "api_key": "key-2", "api_secret": "api-secret-2",
+                          "time_zone": "America/Los_Angeles", "end_of_day": "22:30", "inventory_every_2h": true},
+                "hooks": "hook-secret-4",
+            })
+            .to_string(),
+        )
+        .await;
+    let state = DynamoSyncState::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        stack.sync_config(1000).sync_state_table,
+        1000,
+    );
+    let labar = InstanceName::parse("labar").unwrap();
+    state
+        .mark_slot(&labar, "end_of_day", "eod:2026-11-29")
+        .await
+        .unwrap();
+
+    let output = ops_with(
+        &stack,
+        &["instances", "--json"],
+        &[],
+        &[("DEFAULT_TIME_ZONE", "Europe/Paris")],
+    );
+    let lines = json_lines(&output);
+    let by_name = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["instance"] == name)
+            .unwrap_or_else(|| panic!("{name} in {lines:?}"))
+            .clone()
+    };
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let la = by_name("labar");
+    assert_eq!(
+        (
+            &la["time_zone"],
+            &la["time_zone_is_default"],
+            &la["end_of_day"],
+            &la["inventory_every_2h"],
+            &la["api_credentials"],
+        ),
+        (
+            &Value::from("America/Los_Angeles"),
+            &Value::from(false),
+            &Value::from("22:30"),
+            &Value::from(true),
+            &Value::from(true),
+        )
+    );
+    assert_eq!(la["last_queued"], serde_json::json!(["eod:2026-11-29"]));
+    let demo = by_name("demo");
+    assert_eq!(
+        (
+            &demo["time_zone"],
+            &demo["time_zone_is_default"],
+            &demo["end_of_day"]
+        ),
+        (
+            &Value::from("Europe/Paris"),
+            &Value::from(true),
+            &Value::from("23:55")
+        )
+    );
+    assert_eq!(
+        by_name("hooks")["next_end_of_day"],
+        Value::Null,
+        "not scheduled: no API credentials"
+    );
+
+    let table = succeeded(&ops(&stack, &["instances"]));
+    assert!(
+        table.contains("America/Los_Angeles") && table.contains("22:30"),
+        "{table}"
+    );
+    let everything = format!("{}{table}", stdout(&output));
+    for secret in ["hook-secret", "key-1", "key-2", "api-secret"] {
+        assert!(!everything.contains(secret), "{secret} shown: {everything}");
+    }
 }
