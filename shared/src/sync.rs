@@ -127,9 +127,12 @@ pub struct ReconcileReport {
     pub stopped: Option<StopReason>,
 }
 
-/// An instant as a checkpoint keeps it: RFC 3339 in UTC.
+/// An instant as a checkpoint keeps it: RFC 3339 in UTC, to the second
+/// (Revel's filter is to the second; rounding down only adds overlap).
 fn checkpoint_text(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339)
+    at.replace_nanosecond(0)
+        .unwrap_or(at)
+        .format(&Rfc3339)
         .expect("a date within Revel's range formats as RFC 3339")
 }
 

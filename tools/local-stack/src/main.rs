@@ -434,7 +434,10 @@ async fn tick(
 ) -> Result<(), Error> {
     let queued = shared::schedule::tick(revel.secrets(), jobs, state, now).await?;
     let document = revel.secrets().document().await?;
-    println!("tick at {now} (UTC):");
+    println!(
+        "tick at {}:",
+        now.format(&time::format_description::well_known::Rfc3339)?
+    );
     for instance in document.api_instances() {
         let settings = document.settings(&instance);
         let local = shared::schedule::local_time(&settings, now);
@@ -455,7 +458,8 @@ async fn tick(
             })
             .collect();
         println!(
-            "  {instance:<10} {:<20} local {} {:02}:{:02}  end of day {:02}:{:02}, inventory every 2 h: {}  -> {}",
+            "  {:<10} {:<20} local {} {:02}:{:02}  end of day {:02}:{:02}, inventory every 2 h: {:<3} -> {}",
+            instance.as_str(),
             settings.time_zone.name(),
             local.date(),
             local.hour(),
