@@ -299,6 +299,41 @@ impl crate::sync_state::SyncState for MemorySyncState {
     }
 }
 
+/// The hourly allowance of on-demand pulls in memory: `per_hour` per
+/// instance and UTC hour, taken atomically (under one lock).
+pub struct MemoryAllowance {
+    pub per_hour: u64,
+    /// `{instance}:{hour}` -> pulls taken.
+    pub taken: Mutex<HashMap<String, u64>>,
+}
+
+impl MemoryAllowance {
+    pub fn new(per_hour: u64) -> Self {
+        Self {
+            per_hour,
+            taken: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl crate::sync_state::OnDemandAllowance for MemoryAllowance {
+    async fn take_on_demand_pull(
+        &self,
+        instance: &crate::ids::InstanceName,
+        now: time::OffsetDateTime,
+    ) -> Result<bool, DependencyError> {
+        let hour = format!("{instance}:{}T{:02}", now.date(), now.hour());
+        let mut taken = self.taken.lock().unwrap();
+        let used = taken.entry(hour).or_default();
+        if *used >= self.per_hour {
+            return Ok(false);
+        }
+        *used += 1;
+        Ok(true)
+    }
+}
+
 /// A budget that never runs out, counting what was spent.
 #[derive(Default)]
 pub struct UnlimitedBudget {

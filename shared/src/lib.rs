@@ -30,6 +30,7 @@
 //! | [`worker`] | the jobs worker: deliveries to the partner, writes to Revel, pulls |
 //! | [`schedule`] | the scheduler's fan-out of end-of-day and 2-hourly tasks |
 //! | [`partner_catalog`] | the partner's products and events, applied to Revel in one end-of-day batch |
+//! | [`inventory_request`] | the partner's searches: Revel's stock of named products, pulled on demand |
 //! | [`replay`] | an operator's replay of an archived event through the processor |
 //! | [`aws`] | one `SdkConfig` with timeouts that fit Revel's 10 s deadline |
 //! | [`function`] | the entry points every function crate's `main` calls |
@@ -45,6 +46,7 @@ pub mod function;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
+pub mod inventory_request;
 pub mod local_time;
 pub mod partner_catalog;
 pub mod process;

@@ -351,6 +351,9 @@ fn follow_up_job(
         FollowUp::None => None,
         FollowUp::SyncEntity => for_entity(JobKind::SyncEntity),
         FollowUp::ApplyToRevel => for_entity(JobKind::ApplyToRevel),
+        FollowUp::InventoryRequest => {
+            for_entity(JobKind::InventoryRequest).map(crate::inventory_request::in_instance_group)
+        }
         // A push asks for a pull whatever the menu entity says; the worker
         // skips a pull that one started after the push already covered.
         FollowUp::CatalogPull => Some(Job::catalog_pull(

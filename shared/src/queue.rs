@@ -41,6 +41,9 @@ pub enum JobKind {
     InventorySold,
     /// End of day: the partner's (VinesOS) new products and events, applied to Revel.
     PartnerCatalog,
+    /// The partner searched: pull Revel's current stock of the products it
+    /// named, or (without an entity) of every product still pending.
+    InventoryRequest,
 }
 
 impl JobKind {
@@ -57,6 +60,7 @@ impl JobKind {
             Self::WinesittingRepair => "winesitting_repair",
             Self::InventorySold => "inventory_sold",
             Self::PartnerCatalog => "partner_catalog",
+            Self::InventoryRequest => "inventory_request",
         }
     }
 

@@ -577,3 +577,67 @@ fn page_request(
         offset,
     }
 }
+
+/// On-demand pulls of named objects (the partner's inventory requests,
+/// [`crate::inventory_request`]): no checkpoint and nothing to resume; what
+/// they fetch is kept exactly as a scheduled pull keeps it.
+impl Syncer {
+    /// Pulls the objects of `pull`'s resources that pass `filter`, page by
+    /// page, keeping each newest-wins as the pull's kind (the changed ones
+    /// queued for delivery); stops cleanly, before a page, when the budget
+    /// is spent or at `deadline`.
+    pub async fn pull_matching(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        pull: &Pull,
+        filter: (&str, &str),
+        deadline: Instant,
+    ) -> Result<PullOutcome, SyncError> {
+        let zone = self.zone(instance).await?;
+        let mut run = self.resume_or_start(&mut Cursor::default());
+        let event_key = EventKey::parse(&format!(
+            "revel:{instance}:pull.{}:{}",
+            pull.name, run.started_at
+        ))
+        .expect("instance and timestamps are printable");
+        let (mut fetched, mut written) = (0, 0);
+        let stopped = |reason, fetched, written| {
+            Ok(PullOutcome::Stopped {
+                reason,
+                fetched,
+                written,
+            })
+        };
+        for (resource, kind) in pull.resources {
+            run.offset = 0;
+            loop {
+                if Instant::now() >= deadline {
+                    return stopped(StopReason::Deadline, fetched, written);
+                }
+                let request = page_request(resource, None, &[filter], run.offset);
+                let page = match self.api.page(instance, credentials, &request).await {
+                    Ok(page) => page,
+                    Err(RevelApiError::BudgetExhausted { .. }) => {
+                        return stopped(StopReason::BudgetSpent, fetched, written)
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                for object in &page.objects {
+                    fetched += 1;
+                    if self
+                        .keep(instance, kind, object, &run, &event_key, &zone)
+                        .await?
+                    {
+                        written += 1;
+                    }
+                }
+                match page.next_offset {
+                    Some(next) if next > run.offset => run.offset = next,
+                    _ => break,
+                }
+            }
+        }
+        Ok(PullOutcome::Complete { fetched, written })
+    }
+}

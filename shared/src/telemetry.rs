@@ -82,10 +82,14 @@ pub enum Metric {
     /// A delivery to the partner that found no partner URL configured: it
     /// waits in the jobs DLQ (or on the queue) until the URL is set.
     DeliveriesWaiting,
+    /// The partner's inventory requests (and deferred pulls), by what
+    /// became of them (`Reason`: pulled, coalesced into the next hour's
+    /// pull, not_upgraded, no_credentials).
+    InventoryRequests,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 18] = [
+    pub const ALL: [Metric; 19] = [
         Metric::Accepted,
         Metric::Duplicate,
         Metric::Rejected,
@@ -104,6 +108,7 @@ impl Metric {
         Metric::RepairedOrders,
         Metric::EventTypeMismatches,
         Metric::DeliveriesWaiting,
+        Metric::InventoryRequests,
     ];
 
     /// The CloudWatch metric name.
@@ -127,6 +132,7 @@ impl Metric {
             Self::RepairedOrders => "RepairedOrders",
             Self::EventTypeMismatches => "EventTypeMismatches",
             Self::DeliveriesWaiting => "DeliveriesWaiting",
+            Self::InventoryRequests => "InventoryRequests",
         }
     }
 
@@ -143,9 +149,10 @@ impl Metric {
     /// keep their reason (the alarm is on `unauthorized` alone).
     pub const fn rollup(self) -> &'static [Dimension] {
         match self {
-            Self::Rejected | Self::RecordsSkipped | Self::ProcessingFailures => {
-                &[Dimension::Reason]
-            }
+            Self::Rejected
+            | Self::RecordsSkipped
+            | Self::ProcessingFailures
+            | Self::InventoryRequests => &[Dimension::Reason],
             _ => &[],
         }
     }

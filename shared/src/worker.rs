@@ -46,6 +46,10 @@ pub enum JobError {
     /// its batch's report still goes out; it is retried.
     #[error("not finished by its deadline")]
     Deadline,
+    /// Not a failure: the job is due later (an on-demand inventory pull
+    /// waiting for the next hour); it comes back then, uncounted.
+    #[error("due at {0}")]
+    NotYet(time::OffsetDateTime),
 }
 
 /// Time kept back for each message still to come in a batch, so one slow
@@ -96,6 +100,14 @@ impl RetryBackoff {
         std::time::Duration::from_secs(left as u64)
     }
 
+    /// Until `due` (none when it has passed), at most 12 hours: a job due
+    /// later that comes back early waits again.
+    pub fn until_due(now: time::OffsetDateTime, due: time::OffsetDateTime) -> Duration {
+        Duration::try_from(due - now)
+            .unwrap_or(Duration::ZERO)
+            .min(Self::LONGEST)
+    }
+
     async fn apply(&self, message: &SqsMessage, wait: Option<std::time::Duration>) {
         let Some(handle) = &message.receipt_handle else {
             return;
@@ -139,6 +151,7 @@ impl JobError {
             Self::Apply(_) => "apply",
             Self::Repair(_) => "repair",
             Self::Deadline => "deadline",
+            Self::NotYet(_) => "not_yet",
         }
     }
 
@@ -314,6 +327,10 @@ impl Worker {
             tracing::warn!(message_id = %id, parked, "no partner URL (DownstreamUrl) is configured: the delivery waits in the dead-letter queue until it is set and the queue is redriven");
             return parked;
         }
+        if let JobError::NotYet(due) = error {
+            tracing::info!(message_id = %id, due = %due, "job due later; it comes back then");
+            return false;
+        }
         telemetry::count(Metric::JobFailures, &[(Dimension::Reason, error.kind())]);
         if error.is_permanent() && self.park(message, group).await {
             // Retrying can't help, and it would hold its group back until
@@ -331,8 +348,13 @@ impl Worker {
         failure: &Failure,
         response: &mut SqsBatchResponse,
     ) {
-        if let Failure::Failed(error) = failure {
-            tracing::warn!(message_id = ?message.message_id, error = %error, "job failed; it will be retried");
+        match failure {
+            // Not a failure; said where it was found due later.
+            Failure::Failed(JobError::NotYet(_)) => {}
+            Failure::Failed(error) => {
+                tracing::warn!(message_id = ?message.message_id, error = %error, "job failed; it will be retried");
+            }
+            _ => {}
         }
         if let Some(retry) = &self.retry {
             let wait = match failure {
@@ -342,6 +364,11 @@ impl Worker {
                 // job waits for it rather than using up its receives.
                 Failure::Failed(error) if error.is_budget_spent() => {
                     Some(RetryBackoff::until_budget_resets(self.clock.now()))
+                }
+                // Due later: back then (SQS allows at most 12 hours; one
+                // received early again waits again).
+                Failure::Failed(JobError::NotYet(due)) => {
+                    Some(RetryBackoff::until_due(self.clock.now(), *due))
                 }
                 // Nowhere to park it: it waits on the queue as long as SQS
                 // allows, for the partner URL to be set. (Parking that
@@ -468,6 +495,9 @@ impl Worker {
             JobKind::ApplyToRevel => self.apply_to_revel(job, &instance).await,
             JobKind::WinesittingRepair => self.winesitting_repair(&instance).await,
             JobKind::PartnerCatalog => crate::partner_catalog::run(self, &instance, deadline).await,
+            JobKind::InventoryRequest => {
+                crate::inventory_request::run(self, job, &instance, deadline).await
+            }
         }
     }
 
@@ -1387,6 +1417,21 @@ mod tests {
         ));
         assert!(spent.is_budget_spent() && !spent.is_permanent());
         assert!(!JobError::Malformed("x").is_budget_spent());
+    }
+
+    #[test]
+    fn a_job_due_later_waits_until_it_is_due_but_never_past_sqs_s_twelve_hours() {
+        let now = time::macros::datetime!(2026-11-29 10:20:00 UTC);
+        let wait = |due| RetryBackoff::until_due(now, due).as_secs();
+        assert_eq!(wait(time::macros::datetime!(2026-11-29 11:00:00 UTC)), 2400);
+        assert_eq!(wait(time::macros::datetime!(2026-11-29 10:00:00 UTC)), 0);
+        assert_eq!(
+            wait(time::macros::datetime!(2026-11-30 10:20:00 UTC)),
+            12 * 3600
+        );
+        let due = JobError::NotYet(now);
+        assert!(!due.is_permanent() && !due.is_budget_spent());
+        assert_eq!(due.kind(), "not_yet");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use shared::ids::InstanceName;
 use shared::queue::{Job, JobKind};
 use shared::sources::revel::RevelEventType;
 use shared::sources::vinesos::VinesOsEvent;
+use shared::sources::EventKind;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -307,20 +308,28 @@ async fn every_partner_sample_is_stored_with_one_request_and_queued_once_to_be_a
     );
     stack.settle().await;
     // Each change is newer than the one before it for its entity: each
-    // queues its own job, and each entity has one.
+    // queues its own job, and each entity has one. A search applies
+    // nothing: it asks for an on-demand inventory pull.
+    let requested = VinesOsEvent::InventoryRequested.event_type();
     let jobs = stack.take_jobs().await;
-    let mut applied: Vec<String> = jobs
+    let mut queued: Vec<String> = jobs
         .iter()
         .map(|j| {
-            assert_eq!(j["job"], "apply_to_revel", "{j}");
-            j["event_key"].as_str().expect("an event").to_owned()
+            let event_key = j["event_key"].as_str().expect("an event");
+            let expected = if event_key.split(':').nth(2) == Some(requested) {
+                "inventory_request"
+            } else {
+                "apply_to_revel"
+            };
+            assert_eq!(j["job"], expected, "{j}");
+            event_key.to_owned()
         })
         .collect();
-    applied.sort();
+    queued.sort();
     assert_eq!(
-        applied,
+        queued,
         Vec::from_iter(stack.event_keys().await),
-        "one job per partner change"
+        "one job per partner event"
     );
     let named: std::collections::BTreeSet<&str> = jobs
         .iter()

@@ -184,6 +184,9 @@ pub enum FollowUp {
     CatalogPull,
     /// Apply the partner's change to Revel through its REST API.
     ApplyToRevel,
+    /// Pull Revel's current stock of the products the partner's request
+    /// names (on demand, for instances with the retailer option).
+    InventoryRequest,
 }
 
 /// Why a body was quarantined: a short reason, never body content.

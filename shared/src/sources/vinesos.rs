@@ -2,7 +2,9 @@
 //! customers, updated members, added orders, inventory changes and rewards
 //! added or used, each as soon as it happens, and its added or changed
 //! products and events, which the sync schedule applies to Revel at end of
-//! day ([`crate::partner_catalog`]); one route per event, the Revel instance
+//! day ([`crate::partner_catalog`]); and, when a search is done on its side,
+//! a request for Revel's current stock of some products, pulled on demand
+//! ([`crate::inventory_request`]); one route per event, the Revel instance
 //! the change applies to named in the route.
 //!
 //! Each POST is a JSON envelope
@@ -65,10 +67,13 @@ pub enum VinesOsEvent {
     ProductChanged,
     /// An event (a tasting, a dinner) added or changed on VinesOS: applied at end of day.
     EventChanged,
+    /// A search done on VinesOS: Revel's current stock of one product or a
+    /// list, pulled on demand (not a change of anything: nothing is applied).
+    InventoryRequested,
 }
 
 impl VinesOsEvent {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::CustomerCreated,
         Self::MemberUpdated,
         Self::OrderAdded,
@@ -76,6 +81,7 @@ impl VinesOsEvent {
         Self::RewardChanged,
         Self::ProductChanged,
         Self::EventChanged,
+        Self::InventoryRequested,
     ];
 
     /// VinesOS's name for the event: the envelope's `type`.
@@ -88,6 +94,7 @@ impl VinesOsEvent {
             Self::RewardChanged => "reward.changed",
             Self::ProductChanged => "product.changed",
             Self::EventChanged => "event.changed",
+            Self::InventoryRequested => "inventory.requested",
         }
     }
 
@@ -106,6 +113,7 @@ impl VinesOsEvent {
             Self::RewardChanged => "/vinesos/{instance}/rewards/changed",
             Self::ProductChanged => "/vinesos/{instance}/products/changed",
             Self::EventChanged => "/vinesos/{instance}/events/changed",
+            Self::InventoryRequested => "/vinesos/{instance}/inventory/requested",
         }
     }
 
@@ -119,6 +127,7 @@ impl VinesOsEvent {
             Self::RewardChanged => "vinesos-reward-changed",
             Self::ProductChanged => "vinesos-product-changed",
             Self::EventChanged => "vinesos-event-changed",
+            Self::InventoryRequested => "vinesos-inventory-requested",
         }
     }
 
@@ -132,6 +141,7 @@ impl VinesOsEvent {
             Self::RewardChanged => "VinesOsRewardChangedFunction",
             Self::ProductChanged => "VinesOsProductChangedFunction",
             Self::EventChanged => "VinesOsEventChangedFunction",
+            Self::InventoryRequested => "VinesOsInventoryRequestedFunction",
         }
     }
 
@@ -147,6 +157,9 @@ impl VinesOsEvent {
             Self::RewardChanged => "vos_reward",
             Self::ProductChanged => "vos_product",
             Self::EventChanged => "vos_event",
+            // Each request is kept as its own entity (its id is the
+            // envelope's), so its job can read the products it names.
+            Self::InventoryRequested => crate::inventory_request::REQUEST_KIND,
         }
     }
 }
@@ -162,6 +175,7 @@ impl EventKind for VinesOsEvent {
             Self::RewardChanged => "vinesos.reward.changed",
             Self::ProductChanged => "vinesos.product.changed",
             Self::EventChanged => "vinesos.event.changed",
+            Self::InventoryRequested => "vinesos.inventory.requested",
         }
     }
 
@@ -190,6 +204,10 @@ impl EventKind for VinesOsEvent {
             .and_then(Value::as_str)
             .and_then(|raw| parse_timestamp_micros(raw.trim()))
             .ok_or(Malformed("missing_or_invalid_occurred_at"))?;
+        if *self == Self::InventoryRequested {
+            // A request names products, not an entity of the partner's.
+            return crate::inventory_request::interpret(event_id, micros, body.get("data"));
+        }
         let data = body
             .get("data")
             .filter(|data| data.is_object())
@@ -397,9 +415,12 @@ mod tests {
     }
 
     #[test]
-    fn each_event_interprets_with_its_identity_entity_kind_version_and_apply_to_revel() {
+    fn each_change_interprets_with_its_identity_entity_kind_version_and_apply_to_revel() {
         let micros = parse_timestamp_micros(AT).unwrap();
-        for event in VinesOsEvent::ALL {
+        let changes = VinesOsEvent::ALL
+            .into_iter()
+            .filter(|e| *e != VinesOsEvent::InventoryRequested);
+        for event in changes {
             let meaning = event
                 .interpret(envelope(event), &http::HeaderMap::new())
                 .unwrap_or_else(|e| panic!("{event:?}: {e:?}"));
@@ -415,6 +436,37 @@ mod tests {
                 "payment card fields were kept"
             );
         }
+    }
+
+    #[test]
+    fn an_inventory_request_is_kept_as_its_own_entity_and_asks_for_a_pull_not_an_apply() {
+        let body = json!({"id": "evt_8", "type": "inventory.requested", "occurred_at": AT,
+                          "data": {"revel_product_ids": [6, 5]}});
+        let meaning = VinesOsEvent::InventoryRequested
+            .interpret(body, &http::HeaderMap::new())
+            .unwrap();
+        assert_eq!(meaning.identity, Identity::Business("evt_8".into()));
+        assert_eq!(meaning.follow_up, FollowUp::InventoryRequest);
+        let entity = meaning.entity.unwrap();
+        assert_eq!(
+            (entity.kind, entity.id.as_str()),
+            ("vos_inventory_request", "evt_8")
+        );
+        assert_eq!(
+            entity.version,
+            Version::UpdatedAt(parse_timestamp_micros(AT).unwrap())
+        );
+        assert_eq!(entity.state, json!({"revel_product_ids": [5, 6]}));
+        // A change's body (an entity id, no products) is no request.
+        assert_eq!(
+            VinesOsEvent::InventoryRequested
+                .interpret(
+                    json!({"id": "evt_8", "type": "inventory.requested", "occurred_at": AT, "data": {"id": "x"}}),
+                    &http::HeaderMap::new()
+                )
+                .unwrap_err(),
+            Malformed("missing_revel_product_ids")
+        );
     }
 
     #[test]
@@ -712,6 +764,42 @@ mod tests {
             memory.queue.jobs.lock().unwrap()[0].message.job,
             crate::queue::JobKind::ApplyToRevel
         );
+    }
+
+    #[tokio::test]
+    async fn an_inventory_request_is_stored_with_one_put_and_queues_one_job_in_the_instances_group_of_requests(
+    ) {
+        let memory = MemoryStores::default();
+        let receiver = memory.receiver(
+            Arc::new(source()),
+            Arc::new(VinesOsEvent::InventoryRequested),
+        );
+        let body = serde_json::to_vec(&json!({"id": "evt_8", "type": "inventory.requested",
+            "occurred_at": AT, "data": {"revel_product_ids": [5, 6]}}))
+        .unwrap();
+
+        let outcome = receiver
+            .receive(&signed("mybar", NEW, now(), &body))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
+        assert_eq!(
+            memory.events.puts.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        memory.process_stream().await;
+
+        let jobs = memory.queue.jobs.lock().unwrap().clone();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].message.job, crate::queue::JobKind::InventoryRequest);
+        assert_eq!(jobs[0].group_id, "inventory_request:revel:mybar");
+        let key = "vinesos:mybar:vos_inventory_request:evt_8";
+        assert_eq!(jobs[0].message.entity_key.as_deref(), Some(key));
+        let kept = memory
+            .entities
+            .get(&crate::ids::EntityKey::parse(key).unwrap())
+            .unwrap();
+        assert_eq!(kept.state.state_json, r#"{"revel_product_ids":[5,6]}"#);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use shared::sources::vinesos::VinesOsEvent;
 use shared::sources::winesitting;
 
 use crate::{
-    Error, DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, DEMO_INSTANCE, DEMO_SECRET,
+    Error, DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, DEMO_INSTANCE, DEMO_LA_INSTANCE, DEMO_SECRET,
     DEMO_VINESOS_SECRET, DEMO_WINESITTING_TOKEN,
 };
 
@@ -195,7 +195,7 @@ pub fn samples() -> Vec<Sample> {
     samples
 }
 
-const VINESOS_PAYLOADS: [&str; 7] = [
+const VINESOS_PAYLOADS: [&str; 8] = [
     "vinesos-customer-created.json",
     "vinesos-member-updated.json",
     "vinesos-order-added.json",
@@ -203,6 +203,7 @@ const VINESOS_PAYLOADS: [&str; 7] = [
     "vinesos-reward-changed.json",
     "vinesos-product-changed.json",
     "vinesos-event-changed.json",
+    "vinesos-inventory-requested.json",
 ];
 
 /// The signing time [`render`] gives the VinesOS samples (2026-11-24T12:00Z),
@@ -330,9 +331,18 @@ pub fn request_for(target: Target, body: &[u8]) -> (Route, String, Vec<(String, 
             Route {
                 template: event.route().to_owned(),
             },
-            event.route().replace("{instance}", DEMO_INSTANCE),
+            event.route().replace("{instance}", vinesos_instance(event)),
             vinesos_headers(DEMO_VINESOS_SECRET, body, SAMPLE_SIGNED_AT),
         ),
+    }
+}
+
+/// The instance a VinesOS sample is for: the inventory request goes to the
+/// one with the retailer option (only there does it pull anything).
+pub fn vinesos_instance(event: VinesOsEvent) -> &'static str {
+    match event {
+        VinesOsEvent::InventoryRequested => DEMO_LA_INSTANCE,
+        _ => DEMO_INSTANCE,
     }
 }
 

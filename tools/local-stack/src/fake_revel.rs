@@ -224,6 +224,14 @@ pub async fn resources(
         }
     }
     objects.sort_by_key(id_of);
+    // A pull of named objects (the partner's inventory requests) is worth
+    // seeing in `make local`'s output; the scheduled pulls' pages are not.
+    for (field, wanted) in query.iter().filter(|(f, _)| f.ends_with("__in")) {
+        println!(
+            "revel stand-in: read {resource} with {field}={wanted}: {} object(s)",
+            objects.len()
+        );
+    }
     let limit: usize = query
         .get("limit")
         .and_then(|v| v.parse().ok())

@@ -15,7 +15,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use serde_json::{json, Value};
 use shared::ids::{EntityKey, InstanceName};
+use shared::inventory_request::PendingProducts;
 use shared::partner_catalog;
+use shared::secrets::{InstanceSecrets, SecretDocument};
 use shared::sources::FollowUp;
 use shared::store::dynamodb::{event_record, DynamoEntityStore};
 use shared::store::{EntityStore, EventRecord, EventStatus, Rank, StoredEntity};
@@ -63,6 +65,8 @@ struct Observer {
     entities_table: String,
     sync_state: DynamoSyncState,
     partner: Vec<Received>,
+    /// The Revel instances' settings (who has the retailer option).
+    revel: InstanceSecrets,
 }
 
 /// The event files of a directory.
@@ -205,6 +209,7 @@ impl Observer {
         dynamodb: &aws_sdk_dynamodb::Client,
         stack: &RunningStack,
         partner: Vec<Received>,
+        revel: InstanceSecrets,
     ) -> Result<Self, Error> {
         let entities_table = stack.var("ENTITIES_TABLE")?;
         Ok(Self {
@@ -214,6 +219,7 @@ impl Observer {
             // Only read here: the daily budget doesn't matter.
             sync_state: DynamoSyncState::new(dynamodb.clone(), stack.var("SYNC_STATE_TABLE")?, 1),
             partner,
+            revel,
         })
     }
 
@@ -301,6 +307,10 @@ impl Observer {
                 None => Progress::Waiting(format!("{about}: the worker, applying it to Revel")),
             },
             FollowUp::CatalogPull => self.catalog(&record.instance, record, &about).await?,
+            FollowUp::InventoryRequest => {
+                self.inventory_request(&record.instance, &entity, &about)
+                    .await?
+            }
         })
     }
 
@@ -436,10 +446,94 @@ impl Observer {
         ))
     }
 
+    /// The partner's inventory request: done once the worker noted its
+    /// products, none of them waits for a pull any more, and the partner
+    /// holds the newest revision of each stock record Revel has of them; or
+    /// at once for an instance without the retailer option.
+    async fn inventory_request(
+        &self,
+        instance: &InstanceName,
+        request: &StoredEntity,
+        about: &str,
+    ) -> Result<Progress, Error> {
+        if !shared::inventory_request::has_retailer_option(&self.revel, instance) {
+            return Ok(Progress::Done(
+                Reached::KeptOnly,
+                format!("{about}: kept; {instance} has no retailer option (inventory_every_2h), so nothing is pulled"),
+            ));
+        }
+        if !request.is_delivered() {
+            return Ok(Progress::Waiting(format!(
+                "{about}: the worker, noting the products asked for"
+            )));
+        }
+        let state: Value = serde_json::from_str(&request.state_json)?;
+        let products: Vec<String> = state["revel_product_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|id| id.to_string())
+            .collect();
+        let pending = PendingProducts::new(&self.entities).all(instance).await?;
+        let waiting: Vec<&str> = products
+            .iter()
+            .filter(|p| pending.contains_key(*p))
+            .map(String::as_str)
+            .collect();
+        if !waiting.is_empty() {
+            return Ok(Progress::Waiting(format!(
+                "{about}: the worker's on-demand pull of product(s) {} (over the hour's allowance, it runs at the next hour)",
+                waiting.join(", ")
+            )));
+        }
+        let stock = self.revel_entities(instance, &["inventory"]).await?;
+        let mut reached = Vec::new();
+        for product in &products {
+            let of_product: Vec<&StoredEntity> = stock
+                .iter()
+                .filter(|e| stock_product(e).as_deref() == Some(product.as_str()))
+                .collect();
+            if of_product.is_empty() {
+                reached.push(format!("product {product}: Revel holds no stock of it"));
+            }
+            for entity in of_product {
+                match newest(&self.partner, instance, &entity.kind, &entity.entity_id) {
+                    Some(got) if got.revision >= entity.revision => reached.push(format!(
+                        "{} {} r{} (product {product})",
+                        got.kind, got.id, got.revision
+                    )),
+                    _ => {
+                        return Ok(Progress::Waiting(format!(
+                            "{about}: the worker, delivering {} {}",
+                            entity.kind, entity.entity_id
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(Progress::Done(
+            Reached::Partner,
+            format!(
+                "{about}: Revel's stock of product(s) {} pulled on demand; the partner holds {}",
+                products.join(", "),
+                reached.join(", ")
+            ),
+        ))
+    }
+
     /// The catalog objects (Revel's products, modifiers) of `instance` the
     /// entities table holds.
     async fn catalog_entities(&self, instance: &InstanceName) -> Result<Vec<StoredEntity>, Error> {
         let kinds: Vec<&str> = CATALOG.resources.iter().map(|(_, kind)| *kind).collect();
+        self.revel_entities(instance, &kinds).await
+    }
+
+    /// The entities of `kinds` pulled from `instance`'s Revel.
+    async fn revel_entities(
+        &self,
+        instance: &InstanceName,
+        kinds: &[&str],
+    ) -> Result<Vec<StoredEntity>, Error> {
         let mut keys = Vec::new();
         let mut start = None;
         loop {
@@ -482,6 +576,29 @@ impl Observer {
         }
         Ok(entities)
     }
+}
+
+/// The Revel product a pulled stock record is of (its `product` URI's id).
+fn stock_product(entity: &StoredEntity) -> Option<String> {
+    let state: Value = serde_json::from_str(&entity.state_json).ok()?;
+    let uri = state["product"].as_str()?;
+    let id = uri.strip_suffix('/')?.rsplit('/').next()?;
+    Some(id.to_owned())
+}
+
+/// The Revel secret document's instances and settings (never shown).
+async fn revel_settings(
+    sdk: &aws_config::SdkConfig,
+    stack: &RunningStack,
+) -> Result<InstanceSecrets, Error> {
+    let value = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(stack.var("REVEL_WEBHOOK_SECRETS_ID")?)
+        .send()
+        .await?
+        .secret_string
+        .unwrap_or_default();
+    Ok(InstanceSecrets::parse(&SecretDocument(value))?)
 }
 
 /// `post-events [--dir events] [--url URL] [--wait-seconds 30]`.
@@ -534,8 +651,14 @@ pub async fn run(dir: &Path, url: Option<&str>, wait: Duration) -> Result<(), Er
         wait.as_secs()
     );
     let started = Instant::now();
+    let revel = revel_settings(&sdk, &stack).await?;
     let report = loop {
-        let observer = Observer::new(&dynamodb, &stack, partner_received(&http, &base).await?)?;
+        let observer = Observer::new(
+            &dynamodb,
+            &stack,
+            partner_received(&http, &base).await?,
+            revel.clone(),
+        )?;
         let mut report = Vec::new();
         for event in &posted {
             report.push((event.file.as_str(), observer.progress(event).await?));

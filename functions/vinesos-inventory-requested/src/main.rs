@@ -1,0 +1,9 @@
+//! Receives VinesOS's `inventory.requested` webhook (a search done on the
+//! partner's side); the jobs worker pulls Revel's current stock of the
+//! products it names (`shared::inventory_request`).
+use shared::sources::vinesos::VinesOsEvent;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), shared::function::Error> {
+    shared::function::serve_vinesos(VinesOsEvent::InventoryRequested).await
+}
