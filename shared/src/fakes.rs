@@ -462,3 +462,48 @@ pub fn signed_revel_request(body: &str) -> crate::request::WebhookRequest {
         path_params: Vec::new(),
     }
 }
+
+/// An entities table where another writer gets in first, once: before the
+/// first upsert it lands, the same change with `rival_state` is written
+/// (the compare-and-swap of [`crate::store::document`] must edit again on
+/// it, not lose it).
+pub struct RacedEntities {
+    pub inner: MemoryEntities,
+    rival_state: String,
+    raced: AtomicBool,
+}
+
+impl RacedEntities {
+    pub fn new(rival_state: &str) -> Self {
+        Self {
+            inner: MemoryEntities::default(),
+            rival_state: rival_state.to_owned(),
+            raced: AtomicBool::new(false),
+        }
+    }
+}
+
+#[async_trait]
+impl EntityStore for RacedEntities {
+    async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
+        if !self.raced.swap(true, Ordering::SeqCst) {
+            let mut theirs = change.clone();
+            theirs.state_json = self.rival_state.clone();
+            theirs.state_sha256 = crate::idempotency::sha256_hex(theirs.state_json.as_bytes());
+            self.inner.upsert(&theirs).await?;
+        }
+        self.inner.upsert(change).await
+    }
+
+    async fn get(&self, key: &EntityKey) -> Result<Option<StoredEntity>, DependencyError> {
+        EntityStore::get(&self.inner, key).await
+    }
+
+    async fn mark_delivered(
+        &self,
+        key: &EntityKey,
+        revision: u64,
+    ) -> Result<bool, DependencyError> {
+        self.inner.mark_delivered(key, revision).await
+    }
+}

@@ -46,14 +46,15 @@ use tokio::time::Instant;
 use crate::clock::Clock;
 use crate::error::DependencyError;
 use crate::idempotency::sha256_hex;
-use crate::ids::{EntityKey, EventKey, InstanceName};
+use crate::ids::{EntityKey, InstanceName};
 use crate::queue::{Job, JobKind, JobMessage, JobQueue};
 use crate::revel_api::ApiCredentials;
 use crate::secrets::InstanceSecrets;
 use crate::sources::{
     vinesos, EntityChange, FollowUp, Identity, Interpretation, Malformed, Version,
 };
-use crate::store::{EntityStore, EntityUpsert, Rank, Upserted};
+use crate::store::document::EntityDocument;
+use crate::store::EntityStore;
 use crate::sync::{Pull, PullOutcome, StopReason, SyncError, Syncer, INVENTORY};
 use crate::sync_state::OnDemandAllowance;
 use crate::telemetry::{self, Dimension, Metric};
@@ -77,9 +78,6 @@ pub const PRODUCTS_PER_CALL: usize = 50;
 /// At most this many products wait at once (far below an item's size); a
 /// request that would go past it waits for the next hour's pull.
 pub const MAX_PENDING: usize = 5_000;
-
-/// How often a write of the pending set is tried against concurrent writers.
-const CAS_ATTEMPTS: usize = 8;
 
 /// The on-demand pull: the scheduled inventory pull's resource and entity
 /// kind (`CurrentStock` kept as `inventory`), under a name of its own.
@@ -250,9 +248,16 @@ impl<'a> PendingProducts<'a> {
         Self { entities }
     }
 
-    fn key(instance: &InstanceName) -> Result<EntityKey, DependencyError> {
-        EntityKey::new(vinesos::NAME, instance, PENDING_KIND, PENDING_ID)
-            .map_err(|e| DependencyError::new("dynamodb", "UpdateItem", e))
+    /// The pending set of `instance`.
+    fn document(&self, instance: &InstanceName) -> Result<EntityDocument<'a>, DependencyError> {
+        EntityDocument::new(
+            self.entities,
+            vinesos::NAME,
+            instance,
+            PENDING_KIND,
+            PENDING_ID.to_owned(),
+            &format!("{}:{instance}:inventory_request:pending", vinesos::NAME),
+        )
     }
 
     /// Every pending product, with when it was last asked for (µs).
@@ -261,10 +266,10 @@ impl<'a> PendingProducts<'a> {
         instance: &InstanceName,
     ) -> Result<BTreeMap<String, i64>, DependencyError> {
         Ok(self
-            .read(&Self::key(instance)?)
+            .document(instance)?
+            .read::<PendingState>()
             .await?
-            .map(|(state, _)| state.pending)
-            .unwrap_or_default())
+            .pending)
     }
 
     /// Notes `products` as asked for at `at`; false (and nothing noted) when
@@ -276,22 +281,23 @@ impl<'a> PendingProducts<'a> {
         at: i64,
     ) -> Result<bool, DependencyError> {
         let mut fits = true;
-        self.change(instance, |state| {
-            let new = products
-                .iter()
-                .filter(|p| !state.pending.contains_key(*p))
-                .count();
-            fits = state.pending.len() + new <= MAX_PENDING;
-            if !fits {
-                return false;
-            }
-            for product in products {
-                let noted = state.pending.entry(product.clone()).or_insert(at);
-                *noted = (*noted).max(at);
-            }
-            true
-        })
-        .await?;
+        self.document(instance)?
+            .change(|state: &mut PendingState| {
+                let new = products
+                    .iter()
+                    .filter(|p| !state.pending.contains_key(*p))
+                    .count();
+                fits = state.pending.len() + new <= MAX_PENDING;
+                if !fits {
+                    return false;
+                }
+                for product in products {
+                    let noted = state.pending.entry(product.clone()).or_insert(at);
+                    *noted = (*noted).max(at);
+                }
+                true
+            })
+            .await?;
         Ok(fits)
     }
 
@@ -303,72 +309,17 @@ impl<'a> PendingProducts<'a> {
         pulled: &[String],
         began: i64,
     ) -> Result<(), DependencyError> {
-        self.change(instance, |state| {
-            let before = state.pending.len();
-            for product in pulled {
-                if state.pending.get(product).is_some_and(|at| *at <= began) {
-                    state.pending.remove(product);
+        self.document(instance)?
+            .change(|state: &mut PendingState| {
+                let before = state.pending.len();
+                for product in pulled {
+                    if state.pending.get(product).is_some_and(|at| *at <= began) {
+                        state.pending.remove(product);
+                    }
                 }
-            }
-            state.pending.len() != before
-        })
-        .await
-    }
-
-    async fn read(&self, key: &EntityKey) -> Result<Option<(PendingState, Rank)>, DependencyError> {
-        let Some(entity) = self.entities.get(key).await? else {
-            return Ok(None);
-        };
-        let state = serde_json::from_str(&entity.state_json)
-            .map_err(|e| DependencyError::new("dynamodb", "GetItem", e))?;
-        Ok(Some((state, entity.rank)))
-    }
-
-    /// Applies `edit` (true when it changed something) as a compare-and-swap.
-    async fn change(
-        &self,
-        instance: &InstanceName,
-        mut edit: impl FnMut(&mut PendingState) -> bool,
-    ) -> Result<(), DependencyError> {
-        let key = Self::key(instance)?;
-        let event_key = EventKey::parse(&format!(
-            "{}:{instance}:inventory_request:pending",
-            vinesos::NAME
-        ))
-        .map_err(|e| DependencyError::new("dynamodb", "UpdateItem", e))?;
-        for _ in 0..CAS_ATTEMPTS {
-            let (mut state, version) = match self.read(&key).await? {
-                Some((state, rank)) => (state, rank.version),
-                None => (PendingState::default(), 0),
-            };
-            if !edit(&mut state) {
-                return Ok(());
-            }
-            let state_json = serde_json::to_string(&state)
-                .map_err(|e| DependencyError::new("dynamodb", "UpdateItem", e))?;
-            let change = EntityUpsert {
-                key: key.clone(),
-                source: vinesos::NAME,
-                instance: instance.clone(),
-                kind: PENDING_KIND,
-                entity_id: PENDING_ID.to_owned(),
-                // Every writer of this version writes the same rank: only
-                // the first gets in, the others are told `Repeated`.
-                rank: Rank::new(version + 1, false, "pending"),
-                state_sha256: sha256_hex(state_json.as_bytes()),
-                state_json,
-                event_key: event_key.clone(),
-            };
-            match self.entities.upsert(&change).await? {
-                Upserted::Applied { .. } | Upserted::Unchanged { .. } => return Ok(()),
-                Upserted::Repeated | Upserted::Stale => continue,
-            }
-        }
-        Err(DependencyError::new(
-            "dynamodb",
-            "UpdateItem",
-            "the pending inventory requests kept changing under the write",
-        ))
+                state.pending.len() != before
+            })
+            .await
     }
 }
 
@@ -616,7 +567,9 @@ mod tests {
     use super::*;
     use crate::clock::TokioClock;
     use crate::fakes::{MemoryAllowance, MemoryEntities, MemoryQueue, MemorySyncState};
+    use crate::ids::EventKey;
     use crate::revel_api::{Page, PageRequest, RevelApiError, RevelResources};
+    use crate::store::{EntityUpsert, Rank};
     use crate::sync::CATALOG;
 
     /// 10:20 UTC: the next hour's allowance opens 40 minutes later.
@@ -1147,45 +1100,9 @@ mod tests {
         assert_eq!(set.all(&demo()).await.unwrap().len(), MAX_PENDING);
     }
 
-    /// An entity store that, once, lets another writer's note of the same
-    /// pending set land between a read and the write that follows it.
-    struct Interleaved {
-        inner: MemoryEntities,
-        raced: std::sync::atomic::AtomicBool,
-    }
-
-    #[async_trait::async_trait]
-    impl EntityStore for Interleaved {
-        async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
-            if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                let mut theirs = change.clone();
-                theirs.state_json = r#"{"pending":{"77":1}}"#.to_owned();
-                theirs.state_sha256 = sha256_hex(theirs.state_json.as_bytes());
-                self.inner.upsert(&theirs).await?;
-            }
-            self.inner.upsert(change).await
-        }
-        async fn get(
-            &self,
-            key: &EntityKey,
-        ) -> Result<Option<crate::store::StoredEntity>, DependencyError> {
-            EntityStore::get(&self.inner, key).await
-        }
-        async fn mark_delivered(
-            &self,
-            key: &EntityKey,
-            revision: u64,
-        ) -> Result<bool, DependencyError> {
-            self.inner.mark_delivered(key, revision).await
-        }
-    }
-
     #[tokio::test]
     async fn a_note_written_at_the_same_time_as_another_is_not_lost() {
-        let entities = Interleaved {
-            inner: MemoryEntities::default(),
-            raced: Default::default(),
-        };
+        let entities = crate::fakes::RacedEntities::new(r#"{"pending":{"77":1}}"#);
         let set = PendingProducts::new(&entities);
         set.note(&demo(), &["5".to_owned()], 2).await.unwrap();
         assert_eq!(

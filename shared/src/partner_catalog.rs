@@ -32,11 +32,12 @@ use tokio::time::Instant;
 use crate::apply::{Applier, ApplyError};
 use crate::error::DependencyError;
 use crate::idempotency::sha256_hex;
-use crate::ids::{EntityKey, EventKey, InstanceName};
+use crate::ids::{EntityKey, InstanceName};
 use crate::queue::JobKind;
 use crate::revel_api::{ApiCredentials, RevelApiError};
 use crate::sources::vinesos;
-use crate::store::{EntityStore, EntityUpsert, Rank, Upserted};
+use crate::store::document::EntityDocument;
+use crate::store::EntityStore;
 use crate::sync::StopReason;
 use crate::telemetry::{self, Dimension, Metric};
 use crate::worker::{JobError, Worker};
@@ -51,9 +52,6 @@ pub const INDEX_KIND: &str = "vos_pending";
 /// entities, so each stays far below DynamoDB's item size (about 5,000
 /// entries each) and concurrent jobs rarely touch the same one.
 pub const SHARDS: u32 = 16;
-
-/// How often an index write is tried against concurrent writers.
-const CAS_ATTEMPTS: usize = 8;
 
 /// `kind` as the static name keys are made of, if the schedule applies it
 /// at end of day.
@@ -84,14 +82,25 @@ impl<'a> PendingIndex<'a> {
         Self { entities }
     }
 
-    fn key(instance: &InstanceName, kind: &str, shard: u32) -> Result<EntityKey, DependencyError> {
-        EntityKey::new(
+    /// The index entity of one instance, kind and shard.
+    fn document(
+        &self,
+        instance: &InstanceName,
+        kind: &str,
+        shard: u32,
+    ) -> Result<EntityDocument<'a>, DependencyError> {
+        EntityDocument::new(
+            self.entities,
             vinesos::NAME,
             instance,
             INDEX_KIND,
-            &format!("{kind}.{shard:02}"),
+            format!("{kind}.{shard:02}"),
+            &format!(
+                "{}:{instance}:{}:index",
+                vinesos::NAME,
+                JobKind::PartnerCatalog.name()
+            ),
         )
-        .map_err(|e| DependencyError::new("dynamodb", "UpdateItem", e))
     }
 
     /// Notes that revision `revision` of the partner's `kind` `id` waits
@@ -103,15 +112,16 @@ impl<'a> PendingIndex<'a> {
         id: &str,
         revision: u64,
     ) -> Result<(), DependencyError> {
-        self.change(instance, kind, shard_of(id), |state| {
-            let entry = state.pending.entry(id.to_owned()).or_default();
-            if *entry >= revision {
-                return false;
-            }
-            *entry = revision;
-            true
-        })
-        .await
+        self.document(instance, kind, shard_of(id))?
+            .change(|state: &mut IndexState| {
+                let entry = state.pending.entry(id.to_owned()).or_default();
+                if *entry >= revision {
+                    return false;
+                }
+                *entry = revision;
+                true
+            })
+            .await
     }
 
     /// The entries of one shard.
@@ -122,10 +132,10 @@ impl<'a> PendingIndex<'a> {
         shard: u32,
     ) -> Result<BTreeMap<String, u64>, DependencyError> {
         Ok(self
-            .read(&Self::key(instance, kind, shard)?)
+            .document(instance, kind, shard)?
+            .read::<IndexState>()
             .await?
-            .map(|(state, _)| state.pending)
-            .unwrap_or_default())
+            .pending)
     }
 
     /// Every entry of `kind` for `instance` (for operators and tests).
@@ -150,77 +160,15 @@ impl<'a> PendingIndex<'a> {
         shard: u32,
         applied: &BTreeMap<String, u64>,
     ) -> Result<(), DependencyError> {
-        self.change(instance, kind, shard, |state| {
-            let before = state.pending.len();
-            state
-                .pending
-                .retain(|id, pending| applied.get(id).is_none_or(|done| *pending > *done));
-            state.pending.len() != before
-        })
-        .await
-    }
-
-    async fn read(&self, key: &EntityKey) -> Result<Option<(IndexState, Rank)>, DependencyError> {
-        let Some(entity) = self.entities.get(key).await? else {
-            return Ok(None);
-        };
-        let state = serde_json::from_str(&entity.state_json)
-            .map_err(|e| DependencyError::new("dynamodb", "GetItem", e))?;
-        Ok(Some((state, entity.rank)))
-    }
-
-    /// Applies `edit` to the shard's index as a compare-and-swap: read it,
-    /// edit it, write it as the next version; if another writer took that
-    /// version first, again on what it wrote.
-    async fn change(
-        &self,
-        instance: &InstanceName,
-        kind: &'static str,
-        shard: u32,
-        edit: impl Fn(&mut IndexState) -> bool,
-    ) -> Result<(), DependencyError> {
-        let key = Self::key(instance, kind, shard)?;
-        let event_key = EventKey::parse(&format!(
-            "{}:{instance}:{}:index",
-            vinesos::NAME,
-            JobKind::PartnerCatalog.name()
-        ))
-        .map_err(|e| DependencyError::new("dynamodb", "UpdateItem", e))?;
-        for _ in 0..CAS_ATTEMPTS {
-            let (mut state, version) = match self.read(&key).await? {
-                Some((state, rank)) => (state, rank.version),
-                None => (IndexState::default(), 0),
-            };
-            if !edit(&mut state) {
-                return Ok(());
-            }
-            let state_json = serde_json::to_string(&state)
-                .map_err(|e| DependencyError::new("dynamodb", "UpdateItem", e))?;
-            let state_sha256 = sha256_hex(state_json.as_bytes());
-            let change = EntityUpsert {
-                key: key.clone(),
-                source: vinesos::NAME,
-                instance: instance.clone(),
-                kind: INDEX_KIND,
-                entity_id: format!("{kind}.{shard:02}"),
-                // Every writer of this version writes the same rank: only
-                // the first gets in, the others are told `Repeated`.
-                rank: Rank::new(version + 1, false, "index"),
-                state_json,
-                state_sha256,
-                event_key: event_key.clone(),
-            };
-            match self.entities.upsert(&change).await? {
-                Upserted::Applied { .. } | Upserted::Unchanged { .. } => return Ok(()),
-                // Another writer got there first: read what it wrote.
-                Upserted::Repeated | Upserted::Stale => continue,
-            }
-        }
-        Err(DependencyError::new(
-            "dynamodb",
-            "UpdateItem",
-            "the pending index kept changing under the write",
-        ))
+        self.document(instance, kind, shard)?
+            .change(|state: &mut IndexState| {
+                let before = state.pending.len();
+                state
+                    .pending
+                    .retain(|id, pending| applied.get(id).is_none_or(|done| *pending > *done));
+                state.pending.len() != before
+            })
+            .await
     }
 }
 
@@ -417,46 +365,9 @@ mod tests {
         );
     }
 
-    /// An entity store that, once, lets another writer's change of the same
-    /// index land between a read and the write that follows it.
-    struct Interleaved {
-        inner: MemoryEntities,
-        raced: std::sync::atomic::AtomicBool,
-    }
-
-    #[async_trait::async_trait]
-    impl EntityStore for Interleaved {
-        async fn upsert(&self, change: &EntityUpsert) -> Result<Upserted, DependencyError> {
-            if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                // The other writer: the same version, another entry.
-                let mut theirs = change.clone();
-                theirs.state_json = r#"{"pending":{"P-other":1}}"#.to_owned();
-                theirs.state_sha256 = sha256_hex(theirs.state_json.as_bytes());
-                self.inner.upsert(&theirs).await?;
-            }
-            self.inner.upsert(change).await
-        }
-        async fn get(
-            &self,
-            key: &EntityKey,
-        ) -> Result<Option<crate::store::StoredEntity>, DependencyError> {
-            EntityStore::get(&self.inner, key).await
-        }
-        async fn mark_delivered(
-            &self,
-            key: &EntityKey,
-            revision: u64,
-        ) -> Result<bool, DependencyError> {
-            self.inner.mark_delivered(key, revision).await
-        }
-    }
-
     #[tokio::test]
     async fn a_concurrent_write_of_the_index_is_not_lost_the_loser_writes_again_on_what_won() {
-        let entities = Interleaved {
-            inner: MemoryEntities::default(),
-            raced: Default::default(),
-        };
+        let entities = crate::fakes::RacedEntities::new(r#"{"pending":{"P-other":1}}"#);
         let index = PendingIndex::new(&entities);
         index
             .add(&demo(), "vos_product", "P-mine", 3)

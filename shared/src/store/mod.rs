@@ -3,6 +3,7 @@
 //! wins). Traits here, the record format in [`record`], DynamoDB adapters in
 //! [`dynamodb`].
 
+pub mod document;
 pub mod dynamodb;
 pub mod record;
 
