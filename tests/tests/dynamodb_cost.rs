@@ -271,7 +271,7 @@ async fn measure_all() -> Vec<Measured> {
 }
 
 #[tokio::test]
-async fn every_sample_is_answered_with_one_put_in_one_round_trip_and_processed_with_one_entity_write(
+async fn every_sample_is_answered_with_one_put_in_one_round_trip_and_each_entity_it_names_is_written_once(
 ) {
     let measured = measure_all().await;
     println!("| sample | body | new: requests | new: round trips | new: put WCU | processor: entity writes | processor: entity WCU | processor: SQS sends (jobs queued) | repeat: answer | repeat: requests | repeat: round trips | repeat: put WCU | repeat: items written | processor after the repeat: entity writes / SQS sends |");
