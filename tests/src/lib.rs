@@ -1058,6 +1058,20 @@ impl Stack {
 /// The Standard Webhooks secret the tests' partner stand-ins verify with.
 pub const PARTNER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// Verifies a delivery with an independent Standard Webhooks verifier (not
+/// the bundle's signer) and reads its body.
+pub fn verified(request: &wiremock::Request) -> Value {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in request.headers.iter() {
+        headers.insert(name.clone(), value.clone());
+    }
+    standardwebhooks::Webhook::new(PARTNER_SECRET)
+        .unwrap()
+        .verify(&request.body, &headers)
+        .expect("a Standard Webhooks signature");
+    serde_json::from_slice(&request.body).unwrap()
+}
+
 /// One delivery the partner stand-in received, as the partner reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivered {

@@ -72,20 +72,6 @@ async fn every_sample_of_the_other_platforms_is_stored_with_one_request_and_its_
     );
 }
 
-/// Verifies a delivery with an independent Standard Webhooks verifier and
-/// reads its body.
-fn verified(request: &wiremock::Request) -> Value {
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in request.headers.iter() {
-        headers.insert(name.clone(), value.clone());
-    }
-    standardwebhooks::Webhook::new(PARTNER_SECRET)
-        .unwrap()
-        .verify(&request.body, &headers)
-        .expect("a Standard Webhooks signature");
-    serde_json::from_slice(&request.body).unwrap()
-}
-
 #[tokio::test]
 async fn winesitting_and_booking_changes_reach_the_partner_signed_in_order_per_entity_unless_switched_off(
 ) {

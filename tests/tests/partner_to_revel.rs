@@ -55,6 +55,11 @@ async fn post(stack: &Stack, event: VinesOsEvent, body: &Value) {
 }
 
 /// A newer change of the sample of `event`: its data changed by `change`.
+/// Posts the partner's sample of `event`.
+async fn post_sample(stack: &Stack, event: VinesOsEvent) {
+    post(stack, event, &sample(event)).await;
+}
+
 fn newer(event: VinesOsEvent, change: impl FnOnce(&mut Value)) -> Value {
     let mut body = sample(event);
     body["id"] = json!(format!("{}-newer", body["id"].as_str().unwrap()));
@@ -86,6 +91,15 @@ async fn end_of_day(stack: &Stack, window: &str) {
         .enqueue(&Job::scheduled(JobKind::PartnerCatalog, &demo, window))
         .await
         .unwrap();
+}
+
+/// What was posted goes through the processor and the worker (applied at
+/// once, or noted pending), then the end-of-day batch of `window` runs.
+async fn through_end_of_day(stack: &Stack, worker: &shared::worker::Worker, window: &str) {
+    stack.settle().await;
+    stack.drain(worker, 5).await;
+    end_of_day(stack, window).await;
+    stack.drain(worker, 5).await;
 }
 
 /// The objects of `resource` in the stand-in whose `field` is `value`.
@@ -342,7 +356,7 @@ async fn every_partner_sample_is_stored_with_one_request_and_queued_once_to_be_a
 async fn partner_products_and_events_wait_for_the_end_of_day_batch_which_creates_each_once() {
     let (stack, revel, worker, _) = with_revel_stand_in(100).await;
     for event in [VinesOsEvent::ProductChanged, VinesOsEvent::EventChanged] {
-        post(&stack, event, &sample(event)).await;
+        post_sample(&stack, event).await;
     }
     stack.settle().await;
     stack.drain(&worker, 5).await;
@@ -389,10 +403,7 @@ async fn partner_products_and_events_wait_for_the_end_of_day_batch_which_creates
         data["price"] = json!(21.0)
     });
     post(&stack, VinesOsEvent::ProductChanged, &repriced).await;
-    stack.settle().await;
-    stack.drain(&worker, 5).await;
-    end_of_day(&stack, "2026-11-26T23:55").await;
-    stack.drain(&worker, 5).await;
+    through_end_of_day(&stack, &worker, "2026-11-26T23:55").await;
     let products = in_revel(
         &revel,
         "Product",
@@ -412,12 +423,9 @@ async fn a_spent_budget_stops_the_batch_and_the_next_run_resumes_where_it_stoppe
     // A lookup and a create: the product, and not the event.
     let (stack, revel, worker, url) = with_revel_stand_in(2).await;
     for event in [VinesOsEvent::ProductChanged, VinesOsEvent::EventChanged] {
-        post(&stack, event, &sample(event)).await;
+        post_sample(&stack, event).await;
     }
-    stack.settle().await;
-    stack.drain(&worker, 5).await;
-    end_of_day(&stack, "2026-11-24T23:55").await;
-    stack.drain(&worker, 5).await;
+    through_end_of_day(&stack, &worker, "2026-11-24T23:55").await;
     assert_eq!(revel.writes().len(), 1, "{:?}", revel.writes());
     assert!(revel.writes()[0].starts_with("created Product"));
     assert!(in_revel(&revel, "Event", "third_party_id", "vinesos:VOS-E-42").is_empty());
@@ -480,16 +488,8 @@ async fn an_ambiguous_product_create_is_looked_up_again_on_retry_and_not_created
         .mount(&revel)
         .await;
     let worker = stack.worker(fast_api(&revel.uri()), 100, None);
-    post(
-        &stack,
-        VinesOsEvent::ProductChanged,
-        &sample(VinesOsEvent::ProductChanged),
-    )
-    .await;
-    stack.settle().await;
-    stack.drain(&worker, 5).await;
-    end_of_day(&stack, "2026-11-24T23:55").await;
-    stack.drain(&worker, 5).await;
+    post_sample(&stack, VinesOsEvent::ProductChanged).await;
+    through_end_of_day(&stack, &worker, "2026-11-24T23:55").await;
     assert_eq!(
         requests(&revel, "POST").await,
         1,
@@ -550,12 +550,7 @@ async fn a_partner_customer_is_found_by_phone_however_it_is_written_when_the_ema
         "Customer",
         made_in_revel("ann@elsewhere.example", "(123) 123-1234"),
     );
-    post(
-        &stack,
-        VinesOsEvent::CustomerCreated,
-        &sample(VinesOsEvent::CustomerCreated),
-    )
-    .await;
+    post_sample(&stack, VinesOsEvent::CustomerCreated).await;
     stack.settle().await;
     stack.drain(&worker, 5).await;
     assert_eq!(revel.objects("Customer").len(), 1);
@@ -571,22 +566,9 @@ async fn a_partner_order_reaches_revel_with_its_items_and_payments_and_notes_wha
 ) {
     let (stack, revel, worker, _) = with_revel_stand_in(100).await;
     // The partner's rosé reaches Revel at end of day; the customer at once.
-    post(
-        &stack,
-        VinesOsEvent::ProductChanged,
-        &sample(VinesOsEvent::ProductChanged),
-    )
-    .await;
-    post(
-        &stack,
-        VinesOsEvent::CustomerCreated,
-        &sample(VinesOsEvent::CustomerCreated),
-    )
-    .await;
-    stack.settle().await;
-    stack.drain(&worker, 5).await;
-    end_of_day(&stack, "2026-11-24T23:55").await;
-    stack.drain(&worker, 5).await;
+    post_sample(&stack, VinesOsEvent::ProductChanged).await;
+    post_sample(&stack, VinesOsEvent::CustomerCreated).await;
+    through_end_of_day(&stack, &worker, "2026-11-24T23:55").await;
     let rose = in_revel(
         &revel,
         "Product",
@@ -597,12 +579,7 @@ async fn a_partner_order_reaches_revel_with_its_items_and_payments_and_notes_wha
     let customer =
         in_revel(&revel, "Customer", "third_party_id", "vinesos:VOS-C-501")[0]["id"].clone();
 
-    post(
-        &stack,
-        VinesOsEvent::OrderAdded,
-        &sample(VinesOsEvent::OrderAdded),
-    )
-    .await;
+    post_sample(&stack, VinesOsEvent::OrderAdded).await;
     stack.settle().await;
     stack.drain(&worker, 5).await;
     let orders = in_revel(&revel, "Order", "external_sync", "vinesos:VOS-O-9001");

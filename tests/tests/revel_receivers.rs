@@ -247,18 +247,7 @@ async fn the_seed_orders_rewards_card_and_stock_sold_reach_the_partner_once_and_
     stack.drain(&worker, 10).await;
 
     let requests = partner.server.received_requests().await.unwrap();
-    let mut bodies = Vec::new();
-    for request in &requests {
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in request.headers.iter() {
-            headers.insert(name.clone(), value.clone());
-        }
-        standardwebhooks::Webhook::new(PARTNER_SECRET)
-            .unwrap()
-            .verify(&request.body, &headers)
-            .expect("every message is signed");
-        bodies.push(serde_json::from_slice::<Value>(&request.body).unwrap());
-    }
+    let bodies: Vec<Value> = requests.iter().map(verified).collect();
     let types: Vec<&str> = bodies.iter().map(|b| b["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,

@@ -79,6 +79,16 @@ async fn mount_slow_pages(
     }
 }
 
+/// A stack with API credentials and a Revel stand-in whose one product page
+/// answers after `delay` (no modifiers).
+async fn with_a_slow_product_page(delay: Duration) -> (Stack, MockServer) {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    mount_slow_pages(&revel, "Product", &products(1..2), 2, delay).await;
+    mount_pages(&revel, "Modifier", &[], 2).await;
+    (stack, revel)
+}
+
 async fn offsets_requested(server: &MockServer, resource: &str) -> Vec<u64> {
     server
         .received_requests()
@@ -357,14 +367,7 @@ async fn a_delivery_verifies_with_a_standard_webhooks_verifier() {
         "the order, its rewards card and the stock it sold"
     );
     for request in &requests {
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in request.headers.iter() {
-            headers.insert(name.clone(), value.clone());
-        }
-        standardwebhooks::Webhook::new(PARTNER_SECRET)
-            .unwrap()
-            .verify(&request.body, &headers)
-            .expect("verifies");
+        verified(request);
         assert!(!String::from_utf8_lossy(&request.body).contains("cc_last_name"));
     }
     let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
@@ -451,18 +454,8 @@ async fn a_burst_of_menu_pushes_costs_one_catalog_pull_and_a_push_after_that_pul
 
 #[tokio::test]
 async fn menu_pushes_during_a_running_pull_lead_to_exactly_one_more_pull() {
-    let stack = Stack::new().await.with_api_credentials().await;
-    let revel = MockServer::start().await;
     // Slow enough that the pushes below come while the pull waits for it.
-    mount_slow_pages(
-        &revel,
-        "Product",
-        &products(1..2),
-        2,
-        Duration::from_secs(2),
-    )
-    .await;
-    mount_pages(&revel, "Modifier", &[], 2).await;
+    let (stack, revel) = with_a_slow_product_page(Duration::from_secs(2)).await;
     let worker = stack.worker(fast_api(&revel.uri()), 100, None);
     let receiver = stack.receiver(RevelEventType::MenuUpdated);
     let push = || async {
@@ -516,17 +509,7 @@ async fn menu_pushes_during_a_running_pull_lead_to_exactly_one_more_pull() {
 #[tokio::test]
 async fn a_pull_whose_page_outlives_its_message_stops_at_the_deadline_and_the_batch_reports_in_time(
 ) {
-    let stack = Stack::new().await.with_api_credentials().await;
-    let revel = MockServer::start().await;
-    mount_slow_pages(
-        &revel,
-        "Product",
-        &products(1..2),
-        2,
-        Duration::from_secs(60),
-    )
-    .await;
-    mount_pages(&revel, "Modifier", &[], 2).await;
+    let (stack, revel) = with_a_slow_product_page(Duration::from_secs(60)).await;
     // One patient attempt: the page call alone outlives the batch.
     let api = shared::revel_api::RevelApiConfig {
         timeout: Duration::from_secs(30),
