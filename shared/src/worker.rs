@@ -522,13 +522,10 @@ impl Worker {
             return Ok(());
         }
         let source = source_of(&key);
-        // Only the bundle's own writes to Revel come back as echoes.
-        if let Some(echoes) = self.echoes.as_ref().filter(|_| source == REVEL) {
-            if echoes.is_echo(&key, entity.rank.version).await? {
-                tracing::info!(entity = %key, version = entity.rank.version, "the bundle's own write coming back from Revel; not sent to the partner");
-                self.entities.mark_delivered(&key, entity.revision).await?;
-                return Ok(());
-            }
+        if self.is_own_write(&key, entity.rank.version).await? {
+            tracing::info!(entity = %key, version = entity.rank.version, "the bundle's own write coming back from Revel; not sent to the partner");
+            self.entities.mark_delivered(&key, entity.revision).await?;
+            return Ok(());
         }
         let partner = self.partner()?;
         let state: serde_json::Value = serde_json::from_str(&entity.state_json)
@@ -551,6 +548,15 @@ impl Worker {
         self.entities.mark_delivered(&key, entity.revision).await?;
         tracing::info!(entity = %key, revision = entity.revision, "delivered downstream");
         Ok(())
+    }
+
+    /// Whether `key` at `version` is the bundle's own write to Revel coming
+    /// back (only those are echoes): what the partner wrote, it knows.
+    async fn is_own_write(&self, key: &EntityKey, version: i64) -> Result<bool, JobError> {
+        match &self.echoes {
+            Some(echoes) if source_of(key) == REVEL => Ok(echoes.is_echo(key, version).await?),
+            _ => Ok(false),
+        }
     }
 
     /// Tells the partner what a Revel order sold, so its stock moves when
@@ -586,6 +592,18 @@ impl Worker {
             .is_some_and(|r| r.delivered_revision.is_some())
         {
             tracing::info!(entity = %sold_key, "this order's stock changes went to the partner already");
+            return Ok(());
+        }
+        // The partner's own order, written to Revel by the bundle: its stock
+        // moved on the partner's side when it was placed there. Recorded as
+        // sent, so its later versions send none either.
+        if recorded.is_none() && self.is_own_write(&order_key, order.rank.version).await? {
+            if let Some(sold) = self.record_sold(instance, job, &order, &sold_key).await? {
+                self.entities
+                    .mark_delivered(&sold_key, sold.revision)
+                    .await?;
+            }
+            tracing::info!(entity = %order_key, "the partner's own order coming back from Revel; its stock changes are not sent");
             return Ok(());
         }
         let partner = self.partner()?;
@@ -1707,6 +1725,44 @@ mod tests {
         .await;
         worker.run(&sold_job(&order), soon()).await.unwrap();
         assert_eq!(partner.sent().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_stock_a_partner_order_sold_is_not_sent_back_when_the_order_returns_from_revel() {
+        use crate::sync_state::EchoLog;
+        let entities = Arc::new(MemoryEntities::default());
+        let items = serde_json::json!([{"product": 5, "quantity": 2}]);
+        let order = kept(&entities, ("revel", "order", "o-1"), 1, order_state(items)).await;
+        let partner = Arc::new(MemoryPartner::default());
+        let echoes = Arc::new(crate::fakes::MemoryEchoes::default());
+        let mut worker = delivering(entities.clone(), partner.clone());
+        worker.echoes = Some(echoes.clone());
+        // The bundle wrote this order to Revel (the partner's), at version 1.
+        echoes.record_echo(&order, 1).await.unwrap();
+
+        worker.run(&sold_job(&order), soon()).await.unwrap();
+
+        assert!(partner.sent().is_empty(), "{:?}", partner.sent());
+        // The order changed in Revel afterwards is Revel's change and goes to
+        // the partner; the stock it sold still does not.
+        kept(
+            &entities,
+            ("revel", "order", "o-1"),
+            2,
+            order_state(serde_json::json!([{"product": 5, "quantity": 3}])),
+        )
+        .await;
+        worker.run(&sold_job(&order), soon()).await.unwrap();
+        worker
+            .run(&serde_json::from_str(&sync_job(&order)).unwrap(), soon())
+            .await
+            .unwrap();
+        let types: Vec<serde_json::Value> = partner
+            .sent()
+            .into_iter()
+            .map(|(_, b)| b["type"].clone())
+            .collect();
+        assert_eq!(types, [serde_json::json!("revel.order.changed")]);
     }
 
     #[tokio::test]
