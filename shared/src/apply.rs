@@ -673,15 +673,14 @@ impl Applier {
         let changes = differences(&found.object, &fields);
         let applied = match found.by {
             Some(by) => Applied::Adopted { resource, by },
-            None if changes.is_empty() => {
-                return Ok(Written {
-                    applied: Applied::Unchanged { resource },
-                    object: Some(found.object),
-                })
-            }
+            None if changes.is_empty() => Applied::Unchanged { resource },
             None => Applied::Updated { resource },
         };
         if changes.is_empty() {
+            // Revel holds the partner's change already: most often the
+            // bundle's own create whose answer was lost. Its webhook is
+            // then an echo, and in any case nothing the partner lacks.
+            self.remember_echo(instance, map, &found.object).await?;
             return Ok(Written {
                 applied,
                 object: Some(found.object),
@@ -1432,12 +1431,32 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn a_linked_object_that_holds_every_field_already_is_not_written() {
-        let revel = MemoryRevel::holding(
+    async fn a_linked_object_that_holds_every_field_already_is_not_written_and_its_webhook_is_an_echo(
+    ) {
+        use crate::sync_state::EchoLog;
+        // As a create whose answer was lost leaves it: in Revel, linked.
+        let revel = Arc::new(MemoryRevel::holding(
             "Customer",
-            vec![json!({"id": 7, "first_name": "Ann", "third_party_id": "vinesos:C-1"})],
-        );
-        let (applied, revel) = apply_customer(revel, json!({"first_name": "Ann"})).await;
+            vec![json!({"id": 7, "uuid": "u-7", "first_name": "Ann",
+                        "third_party_id": "vinesos:C-1", "updated_date": "2026-11-24T10:31:00"})],
+        ));
+        let entities = Arc::new(MemoryEntities::default());
+        let key = partner_change(
+            &entities,
+            "vos_customer",
+            "C-1",
+            1,
+            json!({"first_name": "Ann"}),
+        )
+        .await;
+        let echoes = Arc::new(MemoryEchoes::default());
+        let applier = Applier {
+            echoes: echoes.clone(),
+            ..applier(revel.clone(), entities)
+        };
+
+        let applied = applier.apply(&demo(), &credentials(), &key).await.unwrap();
+
         assert_eq!(
             applied,
             Applied::Unchanged {
@@ -1445,6 +1464,9 @@ pub(crate) mod tests {
             }
         );
         assert!(revel.writes().is_empty());
+        let revel_customer = EntityKey::new("revel", &demo(), "customer", "u-7").unwrap();
+        let version = crate::sources::parse_timestamp_micros("2026-11-24T10:31:00").unwrap();
+        assert!(echoes.is_echo(&revel_customer, version).await.unwrap());
     }
 
     #[test]
