@@ -518,12 +518,16 @@ impl Applier {
         }
         let data: Value = serde_json::from_str(&entity.state_json)
             .map_err(|_| ApplyError::Incomplete("stored state"))?;
+        // This revision of this change: what a lost create's retry shares.
+        let attempt = format!("{key}@{}", entity.revision);
         let applied = if entity.kind == "vos_order" {
-            self.apply_order(instance, credentials, &entity.entity_id, &data)
+            self.apply_order(instance, credentials, &entity.entity_id, &data, &attempt)
                 .await?
         } else {
             let map = mapping(&entity.kind, &entity.entity_id, &data)?;
-            self.write(instance, credentials, &map).await?.applied
+            self.write(instance, credentials, &map, &attempt)
+                .await?
+                .applied
         };
         // Applied: a re-run of this job, or of an older one, does nothing.
         self.entities.mark_delivered(key, entity.revision).await?;
@@ -625,11 +629,14 @@ impl Applier {
         Ok(None)
     }
 
+    /// Writes `map`'s object: found and updated, or created. `attempt`
+    /// names this revision of the partner's change (see `record_create`).
     async fn write(
         &self,
         instance: &InstanceName,
         credentials: &ApiCredentials,
         map: &Mapping,
+        attempt: &str,
     ) -> Result<Written, ApplyError> {
         let resource = map.resource;
         let found = self.find(instance, credentials, map).await?;
@@ -641,6 +648,7 @@ impl Applier {
                 });
             }
             let body = Value::Object(map.fields.clone());
+            self.echoes.record_create(attempt).await?;
             let created = self
                 .api
                 .create(instance, credentials, resource, &body)
@@ -677,10 +685,14 @@ impl Applier {
             None => Applied::Updated { resource },
         };
         if changes.is_empty() {
-            // Revel holds the partner's change already: most often the
-            // bundle's own create whose answer was lost. Its webhook is
-            // then an echo, and in any case nothing the partner lacks.
-            self.remember_echo(instance, map, &found.object).await?;
+            // Found by its link holding every field, after this very change
+            // was sent as a create: the create landed and its answer was
+            // lost, so this version is the bundle's write and its webhook an
+            // echo. Otherwise the version may be someone else's edit (of
+            // fields the partner doesn't send), which must reach the partner.
+            if found.by.is_none() && self.echoes.created_for(attempt).await? {
+                self.remember_echo(instance, map, &found.object).await?;
+            }
             return Ok(Written {
                 applied,
                 object: Some(found.object),
@@ -799,9 +811,12 @@ impl Applier {
         credentials: &ApiCredentials,
         id: &str,
         data: &Value,
+        attempt: &str,
     ) -> Result<Applied, ApplyError> {
         let plan = self.plan_order(instance, credentials, id, data).await?;
-        let written = self.write(instance, credentials, &plan.order).await?;
+        let written = self
+            .write(instance, credentials, &plan.order, attempt)
+            .await?;
         if plan.items.is_empty() && plan.payments.is_empty() {
             return Ok(written.applied);
         }
@@ -1087,6 +1102,8 @@ pub(crate) mod tests {
         pub calls: Mutex<Vec<String>>,
         /// Calls left; `None` is unlimited.
         pub budget: Mutex<Option<u64>>,
+        /// Creates that land but whose answer is lost (`Ambiguous`).
+        pub lost_answers: AtomicU64,
         next_id: AtomicU64,
     }
 
@@ -1195,6 +1212,12 @@ pub(crate) mod tests {
                 .entry(resource.to_owned())
                 .or_default()
                 .push(created.clone());
+            let lost = self
+                .lost_answers
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if lost.is_ok() {
+                return Err(RevelApiError::Ambiguous { status: None });
+            }
             Ok(created)
         }
 
@@ -1430,32 +1453,75 @@ pub(crate) mod tests {
             .any(|c| c.contains("phone_number")));
     }
 
-    #[tokio::test]
-    async fn a_linked_object_that_holds_every_field_already_is_not_written_and_its_webhook_is_an_echo(
-    ) {
-        use crate::sync_state::EchoLog;
-        // As a create whose answer was lost leaves it: in Revel, linked.
-        let revel = Arc::new(MemoryRevel::holding(
-            "Customer",
-            vec![json!({"id": 7, "uuid": "u-7", "first_name": "Ann",
-                        "third_party_id": "vinesos:C-1", "updated_date": "2026-11-24T10:31:00"})],
-        ));
+    /// Applies the partner customer C-1 (revision 1) to `revel`, recording
+    /// echoes and creates in `echoes`.
+    async fn apply_recorded(
+        revel: &Arc<MemoryRevel>,
+        echoes: &Arc<MemoryEchoes>,
+        data: Value,
+    ) -> Result<Applied, ApplyError> {
         let entities = Arc::new(MemoryEntities::default());
-        let key = partner_change(
-            &entities,
-            "vos_customer",
-            "C-1",
-            1,
-            json!({"first_name": "Ann"}),
-        )
-        .await;
-        let echoes = Arc::new(MemoryEchoes::default());
+        let key = partner_change(&entities, "vos_customer", "C-1", 1, data).await;
         let applier = Applier {
             echoes: echoes.clone(),
             ..applier(revel.clone(), entities)
         };
+        applier.apply(&demo(), &credentials(), &key).await
+    }
 
-        let applied = applier.apply(&demo(), &credentials(), &key).await.unwrap();
+    #[tokio::test]
+    async fn a_create_whose_answer_was_lost_is_found_on_retry_not_written_again_and_its_webhook_is_an_echo(
+    ) {
+        use crate::sync_state::EchoLog;
+        let revel = Arc::new(MemoryRevel::default());
+        revel.lost_answers.store(1, Ordering::SeqCst);
+        let echoes = Arc::new(MemoryEchoes::default());
+        let data = json!({"first_name": "Ann"});
+
+        let first = apply_recorded(&revel, &echoes, data.clone()).await;
+        assert!(matches!(
+            first,
+            Err(ApplyError::Api(RevelApiError::Ambiguous { .. }))
+        ));
+        let retry = apply_recorded(&revel, &echoes, data).await.unwrap();
+
+        assert_eq!(
+            retry,
+            Applied::Unchanged {
+                resource: "Customer"
+            }
+        );
+        assert_eq!(revel.writes(), ["POST Customer"], "created once");
+        let created = &revel.objects("Customer")[0];
+        let revel_customer = EntityKey::new(
+            "revel",
+            &demo(),
+            "customer",
+            created["uuid"].as_str().unwrap(),
+        )
+        .unwrap();
+        let version =
+            crate::sources::parse_timestamp_micros(created["updated_date"].as_str().unwrap())
+                .unwrap();
+        assert!(echoes.is_echo(&revel_customer, version).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_linked_object_that_holds_every_field_already_is_not_written_and_its_own_edits_are_no_echo(
+    ) {
+        // Revel's version is a staff edit of fields the partner doesn't send.
+        let revel = Arc::new(MemoryRevel::holding(
+            "Customer",
+            vec![
+                json!({"id": 7, "uuid": "u-7", "first_name": "Ann", "address": "new",
+                        "third_party_id": "vinesos:C-1", "updated_date": "2026-11-24T10:31:00"}),
+            ],
+        ));
+        let echoes = Arc::new(MemoryEchoes::default());
+
+        let applied = apply_recorded(&revel, &echoes, json!({"first_name": "Ann"}))
+            .await
+            .unwrap();
 
         assert_eq!(
             applied,
@@ -1464,9 +1530,10 @@ pub(crate) mod tests {
             }
         );
         assert!(revel.writes().is_empty());
-        let revel_customer = EntityKey::new("revel", &demo(), "customer", "u-7").unwrap();
-        let version = crate::sources::parse_timestamp_micros("2026-11-24T10:31:00").unwrap();
-        assert!(echoes.is_echo(&revel_customer, version).await.unwrap());
+        assert!(
+            echoes.marks.lock().unwrap().is_empty(),
+            "the staff edit still reaches the partner"
+        );
     }
 
     #[test]

@@ -354,10 +354,11 @@ impl crate::revel_api::CallBudget for UnlimitedBudget {
     }
 }
 
-/// Echo markers in memory.
+/// Echo and create marks in memory.
 #[derive(Default)]
 pub struct MemoryEchoes {
     pub marks: Mutex<std::collections::HashSet<(String, i64)>>,
+    pub creates: Mutex<std::collections::HashSet<String>>,
 }
 
 #[async_trait]
@@ -376,6 +377,15 @@ impl crate::sync_state::EchoLog for MemoryEchoes {
             .lock()
             .unwrap()
             .contains(&(entity.to_string(), version)))
+    }
+
+    async fn record_create(&self, attempt: &str) -> Result<(), DependencyError> {
+        self.creates.lock().unwrap().insert(attempt.to_owned());
+        Ok(())
+    }
+
+    async fn created_for(&self, attempt: &str) -> Result<bool, DependencyError> {
+        Ok(self.creates.lock().unwrap().contains(attempt))
     }
 }
 

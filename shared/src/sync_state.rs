@@ -321,11 +321,25 @@ pub trait EchoLog: Send + Sync {
         entity: &crate::ids::EntityKey,
         version: i64,
     ) -> Result<bool, DependencyError>;
+    /// Records, before a create, that the bundle is creating a Revel object
+    /// for `attempt` (one revision of one partner change): if the answer is
+    /// lost, the retry that finds the object knows it as the bundle's own.
+    async fn record_create(&self, attempt: &str) -> Result<(), DependencyError>;
+    /// True when a create was sent for `attempt`.
+    async fn created_for(&self, attempt: &str) -> Result<bool, DependencyError>;
 }
 
 fn echo_key(entity: &crate::ids::EntityKey, version: i64) -> String {
     format!("echo:{entity}@{version}")
 }
+
+fn create_key(attempt: &str) -> String {
+    format!("create:{attempt}")
+}
+
+/// How long echo and create marks are kept: past Revel's webhook retries
+/// (about 36 minutes) and the jobs' backoff (about 75 minutes) with room.
+const ECHO_MARK_SECONDS: i64 = 2 * 86_400;
 
 #[async_trait]
 impl EchoLog for DynamoSyncState {
@@ -334,16 +348,7 @@ impl EchoLog for DynamoSyncState {
         entity: &crate::ids::EntityKey,
         version: i64,
     ) -> Result<(), DependencyError> {
-        let expires = OffsetDateTime::now_utc().unix_timestamp() + 2 * 86_400;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("state_key", AttributeValue::S(echo_key(entity, version)))
-            .item("expires_at", AttributeValue::N(expires.to_string()))
-            .send()
-            .await
-            .map_err(|e| DependencyError::new(SERVICE, "PutItem", e))?;
-        Ok(())
+        self.put_mark(echo_key(entity, version)).await
     }
 
     async fn is_echo(
@@ -351,11 +356,39 @@ impl EchoLog for DynamoSyncState {
         entity: &crate::ids::EntityKey,
         version: i64,
     ) -> Result<bool, DependencyError> {
+        self.has_mark(echo_key(entity, version)).await
+    }
+
+    async fn record_create(&self, attempt: &str) -> Result<(), DependencyError> {
+        self.put_mark(create_key(attempt)).await
+    }
+
+    async fn created_for(&self, attempt: &str) -> Result<bool, DependencyError> {
+        self.has_mark(create_key(attempt)).await
+    }
+}
+
+impl DynamoSyncState {
+    /// An item that says only that `key` happened; it expires by itself.
+    async fn put_mark(&self, key: String) -> Result<(), DependencyError> {
+        let expires = OffsetDateTime::now_utc().unix_timestamp() + ECHO_MARK_SECONDS;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("state_key", AttributeValue::S(key))
+            .item("expires_at", AttributeValue::N(expires.to_string()))
+            .send()
+            .await
+            .map_err(|e| DependencyError::new(SERVICE, "PutItem", e))?;
+        Ok(())
+    }
+
+    async fn has_mark(&self, key: String) -> Result<bool, DependencyError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("state_key", AttributeValue::S(echo_key(entity, version)))
+            .key("state_key", AttributeValue::S(key))
             .consistent_read(true)
             .send()
             .await
