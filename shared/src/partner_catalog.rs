@@ -246,7 +246,10 @@ impl Batch<'_> {
         deadline: Instant,
     ) -> Result<Option<StopReason>, ApplyError> {
         for id in pending.keys() {
-            if Instant::now() >= deadline {
+            // An item is lookups and a write, each with its retries: one
+            // begun with less time left could be cut off by the message's
+            // timeout, and the run would fail instead of continuing later.
+            if Instant::now() + crate::worker::PAGE_ALLOWANCE >= deadline {
                 return Ok(Some(StopReason::Deadline));
             }
             let Ok(key) = EntityKey::new(vinesos::NAME, instance, kind, id) else {
@@ -509,13 +512,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_run_past_its_deadline_stops_before_any_call_and_keeps_everything_pending() {
+    async fn a_run_with_less_than_an_items_allowance_left_stops_before_any_call_and_keeps_everything_pending(
+    ) {
         let entities = Arc::new(MemoryEntities::default());
         let revel = revel_with_budget(100);
         let applier = applier(revel.clone(), entities.clone());
         product_change(&applier, &entities, "P-1", "Rose").await;
+        let almost = crate::worker::PAGE_ALLOWANCE - Duration::from_millis(100);
         let report = Batch { applier: &applier }
-            .run(&demo(), &credentials(), Instant::now())
+            .run(&demo(), &credentials(), Instant::now() + almost)
             .await
             .unwrap();
         assert_eq!(report.stopped, Some(StopReason::Deadline));

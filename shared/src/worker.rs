@@ -60,9 +60,10 @@ pub const RESERVE_PER_MESSAGE: Duration = Duration::from_secs(1);
 /// later ones come back at once for another invocation.
 pub const MIN_TIME_TO_START: Duration = Duration::from_secs(2);
 
-/// Pulls and reconciliation stop between pages this long before their
-/// message's deadline: about what one page call takes at worst before its
-/// retries (Revel's 10 s timeout), so the page under way can finish.
+/// Pulls and reconciliation stop between pages, and the partner catalog
+/// batch between items, this long before their message's deadline: about
+/// what one call takes at worst before its retries (Revel's 10 s timeout),
+/// so the page or item under way can finish.
 pub const PAGE_ALLOWANCE: Duration = Duration::from_secs(10);
 
 /// A message's deadline: the time left in the invocation, less a reserve
