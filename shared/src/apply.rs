@@ -60,6 +60,9 @@ pub enum ApplyError {
     Store(#[from] DependencyError),
     #[error("the partner's {0} lacks what applying it needs")]
     Incomplete(&'static str),
+    /// The instance has no Revel API credentials (yet).
+    #[error("no Revel API credentials for this instance")]
+    NoCredentials,
 }
 
 impl ApplyError {
@@ -69,6 +72,7 @@ impl ApplyError {
         matches!(
             self,
             Self::Incomplete(_)
+                | Self::NoCredentials
                 | Self::Api(RevelApiError::Rejected { .. } | RevelApiError::InvalidRequest(_))
         )
     }
@@ -477,10 +481,12 @@ impl Applier {
     /// Applies the current state of the partner entity `key` to Revel, or,
     /// for the kinds the schedule applies at end of day (products, events),
     /// keeps it for the instance's batch.
+    /// `credentials` are needed only to apply now: without them, a change
+    /// for the batch is kept all the same.
     pub async fn apply(
         &self,
         instance: &InstanceName,
-        credentials: &ApiCredentials,
+        credentials: Option<&ApiCredentials>,
         key: &EntityKey,
     ) -> Result<Applied, ApplyError> {
         let Some(entity) = self.entities.get(key).await? else {
@@ -496,6 +502,7 @@ impl Applier {
             tracing::info!(%instance, entity = %key, revision = entity.revision, "partner change kept for the end-of-day batch");
             return Ok(Applied::Deferred);
         }
+        let credentials = credentials.ok_or(ApplyError::NoCredentials)?;
         Ok(self.apply_now(instance, credentials, key).await?.applied)
     }
 
@@ -1293,7 +1300,7 @@ pub(crate) mod tests {
         let entities = Arc::new(MemoryEntities::default());
         let key = partner_change(&entities, "vos_customer", "C-1", 1, data).await;
         let applied = applier(revel.clone(), entities)
-            .apply(&demo(), &credentials(), &key)
+            .apply(&demo(), Some(&credentials()), &key)
             .await
             .unwrap();
         (applied, revel)
@@ -1466,7 +1473,7 @@ pub(crate) mod tests {
             echoes: echoes.clone(),
             ..applier(revel.clone(), entities)
         };
-        applier.apply(&demo(), &credentials(), &key).await
+        applier.apply(&demo(), Some(&credentials()), &key).await
     }
 
     #[tokio::test]
@@ -1676,7 +1683,7 @@ pub(crate) mod tests {
     async fn apply_order(revel: &Arc<MemoryRevel>, entities: &Arc<MemoryEntities>, version: i64) {
         let key = partner_change(entities, "vos_order", "O-1", version, order()).await;
         applier(revel.clone(), entities.clone())
-            .apply(&demo(), &credentials(), &key)
+            .apply(&demo(), Some(&credentials()), &key)
             .await
             .unwrap();
     }
@@ -1759,7 +1766,7 @@ pub(crate) mod tests {
         changed["note"] = json!("pick up Friday");
         let key = partner_change(&entities, "vos_order", "O-1", 2, changed).await;
         applier(revel.clone(), entities.clone())
-            .apply(&demo(), &credentials(), &key)
+            .apply(&demo(), Some(&credentials()), &key)
             .await
             .unwrap();
         let new_writes: Vec<String> = revel.writes()[posts..].to_vec();
@@ -1778,7 +1785,7 @@ pub(crate) mod tests {
         let entities = Arc::new(MemoryEntities::default());
         let key = partner_change(&entities, "vos_order", "O-2", 1, json!({"lines": []})).await;
         let refused = applier(revel.clone(), entities)
-            .apply(&demo(), &credentials(), &key)
+            .apply(&demo(), Some(&credentials()), &key)
             .await
             .unwrap_err();
         assert!(matches!(refused, ApplyError::Incomplete("order total")));
@@ -1792,7 +1799,10 @@ pub(crate) mod tests {
         let applier = applier(revel.clone(), entities.clone());
         for kind in ["vos_product", "vos_event"] {
             let key = partner_change(&entities, kind, "X-1", 1, json!({"name": "x"})).await;
-            let applied = applier.apply(&demo(), &credentials(), &key).await.unwrap();
+            let applied = applier
+                .apply(&demo(), Some(&credentials()), &key)
+                .await
+                .unwrap();
             assert_eq!(applied, Applied::Deferred);
             let kept = entities.get(&key).unwrap();
             assert_eq!(kept.delivered_revision, None, "not applied yet");

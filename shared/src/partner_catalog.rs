@@ -402,7 +402,10 @@ mod tests {
         let version = entities.get(&key).map_or(1, |e| e.rank.version + 1);
         let data = json!({"id": id, "name": name});
         partner_change(entities, "vos_product", id, version, data).await;
-        let deferred = applier.apply(&demo(), &credentials(), &key).await.unwrap();
+        let deferred = applier
+            .apply(&demo(), Some(&credentials()), &key)
+            .await
+            .unwrap();
         assert_eq!(deferred, crate::apply::Applied::Deferred);
     }
 

@@ -176,17 +176,11 @@ impl JobError {
     /// that isn't a job, a change the partner or Revel refuses as invalid,
     /// a partner change lacking what applying it needs.
     pub fn is_permanent(&self) -> bool {
-        use crate::apply::ApplyError;
-        use crate::revel_api::RevelApiError;
-        matches!(
-            self,
-            Self::Malformed(_)
-                | Self::Delivery(DeliveryError::Rejected { .. })
-                | Self::Apply(ApplyError::Incomplete(_))
-                | Self::Apply(ApplyError::Api(
-                    RevelApiError::Rejected { .. } | RevelApiError::InvalidRequest(_)
-                ))
-        )
+        match self {
+            Self::Malformed(_) | Self::Delivery(DeliveryError::Rejected { .. }) => true,
+            Self::Apply(error) => error.is_permanent(),
+            _ => false,
+        }
     }
 }
 
@@ -832,14 +826,11 @@ impl Worker {
             .as_deref()
             .ok_or(JobError::Malformed("apply job without entity"))?;
         let key = EntityKey::parse(raw_key).map_err(|_| JobError::Malformed("bad entity key"))?;
-        let Some(credentials) = self.credentials(instance).await? else {
-            // Retried until the credentials are in place, then the DLQ: a
-            // partner change is never silently dropped.
-            return Err(JobError::Malformed(
-                "no Revel API credentials for this instance",
-            ));
-        };
-        let applied = applier.apply(instance, &credentials, &key).await;
+        // Without credentials a product or event is still kept for the
+        // batch; any other change is parked in the DLQ at once (retrying
+        // would only spend its receives), to be redriven once they are set.
+        let credentials = self.credentials(instance).await?;
+        let applied = applier.apply(instance, credentials.as_ref(), &key).await;
         // Writes spend the same daily budget as pulls.
         self.report_budget(instance).await;
         applied?;

@@ -657,3 +657,44 @@ async fn a_partner_order_reaches_revel_with_its_items_and_payments_and_notes_wha
     stack.drain(&worker, 5).await;
     assert_eq!(revel.writes(), before);
 }
+
+#[tokio::test]
+async fn without_revel_api_credentials_a_product_waits_for_the_batch_and_a_customer_is_parked_to_be_redriven(
+) {
+    // The merchant connected the partner before entering Revel's API key.
+    let stack = Stack::new().await;
+    let revel = Fixtures::new(fake_revel::default_dir());
+    let url = fake_revel::start(revel.clone()).await.unwrap();
+    let worker = stack.worker(fast_api(&url), 100, None);
+    post_sample(&stack, VinesOsEvent::ProductChanged).await;
+    post_sample(&stack, VinesOsEvent::CustomerCreated).await;
+    stack.settle().await;
+    stack.drain(&worker, 5).await;
+
+    assert!(revel.writes().is_empty());
+    let parked = stack.dead_letters().await;
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(
+        parked[0].contains("vinesos:demo:vos_customer:VOS-C-501"),
+        "{parked:?}"
+    );
+
+    // Once the key is in place (read by a worker whose secrets cache is
+    // fresh), the end of day applies the kept product.
+    stack
+        .put_secrets(&local_stack::demo_revel_secret_document())
+        .await;
+    let worker = stack.worker(fast_api(&url), 100, None);
+    end_of_day(&stack, "2026-11-24T23:55").await;
+    stack.drain(&worker, 5).await;
+    assert_eq!(
+        in_revel(
+            &revel,
+            "Product",
+            "third_party_id",
+            "vinesos:VOS-P-ROSE-2023"
+        )
+        .len(),
+        1
+    );
+}
