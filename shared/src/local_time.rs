@@ -83,7 +83,8 @@ impl Zone {
 
     /// The instant a wall-clock time (wall µs) names in this zone. A time
     /// the clocks skipped (spring forward) is read with the offset before
-    /// the gap, so it lands just after it; a time they showed twice (fall
+    /// the gap, so it lands as far past the gap as it was into it (02:30 in
+    /// Los Angeles on that night is 03:30 PDT); a time they showed twice (fall
     /// back) is read as its first showing. Revel gives no offset to tell
     /// the two showings apart, so within that one hour two changes may rank
     /// in the wrong order: it can't be helped, and only that hour is affected.

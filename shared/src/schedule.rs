@@ -14,10 +14,12 @@
 //!
 //! Each run is a *slot* named by the local date (and hour): `eod:2026-11-29`,
 //! `2h:2026-11-29T22`. The slot names the jobs' FIFO deduplication ids, and
-//! once its jobs are queued it is recorded as the instance's last slot of
-//! that cadence (sync-state table), so a tick delivered twice, retried after
-//! any delay, or the window's later ticks queue nothing again; and a tick
-//! that failed is made good by the next one in the window. Slots follow
+//! once its jobs are queued it is recorded, with the instant its window
+//! opened, as the instance's last slot of that cadence (sync-state table),
+//! so a tick delivered twice, retried after any delay (even after a later
+//! slot), or the window's later ticks queue nothing again; a changed zone or
+//! `end_of_day` gets its next run at the new time; and a tick that failed is
+//! made good by the next one in the window. Slots follow
 //! the wall clock, so DST neither skips nor doubles one: in the hour the
 //! clocks show twice the slot is the same slot, and in the hour they skip
 //! the window's first tick after the gap queues it.
@@ -140,6 +142,63 @@ pub struct Slot {
     pub cadence: Cadence,
     /// `eod:2026-11-29`, `2h:2026-11-29T22`: the jobs' deduplication window.
     pub id: String,
+    /// The instant its window opens (its local start read in the zone).
+    pub opens_at: OffsetDateTime,
+}
+
+/// Two slots of one cadence whose windows open within this of each other
+/// are one run: consecutive runs open at least 2 hours apart, while the
+/// same run computed again (a retried tick, a later tick in the window)
+/// opens at the same instant, and one moved by an edited `end_of_day` by
+/// less than its window was run already.
+const SAME_RUN: time::Duration = time::Duration::hours(1);
+
+impl Slot {
+    fn new(
+        cadence: Cadence,
+        id: String,
+        settings: &InstanceSettings,
+        start: PrimitiveDateTime,
+    ) -> Self {
+        let wall = i64::try_from(start.assume_utc().unix_timestamp_nanos() / 1000).unwrap_or(0);
+        let opens_at = settings
+            .time_zone
+            .instant_of_wall(wall)
+            .and_then(|micros| {
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).ok()
+            })
+            .unwrap_or_else(|| start.assume_utc());
+        Self {
+            cadence,
+            id,
+            opens_at,
+        }
+    }
+
+    /// What the sync-state table keeps of it: `eod:2026-11-29@2026-11-30T07:55:00Z`.
+    fn record(&self) -> String {
+        let at = self
+            .opens_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        format!("{}@{at}", self.id)
+    }
+
+    /// Whether `last` (the cadence's last recorded slot) is this run or a
+    /// later one. By the instant, not the name: a retried tick that comes
+    /// after a later slot was queued must not queue its older one again,
+    /// and a changed time zone or `end_of_day` names the next run by a
+    /// date whose end of day already ran in the old setting.
+    fn queued_by(&self, last: &str) -> bool {
+        let recorded = last.rsplit_once('@').and_then(|(_, at)| {
+            OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
+        });
+        match recorded {
+            Some(at) => self.opens_at < at + SAME_RUN,
+            // Recorded before slots kept their instant: by the name.
+            None => last == self.id,
+        }
+    }
 }
 
 /// The instance's wall clock at `now`.
@@ -164,16 +223,22 @@ pub fn due(settings: &InstanceSettings, now: OffsetDateTime) -> Vec<Slot> {
             start <= local && local < start + END_OF_DAY_WINDOW
         });
     if let Some(date) = end_of_day {
-        slots.push(Slot {
-            cadence: Cadence::EndOfDay,
-            id: format!("eod:{date}"),
-        });
+        slots.push(Slot::new(
+            Cadence::EndOfDay,
+            format!("eod:{date}"),
+            settings,
+            PrimitiveDateTime::new(date, settings.end_of_day),
+        ));
     }
     if settings.inventory_every_2h {
-        slots.push(Slot {
-            cadence: Cadence::InventoryEvery2h,
-            id: format!("2h:{}T{:02}", local.date(), local.hour() / 2 * 2),
-        });
+        let hour = local.hour() / 2 * 2;
+        let start = time::Time::from_hms(hour, 0, 0).unwrap_or(time::Time::MIDNIGHT);
+        slots.push(Slot::new(
+            Cadence::InventoryEvery2h,
+            format!("2h:{}T{hour:02}", local.date()),
+            settings,
+            PrimitiveDateTime::new(local.date(), start),
+        ));
     }
     slots
 }
@@ -248,14 +313,16 @@ async fn queue_slot(
     state: &dyn SyncState,
 ) -> Result<bool, DependencyError> {
     let cadence = slot.cadence.name();
-    if state.last_slot(instance, cadence).await?.as_deref() == Some(slot.id.as_str()) {
-        return Ok(false);
+    if let Some(last) = state.last_slot(instance, cadence).await? {
+        if slot.queued_by(&last) {
+            return Ok(false);
+        }
     }
     for kind in slot.cadence.jobs() {
         jobs.enqueue(&Job::scheduled(*kind, instance, &slot.id))
             .await?;
     }
-    state.mark_slot(instance, cadence, &slot.id).await?;
+    state.mark_slot(instance, cadence, &slot.record()).await?;
     Ok(true)
 }
 
@@ -346,11 +413,14 @@ mod tests {
             [
                 Slot {
                     cadence: Cadence::EndOfDay,
-                    id: "eod:2026-11-29".into()
+                    id: "eod:2026-11-29".into(),
+                    opens_at: datetime!(2026-11-30 07:55 UTC),
                 },
                 Slot {
                     cadence: Cadence::InventoryEvery2h,
-                    id: "2h:2026-11-29T22".into()
+                    id: "2h:2026-11-29T22".into(),
+                    // 22:00 PST.
+                    opens_at: datetime!(2026-11-30 06:00 UTC),
                 },
             ]
         );
@@ -516,6 +586,82 @@ mod tests {
             .map(|q| q.instance.as_str())
             .collect();
         assert_eq!(instances, ["a", "b"]);
+    }
+
+    /// The slots a tick at `at` queues, with `document` as the secrets.
+    async fn queued_at(
+        document: &str,
+        queue: &MemoryQueue,
+        state: &MemorySyncState,
+        at: OffsetDateTime,
+    ) -> Vec<String> {
+        let secrets = SecretCache::new(FixedSecrets(document.into()), Duration::from_secs(60));
+        tick(&secrets, queue, state, at)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|q| format!("{} {}", q.instance, q.slot.id))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_tick_retried_after_a_later_slot_was_queued_queues_its_older_slot_nothing_again() {
+        let (queue, state) = (MemoryQueue::default(), MemorySyncState::default());
+        let first = datetime!(2026-11-30 07:55 UTC);
+        assert_eq!(
+            queued_at(DOCUMENT, &queue, &state, first).await,
+            ["labar eod:2026-11-29", "labar 2h:2026-11-29T22"]
+        );
+        let next = datetime!(2026-11-30 08:00 UTC);
+        assert_eq!(
+            queued_at(DOCUMENT, &queue, &state, next).await,
+            ["labar 2h:2026-11-30T00"]
+        );
+        let jobs = queue.len();
+        // The 07:55 tick retried late (EventBridge keeps a failed delivery
+        // for hours), then the window's next tick.
+        assert!(queued_at(DOCUMENT, &queue, &state, first).await.is_empty());
+        let after = datetime!(2026-11-30 08:10 UTC);
+        assert!(queued_at(DOCUMENT, &queue, &state, after).await.is_empty());
+        assert_eq!(queue.len(), jobs);
+    }
+
+    #[tokio::test]
+    async fn an_instance_moved_to_another_zone_or_end_of_day_after_its_end_of_day_gets_the_next_one_at_the_new_time(
+    ) {
+        let (queue, state) = (MemoryQueue::default(), MemorySyncState::default());
+        let utc = r#"{"bar": {"api_key": "k", "api_secret": "s"}}"#;
+        assert_eq!(
+            queued_at(utc, &queue, &state, datetime!(2026-11-29 23:55 UTC)).await,
+            ["bar eod:2026-11-29"]
+        );
+        // The merchant sets the bar's zone: its closing, 23:55 in Los
+        // Angeles, is 8 hours later and names the same local date.
+        let la =
+            r#"{"bar": {"api_key": "k", "api_secret": "s", "time_zone": "America/Los_Angeles"}}"#;
+        assert_eq!(
+            queued_at(la, &queue, &state, datetime!(2026-11-30 07:55 UTC)).await,
+            ["bar eod:2026-11-29"]
+        );
+        // An end of day moved from 00:30 to 23:55 of the same date.
+        let early = r#"{"bar": {"api_key": "k", "api_secret": "s", "end_of_day": "00:30"}}"#;
+        let late = r#"{"bar": {"api_key": "k", "api_secret": "s", "end_of_day": "23:55"}}"#;
+        let (queue, state) = (MemoryQueue::default(), MemorySyncState::default());
+        assert_eq!(
+            queued_at(early, &queue, &state, datetime!(2026-12-02 00:30 UTC)).await,
+            ["bar eod:2026-12-02"]
+        );
+        assert_eq!(
+            queued_at(late, &queue, &state, datetime!(2026-12-02 23:55 UTC)).await,
+            ["bar eod:2026-12-02"]
+        );
+        // Moved by less than its window, it was run already.
+        let earlier = r#"{"bar": {"api_key": "k", "api_secret": "s", "end_of_day": "23:40"}}"#;
+        assert!(
+            queued_at(earlier, &queue, &state, datetime!(2026-12-02 23:58 UTC))
+                .await
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -831,7 +831,11 @@ async fn the_scheduler_tick_queues_each_instances_end_of_day_at_its_local_time_o
         )
         .await
         .unwrap();
-    assert_eq!(last.as_deref(), Some("eod:2026-11-29"));
+    assert_eq!(
+        last.as_deref(),
+        Some("eod:2026-11-29@2026-11-30T07:55:00Z"),
+        "the slot and the instant its window opened"
+    );
 
     // 23:55Z: UTC's end of day is demo's; Los Angeles is at 15:55.
     run(tick("2026-11-30T23:55:00Z")).await;

@@ -794,7 +794,7 @@ async fn instances_shows_each_instances_zone_end_of_day_and_2_hourly_option_and_
     );
     let labar = InstanceName::parse("labar").unwrap();
     state
-        .mark_slot(&labar, "end_of_day", "eod:2026-11-29")
+        .mark_slot(&labar, "end_of_day", "eod:2026-11-29@2026-11-30T06:30:00Z")
         .await
         .unwrap();
 
@@ -830,7 +830,10 @@ async fn instances_shows_each_instances_zone_end_of_day_and_2_hourly_option_and_
             &Value::from(true),
         )
     );
-    assert_eq!(la["last_queued"], serde_json::json!(["eod:2026-11-29"]));
+    assert_eq!(
+        la["last_queued"],
+        serde_json::json!(["eod:2026-11-29@2026-11-30T06:30:00Z"])
+    );
     let demo = by_name("demo");
     assert_eq!(
         (
