@@ -125,6 +125,9 @@ pub struct InstanceSettings {
     /// `inventory_every_2h` (false): the retailer option, inventory pulled
     /// at every even hour of the merchant's clock.
     pub inventory_every_2h: bool,
+    /// Why a setting the entry names could not be used (its default is used
+    /// instead): a typo in a setting must not switch the instance off.
+    pub unusable: Vec<String>,
 }
 
 impl InstanceSettings {
@@ -135,6 +138,7 @@ impl InstanceSettings {
             time_zone_named: false,
             end_of_day: DEFAULT_END_OF_DAY,
             inventory_every_2h: false,
+            unusable: Vec::new(),
         }
     }
 }
@@ -182,39 +186,43 @@ fn clock_time(raw: &str) -> Option<time::Time> {
     time::Time::from_hms(two_digits(hour)?, two_digits(minute)?, 0).ok()
 }
 
-/// The settings an entry names, on top of `defaults`.
+/// The settings an entry names, on top of `defaults`. A setting that can't
+/// be used keeps its default and is listed in `unusable`: the instance's
+/// webhooks and schedule go on (a refused webhook is lost once its sender
+/// gives up), and the mistake is logged, counted and shown by `revel-ops`.
 fn settings(
     fields: &serde_json::Map<String, serde_json::Value>,
     defaults: &InstanceSettings,
-) -> Result<InstanceSettings, SecretFormatError> {
+) -> InstanceSettings {
     let mut settings = defaults.clone();
+    let mut unusable = Vec::new();
     match fields.get("time_zone") {
         None | Some(serde_json::Value::Null) => {}
-        Some(serde_json::Value::String(name)) => {
-            settings.time_zone = Zone::parse(name).map_err(SecretFormatError::TimeZone)?;
-            settings.time_zone_named = true;
-        }
-        Some(_) => {
-            return Err(SecretFormatError::TimeZone(UnknownZone(
-                "not a string".into(),
-            )))
-        }
+        Some(serde_json::Value::String(name)) => match Zone::parse(name) {
+            Ok(zone) => {
+                settings.time_zone = zone;
+                settings.time_zone_named = true;
+            }
+            Err(error) => unusable.push(SecretFormatError::TimeZone(error)),
+        },
+        Some(_) => unusable.push(SecretFormatError::TimeZone(UnknownZone(
+            "not a string".into(),
+        ))),
     }
     match fields.get("end_of_day") {
         None | Some(serde_json::Value::Null) => {}
-        Some(value) => {
-            settings.end_of_day = value
-                .as_str()
-                .and_then(clock_time)
-                .ok_or(SecretFormatError::EndOfDay)?;
-        }
+        Some(value) => match value.as_str().and_then(clock_time) {
+            Some(at) => settings.end_of_day = at,
+            None => unusable.push(SecretFormatError::EndOfDay),
+        },
     }
     match fields.get("inventory_every_2h") {
         None | Some(serde_json::Value::Null) => {}
         Some(serde_json::Value::Bool(on)) => settings.inventory_every_2h = *on,
-        Some(_) => return Err(SecretFormatError::Setting("inventory_every_2h")),
+        Some(_) => unusable.push(SecretFormatError::Setting("inventory_every_2h")),
     }
-    Ok(settings)
+    settings.unusable = unusable.iter().map(ToString::to_string).collect();
+    settings
 }
 
 fn entry(
@@ -254,7 +262,7 @@ fn entry(
         webhook,
         tokens,
         api,
-        settings: settings(fields, defaults)?,
+        settings: settings(fields, defaults),
     })
 }
 
@@ -297,6 +305,10 @@ impl InstanceSecrets {
             };
             match entry(secrets, &defaults) {
                 Ok(values) => {
+                    for error in &values.settings.unusable {
+                        tracing::warn!(entry = %instance, %error, "secret document has an unusable setting; its default is used");
+                        telemetry::count(Metric::UnusableSettings, &[]);
+                    }
                     map.insert(instance, values);
                 }
                 // One bad value must not take down every other instance.
@@ -664,7 +676,8 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_zone_or_a_bad_setting_is_that_entrys_error_and_the_rest_of_the_document_works() {
+    fn a_setting_that_cant_be_used_keeps_its_default_and_is_listed_while_the_entry_still_verifies_webhooks(
+    ) {
         for (bad, why) in [
             (r#""time_zone": "America/Springfield""#, "time_zone"),
             (r#""time_zone": 7"#, "time_zone"),
@@ -674,22 +687,42 @@ mod tests {
             (r#""inventory_every_2h": "yes""#, "inventory_every_2h"),
         ] {
             let doc = SecretDocument(format!(
-                r#"{{"broken": {{"webhook": "w", {bad}}}, "demo": {{"webhook": "w", "time_zone": "Asia/Tokyo"}}}}"#
+                r#"{{"typo": {{"webhook": "w", "end_of_day": "22:00", "inventory_every_2h": true, {bad}}},
+                    "demo": {{"webhook": "w", "time_zone": "Asia/Tokyo"}}}}"#
             ));
-            let parsed = InstanceSecrets::parse(&doc).unwrap();
-            let broken = InstanceName::parse("broken").unwrap();
-            assert!(parsed.get(&broken).is_none(), "{why}: the entry is skipped");
+            let parsed =
+                InstanceSecrets::parse_with(&doc, &Zone::parse("Europe/Paris").unwrap()).unwrap();
+            let typo = InstanceName::parse("typo").unwrap();
+            assert!(parsed.get(&typo).is_some(), "{why}: webhooks still verify");
+            let settings = parsed.settings(&typo);
+            assert_eq!(settings.unusable.len(), 1, "{why}: {:?}", settings.unusable);
+            assert!(
+                settings.unusable[0].contains(why),
+                "{:?}",
+                settings.unusable
+            );
+            let defaults = InstanceSettings::defaults(Zone::parse("Europe/Paris").unwrap());
+            // The bad setting has its default; the others are the entry's.
+            let expected = match why {
+                "time_zone" => (defaults.time_zone.name(), time::macros::time!(22:00), true),
+                "end_of_day" => ("Europe/Paris", DEFAULT_END_OF_DAY, true),
+                _ => ("Europe/Paris", time::macros::time!(22:00), false),
+            };
+            assert_eq!(
+                (
+                    settings.time_zone.name(),
+                    settings.end_of_day,
+                    settings.inventory_every_2h
+                ),
+                expected,
+                "{why}"
+            );
             assert_eq!(
                 parsed.settings(&demo()).time_zone.name(),
                 "Asia/Tokyo",
                 "{why}: the other entry still works"
             );
-            let error = entry(
-                &serde_json::from_str(&format!(r#"{{"webhook": "w", {bad}}}"#)).unwrap(),
-                &InstanceSettings::defaults(Zone::utc()),
-            )
-            .unwrap_err();
-            assert!(error.to_string().contains(why), "{error}");
+            assert!(parsed.settings(&demo()).unusable.is_empty());
         }
     }
 

@@ -86,10 +86,13 @@ pub enum Metric {
     /// became of them (`Reason`: pulled, coalesced into the next hour's
     /// pull, not_upgraded, no_credentials).
     InventoryRequests,
+    /// A setting in an instance's secret entry that can't be used (an
+    /// unknown time zone, a malformed `end_of_day`): its default is used.
+    UnusableSettings,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 19] = [
+    pub const ALL: [Metric; 20] = [
         Metric::Accepted,
         Metric::Duplicate,
         Metric::Rejected,
@@ -109,6 +112,7 @@ impl Metric {
         Metric::EventTypeMismatches,
         Metric::DeliveriesWaiting,
         Metric::InventoryRequests,
+        Metric::UnusableSettings,
     ];
 
     /// The CloudWatch metric name.
@@ -133,6 +137,7 @@ impl Metric {
             Self::EventTypeMismatches => "EventTypeMismatches",
             Self::DeliveriesWaiting => "DeliveriesWaiting",
             Self::InventoryRequests => "InventoryRequests",
+            Self::UnusableSettings => "UnusableSettings",
         }
     }
 

@@ -111,7 +111,8 @@ pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
                         "end_of_day": end_of_day, "inventory_every_2h": settings.inventory_every_2h,
                         "api_credentials": api, "local_now": local,
                         // Only instances with API credentials are scheduled.
-                        "next_end_of_day": next.filter(|_| api), "last_queued": last})
+                        "next_end_of_day": next.filter(|_| api), "last_queued": last,
+                        "unusable_settings": settings.unusable})
                 .to_string(),
             );
             out.push('\n');
@@ -132,6 +133,9 @@ pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
                     last.join(", ")
                 },
             ));
+            for problem in &settings.unusable {
+                out.push_str(&format!("  ! {problem}: its default is used\n"));
+            }
         }
     }
     if !context.json && shown == 0 {

@@ -783,6 +783,7 @@ async fn instances_shows_each_instances_zone_end_of_day_and_2_hourly_option_and_
                 "labar": {"webhook": ["hook-secret-2", "hook-secret-3"], "api_key": "key-2", "api_secret": "api-secret-2",
                           "time_zone": "America/Los_Angeles", "end_of_day": "22:30", "inventory_every_2h": true},
                 "hooks": "hook-secret-4",
+                "typo": {"webhook": "hook-secret-5", "time_zone": "America/Los_Angles"},
             })
             .to_string(),
         )
@@ -812,7 +813,7 @@ async fn instances_shows_each_instances_zone_end_of_day_and_2_hourly_option_and_
             .unwrap_or_else(|| panic!("{name} in {lines:?}"))
             .clone()
     };
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
     let la = by_name("labar");
     assert_eq!(
         (
@@ -853,9 +854,24 @@ async fn instances_shows_each_instances_zone_end_of_day_and_2_hourly_option_and_
         "not scheduled: no API credentials"
     );
 
+    // A misspelt zone keeps the instance, on the default zone, and says so.
+    let typo = by_name("typo");
+    assert_eq!(typo["time_zone"], "Europe/Paris");
+    assert_eq!(
+        typo["unusable_settings"],
+        serde_json::json!([
+            "time_zone: unknown time zone \"America/Los_Angles\" (an IANA name such as America/Los_Angeles)"
+        ])
+    );
+    assert_eq!(by_name("labar")["unusable_settings"], serde_json::json!([]));
+
     let table = succeeded(&ops(&stack, &["instances"]));
     assert!(
         table.contains("America/Los_Angeles") && table.contains("22:30"),
+        "{table}"
+    );
+    assert!(
+        table.contains("  ! time_zone: unknown time zone \"America/Los_Angles\""),
         "{table}"
     );
     let everything = format!("{}{table}", stdout(&output));
