@@ -49,6 +49,13 @@ const REVEL_TIME: &[FormatItem<'static>] =
 /// while the run was under way (or under a slightly wrong clock) is not missed.
 const CHECKPOINT_OVERLAP: Duration = Duration::from_secs(120);
 
+/// A run resumed this long after it began (one stopped by a spent budget,
+/// resumed at the next scheduled run) is followed by a fresh run in the
+/// same job: objects changed meanwhile among the pages it had read before
+/// it stopped would otherwise wait for the run after. A continuation a
+/// few minutes after its deadline is not.
+const STALE_RUN: Duration = Duration::from_secs(3600);
+
 /// One pull: which resources, kept as which entity kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pull {
@@ -58,6 +65,15 @@ pub struct Pull {
 
 /// Products and modifiers: the catalog. Pulled at end of day ("Products
 /// added on Revel") and after a menu push (coalesced).
+/// The event key a run's objects are kept under.
+fn pull_event_key(instance: &InstanceName, pull: &Pull, run: &RunProgress) -> EventKey {
+    EventKey::parse(&format!(
+        "revel:{instance}:pull.{}:{}",
+        pull.name, run.started_at
+    ))
+    .expect("instance and timestamps are printable")
+}
+
 pub const CATALOG: Pull = Pull {
     name: "catalog",
     resources: &[("Product", "product"), ("Modifier", "modifier")],
@@ -225,11 +241,7 @@ impl Syncer {
             let cursor_name = format!("{}.{resource}", pull.name);
             let mut cursor = self.state.load(instance, &cursor_name).await?;
             let mut run = self.resume_or_start(&mut cursor);
-            let event_key = EventKey::parse(&format!(
-                "revel:{instance}:pull.{}:{}",
-                pull.name, run.started_at
-            ))
-            .expect("instance and timestamps are printable");
+            let mut event_key = pull_event_key(instance, pull, &run);
             loop {
                 if Instant::now() >= deadline {
                     self.stop(instance, &cursor_name, cursor, run).await?;
@@ -283,12 +295,24 @@ impl Syncer {
                         cursor.completed_run_began_at = Some(run.began_at);
                         cursor.run = None;
                         self.state.save(instance, &cursor_name, &cursor).await?;
+                        if self.is_old(&run) {
+                            tracing::info!(%instance, pull = pull.name, resource, "the run completed was an old one resumed; a fresh run follows");
+                            run = self.resume_or_start(&mut cursor);
+                            event_key = pull_event_key(instance, pull, &run);
+                            continue;
+                        }
                         break;
                     }
                 }
             }
         }
         Ok(PullOutcome::Complete { fetched, written })
+    }
+
+    /// Whether `run` began more than [`STALE_RUN`] ago.
+    fn is_old(&self, run: &RunProgress) -> bool {
+        let age = self.clock.now_micros().saturating_sub(run.began_at);
+        age > i64::try_from(STALE_RUN.as_micros()).unwrap_or(i64::MAX)
     }
 
     fn resume_or_start(&self, cursor: &mut Cursor) -> RunProgress {
@@ -478,6 +502,10 @@ impl Syncer {
                     cursor.checkpoint = Some(run.started_at.clone());
                     cursor.run = None;
                     self.state.save(instance, CURSOR, &cursor).await?;
+                    if self.is_old(&run) {
+                        run = self.resume_or_start(&mut cursor);
+                        continue;
+                    }
                     return Ok(report);
                 }
             }

@@ -231,6 +231,78 @@ async fn a_spent_budget_stops_the_run_and_the_next_run_resumes_without_skipping_
 }
 
 #[tokio::test]
+async fn a_run_stopped_by_the_budget_and_resumed_a_day_later_is_followed_by_a_fresh_run_from_when_it_began(
+) {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    mount_pages(&revel, "Product", &products(1..9), 2).await;
+    mount_pages(&revel, "Modifier", &[], 2).await;
+    stack
+        .worker(fast_api(&revel.uri()), 2, None)
+        .run(&job(JobKind::ProductSync), soon())
+        .await
+        .unwrap();
+    // The stopped run began at yesterday's end of day.
+    let state = stack.sync_state();
+    let mut cursor = state.load(&demo(), "catalog.Product").await.unwrap();
+    let run = cursor.run.as_mut().expect("stopped midway");
+    run.started_at = "2026-11-28T23:53:00Z".to_owned();
+    run.began_at = 1_795_910_100_000_000; // 2026-11-28T23:55:00Z
+    state
+        .save(&demo(), "catalog.Product", &cursor)
+        .await
+        .unwrap();
+
+    stack
+        .worker(fast_api(&revel.uri()), 100, None)
+        .run(&job(JobKind::ProductSync), soon())
+        .await
+        .unwrap();
+
+    let pages: Vec<(u64, Option<String>)> = revel
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/demo/resources/Product/")
+        .map(|r| {
+            let param = |name: &str| {
+                r.url
+                    .query_pairs()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            };
+            (
+                param("offset").unwrap().parse().unwrap(),
+                param("updated_date__gte"),
+            )
+        })
+        .collect();
+    let fresh = Some("2026-11-28T23:53:00".to_owned());
+    assert_eq!(
+        pages,
+        [
+            (0, None),
+            (2, None),
+            (4, None),
+            (6, None),
+            (0, fresh.clone()),
+            (2, fresh.clone()),
+            (4, fresh.clone()),
+            (6, fresh),
+        ],
+        "the old run's last pages, then everything changed since it began"
+    );
+    let done = state.load(&demo(), "catalog.Product").await.unwrap();
+    assert!(done.run.is_none());
+    assert_ne!(
+        done.checkpoint.as_deref(),
+        Some("2026-11-28T23:53:00Z"),
+        "the checkpoint is the fresh run's"
+    );
+}
+
+#[tokio::test]
 async fn a_failed_page_leaves_the_checkpoint_where_it_was() {
     let stack = Stack::new().await.with_api_credentials().await;
     let revel = MockServer::start().await;
