@@ -590,9 +590,14 @@ impl Worker {
             return Ok(());
         }
         // The partner's own order, written to Revel by the bundle: its stock
-        // moved on the partner's side when it was placed there. Recorded as
-        // sent, so its later versions send none either.
-        if recorded.is_none() && self.is_own_write(&order_key, order.rank.version).await? {
+        // moved on the partner's side when it was placed there. Known by the
+        // link the bundle wrote on it, or as the bundle's own write (should
+        // Revel not show the link). Recorded as sent, so its later versions
+        // send none either.
+        if recorded.is_none()
+            && (placed_by_partner(&order)
+                || self.is_own_write(&order_key, order.rank.version).await?)
+        {
             if let Some(sold) = self.record_sold(instance, job, &order, &sold_key).await? {
                 self.entities
                     .mark_delivered(&sold_key, sold.revision)
@@ -976,6 +981,16 @@ fn entity_key_of(job: &JobMessage) -> Result<EntityKey, JobError> {
 /// The source an entity key names: `{source}:{instance}:{kind}:{id}`.
 fn source_of(key: &EntityKey) -> &str {
     key.as_str().split(':').next().unwrap_or_default()
+}
+
+/// Whether a Revel order is one the bundle wrote for the partner: it
+/// carries the partner's link (`external_sync = vinesos:{id}`).
+fn placed_by_partner(order: &StoredEntity) -> bool {
+    serde_json::from_str::<serde_json::Value>(&order.state_json).is_ok_and(|state| {
+        state["order"]["external_sync"]
+            .as_str()
+            .is_some_and(|link| link.starts_with(crate::sources::vinesos::LINK_PREFIX))
+    })
 }
 
 /// When pages stop: [`PAGE_ALLOWANCE`] before the message's deadline.
@@ -1755,6 +1770,28 @@ mod tests {
             .map(|(_, b)| b["type"].clone())
             .collect();
         assert_eq!(types, [serde_json::json!("revel.order.changed")]);
+    }
+
+    #[tokio::test]
+    async fn the_stock_of_an_order_carrying_the_partners_link_is_not_sent_even_when_revel_dated_it_anew(
+    ) {
+        let entities = Arc::new(MemoryEntities::default());
+        let mut state = order_state(serde_json::json!([{"product": 5, "quantity": 2}]));
+        state["order"]["external_sync"] = serde_json::json!("vinesos:O-9");
+        // No echo recorded: Revel changed the order's date after the write.
+        let order = kept(&entities, ("revel", "order", "o-1"), 7, state).await;
+        let partner = Arc::new(MemoryPartner::default());
+        let worker = delivering(entities.clone(), partner.clone());
+
+        worker.run(&sold_job(&order), soon()).await.unwrap();
+
+        assert!(partner.sent().is_empty(), "{:?}", partner.sent());
+        // A Revel order linked by another integration is Revel's own sale.
+        let mut theirs = order_state(serde_json::json!([{"product": 5, "quantity": 2}]));
+        theirs["order"]["external_sync"] = serde_json::json!("shopify:77");
+        let other = kept(&entities, ("revel", "order", "o-2"), 7, theirs).await;
+        worker.run(&sold_job(&other), soon()).await.unwrap();
+        assert_eq!(partner.sent().len(), 1);
     }
 
     #[tokio::test]
