@@ -1761,7 +1761,7 @@ pub(crate) mod tests {
         apply_order(&revel, &entities, 1).await;
         let posts = revel.writes().len();
         // A newer version of the same order (a redelivery past the
-        // revision check, or a create that timed out and is retried).
+        // revision check).
         let mut changed = order();
         changed["note"] = json!("pick up Friday");
         let key = partner_change(&entities, "vos_order", "O-1", 2, changed).await;
@@ -1775,6 +1775,31 @@ pub(crate) mod tests {
             new_writes[0].starts_with("PATCH Order"),
             "only the note moved"
         );
+        assert_eq!(revel.objects("OrderItem").len(), 2);
+        assert_eq!(revel.objects("Payment").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_order_whose_creates_lose_their_answers_is_retried_into_one_order_with_each_line_and_payment_once(
+    ) {
+        let revel = revel_with_products();
+        // The order's create and then its first line's land, unanswered.
+        revel.lost_answers.store(2, Ordering::SeqCst);
+        let entities = Arc::new(MemoryEntities::default());
+        let key = partner_change(&entities, "vos_order", "O-1", 1, order()).await;
+        let applier = applier(revel.clone(), entities.clone());
+        let mut failures = 0;
+        loop {
+            match applier.apply(&demo(), Some(&credentials()), &key).await {
+                Ok(_) => break,
+                Err(ApplyError::Api(RevelApiError::Ambiguous { .. })) if failures < 5 => {
+                    failures += 1
+                }
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(failures, 2);
+        assert_eq!(revel.objects("Order").len(), 1);
         assert_eq!(revel.objects("OrderItem").len(), 2);
         assert_eq!(revel.objects("Payment").len(), 1);
     }
