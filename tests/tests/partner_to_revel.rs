@@ -111,6 +111,16 @@ fn in_revel(revel: &Fixtures, resource: &str, field: &str, value: &str) -> Vec<V
         .collect()
 }
 
+/// Revel's products linked to the partner's sample product, the rosé.
+fn partner_rose(revel: &Fixtures) -> Vec<Value> {
+    in_revel(
+        revel,
+        "Product",
+        "third_party_id",
+        "vinesos:VOS-P-ROSE-2023",
+    )
+}
+
 /// Whether the partner entity `key` has its current revision applied.
 async fn applied(stack: &Stack, key: &str) -> bool {
     let entity = stack.entity(key).await.expect("the entity is kept");
@@ -370,12 +380,7 @@ async fn partner_products_and_events_wait_for_the_end_of_day_batch_which_creates
 
     end_of_day(&stack, "2026-11-24T23:55").await;
     stack.drain(&worker, 5).await;
-    let products = in_revel(
-        &revel,
-        "Product",
-        "third_party_id",
-        "vinesos:VOS-P-ROSE-2023",
-    );
+    let products = partner_rose(&revel);
     assert_eq!(products.len(), 1);
     assert_eq!(
         (
@@ -404,12 +409,7 @@ async fn partner_products_and_events_wait_for_the_end_of_day_batch_which_creates
     });
     post(&stack, VinesOsEvent::ProductChanged, &repriced).await;
     through_end_of_day(&stack, &worker, "2026-11-26T23:55").await;
-    let products = in_revel(
-        &revel,
-        "Product",
-        "third_party_id",
-        "vinesos:VOS-P-ROSE-2023",
-    );
+    let products = partner_rose(&revel);
     assert_eq!((products.len(), &products[0]["price"]), (1, &json!(21.0)));
     let writes = revel.writes();
     assert_eq!(writes.len(), 3);
@@ -441,16 +441,7 @@ async fn a_spent_budget_stops_the_batch_and_the_next_run_resumes_where_it_stoppe
     let writes = revel.writes();
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert!(writes[1].starts_with("created Event"));
-    assert_eq!(
-        in_revel(
-            &revel,
-            "Product",
-            "third_party_id",
-            "vinesos:VOS-P-ROSE-2023"
-        )
-        .len(),
-        1
-    );
+    assert_eq!(partner_rose(&revel).len(), 1);
 }
 
 #[tokio::test]
@@ -569,13 +560,7 @@ async fn a_partner_order_reaches_revel_with_its_items_and_payments_and_notes_wha
     post_sample(&stack, VinesOsEvent::ProductChanged).await;
     post_sample(&stack, VinesOsEvent::CustomerCreated).await;
     through_end_of_day(&stack, &worker, "2026-11-24T23:55").await;
-    let rose = in_revel(
-        &revel,
-        "Product",
-        "third_party_id",
-        "vinesos:VOS-P-ROSE-2023",
-    )[0]["id"]
-        .clone();
+    let rose = partner_rose(&revel)[0]["id"].clone();
     let customer =
         in_revel(&revel, "Customer", "third_party_id", "vinesos:VOS-C-501")[0]["id"].clone();
 
@@ -687,14 +672,5 @@ async fn without_revel_api_credentials_a_product_waits_for_the_batch_and_a_custo
     let worker = stack.worker(fast_api(&url), 100, None);
     end_of_day(&stack, "2026-11-24T23:55").await;
     stack.drain(&worker, 5).await;
-    assert_eq!(
-        in_revel(
-            &revel,
-            "Product",
-            "third_party_id",
-            "vinesos:VOS-P-ROSE-2023"
-        )
-        .len(),
-        1
-    );
+    assert_eq!(partner_rose(&revel).len(), 1);
 }

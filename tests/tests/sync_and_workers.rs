@@ -89,6 +89,21 @@ async fn with_a_slow_product_page(delay: Duration) -> (Stack, MockServer) {
     (stack, revel)
 }
 
+/// Eight products on four pages, and a product sync whose budget (2 calls)
+/// stops it after the first two.
+async fn a_product_sync_stopped_by_the_budget() -> (Stack, MockServer) {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    mount_pages(&revel, "Product", &products(1..9), 2).await;
+    mount_pages(&revel, "Modifier", &[], 2).await;
+    stack
+        .worker(fast_api(&revel.uri()), 2, None)
+        .run(&job(JobKind::ProductSync), soon())
+        .await
+        .unwrap();
+    (stack, revel)
+}
+
 async fn offsets_requested(server: &MockServer, resource: &str) -> Vec<u64> {
     server
         .received_requests()
@@ -188,16 +203,7 @@ async fn a_429_is_waited_out_and_the_pull_completes() {
 
 #[tokio::test]
 async fn a_spent_budget_stops_the_run_and_the_next_run_resumes_without_skipping_or_refetching() {
-    let stack = Stack::new().await.with_api_credentials().await;
-    let revel = MockServer::start().await;
-    mount_pages(&revel, "Product", &products(1..9), 2).await;
-    mount_pages(&revel, "Modifier", &[], 2).await;
-
-    stack
-        .worker(fast_api(&revel.uri()), 2, None)
-        .run(&job(JobKind::ProductSync), soon())
-        .await
-        .unwrap();
+    let (stack, revel) = a_product_sync_stopped_by_the_budget().await;
     assert_eq!(offsets_requested(&revel, "Product").await, [0, 2]);
     assert_eq!(entities_of_kind(&stack, "product").await, 4);
     let stopped = stack
@@ -233,15 +239,7 @@ async fn a_spent_budget_stops_the_run_and_the_next_run_resumes_without_skipping_
 #[tokio::test]
 async fn a_run_stopped_by_the_budget_and_resumed_a_day_later_is_followed_by_a_fresh_run_from_when_it_began(
 ) {
-    let stack = Stack::new().await.with_api_credentials().await;
-    let revel = MockServer::start().await;
-    mount_pages(&revel, "Product", &products(1..9), 2).await;
-    mount_pages(&revel, "Modifier", &[], 2).await;
-    stack
-        .worker(fast_api(&revel.uri()), 2, None)
-        .run(&job(JobKind::ProductSync), soon())
-        .await
-        .unwrap();
+    let (stack, revel) = a_product_sync_stopped_by_the_budget().await;
     // The stopped run began at yesterday's end of day.
     let state = stack.sync_state();
     let mut cursor = state.load(&demo(), "catalog.Product").await.unwrap();
