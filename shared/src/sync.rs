@@ -472,6 +472,14 @@ impl Syncer {
                 }
             };
             for order in &page.objects {
+                // A missing order costs calls of its own: stop between
+                // orders too. The page is redone next time, and the orders
+                // already ingested from it are found present then.
+                if Instant::now() >= deadline {
+                    report.stopped = Some(StopReason::Deadline);
+                    self.stop(instance, CURSOR, cursor, run).await?;
+                    return Ok(report);
+                }
                 report.checked += 1;
                 match self
                     .reconcile_order(instance, credentials, orders, order, &zone)

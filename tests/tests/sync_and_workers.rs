@@ -808,6 +808,56 @@ async fn reconciliation_ingests_exactly_the_orders_whose_webhook_never_arrived()
     assert_eq!(entities_of_kind(&stack, "order").await, 3);
 }
 
+#[tokio::test]
+async fn reconciliation_stops_between_missing_orders_at_its_deadline_and_its_continuation_ingests_the_rest(
+) {
+    let stack = Stack::new().await.with_api_credentials().await;
+    let revel = MockServer::start().await;
+    let orders: Vec<Value> = (1..=4)
+        .map(|id| json!({"id": id, "uuid": format!("o-{id}"), "closed": true, "updated_date": "2026-11-23T18:00:00", "final_total": 10.0}))
+        .collect();
+    // One page of four missing orders; each costs two slow calls.
+    mount_pages(&revel, "Order", &orders, 10).await;
+    for resource in ["OrderItem", "Payment"] {
+        Mock::given(method("GET"))
+            .and(path(format!("/demo/resources/{resource}/")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"meta": {"next": null}, "objects": []}))
+                    .set_delay(Duration::from_millis(700)),
+            )
+            .mount(&revel)
+            .await;
+    }
+    let worker = stack.worker(fast_api(&revel.uri()), 100, None);
+    // The page allowance and 2.5 s: time for the page and two orders of four.
+    let deadline = Instant::now() + shared::worker::PAGE_ALLOWANCE + Duration::from_millis(2500);
+
+    worker
+        .run(&job(JobKind::Reconcile), deadline)
+        .await
+        .unwrap();
+
+    async fn reconciled(stack: &Stack) -> usize {
+        stack
+            .events()
+            .await
+            .iter()
+            .filter(|e| text(e, "origin") == "reconciliation")
+            .count()
+    }
+    let first = reconciled(&stack).await;
+    assert!((1..4).contains(&first), "stopped midway: {first}");
+    assert_eq!(
+        queued_jobs(&stack).await,
+        pairs("demo", &["reconcile"]),
+        "a continuation"
+    );
+
+    worker.run(&job(JobKind::Reconcile), soon()).await.unwrap();
+    assert_eq!(reconciled(&stack).await, 4, "each once");
+}
+
 /// A Revel secret document: `demo` in the deployment's zone (UTC), `labar`
 /// in Los Angeles with the retailer option, `hooks` with no API credentials.
 fn two_zones() -> String {
