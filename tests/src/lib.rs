@@ -592,9 +592,13 @@ impl FaultProxy {
                         let mut cut = cut_in_task.subscribe();
                         let state = Arc::clone(&state_in_task);
                         tokio::spawn(async move {
+                            // Biased: a connection that has a request waiting
+                            // when the fault is set must be cut, not served
+                            // (an unbiased select picks either at random).
                             tokio::select! {
-                                _ = serve(&mut client, &upstream, fault, &state) => {}
+                                biased;
                                 _ = cut.changed() => {}
+                                _ = serve(&mut client, &upstream, fault, &state) => {}
                             }
                         });
                     }
