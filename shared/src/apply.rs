@@ -63,6 +63,9 @@ pub enum ApplyError {
     /// The instance has no Revel API credentials (yet).
     #[error("no Revel API credentials for this instance")]
     NoCredentials,
+    /// Something the change refers to is on its way to Revel: retried.
+    #[error("{0} is not applied to Revel yet")]
+    Waiting(&'static str),
 }
 
 impl ApplyError {
@@ -867,11 +870,20 @@ impl Applier {
             establishment(data).unwrap_or_else(|| json!("/enterprise/Establishment/1/")),
         );
         if let Some(customer) = text(data, "customer_id") {
-            if let Some(uri) = self
+            match self
                 .linked_uri(instance, credentials, "Customer", customer)
                 .await?
             {
-                fields.insert("customer".into(), json!(uri));
+                Some(uri) => {
+                    fields.insert("customer".into(), json!(uri));
+                }
+                // The partner told of this customer and it is not in Revel
+                // yet (its job runs in a group of its own): the order waits
+                // for it rather than being written without it for good.
+                None if self.customer_pending(instance, customer).await? => {
+                    return Err(ApplyError::Waiting("the order's customer"));
+                }
+                None => {}
             }
         }
         let mut unwritten = Vec::new();
@@ -1004,6 +1016,23 @@ impl Applier {
 
     /// `/resources/{resource}/{id}/` of the Revel object linked to the
     /// partner's `partner_id`, if there is one.
+    /// Whether the partner's customer `id` is kept here and not yet applied.
+    async fn customer_pending(
+        &self,
+        instance: &InstanceName,
+        id: &str,
+    ) -> Result<bool, ApplyError> {
+        let Ok(key) = EntityKey::new(crate::sources::vinesos::NAME, instance, "vos_customer", id)
+        else {
+            return Ok(false);
+        };
+        Ok(self
+            .entities
+            .get(&key)
+            .await?
+            .is_some_and(|customer| !customer.is_delivered()))
+    }
+
     async fn linked_uri(
         &self,
         instance: &InstanceName,
@@ -1802,6 +1831,54 @@ pub(crate) mod tests {
         assert_eq!(revel.objects("Order").len(), 1);
         assert_eq!(revel.objects("OrderItem").len(), 2);
         assert_eq!(revel.objects("Payment").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_order_whose_customer_is_not_in_revel_yet_waits_for_it_and_then_names_it() {
+        let revel = Arc::new(MemoryRevel::holding(
+            "Product",
+            vec![json!({"id": 31, "name": "Rosé 2023", "third_party_id": "vinesos:P-ROSE"})],
+        ));
+        let entities = Arc::new(MemoryEntities::default());
+        let applier = applier(revel.clone(), entities.clone());
+        let customer = partner_change(
+            &entities,
+            "vos_customer",
+            "C-1",
+            1,
+            json!({"first_name": "Ann"}),
+        )
+        .await;
+        let placed = partner_change(&entities, "vos_order", "O-1", 1, order()).await;
+
+        let early = applier.apply(&demo(), Some(&credentials()), &placed).await;
+        assert!(matches!(early, Err(ApplyError::Waiting(_))), "{early:?}");
+        assert!(!early.unwrap_err().is_permanent());
+        assert!(revel.writes().is_empty(), "{:?}", revel.writes());
+
+        applier
+            .apply(&demo(), Some(&credentials()), &customer)
+            .await
+            .unwrap();
+        applier
+            .apply(&demo(), Some(&credentials()), &placed)
+            .await
+            .unwrap();
+        let created = &revel.objects("Customer")[0];
+        assert_eq!(
+            revel.objects("Order")[0]["customer"],
+            format!("/resources/Customer/{}/", created["id"])
+        );
+        // A customer the partner never told of: the order goes without it.
+        let mut guest = order();
+        guest["id"] = json!("O-2");
+        guest["customer_id"] = json!("C-GUEST");
+        let key = partner_change(&entities, "vos_order", "O-2", 1, guest).await;
+        applier
+            .apply(&demo(), Some(&credentials()), &key)
+            .await
+            .unwrap();
+        assert!(revel.objects("Order")[1].get("customer").is_none());
     }
 
     #[tokio::test]
