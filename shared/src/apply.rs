@@ -1128,10 +1128,10 @@ pub(crate) mod tests {
     use crate::revel_api::Page;
     use crate::store::{EntityUpsert, Rank};
 
-    /// Revel's resources in memory: field filters (`__iexact` too, and an
-    /// order's children by `order`), creates that give an id, a uuid and an
-    /// `updated_date`, updates that merge; every call recorded, and an
-    /// optional budget of calls.
+    /// Revel's resources in memory: field filters (`__iexact`, `__endswith`,
+    /// `__in` too, and an order's children by `order`), creates that give an
+    /// id, a uuid and an `updated_date`, updates that merge; every call
+    /// recorded (without its `order_by`), and an optional budget of calls.
     #[derive(Default)]
     pub(crate) struct MemoryRevel {
         pub objects: Mutex<BTreeMap<String, Vec<Value>>>,
@@ -1150,11 +1150,19 @@ pub(crate) mod tests {
         if let Some(field) = field.strip_suffix("__endswith") {
             return text(object, field).is_some_and(|f| f.ends_with(wanted));
         }
+        if let Some(field) = field.strip_suffix("__in") {
+            // A resource's id, as a URI (`/resources/Product/5/`) or plain.
+            let id = object
+                .get(field)
+                .and_then(crate::sources::revel::resource_id);
+            return id.is_some_and(|id| wanted.split(',').any(|w| w == id));
+        }
         if field == "order" {
             let uri = format!("/resources/Order/{wanted}/");
             return object.get("order").and_then(Value::as_str) == Some(uri.as_str());
         }
-        matches_lookup(object, field, wanted)
+        // An ordering, not a filter.
+        field == "order_by" || matches_lookup(object, field, wanted)
     }
 
     impl MemoryRevel {
@@ -1175,6 +1183,12 @@ pub(crate) mod tests {
                 .get(resource)
                 .cloned()
                 .unwrap_or_default()
+        }
+
+        /// Every call made, as `GET Resource filters` / `POST Resource` /
+        /// `PATCH Resource id`.
+        pub(crate) fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
         }
 
         /// The writes made, as `POST Resource` / `PATCH Resource id`.
@@ -1212,6 +1226,7 @@ pub(crate) mod tests {
             let filters: Vec<String> = request
                 .filters
                 .iter()
+                .filter(|(f, _)| f != "order_by")
                 .map(|(f, v)| format!("{f}={v}"))
                 .collect();
             self.spend(format!("GET {} {}", request.resource, filters.join("&")))?;

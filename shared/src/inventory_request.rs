@@ -559,16 +559,16 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use time::macros::datetime;
 
     use super::*;
+    use crate::apply::tests::MemoryRevel;
     use crate::clock::TokioClock;
     use crate::fakes::{MemoryAllowance, MemoryEntities, MemoryQueue, MemorySyncState};
     use crate::ids::EventKey;
-    use crate::revel_api::{Page, PageRequest, RevelApiError, RevelResources};
     use crate::store::{EntityUpsert, Rank};
     use crate::sync::CATALOG;
 
@@ -583,101 +583,22 @@ mod tests {
         ApiCredentials::new("key", "secret")
     }
 
-    /// Revel's `CurrentStock`: one record per product (id 900 + product),
-    /// filtered by `product__in` as Revel filters a related object by id;
-    /// every call recorded, and refused once `budget` calls were made.
-    #[derive(Default)]
-    struct StockRevel {
-        products: Vec<u64>,
-        calls: Mutex<Vec<String>>,
-        budget: Mutex<Option<u64>>,
-    }
-
-    impl StockRevel {
-        fn holding(products: impl IntoIterator<Item = u64>) -> Arc<Self> {
-            Arc::new(Self {
-                products: products.into_iter().collect(),
-                ..Self::default()
+    /// Revel holding the stock of `products` (`CurrentStock` 900 + id).
+    fn stock_of(products: impl IntoIterator<Item = u64>) -> Arc<MemoryRevel> {
+        let stock = products
+            .into_iter()
+            .map(|p| {
+                json!({"id": 900 + p, "product": format!("/resources/Product/{p}/"),
+                       "quantity": 10 * p, "updated_date": "2026-11-24T09:00:00"})
             })
-        }
-
-        fn calls(&self) -> Vec<String> {
-            self.calls.lock().unwrap().clone()
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl RevelResources for StockRevel {
-        async fn page(
-            &self,
-            _: &InstanceName,
-            _: &ApiCredentials,
-            request: &PageRequest,
-        ) -> Result<Page, RevelApiError> {
-            if let Some(left) = self.budget.lock().unwrap().as_mut() {
-                if *left == 0 {
-                    return Err(RevelApiError::BudgetExhausted { limit: 0 });
-                }
-                *left -= 1;
-            }
-            let wanted: Option<Vec<u64>> = request
-                .filters
-                .iter()
-                .find(|(field, _)| field == "product__in")
-                .map(|(_, ids)| ids.split(',').map(|id| id.parse().unwrap()).collect());
-            self.calls.lock().unwrap().push(format!(
-                "GET {} {}",
-                request.resource,
-                request
-                    .filters
-                    .iter()
-                    .filter(|(f, _)| f != "order_by")
-                    .map(|(f, v)| format!("{f}={v}"))
-                    .collect::<Vec<_>>()
-                    .join("&")
-            ));
-            let objects = self
-                .products
-                .iter()
-                .filter(|p| wanted.as_ref().is_none_or(|w| w.contains(p)))
-                .map(|p| {
-                    json!({"id": 900 + p, "product": format!("/resources/Product/{p}/"),
-                           "quantity": 10 * p, "updated_date": "2026-11-24T09:00:00"})
-                })
-                .collect();
-            Ok(Page {
-                objects,
-                next_offset: None,
-                total_count: None,
-            })
-        }
-
-        async fn create(
-            &self,
-            _: &InstanceName,
-            _: &ApiCredentials,
-            _: &str,
-            _: &Value,
-        ) -> Result<Value, RevelApiError> {
-            unreachable!("an inventory request writes nothing to Revel")
-        }
-
-        async fn update(
-            &self,
-            _: &InstanceName,
-            _: &ApiCredentials,
-            _: &str,
-            _: &str,
-            _: &Value,
-        ) -> Result<Value, RevelApiError> {
-            unreachable!("an inventory request writes nothing to Revel")
-        }
+            .collect();
+        Arc::new(MemoryRevel::holding("CurrentStock", stock))
     }
 
     /// The worker's side of on-demand pulls, on memory fakes and tokio's
     /// (paused) clock.
     struct Harness {
-        revel: Arc<StockRevel>,
+        revel: Arc<MemoryRevel>,
         entities: Arc<MemoryEntities>,
         queue: Arc<MemoryQueue>,
         allowance: MemoryAllowance,
@@ -686,7 +607,7 @@ mod tests {
     }
 
     impl Harness {
-        fn new(revel: Arc<StockRevel>, per_hour: u64) -> Self {
+        fn new(revel: Arc<MemoryRevel>, per_hour: u64) -> Self {
             let entities = Arc::new(MemoryEntities::default());
             let queue = Arc::new(MemoryQueue::default());
             let clock = TokioClock::starting_at(START);
@@ -874,7 +795,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_pulls_exactly_its_products_kept_as_the_scheduled_pull_keeps_them_and_queues_the_changed_ones_for_the_partner(
     ) {
-        let harness = Harness::new(StockRevel::holding([5, 6, 7]), 12);
+        let harness = Harness::new(stock_of([5, 6, 7]), 12);
         let job = harness.request("evt_1", &[5, 6]).await;
         assert_eq!(job.job, JobKind::InventoryRequest);
 
@@ -937,7 +858,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_retried_request_notes_its_products_once_and_pulls_nothing_more() {
-        let harness = Harness::new(StockRevel::holding([5]), 12);
+        let harness = Harness::new(stock_of([5]), 12);
         let job = harness.request("evt_1", &[5]).await;
         pulled(harness.handle(&job).await.unwrap());
         assert_eq!(harness.handle(&job).await.unwrap(), Handled::NothingPending);
@@ -958,7 +879,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn requests_over_the_hours_allowance_are_pulled_together_by_one_deferred_pull_at_the_next_hour(
     ) {
-        let harness = Harness::new(StockRevel::holding([5, 6, 7]), 1);
+        let harness = Harness::new(stock_of([5, 6, 7]), 1);
         let first = harness.request("evt_1", &[5]).await;
         pulled(harness.handle(&first).await.unwrap());
         harness.take_jobs();
@@ -1018,7 +939,7 @@ mod tests {
     async fn a_spent_budget_stops_the_pull_keeps_the_rest_pending_and_the_pull_after_the_reset_takes_them_in_one_call(
     ) {
         let products: Vec<u64> = (1..=60).collect();
-        let revel = StockRevel::holding(products.clone());
+        let revel = stock_of(products.clone());
         *revel.budget.lock().unwrap() = Some(1);
         let harness = Harness::new(revel.clone(), 12);
         let job = harness.request("evt_1", &products).await;
@@ -1051,7 +972,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pull_past_its_deadline_calls_nothing_and_continues_in_a_deferred_pull_due_at_once() {
-        let harness = Harness::new(StockRevel::holding([5]), 12);
+        let harness = Harness::new(stock_of([5]), 12);
         let job = harness.request("evt_1", &[5]).await;
         let report = pulled(
             harness
