@@ -37,7 +37,7 @@ use crate::error::DependencyError;
 use crate::idempotency::sha256_hex;
 use crate::ids::{EntityKey, InstanceName};
 use crate::revel_api::{ApiCredentials, PageRequest, RevelApiError, RevelResources};
-use crate::sources::{id_field, parse_local_micros};
+use crate::sources::{as_number, id_field, parse_local_micros};
 use crate::store::EntityStore;
 use crate::sync_state::EchoLog;
 
@@ -60,6 +60,9 @@ pub enum ApplyError {
     Store(#[from] DependencyError),
     #[error("the partner's {0} lacks what applying it needs")]
     Incomplete(&'static str),
+    /// The partner's entity is no longer kept (nothing to apply).
+    #[error("the partner's entity is gone")]
+    Gone,
     /// The instance has no Revel API credentials (yet).
     #[error("no Revel API credentials for this instance")]
     NoCredentials,
@@ -75,6 +78,7 @@ impl ApplyError {
         matches!(
             self,
             Self::Incomplete(_)
+                | Self::Gone
                 | Self::NoCredentials
                 | Self::Api(RevelApiError::Rejected { .. } | RevelApiError::InvalidRequest(_))
         )
@@ -115,8 +119,8 @@ pub enum Applied {
 struct Fallback {
     /// What it looks by, for the log: `email`, `phone`, `revel id`.
     by: &'static str,
-    /// One request each, in order, until one finds an object.
-    queries: Vec<(&'static str, String)>,
+    /// The filter it asks Revel for.
+    query: (&'static str, String),
     /// Whether an object the query returned really is the one: an API that
     /// ignores a filter must not pick some other record.
     accepts: Box<dyn Fn(&Value) -> bool + Send + Sync>,
@@ -129,14 +133,13 @@ struct Mapping {
     revel_kind: &'static str,
     /// The filter that finds the Revel object this change is about.
     lookup: (&'static str, String),
-    /// Whether the lookup is the bundle's own link (written on every object
-    /// it creates or adopts), rather than a key of the partner's data.
-    is_link: bool,
     /// Where the lookup finds nothing: other ways to find the object.
     fallbacks: Vec<Fallback>,
     /// The fields to write (absolute values, so writing twice is harmless).
     fields: Map<String, Value>,
     /// Whether a missing object is created (or the change has no target).
+    /// Only a mapping whose `lookup` is the bundle's own link creates: the
+    /// link, written on the object, is how its next change finds it.
     creates: bool,
 }
 
@@ -149,11 +152,7 @@ fn text<'a>(data: &'a Value, field: &str) -> Option<&'a str> {
 
 /// A number the partner may send as a JSON number or a numeric string.
 fn number(data: &Value, field: &str) -> Option<f64> {
-    match data.get(field)? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+    data.get(field).and_then(as_number)
 }
 
 /// Copies the partner's `ours` text fields into `fields` under Revel's names.
@@ -190,7 +189,7 @@ fn by_revel_id(data: &Value, field: &str) -> Option<Fallback> {
     let wanted = id.clone();
     Some(Fallback {
         by: "revel id",
-        queries: vec![("id", id)],
+        query: ("id", id),
         accepts: Box::new(move |o| id_field(o, "id").as_deref() == Some(wanted.as_str())),
     })
 }
@@ -214,7 +213,7 @@ fn customer(id: &str, data: &Value) -> Mapping {
         fallbacks.push(Fallback {
             by: "email",
             // Revel's filters take `__iexact`: an address is one whatever its case.
-            queries: vec![("email__iexact", email.to_owned())],
+            query: ("email__iexact", email.to_owned()),
             accepts: Box::new(move |o| {
                 text(o, "email").is_some_and(|found| found.eq_ignore_ascii_case(&wanted))
             }),
@@ -229,7 +228,7 @@ fn customer(id: &str, data: &Value) -> Mapping {
             let last_four = digits[digits.len() - 4..].to_owned();
             fallbacks.push(Fallback {
                 by: "phone",
-                queries: vec![("phone_number__endswith", last_four)],
+                query: ("phone_number__endswith", last_four),
                 accepts: Box::new(move |o| {
                     text(o, "phone_number").is_some_and(|found| phone_digits(found) == digits)
                 }),
@@ -240,7 +239,6 @@ fn customer(id: &str, data: &Value) -> Mapping {
         resource: "Customer",
         revel_kind: "customer",
         lookup: ("third_party_id", link(id)),
-        is_link: true,
         fallbacks,
         fields,
         creates: true,
@@ -278,7 +276,6 @@ fn product(id: &str, data: &Value) -> Result<Mapping, ApplyError> {
         resource: "Product",
         revel_kind: "product",
         lookup: ("third_party_id", link(id)),
-        is_link: true,
         fallbacks: by_revel_id(data, "revel_product_id").into_iter().collect(),
         fields,
         creates: true,
@@ -306,7 +303,6 @@ fn event(id: &str, data: &Value) -> Result<Mapping, ApplyError> {
         resource: "Event",
         revel_kind: "event",
         lookup: ("third_party_id", link(id)),
-        is_link: true,
         fallbacks: by_revel_id(data, "revel_event_id").into_iter().collect(),
         fields,
         creates: true,
@@ -330,7 +326,6 @@ fn mapping(kind: &str, id: &str, data: &Value) -> Result<Mapping, ApplyError> {
                 resource: "RewardsCard",
                 revel_kind: "rewards_card",
                 lookup: ("number", card.to_owned()),
-                is_link: false,
                 fallbacks: Vec::new(),
                 fields: object(json!({"current_points": points})),
                 creates: false,
@@ -347,7 +342,6 @@ fn mapping(kind: &str, id: &str, data: &Value) -> Result<Mapping, ApplyError> {
                 resource: "CurrentStock",
                 revel_kind: "inventory",
                 lookup: ("product", format!("/resources/Product/{product}/")),
-                is_link: false,
                 fallbacks: Vec::new(),
                 fields: object(json!({"quantity": quantity})),
                 creates: false,
@@ -381,11 +375,6 @@ fn same_value(found: Option<&Value>, wanted: &Value) -> bool {
     if found == wanted {
         return true;
     }
-    let as_number = |v: &Value| match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    };
     match (as_number(found), as_number(wanted)) {
         (Some(a), Some(b)) if wanted.is_number() || found.is_number() => (a - b).abs() < 1e-9,
         _ => false,
@@ -455,11 +444,11 @@ struct Found {
     link: LinkState,
 }
 
-/// What [`Applier::write`] did, and the object as Revel now has it (as far
-/// as the answers tell).
+/// What [`Applier::write`] did, and the Revel id of the object written (as
+/// far as the answers tell).
 struct Written {
     applied: Applied,
-    object: Option<Value>,
+    revel_id: Option<String>,
 }
 
 pub struct Applier {
@@ -493,7 +482,7 @@ impl Applier {
         key: &EntityKey,
     ) -> Result<Applied, ApplyError> {
         let Some(entity) = self.entities.get(key).await? else {
-            return Err(ApplyError::Incomplete("entity (gone)"));
+            return Err(ApplyError::Gone);
         };
         if entity.is_delivered() {
             return Ok(Applied::AlreadyApplied);
@@ -506,7 +495,10 @@ impl Applier {
             return Ok(Applied::Deferred);
         }
         let credentials = credentials.ok_or(ApplyError::NoCredentials)?;
-        Ok(self.apply_now(instance, credentials, key).await?.applied)
+        Ok(self
+            .apply_entity(instance, credentials, key, entity)
+            .await?
+            .applied)
     }
 
     /// Applies the current state of `key` to Revel now, unless its revision
@@ -518,8 +510,19 @@ impl Applier {
         key: &EntityKey,
     ) -> Result<Outcome, ApplyError> {
         let Some(entity) = self.entities.get(key).await? else {
-            return Err(ApplyError::Incomplete("entity (gone)"));
+            return Err(ApplyError::Gone);
         };
+        self.apply_entity(instance, credentials, key, entity).await
+    }
+
+    /// Applies `entity` (the current state of `key`, just read) to Revel.
+    async fn apply_entity(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        key: &EntityKey,
+        entity: crate::store::StoredEntity,
+    ) -> Result<Outcome, ApplyError> {
         if entity.is_delivered() {
             return Ok(Outcome {
                 applied: Applied::AlreadyApplied,
@@ -565,19 +568,18 @@ impl Applier {
     }
 
     /// The objects of `resource` filtered by `field = value`, from at most
-    /// [`MAX_LOOKUP_PAGES`] pages (a lookup by link or email finds one; by
-    /// the end of a phone number, a few).
+    /// `max_pages` pages (a lookup by link or email finds one, by the end of
+    /// a phone number a few: [`MAX_LOOKUP_PAGES`]; an order's children, all).
     async fn query(
         &self,
         instance: &InstanceName,
         credentials: &ApiCredentials,
-        resource: &str,
-        field: &str,
-        value: &str,
+        (resource, field, value): (&str, &str, &str),
+        max_pages: usize,
     ) -> Result<Vec<Value>, ApplyError> {
         let mut objects = Vec::new();
         let mut offset = 0;
-        for _ in 0..MAX_LOOKUP_PAGES {
+        for _ in 0..max_pages {
             let filters = vec![(field.to_owned(), value.to_owned())];
             let page = self
                 .page(instance, credentials, resource, filters, offset)
@@ -591,6 +593,28 @@ impl Applier {
         Ok(objects)
     }
 
+    /// The object of `resource` whose `field` is `wanted` (the lowest id of
+    /// several). Only an object that really has the value counts: an API
+    /// that ignores an unknown filter must not pick some other record.
+    async fn by_link(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        (resource, field, wanted): (&str, &str, &str),
+    ) -> Result<Option<Value>, ApplyError> {
+        Ok(self
+            .query(
+                instance,
+                credentials,
+                (resource, field, wanted),
+                MAX_LOOKUP_PAGES,
+            )
+            .await?
+            .into_iter()
+            .filter(|o| matches_lookup(o, field, wanted))
+            .min_by_key(by_id))
+    }
+
     /// Looks the mapping's object up: by its lookup, then by each fallback.
     async fn find(
         &self,
@@ -599,14 +623,9 @@ impl Applier {
         map: &Mapping,
     ) -> Result<Option<Found>, ApplyError> {
         let (field, wanted) = (map.lookup.0, map.lookup.1.as_str());
-        // Only an object that really has the looked-up value counts: an API
-        // that ignores an unknown filter must not pick some other record.
         let by_lookup = self
-            .query(instance, credentials, map.resource, field, wanted)
-            .await?
-            .into_iter()
-            .filter(|o| matches_lookup(o, field, wanted))
-            .min_by_key(by_id);
+            .by_link(instance, credentials, (map.resource, field, wanted))
+            .await?;
         if let Some(object) = by_lookup {
             return Ok(Some(Found {
                 object,
@@ -615,25 +634,29 @@ impl Applier {
             }));
         }
         for fallback in &map.fallbacks {
-            for (filter, value) in &fallback.queries {
-                let candidate = self
-                    .query(instance, credentials, map.resource, filter, value)
-                    .await?
-                    .into_iter()
-                    .filter(|o| (fallback.accepts)(o))
-                    .map(|o| {
-                        let state = link_state(&o, field, wanted);
-                        (o, state)
-                    })
-                    .filter(|(_, state)| *state != LinkState::Taken)
-                    .min_by_key(|(o, _)| by_id(o));
-                if let Some((object, link)) = candidate {
-                    return Ok(Some(Found {
-                        object,
-                        by: Some(fallback.by),
-                        link,
-                    }));
-                }
+            let (filter, value) = &fallback.query;
+            let candidate = self
+                .query(
+                    instance,
+                    credentials,
+                    (map.resource, filter, value),
+                    MAX_LOOKUP_PAGES,
+                )
+                .await?
+                .into_iter()
+                .filter(|o| (fallback.accepts)(o))
+                .map(|o| {
+                    let state = link_state(&o, field, wanted);
+                    (o, state)
+                })
+                .filter(|(_, state)| *state != LinkState::Taken)
+                .min_by_key(|(o, _)| by_id(o));
+            if let Some((object, link)) = candidate {
+                return Ok(Some(Found {
+                    object,
+                    by: Some(fallback.by),
+                    link,
+                }));
             }
         }
         Ok(None)
@@ -654,7 +677,7 @@ impl Applier {
             if !map.creates {
                 return Ok(Written {
                     applied: Applied::NoTarget { resource },
-                    object: None,
+                    revel_id: None,
                 });
             }
             let body = Value::Object(map.fields.clone());
@@ -663,17 +686,15 @@ impl Applier {
                 .api
                 .create(instance, credentials, resource, &body)
                 .await?;
-            if map.is_link
-                && created.is_object()
-                && !matches_lookup(&created, map.lookup.0, &map.lookup.1)
-            {
+            // What it creates, it finds again by its link (`lookup`).
+            if created.is_object() && !matches_lookup(&created, map.lookup.0, &map.lookup.1) {
                 // Then the next change of this object can't find it by link.
                 tracing::error!(%instance, resource, field = map.lookup.0, "Revel's answer to a create does not hold the link the bundle wrote; a later change of this object may create it again");
             }
             self.remember_echo(instance, map, &created).await?;
             return Ok(Written {
                 applied: Applied::Created { resource },
-                object: Some(created),
+                revel_id: id_field(&created, "id"),
             });
         };
         let Some(revel_id) = id_field(&found.object, "id") else {
@@ -705,7 +726,7 @@ impl Applier {
             }
             return Ok(Written {
                 applied,
-                object: Some(found.object),
+                revel_id: Some(revel_id),
             });
         }
         // Only what differs: the PATCH is absolute all the same.
@@ -716,19 +737,13 @@ impl Applier {
                 credentials,
                 resource,
                 &revel_id,
-                &Value::Object(changes.clone()),
+                &Value::Object(changes),
             )
             .await?;
         self.remember_echo(instance, map, &updated).await?;
-        let mut object = found.object;
-        if let (Value::Object(now), Value::Object(answer)) = (&mut object, &updated) {
-            now.extend(answer.clone());
-        } else if let Value::Object(now) = &mut object {
-            now.extend(changes);
-        }
         Ok(Written {
             applied,
-            object: Some(object),
+            revel_id: Some(revel_id),
         })
     }
 
@@ -830,7 +845,7 @@ impl Applier {
         if plan.items.is_empty() && plan.payments.is_empty() {
             return Ok(written.applied);
         }
-        let order_id = match written.object.as_ref().and_then(|o| id_field(o, "id")) {
+        let order_id = match written.revel_id {
             Some(order_id) => order_id,
             // Created with an empty answer: found by its link.
             None => self
@@ -1004,7 +1019,6 @@ impl Applier {
                 resource: "Order",
                 revel_kind: "order",
                 lookup: ("external_sync", link(id)),
-                is_link: true,
                 fallbacks: Vec::new(),
                 fields,
                 creates: true,
@@ -1042,11 +1056,8 @@ impl Applier {
     ) -> Result<Option<String>, ApplyError> {
         let wanted = link(partner_id);
         Ok(self
-            .query(instance, credentials, resource, "third_party_id", &wanted)
+            .by_link(instance, credentials, (resource, "third_party_id", &wanted))
             .await?
-            .into_iter()
-            .filter(|o| matches_lookup(o, "third_party_id", &wanted))
-            .min_by_key(by_id)
             .and_then(|o| id_field(&o, "id"))
             .map(|found| format!("/resources/{resource}/{found}/")))
     }
@@ -1064,29 +1075,26 @@ impl Applier {
         if children.is_empty() {
             return Ok(());
         }
-        let mut existing: BTreeMap<String, Value> = BTreeMap::new();
-        let mut offset = 0;
-        loop {
-            let filters = vec![("order".to_owned(), order_id.to_owned())];
-            let page = self
-                .page(instance, credentials, resource, filters, offset)
-                .await?;
-            for object in page.objects {
-                if let Some(uuid) = id_field(&object, "uuid") {
-                    existing.insert(uuid, object);
-                }
-            }
-            match page.next_offset {
-                Some(next) if next > offset => offset = next,
-                _ => break,
-            }
-        }
+        let existing: BTreeMap<String, Value> = self
+            .query(
+                instance,
+                credentials,
+                (resource, "order", order_id),
+                usize::MAX,
+            )
+            .await?
+            .into_iter()
+            .filter_map(|object| Some((id_field(&object, "uuid")?, object)))
+            .collect();
         let order_uri = format!("/resources/Order/{order_id}/");
         for child in children {
             let mut fields = child.clone();
             fields.insert("order".into(), json!(order_uri));
-            let uuid = id_field(&Value::Object(fields.clone()), "uuid").unwrap_or_default();
-            match existing.get(&uuid) {
+            let uuid = fields
+                .get("uuid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match existing.get(uuid) {
                 Some(found) => {
                     let changes = differences(found, &fields);
                     if changes.is_empty() {
@@ -1638,7 +1646,7 @@ pub(crate) mod tests {
             ("Product", "third_party_id", "vinesos:P-1")
         );
         assert_eq!(product.fields["price"], 19.5);
-        assert_eq!(product.fallbacks[0].queries, [("id", "7".to_owned())]);
+        assert_eq!(product.fallbacks[0].query, ("id", "7".to_owned()));
         let event = mapping(
             "vos_event",
             "E-1",

@@ -268,7 +268,7 @@ impl Batch<'_> {
                     }
                     applied.insert(id.clone(), outcome.revision);
                 }
-                Err(ApplyError::Incomplete("entity (gone)")) => {
+                Err(ApplyError::Gone) => {
                     tracing::warn!(%instance, entity = %key, "pending entity is gone; dropped from the index");
                     applied.insert(id.clone(), u64::MAX);
                 }

@@ -276,6 +276,16 @@ pub(crate) fn id_field(object: &Value, field: &str) -> Option<String> {
     }
 }
 
+/// A number that may arrive as a JSON number or a numeric string
+/// (Revel writes quantities and prices as `"24.000000"`).
+pub(crate) fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -256,11 +256,7 @@ pub fn sold_products(order_state: &Value) -> Vec<SoldProduct> {
             continue;
         }
         let product = item.get("product").and_then(resource_id);
-        let quantity = item.get("quantity").and_then(|q| match q {
-            Value::Number(n) => n.as_f64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        });
+        let quantity = item.get("quantity").and_then(super::as_number);
         match (product, quantity) {
             (Some(product), Some(quantity)) if quantity.is_finite() => {
                 *sold.entry(product).or_default() += quantity;
