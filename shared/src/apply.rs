@@ -760,17 +760,7 @@ impl Applier {
         };
         // Read as the processor will read the webhook of this very change:
         // on the instance's clock.
-        let zone = match &self.zones {
-            Some(revel) => {
-                revel
-                    .secrets()
-                    .document()
-                    .await?
-                    .settings(instance)
-                    .time_zone
-            }
-            None => crate::local_time::Zone::utc(),
-        };
+        let zone = crate::sources::revel::zone_or_utc(self.zones.as_deref(), instance).await?;
         let version = written
             .get("updated_date")
             .and_then(Value::as_str)

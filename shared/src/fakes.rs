@@ -323,7 +323,7 @@ impl crate::sync_state::OnDemandAllowance for MemoryAllowance {
         instance: &crate::ids::InstanceName,
         now: time::OffsetDateTime,
     ) -> Result<bool, DependencyError> {
-        let hour = format!("{instance}:{}T{:02}", now.date(), now.hour());
+        let hour = crate::sync_state::on_demand_key(instance, now);
         let mut taken = self.taken.lock().unwrap();
         let used = taken.entry(hour).or_default();
         if *used >= self.per_hour {

@@ -58,7 +58,7 @@ use crate::store::EntityStore;
 use crate::sync::{Pull, PullOutcome, StopReason, SyncError, Syncer, INVENTORY};
 use crate::sync_state::OnDemandAllowance;
 use crate::telemetry::{self, Dimension, Metric};
-use crate::worker::{JobError, Worker, PAGE_ALLOWANCE};
+use crate::worker::{after_budget_resets, pages_until, JobError, Worker};
 
 /// The entity kind a request is kept as.
 pub const REQUEST_KIND: &str = "vos_inventory_request";
@@ -219,12 +219,6 @@ pub fn next_hour(now: OffsetDateTime) -> OffsetDateTime {
         .and_then(|t| t.replace_nanosecond(0))
         .unwrap_or(now);
     hour_start + time::Duration::HOUR
-}
-
-/// A minute past the next UTC midnight: when the daily API budget is new
-/// again (as the worker's wait for a spent budget).
-pub fn after_budget_resets(now: OffsetDateTime) -> OffsetDateTime {
-    now.date().midnight().assume_utc() + time::Duration::DAY + time::Duration::MINUTE
 }
 
 /// The state of the pending set.
@@ -531,9 +525,9 @@ pub async fn run(
         jobs: worker.jobs.as_ref(),
         clock: worker.clock.as_ref(),
     };
-    let pages_until = deadline.checked_sub(PAGE_ALLOWANCE).unwrap_or(deadline);
+
     let handled = on_demand
-        .handle(job, instance, &credentials, pages_until)
+        .handle(job, instance, &credentials, pages_until(deadline))
         .await;
     if matches!(&handled, Ok(Handled::Pulled(_)) | Err(JobError::Sync(_))) {
         worker.report_budget(instance).await;

@@ -316,7 +316,7 @@ pub async fn run(
     match report.stopped {
         Some(StopReason::Deadline) => {
             worker
-                .continue_later(JobKind::PartnerCatalog, instance)
+                .continue_later(JobKind::PartnerCatalog, instance, None)
                 .await?
         }
         Some(StopReason::BudgetSpent) => {

@@ -190,14 +190,11 @@ impl Slot {
     /// and a changed time zone or `end_of_day` names the next run by a
     /// date whose end of day already ran in the old setting.
     fn queued_by(&self, last: &str) -> bool {
-        let recorded = last.rsplit_once('@').and_then(|(_, at)| {
-            OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
-        });
-        match recorded {
-            Some(at) => self.opens_at < at + SAME_RUN,
-            // Recorded before slots kept their instant: by the name.
-            None => last == self.id,
-        }
+        last.rsplit_once('@')
+            .and_then(|(_, at)| {
+                OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .is_some_and(|at| self.opens_at < at + SAME_RUN)
     }
 }
 

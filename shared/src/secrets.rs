@@ -353,6 +353,15 @@ impl InstanceSecrets {
             .map_or_else(|| self.defaults.clone(), |e| e.settings.clone())
     }
 
+    /// The zone of `instance`: its own, or the deployment's default.
+    pub fn zone(&self, instance: &InstanceName) -> Zone {
+        self.entries
+            .get(instance)
+            .map_or(&self.defaults, |e| &e.settings)
+            .time_zone
+            .clone()
+    }
+
     /// Every instance with its settings, sorted (for operators: no secret).
     pub fn all_settings(&self) -> Vec<(InstanceName, InstanceSettings)> {
         let mut all: Vec<_> = self
@@ -438,6 +447,17 @@ impl SecretCache {
             doc.entries
                 .contains_key(instance)
                 .then(|| doc.settings(instance))
+        })
+        .await
+    }
+
+    /// The zone of `instance`, or `None` when the (fresh) document does not
+    /// name it.
+    pub async fn zone_for(&self, instance: &InstanceName) -> Result<Option<Zone>, DependencyError> {
+        self.lookup(|doc| {
+            doc.entries
+                .contains_key(instance)
+                .then(|| doc.zone(instance))
         })
         .await
     }

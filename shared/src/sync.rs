@@ -63,8 +63,6 @@ pub struct Pull {
     pub resources: &'static [(&'static str, &'static str)],
 }
 
-/// Products and modifiers: the catalog. Pulled at end of day ("Products
-/// added on Revel") and after a menu push (coalesced).
 /// The event key a run's objects are kept under.
 fn pull_event_key(instance: &InstanceName, pull: &Pull, run: &RunProgress) -> EventKey {
     EventKey::parse(&format!(
@@ -74,6 +72,8 @@ fn pull_event_key(instance: &InstanceName, pull: &Pull, run: &RunProgress) -> Ev
     .expect("instance and timestamps are printable")
 }
 
+/// Products and modifiers: the catalog. Pulled at end of day ("Products
+/// added on Revel") and after a menu push (coalesced).
 pub const CATALOG: Pull = Pull {
     name: "catalog",
     resources: &[("Product", "product"), ("Modifier", "modifier")],
@@ -209,15 +209,7 @@ impl Syncer {
 
     /// The zone `instance`'s Revel writes its timestamps in.
     pub async fn zone(&self, instance: &InstanceName) -> Result<Zone, SyncError> {
-        let Some(revel) = &self.zones else {
-            return Ok(Zone::utc());
-        };
-        Ok(revel
-            .secrets()
-            .document()
-            .await?
-            .settings(instance)
-            .time_zone)
+        Ok(crate::sources::revel::zone_or_utc(self.zones.as_deref(), instance).await?)
     }
 
     /// Queues every pulled object that changed for delivery to the partner
@@ -632,11 +624,7 @@ impl Syncer {
     ) -> Result<PullOutcome, SyncError> {
         let zone = self.zone(instance).await?;
         let mut run = self.resume_or_start(&mut Cursor::default());
-        let event_key = EventKey::parse(&format!(
-            "revel:{instance}:pull.{}:{}",
-            pull.name, run.started_at
-        ))
-        .expect("instance and timestamps are printable");
+        let event_key = pull_event_key(instance, pull, &run);
         let (mut fetched, mut written) = (0, 0);
         let stopped = |reason, fetched, written| {
             Ok(PullOutcome::Stopped {

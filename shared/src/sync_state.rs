@@ -154,7 +154,7 @@ fn budget_key(instance: &InstanceName, now: OffsetDateTime) -> String {
 }
 
 /// One counter per instance per UTC hour.
-fn on_demand_key(instance: &InstanceName, now: OffsetDateTime) -> String {
+pub(crate) fn on_demand_key(instance: &InstanceName, now: OffsetDateTime) -> String {
     format!("on-demand:{instance}:{}T{:02}", now.date(), now.hour())
 }
 

@@ -92,13 +92,11 @@ impl RetryBackoff {
         std::time::Duration::from_secs((30u64 << exponent).min(900))
     }
 
-    /// Until just after the next UTC midnight, when the daily API budget
-    /// resets (SQS allows at most 12 hours).
+    /// Until [`after_budget_resets`] (SQS allows at most 12 hours), in
+    /// whole seconds.
     pub fn until_budget_resets(now: time::OffsetDateTime) -> std::time::Duration {
-        let seconds_into_day =
-            i64::from(now.hour()) * 3600 + i64::from(now.minute()) * 60 + i64::from(now.second());
-        let left = (86_400 - seconds_into_day + 60).clamp(60, Self::LONGEST.as_secs() as i64);
-        std::time::Duration::from_secs(left as u64)
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        Self::until_due(now, after_budget_resets(now))
     }
 
     /// Until `due` (none when it has passed), at most 12 hours: a job due
@@ -769,13 +767,10 @@ impl Worker {
                 written,
             } => {
                 tracing::info!(%instance, pull = pull.name, fetched, written, "pull stopped at its deadline; continuing in a new job");
-                let window = format!("cont-{}", self.clock.now().unix_timestamp());
-                let mut continuation = Job::scheduled(job.job, instance, &window);
                 // A push's pull goes on as that push's, so it is still
                 // checked against the push's date when it completes.
-                continuation.message.version =
-                    job.version.filter(|_| job.job == JobKind::CatalogPull);
-                self.jobs.enqueue(&continuation).await?;
+                let pushed_at = job.version.filter(|_| job.job == JobKind::CatalogPull);
+                self.continue_later(job.job, instance, pushed_at).await?;
             }
         }
         Ok(false)
@@ -802,7 +797,8 @@ impl Worker {
         );
         tracing::info!(%instance, checked = report.checked, reconciled = report.reconciled, stopped = ?report.stopped, "reconciliation run");
         if report.stopped == Some(StopReason::Deadline) {
-            self.continue_later(JobKind::Reconcile, instance).await?;
+            self.continue_later(JobKind::Reconcile, instance, None)
+                .await?;
         }
         Ok(())
     }
@@ -826,11 +822,7 @@ impl Worker {
                 "applying to Revel is not configured here",
             ));
         };
-        let raw_key = job
-            .entity_key
-            .as_deref()
-            .ok_or(JobError::Malformed("apply job without entity"))?;
-        let key = EntityKey::parse(raw_key).map_err(|_| JobError::Malformed("bad entity key"))?;
+        let key = entity_key_of(job)?;
         // Without credentials a product or event is still kept for the
         // batch; any other change is parked in the DLQ at once (retrying
         // would only spend its receives), to be redriven once they are set.
@@ -873,16 +865,18 @@ impl Worker {
         Ok(())
     }
 
-    /// Queues the rest of a run its deadline stopped; it resumes from the cursor.
+    /// Queues the rest of a run its deadline stopped; it resumes from the
+    /// cursor. `version`: the job's own, where it carries one on.
     pub(crate) async fn continue_later(
         &self,
         kind: JobKind,
         instance: &InstanceName,
+        version: Option<i64>,
     ) -> Result<(), JobError> {
         let window = format!("cont-{}", self.clock.now().unix_timestamp());
-        self.jobs
-            .enqueue(&Job::scheduled(kind, instance, &window))
-            .await?;
+        let mut continuation = Job::scheduled(kind, instance, &window);
+        continuation.message.version = version;
+        self.jobs.enqueue(&continuation).await?;
         Ok(())
     }
 
@@ -993,8 +987,14 @@ fn placed_by_partner(order: &StoredEntity) -> bool {
     })
 }
 
+/// A minute past the next UTC midnight: when the daily API budget is new
+/// again, and jobs stopped by a spent budget come back.
+pub fn after_budget_resets(now: time::OffsetDateTime) -> time::OffsetDateTime {
+    now.date().midnight().assume_utc() + time::Duration::DAY + time::Duration::MINUTE
+}
+
 /// When pages stop: [`PAGE_ALLOWANCE`] before the message's deadline.
-fn pages_until(deadline: Instant) -> Instant {
+pub(crate) fn pages_until(deadline: Instant) -> Instant {
     deadline.checked_sub(PAGE_ALLOWANCE).unwrap_or(deadline)
 }
 

@@ -373,6 +373,19 @@ fn menu(body: Value, establishment: Option<&str>) -> Result<Interpretation, Malf
     })
 }
 
+/// The zone an instance's naive timestamps are read in: its own or the
+/// deployment's default, from `revel`'s secret document (cached); UTC where
+/// no Revel secrets are at hand.
+pub async fn zone_or_utc(
+    revel: Option<&Revel>,
+    instance: &InstanceName,
+) -> Result<crate::local_time::Zone, crate::error::DependencyError> {
+    match revel {
+        Some(revel) => Ok(revel.secrets.document().await?.zone(instance)),
+        None => Ok(crate::local_time::Zone::utc()),
+    }
+}
+
 /// Revel as a [`Source`]: HMAC-SHA1 signatures, secrets per instance.
 pub struct Revel {
     secrets: SecretCache,
@@ -440,11 +453,7 @@ impl Source for Revel {
         &self,
         instance: &InstanceName,
     ) -> Result<Option<crate::local_time::Zone>, crate::error::DependencyError> {
-        Ok(self
-            .secrets
-            .settings_for(instance)
-            .await?
-            .map(|settings| settings.time_zone))
+        self.secrets.zone_for(instance).await
     }
 
     fn is_ping(&self, body: &Value) -> bool {
