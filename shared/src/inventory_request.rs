@@ -297,13 +297,15 @@ impl<'a> PendingProducts<'a> {
 
     /// Takes `pulled` off the set, each unless it was asked for after
     /// `began` (the pull may have read it before that request).
+    /// Returns how many stay pending.
     pub async fn remove(
         &self,
         instance: &InstanceName,
         pulled: &[String],
         began: i64,
-    ) -> Result<(), DependencyError> {
-        self.document(instance)?
+    ) -> Result<usize, DependencyError> {
+        let left = self
+            .document(instance)?
             .change(|state: &mut PendingState| {
                 let before = state.pending.len();
                 for product in pulled {
@@ -313,7 +315,8 @@ impl<'a> PendingProducts<'a> {
                 }
                 state.pending.len() != before
             })
-            .await
+            .await?;
+        Ok(left.pending.len())
     }
 }
 
@@ -462,12 +465,14 @@ impl OnDemand<'_> {
         }
         .await;
         // What was pulled comes off the set, whatever stopped the rest.
-        if !pulled.is_empty() {
-            set.remove(instance, &pulled, began).await?;
-        }
+        let left = if pulled.is_empty() {
+            pending.len()
+        } else {
+            set.remove(instance, &pulled, began).await?
+        };
         result?;
         report.pulled = pulled.len();
-        report.left = set.all(instance).await?.len();
+        report.left = left;
         let resume_at = match report.stopped {
             None => None,
             Some(StopReason::BudgetSpent) => Some(after_budget_resets(self.clock.now())),

@@ -122,6 +122,7 @@ impl<'a> PendingIndex<'a> {
                 true
             })
             .await
+            .map(drop)
     }
 
     /// The entries of one shard.
@@ -169,6 +170,7 @@ impl<'a> PendingIndex<'a> {
                 state.pending.len() != before
             })
             .await
+            .map(drop)
     }
 }
 

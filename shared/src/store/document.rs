@@ -68,18 +68,19 @@ impl<'a> EntityDocument<'a> {
         Ok(Some((doc, entity.rank)))
     }
 
-    /// Applies `edit` (true when it changed something) by compare-and-swap.
+    /// Applies `edit` (true when it changed something) by compare-and-swap;
+    /// the document as it then stands.
     pub async fn change<T: Serialize + DeserializeOwned + Default>(
         &self,
         mut edit: impl FnMut(&mut T) -> bool,
-    ) -> Result<(), DependencyError> {
+    ) -> Result<T, DependencyError> {
         for _ in 0..CAS_ATTEMPTS {
             let (mut doc, version) = match self.read_ranked::<T>().await? {
                 Some((doc, rank)) => (doc, rank.version),
                 None => (T::default(), 0),
             };
             if !edit(&mut doc) {
-                return Ok(());
+                return Ok(doc);
             }
             let state_json = serde_json::to_string(&doc)
                 .map_err(|e| DependencyError::new("dynamodb", "UpdateItem", e))?;
@@ -95,7 +96,7 @@ impl<'a> EntityDocument<'a> {
                 event_key: self.writer.clone(),
             };
             match self.entities.upsert(&change).await? {
-                Upserted::Applied { .. } | Upserted::Unchanged { .. } => return Ok(()),
+                Upserted::Applied { .. } | Upserted::Unchanged { .. } => return Ok(doc),
                 // Another writer got there first: edit again on what it wrote.
                 Upserted::Repeated | Upserted::Stale => continue,
             }
