@@ -219,6 +219,22 @@ impl Stack {
         self.get(&self.config.events_table, "event_key", key).await
     }
 
+    /// Replays a stored event as `revel-ops replay` does, through the real
+    /// events table.
+    pub async fn replay(&self, record: &shared::store::EventRecord) -> shared::replay::Replayed {
+        let events = shared::store::dynamodb::DynamoEventStore::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            &self.config.events_table,
+        );
+        shared::replay::replay(
+            &events,
+            shared::clock::system().as_ref(),
+            shared::replay::plan(record),
+        )
+        .await
+        .expect("replay")
+    }
+
     pub async fn entity(&self, key: &str) -> Option<HashMap<String, AttributeValue>> {
         self.get(&self.config.entities_table, "entity_key", key)
             .await
@@ -254,19 +270,6 @@ impl Stack {
             .and_then(|mut a| a.remove(&QueueAttributeName::ApproximateNumberOfMessages))
             .and_then(|n| n.parse().ok())
             .expect("message count")
-    }
-
-    /// Receives every waiting job's body (making them in flight).
-    pub async fn receive_jobs(&self) -> Vec<Value> {
-        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
-        let mut bodies = Vec::new();
-        loop {
-            let messages = self.receive_job_messages(&sqs).await;
-            if messages.is_empty() {
-                return bodies;
-            }
-            bodies.extend(messages.iter().map(job_body));
-        }
     }
 
     /// One receive of up to ten waiting jobs, in flight for ten minutes

@@ -58,14 +58,15 @@ fn search(instance: &str, id: &str, products: &[u64]) -> lambda_http::Request {
     lambda_http::request::from_str(&request.to_string()).unwrap()
 }
 
-/// A stack holding `make local`'s Revel secret document, and its jobs
-/// worker calling Revel at `revel_url` with these limits, on a clock at `at`.
+/// A stack holding `make local`'s Revel secret document, its jobs worker
+/// calling Revel at `revel_url` with these limits on a clock at `at`, and
+/// its receivers behind a recording proxy.
 async fn stack_and_worker(
     revel_url: &str,
     per_hour: u64,
     daily_budget: u64,
     partner: Option<&PartnerStandIn>,
-) -> (Stack, Worker) {
+) -> (Stack, Worker, CountedReceivers) {
     let stack = Stack::new().await;
     stack
         .put_secrets(&local_stack::local_revel_secret_document())
@@ -83,7 +84,8 @@ async fn stack_and_worker(
         partner.map(PartnerStandIn::downstream),
     );
     worker.clock = Arc::new(TokioClock::starting_at(AT));
-    (stack, worker)
+    let counted = stack.counted_receivers().await;
+    (stack, worker, counted)
 }
 
 /// The local Revel stand-in with its fixtures: `CurrentStock` 901
@@ -96,8 +98,7 @@ async fn revel_stand_in() -> String {
 
 /// Stores `request`, expecting it accepted with one put, and lets the
 /// stream processor take it.
-async fn post(stack: &Stack, request: lambda_http::Request) {
-    let counted = stack.counted_receivers().await;
+async fn post(stack: &Stack, counted: &CountedReceivers, request: lambda_http::Request) {
     let receiver = counted.receiver_for(VinesOsEvent::InventoryRequested.logical_id());
     let (status, answer, calls) = counted.deliver(&receiver, request).await;
     expect_outcome(status, &answer, 200, "accepted");
@@ -153,9 +154,10 @@ fn soon() -> tokio::time::Instant {
 async fn a_partner_search_pulls_revels_stock_of_exactly_the_products_named_and_the_partner_receives_what_changed(
 ) {
     let partner = PartnerStandIn::start(204).await;
-    let (stack, worker) = stack_and_worker(&revel_stand_in().await, 12, 100, Some(&partner)).await;
+    let (stack, worker, counted) =
+        stack_and_worker(&revel_stand_in().await, 12, 100, Some(&partner)).await;
 
-    post(&stack, search(UPGRADED, "evt_s1", &[6])).await;
+    post(&stack, &counted, search(UPGRADED, "evt_s1", &[6])).await;
     let polled = stack.drain(&worker, 10).await;
 
     assert!(polled.iter().all(|p| p.failed == 0), "{polled:?}");
@@ -180,7 +182,7 @@ async fn a_partner_search_pulls_revels_stock_of_exactly_the_products_named_and_t
 
     // Searched again with nothing changed in Revel: pulled again, nothing
     // new for the partner.
-    post(&stack, search(UPGRADED, "evt_s2", &[6])).await;
+    post(&stack, &counted, search(UPGRADED, "evt_s2", &[6])).await;
     stack.drain(&worker, 10).await;
     assert_eq!(spent_today(&stack, &upgraded()).await, 2);
     assert_eq!(partner.deliveries().await.len(), 1);
@@ -197,9 +199,9 @@ async fn a_search_from_an_instance_without_the_retailer_option_is_stored_and_its
         .expect(0)
         .mount(&revel)
         .await;
-    let (stack, worker) = stack_and_worker(&revel.uri(), 12, 100, None).await;
+    let (stack, worker, counted) = stack_and_worker(&revel.uri(), 12, 100, None).await;
 
-    post(&stack, search(NOT_UPGRADED, "evt_n1", &[5])).await;
+    post(&stack, &counted, search(NOT_UPGRADED, "evt_n1", &[5])).await;
     let polled = stack.drain(&worker, 5).await;
 
     assert_eq!(
@@ -230,14 +232,15 @@ async fn a_search_from_an_instance_without_the_retailer_option_is_stored_and_its
 #[tokio::test]
 async fn searches_over_the_hourly_limit_are_pulled_together_by_one_deferred_pull_at_the_next_hour()
 {
-    let (stack, mut worker) = stack_and_worker(&revel_stand_in().await, 1, 100, None).await;
+    let (stack, mut worker, counted) =
+        stack_and_worker(&revel_stand_in().await, 1, 100, None).await;
 
-    post(&stack, search(UPGRADED, "evt_h1", &[5])).await;
+    post(&stack, &counted, search(UPGRADED, "evt_h1", &[5])).await;
     stack.drain(&worker, 10).await;
     assert_eq!(spent_today(&stack, &upgraded()).await, 1);
     let mut deferred = Vec::new();
     for (id, product) in [("evt_h2", 6), ("evt_h3", 5)] {
-        post(&stack, search(UPGRADED, id, &[product])).await;
+        post(&stack, &counted, search(UPGRADED, id, &[product])).await;
         let (requests, pulls): (Vec<JobMessage>, Vec<JobMessage>) = taken(&stack)
             .await
             .into_iter()
@@ -283,12 +286,13 @@ async fn searches_over_the_hourly_limit_are_pulled_together_by_one_deferred_pull
 async fn every_call_of_a_search_spends_the_daily_budget_and_a_spent_budget_defers_the_rest_to_after_the_reset(
 ) {
     let partner = PartnerStandIn::start(204).await;
-    let (stack, worker) = stack_and_worker(&revel_stand_in().await, 12, 1, Some(&partner)).await;
+    let (stack, worker, counted) =
+        stack_and_worker(&revel_stand_in().await, 12, 1, Some(&partner)).await;
 
-    post(&stack, search(UPGRADED, "evt_b1", &[5])).await;
+    post(&stack, &counted, search(UPGRADED, "evt_b1", &[5])).await;
     stack.drain(&worker, 10).await;
     assert_eq!(spent_today(&stack, &upgraded()).await, 1);
-    post(&stack, search(UPGRADED, "evt_b2", &[6])).await;
+    post(&stack, &counted, search(UPGRADED, "evt_b2", &[6])).await;
     let requests = taken(&stack).await;
     assert_eq!(requests.len(), 1);
     worker
@@ -315,7 +319,7 @@ async fn every_call_of_a_search_spends_the_daily_budget_and_a_spent_budget_defer
 async fn a_deferred_pull_received_before_it_is_due_waits_on_the_queue_until_then_without_reaching_the_dead_letter_queue(
 ) {
     let revel = MockServer::start().await;
-    let (stack, worker) = stack_and_worker(&revel.uri(), 12, 100, None).await;
+    let (stack, worker, _) = stack_and_worker(&revel.uri(), 12, 100, None).await;
     // Due 4 seconds after the worker's clock reads AT.
     let early = deferred_pull(&upgraded(), AT + Duration::from_secs(4));
     shared::function::jobs_queue(&stack.config, &stack.clients())

@@ -31,7 +31,6 @@ async fn bounded(body: impl Future<Output = ()>) {
         .expect("the test ran out of time");
 }
 
-/// The sample order with its own uuid: a new event and a new entity.
 /// The sample order under `uuid`, without its rewards card data and its
 /// items: its record then makes exactly one entity and one job, so the
 /// processor's calls name each step.

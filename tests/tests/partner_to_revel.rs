@@ -54,12 +54,12 @@ async fn post(stack: &Stack, event: VinesOsEvent, body: &Value) {
     expect_outcome(status, &answer, 200, "accepted");
 }
 
-/// A newer change of the sample of `event`: its data changed by `change`.
 /// Posts the partner's sample of `event`.
 async fn post_sample(stack: &Stack, event: VinesOsEvent) {
     post(stack, event, &sample(event)).await;
 }
 
+/// A newer change of the sample of `event`: its data changed by `change`.
 fn newer(event: VinesOsEvent, change: impl FnOnce(&mut Value)) -> Value {
     let mut body = sample(event);
     body["id"] = json!(format!("{}-newer", body["id"].as_str().unwrap()));

@@ -288,23 +288,10 @@ async fn the_seed_orders_rewards_card_and_stock_sold_reach_the_partner_once_and_
     )
     .await;
     expect_outcome(200, &again, 200, "duplicate");
-    let record = stack.event(&event_id(&answer)).await.unwrap();
-    let key = shared::ids::EventKey::parse(&text(&record, "event_key")).unwrap();
-    let events = shared::store::dynamodb::DynamoEventStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.sdk),
-        &stack.config.events_table,
-    );
-    let stored = shared::store::EventStore::get(&events, &key)
-        .await
-        .unwrap()
-        .unwrap();
-    shared::replay::replay(
-        &events,
-        &shared::clock::SystemClock,
-        shared::replay::plan(&stored),
-    )
-    .await
-    .unwrap();
+    let stored =
+        shared::store::dynamodb::event_record(stack.event(&event_id(&answer)).await.unwrap())
+            .unwrap();
+    stack.replay(&stored).await;
     stack.settle().await;
     stack.drain(&worker, 10).await;
 

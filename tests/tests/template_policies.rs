@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use serde_norway::Value as Yaml;
 use shared::queue::JobKind;
 use shared::sources::revel::RevelEventType;
-use shared::store::dynamodb::{event_record, DynamoEventStore};
+use shared::store::dynamodb::event_record;
 use wiremock::matchers::{body_string_contains, method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -414,18 +414,7 @@ async fn replay_an_order(stack: &Stack) {
                 && r.status == shared::store::EventStatus::Received
         })
         .expect("a stored order");
-    let events = DynamoEventStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.sdk),
-        &stack.config.events_table,
-    );
-    let replayed = shared::replay::replay(
-        &events,
-        shared::clock::system().as_ref(),
-        shared::replay::plan(&order),
-    )
-    .await
-    .expect("replay");
-    assert_eq!(replayed, shared::replay::Replayed::Queued);
+    assert_eq!(stack.replay(&order).await, shared::replay::Replayed::Queued);
 }
 
 /// The scheduler's handler, as its `main` wires it: its tick at the demo

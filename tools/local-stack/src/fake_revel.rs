@@ -74,28 +74,15 @@ impl Fixtures {
         objects
     }
 
-    /// What was created or updated in `resource` since the stand-in started.
-    pub fn written(&self, resource: &str) -> Vec<Value> {
-        self.written
-            .lock()
-            .expect("the stand-in's lock")
-            .get(resource)
-            .map(|w| w.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
     /// Every write the stand-in took, in order (`created Product 10001`).
     pub fn writes(&self) -> Vec<String> {
         self.log.lock().expect("the stand-in's lock").clone()
     }
 
-    /// A change made in Revel itself (a customer created at the POS): kept
-    /// like a write, not logged as one.
+    /// Keeps `object` as `resource`'s newest state. Not logged: a write
+    /// through the API is logged where it is taken, and a change made in
+    /// Revel itself (a customer created at the POS) is not a write.
     pub fn put(&self, resource: &str, object: Value) {
-        self.keep(resource, object);
-    }
-
-    fn keep(&self, resource: &str, object: Value) {
         self.written
             .lock()
             .expect("the stand-in's lock")
@@ -161,12 +148,6 @@ pub async fn start(fixtures: Fixtures) -> Result<String, crate::Error> {
     Ok(format!("http://{address}/revel-api"))
 }
 
-/// The id of a related object's resource URI (`/resources/Product/5/` is 5).
-fn related_id(uri: &str) -> Option<&str> {
-    let inner = uri.strip_prefix('/')?.strip_suffix('/')?;
-    inner.rsplit('/').next().filter(|id| !id.is_empty())
-}
-
 /// Whether `object` passes the filter `field = wanted`.
 fn passes(object: &Value, field: &str, wanted: &str) -> bool {
     if let Some(field) = field.strip_suffix("__in") {
@@ -180,10 +161,6 @@ fn passes(object: &Value, field: &str, wanted: &str) -> bool {
             .and_then(Value::as_str)
             .is_some_and(|d| d >= wanted);
     }
-    if field == "order" {
-        let uri = format!("/resources/Order/{wanted}/");
-        return object.get("order").and_then(Value::as_str) == Some(uri.as_str());
-    }
     if let Some(field) = field.strip_suffix("__endswith") {
         return object
             .get(field)
@@ -196,7 +173,10 @@ fn passes(object: &Value, field: &str, wanted: &str) -> bool {
     };
     match object.get(field) {
         Some(Value::String(s)) if case_blind => s.eq_ignore_ascii_case(wanted),
-        Some(Value::String(s)) => s == wanted || related_id(s) == Some(wanted),
+        // A related object's URI (`/resources/Order/5/`) passes for its id.
+        Some(v @ Value::String(s)) => {
+            s == wanted || shared::sources::revel::resource_id(v).as_deref() == Some(wanted)
+        }
         Some(Value::Null) | None => false,
         Some(other) => other.to_string().eq_ignore_ascii_case(wanted),
     }
@@ -327,7 +307,7 @@ pub async fn write(
         }
     };
     object["updated_date"] = json!(revel_now());
-    fixtures.keep(resource, object.clone());
+    fixtures.put(resource, object.clone());
     let what = if status == StatusCode::CREATED {
         "created"
     } else {

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use shared::ids::{EntityKey, InstanceName};
 use shared::inventory_request::PendingProducts;
 use shared::partner_catalog;
-use shared::secrets::{InstanceSecrets, SecretDocument};
+use shared::secrets::{InstanceSecrets, SecretSource, SecretsManagerSource};
 use shared::sources::FollowUp;
 use shared::store::dynamodb::{event_record, DynamoEntityStore};
 use shared::store::{EntityStore, EventRecord, EventStatus, Rank, StoredEntity};
@@ -581,9 +581,7 @@ impl Observer {
 /// The Revel product a pulled stock record is of (its `product` URI's id).
 fn stock_product(entity: &StoredEntity) -> Option<String> {
     let state: Value = serde_json::from_str(&entity.state_json).ok()?;
-    let uri = state["product"].as_str()?;
-    let id = uri.strip_suffix('/')?.rsplit('/').next()?;
-    Some(id.to_owned())
+    shared::sources::revel::resource_id(&state["product"])
 }
 
 /// The Revel secret document's instances and settings (never shown).
@@ -591,14 +589,13 @@ async fn revel_settings(
     sdk: &aws_config::SdkConfig,
     stack: &RunningStack,
 ) -> Result<InstanceSecrets, Error> {
-    let value = aws_sdk_secretsmanager::Client::new(sdk)
-        .get_secret_value()
-        .secret_id(stack.var("REVEL_WEBHOOK_SECRETS_ID")?)
-        .send()
-        .await?
-        .secret_string
-        .unwrap_or_default();
-    Ok(InstanceSecrets::parse(&SecretDocument(value))?)
+    let document = SecretsManagerSource::new(
+        aws_sdk_secretsmanager::Client::new(sdk),
+        stack.var("REVEL_WEBHOOK_SECRETS_ID")?,
+    )
+    .fetch()
+    .await?;
+    Ok(InstanceSecrets::parse(&document)?)
 }
 
 /// `post-events [--dir events] [--url URL] [--wait-seconds 30]`.

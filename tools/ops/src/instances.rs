@@ -5,7 +5,7 @@
 //! what is shown is what they read; no secret is printed.
 
 use serde_json::json;
-use shared::secrets::{InstanceSecrets, InstanceSettings, SecretDocument};
+use shared::secrets::{InstanceSecrets, InstanceSettings, SecretSource, SecretsManagerSource};
 use shared::sync_state::SyncState;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
@@ -36,24 +36,13 @@ pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
             what: "--default-time-zone",
             why: e.to_string(),
         })?;
-    let raw = context
-        .secrets
-        .get_secret_value()
-        .secret_id(context.revel_secrets_id()?)
-        .send()
-        .await
-        .map_err(|e| OpsError::aws("secretsmanager", "GetSecretValue", e))?
-        .secret_string
-        .ok_or_else(|| OpsError::Unreadable {
-            what: "the Revel secret".into(),
-            why: "no string value".into(),
-        })?;
+    let raw = SecretsManagerSource::new(context.secrets.clone(), context.revel_secrets_id()?)
+        .fetch()
+        .await?;
     let document =
-        InstanceSecrets::parse_with(&SecretDocument(raw), &default_zone).map_err(|e| {
-            OpsError::Unreadable {
-                what: "the Revel secret".into(),
-                why: e.to_string(),
-            }
+        InstanceSecrets::parse_with(&raw, &default_zone).map_err(|e| OpsError::Unreadable {
+            what: "the Revel secret".into(),
+            why: e.to_string(),
         })?;
     let state = context.sync_state().ok();
     let wanted = wanted(args)?;

@@ -788,11 +788,7 @@ async fn instances_shows_each_instances_zone_end_of_day_and_2_hourly_option_and_
             .to_string(),
         )
         .await;
-    let state = DynamoSyncState::new(
-        aws_sdk_dynamodb::Client::new(&stack.sdk),
-        stack.sync_config(1000).sync_state_table,
-        1000,
-    );
+    let state = stack.sync_state();
     let labar = InstanceName::parse("labar").unwrap();
     state
         .mark_slot(&labar, "end_of_day", "eod:2026-11-29@2026-11-30T06:30:00Z")
