@@ -160,18 +160,10 @@ impl Slot {
         settings: &InstanceSettings,
         start: PrimitiveDateTime,
     ) -> Self {
-        let wall = i64::try_from(start.assume_utc().unix_timestamp_nanos() / 1000).unwrap_or(0);
-        let opens_at = settings
-            .time_zone
-            .instant_of_wall(wall)
-            .and_then(|micros| {
-                OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).ok()
-            })
-            .unwrap_or_else(|| start.assume_utc());
         Self {
             cadence,
             id,
-            opens_at,
+            opens_at: instant_at(settings, start),
         }
     }
 
@@ -196,6 +188,19 @@ impl Slot {
             })
             .is_some_and(|at| self.opens_at < at + SAME_RUN)
     }
+}
+
+/// The instant the instance's wall clock shows `wall` (a time the clocks
+/// skip read forward by the gap, one shown twice as its first showing).
+pub fn instant_at(settings: &InstanceSettings, wall: PrimitiveDateTime) -> OffsetDateTime {
+    let micros = i64::try_from(wall.assume_utc().unix_timestamp_nanos() / 1000).unwrap_or(0);
+    settings
+        .time_zone
+        .instant_of_wall(micros)
+        .and_then(|micros| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).ok()
+        })
+        .unwrap_or_else(|| wall.assume_utc())
 }
 
 /// The instance's wall clock at `now`.

@@ -21,11 +21,11 @@ pub fn next_end_of_day(settings: &InstanceSettings, now: OffsetDateTime) -> Opti
     let local = shared::schedule::local_time(settings, now);
     [local.date(), local.date().next_day()?]
         .into_iter()
-        .filter_map(|date| {
-            let wall = PrimitiveDateTime::new(date, settings.end_of_day).assume_utc();
-            let wall = i64::try_from(wall.unix_timestamp_nanos() / 1000).ok()?;
-            let instant = settings.time_zone.instant_of_wall(wall)?;
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(instant) * 1000).ok()
+        .map(|date| {
+            shared::schedule::instant_at(
+                settings,
+                PrimitiveDateTime::new(date, settings.end_of_day),
+            )
         })
         .find(|at| *at > now)
 }
