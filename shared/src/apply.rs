@@ -419,6 +419,15 @@ fn link_state(object: &Value, field: &str, ours: &str) -> LinkState {
     }
 }
 
+/// The uuid of a partner order's line or payment (`part`), the same on every
+/// attempt: how a retry finds what an earlier one created.
+fn child_uuid(instance: &InstanceName, order: &str, part: &str, key: &str) -> Value {
+    json!(derived_uuid(&format!(
+        "{}:{instance}:order:{order}:{part}:{key}",
+        crate::sources::vinesos::NAME
+    )))
+}
+
 /// A name-based UUID (RFC 9562 version 8, from SHA-256) for an object the
 /// bundle creates under a parent it found by link (an order's lines and
 /// payments): the same line always gets the same uuid, so it is found again
@@ -927,13 +936,7 @@ impl Applier {
             };
             let line_key = id_field(line, "id").unwrap_or_else(|| n.to_string());
             let mut item = Map::new();
-            item.insert(
-                "uuid".into(),
-                json!(derived_uuid(&format!(
-                    "{}:{instance}:order:{id}:line:{line_key}",
-                    crate::sources::vinesos::NAME
-                ))),
-            );
+            item.insert("uuid".into(), child_uuid(instance, id, "line", &line_key));
             item.insert("product".into(), json!(product));
             item.insert("quantity".into(), json!(quantity));
             item.insert("price".into(), json!(price));
@@ -983,10 +986,7 @@ impl Applier {
             let mut fields = Map::new();
             fields.insert(
                 "uuid".into(),
-                json!(derived_uuid(&format!(
-                    "{}:{instance}:order:{id}:payment:{payment_key}",
-                    crate::sources::vinesos::NAME
-                ))),
+                child_uuid(instance, id, "payment", &payment_key),
             );
             fields.insert("amount".into(), json!(amount));
             fields.insert("payment_type".into(), json!(kind));
