@@ -21,6 +21,7 @@
 //! | [`secrets`] | per-instance webhook secrets from Secrets Manager, cached, kept through an outage |
 //! | [`signature`] | `X-Revel-Signature`: hex HMAC-SHA1 of the raw body, constant-time check |
 //! | [`sources`] | each platform described once: auth, identity, entity, follow-ups |
+//! | [`projection`] | the receivers' parse: only the fields a key is made of become values |
 //! | [`idempotency`] | the key an event is stored under, so it is stored once |
 //! | [`ids`] | validated newtypes: [`ids::InstanceName`], [`ids::EventKey`], [`ids::EntityKey`] |
 //! | [`receive`] | the receivers: verify, derive the key, one conditional put, answer |
@@ -32,7 +33,7 @@
 //! | [`partner_catalog`] | the partner's products and events, applied to Revel in one end-of-day batch |
 //! | [`inventory_request`] | the partner's searches: Revel's stock of named products, pulled on demand |
 //! | [`replay`] | an operator's replay of an archived event through the processor |
-//! | [`aws`] | one `SdkConfig` with timeouts that fit Revel's 10 s deadline |
+//! | [`aws`] | one `SdkConfig` from Lambda's environment, with timeouts that fit Revel's 10 s deadline |
 //! | [`function`] | the entry points every function crate's `main` calls |
 //! | [`error`] | the typed errors that cross modules |
 
@@ -50,6 +51,7 @@ pub mod inventory_request;
 pub mod local_time;
 pub mod partner_catalog;
 pub mod process;
+pub mod projection;
 pub mod queue;
 pub mod receive;
 pub mod replay;

@@ -31,6 +31,10 @@ use crate::telemetry::{self, Metric};
 /// Largest entity state kept (DynamoDB items are at most 400 KB).
 pub const MAX_STATE_BYTES: usize = 350_000;
 
+/// Bodies from this size are read for their key fields only
+/// ([`crate::projection`]); smaller ones are parsed whole.
+const PROJECT_FROM_BYTES: usize = 1024;
+
 /// What happened to a request that was not refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -229,7 +233,7 @@ impl Receiver {
         zone: Option<crate::local_time::Zone>,
     ) -> Result<Prepared, ReceiveError> {
         let received_at_micros = self.clock.now_micros();
-        let meaning = match serde_json::from_slice::<Value>(&request.body) {
+        let meaning = match self.parse(&request.body) {
             Ok(body) if self.source.is_ping(&body) => return Ok(Prepared::Pong),
             Ok(body) => {
                 self.note_declared_type(instance, &request.headers);
@@ -272,6 +276,18 @@ impl Receiver {
         span.record("event_key", tracing::field::display(&record.event_key));
         span.record("instance", tracing::field::display(instance));
         Ok(Prepared::Event(Box::new(PreparedEvent { record })))
+    }
+
+    /// The body as far as the receiver needs it: projected onto the kind's
+    /// key fields, or whole when it is small (a ping is 15 bytes) or could
+    /// make a state too large for one item (`check_state` measures it).
+    fn parse(&self, body: &[u8]) -> serde_json::Result<Value> {
+        match self.kind.key_fields() {
+            Some(paths) if (PROJECT_FROM_BYTES..=MAX_STATE_BYTES).contains(&body.len()) => {
+                crate::projection::project(body, paths)
+            }
+            _ => serde_json::from_slice(body),
+        }
     }
 
     /// The route decides the event type. A sender that names another one

@@ -68,6 +68,14 @@ pub trait EventKind: Send + Sync {
     /// order is most of its body). The receiver reads it for the event's
     /// identity; the processor reads the stored body again for the rest.
     fn interpret(&self, body: Value, headers: &HeaderMap) -> Result<Interpretation, Malformed>;
+    /// Every field `interpret` reads for the identity, the entity's kind and
+    /// id, and its refusals, as paths from the top of the body. A receiver
+    /// then parses only these ([`crate::projection`]) and interprets that;
+    /// the processor interprets the whole body. `None` (the default): the
+    /// receiver parses the whole body, as for small bodies it costs little.
+    fn key_fields(&self) -> Option<&'static [crate::projection::Path]> {
+        None
+    }
 }
 
 /// The event type a request of `source` says it carries (Revel's

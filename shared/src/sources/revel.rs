@@ -118,6 +118,16 @@ impl EventKind for RevelEventType {
             Self::MenuUpdated => menu(body, establishment),
         }
     }
+
+    fn key_fields(&self) -> Option<&'static [crate::projection::Path]> {
+        match self {
+            Self::OrderFinalized => Some(&[&["orderInfo", "uuid"], &["orderInfo", "updated_date"]]),
+            Self::CustomerCreated | Self::CustomerUpdated => Some(&[&["uuid"], &["updated_date"]]),
+            Self::RewardCardCreated => Some(&[&["id"], &["updated_date"]]),
+            // A few dozen bytes: parsed whole.
+            Self::StockChanged | Self::MenuUpdated => None,
+        }
+    }
 }
 
 /// The object's `updated_date`: Revel writes it without an offset, in the
@@ -733,6 +743,141 @@ mod tests {
             assert!(seen.insert(kind.route()));
             assert!(seen.insert(kind.name()));
             assert!(seen.insert(kind.crate_name()));
+        }
+    }
+
+    /// What a receiver keeps of an interpretation: the identity, and the
+    /// entity's kind, id and version; or the refusal.
+    fn key_of(
+        kind: RevelEventType,
+        body: Value,
+    ) -> Result<(Identity, Option<(&'static str, String, Version)>), Malformed> {
+        kind.interpret(body, &HeaderMap::new()).map(|meaning| {
+            (
+                meaning.identity,
+                meaning.entity.map(|e| (e.kind, e.id, e.version)),
+            )
+        })
+    }
+
+    /// The receiver's reading (the projection onto `key_fields`) and the
+    /// processor's (the whole body) agree on `body`.
+    fn assert_projection_agrees(kind: RevelEventType, body: &str) {
+        let paths = kind.key_fields().expect("a kind with key fields");
+        let whole = serde_json::from_str::<Value>(body).map(|v| key_of(kind, v));
+        let part = crate::projection::project(body.as_bytes(), paths).map(|v| key_of(kind, v));
+        match (whole, part) {
+            (Ok(whole), Ok(part)) => assert_eq!(part, whole, "{kind:?} on {body}"),
+            (Err(_), Err(_)) => {}
+            (whole, part) => panic!("{kind:?} on {body}: whole {whole:?}, projected {part:?}"),
+        }
+    }
+
+    #[test]
+    fn the_receivers_projection_finds_the_same_key_and_refusals_as_the_whole_body() {
+        let order = include_str!("../../../events/payloads/order-finalized.json");
+        let customer = include_str!("../../../events/payloads/customer.json");
+        let card = include_str!("../../../events/payloads/rewardcard-created.json");
+        let cases: &[(RevelEventType, &str)] = &[
+            (RevelEventType::OrderFinalized, order),
+            (RevelEventType::CustomerCreated, customer),
+            (RevelEventType::CustomerUpdated, customer),
+            (RevelEventType::RewardCardCreated, card),
+        ];
+        for (kind, sample) in cases {
+            assert!(key_of(*kind, serde_json::from_str(sample).unwrap()).is_ok());
+            assert_projection_agrees(*kind, sample);
+            let mut sample: Value = serde_json::from_str(sample).unwrap();
+            let target = if *kind == RevelEventType::OrderFinalized {
+                "/orderInfo"
+            } else {
+                ""
+            };
+            // Each key field missing, null, numeric, blank, or the wrong type.
+            for field in ["uuid", "id", "updated_date"] {
+                for value in [
+                    json!(null),
+                    json!(42),
+                    json!("  "),
+                    json!({"a": 1}),
+                    json!("2026-13-40"),
+                ] {
+                    for remove in [false, true] {
+                        let mut changed = sample.clone();
+                        let object = changed
+                            .pointer_mut(target)
+                            .and_then(Value::as_object_mut)
+                            .expect("the key fields' object");
+                        if remove {
+                            object.remove(field);
+                        } else {
+                            object.insert(field.into(), value.clone());
+                        }
+                        assert_projection_agrees(*kind, &changed.to_string());
+                    }
+                }
+            }
+            if let Some(object) = sample.as_object_mut() {
+                object.insert("orderInfo".into(), json!("not an object"));
+            }
+            assert_projection_agrees(*kind, &sample.to_string());
+        }
+        for body in [
+            "[]",
+            "null",
+            "{}",
+            r#"{"orderInfo": []}"#,
+            "{\"uuid\": \"a\", \"uuid\": \"b\", \"updated_date\": \"2026-11-30T10:00:00\"}",
+        ] {
+            for (kind, _) in cases {
+                assert_projection_agrees(*kind, body);
+            }
+        }
+    }
+
+    use proptest::prelude::Strategy as _;
+
+    proptest::proptest! {
+        /// Random bodies with the key fields at random places and of random
+        /// types, beside random other fields.
+        #[test]
+        fn the_projection_agrees_with_the_whole_body_on_any_body(
+            uuid in proptest::option::of(proptest::prop_oneof![
+                "[a-z0-9 -]{0,12}".prop_map(Value::from),
+                proptest::num::i64::ANY.prop_map(Value::from),
+                proptest::bool::ANY.prop_map(Value::from),
+            ]),
+            date in proptest::option::of(proptest::prop_oneof![
+                "2026-1[0-2]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]".prop_map(Value::from),
+                "[0-9T:. -]{0,20}".prop_map(Value::from),
+            ]),
+            noise in proptest::collection::btree_map("[a-z]{1,8}", "[a-z0-9]{0,8}", 0..6),
+            nested in proptest::bool::ANY,
+        ) {
+            let mut object = serde_json::Map::new();
+            for (k, v) in noise {
+                object.insert(k, Value::from(v));
+            }
+            if let Some(uuid) = uuid {
+                object.insert("uuid".into(), uuid.clone());
+                object.insert("id".into(), uuid);
+            }
+            if let Some(date) = date {
+                object.insert("updated_date".into(), date);
+            }
+            let body = if nested {
+                json!({"orderInfo": object, "items": [1, 2, 3]})
+            } else {
+                Value::Object(object)
+            }
+            .to_string();
+            for kind in [
+                RevelEventType::OrderFinalized,
+                RevelEventType::CustomerCreated,
+                RevelEventType::RewardCardCreated,
+            ] {
+                assert_projection_agrees(kind, &body);
+            }
         }
     }
 }
