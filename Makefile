@@ -5,7 +5,9 @@
 SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
-STAMP := $(VENV)/.installed-$(shell sha256sum tools/requirements.txt | cut -c1-12)
+# tools/requirements.txt takes in the Python reference's pins (bench/python-reference/requirements.txt): the stamp changes with either.
+VENV_REQUIREMENTS := tools/requirements.txt bench/python-reference/requirements.txt
+STAMP := $(VENV)/.installed-$(shell cat $(VENV_REQUIREMENTS) | sha256sum | cut -c1-12)
 # sam finds cargo-lambda and zig on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # sam needs a region even offline.
@@ -31,7 +33,7 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): tools/requirements.txt
+$(STAMP): $(VENV_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 	rm -f $(VENV)/.installed-*
@@ -58,9 +60,11 @@ integration: venv
 
 # Whole functions as Lambda runs them: release builds against a local Runtime
 # API (tools/lambda-sandbox), moto behind a recording proxy, beside a
-# hello-world floor; then the events processor on what the receivers left on
-# the stream. Reports, doesn't gate. BENCH_ARGS="--functions all --json out.json"
-# (or --no-processor).
+# hello-world floor and the Python reference a user would write instead
+# (bench/python-reference, run by awslambdaric from .venv), each receiver's
+# budgets against both; then the events processor on what the receivers left
+# on the stream. Reports, doesn't gate. BENCH_ARGS="--functions all --json
+# out.json" (or --no-processor, --no-reference).
 .PHONY: bench-lambda
 BENCH_FUNCTIONS := revel-order-finalized revel-stock-changed winesitting-webhook booking-bookings vinesos-customer-created
 bench-lambda: venv

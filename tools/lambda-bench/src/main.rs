@@ -1,4 +1,5 @@
-//! `lambda-bench`: each function as Lambda runs it, beside a hello-world floor.
+//! `lambda-bench`: each function as Lambda runs it, beside a hello-world
+//! floor and the Python receiver a user would write instead.
 //!
 //! Starts the local AWS endpoint (moto) and provisions template.yaml's
 //! tables, queues and secrets on it (as `local-stack up` does), puts a
@@ -10,9 +11,21 @@
 //!   requests made in it; first invoke; warm answer latency (event handed
 //!   out to response posted) and invocation duration (to the runtime back
 //!   at `next`), p50 and p99 over N new events; CPU time per warm
-//!   invocation (utime + stime from /proc/<pid>/stat); peak RSS (VmHWM);
-//!   and the ack path: AWS requests and sequential round trips before the
+//!   invocation (ns on CPU summed over the process's threads from
+//!   /proc/<pid>/task/*/schedstat; utime + stime in clock ticks only where
+//!   schedstat is missing, and the report says so); peak RSS (VmHWM); and
+//!   the ack path: AWS requests and sequential round trips before the
 //!   answer, per new event and per duplicate, as the proxy saw them;
+//! - the Python reference (bench/python-reference: boto3 and Powertools'
+//!   idempotency on a DynamoDB table of its own, provisioned from its
+//!   template; the order sent to the jobs queue), run by awslambdaric
+//!   (`python -m awslambdaric handler.lambda_handler`, as Lambda's Python
+//!   images run a handler) through the same Runtime API, fed the same new
+//!   events and duplicates as revel-order-finalized and measured the same
+//!   way (its RSS is the Python process's);
+//! - the budgets, on the raw figures, met or missed with the margin: each
+//!   receiver's init + first invoke ≤ 3× the floor's and ≤ 1/30 of the
+//!   reference's, its CPU per warm new event ≤ 1/4 of the reference's;
 //! - the events processor, fed everything the receivers left on the events
 //!   table's stream in batches as the event source mapping reads them:
 //!   init and first batch, batch answer p50/p99, time, AWS requests and
@@ -22,17 +35,18 @@
 //!
 //! Every figure is raw: nothing is subtracted. These are this machine's
 //! release builds, while Lambda runs arm64 (Graviton) builds on a fraction
-//! of a vCPU: what transfers is the ratio to the floor and the counts
-//! (requests, round trips), not the absolute milliseconds. The local
-//! endpoint is moto, whose per-request time (milliseconds, in Python) is in
-//! every latency that includes AWS requests.
+//! of a vCPU: what transfers is the ratio to the floor and to the
+//! reference, and the counts (requests, round trips), not the absolute
+//! milliseconds. The local endpoint is moto, whose per-request time
+//! (milliseconds, in Python) is in every latency that includes AWS
+//! requests.
 //!
 //! Bounded: loopback only, fixed counts, a global timeout; moto and every
 //! function process are stopped when the bench ends, also on error or
 //! timeout.
 //!
 //! Usage: lambda-bench [--functions a,b,...|all] [--invocations 200]
-//!        [--duplicates 50] [--no-processor] [--json PATH]
+//!        [--duplicates 50] [--no-processor] [--no-reference] [--json PATH]
 //!        [--timeout-secs 900] [--python .venv/bin/python]
 //!        [--bin-dir target/release]
 
@@ -41,7 +55,7 @@ mod report;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lambda_sandbox::proxy::{sequential_round_trips, Call, Proxy};
 use lambda_sandbox::{Answer, Function, Launch};
@@ -67,19 +81,26 @@ const DEFAULT_FUNCTIONS: &[&str] = &[
     "vinesos-customer-created",
 ];
 const FLOOR: &str = "lambda-floor";
+/// The Python reference (bench/python-reference), fed the events of
+/// [`REFERENCE_OF`].
+const REFERENCE: &str = "python-reference (order)";
+const REFERENCE_OF: &str = "revel-order-finalized";
+const REFERENCE_LOGICAL_ID: &str = "PythonReferenceFunction";
+const REFERENCE_HANDLER: &str = "handler.lambda_handler";
 const PROCESSOR: &str = "events-processor";
 const PROCESSOR_LOGICAL_ID: &str = "EventsProcessorFunction";
 /// The longest any one step (init, an invocation) may take: the
 /// processor's Timeout in template.yaml.
 const STEP_LIMIT: Duration = Duration::from_secs(60);
 
-const USAGE: &str = "usage: lambda-bench [--functions a,b,...|all] [--invocations 200] [--duplicates 50] [--no-processor] [--json PATH] [--timeout-secs 900] [--python .venv/bin/python] [--bin-dir target/release]";
+const USAGE: &str = "usage: lambda-bench [--functions a,b,...|all] [--invocations 200] [--duplicates 50] [--no-processor] [--no-reference] [--json PATH] [--timeout-secs 900] [--python .venv/bin/python] [--bin-dir target/release]";
 
 struct Options {
     functions: Vec<String>,
     invocations: usize,
     duplicates: usize,
     processor: bool,
+    reference: bool,
     json: Option<PathBuf>,
     timeout: Duration,
     python: PathBuf,
@@ -98,6 +119,7 @@ fn options() -> Result<Options, Error> {
         invocations: 200,
         duplicates: 50,
         processor: true,
+        reference: true,
         json: None,
         timeout: Duration::from_secs(900),
         python: std::env::var("LOCAL_AWS_PYTHON")
@@ -124,6 +146,7 @@ fn options() -> Result<Options, Error> {
             "--invocations" | "-n" => options.invocations = value()?.parse()?,
             "--duplicates" => options.duplicates = value()?.parse()?,
             "--no-processor" => options.processor = false,
+            "--no-reference" => options.reference = false,
             "--json" => options.json = Some(PathBuf::from(value()?)),
             "--timeout-secs" => options.timeout = Duration::from_secs(value()?.parse()?),
             "--python" => options.python = PathBuf::from(value()?),
@@ -294,8 +317,77 @@ fn memory_size(template: &serde_norway::Value, logical_id: Option<&str>) -> u64 
         .unwrap_or(128)
 }
 
-/// utime + stime of `pid`, in milliseconds.
-fn cpu_ms(pid: u32) -> Result<f64, Error> {
+/// How CPU time was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuClock {
+    /// Nanoseconds on CPU per thread, from /proc/<pid>/task/*/schedstat.
+    Schedstat,
+    /// utime + stime from /proc/<pid>/stat, in clock ticks.
+    Ticks,
+}
+
+/// A process's CPU time so far, per thread (by thread id), in ns.
+#[derive(Debug, Clone, PartialEq)]
+struct CpuReading {
+    clock: CpuClock,
+    threads: BTreeMap<u32, u64>,
+}
+
+/// CPU time used between two readings, in ms, and how many threads ended
+/// in between (what they used since `before` is not in it: schedstat is
+/// per living thread).
+fn cpu_between(before: &CpuReading, after: &CpuReading) -> (f64, usize) {
+    let mut ns = 0u64;
+    for (tid, now) in &after.threads {
+        ns += now.saturating_sub(before.threads.get(tid).copied().unwrap_or(0));
+    }
+    let ended = before
+        .threads
+        .keys()
+        .filter(|tid| !after.threads.contains_key(tid))
+        .count();
+    (ns as f64 / 1e6, ended)
+}
+
+/// The first field of a schedstat line: nanoseconds on CPU.
+fn schedstat_ns(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// `pid`'s CPU time: per thread from schedstat (exact to the ns), else the
+/// process's utime + stime in clock ticks.
+fn cpu_reading(pid: u32) -> Result<CpuReading, Error> {
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        let mut threads = BTreeMap::new();
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            // A thread that ended since the listing has nothing to read.
+            if let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|text| schedstat_ns(&text))
+            {
+                threads.insert(tid, ns);
+            }
+        }
+        if !threads.is_empty() {
+            return Ok(CpuReading {
+                clock: CpuClock::Schedstat,
+                threads,
+            });
+        }
+    }
+    let ms = ticks_ms(pid)?;
+    Ok(CpuReading {
+        clock: CpuClock::Ticks,
+        threads: BTreeMap::from([(pid, (ms * 1e6) as u64)]),
+    })
+}
+
+/// utime + stime of `pid`, in milliseconds (whole clock ticks).
+fn ticks_ms(pid: u32) -> Result<f64, Error> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -327,14 +419,94 @@ fn peak_rss_kb(pid: u32) -> Result<u64, Error> {
         .ok_or_else(|| "no VmHWM in /proc/<pid>/status".into())
 }
 
-/// What every measurement shares: the endpoint behind its proxy, the
-/// functions' environment, where binaries and logs are.
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The hello-world `lambda_runtime` function.
+    Floor,
+    Receiver,
+    /// The Python reference: what a user would write instead.
+    Reference,
+}
+
+/// A function to measure: its name in the report, what it is, and (for a
+/// binary) its logical id in the template, for its memory size.
+#[derive(Debug, Clone)]
+struct Subject {
+    name: String,
+    role: Role,
+    logical_id: Option<&'static str>,
+}
+
+impl Subject {
+    fn floor() -> Self {
+        Self {
+            name: FLOOR.to_owned(),
+            role: Role::Floor,
+            logical_id: None,
+        }
+    }
+
+    fn receiver(name: &str, sample: &Sample) -> Self {
+        Self {
+            name: name.to_owned(),
+            role: Role::Receiver,
+            logical_id: Some(sample.target.logical_id()),
+        }
+    }
+
+    fn reference() -> Self {
+        Self {
+            name: REFERENCE.to_owned(),
+            role: Role::Reference,
+            logical_id: Some(REFERENCE_LOGICAL_ID),
+        }
+    }
+
+    /// Its log file's name.
+    fn log_name(&self) -> String {
+        match self.role {
+            Role::Reference => "python-reference.log".to_owned(),
+            _ => format!("{}.log", self.name),
+        }
+    }
+}
+
+/// Where a run's AWS requests go, and the proxy that records them when
+/// they are counted.
+struct Endpoint<'a> {
+    url: String,
+    proxy: Option<&'a Proxy>,
+}
+
+impl Endpoint<'_> {
+    fn calls_started_between(&self, from: Instant, to: Instant) -> Vec<Call> {
+        self.proxy
+            .map_or_else(Vec::new, |p| p.calls_started_between(from, to))
+    }
+}
+
+/// What every measurement shares: moto behind its proxy, the functions'
+/// environment, where binaries, the reference and logs are.
 struct Setup {
     proxy: Proxy,
     env: BTreeMap<String, String>,
     template: serde_norway::Value,
+    reference: Reference,
     log_dir: PathBuf,
     bin_dir: PathBuf,
+}
+
+/// The Python reference: its interpreter, code and own resources.
+struct Reference {
+    python: PathBuf,
+    /// `3.11`.
+    python_version: String,
+    task_root: PathBuf,
+    /// Its idempotency table, provisioned from its template.
+    env: BTreeMap<String, String>,
+    template: serde_norway::Value,
 }
 
 /// A function started, with what its init cost.
@@ -342,24 +514,63 @@ struct Started {
     function: Function,
     memory: u64,
     init: Duration,
-    init_requests: usize,
+    init_requests: Option<usize>,
 }
 
 impl Setup {
-    async fn start(&self, name: &str, logical_id: Option<&str>) -> Result<Started, Error> {
-        let memory = memory_size(&self.template, logical_id);
-        self.proxy.clear();
-        let function = Launch::new(self.bin_dir.join(name), name, &self.proxy.endpoint)
-            .env(self.env.clone())
+    /// The counting endpoint: moto behind the recording proxy.
+    fn moto(&self) -> Endpoint<'_> {
+        Endpoint {
+            url: self.proxy.endpoint.clone(),
+            proxy: Some(&self.proxy),
+        }
+    }
+
+    fn launch(&self, subject: &Subject, endpoint: &str) -> (Launch, u64) {
+        match subject.role {
+            Role::Floor | Role::Receiver => (
+                Launch::new(self.bin_dir.join(&subject.name), &subject.name, endpoint)
+                    .env(self.env.clone()),
+                memory_size(&self.template, subject.logical_id),
+            ),
+            Role::Reference => {
+                let reference = &self.reference;
+                let launch = Launch::new(&reference.python, "python-reference", endpoint)
+                    .args(["-m", "awslambdaric", REFERENCE_HANDLER])
+                    .task_root(&reference.task_root)
+                    .env(self.env.clone())
+                    .env(reference.env.clone())
+                    .env([
+                        (
+                            "AWS_EXECUTION_ENV",
+                            format!("AWS_Lambda_python{}", reference.python_version),
+                        ),
+                        ("_HANDLER", REFERENCE_HANDLER.to_owned()),
+                        // Lambda's task root is read-only: the handler is
+                        // compiled at every cold start, nothing is cached.
+                        ("PYTHONDONTWRITEBYTECODE", "1".to_owned()),
+                    ]);
+                (launch, memory_size(&reference.template, subject.logical_id))
+            }
+        }
+    }
+
+    async fn start(&self, subject: &Subject, endpoint: &Endpoint<'_>) -> Result<Started, Error> {
+        let (launch, memory) = self.launch(subject, &endpoint.url);
+        if let Some(proxy) = endpoint.proxy {
+            proxy.clear();
+        }
+        let function = launch
             .memory_mb(memory)
-            .log(self.log_dir.join(format!("{name}.log")))
+            .log(self.log_dir.join(subject.log_name()))
             .init_limit(STEP_LIMIT)
             .start()
             .await?;
-        let init_requests = self
-            .proxy
-            .calls_started_between(function.spawned, function.initialized)
-            .len();
+        let init_requests = endpoint.proxy.map(|_| {
+            endpoint
+                .calls_started_between(function.spawned, function.initialized)
+                .len()
+        });
         Ok(Started {
             memory,
             init: function.init_duration(),
@@ -368,14 +579,18 @@ impl Setup {
         })
     }
 
-    /// One invocation, its AWS requests split at the answer.
-    async fn invoke(&self, function: &mut Function, event: &Value) -> Result<Measured, Error> {
+    /// One invocation, its AWS requests (when counted) split at the answer.
+    async fn invoke(
+        &self,
+        endpoint: &Endpoint<'_>,
+        function: &mut Function,
+        event: &Value,
+    ) -> Result<Measured, Error> {
         let invoked = function.invoke(event, STEP_LIMIT).await?;
         // A request the answer waited for ended before it; one still running
         // when the answer was posted (even if started before) is not on the
         // answer's path.
-        let (before, after): (Vec<Call>, Vec<Call>) = self
-            .proxy
+        let (before, after): (Vec<Call>, Vec<Call>) = endpoint
             .calls_started_between(invoked.handed_out, invoked.ended)
             .into_iter()
             .partition(|c| c.end <= invoked.answered);
@@ -416,12 +631,12 @@ fn answer_status(response: &Value) -> String {
     }
 }
 
-/// A receiver (or the floor): `events[0]` is its first invoke, the rest
-/// warm new events, then `duplicates` repeats of them.
+/// A receiver, the floor or the reference: `events[0]` is its first
+/// invoke, the rest warm new events, then `duplicates` repeats of them.
 async fn measure_receiver(
     setup: &Setup,
-    name: &str,
-    logical_id: Option<&str>,
+    endpoint: &Endpoint<'_>,
+    subject: &Subject,
     events: &[Value],
     duplicates: usize,
 ) -> Result<ReceiverFigures, Error> {
@@ -430,34 +645,40 @@ async fn measure_receiver(
         memory,
         init,
         init_requests,
-    } = setup.start(name, logical_id).await?;
+    } = setup.start(subject, endpoint).await?;
     let pid = function.pid();
     // VinesOS signatures are time-limited: signed now, as a sender would.
     let signed_now = |event: &Value| events::resign(event.clone());
     let (first_event, warm_events) = events.split_first().ok_or("no events")?;
     let first = setup
-        .invoke(&mut function, &signed_now(first_event))
+        .invoke(endpoint, &mut function, &signed_now(first_event))
         .await?;
-    let cpu_before = cpu_ms(pid)?;
+    let cpu_before = cpu_reading(pid)?;
     let mut new_runs = vec![first];
     for event in warm_events {
-        new_runs.push(setup.invoke(&mut function, &signed_now(event)).await?);
+        new_runs.push(
+            setup
+                .invoke(endpoint, &mut function, &signed_now(event))
+                .await?,
+        );
     }
-    let cpu_after = cpu_ms(pid)?;
+    let cpu_after = cpu_reading(pid)?;
     let mut dups = Vec::with_capacity(duplicates);
     for i in 0..duplicates {
         let event = signed_now(&events[i % events.len()]);
-        dups.push(setup.invoke(&mut function, &event).await?);
+        dups.push(setup.invoke(endpoint, &mut function, &event).await?);
     }
     let peak_rss_kb = peak_rss_kb(pid)?;
     function.stop().await;
 
-    let is_floor = logical_id.is_none();
+    let counted = endpoint.proxy.is_some() && subject.role != Role::Floor;
     let first_invoke = new_runs[0].answer;
     let warm = &new_runs[1..];
+    let (cpu_ms, threads_ended) = cpu_between(&cpu_before, &cpu_after);
     Ok(ReceiverFigures {
         common: Common {
-            function: name.to_owned(),
+            function: subject.name.clone(),
+            role: subject.role,
             memory_size_mb: memory.to_string(),
             init_ms: ms(init),
             init_requests,
@@ -469,11 +690,13 @@ async fn measure_receiver(
         warm_invocations: warm.len(),
         warm_answer: latency(warm.iter().map(|r| r.answer)),
         warm_duration: latency(warm.iter().map(|r| r.duration)),
-        cpu_ms_per_warm_invocation: ((cpu_after - cpu_before) / warm.len().max(1) as f64 * 1000.0)
-            .round()
-            / 1000.0,
-        new_events: (!is_floor).then(|| aws_figures(&new_runs)),
-        duplicates: (!is_floor && !dups.is_empty()).then(|| Duplicates {
+        cpu_ms_per_warm_invocation: (cpu_ms / warm.len().max(1) as f64 * 1000.0).round() / 1000.0,
+        cpu_clock: cpu_after.clock,
+        cpu_threads_ended: threads_ended,
+        new_statuses: report::statuses_of(&new_runs),
+        duplicate_statuses: report::statuses_of(&dups),
+        new_events: counted.then(|| aws_figures(&new_runs)),
+        duplicates: (counted && !dups.is_empty()).then(|| Duplicates {
             count: dups.len(),
             answer: latency(dups.iter().map(|r| r.answer)),
             aws: aws_figures(&dups),
@@ -506,23 +729,32 @@ async fn measure_processor(
         memory,
         init,
         init_requests,
-    } = setup.start(PROCESSOR, Some(PROCESSOR_LOGICAL_ID)).await?;
+    } = setup
+        .start(
+            &Subject {
+                name: PROCESSOR.to_owned(),
+                role: Role::Receiver,
+                logical_id: Some(PROCESSOR_LOGICAL_ID),
+            },
+            &setup.moto(),
+        )
+        .await?;
     let pid = function.pid();
     let ((_, first_event), warm_batches) = batches
         .split_first()
         .ok_or("the events table's stream holds nothing")?;
-    let cpu_at_start = cpu_ms(pid)?;
+    let cpu_at_start = cpu_reading(pid)?;
     let first = invoke_batch(setup, &mut function, first_event).await?;
     let mut failed_records = first.1;
     let first = first.0;
-    let cpu_before = cpu_ms(pid)?;
+    let cpu_before = cpu_reading(pid)?;
     let mut warm = Vec::with_capacity(warm_batches.len());
     for (records, event) in warm_batches {
         let (measured, failed) = invoke_batch(setup, &mut function, event).await?;
         failed_records += failed;
         warm.push((*records, measured));
     }
-    let cpu_after = cpu_ms(pid)?;
+    let cpu_after = cpu_reading(pid)?;
     let peak_rss_kb = peak_rss_kb(pid)?;
     function.stop().await;
 
@@ -544,6 +776,7 @@ async fn measure_processor(
     Ok(ProcessorFigures {
         common: Common {
             function: PROCESSOR.to_owned(),
+            role: Role::Receiver,
             memory_size_mb: memory.to_string(),
             init_ms: ms(init),
             init_requests,
@@ -563,12 +796,15 @@ async fn measure_processor(
         })),
         operations,
         cpu_ms_per_record: per_record(
-            cpu_after
-                - if warm.is_empty() {
-                    cpu_at_start
+            cpu_between(
+                if warm.is_empty() {
+                    &cpu_at_start
                 } else {
-                    cpu_before
+                    &cpu_before
                 },
+                &cpu_after,
+            )
+            .0,
         ),
         failed_records,
     })
@@ -580,7 +816,7 @@ async fn invoke_batch(
     function: &mut Function,
     event: &Value,
 ) -> Result<(Measured, usize), Error> {
-    let measured = setup.invoke(function, event).await?;
+    let measured = setup.invoke(&setup.moto(), function, event).await?;
     let failures = measured
         .response
         .as_ref()
@@ -588,6 +824,30 @@ async fn invoke_batch(
         .map(Vec::len)
         .ok_or_else(|| format!("{PROCESSOR} answered {}", measured.status))?;
     Ok((measured, failures))
+}
+
+/// The Python reference's resources and interpreter: its own template's
+/// table provisioned on `sdk`'s endpoint, the interpreter's version.
+async fn reference(sdk: &aws_config::SdkConfig, python: &Path) -> Result<Reference, Error> {
+    let task_root = workspace_root().join("bench/python-reference");
+    let template_path = task_root.join("template.yaml");
+    let provisioned = provision(sdk, &Template::load(&template_path)?, "bench-reference").await?;
+    let output = Command::new(python)
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .await
+        .map_err(|e| format!("running {}: {e} (run `make venv` first)", python.display()))?;
+    let python_version = String::from_utf8(output.stdout)?.trim().to_owned();
+    if !output.status.success() || python_version.is_empty() {
+        return Err(format!("{} did not tell its version", python.display()).into());
+    }
+    Ok(Reference {
+        python: python.to_owned(),
+        python_version,
+        task_root,
+        env: provisioned.env,
+        template: serde_norway::from_str(&std::fs::read_to_string(&template_path)?)?,
+    })
 }
 
 async fn run(options: Options) -> Result<(), Error> {
@@ -614,6 +874,11 @@ async fn run(options: Options) -> Result<(), Error> {
         )
         .into());
     }
+    let reference_sample = all
+        .iter()
+        .find(|(n, _)| n == REFERENCE_OF)
+        .map(|(_, sample)| sample.clone())
+        .ok_or("no sample for the reference's events")?;
 
     eprintln!("lambda-bench: starting the local AWS endpoint");
     let moto = start_moto(&options.python).await?;
@@ -635,25 +900,29 @@ async fn run(options: Options) -> Result<(), Error> {
         proxy,
         env: provisioned.env.clone(),
         template: serde_norway::from_str(&std::fs::read_to_string(&template_path)?)?,
+        reference: reference(&sdk, &options.python).await?,
         log_dir,
         bin_dir: options.bin_dir.clone(),
     };
 
     let count = options.invocations + 1;
+    let moto_endpoint = setup.moto();
     let mut receivers = Vec::new();
     let mut floor: Option<ReceiverFigures> = None;
     for (name, sample) in &chosen {
         let events = new_events(sample, count)?;
         if floor.is_none() {
             eprintln!("lambda-bench: {FLOOR} (the floor)");
-            floor = Some(measure_receiver(&setup, FLOOR, None, &events, 0).await?);
+            floor = Some(
+                measure_receiver(&setup, &moto_endpoint, &Subject::floor(), &events, 0).await?,
+            );
         }
         eprintln!("lambda-bench: {name}");
         receivers.push(
             measure_receiver(
                 &setup,
-                name,
-                Some(sample.target.logical_id()),
+                &moto_endpoint,
+                &Subject::receiver(name, sample),
                 &events,
                 options.duplicates,
             )
@@ -661,6 +930,25 @@ async fn run(options: Options) -> Result<(), Error> {
         );
     }
     let floor = floor.ok_or("no functions chosen")?;
+    let mut reference = if options.reference {
+        eprintln!(
+            "lambda-bench: {REFERENCE} (Python {}, awslambdaric, fed {REFERENCE_OF}'s events)",
+            setup.reference.python_version
+        );
+        let events = new_events(&reference_sample, count)?;
+        Some(
+            measure_receiver(
+                &setup,
+                &moto_endpoint,
+                &Subject::reference(),
+                &events,
+                options.duplicates,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let processor = if processor {
         let events_table = &provisioned.resources["EventsTable"];
         let stream_arn = events_table
@@ -682,29 +970,36 @@ async fn run(options: Options) -> Result<(), Error> {
             (common.init_plus_first_ms / floor.common.init_plus_first_ms * 100.0).round() / 100.0,
         );
     };
-    for figures in &mut receivers {
+    for figures in receivers.iter_mut().chain(reference.as_mut()) {
         to_floor(&mut figures.common);
     }
     let processor = processor.map(|mut figures| {
         to_floor(&mut figures.common);
         figures
     });
+    let budgets = receivers
+        .iter()
+        .map(|r| report::budgets(r, &floor, reference.as_ref()))
+        .collect();
     let report = Report {
         machine: machine(),
         invocations: options.invocations,
         duplicates: options.duplicates,
+        clock_tick_ms: 1000 / clock_ticks_per_second(),
+        python_version: setup.reference.python_version.clone(),
         floor,
         receivers,
+        reference,
+        budgets,
         processor,
     };
-    print!(
-        "{}",
-        report::markdown(&report, 1000 / clock_ticks_per_second())
-    );
+    print!("{}", report::markdown(&report));
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
         eprintln!("lambda-bench: wrote {}", path.display());
     }
+    drop(moto_endpoint);
+    drop(setup);
     drop(moto);
     Ok(())
 }
@@ -774,6 +1069,51 @@ mod tests {
             answer_status(&json!({"batchItemFailures": []})),
             "no statusCode"
         );
+    }
+
+    #[test]
+    fn schedstat_gives_the_nanoseconds_on_cpu_and_nothing_else() {
+        assert_eq!(schedstat_ns("62467421 29352273 232\n"), Some(62_467_421));
+        assert_eq!(schedstat_ns(""), None);
+        assert_eq!(schedstat_ns("x 1 2"), None);
+    }
+
+    #[test]
+    fn cpu_between_readings_counts_new_threads_whole_and_ended_threads_as_missing() {
+        let reading = |threads: &[(u32, u64)]| CpuReading {
+            clock: CpuClock::Schedstat,
+            threads: threads.iter().copied().collect(),
+        };
+        let before = reading(&[(1, 1_000_000), (2, 500_000), (3, 7)]);
+        let after = reading(&[(1, 3_500_000), (2, 500_000), (4, 250_000)]);
+        assert_eq!(cpu_between(&before, &after), (2.75, 1));
+    }
+
+    #[test]
+    fn this_process_cpu_is_read_from_schedstat_and_grows_with_work() {
+        let pid = std::process::id();
+        let before = cpu_reading(pid).unwrap();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        let after = cpu_reading(pid).unwrap();
+        assert_eq!(after.clock, CpuClock::Schedstat);
+        assert!(cpu_between(&before, &after).0 > 0.0, "{x}");
+    }
+
+    #[test]
+    fn the_references_template_gives_it_an_idempotency_table_and_128_mb() {
+        let path = workspace_root().join("bench/python-reference/template.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let template = Template::parse(&text).unwrap();
+        let table = template.resource("IdempotencyTable").unwrap();
+        assert_eq!(
+            table.properties["KeySchema"][0]["AttributeName"].as_str(),
+            Some("id")
+        );
+        let value: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(memory_size(&value, Some(REFERENCE_LOGICAL_ID)), 128);
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::time::Duration;
 use lambda_sandbox::proxy::{sequential_round_trips, Call};
 use serde::Serialize;
 
+use crate::{CpuClock, Role};
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub p50_ms: f64,
@@ -53,11 +55,13 @@ pub struct Measured {
 #[derive(Debug, Clone, Serialize)]
 pub struct Common {
     pub function: String,
+    pub role: Role,
     pub memory_size_mb: String,
     /// Spawn to the runtime's first `next`.
     pub init_ms: f64,
-    /// AWS requests made during init (reading secrets, say).
-    pub init_requests: usize,
+    /// AWS requests made during init (reading secrets, say); none where
+    /// the endpoint doesn't count them.
+    pub init_requests: Option<usize>,
     /// The first event handed out to its answer posted.
     pub first_invoke_ms: f64,
     pub init_plus_first_ms: f64,
@@ -83,6 +87,13 @@ pub struct ReceiverFigures {
     /// Event handed out to the runtime back at `next` (Lambda's billed duration).
     pub warm_duration: Latency,
     pub cpu_ms_per_warm_invocation: f64,
+    pub cpu_clock: CpuClock,
+    /// Threads that ended while the warm invocations ran (what they used
+    /// is missing from the CPU figure; 0 in every run so far).
+    pub cpu_threads_ended: usize,
+    /// Answers by status code, counted or not.
+    pub new_statuses: BTreeMap<String, usize>,
+    pub duplicate_statuses: BTreeMap<String, usize>,
     pub new_events: Option<AwsFigures>,
     pub duplicates: Option<Duplicates>,
 }
@@ -145,9 +156,106 @@ pub struct Report {
     pub machine: String,
     pub invocations: usize,
     pub duplicates: usize,
+    /// The clock tick, should a CPU figure have been read in ticks.
+    pub clock_tick_ms: i64,
+    /// The Python reference's interpreter (`3.11`).
+    pub python_version: String,
     pub floor: ReceiverFigures,
     pub receivers: Vec<ReceiverFigures>,
+    pub reference: Option<ReceiverFigures>,
+    pub budgets: Vec<Budgets>,
     pub processor: Option<ProcessorFigures>,
+}
+
+/// A figure against its budget, both raw (ms).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub figure_ms: f64,
+    pub limit_ms: f64,
+    pub met: bool,
+}
+
+impl Verdict {
+    /// `figure` within `limit` (equal is met).
+    pub fn at_most(figure_ms: f64, limit_ms: f64) -> Self {
+        Self {
+            figure_ms,
+            limit_ms,
+            met: figure_ms <= limit_ms,
+        }
+    }
+
+    /// `met: 1/41.2 (12.00 ≤ 16.50 ms, 4.50 ms under)`, with `decimals`.
+    fn show(&self, ratio: &str, decimals: usize) -> String {
+        let margin = (self.limit_ms - self.figure_ms).abs();
+        let (verdict, sign, side) = if self.met {
+            ("met", "≤", "under")
+        } else {
+            ("missed", ">", "over")
+        };
+        format!(
+            "{verdict}: {ratio} ({:.decimals$} {sign} {:.decimals$} ms, {margin:.decimals$} ms {side})",
+            self.figure_ms, self.limit_ms
+        )
+    }
+}
+
+/// The issue's budgets: init + first invoke ≤ 3× the floor's and ≤ 1/30 of
+/// the reference's; warm CPU per new event ≤ 1/4 of the reference's.
+pub const FLOOR_MULTIPLE: f64 = 3.0;
+pub const REFERENCE_INIT_FRACTION: f64 = 1.0 / 30.0;
+pub const REFERENCE_CPU_FRACTION: f64 = 1.0 / 4.0;
+
+/// One receiver's budgets, on the raw figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Budgets {
+    pub function: String,
+    /// init + first invoke against 3× the floor's.
+    pub init_to_floor: Verdict,
+    /// init + first invoke against 1/30 of the reference's.
+    pub init_to_reference: Option<Verdict>,
+    /// CPU per warm new event against 1/4 of the reference's.
+    pub cpu_to_reference: Option<Verdict>,
+}
+
+pub fn budgets(
+    receiver: &ReceiverFigures,
+    floor: &ReceiverFigures,
+    reference: Option<&ReceiverFigures>,
+) -> Budgets {
+    let init = receiver.common.init_plus_first_ms;
+    Budgets {
+        function: receiver.common.function.clone(),
+        init_to_floor: Verdict::at_most(init, floor.common.init_plus_first_ms * FLOOR_MULTIPLE),
+        init_to_reference: reference
+            .map(|r| Verdict::at_most(init, r.common.init_plus_first_ms * REFERENCE_INIT_FRACTION)),
+        cpu_to_reference: reference.map(|r| {
+            Verdict::at_most(
+                receiver.cpu_ms_per_warm_invocation,
+                r.cpu_ms_per_warm_invocation * REFERENCE_CPU_FRACTION,
+            )
+        }),
+    }
+}
+
+/// `a` as a multiple of `b`, or as a fraction `1/n` of it when smaller.
+fn relative(a: f64, b: f64) -> String {
+    if b <= 0.0 || a <= 0.0 {
+        "–".to_owned()
+    } else if a >= b {
+        format!("{:.2}×", a / b)
+    } else {
+        format!("1/{:.1}", b / a)
+    }
+}
+
+/// Answers by status code.
+pub fn statuses_of(runs: &[Measured]) -> BTreeMap<String, usize> {
+    let mut statuses = BTreeMap::new();
+    for run in runs {
+        *statuses.entry(run.status.clone()).or_insert(0) += 1;
+    }
+    statuses
 }
 
 pub fn ms(d: Duration) -> f64 {
@@ -216,10 +324,7 @@ pub fn operations(calls: &[Call]) -> String {
 }
 
 pub fn aws_figures(runs: &[Measured]) -> AwsFigures {
-    let mut statuses = BTreeMap::new();
-    for run in runs {
-        *statuses.entry(run.status.clone()).or_insert(0) += 1;
-    }
+    let statuses = statuses_of(runs);
     AwsFigures {
         requests: spread(runs.iter().map(|r| r.before.len())),
         round_trips: spread(runs.iter().map(|r| sequential_round_trips(&r.before))),
@@ -259,7 +364,50 @@ fn ratio(common: &Common) -> String {
         .map_or_else(|| "1.00".to_owned(), |r| format!("{r:.2}"))
 }
 
-pub fn markdown(report: &Report, clock_tick_ms: i64) -> String {
+fn label(figures: &ReceiverFigures, python_version: &str) -> String {
+    let c = &figures.common;
+    match c.role {
+        Role::Floor => format!("{} (floor)", c.function),
+        Role::Reference => match c.function.strip_suffix(')') {
+            Some(open) => format!("{open}, Python {python_version})"),
+            None => format!("{} (Python {python_version})", c.function),
+        },
+        Role::Receiver => c.function.clone(),
+    }
+}
+
+fn cpu_note(report: &Report) -> String {
+    let rows = std::iter::once(&report.floor)
+        .chain(&report.receivers)
+        .chain(&report.reference);
+    let ticks: Vec<&str> = rows
+        .clone()
+        .filter(|f| f.cpu_clock == CpuClock::Ticks)
+        .map(|f| f.common.function.as_str())
+        .collect();
+    let ended: Vec<String> = rows
+        .filter(|f| f.cpu_threads_ended > 0)
+        .map(|f| format!("{} ({})", f.common.function, f.cpu_threads_ended))
+        .collect();
+    let mut note = if ticks.is_empty() {
+        "CPU = time on CPU over the warm invocations, summed over the process's threads, from /proc/<pid>/task/*/schedstat (ns)".to_owned()
+    } else {
+        format!(
+            "CPU = time on CPU over the warm invocations, summed over the process's threads, from /proc/<pid>/task/*/schedstat (ns), except {}: utime + stime from /proc/<pid>/stat in clock ticks of {} ms (no schedstat)",
+            ticks.join(", "),
+            report.clock_tick_ms
+        )
+    };
+    if !ended.is_empty() {
+        note.push_str(&format!(
+            "; threads that ended meanwhile, whose CPU is missing: {}",
+            ended.join(", ")
+        ));
+    }
+    note
+}
+
+pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "Machine: {}. {} warm new events and {} duplicates per receiver, after the first invoke.\n\n",
@@ -267,18 +415,17 @@ pub fn markdown(report: &Report, clock_tick_ms: i64) -> String {
     ));
     out.push_str("| function | MB | init ms | AWS requests in init | first invoke ms | init + first ms | × floor | warm answer p50 / p99 ms | warm invocation p50 / p99 ms | CPU ms / warm invocation | peak RSS MB |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for figures in std::iter::once(&report.floor).chain(&report.receivers) {
+    for figures in std::iter::once(&report.floor)
+        .chain(&report.receivers)
+        .chain(&report.reference)
+    {
         let c = &figures.common;
-        let label = if figures.new_events.is_none() {
-            format!("{} (floor)", c.function)
-        } else {
-            c.function.clone()
-        };
         out.push_str(&format!(
-            "| {label} | {} | {:.2} | {} | {:.2} | {:.2} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} | {:.1} |\n",
+            "| {} | {} | {:.2} | {} | {:.2} | {:.2} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} | {:.1} |\n",
+            label(figures, &report.python_version),
             c.memory_size_mb,
             c.init_ms,
-            c.init_requests,
+            c.init_requests.map_or_else(|| "–".to_owned(), |n| n.to_string()),
             c.first_invoke_ms,
             c.init_plus_first_ms,
             ratio(c),
@@ -291,14 +438,60 @@ pub fn markdown(report: &Report, clock_tick_ms: i64) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nAnswer = event handed out → response posted; invocation = → the runtime back at `next` (Lambda's billed duration). Init = spawn → the runtime's first `next`; first invoke = its answer. Raw figures: nothing subtracted (the local endpoint's time is in them). CPU = utime + stime of the process over the warm invocations, in clock ticks of {clock_tick_ms} ms. Peak RSS = VmHWM at the end.\n",
+        "\nAnswer = event handed out → response posted; invocation = → the runtime back at `next` (Lambda's billed duration). Init = spawn → the runtime's first `next`; first invoke = its answer. Raw figures: nothing subtracted (the local endpoint's time is in them). {}. Peak RSS = VmHWM at the end. The Python reference is bench/python-reference/handler.py (boto3, Powertools' idempotency on DynamoDB, the order sent to the jobs queue) run by awslambdaric, as Lambda's Python images run it, on {}'s events.\n",
+        cpu_note(report),
+        crate::REFERENCE_OF,
     ));
+    if !report.budgets.is_empty() {
+        let reference = report.reference.as_ref();
+        out.push_str(&format!(
+            "\nBudgets, on the raw figures above: init + first invoke ≤ {}× the floor's and ≤ 1/{:.0} of the Python reference's; CPU per warm new event ≤ 1/{:.0} of the reference's{}.\n\n",
+            FLOOR_MULTIPLE,
+            1.0 / REFERENCE_INIT_FRACTION,
+            1.0 / REFERENCE_CPU_FRACTION,
+            reference.map_or_else(
+                || " (no reference measured: --no-reference)".to_owned(),
+                |r| format!(
+                    " ({:.2} ms and {:.3} ms CPU for the reference)",
+                    r.common.init_plus_first_ms, r.cpu_ms_per_warm_invocation
+                )
+            ),
+        ));
+        out.push_str("| receiver | init + first ≤ 3× floor | init + first ≤ 1/30 of the reference | CPU / warm new event ≤ 1/4 of the reference |\n");
+        out.push_str("|---|---|---|---|\n");
+        let floor = report.floor.common.init_plus_first_ms;
+        for b in &report.budgets {
+            let to_reference = |v: &Option<Verdict>, of: f64, decimals: usize| {
+                v.as_ref().map_or_else(
+                    || "–".to_owned(),
+                    |v| v.show(&relative(v.figure_ms, of), decimals),
+                )
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                b.function,
+                b.init_to_floor
+                    .show(&relative(b.init_to_floor.figure_ms, floor), 2),
+                to_reference(
+                    &b.init_to_reference,
+                    reference.map_or(0.0, |r| r.common.init_plus_first_ms),
+                    2
+                ),
+                to_reference(
+                    &b.cpu_to_reference,
+                    reference.map_or(0.0, |r| r.cpu_ms_per_warm_invocation),
+                    3
+                ),
+            ));
+        }
+    }
     out.push_str(
         "\nThe ack path: AWS requests per invocation between the event handed out and the answer (median, (min–max) when they differ); sequential round trips = the longest chain of them, each started after the previous ended; after the answer = requests running or started after the answer was posted.\n\n",
     );
     out.push_str("| receiver | new: AWS requests | new: sequential round trips | new: requests after the answer | new: answers | duplicate: AWS requests | duplicate: sequential round trips | duplicate: answers | duplicate answer p50 / p99 ms |\n");
     out.push_str("|---|---:|---:|---:|---|---:|---:|---|---:|\n");
-    for figures in &report.receivers {
+    let counted = || report.receivers.iter().chain(&report.reference);
+    for figures in counted() {
         let Some(new) = &figures.new_events else {
             continue;
         };
@@ -321,7 +514,7 @@ pub fn markdown(report: &Report, clock_tick_ms: i64) -> String {
         ));
     }
     out.push_str("\nRequests of the first new event and of the first duplicate (→ one after the other, ‖ concurrent):\n\n");
-    for figures in &report.receivers {
+    for figures in counted() {
         if let Some(new) = &figures.new_events {
             out.push_str(&format!(
                 "- {}: new: {}",
@@ -388,6 +581,76 @@ mod tests {
         assert_eq!(percentile(&values, 0.5), Duration::from_millis(50));
         assert_eq!(percentile(&values, 0.99), Duration::from_millis(99));
         assert_eq!(percentile(&values[..1], 0.99), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_budget_is_met_at_its_limit_and_missed_just_past_it_with_the_margin_on_the_raw_figure() {
+        let met = Verdict::at_most(9.0, 9.0);
+        assert!(met.met);
+        assert_eq!(
+            met.show("3.00×", 2),
+            "met: 3.00× (9.00 ≤ 9.00 ms, 0.00 ms under)"
+        );
+        let missed = Verdict::at_most(12.6, 9.0);
+        assert!(!missed.met);
+        assert_eq!(
+            missed.show("4.20×", 2),
+            "missed: 4.20× (12.60 > 9.00 ms, 3.60 ms over)"
+        );
+    }
+
+    fn figures(role: Role, init_plus_first_ms: f64, cpu_ms: f64) -> ReceiverFigures {
+        ReceiverFigures {
+            common: Common {
+                function: format!("{role:?}"),
+                role,
+                memory_size_mb: "128".into(),
+                init_ms: init_plus_first_ms,
+                init_requests: None,
+                first_invoke_ms: 0.0,
+                init_plus_first_ms,
+                ratio_to_floor: None,
+                peak_rss_kb: 0,
+            },
+            warm_invocations: 1,
+            warm_answer: Latency {
+                p50_ms: 0.0,
+                p99_ms: 0.0,
+            },
+            warm_duration: Latency {
+                p50_ms: 0.0,
+                p99_ms: 0.0,
+            },
+            cpu_ms_per_warm_invocation: cpu_ms,
+            cpu_clock: CpuClock::Schedstat,
+            cpu_threads_ended: 0,
+            new_statuses: BTreeMap::new(),
+            duplicate_statuses: BTreeMap::new(),
+            new_events: None,
+            duplicates: None,
+        }
+    }
+
+    #[test]
+    fn budgets_are_three_times_the_floor_a_thirtieth_of_the_reference_and_a_quarter_of_its_cpu() {
+        let floor = figures(Role::Floor, 5.0, 0.1);
+        let reference = figures(Role::Reference, 600.0, 2.0);
+        let receiver = figures(Role::Receiver, 16.0, 0.6);
+        let b = budgets(&receiver, &floor, Some(&reference));
+        assert_eq!(b.init_to_floor, Verdict::at_most(16.0, 15.0));
+        assert!(!b.init_to_floor.met);
+        assert_eq!(b.init_to_reference, Some(Verdict::at_most(16.0, 20.0)));
+        assert!(b.init_to_reference.unwrap().met);
+        let cpu = b.cpu_to_reference.unwrap();
+        assert_eq!((cpu.limit_ms, cpu.met), (0.5, false));
+        assert!(budgets(&receiver, &floor, None).cpu_to_reference.is_none());
+    }
+
+    #[test]
+    fn ratios_read_as_multiples_above_one_and_fractions_below() {
+        assert_eq!(relative(12.6, 3.0), "4.20×");
+        assert_eq!(relative(10.0, 412.0), "1/41.2");
+        assert_eq!(relative(1.0, 0.0), "–");
     }
 
     #[test]

@@ -18,8 +18,15 @@ use crate::Error;
 /// What to start, and with what.
 #[derive(Debug, Clone)]
 pub struct Launch {
-    /// The function's executable (its `bootstrap`).
+    /// The function's executable (its `bootstrap`), or the interpreter
+    /// that runs it (with [`Launch::args`]).
     pub binary: PathBuf,
+    /// Arguments to the executable: none for a bootstrap; an interpreter's
+    /// own (`-m awslambdaric handler.lambda_handler`) otherwise.
+    pub args: Vec<String>,
+    /// `LAMBDA_TASK_ROOT` and the process's working directory; `None`: the
+    /// executable's directory.
+    pub task_root: Option<PathBuf>,
     /// `AWS_LAMBDA_FUNCTION_NAME`.
     pub name: String,
     /// The function's `Environment`; set after Lambda's own variables, so
@@ -39,6 +46,8 @@ impl Launch {
     pub fn new(binary: impl Into<PathBuf>, name: &str, aws_endpoint: &str) -> Self {
         Self {
             binary: binary.into(),
+            args: Vec::new(),
+            task_root: None,
             name: name.to_owned(),
             env: BTreeMap::new(),
             aws_endpoint: aws_endpoint.to_owned(),
@@ -55,6 +64,19 @@ impl Launch {
     ) -> Self {
         self.env
             .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Runs `binary` with these arguments (an interpreter and its handler).
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Where the function's code is: its `LAMBDA_TASK_ROOT` and working
+    /// directory, as in Lambda (an interpreter finds the handler there).
+    pub fn task_root(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.task_root = Some(dir.into());
         self
     }
 
@@ -77,8 +99,9 @@ impl Launch {
     /// dummy credentials: the endpoint is local).
     fn lambda_env(&self, runtime_api: &str) -> Vec<(&'static str, String)> {
         let task_root = self
-            .binary
-            .parent()
+            .task_root
+            .as_deref()
+            .or_else(|| self.binary.parent())
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         vec![
@@ -123,7 +146,10 @@ impl Launch {
         let sandbox = Sandbox::new(&self.name);
         let served = serve(&sandbox).await?;
         let mut command = Command::new(&self.binary);
-        command.env_clear();
+        command.args(&self.args).env_clear();
+        if let Some(dir) = &self.task_root {
+            command.current_dir(dir);
+        }
         for (name, value) in self.lambda_env(&served.address) {
             command.env(name, value);
         }
@@ -308,6 +334,38 @@ mod tests {
                 "{ours} leaked in: {printed}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn an_interpreter_gets_its_arguments_and_runs_in_the_task_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("lambda-sandbox-args-{}", std::process::id()));
+        let root = dir.join("code");
+        std::fs::create_dir_all(&root).unwrap();
+        let interpreter = dir.join("interpreter");
+        std::fs::write(
+            &interpreter,
+            "#!/bin/sh\necho \"args=$*\"\necho \"cwd=$(pwd)\"\necho \"root=$LAMBDA_TASK_ROOT\"\nexit 3\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&interpreter, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let log = dir.join("out.log");
+        let error = Launch::new(&interpreter, "fn", "http://127.0.0.1:1")
+            .args(["-m", "awslambdaric", "handler.lambda_handler"])
+            .task_root(&root)
+            .log(&log)
+            .start()
+            .await
+            .err()
+            .expect("the script exits without calling next");
+        assert!(matches!(error, Error::Exited { .. }), "{error}");
+        let printed = std::fs::read_to_string(&log).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let root = root.display();
+        assert_eq!(
+            printed,
+            format!("args=-m awslambdaric handler.lambda_handler\ncwd={root}\nroot={root}\n")
+        );
     }
 
     #[tokio::test]
