@@ -10,6 +10,7 @@
 pub mod function;
 pub mod proxy;
 pub mod runtime;
+pub mod stand_in;
 
 use std::path::PathBuf;
 use std::time::Duration;
