@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use lambda_http::{service_fn, Request};
 
 use crate::config::Config;
 use crate::process::Processor;
@@ -129,10 +128,17 @@ pub async fn serve_webhook(
     warm(source.as_ref()).await;
     tracing::info!(event_type = kind.event_type(), "receiver ready");
     let receiver = Arc::new(receiver(source, kind, &config, &events));
-    lambda_http::run(service_fn(move |request: Request| {
-        let receiver = Arc::clone(&receiver);
-        async move { Ok::<_, Infallible>(crate::http::handle(&receiver, request).await) }
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<crate::http::ApiGatewayEvent>| {
+            let receiver = Arc::clone(&receiver);
+            async move {
+                let response =
+                    crate::http::handle(&receiver, event.payload, Some(&event.context.request_id))
+                        .await;
+                Ok::<_, Infallible>(crate::http::api_gateway_response(response))
+            }
+        },
+    ))
     .await
 }
 

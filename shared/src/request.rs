@@ -1,5 +1,5 @@
 //! The inbound webhook request, as a receiver sees it once API Gateway and
-//! `lambda_http` have decoded it.
+//! [`crate::http::webhook_request`] have decoded it.
 
 use http::HeaderMap;
 

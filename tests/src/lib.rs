@@ -18,6 +18,7 @@ use local_stack::template::Template;
 use serde_json::Value;
 use shared::config::Config;
 use shared::function::{revel_receiver, revel_source, Clients};
+use shared::http::ApiGatewayEvent;
 use shared::receive::Receiver;
 use shared::sources::revel::RevelEventType;
 use tokio::net::{TcpListener, TcpStream};
@@ -314,7 +315,7 @@ fn texts<C: FromIterator<String>>(items: &[HashMap<String, AttributeValue>], nam
 }
 
 /// A request as API Gateway delivers it, signed like Revel signs it.
-pub fn signed_request(kind: RevelEventType, body: &[u8]) -> lambda_http::Request {
+pub fn signed_request(kind: RevelEventType, body: &[u8]) -> ApiGatewayEvent {
     let headers = local_stack::events::revel_headers(kind, DEMO_INSTANCE, DEMO_SECRET, body);
     request_with(kind, &headers, body)
 }
@@ -323,14 +324,14 @@ pub fn request_with(
     kind: RevelEventType,
     headers: &[(String, String)],
     body: &[u8],
-) -> lambda_http::Request {
+) -> ApiGatewayEvent {
     let event = local_stack::events::http_api_event("POST", kind.route(), "", headers, body);
-    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+    serde_json::from_value(event).expect("a valid API Gateway event")
 }
 
 /// Runs the function's handler on `request`: status and JSON body.
-pub async fn deliver(receiver: &Receiver, request: lambda_http::Request) -> (u16, Value) {
-    let response = shared::http::handle(receiver, request).await;
+pub async fn deliver(receiver: &Receiver, request: ApiGatewayEvent) -> (u16, Value) {
+    let response = shared::http::handle(receiver, request, None).await;
     let status = response.status().as_u16();
     let body = match response.into_body() {
         lambda_http::Body::Text(text) => serde_json::from_str(&text).expect("answers are JSON"),
@@ -1191,7 +1192,7 @@ impl CountedReceivers {
     pub async fn deliver(
         &self,
         receiver: &Receiver,
-        request: lambda_http::Request,
+        request: ApiGatewayEvent,
     ) -> (u16, Value, Vec<Call>) {
         self.proxy.clear();
         let (status, answer) = deliver(receiver, request).await;
@@ -1230,8 +1231,8 @@ pub fn sample_event(sample: &local_stack::events::Sample) -> String {
 }
 
 /// A sample's request, as `lambda_http` hands it to the function.
-pub fn sample_request(sample: &local_stack::events::Sample) -> lambda_http::Request {
-    lambda_http::request::from_str(&sample_event(sample)).expect("a valid API Gateway event")
+pub fn sample_request(sample: &local_stack::events::Sample) -> shared::http::ApiGatewayEvent {
+    api_gateway_event(&sample_event(sample)).expect("a valid API Gateway event")
 }
 
 /// Asserts that an answer cost exactly one AWS request, the conditional
@@ -1254,4 +1255,10 @@ pub fn event_id(answer: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no event id in {answer}"))
         .to_owned()
+}
+
+/// An API Gateway (HTTP API, payload 2.0) event from its JSON text, decoded
+/// as the receivers' runtime decodes it.
+pub fn api_gateway_event(json: &str) -> Result<ApiGatewayEvent, serde_json::Error> {
+    serde_json::from_str(json)
 }

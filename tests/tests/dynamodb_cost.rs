@@ -145,7 +145,7 @@ async fn answer(
     event: &str,
 ) -> (Value, Answer) {
     let before = stack.events().await;
-    let request = lambda_http::request::from_str(event).expect("an API Gateway event");
+    let request = integration_tests::api_gateway_event(event).expect("an API Gateway event");
     let (status, answer, calls) = counted.deliver(receiver, request).await;
     let after = stack.events().await;
     let sent = put_item(&calls);

@@ -43,7 +43,7 @@ fn api_request(
     params: Option<&[(&str, &str)]>,
     headers: &[(String, String)],
     body: &[u8],
-) -> lambda_http::Request {
+) -> shared::http::ApiGatewayEvent {
     let route = Route {
         template: route.to_owned(),
     };
@@ -55,10 +55,10 @@ fn api_request(
             .collect::<serde_json::Map<_, _>>()
             .into();
     }
-    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+    integration_tests::api_gateway_event(&event.to_string()).expect("a valid API Gateway event")
 }
 
-fn revel_request(headers: &[(String, String)], body: &[u8]) -> lambda_http::Request {
+fn revel_request(headers: &[(String, String)], body: &[u8]) -> shared::http::ApiGatewayEvent {
     api_request(KIND.route(), KIND.route(), None, headers, body)
 }
 
@@ -96,7 +96,7 @@ async fn probe(
     stack: &Stack,
     receiver: &shared::receive::Receiver,
     case: &str,
-    request: lambda_http::Request,
+    request: shared::http::ApiGatewayEvent,
 ) -> (u16, Value, Written) {
     let before = stack.written().await;
     let started = Instant::now();
@@ -124,7 +124,7 @@ async fn refused(
     stack: &Stack,
     receiver: &shared::receive::Receiver,
     case: &str,
-    request: lambda_http::Request,
+    request: shared::http::ApiGatewayEvent,
     expected: (u16, Value),
 ) {
     let (status, answer, written) = probe(stack, receiver, case, request).await;
@@ -138,7 +138,7 @@ async fn quarantined(
     stack: &Stack,
     receiver: &shared::receive::Receiver,
     case: &str,
-    request: lambda_http::Request,
+    request: shared::http::ApiGatewayEvent,
     reason: &str,
 ) {
     let (status, answer, written) = probe(stack, receiver, case, request).await;
@@ -463,7 +463,7 @@ fn vinesos_request(
     params: Option<&[(&str, &str)]>,
     headers: &[(String, String)],
     body: &[u8],
-) -> lambda_http::Request {
+) -> shared::http::ApiGatewayEvent {
     let event = VinesOsEvent::CustomerCreated;
     let path = event.route().replace("{instance}", instance);
     api_request(event.route(), &path, params, headers, body)

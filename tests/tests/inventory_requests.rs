@@ -43,7 +43,7 @@ fn upgraded() -> InstanceName {
 
 /// A search for `products` on `instance`'s behalf, signed now as VinesOS
 /// signs, as API Gateway hands it to the function.
-fn search(instance: &str, id: &str, products: &[u64]) -> lambda_http::Request {
+fn search(instance: &str, id: &str, products: &[u64]) -> shared::http::ApiGatewayEvent {
     let body = json!({"id": id, "type": "inventory.requested",
         "occurred_at": "2026-11-24T10:45:00Z", "data": {"revel_product_ids": products}})
     .to_string();
@@ -55,7 +55,7 @@ fn search(instance: &str, id: &str, products: &[u64]) -> lambda_http::Request {
     let signed_at = OffsetDateTime::now_utc().unix_timestamp();
     let headers = vinesos_headers(DEMO_VINESOS_SECRET, body.as_bytes(), signed_at);
     let request = routed_event("POST", &route, &path, "", &headers, body.as_bytes());
-    lambda_http::request::from_str(&request.to_string()).unwrap()
+    integration_tests::api_gateway_event(&request.to_string()).unwrap()
 }
 
 /// A stack holding `make local`'s Revel secret document, its jobs worker
@@ -98,7 +98,7 @@ async fn revel_stand_in() -> String {
 
 /// Stores `request`, expecting it accepted with one put, and lets the
 /// stream processor take it.
-async fn post(stack: &Stack, counted: &CountedReceivers, request: lambda_http::Request) {
+async fn post(stack: &Stack, counted: &CountedReceivers, request: shared::http::ApiGatewayEvent) {
     let receiver = counted.receiver_for(VinesOsEvent::InventoryRequested.logical_id());
     let (status, answer, calls) = counted.deliver(&receiver, request).await;
     expect_outcome(status, &answer, 200, "accepted");

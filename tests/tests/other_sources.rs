@@ -17,8 +17,8 @@ fn request(
     path: &str,
     headers: &[(String, String)],
     body: &[u8],
-) -> lambda_http::Request {
-    lambda_http::request::from_str(
+) -> shared::http::ApiGatewayEvent {
+    integration_tests::api_gateway_event(
         &routed_event("POST", route, path, "", headers, body).to_string(),
     )
     .unwrap()
@@ -30,7 +30,7 @@ fn booking_body(event: &str, trigger: &str, at: &str, id: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-fn signed_booking(family: BookingFamily, body: &[u8]) -> lambda_http::Request {
+fn signed_booking(family: BookingFamily, body: &[u8]) -> shared::http::ApiGatewayEvent {
     let (route, path, headers) = request_for(Target::Booking(family), body);
     request(&route, &path, &headers, body)
 }

@@ -27,19 +27,19 @@ fn sample(event: VinesOsEvent) -> Value {
 }
 
 /// `body` as `event`'s route receives it, signed now.
-fn signed_vinesos(event: VinesOsEvent, body: &Value) -> lambda_http::Request {
+fn signed_vinesos(event: VinesOsEvent, body: &Value) -> shared::http::ApiGatewayEvent {
     signed_bytes(event, &serde_json::to_vec(body).unwrap())
 }
 
-fn signed_bytes(event: VinesOsEvent, body: &[u8]) -> lambda_http::Request {
+fn signed_bytes(event: VinesOsEvent, body: &[u8]) -> shared::http::ApiGatewayEvent {
     let (route, path, headers) = request_for(Target::VinesOs(event), body);
     let signed = resign(routed_event("POST", &route, &path, "", &headers, body));
-    lambda_http::request::from_str(&signed.to_string()).unwrap()
+    integration_tests::api_gateway_event(&signed.to_string()).unwrap()
 }
 
 /// The sample of `event` exactly as its file holds it, signed now, as its
 /// route receives it.
-fn vinesos_request(event: VinesOsEvent) -> lambda_http::Request {
+fn vinesos_request(event: VinesOsEvent) -> shared::http::ApiGatewayEvent {
     let body = payload(&format!(
         "vinesos-{}.json",
         &event.crate_name()["vinesos-".len()..]
@@ -290,7 +290,7 @@ async fn a_forged_or_replayed_partner_webhook_is_refused_and_nothing_is_stored()
     let stale = routed_event("POST", &route, &path, "", &headers, &body);
     let (status, _) = deliver(
         &receiver,
-        lambda_http::request::from_str(&stale.to_string()).unwrap(),
+        integration_tests::api_gateway_event(&stale.to_string()).unwrap(),
     )
     .await;
     assert_eq!(status, 401);
@@ -303,7 +303,7 @@ async fn a_forged_or_replayed_partner_webhook_is_refused_and_nothing_is_stored()
     );
     let (status, _) = deliver(
         &receiver,
-        lambda_http::request::from_str(&forged.to_string()).unwrap(),
+        integration_tests::api_gateway_event(&forged.to_string()).unwrap(),
     )
     .await;
     assert_eq!(status, 401);

@@ -393,7 +393,7 @@ async fn a_base64_encoded_body_is_verified_on_its_decoded_bytes() {
     let mut event = local_stack::events::http_api_event("POST", kind.route(), "", &headers, &body);
     event["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&body));
     event["isBase64Encoded"] = Value::Bool(true);
-    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let request = integration_tests::api_gateway_event(&event.to_string()).unwrap();
     let (status, answer) = deliver(&stack.receiver(kind), request).await;
     expect_outcome(status, &answer, 200, "accepted");
     let Some(AttributeValue::B(blob)) = stack
@@ -675,7 +675,7 @@ async fn the_revel_event_id_header_is_the_idempotency_key_when_present() {
 }
 
 /// A stock change as Revel sends it, from establishment `establishment`.
-fn stock_request(instock: bool, establishment: &str) -> lambda_http::Request {
+fn stock_request(instock: bool, establishment: &str) -> shared::http::ApiGatewayEvent {
     let kind = RevelEventType::StockChanged;
     let mut body: Value = serde_json::from_slice(&payload("stock-changed.json")).unwrap();
     body["instock"] = json!(instock);

@@ -70,11 +70,11 @@ async fn dispatch(State(routes): State<Routes>, request: Request) -> Response {
         &headers,
         &body,
     );
-    let request = match lambda_http::request::from_str(&event.to_string()) {
-        Ok(request) => request,
+    let event = match serde_json::from_value(event) {
+        Ok(event) => event,
         Err(_) => return plain(400, r#"{"message":"Bad Request"}"#),
     };
-    let answer = shared::http::handle(&receiver, request).await;
+    let answer = shared::http::handle(&receiver, event, None).await;
     let (parts, body) = answer.into_parts();
     let bytes = match body {
         lambda_http::Body::Text(text) => text.into_bytes(),
