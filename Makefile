@@ -59,12 +59,14 @@ integration: venv
 	LOCAL_AWS_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test -p integration-tests -p revel-ops --locked
 
 # Whole functions as Lambda runs them: release builds against a local Runtime
-# API (tools/lambda-sandbox), moto behind a recording proxy, beside a
-# hello-world floor and the Python reference a user would write instead
-# (bench/python-reference, run by awslambdaric from .venv), each receiver's
-# budgets against both; then the events processor on what the receivers left
-# on the stream. Reports, doesn't gate. BENCH_ARGS="--functions all --json
-# out.json" (or --no-processor, --no-reference).
+# API (tools/lambda-sandbox), beside a hello-world floor and the Python
+# reference a user would write instead (bench/python-reference, run by
+# awslambdaric from .venv), each receiver's budgets against both and the cost
+# per million events. Counts on moto behind a recording proxy (and the events
+# processor on what the receivers left on its stream); timing on the
+# in-process stand-in over HTTP, and over HTTPS for what TLS adds. Reports,
+# doesn't gate. BENCH_ARGS="--functions all --json out.json" (or
+# --no-processor, --no-reference, --no-stand-in, --no-tls, --cold-starts N).
 .PHONY: bench-lambda
 BENCH_FUNCTIONS := revel-order-finalized revel-stock-changed winesitting-webhook booking-bookings vinesos-customer-created
 bench-lambda: venv
@@ -86,6 +88,7 @@ simulate:
 .PHONY: bench-hot-path bench-dynamodb bench-package
 bench-hot-path:
 	cargo bench --locked -p integration-tests --bench hot_path -- --noplot
+	$(PYTHON) tools/bench/hot_path_table.py
 
 bench-dynamodb: venv
 	set -o pipefail; LOCAL_AWS_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --locked -p integration-tests --test dynamodb_cost -- --nocapture 2>&1 | grep -E '^\||test result'

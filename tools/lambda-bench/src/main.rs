@@ -1,11 +1,23 @@
 //! `lambda-bench`: each function as Lambda runs it, beside a hello-world
 //! floor and the Python receiver a user would write instead.
 //!
-//! Starts the local AWS endpoint (moto) and provisions template.yaml's
-//! tables, queues and secrets on it (as `local-stack up` does), puts a
-//! recording proxy in front of it, and runs the release binary of each
-//! chosen function, as a process, against a local Lambda Runtime API
-//! (`lambda_sandbox`, the one the integration tests use). It reports:
+//! Provisions template.yaml's tables, queues and secrets (as `local-stack
+//! up` does) and the reference's own table on each AWS endpoint, and runs
+//! the release binary of each chosen function, as a process, against a
+//! local Lambda Runtime API (`lambda_sandbox`, the one the integration
+//! tests use), once per endpoint with the same events:
+//!
+//! - moto behind a recording proxy: the counts (AWS requests and
+//!   sequential round trips on the ack path), and the stream the events
+//!   processor is fed from;
+//! - `lambda_sandbox::stand_in` over HTTP, answering from memory in
+//!   microseconds: the timing figures, the function's own time rather than
+//!   moto's milliseconds of Python per request, and the DynamoDB units each
+//!   event is billed;
+//! - the stand-in over HTTPS (a certificate made at start, trusted through
+//!   SSL_CERT_FILE and AWS_CA_BUNDLE): what TLS adds to init + first invoke.
+//!
+//! It reports:
 //!
 //! - per receiver: init (spawn to the runtime's first `next`) and the AWS
 //!   requests made in it; first invoke; warm answer latency (event handed
@@ -31,25 +43,30 @@
 //!   init and first batch, batch answer p50/p99, time, AWS requests and
 //!   CPU per record, peak RSS, and failed records;
 //! - `lambda-floor` (a hello-world `lambda_runtime` function, same profile),
-//!   each function's init + first invoke given as a multiple of its.
+//!   each function's init + first invoke given as a multiple of its;
+//! - init and first invoke as medians of `--cold-starts` cold starts, each
+//!   with a new event; the same per endpoint side by side;
+//! - cost per million events (`cost`): each receiver's new event, the
+//!   order's duplicate, the reference's, and the processor per record.
 //!
 //! Every figure is raw: nothing is subtracted. These are this machine's
 //! release builds, while Lambda runs arm64 (Graviton) builds on a fraction
 //! of a vCPU: what transfers is the ratio to the floor and to the
 //! reference, and the counts (requests, round trips), not the absolute
-//! milliseconds. The local endpoint is moto, whose per-request time
-//! (milliseconds, in Python) is in every latency that includes AWS
-//! requests.
+//! milliseconds. Figures on moto carry its per-request time (milliseconds,
+//! in Python); the stand-in's is microseconds, in the bench's process.
 //!
-//! Bounded: loopback only, fixed counts, a global timeout; moto and every
-//! function process are stopped when the bench ends, also on error or
-//! timeout.
+//! Bounded: loopback only, fixed counts, a global timeout; moto, the
+//! stand-ins and every function process are stopped when the bench ends,
+//! also on error or timeout.
 //!
 //! Usage: lambda-bench [--functions a,b,...|all] [--invocations 200]
-//!        [--duplicates 50] [--no-processor] [--no-reference] [--json PATH]
+//!        [--duplicates 50] [--cold-starts 5] [--no-processor]
+//!        [--no-reference] [--no-stand-in] [--no-tls] [--json PATH]
 //!        [--timeout-secs 900] [--python .venv/bin/python]
 //!        [--bin-dir target/release]
 
+mod cost;
 mod report;
 
 use std::collections::BTreeMap;
@@ -58,9 +75,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use lambda_sandbox::proxy::{sequential_round_trips, Call, Proxy};
+use lambda_sandbox::stand_in::{self, StandIn, Units};
 use lambda_sandbox::{Answer, Function, Launch};
 use local_stack::events::{self, Sample};
-use local_stack::provision::{local_sdk_config, provision, put_demo_secrets, put_revel_secrets};
+use local_stack::provision::{
+    local_sdk_config, provision, put_demo_secrets, put_revel_secrets, Provisioned,
+};
 use local_stack::template::Template;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -68,7 +88,7 @@ use tokio::process::{Child, ChildStdin, Command};
 
 use report::{
     aws_figures, latency, ms, spread, Common, Duplicates, Measured, ProcessorFigures,
-    ReceiverFigures, Report,
+    ReceiverFigures, RunFigures,
 };
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -93,7 +113,7 @@ const PROCESSOR_LOGICAL_ID: &str = "EventsProcessorFunction";
 /// processor's Timeout in template.yaml.
 const STEP_LIMIT: Duration = Duration::from_secs(60);
 
-const USAGE: &str = "usage: lambda-bench [--functions a,b,...|all] [--invocations 200] [--duplicates 50] [--no-processor] [--no-reference] [--json PATH] [--timeout-secs 900] [--python .venv/bin/python] [--bin-dir target/release]";
+const USAGE: &str = "usage: lambda-bench [--functions a,b,...|all] [--invocations 200] [--duplicates 50] [--cold-starts 5] [--no-processor] [--no-reference] [--no-stand-in] [--no-tls] [--json PATH] [--timeout-secs 900] [--python .venv/bin/python] [--bin-dir target/release]";
 
 struct Options {
     functions: Vec<String>,
@@ -101,6 +121,9 @@ struct Options {
     duplicates: usize,
     processor: bool,
     reference: bool,
+    stand_in: bool,
+    tls: bool,
+    cold_starts: usize,
     json: Option<PathBuf>,
     timeout: Duration,
     python: PathBuf,
@@ -120,6 +143,9 @@ fn options() -> Result<Options, Error> {
         duplicates: 50,
         processor: true,
         reference: true,
+        stand_in: true,
+        tls: true,
+        cold_starts: 5,
         json: None,
         timeout: Duration::from_secs(900),
         python: std::env::var("LOCAL_AWS_PYTHON")
@@ -147,6 +173,9 @@ fn options() -> Result<Options, Error> {
             "--duplicates" => options.duplicates = value()?.parse()?,
             "--no-processor" => options.processor = false,
             "--no-reference" => options.reference = false,
+            "--no-stand-in" => options.stand_in = false,
+            "--no-tls" => options.tls = false,
+            "--cold-starts" => options.cold_starts = value()?.parse()?,
             "--json" => options.json = Some(PathBuf::from(value()?)),
             "--timeout-secs" => options.timeout = Duration::from_secs(value()?.parse()?),
             "--python" => options.python = PathBuf::from(value()?),
@@ -157,6 +186,9 @@ fn options() -> Result<Options, Error> {
             }
             other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
         }
+    }
+    if options.cold_starts == 0 {
+        return Err("--cold-starts must be at least 1".into());
     }
     if options.invocations == 0 {
         return Err("--invocations must be at least 1".into());
@@ -473,11 +505,23 @@ impl Subject {
     }
 }
 
-/// Where a run's AWS requests go, and the proxy that records them when
-/// they are counted.
+/// Where a run's AWS requests go: moto behind the recording proxy (the
+/// counts, and the stream the processor reads), or the stand-in (the
+/// function's own time), over HTTP or HTTPS.
 struct Endpoint<'a> {
+    /// `moto`, `stand-in HTTP`, `stand-in HTTPS`.
+    label: &'static str,
     url: String,
+    /// The bundle's environment as provisioned there, and the reference's
+    /// (its idempotency table).
+    env: BTreeMap<String, String>,
+    reference_env: BTreeMap<String, String>,
+    /// Variables that make a function trust the endpoint's certificate.
+    trust: Vec<(String, String)>,
+    /// The recording proxy, when this run's requests are counted.
     proxy: Option<&'a Proxy>,
+    /// The stand-in, whose DynamoDB units tell what each event wrote.
+    stand_in: Option<&'a StandIn>,
 }
 
 impl Endpoint<'_> {
@@ -487,25 +531,21 @@ impl Endpoint<'_> {
     }
 }
 
-/// What every measurement shares: moto behind its proxy, the functions'
-/// environment, where binaries, the reference and logs are.
+/// What every measurement shares: the template, where binaries, the
+/// reference and logs are.
 struct Setup {
-    proxy: Proxy,
-    env: BTreeMap<String, String>,
     template: serde_norway::Value,
     reference: Reference,
     log_dir: PathBuf,
     bin_dir: PathBuf,
 }
 
-/// The Python reference: its interpreter, code and own resources.
+/// The Python reference: its interpreter, code and template.
 struct Reference {
     python: PathBuf,
     /// `3.11`.
     python_version: String,
     task_root: PathBuf,
-    /// Its idempotency table, provisioned from its template.
-    env: BTreeMap<String, String>,
     template: serde_norway::Value,
 }
 
@@ -518,28 +558,24 @@ struct Started {
 }
 
 impl Setup {
-    /// The counting endpoint: moto behind the recording proxy.
-    fn moto(&self) -> Endpoint<'_> {
-        Endpoint {
-            url: self.proxy.endpoint.clone(),
-            proxy: Some(&self.proxy),
-        }
-    }
-
-    fn launch(&self, subject: &Subject, endpoint: &str) -> (Launch, u64) {
-        match subject.role {
+    fn launch(&self, subject: &Subject, endpoint: &Endpoint<'_>) -> (Launch, u64) {
+        let (launch, memory) = match subject.role {
             Role::Floor | Role::Receiver => (
-                Launch::new(self.bin_dir.join(&subject.name), &subject.name, endpoint)
-                    .env(self.env.clone()),
+                Launch::new(
+                    self.bin_dir.join(&subject.name),
+                    &subject.name,
+                    &endpoint.url,
+                )
+                .env(endpoint.env.clone()),
                 memory_size(&self.template, subject.logical_id),
             ),
             Role::Reference => {
                 let reference = &self.reference;
-                let launch = Launch::new(&reference.python, "python-reference", endpoint)
+                let launch = Launch::new(&reference.python, "python-reference", &endpoint.url)
                     .args(["-m", "awslambdaric", REFERENCE_HANDLER])
                     .task_root(&reference.task_root)
-                    .env(self.env.clone())
-                    .env(reference.env.clone())
+                    .env(endpoint.env.clone())
+                    .env(endpoint.reference_env.clone())
                     .env([
                         (
                             "AWS_EXECUTION_ENV",
@@ -552,11 +588,12 @@ impl Setup {
                     ]);
                 (launch, memory_size(&reference.template, subject.logical_id))
             }
-        }
+        };
+        (launch.env(endpoint.trust.clone()), memory)
     }
 
     async fn start(&self, subject: &Subject, endpoint: &Endpoint<'_>) -> Result<Started, Error> {
-        let (launch, memory) = self.launch(subject, &endpoint.url);
+        let (launch, memory) = self.launch(subject, endpoint);
         if let Some(proxy) = endpoint.proxy {
             proxy.clear();
         }
@@ -638,6 +675,7 @@ async fn measure_receiver(
     endpoint: &Endpoint<'_>,
     subject: &Subject,
     events: &[Value],
+    cold_events: &[Value],
     duplicates: usize,
 ) -> Result<ReceiverFigures, Error> {
     let Started {
@@ -650,6 +688,8 @@ async fn measure_receiver(
     // VinesOS signatures are time-limited: signed now, as a sender would.
     let signed_now = |event: &Value| events::resign(event.clone());
     let (first_event, warm_events) = events.split_first().ok_or("no events")?;
+    let units = || endpoint.stand_in.map(StandIn::units);
+    let units_at_start = units();
     let first = setup
         .invoke(endpoint, &mut function, &signed_now(first_event))
         .await?;
@@ -663,16 +703,38 @@ async fn measure_receiver(
         );
     }
     let cpu_after = cpu_reading(pid)?;
+    let units_after_new = units();
     let mut dups = Vec::with_capacity(duplicates);
     for i in 0..duplicates {
         let event = signed_now(&events[i % events.len()]);
         dups.push(setup.invoke(endpoint, &mut function, &event).await?);
     }
+    let units_after_duplicates = units();
     let peak_rss_kb = peak_rss_kb(pid)?;
     function.stop().await;
+    // More cold starts, each with a new event of its own: init and first
+    // invoke are single samples, as noisy as one sample is.
+    let mut cold = vec![(init, new_runs[0].answer)];
+    for event in cold_events {
+        let started = setup.start(subject, endpoint).await?;
+        let mut function = started.function;
+        let first = setup
+            .invoke(endpoint, &mut function, &signed_now(event))
+            .await?;
+        function.stop().await;
+        cold.push((started.init, first.answer));
+    }
+    let median = |values: Vec<Duration>| report::percentile(&values, 0.5);
+    let init = median(cold.iter().map(|(i, _)| *i).collect());
+    let first_invoke = median(cold.iter().map(|(_, f)| *f).collect());
+    let init_plus_first = median(cold.iter().map(|(i, f)| *i + *f).collect());
 
+    let per_event = |from: Option<Units>, to: Option<Units>, count: usize| {
+        let (from, to) = from.zip(to)?;
+        (count > 0).then(|| report::UnitFigures::per_event(from, to, count))
+    };
+    let body_bytes = first_event["body"].as_str().map_or(0, str::len);
     let counted = endpoint.proxy.is_some() && subject.role != Role::Floor;
-    let first_invoke = new_runs[0].answer;
     let warm = &new_runs[1..];
     let (cpu_ms, threads_ended) = cpu_between(&cpu_before, &cpu_after);
     Ok(ReceiverFigures {
@@ -683,7 +745,8 @@ async fn measure_receiver(
             init_ms: ms(init),
             init_requests,
             first_invoke_ms: ms(first_invoke),
-            init_plus_first_ms: ms(init + first_invoke),
+            init_plus_first_ms: ms(init_plus_first),
+            cold_starts: cold.len(),
             ratio_to_floor: None,
             peak_rss_kb,
         },
@@ -693,6 +756,10 @@ async fn measure_receiver(
         cpu_ms_per_warm_invocation: (cpu_ms / warm.len().max(1) as f64 * 1000.0).round() / 1000.0,
         cpu_clock: cpu_after.clock,
         cpu_threads_ended: threads_ended,
+        body_bytes,
+        units_per_new_event: per_event(units_at_start, units_after_new, new_runs.len()),
+        units_per_duplicate: per_event(units_after_new, units_after_duplicates, dups.len()),
+        duplicate_duration: (!dups.is_empty()).then(|| latency(dups.iter().map(|r| r.duration))),
         new_statuses: report::statuses_of(&new_runs),
         duplicate_statuses: report::statuses_of(&dups),
         new_events: counted.then(|| aws_figures(&new_runs)),
@@ -722,6 +789,7 @@ async fn stream_batches(
 /// The processor on `batches`: the first is its first invoke, the rest warm.
 async fn measure_processor(
     setup: &Setup,
+    endpoint: &Endpoint<'_>,
     batches: &[(usize, Value)],
 ) -> Result<ProcessorFigures, Error> {
     let Started {
@@ -736,7 +804,7 @@ async fn measure_processor(
                 role: Role::Receiver,
                 logical_id: Some(PROCESSOR_LOGICAL_ID),
             },
-            &setup.moto(),
+            endpoint,
         )
         .await?;
     let pid = function.pid();
@@ -744,13 +812,13 @@ async fn measure_processor(
         .split_first()
         .ok_or("the events table's stream holds nothing")?;
     let cpu_at_start = cpu_reading(pid)?;
-    let first = invoke_batch(setup, &mut function, first_event).await?;
+    let first = invoke_batch(setup, endpoint, &mut function, first_event).await?;
     let mut failed_records = first.1;
     let first = first.0;
     let cpu_before = cpu_reading(pid)?;
     let mut warm = Vec::with_capacity(warm_batches.len());
     for (records, event) in warm_batches {
-        let (measured, failed) = invoke_batch(setup, &mut function, event).await?;
+        let (measured, failed) = invoke_batch(setup, endpoint, &mut function, event).await?;
         failed_records += failed;
         warm.push((*records, measured));
     }
@@ -782,6 +850,7 @@ async fn measure_processor(
             init_requests,
             first_invoke_ms: ms(first.answer),
             init_plus_first_ms: ms(init + first.answer),
+            cold_starts: 1,
             ratio_to_floor: None,
             peak_rss_kb,
         },
@@ -813,10 +882,11 @@ async fn measure_processor(
 /// One batch to the processor: measured, and how many records it reported failed.
 async fn invoke_batch(
     setup: &Setup,
+    endpoint: &Endpoint<'_>,
     function: &mut Function,
     event: &Value,
 ) -> Result<(Measured, usize), Error> {
-    let measured = setup.invoke(&setup.moto(), function, event).await?;
+    let measured = setup.invoke(endpoint, function, event).await?;
     let failures = measured
         .response
         .as_ref()
@@ -826,12 +896,9 @@ async fn invoke_batch(
     Ok((measured, failures))
 }
 
-/// The Python reference's resources and interpreter: its own template's
-/// table provisioned on `sdk`'s endpoint, the interpreter's version.
-async fn reference(sdk: &aws_config::SdkConfig, python: &Path) -> Result<Reference, Error> {
+/// The Python reference's interpreter and code.
+async fn reference(python: &Path) -> Result<Reference, Error> {
     let task_root = workspace_root().join("bench/python-reference");
-    let template_path = task_root.join("template.yaml");
-    let provisioned = provision(sdk, &Template::load(&template_path)?, "bench-reference").await?;
     let output = Command::new(python)
         .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
         .output()
@@ -844,9 +911,97 @@ async fn reference(sdk: &aws_config::SdkConfig, python: &Path) -> Result<Referen
     Ok(Reference {
         python: python.to_owned(),
         python_version,
+        template: serde_norway::from_str(&std::fs::read_to_string(
+            task_root.join("template.yaml"),
+        )?)?,
         task_root,
-        env: provisioned.env,
-        template: serde_norway::from_str(&std::fs::read_to_string(&template_path)?)?,
+    })
+}
+
+/// The bundle's and the reference's resources on an endpoint, with the
+/// demo secrets in place, as `local-stack up` provisions them.
+struct Stack {
+    sdk: aws_config::SdkConfig,
+    provisioned: Provisioned,
+    reference_env: BTreeMap<String, String>,
+}
+
+async fn stack_on(url: &str, template: &Template, reference: &Template) -> Result<Stack, Error> {
+    let sdk = local_sdk_config(url).await;
+    let provisioned = provision(&sdk, template, "bench").await?;
+    put_revel_secrets(
+        &sdk,
+        &provisioned,
+        &local_stack::demo_revel_secret_document(),
+    )
+    .await?;
+    put_demo_secrets(&sdk, &provisioned).await?;
+    let reference_env = provision(&sdk, reference, "bench-reference").await?.env;
+    Ok(Stack {
+        sdk,
+        provisioned,
+        reference_env,
+    })
+}
+
+/// The stand-in, provisioned, as an endpoint (trusted through the
+/// environment over HTTPS).
+async fn stand_in_endpoint<'a>(
+    stand_in: &'a StandIn,
+    label: &'static str,
+    template: &Template,
+    reference: &Template,
+) -> Result<Endpoint<'a>, Error> {
+    let stack = stack_on(stand_in.endpoint_url(), template, reference).await?;
+    let trust = stand_in.ca_bundle_path().map_or_else(Vec::new, |ca| {
+        let ca = ca.display().to_string();
+        // The Rust SDK's rustls client reads roots from SSL_CERT_FILE;
+        // boto3 from AWS_CA_BUNDLE.
+        vec![
+            ("SSL_CERT_FILE".to_owned(), ca.clone()),
+            ("AWS_CA_BUNDLE".to_owned(), ca),
+        ]
+    });
+    Ok(Endpoint {
+        label,
+        url: stand_in.endpoint_url().to_owned(),
+        env: stack.provisioned.env,
+        reference_env: stack.reference_env,
+        trust,
+        proxy: None,
+        stand_in: Some(stand_in),
+    })
+}
+
+/// What one run measures, and the events it feeds them.
+struct Plan {
+    /// The floor, each receiver and the reference, with their new events
+    /// and the new events of their further cold starts.
+    subjects: Vec<(Subject, Vec<Value>, Vec<Value>)>,
+    duplicates: usize,
+}
+
+/// Every subject of `plan` on `endpoint`.
+async fn measure_run(
+    setup: &Setup,
+    endpoint: &Endpoint<'_>,
+    plan: &Plan,
+) -> Result<RunFigures, Error> {
+    let mut figures = Vec::with_capacity(plan.subjects.len());
+    for (subject, events, cold_events) in &plan.subjects {
+        eprintln!("lambda-bench: {} on {}", subject.name, endpoint.label);
+        let duplicates = if subject.role == Role::Floor {
+            0
+        } else {
+            plan.duplicates
+        };
+        figures.push(
+            measure_receiver(setup, endpoint, subject, events, cold_events, duplicates).await?,
+        );
+    }
+    Ok(RunFigures {
+        endpoint: endpoint.label.to_owned(),
+        figures,
     })
 }
 
@@ -860,7 +1015,10 @@ async fn run(options: Options) -> Result<(), Error> {
             .ok_or_else(|| format!("no receiver named {name:?} (with a sample in events/)"))?;
         chosen.push((name.clone(), sample.clone()));
     }
-    let processor = options.processor && !chosen.is_empty();
+    if chosen.is_empty() {
+        return Err("no functions chosen".into());
+    }
+    let processor = options.processor;
     let missing: Vec<String> = std::iter::once(FLOOR.to_owned())
         .chain(chosen.iter().map(|(n, _)| n.clone()))
         .chain(processor.then(|| PROCESSOR.to_owned()))
@@ -874,131 +1032,118 @@ async fn run(options: Options) -> Result<(), Error> {
         )
         .into());
     }
-    let reference_sample = all
-        .iter()
-        .find(|(n, _)| n == REFERENCE_OF)
-        .map(|(_, sample)| sample.clone())
-        .ok_or("no sample for the reference's events")?;
+    let count = options.invocations + 1;
+    // The events of a run, then those of the further cold starts.
+    let events_for = |subject: Subject, sample: &Sample| -> Result<_, Error> {
+        let mut events = new_events(sample, count + options.cold_starts - 1)?;
+        let cold = events.split_off(count);
+        Ok((subject, events, cold))
+    };
+    let mut subjects = vec![events_for(Subject::floor(), &chosen[0].1)?];
+    for (name, sample) in &chosen {
+        subjects.push(events_for(Subject::receiver(name, sample), sample)?);
+    }
+    if options.reference {
+        let (_, sample) = all
+            .iter()
+            .find(|(n, _)| n == REFERENCE_OF)
+            .ok_or("no sample for the reference's events")?;
+        subjects.push(events_for(Subject::reference(), sample)?);
+    }
+    let plan = Plan {
+        subjects,
+        duplicates: options.duplicates,
+    };
+
+    // Started first: the bench's own SDK clients load their trusted roots
+    // once per process, at the first client, from SSL_CERT_FILE. The bench
+    // reaches only loopback endpoints, so trusting the stand-in's CA alone
+    // is all it needs (moto is plain HTTP).
+    let https = if options.stand_in && options.tls {
+        let stand_in = StandIn::start(stand_in::Options::https()).await?;
+        if let Some(ca) = stand_in.ca_bundle_path() {
+            std::env::set_var("SSL_CERT_FILE", ca);
+        }
+        Some(stand_in)
+    } else {
+        None
+    };
+    let template = Template::load(&local_stack::template::default_path())?;
+    let reference_template =
+        Template::load(&workspace_root().join("bench/python-reference/template.yaml"))?;
 
     eprintln!("lambda-bench: starting the local AWS endpoint");
     let moto = start_moto(&options.python).await?;
-    let sdk = local_sdk_config(&moto.endpoint).await;
-    let template_path = local_stack::template::default_path();
-    let template = Template::load(&template_path)?;
-    let provisioned = provision(&sdk, &template, "bench").await?;
-    put_revel_secrets(
-        &sdk,
-        &provisioned,
-        &local_stack::demo_revel_secret_document(),
-    )
-    .await?;
-    put_demo_secrets(&sdk, &provisioned).await?;
+    let moto_stack = stack_on(&moto.endpoint, &template, &reference_template).await?;
     let proxy = Proxy::start(&moto.endpoint).await?;
     let log_dir = workspace_root().join("target/lambda-bench");
     std::fs::create_dir_all(&log_dir)?;
     let setup = Setup {
-        proxy,
-        env: provisioned.env.clone(),
-        template: serde_norway::from_str(&std::fs::read_to_string(&template_path)?)?,
-        reference: reference(&sdk, &options.python).await?,
+        template: serde_norway::from_str(&std::fs::read_to_string(
+            local_stack::template::default_path(),
+        )?)?,
+        reference: reference(&options.python).await?,
         log_dir,
         bin_dir: options.bin_dir.clone(),
     };
-
-    let count = options.invocations + 1;
-    let moto_endpoint = setup.moto();
-    let mut receivers = Vec::new();
-    let mut floor: Option<ReceiverFigures> = None;
-    for (name, sample) in &chosen {
-        let events = new_events(sample, count)?;
-        if floor.is_none() {
-            eprintln!("lambda-bench: {FLOOR} (the floor)");
-            floor = Some(
-                measure_receiver(&setup, &moto_endpoint, &Subject::floor(), &events, 0).await?,
-            );
-        }
-        eprintln!("lambda-bench: {name}");
-        receivers.push(
-            measure_receiver(
-                &setup,
-                &moto_endpoint,
-                &Subject::receiver(name, sample),
-                &events,
-                options.duplicates,
-            )
-            .await?,
-        );
-    }
-    let floor = floor.ok_or("no functions chosen")?;
-    let mut reference = if options.reference {
-        eprintln!(
-            "lambda-bench: {REFERENCE} (Python {}, awslambdaric, fed {REFERENCE_OF}'s events)",
-            setup.reference.python_version
-        );
-        let events = new_events(&reference_sample, count)?;
-        Some(
-            measure_receiver(
-                &setup,
-                &moto_endpoint,
-                &Subject::reference(),
-                &events,
-                options.duplicates,
-            )
-            .await?,
-        )
-    } else {
-        None
+    let moto_endpoint = Endpoint {
+        label: "moto",
+        url: proxy.endpoint.clone(),
+        env: moto_stack.provisioned.env.clone(),
+        reference_env: moto_stack.reference_env.clone(),
+        trust: Vec::new(),
+        proxy: Some(&proxy),
+        stand_in: None,
     };
+
+    // The counts (and the stream the processor reads) on moto.
+    let mut runs = vec![measure_run(&setup, &moto_endpoint, &plan).await?];
     let processor = if processor {
-        let events_table = &provisioned.resources["EventsTable"];
+        let events_table = &moto_stack.provisioned.resources["EventsTable"];
         let stream_arn = events_table
             .stream_arn
             .as_deref()
             .ok_or("template.yaml gives the events table no stream")?;
-        let batches = stream_batches(&sdk, stream_arn, &events_table.reference).await?;
+        let batches = stream_batches(&moto_stack.sdk, stream_arn, &events_table.reference).await?;
         eprintln!(
-            "lambda-bench: {PROCESSOR} ({} records in {} batches)",
+            "lambda-bench: {PROCESSOR} on moto ({} records in {} batches)",
             batches.iter().map(|(n, _)| n).sum::<usize>(),
             batches.len()
         );
-        Some(measure_processor(&setup, &batches).await?)
+        Some(measure_processor(&setup, &moto_endpoint, &batches).await?)
     } else {
         None
     };
-    let to_floor = |common: &mut Common| {
-        common.ratio_to_floor = Some(
-            (common.init_plus_first_ms / floor.common.init_plus_first_ms * 100.0).round() / 100.0,
-        );
-    };
-    for figures in receivers.iter_mut().chain(reference.as_mut()) {
-        to_floor(&mut figures.common);
+    // The function's own time on the stand-in, over HTTP, then HTTPS.
+    if options.stand_in {
+        let http = StandIn::start(stand_in::Options::http()).await?;
+        let endpoint =
+            stand_in_endpoint(&http, "stand-in HTTP", &template, &reference_template).await?;
+        runs.push(measure_run(&setup, &endpoint, &plan).await?);
     }
-    let processor = processor.map(|mut figures| {
-        to_floor(&mut figures.common);
-        figures
-    });
-    let budgets = receivers
-        .iter()
-        .map(|r| report::budgets(r, &floor, reference.as_ref()))
-        .collect();
-    let report = Report {
-        machine: machine(),
-        invocations: options.invocations,
-        duplicates: options.duplicates,
-        clock_tick_ms: 1000 / clock_ticks_per_second(),
-        python_version: setup.reference.python_version.clone(),
-        floor,
-        receivers,
-        reference,
-        budgets,
+    if let Some(https) = &https {
+        let endpoint =
+            stand_in_endpoint(https, "stand-in HTTPS", &template, &reference_template).await?;
+        runs.push(measure_run(&setup, &endpoint, &plan).await?);
+    }
+    drop(https);
+
+    let report = report::assemble(
+        report::Context {
+            machine: machine(),
+            invocations: options.invocations,
+            duplicates: options.duplicates,
+            clock_tick_ms: 1000 / clock_ticks_per_second(),
+            python_version: setup.reference.python_version.clone(),
+        },
+        runs,
         processor,
-    };
+    )?;
     print!("{}", report::markdown(&report));
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
         eprintln!("lambda-bench: wrote {}", path.display());
     }
-    drop(moto_endpoint);
     drop(setup);
     drop(moto);
     Ok(())

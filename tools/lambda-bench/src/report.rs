@@ -6,7 +6,7 @@ use std::time::Duration;
 use lambda_sandbox::proxy::{sequential_round_trips, Call};
 use serde::Serialize;
 
-use crate::{CpuClock, Role};
+use crate::{cost, CpuClock, Role};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
@@ -35,6 +35,9 @@ pub struct AwsFigures {
     pub operations: String,
     /// Answers by status code.
     pub statuses: BTreeMap<String, usize>,
+    /// Requests per invocation by operation (`AmazonSQS.SendMessage`),
+    /// before the answer and after, on average.
+    pub per_operation: BTreeMap<String, f64>,
 }
 
 /// One invocation, measured.
@@ -65,6 +68,9 @@ pub struct Common {
     /// The first event handed out to its answer posted.
     pub first_invoke_ms: f64,
     pub init_plus_first_ms: f64,
+    /// Cold starts init and first invoke are the medians of (the first
+    /// with the run's first event, each other with a new event of its own).
+    pub cold_starts: usize,
     /// (init + first invoke) / the floor's.
     pub ratio_to_floor: Option<f64>,
     pub peak_rss_kb: u64,
@@ -88,6 +94,14 @@ pub struct ReceiverFigures {
     pub warm_duration: Latency,
     pub cpu_ms_per_warm_invocation: f64,
     pub cpu_clock: CpuClock,
+    /// The first event's body, in bytes (what API Gateway meters).
+    pub body_bytes: usize,
+    /// DynamoDB units per new event and per duplicate, where the stand-in
+    /// counted them (first invoke included).
+    pub units_per_new_event: Option<UnitFigures>,
+    pub units_per_duplicate: Option<UnitFigures>,
+    /// Duplicates' invocation duration (Lambda's billed duration).
+    pub duplicate_duration: Option<Latency>,
     /// Threads that ended while the warm invocations ran (what they used
     /// is missing from the CPU figure; 0 in every run so far).
     pub cpu_threads_ended: usize,
@@ -121,6 +135,28 @@ pub struct ProcessorFigures {
     pub failed_records: usize,
 }
 
+/// DynamoDB read and write request units per event, as on-demand bills them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct UnitFigures {
+    pub read: f64,
+    pub write: f64,
+}
+
+impl UnitFigures {
+    /// Units consumed between two readings, per event.
+    pub fn per_event(
+        from: lambda_sandbox::stand_in::Units,
+        to: lambda_sandbox::stand_in::Units,
+        events: usize,
+    ) -> Self {
+        let per = |a: f64, b: f64| ((b - a) / events.max(1) as f64 * 1000.0).round() / 1000.0;
+        Self {
+            read: per(from.read, to.read),
+            write: per(from.write, to.write),
+        }
+    }
+}
+
 /// One AWS operation's requests: how many, and how long the endpoint took.
 #[derive(Debug, Clone, Serialize)]
 pub struct OperationFigures {
@@ -151,8 +187,17 @@ pub fn by_operation<'a>(
         .collect()
 }
 
+/// One run of the floor, the receivers and the reference on one endpoint.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct RunFigures {
+    /// `moto`, `stand-in HTTP`, `stand-in HTTPS`.
+    pub endpoint: String,
+    pub figures: Vec<ReceiverFigures>,
+}
+
+/// What the report says about the run as a whole.
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
     pub machine: String,
     pub invocations: usize,
     pub duplicates: usize,
@@ -160,11 +205,98 @@ pub struct Report {
     pub clock_tick_ms: i64,
     /// The Python reference's interpreter (`3.11`).
     pub python_version: String,
+}
+
+/// The endpoint whose run gives the timing figures when there is one (the
+/// function's own time); moto's otherwise.
+pub const TIMING_ENDPOINT: &str = "stand-in HTTP";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub context: Context,
+    /// Which run the timing figures (floor, receivers, reference) are from;
+    /// the AWS requests and round trips are always moto's, behind the proxy.
+    pub timing_endpoint: String,
     pub floor: ReceiverFigures,
     pub receivers: Vec<ReceiverFigures>,
     pub reference: Option<ReceiverFigures>,
     pub budgets: Vec<Budgets>,
     pub processor: Option<ProcessorFigures>,
+    /// Every run as measured, the counting run (moto) first.
+    pub runs: Vec<RunFigures>,
+}
+
+fn set_ratio_to_floor(common: &mut Common, floor_ms: f64) {
+    common.ratio_to_floor = Some((common.init_plus_first_ms / floor_ms * 100.0).round() / 100.0);
+}
+
+/// The report from the runs (the counting run first): timing figures from
+/// the stand-in over HTTP when it ran, each with the counted run's AWS
+/// requests; ratios to the floor; budgets.
+pub fn assemble(
+    context: Context,
+    mut runs: Vec<RunFigures>,
+    processor: Option<ProcessorFigures>,
+) -> Result<Report, crate::Error> {
+    for run in &mut runs {
+        let floor = run
+            .figures
+            .iter()
+            .find(|f| f.common.role == Role::Floor)
+            .map(|f| f.common.init_plus_first_ms)
+            .ok_or("a run without the floor")?;
+        for figures in &mut run.figures {
+            if figures.common.role != Role::Floor {
+                set_ratio_to_floor(&mut figures.common, floor);
+            }
+        }
+    }
+    let counted = runs.first().ok_or("no runs")?;
+    let timing = runs
+        .iter()
+        .find(|r| r.endpoint == TIMING_ENDPOINT)
+        .unwrap_or(counted);
+    let mut figures = timing.figures.clone();
+    for f in &mut figures {
+        if let Some(c) = counted
+            .figures
+            .iter()
+            .find(|c| c.common.function == f.common.function)
+        {
+            f.common.init_requests = c.common.init_requests;
+            f.new_events = c.new_events.clone();
+            f.duplicates = c.duplicates.clone();
+        }
+    }
+    let processor = processor.map(|mut p| {
+        if let Some(floor) = counted
+            .figures
+            .iter()
+            .find(|f| f.common.role == Role::Floor)
+        {
+            set_ratio_to_floor(&mut p.common, floor.common.init_plus_first_ms);
+        }
+        p
+    });
+    let of = |role: Role| figures.iter().filter(move |f| f.common.role == role);
+    let floor = of(Role::Floor).next().cloned().ok_or("no floor")?;
+    let receivers: Vec<ReceiverFigures> = of(Role::Receiver).cloned().collect();
+    let reference = of(Role::Reference).next().cloned();
+    let budgets = receivers
+        .iter()
+        .map(|r| budgets(r, &floor, reference.as_ref()))
+        .collect();
+    Ok(Report {
+        context,
+        timing_endpoint: timing.endpoint.clone(),
+        floor,
+        receivers,
+        reference,
+        budgets,
+        processor,
+        runs,
+    })
 }
 
 /// A figure against its budget, both raw (ms).
@@ -236,6 +368,130 @@ pub fn budgets(
             )
         }),
     }
+}
+
+/// The share of invocations that are cold starts in the cost table: an
+/// assumption (AWS reports under 1% in production), stated beside it.
+pub const COLD_SHARE: f64 = 0.01;
+
+/// Requests per invocation of the operations named `prefix…`.
+fn requests(per_operation: &BTreeMap<String, f64>, prefix: &str) -> f64 {
+    per_operation
+        .iter()
+        .filter(|(op, _)| op.starts_with(prefix))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// One receiver's (or the reference's) part in an event, as priced.
+fn scenario(
+    name: String,
+    figures: &ReceiverFigures,
+    duration: &Latency,
+    aws: &AwsFigures,
+    units: Option<UnitFigures>,
+) -> cost::Scenario {
+    let c = &figures.common;
+    let units = units.unwrap_or(UnitFigures {
+        read: 0.0,
+        write: 0.0,
+    });
+    cost::Scenario {
+        name,
+        api_requests_per_event: 1.0,
+        api_request_bytes: figures.body_bytes as u64,
+        invocations: vec![cost::Invocation {
+            memory_mb: c.memory_size_mb.parse().unwrap_or(128),
+            duration_ms: duration.p50_ms,
+            init_ms: c.init_ms,
+            cold_share: COLD_SHARE,
+            per_event: 1.0,
+        }],
+        write_units_per_event: units.write,
+        read_units_per_event: units.read,
+        sqs_fifo_requests_per_event: requests(&aws.per_operation, "AmazonSQS.Send"),
+        // The SQS payload taken as the event's body (one 64 KB chunk here).
+        sqs_payload_bytes: figures.body_bytes as u64,
+        // Init's requests are its secret reads, once per cold start.
+        secrets_calls_per_event: requests(&aws.per_operation, "secretsmanager.")
+            + c.init_requests.unwrap_or(0) as f64 * COLD_SHARE,
+    }
+}
+
+/// The cost table's rows: each receiver's new event, the order's
+/// duplicate, the reference's new event and duplicate, and the events
+/// processor per record.
+pub fn cost_scenarios(report: &Report) -> Vec<cost::Scenario> {
+    let mut rows = Vec::new();
+    for f in &report.receivers {
+        if let Some(new) = &f.new_events {
+            rows.push(scenario(
+                format!("{}: new", f.common.function),
+                f,
+                &f.warm_duration,
+                new,
+                f.units_per_new_event,
+            ));
+        }
+    }
+    let duplicate = |f: &ReceiverFigures| {
+        let d = f.duplicates.as_ref()?;
+        Some(scenario(
+            format!("{}: duplicate", f.common.function),
+            f,
+            f.duplicate_duration.as_ref()?,
+            &d.aws,
+            f.units_per_duplicate,
+        ))
+    };
+    rows.extend(
+        report
+            .receivers
+            .iter()
+            .filter(|f| f.common.function == crate::REFERENCE_OF)
+            .filter_map(duplicate),
+    );
+    if let Some(r) = &report.reference {
+        if let Some(new) = &r.new_events {
+            rows.push(scenario(
+                format!("{}: new", r.common.function),
+                r,
+                &r.warm_duration,
+                new,
+                r.units_per_new_event,
+            ));
+        }
+        rows.extend(duplicate(r));
+    }
+    if let Some(p) = &report.processor {
+        let records_per_batch = p.measured_records as f64 / p.measured_batches.max(1) as f64;
+        let per_record = |prefix: &str| {
+            p.operations
+                .iter()
+                .filter(|(op, _)| op.starts_with(prefix))
+                .map(|(_, o)| o.count as f64)
+                .sum::<f64>()
+                / p.measured_records.max(1) as f64
+        };
+        rows.push(cost::Scenario {
+            name: format!("{}: per record", p.common.function),
+            api_requests_per_event: 0.0,
+            api_request_bytes: 0,
+            invocations: vec![cost::Invocation {
+                memory_mb: p.common.memory_size_mb.parse().unwrap_or(128),
+                duration_ms: p.batch_answer.p50_ms,
+                init_ms: p.common.init_ms,
+                cold_share: COLD_SHARE,
+                per_event: 1.0 / records_per_batch.max(1.0),
+            }],
+            write_units_per_event: 0.0,
+            read_units_per_event: 0.0,
+            sqs_fifo_requests_per_event: per_record("AmazonSQS.Send"),
+            sqs_payload_bytes: 1024,
+            secrets_calls_per_event: per_record("secretsmanager."),
+        });
+    }
+    rows
 }
 
 /// `a` as a multiple of `b`, or as a fraction `1/n` of it when smaller.
@@ -325,7 +581,12 @@ pub fn operations(calls: &[Call]) -> String {
 
 pub fn aws_figures(runs: &[Measured]) -> AwsFigures {
     let statuses = statuses_of(runs);
+    let per_operation = by_operation(runs.iter().flat_map(|r| r.before.iter().chain(&r.after)))
+        .into_iter()
+        .map(|(op, f)| (op, f.count as f64 / runs.len().max(1) as f64))
+        .collect();
     AwsFigures {
+        per_operation,
         requests: spread(runs.iter().map(|r| r.before.len())),
         round_trips: spread(runs.iter().map(|r| sequential_round_trips(&r.before))),
         after_answer: spread(runs.iter().map(|r| r.after.len())),
@@ -376,6 +637,76 @@ fn label(figures: &ReceiverFigures, python_version: &str) -> String {
     }
 }
 
+fn endpoint_note(endpoint: &str) -> String {
+    match endpoint {
+        "moto" => "moto behind the recording proxy (milliseconds of Python per request)".to_owned(),
+        "stand-in HTTP" => {
+            "the in-process stand-in over HTTP (microseconds per request: the function's own time)"
+                .to_owned()
+        }
+        other => other.to_owned(),
+    }
+}
+
+/// init, first invoke and warm answers of each function on each endpoint,
+/// and what TLS adds to init + first invoke.
+fn endpoints_table(report: &Report) -> String {
+    let mut out = String::from(
+        "\nThe same functions and events on each endpoint (init / first invoke / init + first, ms; warm answer p50, ms):\n\n| function |",
+    );
+    for run in &report.runs {
+        out.push_str(&format!(
+            " {0}: init / first / init + first | {0}: warm answer p50 |",
+            run.endpoint
+        ));
+    }
+    let http = report.runs.iter().find(|r| r.endpoint == "stand-in HTTP");
+    let https = report.runs.iter().find(|r| r.endpoint == "stand-in HTTPS");
+    let tls = http.is_some() && https.is_some();
+    if tls {
+        out.push_str(" TLS adds to init + first (HTTPS − HTTP) |");
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|---:|".repeat(report.runs.len()));
+    if tls {
+        out.push_str("---:|");
+    }
+    out.push('\n');
+    let find = |run: &RunFigures, name: &str| {
+        run.figures
+            .iter()
+            .find(|f| f.common.function == name)
+            .cloned()
+    };
+    for figures in report.runs[0].figures.iter() {
+        let name = &figures.common.function;
+        out.push_str(&format!("| {name} |"));
+        for run in &report.runs {
+            match find(run, name) {
+                Some(f) => out.push_str(&format!(
+                    " {:.2} / {:.2} / {:.2} | {:.2} |",
+                    f.common.init_ms,
+                    f.common.first_invoke_ms,
+                    f.common.init_plus_first_ms,
+                    f.warm_answer.p50_ms
+                )),
+                None => out.push_str(" – | – |"),
+            }
+        }
+        if let (Some(http), Some(https)) = (http, https) {
+            match (find(http, name), find(https, name)) {
+                (Some(a), Some(b)) => out.push_str(&format!(
+                    " {:+.2} |",
+                    b.common.init_plus_first_ms - a.common.init_plus_first_ms
+                )),
+                _ => out.push_str(" – |"),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn cpu_note(report: &Report) -> String {
     let rows = std::iter::once(&report.floor)
         .chain(&report.receivers)
@@ -395,7 +726,7 @@ fn cpu_note(report: &Report) -> String {
         format!(
             "CPU = time on CPU over the warm invocations, summed over the process's threads, from /proc/<pid>/task/*/schedstat (ns), except {}: utime + stime from /proc/<pid>/stat in clock ticks of {} ms (no schedstat)",
             ticks.join(", "),
-            report.clock_tick_ms
+            report.context.clock_tick_ms
         )
     };
     if !ended.is_empty() {
@@ -411,7 +742,7 @@ pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "Machine: {}. {} warm new events and {} duplicates per receiver, after the first invoke.\n\n",
-        report.machine, report.invocations, report.duplicates
+        report.context.machine, report.context.invocations, report.context.duplicates
     ));
     out.push_str("| function | MB | init ms | AWS requests in init | first invoke ms | init + first ms | × floor | warm answer p50 / p99 ms | warm invocation p50 / p99 ms | CPU ms / warm invocation | peak RSS MB |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -422,7 +753,7 @@ pub fn markdown(report: &Report) -> String {
         let c = &figures.common;
         out.push_str(&format!(
             "| {} | {} | {:.2} | {} | {:.2} | {:.2} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} | {:.1} |\n",
-            label(figures, &report.python_version),
+            label(figures, &report.context.python_version),
             c.memory_size_mb,
             c.init_ms,
             c.init_requests.map_or_else(|| "–".to_owned(), |n| n.to_string()),
@@ -438,10 +769,15 @@ pub fn markdown(report: &Report) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nAnswer = event handed out → response posted; invocation = → the runtime back at `next` (Lambda's billed duration). Init = spawn → the runtime's first `next`; first invoke = its answer. Raw figures: nothing subtracted (the local endpoint's time is in them). {}. Peak RSS = VmHWM at the end. The Python reference is bench/python-reference/handler.py (boto3, Powertools' idempotency on DynamoDB, the order sent to the jobs queue) run by awslambdaric, as Lambda's Python images run it, on {}'s events.\n",
+        "\nAWS endpoint of these figures: {}. Answer = event handed out → response posted; invocation = → the runtime back at `next` (Lambda's billed duration). Init = spawn → the runtime's first `next`; first invoke = its answer; each the median of {} cold starts (init + first: the median of their sums), each with a new event. Raw figures: nothing subtracted (the endpoint's time is in them). AWS requests in init: counted on moto. {}. Peak RSS = VmHWM at the end. The Python reference is bench/python-reference/handler.py (boto3, Powertools' idempotency on DynamoDB, the order sent to the jobs queue) run by awslambdaric, as Lambda's Python images run it, on {}'s events.\n",
+        endpoint_note(&report.timing_endpoint),
+        report.floor.common.cold_starts,
         cpu_note(report),
         crate::REFERENCE_OF,
     ));
+    if report.runs.len() > 1 {
+        out.push_str(&endpoints_table(report));
+    }
     if !report.budgets.is_empty() {
         let reference = report.reference.as_ref();
         out.push_str(&format!(
@@ -486,10 +822,13 @@ pub fn markdown(report: &Report) -> String {
         }
     }
     out.push_str(
-        "\nThe ack path: AWS requests per invocation between the event handed out and the answer (median, (min–max) when they differ); sequential round trips = the longest chain of them, each started after the previous ended; after the answer = requests running or started after the answer was posted.\n\n",
+        "\nThe ack path, counted on moto behind the recording proxy: AWS requests per invocation between the event handed out and the answer (median, (min–max) when they differ); sequential round trips = the longest chain of them, each started after the previous ended; after the answer = requests running or started after the answer was posted. DynamoDB units per event as the stand-in billed them (first invoke included; a refused conditional write is billed).\n\n",
     );
-    out.push_str("| receiver | new: AWS requests | new: sequential round trips | new: requests after the answer | new: answers | duplicate: AWS requests | duplicate: sequential round trips | duplicate: answers | duplicate answer p50 / p99 ms |\n");
-    out.push_str("|---|---:|---:|---:|---|---:|---:|---|---:|\n");
+    out.push_str("| receiver | new: AWS requests | new: sequential round trips | new: requests after the answer | new: answers | new: DynamoDB write / read units | duplicate: AWS requests | duplicate: sequential round trips | duplicate: answers | duplicate: DynamoDB write / read units | duplicate answer p50 / p99 ms |\n");
+    out.push_str("|---|---:|---:|---:|---|---:|---:|---:|---|---:|---:|\n");
+    let units = |u: &Option<UnitFigures>| {
+        u.map_or_else(|| "–".to_owned(), |u| format!("{} / {}", u.write, u.read))
+    };
     let counted = || report.receivers.iter().chain(&report.reference);
     for figures in counted() {
         let Some(new) = &figures.new_events else {
@@ -505,12 +844,14 @@ pub fn markdown(report: &Report) -> String {
             None => ("–".into(), "–".into(), "–".into(), "–".into()),
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {dup_requests} | {dup_rounds} | {dup_statuses} | {dup_latency} |\n",
+            "| {} | {} | {} | {} | {} | {} | {dup_requests} | {dup_rounds} | {dup_statuses} | {} | {dup_latency} |\n",
             figures.common.function,
             show(&new.requests),
             show(&new.round_trips),
             show(&new.after_answer),
             statuses(&new.statuses),
+            units(&figures.units_per_new_event),
+            units(&figures.units_per_duplicate),
         ));
     }
     out.push_str("\nRequests of the first new event and of the first duplicate (→ one after the other, ‖ concurrent):\n\n");
@@ -525,6 +866,25 @@ pub fn markdown(report: &Report) -> String {
             }
             out.push('\n');
         }
+    }
+    let scenarios = cost_scenarios(report);
+    if !scenarios.is_empty() {
+        let costed: Vec<cost::Costed> = scenarios.iter().map(cost::per_million).collect();
+        let units = report
+            .receivers
+            .iter()
+            .chain(&report.reference)
+            .any(|f| f.units_per_new_event.is_some());
+        out.push_str(&format!(
+            "\nCost per million events, us-east-1 list prices (first tier, no free tier), from the figures above: one API Gateway HTTP API request of the event's body; the function's invocation at its memory size and warm invocation p50 (duplicates: theirs), {:.0}% of them cold starts billed with their init (an assumption); {}; SQS FIFO sends and Secrets Manager calls as counted on moto (init's reads once per cold start). The receivers' rows are their ack path: what the events processor does later for a record is its own row (its DynamoDB writes not measured: it runs on moto).\n\n",
+            COLD_SHARE * 100.0,
+            if units {
+                "DynamoDB units as the stand-in billed them (a refused conditional write included)"
+            } else {
+                "DynamoDB units not measured (no stand-in run): 0 in the table"
+            },
+        ));
+        out.push_str(&cost::table(&costed));
     }
     if let Some(p) = &report.processor {
         let c = &p.common;
@@ -609,6 +969,7 @@ mod tests {
                 init_requests: None,
                 first_invoke_ms: 0.0,
                 init_plus_first_ms,
+                cold_starts: 1,
                 ratio_to_floor: None,
                 peak_rss_kb: 0,
             },
@@ -623,6 +984,10 @@ mod tests {
             },
             cpu_ms_per_warm_invocation: cpu_ms,
             cpu_clock: CpuClock::Schedstat,
+            body_bytes: 0,
+            units_per_new_event: None,
+            units_per_duplicate: None,
+            duplicate_duration: None,
             cpu_threads_ended: 0,
             new_statuses: BTreeMap::new(),
             duplicate_statuses: BTreeMap::new(),
@@ -644,6 +1009,151 @@ mod tests {
         let cpu = b.cpu_to_reference.unwrap();
         assert_eq!((cpu.limit_ms, cpu.met), (0.5, false));
         assert!(budgets(&receiver, &floor, None).cpu_to_reference.is_none());
+    }
+
+    fn counted(figures: &mut ReceiverFigures, operations: &[(&str, f64)]) {
+        let aws = AwsFigures {
+            requests: spread([3].into_iter()),
+            round_trips: spread([3].into_iter()),
+            after_answer: spread([0].into_iter()),
+            operations: String::new(),
+            statuses: BTreeMap::new(),
+            per_operation: operations
+                .iter()
+                .map(|(o, n)| (o.to_string(), *n))
+                .collect(),
+        };
+        figures.common.init_requests = Some(1);
+        figures.new_events = Some(aws.clone());
+        figures.duplicates = Some(Duplicates {
+            count: 1,
+            answer: Latency {
+                p50_ms: 1.0,
+                p99_ms: 1.0,
+            },
+            aws,
+        });
+    }
+
+    fn context() -> Context {
+        Context {
+            machine: "m".into(),
+            invocations: 1,
+            duplicates: 1,
+            clock_tick_ms: 10,
+            python_version: "3.11".into(),
+        }
+    }
+
+    #[test]
+    fn timing_comes_from_the_stand_in_over_http_and_counts_from_moto() {
+        let mut moto_reference = figures(Role::Reference, 900.0, 3.0);
+        counted(&mut moto_reference, &[("AmazonSQS.SendMessage", 1.0)]);
+        let moto = RunFigures {
+            endpoint: "moto".into(),
+            figures: vec![figures(Role::Floor, 5.0, 0.1), moto_reference],
+        };
+        let timing = |endpoint: &str, reference_ms: f64| RunFigures {
+            endpoint: endpoint.into(),
+            figures: vec![
+                figures(Role::Floor, 4.0, 0.1),
+                figures(Role::Reference, reference_ms, 2.0),
+            ],
+        };
+        let report = assemble(
+            context(),
+            vec![
+                moto,
+                timing("stand-in HTTP", 600.0),
+                timing("stand-in HTTPS", 700.0),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(report.timing_endpoint, "stand-in HTTP");
+        let reference = report.reference.unwrap();
+        assert_eq!(reference.common.init_plus_first_ms, 600.0);
+        assert_eq!(reference.common.ratio_to_floor, Some(150.0));
+        assert_eq!(reference.common.init_requests, Some(1));
+        assert_eq!(
+            reference.new_events.unwrap().per_operation["AmazonSQS.SendMessage"],
+            1.0
+        );
+        assert_eq!(report.runs[0].figures[1].common.ratio_to_floor, Some(180.0));
+    }
+
+    #[test]
+    fn without_the_stand_in_moto_gives_the_timing_too() {
+        let report = assemble(
+            context(),
+            vec![RunFigures {
+                endpoint: "moto".into(),
+                figures: vec![
+                    figures(Role::Floor, 5.0, 0.1),
+                    figures(Role::Receiver, 10.0, 0.2),
+                ],
+            }],
+            None,
+        )
+        .unwrap();
+        assert_eq!(report.timing_endpoint, "moto");
+        assert_eq!(report.budgets.len(), 1);
+        assert!(report.budgets[0].init_to_floor.met);
+        assert!(report.budgets[0].init_to_reference.is_none());
+    }
+
+    #[test]
+    fn the_references_cost_counts_its_sqs_send_and_its_units_and_a_receivers_its_own() {
+        let mut reference = figures(Role::Reference, 600.0, 2.0);
+        counted(
+            &mut reference,
+            &[
+                ("AmazonSQS.SendMessage", 1.0),
+                ("DynamoDB_20120810.PutItem", 1.0),
+            ],
+        );
+        reference.units_per_new_event = Some(UnitFigures {
+            read: 0.0,
+            write: 2.0,
+        });
+        reference.body_bytes = 9_300;
+        let mut receiver = figures(Role::Receiver, 10.0, 0.2);
+        receiver.common.function = crate::REFERENCE_OF.into();
+        counted(&mut receiver, &[("DynamoDB_20120810.PutItem", 1.0)]);
+        receiver.units_per_new_event = Some(UnitFigures {
+            read: 0.0,
+            write: 4.0,
+        });
+        receiver.duplicate_duration = Some(Latency {
+            p50_ms: 0.4,
+            p99_ms: 0.5,
+        });
+        let report = assemble(
+            context(),
+            vec![RunFigures {
+                endpoint: "moto".into(),
+                figures: vec![figures(Role::Floor, 5.0, 0.1), receiver, reference],
+            }],
+            None,
+        )
+        .unwrap();
+        let rows = cost_scenarios(&report);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "revel-order-finalized: new",
+                "revel-order-finalized: duplicate",
+                "Reference: new"
+            ],
+            "the reference has no duplicate duration here, so no duplicate row"
+        );
+        assert_eq!(rows[0].write_units_per_event, 4.0);
+        assert_eq!(rows[0].sqs_fifo_requests_per_event, 0.0);
+        assert_eq!(rows[2].write_units_per_event, 2.0);
+        assert_eq!(rows[2].sqs_fifo_requests_per_event, 1.0);
+        assert_eq!(rows[2].api_request_bytes, 9_300);
+        assert!((rows[2].secrets_calls_per_event - COLD_SHARE).abs() < 1e-12);
     }
 
     #[test]
