@@ -386,3 +386,95 @@ async fn sdk_trusting(stand_in: &StandIn) -> aws_config::SdkConfig {
         .load()
         .await
 }
+
+/// boto3 as the Python reference uses it: Powertools' idempotency put
+/// (its condition, names and values, as DynamoDBPersistenceLayer 3.x sends
+/// them) twice, the second refused with the stored item; a FIFO send whose
+/// MD5 botocore checks; a secret read.
+const BOTO3_SCRIPT: &str = r###"
+import time, boto3
+from botocore.exceptions import ClientError
+ddb = boto3.client("dynamodb")
+ddb.create_table(TableName="idem", BillingMode="PAY_PER_REQUEST",
+    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+now = time.time()
+def put():
+    ddb.put_item(TableName="idem",
+        Item={"id": {"S": "k"}, "expiration": {"N": str(int(now) + 3600)}, "status": {"S": "INPROGRESS"},
+              "in_progress_expiration": {"N": str(int(now * 1000) + 60000)}},
+        ConditionExpression="attribute_not_exists(#id) OR #expiry < :now OR (#status = :inprogress AND attribute_exists(#in_progress_expiry) AND #in_progress_expiry < :now_in_millis)",
+        ExpressionAttributeNames={"#id": "id", "#expiry": "expiration", "#in_progress_expiry": "in_progress_expiration", "#status": "status"},
+        ExpressionAttributeValues={":now": {"N": str(int(now))}, ":now_in_millis": {"N": str(int(now * 1000))}, ":inprogress": {"S": "INPROGRESS"}},
+        ReturnValuesOnConditionCheckFailure="ALL_OLD")
+put()
+try:
+    put()
+    raise SystemExit("the second put was not refused")
+except ClientError as e:
+    assert e.response["Error"]["Code"] == "ConditionalCheckFailedException", e.response
+    assert e.response["Item"]["status"] == {"S": "INPROGRESS"}, e.response
+ddb.update_item(TableName="idem", Key={"id": {"S": "k"}},
+    UpdateExpression="SET #response_data = :response_data, #expiry = :expiry, #status = :status",
+    ExpressionAttributeNames={"#expiry": "expiration", "#response_data": "data", "#status": "status"},
+    ExpressionAttributeValues={":expiry": {"N": "1"}, ":response_data": {"S": "{}"}, ":status": {"S": "COMPLETED"}})
+assert ddb.get_item(TableName="idem", Key={"id": {"S": "k"}}, ConsistentRead=True)["Item"]["status"] == {"S": "COMPLETED"}
+sqs = boto3.client("sqs")
+url = sqs.create_queue(QueueName="follow.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+a = sqs.send_message(QueueUrl=url, MessageBody="hello", MessageGroupId="g", MessageDeduplicationId="d",
+    MessageAttributes={"kind": {"DataType": "String", "StringValue": "order"}})
+b = sqs.send_message(QueueUrl=url, MessageBody="hello", MessageGroupId="g", MessageDeduplicationId="d",
+    MessageAttributes={"kind": {"DataType": "String", "StringValue": "order"}})
+assert a["MessageId"] == b["MessageId"], (a, b)
+sm = boto3.client("secretsmanager")
+sm.create_secret(Name="revel", SecretString="{}")
+assert sm.get_secret_value(SecretId="revel")["SecretString"] == "{}"
+print("PY-OK")
+"###;
+
+async fn boto3(endpoint: &str, ca: Option<&Path>) -> (bool, String) {
+    let python = std::env::var("LOCAL_AWS_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| workspace().join(".venv/bin/python"));
+    let mut command = tokio::process::Command::new(&python);
+    command.args(["-c", BOTO3_SCRIPT]).env_clear().envs([
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("AWS_MAX_ATTEMPTS", "1"),
+    ]);
+    if let Some(ca) = ca {
+        command.env("AWS_CA_BUNDLE", ca);
+    }
+    let output = command.output().await.unwrap_or_else(|e| {
+        panic!(
+            "cannot start {} ({e}); run `make venv` first",
+            python.display()
+        )
+    });
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success() && text.contains("PY-OK"), text)
+}
+
+#[tokio::test]
+async fn boto3_trusts_the_https_stand_in_through_aws_ca_bundle_and_gets_powertools_refusal() {
+    let stand_in = StandIn::start(Options::https()).await.unwrap();
+    let ca = stand_in.ca_bundle_path().unwrap().to_owned();
+    let (ok, output) = boto3(stand_in.endpoint_url(), Some(&ca)).await;
+    assert!(ok, "{output}");
+    let refused: Vec<u16> = stand_in
+        .calls()
+        .iter()
+        .filter(|c| c.name() == "PutItem")
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(refused, [200, 400]);
+    let (ok, output) = boto3(stand_in.endpoint_url(), None).await;
+    assert!(
+        !ok,
+        "without AWS_CA_BUNDLE the certificate must be refused: {output}"
+    );
+    assert!(output.contains("CERTIFICATE_VERIFY_FAILED"), "{output}");
+}
