@@ -61,7 +61,7 @@
 //! also on error or timeout.
 //!
 //! Usage: lambda-bench [--functions a,b,...|all] [--invocations 200]
-//!        [--duplicates 50] [--cold-starts 5] [--no-processor]
+//!        [--duplicates 50] [--cold-starts 11] [--no-processor]
 //!        [--no-reference] [--no-stand-in] [--no-tls] [--json PATH]
 //!        [--timeout-secs 900] [--python .venv/bin/python]
 //!        [--bin-dir target/release]
@@ -113,7 +113,7 @@ const PROCESSOR_LOGICAL_ID: &str = "EventsProcessorFunction";
 /// processor's Timeout in template.yaml.
 const STEP_LIMIT: Duration = Duration::from_secs(60);
 
-const USAGE: &str = "usage: lambda-bench [--functions a,b,...|all] [--invocations 200] [--duplicates 50] [--cold-starts 5] [--no-processor] [--no-reference] [--no-stand-in] [--no-tls] [--json PATH] [--timeout-secs 900] [--python .venv/bin/python] [--bin-dir target/release]";
+const USAGE: &str = "usage: lambda-bench [--functions a,b,...|all] [--invocations 200] [--duplicates 50] [--cold-starts 11] [--no-processor] [--no-reference] [--no-stand-in] [--no-tls] [--json PATH] [--timeout-secs 900] [--python .venv/bin/python] [--bin-dir target/release]";
 
 struct Options {
     functions: Vec<String>,
@@ -145,7 +145,7 @@ fn options() -> Result<Options, Error> {
         reference: true,
         stand_in: true,
         tls: true,
-        cold_starts: 5,
+        cold_starts: 11,
         json: None,
         timeout: Duration::from_secs(900),
         python: std::env::var("LOCAL_AWS_PYTHON")
@@ -944,24 +944,60 @@ async fn stack_on(url: &str, template: &Template, reference: &Template) -> Resul
     })
 }
 
+/// Where Debian and Amazon Linux keep the system's trusted roots.
+const SYSTEM_CA_BUNDLES: [&str; 2] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
+
+/// The system's roots with the stand-in's CA appended, written to `dir`:
+/// a function trusting it parses as many roots as it does in Lambda (the
+/// stand-in's CA alone would make its init cheaper than over HTTP, where
+/// the Rust SDK still loads the system's roots). The system's bundle, if
+/// one was found, is returned too.
+fn trust_bundle(ca: &Path, dir: &Path) -> Result<(PathBuf, Option<&'static str>), Error> {
+    let system = SYSTEM_CA_BUNDLES
+        .into_iter()
+        .find(|path| Path::new(path).is_file());
+    let mut pem = match system {
+        Some(path) => std::fs::read(path)?,
+        None => Vec::new(),
+    };
+    pem.push(b'\n');
+    pem.extend(std::fs::read(ca)?);
+    let path = dir.join("stand-in-trust.pem");
+    std::fs::write(&path, pem)?;
+    Ok((path, system))
+}
+
 /// The stand-in, provisioned, as an endpoint (trusted through the
 /// environment over HTTPS).
 async fn stand_in_endpoint<'a>(
+    setup: &Setup,
     stand_in: &'a StandIn,
     label: &'static str,
     template: &Template,
     reference: &Template,
 ) -> Result<Endpoint<'a>, Error> {
     let stack = stack_on(stand_in.endpoint_url(), template, reference).await?;
-    let trust = stand_in.ca_bundle_path().map_or_else(Vec::new, |ca| {
-        let ca = ca.display().to_string();
-        // The Rust SDK's rustls client reads roots from SSL_CERT_FILE;
-        // boto3 from AWS_CA_BUNDLE.
-        vec![
-            ("SSL_CERT_FILE".to_owned(), ca.clone()),
-            ("AWS_CA_BUNDLE".to_owned(), ca),
-        ]
-    });
+    let trust = match stand_in.ca_bundle_path() {
+        Some(ca) => {
+            let (bundle, system) = trust_bundle(ca, &setup.log_dir)?;
+            eprintln!(
+                "lambda-bench: {label}: functions trust {} ({} and the stand-in's CA)",
+                bundle.display(),
+                system.unwrap_or("no system bundle found")
+            );
+            let bundle = bundle.display().to_string();
+            // The Rust SDK's rustls client reads roots from SSL_CERT_FILE;
+            // boto3 from AWS_CA_BUNDLE.
+            vec![
+                ("SSL_CERT_FILE".to_owned(), bundle.clone()),
+                ("AWS_CA_BUNDLE".to_owned(), bundle),
+            ]
+        }
+        None => Vec::new(),
+    };
     Ok(Endpoint {
         label,
         url: stand_in.endpoint_url().to_owned(),
@@ -1117,13 +1153,25 @@ async fn run(options: Options) -> Result<(), Error> {
     // The function's own time on the stand-in, over HTTP, then HTTPS.
     if options.stand_in {
         let http = StandIn::start(stand_in::Options::http()).await?;
-        let endpoint =
-            stand_in_endpoint(&http, "stand-in HTTP", &template, &reference_template).await?;
+        let endpoint = stand_in_endpoint(
+            &setup,
+            &http,
+            "stand-in HTTP",
+            &template,
+            &reference_template,
+        )
+        .await?;
         runs.push(measure_run(&setup, &endpoint, &plan).await?);
     }
     if let Some(https) = &https {
-        let endpoint =
-            stand_in_endpoint(https, "stand-in HTTPS", &template, &reference_template).await?;
+        let endpoint = stand_in_endpoint(
+            &setup,
+            https,
+            "stand-in HTTPS",
+            &template,
+            &reference_template,
+        )
+        .await?;
         runs.push(measure_run(&setup, &endpoint, &plan).await?);
     }
     drop(https);
@@ -1259,6 +1307,30 @@ mod tests {
         );
         let value: serde_norway::Value = serde_norway::from_str(&text).unwrap();
         assert_eq!(memory_size(&value, Some(REFERENCE_LOGICAL_ID)), 128);
+    }
+
+    #[test]
+    fn the_trust_bundle_holds_the_systems_roots_and_ends_with_the_stand_ins_ca() {
+        let dir = std::env::temp_dir().join(format!("lambda-bench-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nSTAND-IN\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let (bundle, system) = trust_bundle(&ca, &dir).unwrap();
+        let text = std::fs::read_to_string(&bundle).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            text.ends_with("STAND-IN\n-----END CERTIFICATE-----\n"),
+            "{text}"
+        );
+        if let Some(system) = system {
+            let roots = std::fs::read_to_string(system).unwrap();
+            assert!(text.starts_with(&roots));
+            assert!(text.matches("BEGIN CERTIFICATE").count() > 1);
+        }
     }
 
     #[test]

@@ -652,7 +652,7 @@ fn endpoint_note(endpoint: &str) -> String {
 /// and what TLS adds to init + first invoke.
 fn endpoints_table(report: &Report) -> String {
     let mut out = String::from(
-        "\nThe same functions and events on each endpoint (init / first invoke / init + first, ms; warm answer p50, ms):\n\n| function |",
+        "\nThe same functions and events on each endpoint (init / first invoke / init + first, ms, medians of the cold starts; warm answer p50, ms). Over HTTPS the functions trust the system's roots with the stand-in's CA appended (SSL_CERT_FILE, AWS_CA_BUNDLE), so they parse as many roots as over HTTP, where the Rust SDK loads the system's roots at init all the same:\n\n| function |",
     );
     for run in &report.runs {
         out.push_str(&format!(
