@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use local_stack::events::samples;
 use local_stack::{
-    DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, DEMO_INSTANCE, DEMO_SECRET, DEMO_VINESOS_SECRET,
-    DEMO_WINESITTING_TOKEN,
+    DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, DEMO_INSTANCE, DEMO_LA_INSTANCE, DEMO_SECRET,
+    DEMO_VINESOS_SECRET, DEMO_WINESITTING_TOKEN,
 };
 use serde_json::json;
 use shared::config::Config;
@@ -62,7 +62,7 @@ fn receivers(runtime: &tokio::runtime::Runtime) -> (AllSources, Config, Clients)
             DEMO_BOOKING_HEADER,
         )),
         vinesos: Arc::new(VinesOs::new(cache(
-            json!({ DEMO_INSTANCE: DEMO_VINESOS_SECRET }),
+            json!({ DEMO_INSTANCE: DEMO_VINESOS_SECRET, DEMO_LA_INSTANCE: DEMO_VINESOS_SECRET }),
         ))),
     };
     let config = Config::from_lookup(|name| {
@@ -144,8 +144,9 @@ fn decode(raw: &str) -> WebhookRequest {
     )
 }
 
-/// The order sample's steps one by one, to see where its time goes.
-fn order_steps(c: &mut Criterion) {
+/// The order's and the customer's steps one by one, to see where their
+/// time goes.
+fn steps(c: &mut Criterion) {
     use shared::sources::revel::RevelEventType;
     use shared::sources::EventKind;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -153,81 +154,76 @@ fn order_steps(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let (sources, config, clients) = receivers(&runtime);
-    let raw = std::fs::read_to_string(
-        local_stack::events::default_dir().join("revel-order-finalized.json"),
-    )
-    .expect("run `make events`");
-    let receiver = sources
-        .receiver_for(
-            RevelEventType::OrderFinalized.logical_id(),
-            &config,
-            &clients,
-        )
-        .expect("receiver");
-    let request = decode(&raw);
-    let body: serde_json::Value = serde_json::from_slice(&request.body).expect("json");
-    runtime.block_on(prepare(&receiver, &request));
-    let Ok(Prepared::Event(prepared)) = runtime.block_on(receiver.prepare(&request)) else {
-        panic!("the order sample prepares")
-    };
-
-    let mut group = c.benchmark_group("order_steps");
+    let mut group = c.benchmark_group("steps");
     group
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .throughput(Throughput::Bytes(request.body.len() as u64));
-    group.bench_function("decode_api_gateway_event", |b| {
-        b.iter(|| decode(black_box(&raw)))
-    });
-    group.bench_function("verify_signature", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(receiver.source().authenticate(black_box(&request)))
-                .unwrap()
-        })
-    });
-    // What the receiver does now: only the key fields become values.
-    let paths = RevelEventType::OrderFinalized
-        .key_fields()
-        .expect("key fields");
-    group.bench_function("project_key_fields_and_interpret", |b| {
-        b.iter(|| {
-            let part = shared::projection::project(black_box(&request.body), paths).unwrap();
-            RevelEventType::OrderFinalized
-                .interpret(part, &request.headers)
-                .unwrap()
-        })
-    });
-    // What it did before, and the processor still does: the whole body.
-    group.bench_function("parse_json", |b| {
-        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&request.body)).unwrap())
-    });
-    // The parsed body is moved into the parser; its copy is made outside the timing.
-    group.bench_function("interpret", |b| {
-        b.iter_batched(
-            || body.clone(),
-            |body| {
-                RevelEventType::OrderFinalized
-                    .interpret(body, &request.headers)
-                    .unwrap()
-            },
-            BatchSize::SmallInput,
+        .measurement_time(Duration::from_secs(2));
+    for kind in [
+        RevelEventType::OrderFinalized,
+        RevelEventType::CustomerCreated,
+    ] {
+        let name = kind.crate_name();
+        let raw = std::fs::read_to_string(
+            local_stack::events::default_dir().join(format!("{name}.json")),
         )
-    });
-    group.bench_function("sha256", |b| {
-        b.iter(|| shared::idempotency::sha256_hex(black_box(&request.body)))
-    });
-    group.bench_function("gzip_archive", |b| {
-        b.iter(|| shared::store::ArchivedBody::from_raw(black_box(&request.body)))
-    });
-    group.bench_function("build_item", |b| {
-        b.iter(|| event_item(black_box(prepared.record())))
-    });
+        .expect("run `make events`");
+        let receiver = sources
+            .receiver_for(kind.logical_id(), &config, &clients)
+            .expect("receiver");
+        let request = decode(&raw);
+        let body: serde_json::Value = serde_json::from_slice(&request.body).expect("json");
+        runtime.block_on(prepare(&receiver, &request));
+        let Ok(Prepared::Event(prepared)) = runtime.block_on(receiver.prepare(&request)) else {
+            panic!("the {name} sample prepares")
+        };
+        group.throughput(Throughput::Bytes(request.body.len() as u64));
+        group.bench_function(format!("{name}/decode_api_gateway_event"), |b| {
+            b.iter(|| decode(black_box(&raw)))
+        });
+        group.bench_function(format!("{name}/verify_signature"), |b| {
+            b.iter(|| {
+                runtime
+                    .block_on(receiver.source().authenticate(black_box(&request)))
+                    .unwrap()
+            })
+        });
+        // What the receiver does: only the key fields become values.
+        let paths = kind.key_fields().expect("key fields");
+        group.bench_function(format!("{name}/project_key_fields_and_interpret"), |b| {
+            b.iter(|| {
+                let part = shared::projection::project(black_box(&request.body), paths).unwrap();
+                kind.interpret(part, &request.headers).unwrap()
+            })
+        });
+        // What it did before, and the processor still does: the whole body.
+        group.bench_function(format!("{name}/parse_whole_body"), |b| {
+            b.iter(|| {
+                serde_json::from_slice::<serde_json::Value>(black_box(&request.body)).unwrap()
+            })
+        });
+        // The parsed body is moved in; its copy is made outside the timing.
+        group.bench_function(format!("{name}/interpret_whole_body"), |b| {
+            b.iter_batched(
+                || body.clone(),
+                |body| kind.interpret(body, &request.headers).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function(format!("{name}/sha256"), |b| {
+            b.iter(|| shared::idempotency::sha256_hex(black_box(&request.body)))
+        });
+        group.bench_function(format!("{name}/archive_body"), |b| {
+            b.iter(|| shared::store::ArchivedBody::from_raw(black_box(&request.body)))
+        });
+        group.bench_function(format!("{name}/build_item"), |b| {
+            b.iter(|| event_item(black_box(prepared.record())))
+        });
+    }
     group.finish();
 }
 
 /// The archive's codec choices on the order and the customer, each body's
-/// compressed size printed once (a write unit is 1 KB of item, and the
+/// compressed size written beside criterion's figures (a write unit is 1 KB of item, and the
 /// record's other attributes are about 0.5 KB).
 fn codecs(c: &mut Criterion) {
     use std::io::Write;
@@ -236,6 +232,7 @@ fn codecs(c: &mut Criterion) {
     group
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
+    let mut sizes = Vec::new();
     for name in ["revel-order-finalized", "revel-customer-created"] {
         let raw =
             std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("run `make events`");
@@ -253,21 +250,16 @@ fn codecs(c: &mut Criterion) {
         };
         let snappy = |body: &[u8]| snap::raw::Encoder::new().compress_vec(body).unwrap();
         let lz4 = |body: &[u8]| lz4_flex::block::compress_prepend_size(body);
-        eprintln!(
-            "{name}: {} B; gzip level 1: {} B; snappy: {} B; lz4: {} B",
-            body.len(),
-            shared::store::ArchivedBody::compressed_from(&body, 0)
-                .bytes
-                .len(),
-            snappy(&body).len(),
-            lz4(&body).len()
-        );
+        sizes.push(serde_json::json!({
+            "name": name,
+            "raw": body.len(),
+            "gzip": fresh_gzip(&body).len(),
+            "snappy": snappy(&body).len(),
+            "lz4": lz4(&body).len(),
+        }));
         group.throughput(Throughput::Bytes(body.len() as u64));
-        group.bench_function(format!("{name}/gzip_fresh_encoder"), |b| {
+        group.bench_function(format!("{name}/gzip_level_1"), |b| {
             b.iter(|| fresh_gzip(black_box(&body)))
-        });
-        group.bench_function(format!("{name}/gzip_reused_state"), |b| {
-            b.iter(|| shared::store::ArchivedBody::compressed_from(black_box(&body), 0))
         });
         group.bench_function(format!("{name}/snappy"), |b| {
             b.iter(|| snappy(black_box(&body)))
@@ -275,7 +267,11 @@ fn codecs(c: &mut Criterion) {
         group.bench_function(format!("{name}/lz4"), |b| b.iter(|| lz4(black_box(&body))));
     }
     group.finish();
+    // Beside criterion's figures, for tools/bench/hot_path_table.py.
+    let out = dir.join("../target/criterion/archive_codecs");
+    std::fs::create_dir_all(&out).expect("criterion's directory");
+    std::fs::write(out.join("sizes.json"), serde_json::to_vec(&sizes).unwrap()).expect("sizes");
 }
 
-criterion_group!(benches, hot_path, order_steps, codecs);
+criterion_group!(benches, hot_path, steps, codecs);
 criterion_main!(benches);

@@ -10,9 +10,7 @@ pub mod record;
 use std::io::Write;
 
 use async_trait::async_trait;
-use std::cell::RefCell;
-
-use flate2::write::DeflateEncoder;
+use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use crate::error::DependencyError;
@@ -56,8 +54,11 @@ impl ArchivedBody {
                 original_len: raw.len(),
             };
         }
+        let mut encoder = GzEncoder::new(Vec::with_capacity(raw.len() / 4), Compression::fast());
+        encoder.write_all(raw).expect("writing to a Vec can't fail");
+        let bytes = encoder.finish().expect("writing to a Vec can't fail");
         Self {
-            bytes: gzip(raw),
+            bytes,
             gzip: true,
             original_len: raw.len(),
         }
@@ -72,39 +73,6 @@ impl ArchivedBody {
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&self.bytes[..]), &mut out)?;
         Ok(out)
     }
-}
-
-thread_local! {
-    /// One deflate state per thread, reset for each body: a fresh one
-    /// allocates and zeroes about 300 KB of tables, which cost more than
-    /// compressing a 9 KB order (docs/performance.md).
-    static DEFLATE: RefCell<DeflateEncoder<Vec<u8>>> =
-        RefCell::new(DeflateEncoder::new(Vec::new(), Compression::fast()));
-}
-
-/// `raw` as a gzip member (RFC 1952): a header without name or time, the
-/// deflate stream at the fastest level, the CRC-32 and length of `raw`.
-/// What `GzEncoder` writes, but on a reused deflate state.
-fn gzip(raw: &[u8]) -> Vec<u8> {
-    // ID1 ID2, CM = deflate, no flags, no time, XFL = fastest, OS unknown.
-    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 0xff];
-    let mut out = Vec::with_capacity(raw.len() / 2 + 64);
-    out.extend_from_slice(&HEADER);
-    let mut out = DEFLATE.with(|encoder| {
-        let mut encoder = encoder.borrow_mut();
-        encoder.reset(out).expect("writing to a Vec can't fail");
-        encoder.write_all(raw).expect("writing to a Vec can't fail");
-        encoder.try_finish().expect("writing to a Vec can't fail");
-        encoder
-            .reset(Vec::new())
-            .expect("writing to a Vec can't fail")
-    });
-    let mut crc = flate2::Crc::new();
-    crc.update(raw);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    // ISIZE is the length modulo 2^32, by definition.
-    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    out
 }
 
 /// What the conditional put of an event record came to.
@@ -281,7 +249,6 @@ pub enum UpsertDecision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::write::GzEncoder;
 
     #[test]
     fn small_bodies_are_kept_as_is_and_large_ones_compressed_losslessly() {
@@ -292,27 +259,6 @@ mod tests {
         assert!(large.gzip);
         assert!(large.bytes.len() < large_raw.len() / 4);
         assert_eq!(large.raw().unwrap(), large_raw);
-    }
-
-    proptest::proptest! {
-        /// The reused deflate state writes what a fresh `GzEncoder` writes
-        /// (its header aside), and any gzip reader reads it back, body after
-        /// body on the same thread.
-        #[test]
-        fn bodies_gzipped_on_the_reused_state_are_what_a_fresh_encoder_writes(
-            bodies in proptest::collection::vec(proptest::collection::vec(0u8..8, 0..6000), 1..4)
-        ) {
-            for raw in bodies {
-                let ours = gzip(&raw);
-                let mut fresh = GzEncoder::new(Vec::new(), Compression::fast());
-                fresh.write_all(&raw).unwrap();
-                let fresh = fresh.finish().unwrap();
-                proptest::prop_assert_eq!(&ours[10..], &fresh[10..]);
-                let mut read = Vec::new();
-                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&ours[..]), &mut read).unwrap();
-                proptest::prop_assert_eq!(read, raw);
-            }
-        }
     }
 
     #[test]
