@@ -119,7 +119,7 @@ pub type Description = (Arc<dyn Source>, Arc<dyn crate::sources::EventKind>);
 pub async fn serve_webhook(
     describe: impl FnOnce(&Config, &SecretsClient) -> Result<Description, Error>,
 ) -> Result<(), Error> {
-    crate::telemetry::init();
+    cold_start();
     let config = Config::from_env()?;
     let sdk = crate::aws::load().await;
     let secrets = SecretsClient::new(&sdk);
@@ -145,7 +145,7 @@ pub async fn serve_webhook(
 /// Serves the stream processor: the events table's stream in (one shard's
 /// batch per invocation), partial batch failures out.
 pub async fn serve_processor() -> Result<(), Error> {
-    crate::telemetry::init();
+    cold_start();
     let config = Config::from_env()?;
     let clients = Clients::from_sdk(&crate::aws::load().await);
     let processor = Arc::new(processor(&config, &clients));
@@ -161,6 +161,30 @@ pub async fn serve_processor() -> Result<(), Error> {
         },
     ))
     .await
+}
+
+/// What every function does first: the allocator's thresholds, then logs.
+fn cold_start() {
+    tune_allocator();
+    crate::telemetry::init();
+}
+
+/// Keeps glibc's allocator from handing memory back to the kernel between
+/// invocations. By default an allocation from 128 KB on is its own `mmap`
+/// and the heap's free top is trimmed, so each invocation page-faults its
+/// large buffers in again (gzip's ~300 KB of tables, a large body's
+/// copies): the order's hot path measured 139 µs so, 55 µs with these
+/// settings (docs/performance.md). Allocations up to 2 MiB come from the
+/// heap, and up to 8 MiB of free heap is kept for the next invocation:
+/// peak memory is unchanged, memory between invocations stays at that peak.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt sets two of the allocator's parameters, under the
+    // allocator's own lock; no memory is touched.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 2 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
 }
 
 /// Reads the secrets at init; a failure is logged, and each delivery retries
@@ -309,7 +333,7 @@ struct SyncInit {
 
 impl SyncInit {
     async fn load() -> Result<Self, Error> {
-        crate::telemetry::init();
+        cold_start();
         let config = Config::from_env()?;
         let sync = crate::config::SyncConfig::from_env()?;
         let clients = Clients::from_sdk(&crate::aws::load().await);

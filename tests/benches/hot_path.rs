@@ -85,6 +85,8 @@ fn receivers(runtime: &tokio::runtime::Runtime) -> (AllSources, Config, Clients)
 }
 
 fn hot_path(c: &mut Criterion) {
+    // As every function sets it at cold start.
+    shared::function::tune_allocator();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
