@@ -338,6 +338,56 @@ fn new_events(sample: &Sample, count: usize) -> Result<Vec<Value>, Error> {
         .collect()
 }
 
+/// The order receiver's body limit (`MAX_BODY_BYTES`, 1 MiB): what its
+/// peak memory is measured at.
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A new order whose body is just under `limit` bytes: the sample with its
+/// ids moved and its items repeated.
+fn order_at_limit(sample: &Sample, limit: usize) -> Result<Value, Error> {
+    let base = events::render(&events::default_dir(), sample)?;
+    let mut body: Value =
+        serde_json::from_str(base["body"].as_str().ok_or("sample without body")?)?;
+    vary(&mut body, 1_000_000);
+    let items = body["items"]
+        .as_array()
+        .cloned()
+        .ok_or("the order sample has no items")?;
+    let mut bytes = serde_json::to_vec(&body)?;
+    while let Some(item) = items.get(body["items"].as_array().map_or(0, Vec::len) % items.len()) {
+        let grown = serde_json::to_vec(item)?.len() + 1;
+        if bytes.len() + grown > limit {
+            break;
+        }
+        body["items"]
+            .as_array_mut()
+            .ok_or("items")?
+            .push(item.clone());
+        bytes = serde_json::to_vec(&body)?;
+    }
+    let (route, path, headers) = events::request_for(sample.target, &bytes);
+    let mut event = events::routed_event("POST", &route, &path, "", &headers, &bytes);
+    event["requestContext"]["requestId"] = Value::String("bench-body-limit".into());
+    Ok(event)
+}
+
+/// Peak RSS of a fresh order receiver that answers one order at the body
+/// limit: (body bytes, answer, peak RSS kB).
+async fn measure_body_limit(
+    setup: &Setup,
+    endpoint: &Endpoint<'_>,
+    subject: &Subject,
+    sample: &Sample,
+) -> Result<(usize, String, u64), Error> {
+    let event = order_at_limit(sample, BODY_LIMIT)?;
+    let body_bytes = event["body"].as_str().map_or(0, str::len);
+    let mut function = setup.start(subject, endpoint).await?.function;
+    let answer = setup.invoke(endpoint, &mut function, &event).await?;
+    let peak = peak_rss_kb(function.pid())?;
+    function.stop().await;
+    Ok((body_bytes, answer.status, peak))
+}
+
 /// MemorySize of the template function, else the Globals' one.
 fn memory_size(template: &serde_norway::Value, logical_id: Option<&str>) -> u64 {
     let size = |v: Option<&serde_norway::Value>| {
@@ -1151,6 +1201,7 @@ async fn run(options: Options) -> Result<(), Error> {
         None
     };
     // The function's own time on the stand-in, over HTTP, then HTTPS.
+    let mut body_limit = None;
     if options.stand_in {
         let http = StandIn::start(stand_in::Options::http()).await?;
         let endpoint = stand_in_endpoint(
@@ -1162,6 +1213,12 @@ async fn run(options: Options) -> Result<(), Error> {
         )
         .await?;
         runs.push(measure_run(&setup, &endpoint, &plan).await?);
+        if let Some((name, sample)) = chosen.iter().find(|(n, _)| n == REFERENCE_OF) {
+            body_limit = Some(
+                measure_body_limit(&setup, &endpoint, &Subject::receiver(name, sample), sample)
+                    .await?,
+            );
+        }
     }
     if let Some(https) = &https {
         let endpoint = stand_in_endpoint(
@@ -1188,6 +1245,7 @@ async fn run(options: Options) -> Result<(), Error> {
         processor,
     )?;
     print!("{}", report::markdown(&report));
+    print!("{}", report::memory_budgets(&report, body_limit));
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
         eprintln!("lambda-bench: wrote {}", path.display());
@@ -1228,6 +1286,21 @@ mod tests {
             json!({"orderInfo": {"uuid": "u-1-b2", "updated_date": "2016-04-13T10:29:21.5", "total": 3},
                 "items": [{"id": 9}], "occurred_at": "2026-11-25T00:00:01Z", "date": "soon"})
         );
+    }
+
+    #[test]
+    fn the_order_at_the_body_limit_fills_it_without_passing_it() {
+        let (_, sample) = receivers()
+            .into_iter()
+            .find(|(n, _)| n == REFERENCE_OF)
+            .unwrap();
+        let event = order_at_limit(&sample, BODY_LIMIT).unwrap();
+        let body = event["body"].as_str().unwrap();
+        assert!(body.len() <= BODY_LIMIT, "{} bytes", body.len());
+        assert!(body.len() > BODY_LIMIT - 4096, "{} bytes", body.len());
+        let order: Value = serde_json::from_str(body).unwrap();
+        assert!(order["items"].as_array().unwrap().len() > 100);
+        assert!(event["headers"]["x-revel-signature"].is_string());
     }
 
     #[test]
