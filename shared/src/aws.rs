@@ -6,8 +6,10 @@
 //! and the default loader links every other way of finding them (profiles,
 //! IMDS, ECS, web identity through STS) into each binary, and the SDK's
 //! default HTTPS client brings aws-lc. Rustls on ring does the same TLS in
-//! less code. Both are package size, and package size is cold-start time;
-//! docs/performance.md has the numbers.
+//! less code, and the functions' other HTTPS clients (Revel's API, the
+//! partner, WineSitting) use it too ([`http_client`]), so a binary carries
+//! one TLS stack. Both are package size, and package size is cold-start
+//! time; docs/performance.md has the numbers.
 
 use std::time::Duration;
 
@@ -64,6 +66,15 @@ fn from_env(var: impl Fn(&str) -> Option<String>) -> SdkConfig {
         builder = builder.endpoint_url(url);
     }
     builder.build()
+}
+
+/// A builder of the functions' HTTPS clients to other services, on the
+/// same rustls and ring as their AWS clients.
+pub fn http_client() -> reqwest::ClientBuilder {
+    // The process's default provider, which reqwest reads when it builds
+    // a client; set once (a second install is refused, harmlessly).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ impl fmt::Debug for Downstream {
 
 impl Downstream {
     pub fn new(endpoint: impl Into<String>, secret: SigningSecret, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::aws::http_client()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             .build()

@@ -399,7 +399,7 @@ impl RevelResources for RevelApi {
 
 impl RevelApi {
     pub fn new(config: RevelApiConfig, budget: Arc<dyn CallBudget>) -> Self {
-        let client = reqwest::Client::builder()
+        let client = crate::aws::http_client()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             // A redirect would carry the credentials header to wherever it

@@ -88,7 +88,7 @@ impl fmt::Debug for WineSittingApi {
 impl WineSittingApi {
     /// `timeout` applies per attempt, connection included.
     pub fn new(base_url: impl Into<String>, timeout: Duration) -> Self {
-        let client = reqwest::Client::builder()
+        let client = crate::aws::http_client()
             .timeout(timeout)
             .connect_timeout(timeout)
             // A redirect would carry the key to wherever it points.
