@@ -321,7 +321,7 @@ async fn without_an_event_id_every_stock_request_is_an_event_of_its_own() {
 }
 
 #[tokio::test]
-async fn a_state_too_large_to_keep_is_quarantined_at_receipt_not_retried_forever() {
+async fn a_state_too_large_to_keep_is_stored_then_skipped_by_the_processor_not_retried_forever() {
     let h = harness(
         RevelEventType::CustomerCreated,
         Settings {
@@ -331,10 +331,15 @@ async fn a_state_too_large_to_keep_is_quarantined_at_receipt_not_retried_forever
     );
     let body = customer("2021-12-28T21:05:13", &"x".repeat(MAX_STATE_BYTES));
     let outcome = h.receiver.receive(&signed(&body)).await.unwrap();
-    assert!(
-        matches!(outcome, Outcome::Quarantined { ref reason, .. } if reason == "state_too_large"),
-        "{outcome:?}"
+    assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
+    let processed = h.memory.process_stream().await;
+    assert_eq!(
+        processed,
+        vec![crate::process::Processed::Skipped {
+            reason: "state_too_large"
+        }]
     );
+    assert_eq!(h.memory.process_stream().await, vec![], "handed over once");
 }
 
 #[tokio::test]

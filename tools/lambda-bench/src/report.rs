@@ -933,27 +933,27 @@ pub fn markdown(report: &Report) -> String {
 
 /// Peak RSS budgets: every receiver at most 8 MB on the samples, the order
 /// receiver at most 16 MB when it answers a body at the 1 MiB limit
-/// (`body_limit`: body bytes, answer, peak kB). MB here are 10^6 bytes,
-/// peak RSS is VmHWM in KiB.
+/// (`body_limit`: body bytes, answer, peak kB). MB here are MiB, as in
+/// Lambda's own `Max Memory Used` and the table above; peak RSS is VmHWM.
 pub const RSS_BUDGET_SAMPLES_MB: f64 = 8.0;
 pub const RSS_BUDGET_BODY_LIMIT_MB: f64 = 16.0;
 
 pub fn memory_budgets(report: &Report, body_limit: Option<(usize, String, u64)>) -> String {
-    let mb = |kb: u64| kb as f64 * 1024.0 / 1e6;
+    let mb = |kb: u64| kb as f64 / 1024.0;
     let verdict = |value: f64, budget: f64| {
         if value <= budget {
-            format!("met by {:.1} MB", budget - value)
+            format!("met by {:.2} MB", budget - value)
         } else {
-            format!("missed by {:.1} MB", value - budget)
+            format!("missed by {:.2} MB", value - budget)
         }
     };
     let mut out = String::from(
-        "\nPeak RSS (VmHWM, MB = 10^6 bytes) against its budgets, on the timing run:\n\n| receiver | body | answer | peak RSS MB | budget MB | verdict |\n|---|---:|---|---:|---:|---|\n",
+        "\nPeak RSS (VmHWM, MB = MiB) against its budgets, on the timing run:\n\n| receiver | body | answer | peak RSS MB | budget MB | verdict |\n|---|---:|---|---:|---:|---|\n",
     );
     for figures in &report.receivers {
         let peak = mb(figures.common.peak_rss_kb);
         out.push_str(&format!(
-            "| {} | {} B (sample) | {} | {:.1} | {:.0} | {} |\n",
+            "| {} | {} B (sample) | {} | {:.2} | {:.0} | {} |\n",
             figures.common.function,
             figures.body_bytes,
             statuses(&figures.new_statuses),
@@ -965,7 +965,7 @@ pub fn memory_budgets(report: &Report, body_limit: Option<(usize, String, u64)>)
     if let Some((bytes, answer, kb)) = body_limit {
         let peak = mb(kb);
         out.push_str(&format!(
-            "| revel-order-finalized, a fresh process | {bytes} B (at the 1 MiB limit) | {answer} | {peak:.1} | {:.0} | {} |\n",
+            "| revel-order-finalized, a fresh process | {bytes} B (at the 1 MiB limit) | {answer} | {peak:.2} | {:.0} | {} |\n",
             RSS_BUDGET_BODY_LIMIT_MB,
             verdict(peak, RSS_BUDGET_BODY_LIMIT_MB)
         ));
