@@ -18,6 +18,8 @@ EVENTS = "events"
 ORDER = "revel-order-finalized"
 BUDGET_ORDER_US = 50.0
 BUDGET_SMALL_US = 15.0
+# A group of `make bench-hot-path` takes at most a few minutes.
+STALE_AFTER_SECONDS = 600
 
 
 def estimate(group: str, name: str):
@@ -50,6 +52,8 @@ def main() -> int:
     for sample in sorted(os.listdir(directory)):
         if not os.path.isfile(os.path.join(directory, sample, "new", "estimates.json")):
             continue
+        if not os.path.isfile(os.path.join(EVENTS, sample + ".json")):
+            continue  # a sample no longer in events/
         mean, upper = estimate(group, sample)
         budget = BUDGET_ORDER_US if sample == ORDER else BUDGET_SMALL_US
         print(f"| {sample} | {body_len(sample):,} B | {mean:.1f} | {upper:.1f} | {budget:.0f} | {verdict(mean, budget)} |")
@@ -60,10 +64,15 @@ def main() -> int:
         print()
         print(f"| {title} | mean µs | 95% upper µs |")
         print("| --- | ---: | ---: |")
-        names = []
+        found = []
         for root, dirs, files in os.walk(directory):
             if os.path.basename(root) == "new" and "estimates.json" in files:
-                names.append(os.path.relpath(os.path.dirname(root), directory))
+                when = os.path.getmtime(os.path.join(root, "estimates.json"))
+                found.append((os.path.relpath(os.path.dirname(root), directory), when))
+        # Benchmarks of earlier runs stay in criterion's directory: only the
+        # latest run's are shown.
+        newest = max((when for _, when in found), default=0)
+        names = [name for name, when in found if when >= newest - STALE_AFTER_SECONDS]
         for name in sorted(names):
             if name.endswith("report") or name == "report":
                 continue
