@@ -122,6 +122,7 @@ impl Lambda {
             .unwrap_or_else(|e| panic!("{e}"));
         let calls = self
             .proxy
+            .log()
             .calls_started_between(invoked.handed_out, invoked.ended);
         let answer = invoked
             .json(self.function.name())

@@ -1194,9 +1194,9 @@ impl CountedReceivers {
         receiver: &Receiver,
         request: ApiGatewayEvent,
     ) -> (u16, Value, Vec<Call>) {
-        self.proxy.clear();
+        self.proxy.log().clear();
         let (status, answer) = deliver(receiver, request).await;
-        (status, answer, self.proxy.take())
+        (status, answer, self.proxy.log().take())
     }
 }
 
@@ -1212,7 +1212,7 @@ impl Stack {
         shared::function::warm(sources.winesitting.as_ref()).await;
         shared::function::warm(sources.booking.as_ref()).await;
         shared::function::warm(sources.vinesos.as_ref()).await;
-        proxy.clear();
+        proxy.log().clear();
         CountedReceivers {
             proxy,
             clients,

@@ -172,10 +172,10 @@ async fn process(
     counted: &CountedReceivers,
     processor: &shared::process::Processor,
 ) -> Processing {
-    counted.proxy.clear();
+    counted.proxy.log().clear();
     let jobs_before = stack.jobs_waiting().await;
     stack.settle_with(processor, 5).await;
-    let calls = counted.proxy.take();
+    let calls = counted.proxy.log().take();
     let mut processing = Processing::default();
     for call in &calls {
         match call.name() {

@@ -577,7 +577,7 @@ struct Endpoint<'a> {
 impl Endpoint<'_> {
     fn calls_started_between(&self, from: Instant, to: Instant) -> Vec<Call> {
         self.proxy
-            .map_or_else(Vec::new, |p| p.calls_started_between(from, to))
+            .map_or_else(Vec::new, |p| p.log().calls_started_between(from, to))
     }
 }
 
@@ -645,7 +645,7 @@ impl Setup {
     async fn start(&self, subject: &Subject, endpoint: &Endpoint<'_>) -> Result<Started, Error> {
         let (launch, memory) = self.launch(subject, endpoint);
         if let Some(proxy) = endpoint.proxy {
-            proxy.clear();
+            proxy.log().clear();
         }
         let function = launch
             .memory_mb(memory)

@@ -149,6 +149,6 @@ async fn main() {
         summary(&format!("{name} first PutItem (new connection)"), first);
         summary(&format!("{name} second PutItem (warm)"), second);
     }
-    let calls = https.calls().len() + http.calls().len();
+    let calls = https.log().calls().len() + http.log().calls().len();
     println!("{calls} requests answered by the stand-ins");
 }

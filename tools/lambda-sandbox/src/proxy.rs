@@ -108,7 +108,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 struct Shared {
     upstream: String,
     client: reqwest::Client,
-    log: Arc<Mutex<Vec<Call>>>,
+    log: CallLog,
     refusals: Arc<Mutex<Vec<Refusal>>>,
 }
 
@@ -116,7 +116,7 @@ struct Shared {
 pub struct Proxy {
     /// What the function's `AWS_ENDPOINT_URL` holds.
     pub endpoint: String,
-    log: Arc<Mutex<Vec<Call>>>,
+    log: CallLog,
     refusals: Arc<Mutex<Vec<Refusal>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -131,15 +131,59 @@ fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The requests an endpoint answered: what the proxy and the stand-in both
+/// record, read the same way. A call is recorded before its answer goes
+/// back, so every request whose answer a caller has read is among them.
+#[derive(Clone, Default)]
+pub struct CallLog(Arc<Mutex<Vec<Call>>>);
+
+impl CallLog {
+    pub(crate) fn record(&self, call: Call) {
+        locked(&self.0).push(call);
+    }
+
+    /// Every call recorded since the last [`CallLog::take`] or
+    /// [`CallLog::clear`], in order of start.
+    pub fn calls(&self) -> Vec<Call> {
+        let mut calls = locked(&self.0).clone();
+        calls.sort_by_key(|c| c.start);
+        calls
+    }
+
+    /// The calls that started in `[from, to]`, in order of start.
+    pub fn calls_started_between(&self, from: Instant, to: Instant) -> Vec<Call> {
+        let mut calls = self.calls();
+        calls.retain(|c| c.start >= from && c.start <= to);
+        calls
+    }
+
+    /// Every call recorded so far, in order of start, forgetting them.
+    pub fn take(&self) -> Vec<Call> {
+        let mut calls = std::mem::take(&mut *locked(&self.0));
+        calls.sort_by_key(|c| c.start);
+        calls
+    }
+
+    /// Forgets the calls recorded so far.
+    pub fn clear(&self) {
+        locked(&self.0).clear();
+    }
+}
+
 impl Proxy {
+    /// The requests it forwarded (or refused): `proxy.log().calls()`.
+    pub fn log(&self) -> &CallLog {
+        &self.log
+    }
+
     /// A proxy to `upstream` (`http://127.0.0.1:port`) on a free loopback port.
     pub async fn start(upstream: &str) -> Result<Self, Error> {
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = CallLog::default();
         let refusals = Arc::new(Mutex::new(Vec::new()));
         let shared = Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: reqwest::Client::builder().no_proxy().build()?,
-            log: Arc::clone(&log),
+            log: log.clone(),
             refusals: Arc::clone(&refusals),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -154,35 +198,6 @@ impl Proxy {
             refusals,
             task,
         })
-    }
-
-    /// Every call recorded since the last [`Proxy::clear`], in order of start.
-    pub fn calls(&self) -> Vec<Call> {
-        let mut calls = locked(&self.log).clone();
-        calls.sort_by_key(|c| c.start);
-        calls
-    }
-
-    /// The calls that started in `[from, to]`, in order of start.
-    pub fn calls_started_between(&self, from: Instant, to: Instant) -> Vec<Call> {
-        let mut calls = self.calls();
-        calls.retain(|c| c.start >= from && c.start <= to);
-        calls
-    }
-
-    /// Every call recorded since the last [`Proxy::take`] or
-    /// [`Proxy::clear`], in order of start, forgetting them. A call is
-    /// recorded before its answer is passed back, so every request whose
-    /// answer a caller has read is among them.
-    pub fn take(&self) -> Vec<Call> {
-        let mut calls = std::mem::take(&mut *locked(&self.log));
-        calls.sort_by_key(|c| c.start);
-        calls
-    }
-
-    /// Forgets the calls recorded so far.
-    pub fn clear(&self) {
-        locked(&self.log).clear();
     }
 
     /// Answers the requests `refusal` describes with its reply, until
@@ -252,7 +267,7 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     };
     // Recorded before the answer goes back: a caller never holds an answer
     // whose call is not in the log yet.
-    locked(&shared.log).push(Call {
+    shared.log.record(Call {
         start,
         end: Instant::now(),
         operation,
@@ -452,7 +467,7 @@ mod tests {
             (200, "/x".into())
         );
         assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
-        let calls = proxy.calls();
+        let calls = proxy.log().calls();
         assert_eq!(
             calls
                 .iter()
@@ -466,8 +481,8 @@ mod tests {
         );
         proxy.allow_all();
         assert_eq!(post(&proxy, write, "entity-b").await, (200, "/x".into()));
-        proxy.clear();
-        assert!(proxy.calls().is_empty());
+        proxy.log().clear();
+        assert!(proxy.log().calls().is_empty());
     }
 
     #[tokio::test]
@@ -477,7 +492,7 @@ mod tests {
         let put = "DynamoDB_20120810.PutItem";
         post(&proxy, put, r#"{"Item":{"k":{"S":"a"}}}"#).await;
         post(&proxy, put, "not JSON").await;
-        let taken = proxy.take();
+        let taken = proxy.log().take();
         assert_eq!(
             taken.iter().map(|c| c.json()).collect::<Vec<_>>(),
             [
@@ -486,8 +501,8 @@ mod tests {
             ]
         );
         assert_eq!(taken[1].body.as_ref(), b"not JSON");
-        assert!(proxy.take().is_empty(), "taken once");
+        assert!(proxy.log().take().is_empty(), "taken once");
         post(&proxy, put, "{}").await;
-        assert_eq!(proxy.take().len(), 1);
+        assert_eq!(proxy.log().take().len(), 1);
     }
 }

@@ -45,7 +45,7 @@ use tokio::net::TcpListener;
 pub use dynamodb::Units;
 pub use sqs::Message;
 
-use crate::proxy::Call;
+use crate::proxy::{Call, CallLog};
 
 /// The account and region every ARN and queue URL names (moto's defaults too).
 const ACCOUNT: &str = "123456789012";
@@ -134,7 +134,7 @@ struct World {
 #[derive(Clone)]
 struct Shared {
     world: Arc<Mutex<World>>,
-    log: Arc<Mutex<Vec<Call>>>,
+    log: CallLog,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -172,7 +172,7 @@ impl StandIn {
                 secrets: secrets::Secrets::default(),
                 sqs: sqs::Sqs::new(&endpoint),
             })),
-            log: Arc::new(Mutex::new(Vec::new())),
+            log: CallLog::default(),
         };
         let (acceptor, ca_bundle) = if options.tls {
             let made = tls::Made::new()?;
@@ -207,32 +207,10 @@ impl StandIn {
         self.ca_bundle.as_deref()
     }
 
-    /// Every request since the last [`StandIn::take`] or
-    /// [`StandIn::clear`], in order of start.
-    pub fn calls(&self) -> Vec<Call> {
-        let mut calls = locked(&self.shared.log).clone();
-        calls.sort_by_key(|c| c.start);
-        calls
-    }
-
-    /// The calls that started in `[from, to]`, in order of start.
-    pub fn calls_started_between(&self, from: Instant, to: Instant) -> Vec<Call> {
-        let mut calls = self.calls();
-        calls.retain(|c| c.start >= from && c.start <= to);
-        calls
-    }
-
-    /// Every call recorded so far, forgetting them. A call is recorded
-    /// before its answer is written, so every answered request is among them.
-    pub fn take(&self) -> Vec<Call> {
-        let mut calls = std::mem::take(&mut *locked(&self.shared.log));
-        calls.sort_by_key(|c| c.start);
-        calls
-    }
-
-    /// Forgets the calls recorded so far.
-    pub fn clear(&self) {
-        locked(&self.shared.log).clear();
+    /// The requests it answered: `stand_in.log().calls()`, read as the
+    /// proxy's are.
+    pub fn log(&self) -> &CallLog {
+        &self.shared.log
     }
 
     /// DynamoDB read and write request units consumed since start, as
@@ -349,7 +327,7 @@ async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     }
     // Recorded before the answer is written: a caller never holds an
     // answer whose call is not in the log yet.
-    locked(&shared.log).push(Call {
+    shared.log.record(Call {
         start,
         end: Instant::now(),
         operation,

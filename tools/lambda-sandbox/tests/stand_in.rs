@@ -73,7 +73,7 @@ async fn a_conditional_put_of_an_existing_key_is_refused_with_the_stored_item() 
     let stored = stand_in.items("events").unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["status"], serde_json::json!({"S": "received"}));
-    let calls = stand_in.take();
+    let calls = stand_in.log().take();
     let names: Vec<(&str, u16)> = calls.iter().map(|c| (c.name(), c.status)).collect();
     assert_eq!(
         names,
@@ -273,6 +273,7 @@ async fn local_stack_provisions_the_template_on_the_stand_in_as_on_moto() {
     );
     assert!(stand_in.messages("bench-JobsQueue.fifo").is_some());
     let unsupported: Vec<_> = stand_in
+        .log()
         .calls()
         .into_iter()
         .filter(|c| c.status != 200)
@@ -465,6 +466,7 @@ async fn boto3_trusts_the_https_stand_in_through_aws_ca_bundle_and_gets_powertoo
     let (ok, output) = boto3(stand_in.endpoint_url(), Some(&ca)).await;
     assert!(ok, "{output}");
     let refused: Vec<u16> = stand_in
+        .log()
         .calls()
         .iter()
         .filter(|c| c.name() == "PutItem")
