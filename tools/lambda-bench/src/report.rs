@@ -940,11 +940,14 @@ pub const RSS_BUDGET_BODY_LIMIT_MB: f64 = 16.0;
 
 pub fn memory_budgets(report: &Report, body_limit: Option<(usize, String, u64)>) -> String {
     let mb = |kb: u64| kb as f64 / 1024.0;
+    // Margins in KiB: a peak a few KiB either side of a budget must not
+    // round to "0.00".
     let verdict = |value: f64, budget: f64| {
-        if value <= budget {
-            format!("met by {:.2} MB", budget - value)
+        let margin_kib = ((budget - value) * 1024.0).round();
+        if margin_kib >= 0.0 {
+            format!("met by {margin_kib} KiB")
         } else {
-            format!("missed by {:.2} MB", value - budget)
+            format!("missed by {} KiB", -margin_kib)
         }
     };
     let mut out = String::from(
