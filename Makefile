@@ -50,13 +50,16 @@ lint:
 unit:
 	cargo test --workspace --exclude integration-tests --exclude revel-ops --locked
 
-# Starts its own local AWS endpoint on a free loopback port and stops it.
+# Starts its own local AWS endpoint on a free loopback port and stops it;
+# then the Python reference's own tests (moto in-process), so make bench-lambda
+# compares with a receiver that verifies and stores once.
 # lambda_path runs the real binaries of these functions through a local
 # Runtime API: they are built first, so it never runs stale ones.
 LAMBDA_PATH_FUNCTIONS := revel-order-finalized vinesos-customer-created events-processor
 integration: venv
 	cargo build --locked $(addprefix -p ,$(LAMBDA_PATH_FUNCTIONS))
 	LOCAL_AWS_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test -p integration-tests -p revel-ops --locked
+	$(VENV)/bin/python -m unittest discover -s bench/python-reference
 
 # Whole functions as Lambda runs them: release builds against a local Runtime
 # API (tools/lambda-sandbox), beside a hello-world floor and the Python
