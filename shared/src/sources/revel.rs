@@ -747,11 +747,11 @@ mod tests {
     }
 
     /// What a receiver keeps of an interpretation: the identity, and the
-    /// entity's kind, id and version; or the refusal.
-    fn key_of(
-        kind: RevelEventType,
-        body: Value,
-    ) -> Result<(Identity, Option<(&'static str, String, Version)>), Malformed> {
+    /// entity's kind, id and version.
+    type KeyReading = (Identity, Option<(&'static str, String, Version)>);
+
+    /// A body's [`KeyReading`], or its refusal.
+    fn key_of(kind: RevelEventType, body: Value) -> Result<KeyReading, Malformed> {
         kind.interpret(body, &HeaderMap::new()).map(|meaning| {
             (
                 meaning.identity,
