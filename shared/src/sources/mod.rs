@@ -294,6 +294,43 @@ pub(crate) fn as_number(value: &Value) -> Option<f64> {
     }
 }
 
+/// Holds a kind's `key_fields` to the whole body: what the receiver reads
+/// of the projection must be what the processor reads of the body.
+#[cfg(test)]
+pub(crate) mod projection_check {
+    use super::{EventKind, Identity, Malformed, Version};
+    use serde_json::Value;
+
+    /// What a receiver keeps of an interpretation: the identity, and the
+    /// entity's kind, id and version.
+    pub type KeyReading = (Identity, Option<(&'static str, String, Version)>);
+
+    /// A body's [`KeyReading`], or its refusal.
+    pub fn key_of(kind: &dyn EventKind, body: Value) -> Result<KeyReading, Malformed> {
+        kind.interpret(body, &http::HeaderMap::new())
+            .map(|meaning| {
+                (
+                    meaning.identity,
+                    meaning.entity.map(|e| (e.kind, e.id, e.version)),
+                )
+            })
+    }
+
+    /// The receiver's reading (the projection onto `key_fields`) and the
+    /// processor's (the whole body) agree on `body`.
+    pub fn assert_projection_agrees(kind: &dyn EventKind, body: &str) {
+        let name = kind.event_type();
+        let paths = kind.key_fields().expect("a kind with key fields");
+        let whole = serde_json::from_str::<Value>(body).map(|v| key_of(kind, v));
+        let part = crate::projection::project(body.as_bytes(), paths).map(|v| key_of(kind, v));
+        match (whole, part) {
+            (Ok(whole), Ok(part)) => assert_eq!(part, whole, "{name} on {body}"),
+            (Err(_), Err(_)) => {}
+            (whole, part) => panic!("{name} on {body}: whole {whole:?}, projected {part:?}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -746,32 +746,7 @@ mod tests {
         }
     }
 
-    /// What a receiver keeps of an interpretation: the identity, and the
-    /// entity's kind, id and version.
-    type KeyReading = (Identity, Option<(&'static str, String, Version)>);
-
-    /// A body's [`KeyReading`], or its refusal.
-    fn key_of(kind: RevelEventType, body: Value) -> Result<KeyReading, Malformed> {
-        kind.interpret(body, &HeaderMap::new()).map(|meaning| {
-            (
-                meaning.identity,
-                meaning.entity.map(|e| (e.kind, e.id, e.version)),
-            )
-        })
-    }
-
-    /// The receiver's reading (the projection onto `key_fields`) and the
-    /// processor's (the whole body) agree on `body`.
-    fn assert_projection_agrees(kind: RevelEventType, body: &str) {
-        let paths = kind.key_fields().expect("a kind with key fields");
-        let whole = serde_json::from_str::<Value>(body).map(|v| key_of(kind, v));
-        let part = crate::projection::project(body.as_bytes(), paths).map(|v| key_of(kind, v));
-        match (whole, part) {
-            (Ok(whole), Ok(part)) => assert_eq!(part, whole, "{kind:?} on {body}"),
-            (Err(_), Err(_)) => {}
-            (whole, part) => panic!("{kind:?} on {body}: whole {whole:?}, projected {part:?}"),
-        }
-    }
+    use crate::sources::projection_check::{assert_projection_agrees, key_of};
 
     #[test]
     fn the_receivers_projection_finds_the_same_key_and_refusals_as_the_whole_body() {
@@ -785,8 +760,8 @@ mod tests {
             (RevelEventType::RewardCardCreated, card),
         ];
         for (kind, sample) in cases {
-            assert!(key_of(*kind, serde_json::from_str(sample).unwrap()).is_ok());
-            assert_projection_agrees(*kind, sample);
+            assert!(key_of(kind, serde_json::from_str(sample).unwrap()).is_ok());
+            assert_projection_agrees(kind, sample);
             let mut sample: Value = serde_json::from_str(sample).unwrap();
             let target = if *kind == RevelEventType::OrderFinalized {
                 "/orderInfo"
@@ -813,14 +788,14 @@ mod tests {
                         } else {
                             object.insert(field.into(), value.clone());
                         }
-                        assert_projection_agrees(*kind, &changed.to_string());
+                        assert_projection_agrees(kind, &changed.to_string());
                     }
                 }
             }
             if let Some(object) = sample.as_object_mut() {
                 object.insert("orderInfo".into(), json!("not an object"));
             }
-            assert_projection_agrees(*kind, &sample.to_string());
+            assert_projection_agrees(kind, &sample.to_string());
         }
         for body in [
             "[]",
@@ -830,7 +805,7 @@ mod tests {
             "{\"uuid\": \"a\", \"uuid\": \"b\", \"updated_date\": \"2026-11-30T10:00:00\"}",
         ] {
             for (kind, _) in cases {
-                assert_projection_agrees(*kind, body);
+                assert_projection_agrees(kind, body);
             }
         }
     }
@@ -876,7 +851,7 @@ mod tests {
                 RevelEventType::CustomerCreated,
                 RevelEventType::RewardCardCreated,
             ] {
-                assert_projection_agrees(kind, &body);
+                assert_projection_agrees(&kind, &body);
             }
         }
     }

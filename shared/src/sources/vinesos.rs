@@ -227,6 +227,14 @@ impl EventKind for VinesOsEvent {
             follow_up: FollowUp::ApplyToRevel,
         })
     }
+
+    fn key_fields(&self) -> Option<&'static [crate::projection::Path]> {
+        match self {
+            // A request's products are read whole: they are its meaning.
+            Self::InventoryRequested => None,
+            _ => Some(&[&["id"], &["type"], &["occurred_at"], &["data", "id"]]),
+        }
+    }
 }
 
 /// VinesOS as a [`Source`]: Standard Webhooks signatures under the instance's
@@ -827,5 +835,45 @@ mod tests {
         }
         assert_eq!(VinesOsEvent::from_name("customer.deleted"), None);
         assert_eq!(VinesOsEvent::from_name("vinesos.customer.created"), None);
+    }
+
+    #[test]
+    fn the_receivers_projection_finds_the_same_key_and_refusals_as_the_whole_body() {
+        use crate::sources::projection_check::{assert_projection_agrees, key_of};
+        let order = include_str!("../../../events/payloads/vinesos-order-added.json");
+        let customer = include_str!("../../../events/payloads/vinesos-customer-created.json");
+        for (kind, sample) in [
+            (VinesOsEvent::OrderAdded, order),
+            (VinesOsEvent::CustomerCreated, customer),
+        ] {
+            assert!(key_of(&kind, serde_json::from_str(sample).unwrap()).is_ok());
+            assert_projection_agrees(&kind, sample);
+            let sample: Value = serde_json::from_str(sample).unwrap();
+            for pointer in ["/id", "/type", "/occurred_at", "/data/id", "/data"] {
+                let (parent, field) = pointer.rsplit_once('/').unwrap();
+                for value in [
+                    json!(null),
+                    json!(42),
+                    json!(" "),
+                    json!({"id": 1}),
+                    json!("2026-13-40T00:00:00Z"),
+                ] {
+                    let mut changed = sample.clone();
+                    let object = changed
+                        .pointer_mut(parent)
+                        .and_then(Value::as_object_mut)
+                        .unwrap();
+                    object.insert(field.into(), value);
+                    assert_projection_agrees(&kind, &changed.to_string());
+                    let mut removed = sample.clone();
+                    removed
+                        .pointer_mut(parent)
+                        .and_then(Value::as_object_mut)
+                        .unwrap()
+                        .remove(field);
+                    assert_projection_agrees(&kind, &removed.to_string());
+                }
+            }
+        }
     }
 }
