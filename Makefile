@@ -47,8 +47,9 @@ fmt-check:
 lint:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-unit:
-	cargo test --workspace --exclude integration-tests --exclude revel-ops --locked
+# The venv first: lambda-sandbox's stand-in tests run boto3 against it.
+unit: venv
+	LOCAL_AWS_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --workspace --exclude integration-tests --exclude revel-ops --locked
 
 # Starts its own local AWS endpoint on a free loopback port and stops it;
 # then the Python reference's own tests (moto in-process), so make bench-lambda
