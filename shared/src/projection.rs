@@ -3,10 +3,12 @@
 //! A receiver needs of a body only what its event key and entity key are
 //! made of (an order's `orderInfo.uuid` and `updated_date`); the processor
 //! reads the whole body again from the record. So the receiver projects the
-//! body onto those fields: every byte is still parsed (invalid JSON is still
-//! refused, trailing bytes too), but only the named fields become values;
-//! everything else is skipped without being built. For a 9 KB order that is
-//! a fraction of building the whole `Value` (docs/performance.md).
+//! body onto those fields: every byte is still read as a whole parse reads
+//! it, so what a whole parse refuses is refused (invalid JSON, trailing
+//! bytes, a number out of range, a lone surrogate, nesting past the parser's
+//! depth limit), but only the named fields become values; everything else
+//! is checked without being built. For a 9 KB order that is a fraction of
+//! building the whole `Value` (docs/performance.md).
 //!
 //! The projection of a body is the body with every object on the paths
 //! reduced to the named keys: interpreting it reads the same fields as
@@ -17,8 +19,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// A path of keys from the top of the body: `&["orderInfo", "uuid"]`.
@@ -47,15 +48,49 @@ impl<'de> DeserializeSeed<'de> for Level<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_map(self)
+        deserializer.deserialize_any(self)
     }
 }
 
+/// An object on the paths is projected; anything else there is kept whole,
+/// so what reads the projection sees it exactly as in the body.
 impl<'de> Visitor<'de> for Level<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
@@ -68,27 +103,78 @@ impl<'de> Visitor<'de> for Level<'_> {
                 .map(|path| &path[1..])
                 .collect();
             if below.is_empty() {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(Checked)?;
                 continue;
             }
             let value = if below.iter().any(|rest| rest.is_empty()) {
                 map.next_value::<Value>()?
             } else {
-                // On the way to a path: an object is projected in turn,
-                // anything else kept whole.
-                let raw: &RawValue = map.next_value()?;
-                let value = if raw.get().starts_with('{') {
-                    let mut inner = serde_json::Deserializer::from_str(raw.get());
-                    Level(&below).deserialize(&mut inner)
-                } else {
-                    serde_json::from_str(raw.get())
-                };
-                value.map_err(de::Error::custom)?
+                // On the way to a path, on the same parser: its nesting
+                // counts toward the same depth limit as a whole parse's.
+                map.next_value_seed(Level(&below))?
             };
             // A key given twice keeps its last value, as a whole parse does.
             kept.insert(key.into_owned(), value);
         }
         Ok(Value::Object(kept))
+    }
+}
+
+/// A value nothing is kept of, read as a whole parse reads it, so it is
+/// refused for what a whole parse refuses: a number out of range, a lone
+/// surrogate, invalid UTF-8, nesting past the parser's depth limit.
+/// (`IgnoredAny` checks the syntax only.)
+struct Checked;
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Checked)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Checked)?.is_some() {
+            map.next_value_seed(Checked)?;
+        }
+        Ok(())
     }
 }
 
@@ -155,6 +241,37 @@ mod tests {
             projected(r#"{"orderInfo": [1, {"uuid": "x"}]}"#, ORDER).unwrap(),
             json!({"orderInfo": [1, {"uuid": "x"}]})
         );
+    }
+
+    #[test]
+    fn what_a_whole_parse_refuses_is_refused_where_nothing_is_kept_too() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let surrogate = r#""\ud800""#;
+        for skipped in ["1e400", surrogate, deep.as_str()] {
+            let body = format!(
+                r#"{{"orderInfo": {{"uuid": "o", "note": {skipped}}}, "items": {skipped}}}"#
+            );
+            assert!(serde_json::from_str::<Value>(&body).is_err(), "{body}");
+            assert!(projected(&body, ORDER).is_err(), "{body}");
+        }
+        let mut invalid_utf8 = br#"{"orderInfo": {"uuid": "o"}, "items": [""#.to_vec();
+        invalid_utf8.extend_from_slice(&[0xff, 0xfe]);
+        invalid_utf8.extend_from_slice(br#""]}"#);
+        assert!(serde_json::from_slice::<Value>(&invalid_utf8).is_err());
+        assert!(project(&invalid_utf8, ORDER).is_err());
+    }
+
+    #[test]
+    fn nesting_on_the_way_to_a_path_counts_toward_the_same_depth_limit() {
+        // 127 levels of arrays under `orderInfo` then its object: past the
+        // parser's limit of 128 as a whole, so refused as a whole is.
+        let body = format!(
+            r#"{{"orderInfo": {{"uuid": "o", "deep": {}{}}}}}"#,
+            "[".repeat(127),
+            "]".repeat(127)
+        );
+        assert!(serde_json::from_str::<Value>(&body).is_err(), "{body}");
+        assert!(projected(&body, ORDER).is_err(), "{body}");
     }
 
     #[test]
