@@ -30,13 +30,8 @@ pub type Path = &'static [&'static str];
 /// to a path that is not an object is kept whole too, so what reads the
 /// projection sees it exactly as in the body.
 pub fn project(body: &[u8], paths: &[Path]) -> serde_json::Result<Value> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        return serde_json::from_slice(body);
-    }
-    let below: Vec<&[&str]> = paths.iter().map(|p| &p[..]).collect();
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = Level(&below).deserialize(&mut deserializer)?;
+    let value = Level(paths).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
 }

@@ -329,6 +329,41 @@ pub(crate) mod projection_check {
             (whole, part) => panic!("{name} on {body}: whole {whole:?}, projected {part:?}"),
         }
     }
+
+    /// [`assert_projection_agrees`] on `sample` and on every copy of it
+    /// with one of the fields at `pointers` (JSON pointers) removed, or set
+    /// to null, a number, a blank, an object or an impossible date.
+    pub fn assert_projection_agrees_with_each_field_broken(
+        kind: &dyn EventKind,
+        sample: &str,
+        pointers: &[&str],
+    ) {
+        assert_projection_agrees(kind, sample);
+        let sample: Value = serde_json::from_str(sample).expect("a JSON sample");
+        let broken = [
+            serde_json::json!(null),
+            serde_json::json!(42),
+            serde_json::json!("  "),
+            serde_json::json!({"id": 1}),
+            serde_json::json!("2026-13-40"),
+            serde_json::json!("2026-13-40T00:00:00Z"),
+        ];
+        for pointer in pointers {
+            let (parent, field) = pointer.rsplit_once('/').expect("a JSON pointer");
+            for value in broken.iter().map(Some).chain([None]) {
+                let mut changed = sample.clone();
+                let object = changed
+                    .pointer_mut(parent)
+                    .and_then(Value::as_object_mut)
+                    .unwrap_or_else(|| panic!("{parent} is an object of the sample"));
+                match value {
+                    Some(value) => object.insert(field.to_owned(), value.clone()),
+                    None => object.remove(field),
+                };
+                assert_projection_agrees(kind, &changed.to_string());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

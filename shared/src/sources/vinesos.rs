@@ -839,7 +839,9 @@ mod tests {
 
     #[test]
     fn the_receivers_projection_finds_the_same_key_and_refusals_as_the_whole_body() {
-        use crate::sources::projection_check::{assert_projection_agrees, key_of};
+        use crate::sources::projection_check::{
+            assert_projection_agrees_with_each_field_broken, key_of,
+        };
         let order = include_str!("../../../events/payloads/vinesos-order-added.json");
         let customer = include_str!("../../../events/payloads/vinesos-customer-created.json");
         for (kind, sample) in [
@@ -847,33 +849,11 @@ mod tests {
             (VinesOsEvent::CustomerCreated, customer),
         ] {
             assert!(key_of(&kind, serde_json::from_str(sample).unwrap()).is_ok());
-            assert_projection_agrees(&kind, sample);
-            let sample: Value = serde_json::from_str(sample).unwrap();
-            for pointer in ["/id", "/type", "/occurred_at", "/data/id", "/data"] {
-                let (parent, field) = pointer.rsplit_once('/').unwrap();
-                for value in [
-                    json!(null),
-                    json!(42),
-                    json!(" "),
-                    json!({"id": 1}),
-                    json!("2026-13-40T00:00:00Z"),
-                ] {
-                    let mut changed = sample.clone();
-                    let object = changed
-                        .pointer_mut(parent)
-                        .and_then(Value::as_object_mut)
-                        .unwrap();
-                    object.insert(field.into(), value);
-                    assert_projection_agrees(&kind, &changed.to_string());
-                    let mut removed = sample.clone();
-                    removed
-                        .pointer_mut(parent)
-                        .and_then(Value::as_object_mut)
-                        .unwrap()
-                        .remove(field);
-                    assert_projection_agrees(&kind, &removed.to_string());
-                }
-            }
+            assert_projection_agrees_with_each_field_broken(
+                &kind,
+                sample,
+                &["/id", "/type", "/occurred_at", "/data/id", "/data"],
+            );
         }
     }
 }
