@@ -17,12 +17,13 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use shared::fakes::{FixedSecrets, MemoryStores};
+use pipeline::fakes::MemoryStores;
+use ports::fakes::FixedSecrets;
 use shared::http::ApiGatewayEvent;
-use shared::receive::Receiver;
-use shared::secrets::SecretCache;
-use shared::sources::revel::{Revel, RevelEventType};
-use shared::sources::winesitting::{WineSitting, WineSittingEvent};
+use pipeline::receive::Receiver;
+use ports::secrets::SecretCache;
+use vendors::revel::{Revel, RevelEventType};
+use vendors::winesitting::{WineSitting, WineSittingEvent};
 
 fn receivers() -> (Receiver, Receiver) {
     let cache =

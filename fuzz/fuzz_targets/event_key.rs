@@ -1,4 +1,4 @@
-//! `shared::idempotency::event_key` with arbitrary parts: any instance, any
+//! `domain::idempotency::event_key` with arbitrary parts: any instance, any
 //! sender id, any business key, any body, any receipt time. Oracles: no
 //! panic, a valid key under the length limit with the right prefix;
 //! different sender ids or business keys never share a key; a business key
@@ -8,9 +8,9 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use shared::idempotency::{event_key, sha256_hex, KeyParts};
-use shared::ids::{EventKey, InstanceName};
-use shared::sources::Identity;
+use domain::idempotency::{event_key, sha256_hex, KeyParts};
+use domain::ids::{EventKey, InstanceName};
+use domain::sources::Identity;
 
 #[derive(Arbitrary, Debug, Clone)]
 enum Ident {

@@ -18,13 +18,14 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use shared::fakes::{FixedSecrets, MemoryStores};
-use shared::receive::Outcome;
-use shared::request::WebhookRequest;
-use shared::secrets::SecretCache;
-use shared::signature::sign;
-use shared::sources::revel::{Revel, RevelEventType};
-use shared::sources::{EventKind, Identity, Source};
+use pipeline::fakes::MemoryStores;
+use ports::fakes::FixedSecrets;
+use pipeline::receive::Outcome;
+use domain::request::WebhookRequest;
+use ports::secrets::SecretCache;
+use vendors::revel::signature::sign;
+use vendors::revel::{Revel, RevelEventType};
+use domain::sources::{EventKind, Identity, Source};
 
 fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();

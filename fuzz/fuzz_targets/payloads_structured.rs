@@ -7,8 +7,8 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Number, Value};
-use shared::sources::booking::BookingFamily;
-use shared::sources::vinesos::VinesOsEvent;
+use vendors::booking::BookingFamily;
+use vendors::vinesos::VinesOsEvent;
 
 const FIELDS: &[&str] = &[
     "orderInfo",

@@ -11,12 +11,12 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use shared::fakes::FixedSecrets;
-use shared::request::WebhookRequest;
-use shared::secrets::{SecretCache, WebhookSecret};
-use shared::signature::{sign, ClaimedSignature};
-use shared::sources::revel::{Revel, INSTANCE_HEADER, SIGNATURE_HEADER};
-use shared::sources::Source;
+use ports::fakes::FixedSecrets;
+use domain::request::WebhookRequest;
+use ports::secrets::{SecretCache, WebhookSecret};
+use vendors::revel::signature::{sign, ClaimedSignature};
+use vendors::revel::{Revel, INSTANCE_HEADER, SIGNATURE_HEADER};
+use domain::sources::Source;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -42,7 +42,7 @@ fn revel() -> &'static Revel {
     })
 }
 
-/// What `shared::sources::header` does: text, trimmed, not empty.
+/// What `domain::sources::header` does: text, trimmed, not empty.
 fn seen(headers: &HeaderMap, name: &str) -> Option<String> {
     let value = headers.get(name)?.to_str().ok()?.trim();
     (!value.is_empty()).then(|| value.to_owned())

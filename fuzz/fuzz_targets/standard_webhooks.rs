@@ -1,4 +1,4 @@
-//! Standard Webhooks (`shared::downstream::SigningSecret`, used to sign
+//! Standard Webhooks (`vendors::vinesos::downstream::SigningSecret`, used to sign
 //! deliveries to the partner and to verify VinesOS's): parsing any secret,
 //! verifying any `webhook-signature` header, and `VinesOs::authenticate` over
 //! arbitrary headers. Oracles: our signature equals the `standardwebhooks`
@@ -15,12 +15,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use shared::downstream::SigningSecret;
-use shared::fakes::FixedSecrets;
-use shared::request::WebhookRequest;
-use shared::secrets::SecretCache;
-use shared::sources::vinesos::{VinesOs, TOLERANCE};
-use shared::sources::Source;
+use vendors::vinesos::downstream::SigningSecret;
+use ports::fakes::FixedSecrets;
+use domain::request::WebhookRequest;
+use ports::secrets::SecretCache;
+use vendors::vinesos::{VinesOs, TOLERANCE};
+use domain::sources::Source;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -117,7 +117,7 @@ fuzz_target!(|input: Input| {
     let expected = match (
         seen(&headers, "webhook-id"),
         seen(&headers, "webhook-signature"),
-        shared::ids::InstanceName::parse(&input.instance),
+        domain::ids::InstanceName::parse(&input.instance),
     ) {
         (Some(id), Some(sig), Ok(instance)) => {
             instance.as_str() == "demo"

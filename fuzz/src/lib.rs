@@ -5,13 +5,13 @@
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use shared::idempotency::{event_key, sha256_hex, KeyParts};
-use shared::ids::{EntityKey, EventKey, InstanceName};
-use shared::sources::booking::BookingFamily;
-use shared::sources::revel::RevelEventType;
-use shared::sources::vinesos::VinesOsEvent;
-use shared::sources::winesitting::WineSittingEvent;
-use shared::sources::{EventKind, Identity, Interpretation};
+use domain::idempotency::{event_key, sha256_hex, KeyParts};
+use domain::ids::{EntityKey, EventKey, InstanceName};
+use vendors::booking::BookingFamily;
+use vendors::revel::RevelEventType;
+use vendors::vinesos::VinesOsEvent;
+use vendors::winesitting::WineSittingEvent;
+use domain::sources::{EventKind, Identity, Interpretation};
 
 /// One runtime per fuzzing process; the futures under test do no real I/O.
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -44,7 +44,7 @@ pub fn all_kinds() -> Vec<(&'static str, Box<dyn EventKind>)> {
 pub fn card_field(value: &Value) -> Option<String> {
     match value {
         Value::Object(map) => map.iter().find_map(|(key, inner)| {
-            if shared::sources::is_payment_card_key(key) {
+            if domain::sources::is_payment_card_key(key) {
                 Some(key.clone())
             } else {
                 card_field(inner)

@@ -7,17 +7,18 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 
-use crate::config::Config;
-use crate::process::Processor;
-use crate::queue::SqsJobQueue;
-use crate::receive::Receiver;
-use crate::secrets::{SecretCache, SecretsManagerSource};
-use crate::sources::booking::{Booking, BookingFamily};
-use crate::sources::revel::{Revel, RevelEventType};
-use crate::sources::vinesos::{VinesOs, VinesOsEvent};
-use crate::sources::winesitting::{WineSitting, WineSittingEvent};
-use crate::sources::Source;
-use crate::store::dynamodb::{DynamoEntityStore, DynamoEventStore};
+use aws_adapters::dynamodb::{DynamoEntityStore, DynamoEventStore};
+use aws_adapters::secrets_manager::SecretsManagerSource;
+use aws_adapters::sqs::SqsJobQueue;
+use domain::sources::Source;
+use pipeline::config::Config;
+use pipeline::process::Processor;
+use pipeline::receive::Receiver;
+use ports::secrets::SecretCache;
+use vendors::booking::{Booking, BookingFamily};
+use vendors::revel::{Revel, RevelEventType};
+use vendors::vinesos::{VinesOs, VinesOsEvent};
+use vendors::winesitting::{WineSitting, WineSittingEvent};
 
 pub type Error = lambda_http::Error;
 
@@ -65,7 +66,7 @@ pub fn secret_cache(secret_id: &str, config: &Config, secrets: &SecretsClient) -
 /// AWS client it writes with.
 pub fn receiver(
     source: Arc<dyn Source>,
-    kind: Arc<dyn crate::sources::EventKind>,
+    kind: Arc<dyn domain::sources::EventKind>,
     config: &Config,
     events: &aws_sdk_dynamodb::Client,
 ) -> Receiver {
@@ -74,7 +75,7 @@ pub fn receiver(
         kind,
         Arc::new(DynamoEventStore::new(events.clone(), &config.events_table)),
         config.settings.clone(),
-        crate::clock::system(),
+        domain::clock::system(),
     )
 }
 
@@ -110,7 +111,7 @@ pub async fn serve_revel(kind: RevelEventType) -> Result<(), Error> {
 
 /// What a receiver is: its source (how it authenticates) and its event kind
 /// (what bodies mean).
-pub type Description = (Arc<dyn Source>, Arc<dyn crate::sources::EventKind>);
+pub type Description = (Arc<dyn Source>, Arc<dyn domain::sources::EventKind>);
 
 /// Serves a webhook receiver in the Lambda runtime: config, clients and
 /// secrets once per cold start, then one request per invocation, answered
@@ -121,7 +122,7 @@ pub async fn serve_webhook(
 ) -> Result<(), Error> {
     cold_start();
     let config = Config::from_env()?;
-    let sdk = crate::aws::load().await;
+    let sdk = aws_adapters::sdk::load().await;
     let secrets = SecretsClient::new(&sdk);
     let events = aws_sdk_dynamodb::Client::new(&sdk);
     let (source, kind) = describe(&config, &secrets)?;
@@ -147,7 +148,7 @@ pub async fn serve_webhook(
 pub async fn serve_processor() -> Result<(), Error> {
     cold_start();
     let config = Config::from_env()?;
-    let clients = Clients::from_sdk(&crate::aws::load().await);
+    let clients = Clients::from_sdk(&aws_adapters::sdk::load().await);
     let processor = Arc::new(processor(&config, &clients));
     tracing::info!("processor ready");
     lambda_runtime::run(lambda_runtime::service_fn(
@@ -155,7 +156,7 @@ pub async fn serve_processor() -> Result<(), Error> {
             let processor = Arc::clone(&processor);
             async move {
                 Ok::<_, Infallible>(
-                    crate::process::stream::handle_batch(&processor, event.payload).await,
+                    pipeline::process::stream::handle_batch(&processor, event.payload).await,
                 )
             }
         },
@@ -166,7 +167,7 @@ pub async fn serve_processor() -> Result<(), Error> {
 /// What every function does first: the allocator's thresholds, then logs.
 fn cold_start() {
     tune_allocator();
-    crate::telemetry::init();
+    telemetry::init();
 }
 
 /// Keeps glibc's allocator from handing memory back to the kernel between
@@ -192,9 +193,7 @@ pub fn tune_allocator() {
 pub async fn warm(source: &dyn Source) {
     match tokio::time::timeout(Duration::from_secs(3), source.warm()).await {
         Ok(Ok(instances)) => tracing::info!(instances, "webhook secrets loaded"),
-        Ok(Err(error)) => {
-            crate::telemetry::log_dependency(&error, "webhook secrets not loaded at init")
-        }
+        Ok(Err(error)) => telemetry::log_dependency(&error, "webhook secrets not loaded at init"),
         Err(_) => tracing::error!("webhook secrets not loaded at init: timed out"),
     }
 }
@@ -202,9 +201,9 @@ pub async fn warm(source: &dyn Source) {
 /// Reads the Standard Webhooks signing secret and builds the downstream
 /// client, or `None` when no URL is configured (deliveries then wait, parked).
 pub async fn downstream(
-    sync: &crate::config::SyncConfig,
+    sync: &pipeline::config::SyncConfig,
     clients: &Clients,
-) -> Result<Option<crate::downstream::Downstream>, Error> {
+) -> Result<Option<vendors::vinesos::downstream::Downstream>, Error> {
     let (Some(url), Some(secret_id)) = (&sync.downstream_url, &sync.downstream_secret_id) else {
         tracing::warn!("no partner URL: DOWNSTREAM_URL is not set; every delivery to the partner waits in the jobs dead-letter queue until it is set and `revel-ops dlq redrive` runs");
         return Ok(None);
@@ -215,12 +214,12 @@ pub async fn downstream(
         .secret_id(secret_id)
         .send()
         .await
-        .map_err(|e| crate::error::DependencyError::new("secretsmanager", "GetSecretValue", e))?
+        .map_err(|e| domain::error::DependencyError::new("secretsmanager", "GetSecretValue", e))?
         .secret_string
         .ok_or("the downstream signing secret has no string value")?;
-    let secret = crate::downstream::SigningSecret::parse(&value)?;
+    let secret = vendors::vinesos::downstream::SigningSecret::parse(&value)?;
     tracing::info!(endpoint = %url, "downstream delivery is on");
-    Ok(Some(crate::downstream::Downstream::new(
+    Ok(Some(vendors::vinesos::downstream::Downstream::new(
         url.clone(),
         secret,
         Duration::from_secs(10),
@@ -231,36 +230,37 @@ pub async fn downstream(
 /// how patiently to call it.
 pub fn jobs_worker(
     config: &Config,
-    sync: &crate::config::SyncConfig,
+    sync: &pipeline::config::SyncConfig,
     clients: &Clients,
     revel: Arc<Revel>,
-    api: crate::revel_api::RevelApiConfig,
-    downstream: Option<crate::downstream::Downstream>,
-) -> crate::worker::Worker {
+    api: vendors::revel::api::RevelApiConfig,
+    downstream: Option<vendors::vinesos::downstream::Downstream>,
+) -> pipeline::worker::Worker {
     let state = Arc::new(
-        crate::sync_state::DynamoSyncState::new(
+        aws_adapters::sync_state::DynamoSyncState::new(
             clients.entities.clone(),
             &sync.sync_state_table,
             sync.daily_budget,
         )
         .with_on_demand_pulls_per_hour(sync.inventory_requests_per_hour),
     );
-    let api: Arc<dyn crate::revel_api::RevelResources> =
-        Arc::new(crate::revel_api::RevelApi::new(api, state.clone()));
-    let entities: Arc<dyn crate::store::EntityStore> = Arc::new(DynamoEntityStore::new(
+    let api: Arc<dyn vendors::revel::api::RevelResources> =
+        Arc::new(vendors::revel::api::RevelApi::new(api, state.clone()));
+    let entities: Arc<dyn ports::store::EntityStore> = Arc::new(DynamoEntityStore::new(
         clients.entities.clone(),
         &config.entities_table,
     ));
-    let jobs: Arc<dyn crate::queue::JobQueue> = Arc::new(SqsJobQueue::new(
+    let jobs: Arc<dyn ports::queue::JobQueue> = Arc::new(SqsJobQueue::new(
         clients.sqs.clone(),
         &config.jobs_queue_url,
     ));
-    let clock = crate::clock::system();
+    let clock = domain::clock::system();
     let zones = Some(Arc::clone(&revel));
-    crate::worker::Worker {
+    pipeline::worker::Worker {
         entities: Arc::clone(&entities),
-        downstream: downstream.map(|d| Arc::new(d) as Arc<dyn crate::downstream::Partner>),
-        syncer: crate::sync::Syncer::new(
+        downstream: downstream
+            .map(|d| Arc::new(d) as Arc<dyn vendors::vinesos::downstream::Partner>),
+        syncer: pipeline::sync::Syncer::new(
             Arc::clone(&api),
             state.clone(),
             Arc::clone(&entities),
@@ -279,11 +279,12 @@ pub fn jobs_worker(
         clock,
         jobs,
         budget: Some(state.clone()),
-        retry: Some(crate::worker::RetryBackoff {
+        on_demand: Some(state.clone()),
+        retry: Some(pipeline::worker::RetryBackoff {
             sqs: clients.sqs.clone(),
             queue_url: config.jobs_queue_url.clone(),
         }),
-        applier: Some(crate::apply::Applier {
+        applier: Some(pipeline::apply::Applier {
             api,
             entities,
             echoes: state.clone(),
@@ -293,14 +294,14 @@ pub fn jobs_worker(
         dead_letters: config
             .jobs_dlq_url
             .clone()
-            .map(|queue_url| crate::worker::DeadLetters {
+            .map(|queue_url| pipeline::worker::DeadLetters {
                 sqs: clients.sqs.clone(),
                 queue_url,
             }),
         winesitting: winesitting_source(config, &clients.secrets)
             .ok()
-            .map(|source| crate::worker::WineSittingRepair {
-                api: crate::winesitting_api::WineSittingApi::new(
+            .map(|source| pipeline::worker::WineSittingRepair {
+                api: vendors::winesitting::api::WineSittingApi::new(
                     sync.winesitting_api_base_url.clone(),
                     Duration::from_secs(10),
                 ),
@@ -316,7 +317,7 @@ pub fn jobs_worker(
 }
 
 /// The jobs queue of `config`, through `clients`.
-pub fn jobs_queue(config: &Config, clients: &Clients) -> Arc<dyn crate::queue::JobQueue> {
+pub fn jobs_queue(config: &Config, clients: &Clients) -> Arc<dyn ports::queue::JobQueue> {
     Arc::new(SqsJobQueue::new(
         clients.sqs.clone(),
         &config.jobs_queue_url,
@@ -326,7 +327,7 @@ pub fn jobs_queue(config: &Config, clients: &Clients) -> Arc<dyn crate::queue::J
 /// What the worker and the scheduler set up at cold start.
 struct SyncInit {
     config: Config,
-    sync: crate::config::SyncConfig,
+    sync: pipeline::config::SyncConfig,
     clients: Clients,
     revel: Arc<Revel>,
 }
@@ -335,8 +336,8 @@ impl SyncInit {
     async fn load() -> Result<Self, Error> {
         cold_start();
         let config = Config::from_env()?;
-        let sync = crate::config::SyncConfig::from_env()?;
-        let clients = Clients::from_sdk(&crate::aws::load().await);
+        let sync = pipeline::config::SyncConfig::from_env()?;
+        let clients = Clients::from_sdk(&aws_adapters::sdk::load().await);
         let revel = revel_source(&config, &clients.secrets);
         Ok(Self {
             config,
@@ -362,7 +363,7 @@ pub async fn serve_worker() -> Result<(), Error> {
         clients,
         revel,
     } = SyncInit::load().await?;
-    let api = crate::revel_api::RevelApiConfig {
+    let api = vendors::revel::api::RevelApiConfig {
         base_url: sync.revel_api_base_url.clone(),
         ..Default::default()
     };
@@ -394,8 +395,8 @@ pub async fn serve_scheduler() -> Result<(), Error> {
         revel,
     } = SyncInit::load().await?;
     let jobs = jobs_queue(&config, &clients);
-    let state: Arc<dyn crate::sync_state::SyncState> =
-        Arc::new(crate::sync_state::DynamoSyncState::new(
+    let state: Arc<dyn ports::sync_state::SyncState> =
+        Arc::new(aws_adapters::sync_state::DynamoSyncState::new(
             clients.entities.clone(),
             &sync.sync_state_table,
             sync.daily_budget,
@@ -429,18 +430,18 @@ pub async fn run_schedule(
     input: &serde_json::Value,
     revel: &Revel,
     winesitting: Option<&WineSitting>,
-    jobs: &dyn crate::queue::JobQueue,
-    state: &dyn crate::sync_state::SyncState,
+    jobs: &dyn ports::queue::JobQueue,
+    state: &dyn ports::sync_state::SyncState,
 ) -> Result<serde_json::Value, Error> {
-    let now = crate::schedule::scheduled_at(input);
-    match crate::schedule::task_of(input)? {
-        crate::schedule::Task::Tick => {
-            let queued = crate::schedule::tick(revel.secrets(), jobs, state, now).await?;
-            Ok(serde_json::json!({"task": crate::schedule::TICK, "slots": queued.len()}))
+    let now = pipeline::schedule::scheduled_at(input);
+    match pipeline::schedule::task_of(input)? {
+        pipeline::schedule::Task::Tick => {
+            let queued = pipeline::schedule::tick(revel.secrets(), jobs, state, now).await?;
+            Ok(serde_json::json!({"task": pipeline::schedule::TICK, "slots": queued.len()}))
         }
-        crate::schedule::Task::Run(task) => {
-            let only = crate::schedule::instance_of(input)?;
-            let queued = crate::schedule::fan_out(
+        pipeline::schedule::Task::Run(task) => {
+            let only = pipeline::schedule::instance_of(input)?;
+            let queued = pipeline::schedule::fan_out(
                 task,
                 accounts_of(task, revel, winesitting)?,
                 jobs,
@@ -456,12 +457,12 @@ pub async fn run_schedule(
 /// Whose accounts a scheduled task runs for: WineSitting's for its repair
 /// poll, Revel's for everything else.
 pub fn accounts_of<'a>(
-    task: crate::queue::JobKind,
+    task: ports::queue::JobKind,
     revel: &'a Revel,
     winesitting: Option<&'a WineSitting>,
 ) -> Result<&'a SecretCache, Error> {
     match task {
-        crate::queue::JobKind::WinesittingRepair => Ok(winesitting
+        ports::queue::JobKind::WinesittingRepair => Ok(winesitting
             .ok_or("WINESITTING_SECRETS_ID is not set")?
             .secrets()),
         _ => Ok(revel.secrets()),
@@ -576,7 +577,7 @@ impl AllSources {
         .or_else(|| {
             find(
                 &[WineSittingEvent],
-                |_| crate::sources::winesitting::LOGICAL_ID,
+                |_| vendors::winesitting::LOGICAL_ID,
                 logical_id,
                 &self.winesitting,
             )
@@ -586,7 +587,7 @@ impl AllSources {
 }
 
 /// The kind among `kinds` whose function is `logical_id`, with its source.
-fn find<K: crate::sources::EventKind + Clone + 'static, S: Source + 'static>(
+fn find<K: domain::sources::EventKind + Clone + 'static, S: Source + 'static>(
     kinds: &[K],
     logical_id_of: impl Fn(&K) -> &'static str,
     logical_id: &str,

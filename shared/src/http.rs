@@ -7,10 +7,10 @@ use lambda_http::{Body, Response};
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::error::ReceiveError;
-use crate::receive::{request_span, Outcome, Receiver};
-use crate::request::WebhookRequest;
-use crate::telemetry::{self, Dimension, Metric, RejectReason};
+use domain::error::ReceiveError;
+use domain::request::WebhookRequest;
+use pipeline::receive::{request_span, Outcome, Receiver};
+use telemetry::{self, Dimension, Metric, RejectReason};
 
 /// Seconds a sender is asked to wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u32 = 5;
@@ -167,9 +167,17 @@ fn answer_metric(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use domain::error::{AuthFailure, DependencyError};
+    use domain::ids::EventKey;
+    use pipeline::fakes::MemoryStores;
+    use telemetry::fakes::capture_logs;
+    use tracing::Instrument;
+    use vendors::fakes::{demo_revel, signed_revel_request};
+    use vendors::revel::RevelEventType;
+
     use super::*;
-    use crate::error::{AuthFailure, DependencyError};
-    use crate::ids::EventKey;
 
     fn key(raw: &str) -> EventKey {
         EventKey::parse(raw).unwrap()
@@ -340,5 +348,86 @@ mod tests {
             panic!("a text body")
         };
         assert_eq!(body, r#"{"error":"unavailable"}"#);
+    }
+
+    fn customer(updated: &str, name: &str) -> String {
+        format!(
+            r#"{{"uuid": "c-1", "updated_date": "{updated}", "first_name": "{name}", "cc_last_4_digits": "4242"}}"#
+        )
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn every_log_line_of_a_request_carries_its_request_event_instance_and_type_and_no_secret()
+    {
+        let logs = capture_logs();
+        let captured = logs.captured.clone();
+        let memory = MemoryStores::default();
+        let receiver = memory.receiver(
+            Arc::new(demo_revel()),
+            Arc::new(RevelEventType::CustomerCreated),
+        );
+        let request = signed_revel_request(&customer("2021-12-28T21:05:13.977077", "Annunziata"));
+        let mut forged = request.clone();
+        forged.body = customer("2021-12-28T21:05:13.977077", "Evangelina").into_bytes();
+
+        let mut answers = String::new();
+        for (request_id, request) in [("req-ok", &request), ("req-forged", &forged)] {
+            let mut request = request.clone();
+            request.request_id = request_id.into();
+            let span = request_span(&receiver, request_id);
+            let answer = async { answer(&receiver.receive(&request).await) }
+                .instrument(span)
+                .await;
+            answers.push_str(&format!("{:?} {:?}\n", answer.headers(), answer.body()));
+        }
+
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("JSON log line"))
+            .collect();
+        let accepted: Vec<_> = lines
+            .iter()
+            .filter(|l| l["span"]["request_id"] == "req-ok")
+            .collect();
+        let rejected: Vec<_> = lines
+            .iter()
+            .filter(|l| l["span"]["request_id"] == "req-forged")
+            .collect();
+        assert!(!accepted.is_empty() && !rejected.is_empty(), "{text}");
+        assert_eq!(
+            accepted.len() + rejected.len(),
+            lines.len(),
+            "a line outside any request: {text}"
+        );
+        for line in accepted.iter().chain(&rejected) {
+            assert_eq!(line["span"]["event_type"], "customer.created", "{line}");
+            assert_eq!(line["span"]["source"], "revel", "{line}");
+        }
+        for line in &accepted {
+            assert!(
+                line["span"]["event_key"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("revel:demo:")),
+                "{line}"
+            );
+            assert_eq!(line["span"]["instance"], "demo", "{line}");
+        }
+        let signature = request.headers["x-revel-signature"].to_str().unwrap();
+        for secret in ["demo-webhook-secret", signature] {
+            assert!(!text.contains(secret), "a secret reached the log: {text}");
+            assert!(
+                !answers.contains(secret),
+                "a secret reached an answer: {answers}"
+            );
+        }
+        assert!(
+            text.contains("Accepted") && text.contains("Rejected"),
+            "the metric lines were not captured: {text}"
+        );
+        assert!(
+            !text.contains("Annunziata") && !text.contains("Evangelina"),
+            "a body reached the log"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! decoded by `lambda_http`, through `Receiver::prepare` (verify the sender,
 //! parse and interpret the body, derive the event key, build the record,
 //! gzip included), to the DynamoDB item of the record
-//! (`shared::store::dynamodb::event_item`). Secrets come from a cache warmed
+//! (`aws_adapters::dynamodb::event_item`). Secrets come from a cache warmed
 //! from a fixed document, as after a cold start; no network is touched.
 //! `order_steps` breaks the order sample down by step.
 //!
@@ -15,24 +15,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_adapters::dynamodb::event_item;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use domain::error::DependencyError;
+use domain::request::WebhookRequest;
 use local_stack::events::samples;
 use local_stack::{
     DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, DEMO_INSTANCE, DEMO_LA_INSTANCE, DEMO_SECRET,
     DEMO_VINESOS_SECRET, DEMO_WINESITTING_TOKEN,
 };
+use pipeline::config::Config;
+use pipeline::receive::{Prepared, Receiver};
+use ports::secrets::{SecretCache, SecretDocument, SecretSource};
 use serde_json::json;
-use shared::config::Config;
-use shared::error::DependencyError;
 use shared::function::{AllSources, Clients};
-use shared::receive::{Prepared, Receiver};
-use shared::request::WebhookRequest;
-use shared::secrets::{SecretCache, SecretDocument, SecretSource};
-use shared::sources::booking::Booking;
-use shared::sources::revel::Revel;
-use shared::sources::vinesos::VinesOs;
-use shared::sources::winesitting::WineSitting;
-use shared::store::dynamodb::event_item;
+use vendors::booking::Booking;
+use vendors::revel::Revel;
+use vendors::vinesos::VinesOs;
+use vendors::winesitting::WineSitting;
 
 /// A secret already in hand: the bench measures the cached path.
 struct Fixed(String);
@@ -149,8 +149,8 @@ fn decode(raw: &str) -> WebhookRequest {
 /// The order's and the customer's steps one by one, to see where their
 /// time goes.
 fn steps(c: &mut Criterion) {
-    use shared::sources::revel::RevelEventType;
-    use shared::sources::EventKind;
+    use domain::sources::EventKind;
+    use vendors::revel::RevelEventType;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -193,7 +193,7 @@ fn steps(c: &mut Criterion) {
         let paths = kind.key_fields().expect("key fields");
         group.bench_function(format!("{name}/project_key_fields_and_interpret"), |b| {
             b.iter(|| {
-                let part = shared::projection::project(black_box(&request.body), paths).unwrap();
+                let part = domain::projection::project(black_box(&request.body), paths).unwrap();
                 kind.interpret(part, &request.headers).unwrap()
             })
         });
@@ -212,10 +212,10 @@ fn steps(c: &mut Criterion) {
             )
         });
         group.bench_function(format!("{name}/sha256"), |b| {
-            b.iter(|| shared::idempotency::sha256_hex(black_box(&request.body)))
+            b.iter(|| domain::idempotency::sha256_hex(black_box(&request.body)))
         });
         group.bench_function(format!("{name}/archive_body"), |b| {
-            b.iter(|| shared::store::ArchivedBody::from_raw(black_box(&request.body)))
+            b.iter(|| ports::store::ArchivedBody::from_raw(black_box(&request.body)))
         });
         group.bench_function(format!("{name}/build_item"), |b| {
             b.iter(|| event_item(black_box(prepared.record())))

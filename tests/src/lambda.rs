@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use lambda_sandbox::{Call, Function, Launch, Proxy, Refusal, Reply};
 use serde_json::Value;
-use shared::sources::revel::RevelEventType;
+use vendors::revel::RevelEventType;
 
 use crate::{local_aws, workspace_root, Stack, DEMO_INSTANCE, DEMO_SECRET};
 

@@ -15,14 +15,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use local_stack::provision::{local_sdk_config, provision, put_revel_secrets, Provisioned};
 use local_stack::template::Template;
+use pipeline::config::Config;
+use pipeline::receive::Receiver;
 use serde_json::Value;
-use shared::config::Config;
 use shared::function::{revel_receiver, revel_source, Clients};
 use shared::http::ApiGatewayEvent;
-use shared::receive::Receiver;
-use shared::sources::revel::RevelEventType;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use vendors::revel::RevelEventType;
 
 pub use lambda_sandbox::proxy::{sequential_round_trips, Call, Proxy, Reply};
 pub use local_stack::{DEMO_INSTANCE, DEMO_SECRET};
@@ -222,15 +222,15 @@ impl Stack {
 
     /// Replays a stored event as `revel-ops replay` does, through the real
     /// events table.
-    pub async fn replay(&self, record: &shared::store::EventRecord) -> shared::replay::Replayed {
-        let events = shared::store::dynamodb::DynamoEventStore::new(
+    pub async fn replay(&self, record: &ports::store::EventRecord) -> pipeline::replay::Replayed {
+        let events = aws_adapters::dynamodb::DynamoEventStore::new(
             aws_sdk_dynamodb::Client::new(&self.sdk),
             &self.config.events_table,
         );
-        shared::replay::replay(
+        pipeline::replay::replay(
             &events,
-            shared::clock::system().as_ref(),
-            shared::replay::plan(record),
+            domain::clock::system().as_ref(),
+            pipeline::replay::plan(record),
         )
         .await
         .expect("replay")
@@ -298,7 +298,7 @@ fn job_body(message: &aws_sdk_sqs::types::Message) -> Value {
 
 /// An entity item's state, plain or gzip-compressed, parsed.
 pub fn entity_state(item: &HashMap<String, AttributeValue>) -> Value {
-    let json = shared::store::dynamodb::entity_state(item).expect("entity item has a state");
+    let json = aws_adapters::dynamodb::entity_state(item).expect("entity item has a state");
     serde_json::from_str(&json).expect("entity state is JSON")
 }
 
@@ -762,8 +762,8 @@ pub const API_KEY: &str = "test-key";
 pub const API_SECRET: &str = "test-api-secret";
 
 /// A Revel API client config for a local stand-in: pages of two, fast retries.
-pub fn fast_api(stand_in: &str) -> shared::revel_api::RevelApiConfig {
-    shared::revel_api::RevelApiConfig {
+pub fn fast_api(stand_in: &str) -> vendors::revel::api::RevelApiConfig {
+    vendors::revel::api::RevelApiConfig {
         base_url: format!("{stand_in}/{{instance}}"),
         timeout: std::time::Duration::from_secs(3),
         max_attempts: 2,
@@ -784,8 +784,8 @@ impl Stack {
         self
     }
 
-    pub fn sync_config(&self, daily_budget: u64) -> shared::config::SyncConfig {
-        let mut sync = shared::config::SyncConfig::from_lookup(self.provisioned.lookup())
+    pub fn sync_config(&self, daily_budget: u64) -> pipeline::config::SyncConfig {
+        let mut sync = pipeline::config::SyncConfig::from_lookup(self.provisioned.lookup())
             .expect("sync config");
         sync.daily_budget = daily_budget;
         sync
@@ -794,10 +794,10 @@ impl Stack {
     /// The jobs worker as its `main` builds it, pointed at `api`.
     pub fn worker(
         &self,
-        api: shared::revel_api::RevelApiConfig,
+        api: vendors::revel::api::RevelApiConfig,
         daily_budget: u64,
-        downstream: Option<shared::downstream::Downstream>,
-    ) -> shared::worker::Worker {
+        downstream: Option<vendors::vinesos::downstream::Downstream>,
+    ) -> pipeline::worker::Worker {
         self.worker_with(self.clients(), api, daily_budget, downstream)
     }
 
@@ -805,10 +805,10 @@ impl Stack {
     pub fn worker_with(
         &self,
         clients: Clients,
-        api: shared::revel_api::RevelApiConfig,
+        api: vendors::revel::api::RevelApiConfig,
         daily_budget: u64,
-        downstream: Option<shared::downstream::Downstream>,
-    ) -> shared::worker::Worker {
+        downstream: Option<vendors::vinesos::downstream::Downstream>,
+    ) -> pipeline::worker::Worker {
         let revel = revel_source(&self.config, &clients.secrets);
         shared::function::jobs_worker(
             &self.config,
@@ -821,7 +821,7 @@ impl Stack {
     }
 
     /// A worker that delivers to `partner` and never needs Revel's API.
-    pub fn delivering_worker(&self, partner: &PartnerStandIn) -> shared::worker::Worker {
+    pub fn delivering_worker(&self, partner: &PartnerStandIn) -> pipeline::worker::Worker {
         self.worker(
             fast_api("http://127.0.0.1:9"),
             100,
@@ -849,16 +849,20 @@ impl Stack {
             .expect("failure queue attributes")
     }
 
-    pub fn sync_state(&self) -> shared::sync_state::DynamoSyncState {
+    pub fn sync_state(&self) -> aws_adapters::sync_state::DynamoSyncState {
         let table = self.sync_config(1).sync_state_table;
-        shared::sync_state::DynamoSyncState::new(aws_sdk_dynamodb::Client::new(&self.sdk), table, 1)
+        aws_adapters::sync_state::DynamoSyncState::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            table,
+            1,
+        )
     }
 
     /// Polls the jobs queue like Lambda's event source until a poll finds
     /// nothing (failed messages come back at once), at most `polls` times.
     pub async fn drain(
         &self,
-        worker: &shared::worker::Worker,
+        worker: &pipeline::worker::Worker,
         polls: usize,
     ) -> Vec<local_stack::worker_loop::Polled> {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
@@ -913,7 +917,7 @@ impl Stack {
 
 /// Clients whose DynamoDB tables (events, entities), SQS and Secrets Manager
 /// traffic each go through their own [`FaultProxy`], with the SDK settings
-/// the functions use (`shared::aws::timeouts`, standard retries).
+/// the functions use (`aws_adapters::sdk::timeouts`, standard retries).
 pub struct FaultyAws {
     pub events: FaultProxy,
     pub entities: FaultProxy,
@@ -976,7 +980,7 @@ impl Stack {
 
 impl Stack {
     /// The stream processor as its `main` builds it.
-    pub fn processor(&self) -> shared::process::Processor {
+    pub fn processor(&self) -> pipeline::process::Processor {
         shared::function::processor(&self.config, &self.clients())
     }
 
@@ -1001,7 +1005,7 @@ impl Stack {
     pub async fn process_stream(
         &self,
         poller: &mut local_stack::stream::StreamPoller,
-        processor: &shared::process::Processor,
+        processor: &pipeline::process::Processor,
         polls: usize,
     ) -> Vec<local_stack::stream::Polled> {
         let mut seen = Vec::new();
@@ -1025,7 +1029,7 @@ impl Stack {
     /// `polls` polls: what each poll did.
     pub async fn settle_with(
         &self,
-        processor: &shared::process::Processor,
+        processor: &pipeline::process::Processor,
         polls: usize,
     ) -> Vec<local_stack::stream::Polled> {
         let mut poller = self.settled.lock().await;
@@ -1124,10 +1128,11 @@ impl PartnerStandIn {
     }
 
     /// The downstream client the worker delivers with.
-    pub fn downstream(&self) -> shared::downstream::Downstream {
-        shared::downstream::Downstream::new(
+    pub fn downstream(&self) -> vendors::vinesos::downstream::Downstream {
+        vendors::vinesos::downstream::Downstream::new(
             self.server.uri(),
-            shared::downstream::SigningSecret::parse(PARTNER_SECRET).expect("a valid secret"),
+            vendors::vinesos::downstream::SigningSecret::parse(PARTNER_SECRET)
+                .expect("a valid secret"),
             std::time::Duration::from_secs(3),
         )
     }

@@ -26,7 +26,7 @@ use base64::Engine;
 use integration_tests::*;
 use local_stack::events::{samples, Target};
 use serde_json::Value;
-use shared::sources::revel::RevelEventType;
+use vendors::revel::RevelEventType;
 
 /// DynamoDB's size of one attribute value in wire JSON.
 fn value_size(value: &Value) -> usize {
@@ -141,7 +141,7 @@ fn put_item(calls: &[Call]) -> Value {
 async fn answer(
     stack: &Stack,
     counted: &CountedReceivers,
-    receiver: &shared::receive::Receiver,
+    receiver: &pipeline::receive::Receiver,
     event: &str,
 ) -> (Value, Answer) {
     let before = stack.events().await;
@@ -170,7 +170,7 @@ async fn answer(
 async fn process(
     stack: &Stack,
     counted: &CountedReceivers,
-    processor: &shared::process::Processor,
+    processor: &pipeline::process::Processor,
 ) -> Processing {
     counted.proxy.log().clear();
     let jobs_before = stack.jobs_waiting().await;

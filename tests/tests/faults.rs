@@ -24,18 +24,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_adapters::dynamodb::DynamoEntityStore;
+use aws_adapters::sqs::SqsJobQueue;
+use domain::error::DependencyError;
+use domain::ids::EntityKey;
 use integration_tests::*;
+use pipeline::config::Config;
+use pipeline::process::Processor;
+use pipeline::receive::Receiver;
+use pipeline::worker::Worker;
+use ports::queue::{Job, JobQueue};
+use ports::store::{EntityStore, EntityUpsert, Rank, StoredEntity, Upserted};
 use serde_json::{json, Value};
-use shared::config::Config;
-use shared::error::DependencyError;
-use shared::ids::EntityKey;
-use shared::process::Processor;
-use shared::queue::{Job, JobQueue, SqsJobQueue};
-use shared::receive::Receiver;
-use shared::sources::revel::RevelEventType;
-use shared::store::dynamodb::DynamoEntityStore;
-use shared::store::{EntityStore, EntityUpsert, Rank, StoredEntity, Upserted};
-use shared::worker::Worker;
+use vendors::revel::RevelEventType;
 
 const KIND: RevelEventType = RevelEventType::CustomerUpdated;
 
@@ -487,7 +488,7 @@ impl Bundle {
             assert_eq!(text(entity, "last_event_key"), keys[&event]);
             let heard: Vec<&Delivered> = deliveries.iter().filter(|d| d.id == *uuid).collect();
             let version =
-                shared::sources::parse_timestamp_micros(&self.events[event].updated).unwrap();
+                domain::sources::parse_timestamp_micros(&self.events[event].updated).unwrap();
             let revision: u64 = text(entity, "revision").parse().unwrap();
             assert_eq!(
                 heard

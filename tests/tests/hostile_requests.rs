@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use integration_tests::*;
 use local_stack::events::{routed_event, vinesos_headers, Route};
 use serde_json::{json, Value};
-use shared::signature::sign;
-use shared::sources::booking::BookingFamily;
-use shared::sources::revel::RevelEventType;
-use shared::sources::vinesos::VinesOsEvent;
-use shared::sources::winesitting;
+use vendors::booking::BookingFamily;
+use vendors::revel::signature::sign;
+use vendors::revel::RevelEventType;
+use vendors::vinesos::VinesOsEvent;
+use vendors::winesitting;
 
 /// Not a latency target: a guard against a request that hangs or burns CPU.
 const HANG_GUARD: Duration = Duration::from_secs(2);
@@ -94,7 +94,7 @@ fn incompressible(len: usize) -> Vec<u8> {
 /// Runs one hostile request: the answer, the time, and what it wrote.
 async fn probe(
     stack: &Stack,
-    receiver: &shared::receive::Receiver,
+    receiver: &pipeline::receive::Receiver,
     case: &str,
     request: shared::http::ApiGatewayEvent,
 ) -> (u16, Value, Written) {
@@ -122,7 +122,7 @@ const NOTHING: Written = Written {
 /// A refusal: exactly `expected`, and nothing written.
 async fn refused(
     stack: &Stack,
-    receiver: &shared::receive::Receiver,
+    receiver: &pipeline::receive::Receiver,
     case: &str,
     request: shared::http::ApiGatewayEvent,
     expected: (u16, Value),
@@ -136,7 +136,7 @@ async fn refused(
 /// nothing applied or queued.
 async fn quarantined(
     stack: &Stack,
-    receiver: &shared::receive::Receiver,
+    receiver: &pipeline::receive::Receiver,
     case: &str,
     request: shared::http::ApiGatewayEvent,
     reason: &str,

@@ -11,21 +11,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_adapters::dynamodb::DynamoEntityStore;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use domain::clock::TokioClock;
+use domain::ids::InstanceName;
 use integration_tests::*;
 use local_stack::events::{routed_event, vinesos_headers, Route};
 use local_stack::fake_revel::{self, Fixtures};
 use local_stack::{DEMO_LA_INSTANCE, DEMO_VINESOS_SECRET};
+use pipeline::inventory_request::{deferred_pull, next_hour, PendingProducts};
+use pipeline::worker::Worker;
+use ports::queue::JobMessage;
+use ports::sync_state::CallBudget;
 use serde_json::{json, Value};
-use shared::clock::TokioClock;
-use shared::ids::InstanceName;
-use shared::inventory_request::{deferred_pull, next_hour, PendingProducts};
-use shared::queue::JobMessage;
-use shared::sources::vinesos::VinesOsEvent;
-use shared::store::dynamodb::DynamoEntityStore;
-use shared::worker::Worker;
 use time::macros::datetime;
 use time::OffsetDateTime;
+use vendors::vinesos::VinesOsEvent;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

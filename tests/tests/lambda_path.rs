@@ -12,12 +12,12 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
+use domain::idempotency::sha256_hex;
 use integration_tests::lambda::*;
 use integration_tests::*;
+use pipeline::receive::conflict_key;
 use serde_json::{json, Value};
-use shared::idempotency::sha256_hex;
-use shared::receive::conflict_key;
-use shared::sources::revel::RevelEventType;
+use vendors::revel::RevelEventType;
 
 const ORDERS: &str = "revel-order-finalized";
 const PROCESSOR: &str = "events-processor";
@@ -88,7 +88,7 @@ async fn a_different_body_under_an_existing_key_is_answered_conflict_and_kept_un
         let original = receiver.request(&revel_event(ORDER, &first)).await;
         expect_outcome(original.status, &original.body, 200, "accepted");
         let conflict = receiver.request(&revel_event(ORDER, &changed)).await;
-        let original_key = shared::ids::EventKey::parse(&original.event_id()).unwrap();
+        let original_key = domain::ids::EventKey::parse(&original.event_id()).unwrap();
         let own_key = conflict_key(&original_key, &sha256_hex(&changed));
         assert_eq!(
             (conflict.status, &conflict.body),

@@ -4,11 +4,11 @@
 
 use integration_tests::*;
 use local_stack::events::{request_for, routed_event, samples, Route, Target};
+use ports::queue::{JobKind, JobMessage};
 use serde_json::{json, Value};
-use shared::queue::{JobKind, JobMessage};
-use shared::sources::booking::BookingFamily;
-use shared::sources::winesitting;
 use std::collections::BTreeSet;
+use vendors::booking::BookingFamily;
+use vendors::winesitting;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -150,7 +150,7 @@ async fn winesitting_and_booking_changes_reach_the_partner_signed_in_order_per_e
 
     // The merchant turns the booking platform's deliveries off: its changes
     // are kept, and nothing more reaches the partner.
-    let off = shared::config::Config::from_lookup(|name| {
+    let off = pipeline::config::Config::from_lookup(|name| {
         if name == "DELIVER_BOOKING_EVENTS" {
             Some("false".to_owned())
         } else {
@@ -170,7 +170,7 @@ async fn winesitting_and_booking_changes_reach_the_partner_signed_in_order_per_e
         0,
         "nothing queued for the partner"
     );
-    let key = shared::ids::EntityKey::parse("booking:demo:booking:B-1").unwrap();
+    let key = domain::ids::EntityKey::parse("booking:demo:booking:B-1").unwrap();
     let revisions = stack.entity_revisions().await;
     assert_eq!(revisions[key.as_str()], "3", "the amendment is kept");
     stack.drain(&worker, 10).await;

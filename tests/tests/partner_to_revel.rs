@@ -6,15 +6,15 @@
 //! (`partner_catalog`); customers first created in Revel are found by email
 //! or phone and linked; orders carry their items and payments.
 
+use domain::ids::InstanceName;
+use domain::sources::EventKind;
 use integration_tests::*;
 use local_stack::events::{request_for, resign, routed_event, Target};
 use local_stack::fake_revel::{self, Fixtures};
+use ports::queue::{Job, JobKind};
 use serde_json::{json, Value};
-use shared::ids::InstanceName;
-use shared::queue::{Job, JobKind};
-use shared::sources::revel::RevelEventType;
-use shared::sources::vinesos::VinesOsEvent;
-use shared::sources::EventKind;
+use vendors::revel::RevelEventType;
+use vendors::vinesos::VinesOsEvent;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -72,7 +72,7 @@ fn newer(event: VinesOsEvent, change: impl FnOnce(&mut Value)) -> Value {
 /// what was written since): its credentials in place, and a worker calling it.
 async fn with_revel_stand_in(
     daily_budget: u64,
-) -> (Stack, Fixtures, shared::worker::Worker, String) {
+) -> (Stack, Fixtures, pipeline::worker::Worker, String) {
     let stack = Stack::new().await;
     stack
         .put_secrets(&local_stack::demo_revel_secret_document())
@@ -95,7 +95,7 @@ async fn end_of_day(stack: &Stack, window: &str) {
 
 /// What was posted goes through the processor and the worker (applied at
 /// once, or noted pending), then the end-of-day batch of `window` runs.
-async fn through_end_of_day(stack: &Stack, worker: &shared::worker::Worker, window: &str) {
+async fn through_end_of_day(stack: &Stack, worker: &pipeline::worker::Worker, window: &str) {
     stack.settle().await;
     stack.drain(worker, 5).await;
     end_of_day(stack, window).await;
@@ -238,7 +238,7 @@ async fn a_partner_customer_is_applied_to_revel_once_and_its_echo_is_not_sent_ba
     assert_eq!(heard.len(), 1);
     assert_eq!(
         heard[0].version,
-        shared::sources::parse_timestamp_micros("2026-11-24T11:00:00").unwrap()
+        domain::sources::parse_timestamp_micros("2026-11-24T11:00:00").unwrap()
     );
 }
 

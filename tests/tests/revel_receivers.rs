@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
+use domain::idempotency::sha256_hex;
 use integration_tests::*;
 use local_stack::events::{samples, Target};
 use serde_json::{json, Value};
-use shared::idempotency::sha256_hex;
-use shared::signature::sign;
-use shared::sources::revel::RevelEventType;
+use vendors::revel::signature::sign;
+use vendors::revel::RevelEventType;
 
 fn customer(updated: &str, name: &str) -> Vec<u8> {
     json!({"uuid": "58126996-3fc8-4c87-b326-b4762783c863", "updated_date": updated, "first_name": name,
@@ -164,7 +164,7 @@ async fn an_order_keeps_items_payments_and_parsed_rewards_without_card_fields() 
     let Some(AttributeValue::B(blob)) = record.get("body") else {
         panic!("no body")
     };
-    let archived = shared::store::ArchivedBody {
+    let archived = ports::store::ArchivedBody {
         bytes: blob.as_ref().to_vec(),
         gzip: true,
         original_len: body.len(),
@@ -266,7 +266,7 @@ async fn the_seed_orders_rewards_card_and_stock_sold_reach_the_partner_once_and_
     assert_eq!(card["state"]["number"], "J87YUIL9812X");
     assert_eq!(
         card["version"].as_i64(),
-        shared::sources::parse_timestamp_micros("2016-04-13T17:29:15+00:00"),
+        domain::sources::parse_timestamp_micros("2016-04-13T17:29:15+00:00"),
         "dated by the card's own updated_date"
     );
     let sold = &bodies[2]["data"];
@@ -289,7 +289,7 @@ async fn the_seed_orders_rewards_card_and_stock_sold_reach_the_partner_once_and_
     .await;
     expect_outcome(200, &again, 200, "duplicate");
     let stored =
-        shared::store::dynamodb::event_record(stack.event(&event_id(&answer)).await.unwrap())
+        aws_adapters::dynamodb::event_record(stack.event(&event_id(&answer)).await.unwrap())
             .unwrap();
     stack.replay(&stored).await;
     stack.settle().await;
@@ -309,7 +309,7 @@ async fn a_header_naming_another_event_type_than_the_route_is_stored_and_applied
     let body = customer("2021-12-28T21:05:13", "Ann");
     let mut headers = local_stack::events::revel_headers(kind, DEMO_INSTANCE, DEMO_SECRET, &body);
     for (name, value) in &mut headers {
-        if name.eq_ignore_ascii_case(shared::sources::revel::EVENT_TYPE_HEADER) {
+        if name.eq_ignore_ascii_case(vendors::revel::EVENT_TYPE_HEADER) {
             *value = "CustomerUpdate".to_owned();
         }
     }

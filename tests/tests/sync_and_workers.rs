@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use integration_tests::*;
+use ports::queue::{JobKind, JobMessage};
+use ports::sync_state::{CallBudget, SyncState};
 use serde_json::{json, Value};
-use shared::queue::{JobKind, JobMessage};
-use shared::sources::revel::RevelEventType;
-use shared::sync_state::SyncState;
 use tokio::time::Instant;
+use vendors::revel::RevelEventType;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -139,8 +139,8 @@ async fn entities_of_kind(stack: &Stack, kind: &str) -> usize {
         .count()
 }
 
-fn demo() -> shared::ids::InstanceName {
-    shared::ids::InstanceName::parse(DEMO_INSTANCE).unwrap()
+fn demo() -> domain::ids::InstanceName {
+    domain::ids::InstanceName::parse(DEMO_INSTANCE).unwrap()
 }
 
 #[tokio::test]
@@ -469,7 +469,7 @@ async fn a_newer_delivery_never_overtakes_an_older_pending_one_for_the_same_enti
         .iter()
         .map(|d| (d.version, d.revision))
         .collect();
-    let newest = shared::sources::parse_timestamp_micros("2026-11-20T11:00:00").unwrap();
+    let newest = domain::sources::parse_timestamp_micros("2026-11-20T11:00:00").unwrap();
     assert_eq!(
         delivered,
         [(newest, 2)],
@@ -573,7 +573,7 @@ async fn a_pull_whose_page_outlives_its_message_stops_at_the_deadline_and_the_ba
 ) {
     let (stack, revel) = with_a_slow_product_page(Duration::from_secs(60)).await;
     // One patient attempt: the page call alone outlives the batch.
-    let api = shared::revel_api::RevelApiConfig {
+    let api = vendors::revel::api::RevelApiConfig {
         timeout: Duration::from_secs(30),
         max_attempts: 1,
         ..fast_api(&revel.uri())
@@ -754,7 +754,7 @@ async fn reconciliation_ingests_exactly_the_orders_whose_webhook_never_arrived()
         .map(|e| text(e, "event_key"))
         .collect();
     reconciled.sort();
-    let version = shared::sources::parse_timestamp_micros("2026-11-23T18:00:00").unwrap();
+    let version = domain::sources::parse_timestamp_micros("2026-11-23T18:00:00").unwrap();
     assert_eq!(
         reconciled,
         [
@@ -823,7 +823,7 @@ async fn reconciliation_stops_between_missing_orders_at_its_deadline_and_its_con
     }
     let worker = stack.worker(fast_api(&revel.uri()), 100, None);
     // The page allowance and 2.5 s: time for the page and two orders of four.
-    let deadline = Instant::now() + shared::worker::PAGE_ALLOWANCE + Duration::from_millis(2500);
+    let deadline = Instant::now() + pipeline::worker::PAGE_ALLOWANCE + Duration::from_millis(2500);
 
     worker
         .run(&job(JobKind::Reconcile), deadline)
@@ -938,7 +938,7 @@ async fn the_scheduler_tick_queues_each_instances_end_of_day_at_its_local_time_o
     );
     let last = state
         .last_slot(
-            &shared::ids::InstanceName::parse("labar").unwrap(),
+            &domain::ids::InstanceName::parse("labar").unwrap(),
             "end_of_day",
         )
         .await
@@ -1005,7 +1005,7 @@ async fn the_seed_orders_naive_updated_date_and_its_rewards_cards_offset_date_la
     .await;
     expect_outcome(status, &answer, 200, "accepted");
     let key = event_id(&answer);
-    let wall = shared::sources::parse_timestamp_micros("2016-04-13T10:29:19").unwrap();
+    let wall = domain::sources::parse_timestamp_micros("2016-04-13T10:29:19").unwrap();
     assert!(
         key.ends_with(&format!("@{wall}")),
         "the key is made of the date as written, so no zone change moves it: {key}"
@@ -1024,7 +1024,7 @@ async fn the_seed_orders_naive_updated_date_and_its_rewards_cards_offset_date_la
     };
     let order = version_of("order");
     let card = version_of("rewards_card");
-    let at = |raw: &str| shared::sources::parse_timestamp_micros(raw).unwrap();
+    let at = |raw: &str| domain::sources::parse_timestamp_micros(raw).unwrap();
     assert_eq!(order, at("2016-04-13T17:29:19Z"), "10:29:19 PDT");
     assert_eq!(card, at("2016-04-13T17:29:15Z"));
     assert_eq!(
@@ -1052,7 +1052,7 @@ async fn a_pull_in_a_zone_behind_utc_fetches_an_object_updated_after_the_checkpo
         .save(
             &demo(),
             "inventory.CurrentStock",
-            &shared::sync_state::Cursor {
+            &ports::sync_state::Cursor {
                 checkpoint: Some(checkpoint.into()),
                 ..Default::default()
             },
@@ -1095,7 +1095,7 @@ async fn a_pull_in_a_zone_behind_utc_fetches_an_object_updated_after_the_checkpo
         .expect("the stock changed at 16:00 local was fetched");
     assert_eq!(
         text(inventory, "version"),
-        shared::sources::parse_timestamp_micros("2026-11-21T00:00:00Z")
+        domain::sources::parse_timestamp_micros("2026-11-21T00:00:00Z")
             .unwrap()
             .to_string(),
         "its version is 16:00 in Los Angeles"

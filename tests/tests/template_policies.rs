@@ -9,15 +9,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use aws_adapters::dynamodb::event_record;
 use integration_tests::recording::Recorder;
 use integration_tests::*;
 use local_stack::events::{request_for, resign, routed_event, samples, Sample, Target};
 use local_stack::template::{scalar, Scalar, Template};
+use ports::queue::JobKind;
 use serde_json::{json, Value};
 use serde_norway::Value as Yaml;
-use shared::queue::JobKind;
-use shared::sources::revel::RevelEventType;
-use shared::store::dynamodb::event_record;
+use vendors::revel::RevelEventType;
 use wiremock::matchers::{body_string_contains, method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -350,7 +350,7 @@ fn check_receiver_paths(
 /// processor its `main` builds from `clients`.
 struct Stream {
     poller: local_stack::stream::StreamPoller,
-    processor: shared::process::Processor,
+    processor: pipeline::process::Processor,
 }
 
 impl Stream {
@@ -411,10 +411,13 @@ async fn replay_an_order(stack: &Stack) {
         .map(|item| event_record(item).expect("an event record"))
         .find(|r| {
             r.event_type == RevelEventType::OrderFinalized.name()
-                && r.status == shared::store::EventStatus::Received
+                && r.status == ports::store::EventStatus::Received
         })
         .expect("a stored order");
-    assert_eq!(stack.replay(&order).await, shared::replay::Replayed::Queued);
+    assert_eq!(
+        stack.replay(&order).await,
+        pipeline::replay::Replayed::Queued
+    );
 }
 
 /// The scheduler's handler, as its `main` wires it: its tick at the demo
@@ -424,7 +427,7 @@ async fn drive_scheduler(stack: &Stack, recorder: &Recorder) {
     let revel = shared::function::revel_source(&stack.config, &clients.secrets);
     let winesitting = shared::function::winesitting_source(&stack.config, &clients.secrets).ok();
     let jobs = shared::function::jobs_queue(&stack.config, &clients);
-    let state = shared::sync_state::DynamoSyncState::new(
+    let state = aws_adapters::sync_state::DynamoSyncState::new(
         clients.entities.clone(),
         stack.sync_config(1000).sync_state_table,
         1000,
@@ -471,7 +474,7 @@ async fn worker(
     stack: &Stack,
     recorder: &Recorder,
     stand_ins: &StandIns,
-) -> shared::worker::Worker {
+) -> pipeline::worker::Worker {
     let clients = recorder.clients(&stack.sdk, WORKER);
     let mut sync = stack.sync_config(1000);
     sync.downstream_url = Some(stand_ins.partner.uri());
@@ -491,7 +494,7 @@ async fn worker(
 }
 
 /// Runs every job waiting (the queue's event source), polling until none is left.
-async fn run_jobs(stack: &Stack, worker: &shared::worker::Worker) -> usize {
+async fn run_jobs(stack: &Stack, worker: &pipeline::worker::Worker) -> usize {
     stack
         .drain(worker, 50)
         .await

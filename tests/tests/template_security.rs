@@ -2,14 +2,14 @@
 //! rest with the template's own key, point-in-time recovery, retention,
 //! flood limits, the events processor's stream settings, the alarms the
 //! README's runbook describes, and a dashboard that shows the metrics the
-//! code emits (names taken from `shared::telemetry::Metric`, so renaming one
+//! code emits (names taken from `telemetry::Metric`, so renaming one
 //! without the template fails).
 
 use std::collections::BTreeSet;
 
 use local_stack::template::{default_path, scalar, Scalar};
 use serde_norway::Value;
-use shared::telemetry::{Metric, RejectReason, METRICS_NAMESPACE};
+use telemetry::{Metric, RejectReason, METRICS_NAMESPACE};
 
 fn template() -> Value {
     let text = std::fs::read_to_string(default_path()).expect("template.yaml");
@@ -679,7 +679,7 @@ fn global_parameter(doc: &Value, name: &str) -> String {
 #[test]
 fn each_sources_deliveries_to_the_partner_are_a_true_or_false_parameter_the_code_reads() {
     let doc = template();
-    for (source, variable) in shared::config::PartnerDeliveries::SWITCHES {
+    for (source, variable) in pipeline::config::PartnerDeliveries::SWITCHES {
         let parameter = global_parameter(&doc, variable);
         let declared = &doc["Parameters"][parameter.as_str()];
         assert_eq!(

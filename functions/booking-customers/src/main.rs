@@ -1,5 +1,5 @@
 //! Receives the booking platform's `customers` events, at POST /booking/{account}/customers.
-use shared::sources::booking::BookingFamily;
+use vendors::booking::BookingFamily;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::function::Error> {

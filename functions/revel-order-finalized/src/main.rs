@@ -1,5 +1,5 @@
 //! Receives the Revel `order.finalized` webhook, at POST /revel/orders/finalized.
-use shared::sources::revel::RevelEventType;
+use vendors::revel::RevelEventType;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::function::Error> {

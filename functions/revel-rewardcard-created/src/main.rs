@@ -1,5 +1,5 @@
 //! Receives the Revel `rewardcard.created` webhook, at POST /revel/rewardcards/created.
-use shared::sources::revel::RevelEventType;
+use vendors::revel::RevelEventType;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::function::Error> {

@@ -1,5 +1,5 @@
 //! Receives VinesOS's `order-added` webhook and queues it to be applied to Revel.
-use shared::sources::vinesos::VinesOsEvent;
+use vendors::vinesos::VinesOsEvent;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::function::Error> {

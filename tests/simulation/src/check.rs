@@ -24,11 +24,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use domain::idempotency::sha256_hex;
+use domain::sources::parse_timestamp_micros;
+use ports::queue::JobKind;
+use ports::store::{EventRecord, EventStatus, Rank};
 use serde_json::Value;
-use shared::idempotency::sha256_hex;
-use shared::queue::JobKind;
-use shared::sources::parse_timestamp_micros;
-use shared::store::{EventRecord, EventStatus, Rank};
 use tokio::time::Instant;
 
 use crate::traffic::{Meaning, Route, SimEntity, Version, Webhook};
@@ -74,15 +74,15 @@ fn sender_event_id(webhook: &Webhook) -> Option<(&'static str, String)> {
         _ => webhook
             .headers
             .iter()
-            .find(|(name, _)| *name == shared::sources::revel::EVENT_ID_HEADER)
+            .find(|(name, _)| *name == vendors::revel::EVENT_ID_HEADER)
             .map(|(name, value)| (*name, value.clone())),
     }
 }
 
 /// Headers that make two requests with the same body different events.
 const IDENTITY_HEADERS: [&str; 2] = [
-    shared::sources::revel::ESTABLISHMENT_HEADER,
-    shared::sources::revel::EVENT_ID_HEADER,
+    vendors::revel::ESTABLISHMENT_HEADER,
+    vendors::revel::EVENT_ID_HEADER,
 ];
 
 /// Whether `record` is a request of `webhook`: same sender, instance,
@@ -347,10 +347,10 @@ fn delivered_to_partner(source: &str, kind: &str) -> bool {
 }
 
 /// The order whose sale the entity `key` records (`revel:{instance}:inventory_sold:{uuid}`).
-fn order_of_sale(key: &shared::ids::EntityKey) -> Option<SimEntity> {
+fn order_of_sale(key: &domain::ids::EntityKey) -> Option<SimEntity> {
     let mut parts = key.as_str().splitn(4, ':');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("revel"), Some(instance), Some(shared::worker::INVENTORY_SOLD), Some(uuid)) => {
+        (Some("revel"), Some(instance), Some(pipeline::worker::INVENTORY_SOLD), Some(uuid)) => {
             Some(SimEntity {
                 source: "revel",
                 instance: instance.to_owned(),
@@ -382,7 +382,7 @@ fn stock_sold(cx: &mut Context<'_>, expected: &BTreeMap<SimEntity, (Rank, usize)
         for (product, quantity) in sold {
             let key = (
                 order.instance.clone(),
-                shared::worker::INVENTORY_SOLD.to_owned(),
+                pipeline::worker::INVENTORY_SOLD.to_owned(),
                 format!("{}:product:{product}", order.id),
             );
             let problem = match held.get(&key) {

@@ -1,6 +1,6 @@
 //! DynamoDB: the events table with its stream, the entities table and the
-//! sync-state table. Conditional writes are decided by `shared::fakes`
-//! (which decides upserts with `shared::store::decide_upsert`, as the
+//! sync-state table. Conditional writes are decided by `ports::fakes`
+//! (which decides upserts with `ports::store::decide_upsert`, as the
 //! DynamoDB adapter does); this layer adds what DynamoDB adds: latency,
 //! throttling, writes that land while their answer is lost, and the
 //! events table's stream, where every write's new image is appended to a
@@ -9,13 +9,13 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use shared::error::DependencyError;
-use shared::fakes::{MemoryEntities, MemoryEvents, MemorySyncState};
-use shared::ids::{EntityKey, EventKey, InstanceName};
-use shared::store::{
+use domain::error::DependencyError;
+use domain::ids::{EntityKey, EventKey, InstanceName};
+use ports::fakes::{MemoryEntities, MemoryEvents, MemorySyncState};
+use ports::store::{
     EntityStore, EntityUpsert, EventRecord, EventStatus, EventStore, Put, StoredEntity, Upserted,
 };
-use shared::sync_state::{Cursor, SyncState};
+use ports::sync_state::{Cursor, SyncState};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -186,7 +186,7 @@ impl SimEntities {
 }
 
 /// A rank as the trace shows it: version and the tie-breaker's start.
-fn short_rank(rank: &shared::store::Rank) -> String {
+fn short_rank(rank: &ports::store::Rank) -> String {
     format!(
         "{}/{}",
         rank.version,
@@ -301,7 +301,7 @@ mod tests {
     use super::*;
     use crate::faults::tests::faults;
     use crate::faults::{Profile, Rates};
-    use shared::store::{BodyEncoding, Origin};
+    use ports::store::{BodyEncoding, Origin};
 
     fn record(key: &str) -> EventRecord {
         EventRecord {

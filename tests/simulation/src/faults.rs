@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use shared::error::DependencyError;
+use domain::error::DependencyError;
 use tokio::time::Instant;
 
 use crate::trace::Trace;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use shared::downstream::{DeliveryError, Partner};
+use vendors::vinesos::downstream::{DeliveryError, Partner};
 
 use crate::faults::{Faults, Injected, Service};
 

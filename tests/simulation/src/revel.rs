@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use domain::clock::Clock;
+use domain::ids::InstanceName;
+use domain::sources::parse_timestamp_micros;
 use serde_json::{Map, Value};
-use shared::clock::Clock;
-use shared::ids::InstanceName;
-use shared::revel_api::{ApiCredentials, Page, PageRequest, RevelApiError, RevelResources};
-use shared::sources::parse_timestamp_micros;
 use time::macros::format_description;
 use time::OffsetDateTime;
+use vendors::revel::api::{ApiCredentials, Page, PageRequest, RevelApiError, RevelResources};
 
 use crate::faults::{Faults, Injected, Service};
 
@@ -279,8 +279,8 @@ mod tests {
     use super::*;
     use crate::faults::tests::faults;
     use crate::faults::{Profile, Rates};
+    use domain::clock::TokioClock;
     use serde_json::json;
-    use shared::clock::TokioClock;
 
     fn revel(profile: Profile) -> SimRevel {
         SimRevel::new(

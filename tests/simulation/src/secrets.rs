@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use shared::error::DependencyError;
-use shared::secrets::{SecretDocument, SecretSource};
+use domain::error::DependencyError;
+use ports::secrets::{SecretDocument, SecretSource};
 
 use crate::faults::{Faults, Service};
 

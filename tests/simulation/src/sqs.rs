@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use shared::error::DependencyError;
-use shared::fakes::FIFO_DEDUPLICATION_WINDOW;
-use shared::queue::{Job, JobQueue};
-use shared::worker::Worker;
+use domain::error::DependencyError;
+use pipeline::worker::Worker;
+use ports::fakes::FIFO_DEDUPLICATION_WINDOW;
+use ports::queue::{Job, JobQueue};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -379,9 +379,9 @@ mod tests {
     use super::*;
     use crate::faults::tests::faults;
     use crate::faults::Profile;
-    use shared::ids::{EntityKey, EventKey, InstanceName};
-    use shared::queue::JobKind;
-    use shared::store::Rank;
+    use domain::ids::{EntityKey, EventKey, InstanceName};
+    use ports::queue::JobKind;
+    use ports::store::Rank;
 
     fn queue() -> SimQueue {
         SimQueue::new(faults(Profile::calm()))

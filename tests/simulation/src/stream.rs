@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use shared::process::Processor;
+use pipeline::process::Processor;
 use tokio::time::Instant;
 
 use crate::dynamo::{Stream, StreamEntry};
@@ -160,7 +160,7 @@ impl Mapping {
         let ended = invoke(
             name.to_owned(),
             PROCESSOR_TIMEOUT,
-            shared::process::stream::handle_batch(&self.processor, lambda_event(entries)),
+            pipeline::process::stream::handle_batch(&self.processor, lambda_event(entries)),
         )
         .await;
         match ended {
@@ -328,14 +328,14 @@ mod tests {
     use crate::faults::tests::faults;
     use crate::faults::Profile;
     use async_trait::async_trait;
-    use shared::clock::TokioClock;
-    use shared::error::DependencyError;
-    use shared::fakes::{FixedSecrets, MemoryEntities, MemoryQueue};
-    use shared::ids::{EntityKey, InstanceName};
-    use shared::receive::Receiver;
-    use shared::secrets::SecretCache;
-    use shared::sources::revel::{Revel, RevelEventType};
-    use shared::store::{EntityStore, EntityUpsert, StoredEntity, Upserted};
+    use domain::clock::TokioClock;
+    use domain::error::DependencyError;
+    use domain::ids::{EntityKey, InstanceName};
+    use pipeline::receive::Receiver;
+    use ports::fakes::{FixedSecrets, MemoryEntities, MemoryQueue};
+    use ports::secrets::SecretCache;
+    use ports::store::{EntityStore, EntityUpsert, StoredEntity, Upserted};
+    use vendors::revel::{Revel, RevelEventType};
 
     /// What a test entity store does to upserts of one entity.
     #[derive(Clone, Copy)]
@@ -411,7 +411,7 @@ mod tests {
             revel,
             Arc::new(RevelEventType::CustomerUpdated),
             events,
-            shared::config::Settings::default(),
+            pipeline::config::Settings::default(),
             Arc::new(TokioClock::starting_at(crate::traffic::START)),
         );
         let instance = InstanceName::parse("alpha").unwrap();

@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
+use domain::ids::{EntityKey, InstanceName};
+use ports::queue::JobKind;
 use serde_json::{json, Value};
-use shared::ids::{EntityKey, InstanceName};
-use shared::queue::JobKind;
-use shared::sources::revel::RevelEventType;
-use shared::sources::vinesos::VinesOsEvent;
 use time::macros::{datetime, format_description};
 use time::OffsetDateTime;
+use vendors::revel::RevelEventType;
+use vendors::vinesos::VinesOsEvent;
 
 use crate::faults::{Profile, Service};
 use crate::revel::revel_date;
@@ -44,9 +44,9 @@ pub enum Route {
 impl Route {
     pub fn source(self) -> &'static str {
         match self {
-            Self::Revel(_) => shared::sources::revel::NAME,
-            Self::WineSitting => shared::sources::winesitting::NAME,
-            Self::VinesOs(_) => shared::sources::vinesos::NAME,
+            Self::Revel(_) => vendors::revel::NAME,
+            Self::WineSitting => vendors::winesitting::NAME,
+            Self::VinesOs(_) => vendors::vinesos::NAME,
         }
     }
 }
@@ -445,10 +445,7 @@ impl Planner<'_> {
                     let mut headers = Vec::new();
                     let id = match establishment {
                         Some(e) => {
-                            headers.push((
-                                shared::sources::revel::ESTABLISHMENT_HEADER,
-                                (*e).to_owned(),
-                            ));
+                            headers.push((vendors::revel::ESTABLISHMENT_HEADER, (*e).to_owned()));
                             format!("establishment-{e}:product:{pid}")
                         }
                         None => format!("product:{pid}"),
@@ -456,7 +453,7 @@ impl Planner<'_> {
                     let with_id = self.rng.bool();
                     if with_id {
                         let n = self.webhooks.len();
-                        headers.push((shared::sources::revel::EVENT_ID_HEADER, format!("evt-{n}")));
+                        headers.push((vendors::revel::EVENT_ID_HEADER, format!("evt-{n}")));
                     }
                     let sends = self.sends(at, false);
                     self.webhook(
@@ -502,7 +499,7 @@ impl Planner<'_> {
             });
             let mut headers = Vec::new();
             let id = if self.rng.bool() {
-                headers.push((shared::sources::revel::ESTABLISHMENT_HEADER, "1".to_owned()));
+                headers.push((vendors::revel::ESTABLISHMENT_HEADER, "1".to_owned()));
                 "establishment-1:current".to_owned()
             } else {
                 "current".to_owned()

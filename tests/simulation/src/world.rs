@@ -9,27 +9,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use domain::clock::{Clock, TokioClock};
+use domain::error::ReceiveError;
+use domain::request::WebhookRequest;
+use domain::sources::{EventKind, Source};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use shared::apply::Applier;
-use shared::clock::{Clock, TokioClock};
-use shared::config::Settings;
-use shared::downstream::{Partner, SigningSecret};
-use shared::error::ReceiveError;
-use shared::fakes::MemoryEchoes;
-use shared::process::Processor;
-use shared::queue::{JobKind, JobQueue};
-use shared::receive::{Outcome, Receiver};
-use shared::request::WebhookRequest;
-use shared::revel_api::RevelResources;
-use shared::secrets::SecretCache;
-use shared::sources::revel::{Revel, RevelEventType};
-use shared::sources::vinesos::VinesOs;
-use shared::sources::winesitting::{WineSitting, WineSittingEvent};
-use shared::sources::{EventKind, Source};
-use shared::store::EntityStore;
-use shared::sync::Syncer;
-use shared::worker::Worker;
+use pipeline::apply::Applier;
+use pipeline::config::Settings;
+use pipeline::process::Processor;
+use pipeline::receive::{Outcome, Receiver};
+use pipeline::sync::Syncer;
+use pipeline::worker::Worker;
+use ports::fakes::MemoryEchoes;
+use ports::queue::{JobKind, JobQueue};
+use ports::secrets::SecretCache;
+use ports::store::EntityStore;
 use tokio::time::Instant;
+use vendors::revel::api::RevelResources;
+use vendors::revel::{Revel, RevelEventType};
+use vendors::vinesos::downstream::{Partner, SigningSecret};
+use vendors::vinesos::VinesOs;
+use vendors::winesitting::{WineSitting, WineSittingEvent};
 
 use crate::check::{self, Findings};
 use crate::dynamo::{SimEntities, SimEvents, SimSyncState, Stream};
@@ -181,6 +181,7 @@ impl World {
             clock: Arc::clone(&clock),
             jobs: Arc::clone(&queue) as Arc<dyn JobQueue>,
             budget: None,
+            on_demand: None,
             // The fake queue applies the visibility timeout and the redrive
             // policy itself.
             retry: None,
@@ -267,7 +268,7 @@ impl World {
                     ))
                     .with_clock(Arc::clone(&self.clock)),
                 ),
-                shared::sources::vinesos::VinesOsEvent::ALL
+                vendors::vinesos::VinesOsEvent::ALL
                     .iter()
                     .map(|k| Arc::new(*k) as Arc<dyn EventKind>)
                     .collect(),
@@ -316,11 +317,11 @@ impl World {
                     traffic::REVEL_SECRET
                 };
                 header(
-                    shared::sources::revel::SIGNATURE_HEADER,
-                    &shared::signature::sign(secret.as_bytes(), &webhook.body),
+                    vendors::revel::SIGNATURE_HEADER,
+                    &vendors::revel::signature::sign(secret.as_bytes(), &webhook.body),
                 );
-                header(shared::sources::revel::INSTANCE_HEADER, &webhook.instance);
-                header(shared::sources::revel::EVENT_TYPE_HEADER, kind.name());
+                header(vendors::revel::INSTANCE_HEADER, &webhook.instance);
+                header(vendors::revel::EVENT_TYPE_HEADER, kind.name());
             }
             Route::WineSitting => {
                 path_params.push(("account".to_owned(), webhook.instance.clone()));
@@ -501,7 +502,7 @@ impl World {
             let ended = invoke(
                 name.clone(),
                 SCHEDULER_TIMEOUT,
-                shared::schedule::fan_out(
+                pipeline::schedule::fan_out(
                     fan_out.task,
                     self.worker_revel.secrets(),
                     self.queue.as_ref(),

@@ -1,5 +1,5 @@
 //! What TLS costs a function's first DynamoDB request: a fresh SDK
-//! configuration built as the functions build theirs (`shared::aws::load`,
+//! configuration built as the functions build theirs (`aws_adapters::sdk::load`,
 //! from the environment), its first PutItem (connect, and over HTTPS the
 //! handshake) and its second (the warm connection), against the stand-in
 //! over HTTP and over HTTPS.
@@ -28,7 +28,7 @@ fn set_env(endpoint: &str) {
 
 async fn create_table(endpoint: &str) {
     set_env(endpoint);
-    aws_sdk_dynamodb::Client::new(&shared::aws::load().await)
+    aws_sdk_dynamodb::Client::new(&aws_adapters::sdk::load().await)
         .create_table()
         .table_name("events")
         .billing_mode(BillingMode::PayPerRequest)
@@ -70,7 +70,7 @@ async fn put(client: &aws_sdk_dynamodb::Client, key: String) -> Duration {
 async fn round(endpoint: &str, n: usize) -> (Duration, Duration, Duration) {
     set_env(endpoint);
     let start = Instant::now();
-    let client = aws_sdk_dynamodb::Client::new(&shared::aws::load().await);
+    let client = aws_sdk_dynamodb::Client::new(&aws_adapters::sdk::load().await);
     let build = start.elapsed();
     let first = put(&client, format!("first-{n}")).await;
     let second = put(&client, format!("second-{n}")).await;

@@ -284,11 +284,11 @@ async fn local_stack_provisions_the_template_on_the_stand_in_as_on_moto() {
 
 /// Run by the HTTPS test in a process of its own (the SDK reads the trust
 /// store once per process): a DynamoDB call through the SDK configuration
-/// the functions build from their environment, `shared::aws::load`.
+/// the functions build from their environment, `aws_adapters::sdk::load`.
 #[tokio::test]
 #[ignore = "run by an_https_stand_in_is_trusted_through_ssl_cert_file_alone"]
 async fn child_calls_dynamodb_as_a_function_does() {
-    let sdk = shared::aws::load().await;
+    let sdk = aws_adapters::sdk::load().await;
     let answer = aws_sdk_dynamodb::Client::new(&sdk)
         .describe_table()
         .table_name("events")

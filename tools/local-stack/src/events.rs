@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde_json::{json, Value};
-use shared::signature::sign;
-use shared::sources::booking::BookingFamily;
-use shared::sources::revel::{self, RevelEventType};
-use shared::sources::vinesos::VinesOsEvent;
-use shared::sources::winesitting;
+use vendors::booking::BookingFamily;
+use vendors::revel::signature::sign;
+use vendors::revel::{self, RevelEventType};
+use vendors::vinesos::VinesOsEvent;
+use vendors::winesitting;
 
 use crate::{
     Error, DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, DEMO_INSTANCE, DEMO_LA_INSTANCE, DEMO_SECRET,
@@ -216,7 +216,8 @@ pub const SAMPLE_SIGNED_AT: i64 = 1_795_521_600;
 pub fn vinesos_headers(secret: &str, body: &[u8], timestamp: i64) -> Vec<(String, String)> {
     let envelope: Value = serde_json::from_slice(body).unwrap_or_default();
     let id = envelope["id"].as_str().unwrap_or("msg_sample").to_owned();
-    let secret = shared::downstream::SigningSecret::parse(secret).expect("a valid whsec_ secret");
+    let secret =
+        vendors::vinesos::downstream::SigningSecret::parse(secret).expect("a valid whsec_ secret");
     vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         (

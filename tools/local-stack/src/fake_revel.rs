@@ -175,7 +175,7 @@ fn passes(object: &Value, field: &str, wanted: &str) -> bool {
         Some(Value::String(s)) if case_blind => s.eq_ignore_ascii_case(wanted),
         // A related object's URI (`/resources/Order/5/`) passes for its id.
         Some(v @ Value::String(s)) => {
-            s == wanted || shared::sources::revel::resource_id(v).as_deref() == Some(wanted)
+            s == wanted || vendors::revel::resource_id(v).as_deref() == Some(wanted)
         }
         Some(Value::Null) | None => false,
         Some(other) => other.to_string().eq_ignore_ascii_case(wanted),

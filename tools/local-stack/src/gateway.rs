@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::response::Response;
-use shared::receive::Receiver;
+use pipeline::receive::Receiver;
 
 use crate::events::Route;
 use crate::template::Template;

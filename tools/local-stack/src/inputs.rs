@@ -20,20 +20,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use domain::clock::Clock;
+use domain::error::DependencyError;
+use domain::idempotency::sha256_hex;
+use domain::ids::{EntityKey, EventKey};
+use domain::request::WebhookRequest;
+use domain::sources::FollowUp;
+use pipeline::config::Settings;
+use pipeline::receive::Receiver;
+use ports::queue::{Job, JobKind};
+use ports::secrets::{SecretCache, SecretDocument, SecretSource};
+use ports::store::{EventRecord, EventStatus, EventStore, Put, Rank};
 use serde_json::{json, Value};
-use shared::clock::Clock;
-use shared::config::Settings;
-use shared::error::DependencyError;
-use shared::idempotency::sha256_hex;
-use shared::ids::{EntityKey, EventKey};
-use shared::queue::{Job, JobKind};
-use shared::receive::Receiver;
-use shared::request::WebhookRequest;
-use shared::secrets::{SecretCache, SecretDocument, SecretSource};
-use shared::sources::revel::{Revel, RevelEventType};
-use shared::sources::FollowUp;
-use shared::store::{EventRecord, EventStatus, EventStore, Put, Rank};
 use time::OffsetDateTime;
+use vendors::revel::{Revel, RevelEventType};
 
 use crate::events::{revel_headers, SAMPLE_SIGNED_AT};
 use crate::{Error, DEMO_INSTANCE, DEMO_SECRET};
@@ -199,7 +199,7 @@ pub fn stream_event(record: &EventRecord) -> Result<Value, Error> {
 /// The `sync_entity` job the processor queues for `record` (an entity
 /// change whose follow-up is a sync).
 pub fn sync_job(record: &EventRecord) -> Result<Job, Error> {
-    let reading = shared::process::read(record)
+    let reading = pipeline::process::read(record)
         .map_err(|e| format!("the sample record doesn't read: {}", e.0))?;
     if reading.meaning.follow_up != FollowUp::SyncEntity {
         return Err("the sample record's follow-up is not a sync".into());
@@ -209,7 +209,7 @@ pub fn sync_job(record: &EventRecord) -> Result<Job, Error> {
         .entity
         .ok_or("the sample record changes no entity")?;
     let entity = EntityKey::new(reading.source, &record.instance, change.kind, &change.id)?;
-    let version = shared::process::version_micros(record, change.version);
+    let version = pipeline::process::version_micros(record, change.version);
     Ok(Job::for_entity(
         JobKind::SyncEntity,
         reading.source,
@@ -346,7 +346,7 @@ mod tests {
         let job = sync_job(&record).unwrap();
         let event: SqsEvent =
             serde_json::from_value(sqs_event(&job, sample_time()).unwrap()).unwrap();
-        let message: shared::queue::JobMessage =
+        let message: ports::queue::JobMessage =
             serde_json::from_str(event.records[0].body.as_deref().unwrap()).unwrap();
         assert_eq!(message.job, JobKind::SyncEntity);
         assert_eq!(message.event_key, record.event_key.as_str());
@@ -362,10 +362,10 @@ mod tests {
         let template = crate::template::Template::load(&crate::template::default_path()).unwrap();
         let event = scheduler_event(&template, SCHEDULER_TICK, sample_time()).unwrap();
         assert_eq!(
-            shared::schedule::task_of(&event).unwrap(),
-            shared::schedule::Task::Tick
+            pipeline::schedule::task_of(&event).unwrap(),
+            pipeline::schedule::Task::Tick
         );
-        assert_eq!(shared::schedule::scheduled_at(&event), sample_time());
+        assert_eq!(pipeline::schedule::scheduled_at(&event), sample_time());
         assert!(scheduler_event(&template, "NoSuchSchedule", sample_time()).is_err());
     }
 

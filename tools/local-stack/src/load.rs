@@ -32,12 +32,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use ports::store::EventStatus;
 use serde_json::Value;
-use shared::sources::booking::BookingFamily;
-use shared::sources::revel::RevelEventType;
-use shared::sources::vinesos::VinesOsEvent;
-use shared::store::EventStatus;
 use time::OffsetDateTime;
+use vendors::booking::BookingFamily;
+use vendors::revel::RevelEventType;
+use vendors::vinesos::VinesOsEvent;
 
 use crate::events::{self, Target};
 use crate::{Error, DEMO_VINESOS_SECRET};
@@ -967,7 +967,7 @@ mod tests {
 
     #[test]
     fn every_generated_event_is_accepted_by_its_kind_and_carries_the_run_marker() {
-        use shared::sources::EventKind;
+        use domain::sources::EventKind;
         let events = build_events(&events::default_dir(), "ltx-", 40).unwrap();
         for event in &events {
             let body: Value = serde_json::from_slice(&event.body).unwrap();
@@ -983,12 +983,12 @@ mod tests {
                 Target::VinesOs(kind) => kind.interpret(body, &headers),
                 Target::Booking(family) => family.interpret(body, &headers),
                 Target::WineSitting => {
-                    shared::sources::winesitting::WineSittingEvent.interpret(body, &headers)
+                    vendors::winesitting::WineSittingEvent.interpret(body, &headers)
                 }
             }
             .unwrap();
             match interpretation.identity {
-                shared::sources::Identity::Business(key) => assert!(key.contains("ltx-"), "{key}"),
+                domain::sources::Identity::Business(key) => assert!(key.contains("ltx-"), "{key}"),
                 other => panic!("{other:?}"),
             }
         }

@@ -21,11 +21,11 @@ use local_stack::stream::{StreamPoller, MAX_RETRY_ATTEMPTS};
 use local_stack::template::Template;
 use local_stack::{events, gateway, inputs, post, Error, RunningStack, DEMO_INSTANCE, DEMO_SECRET};
 use local_stack::{fake_revel, partner, worker_loop};
+use pipeline::config::{Config, SyncConfig};
 use serde_json::json;
-use shared::config::{Config, SyncConfig};
 use shared::function::{revel_source, AllSources, Clients};
-use shared::revel_api::RevelApiConfig;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use vendors::revel::api::RevelApiConfig;
 
 const USAGE: &str =
     "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python] [--no-worker]
@@ -80,7 +80,7 @@ async fn gen_events(args: &[String]) -> Result<(), Error> {
 }
 
 async fn up(args: &[String]) -> Result<(), Error> {
-    shared::telemetry::init();
+    telemetry::init();
     let port = flag(args, "--port", "3000");
     let aws_port = flag(args, "--aws-port", "5000");
     let python = flag(args, "--python", ".venv/bin/python");
@@ -276,7 +276,7 @@ async fn up(args: &[String]) -> Result<(), Error> {
         );
     }
     let body = r#"{"ping": "pong"}"#;
-    let signature = shared::signature::sign(DEMO_SECRET.as_bytes(), body.as_bytes());
+    let signature = vendors::revel::signature::sign(DEMO_SECRET.as_bytes(), body.as_bytes());
     println!("\nTry it:\n  curl -s -X POST {base}/revel/orders/finalized -H 'X-Revel-Instance: {DEMO_INSTANCE}' -H 'X-Revel-Signature: {signature}' -d '{body}'");
     println!("  make post-events    # posts every request in events/, prints what was stored and what reached the partner");
     println!(
@@ -307,7 +307,7 @@ async fn up(args: &[String]) -> Result<(), Error> {
 
 /// Hands the stream to the processor, poll after poll, for as long as the
 /// stack runs.
-async fn run_processor(mut poller: StreamPoller, processor: shared::process::Processor) {
+async fn run_processor(mut poller: StreamPoller, processor: pipeline::process::Processor) {
     loop {
         match poller.poll_once(&processor).await {
             Ok(polled) if polled.records == 0 => {
@@ -340,7 +340,7 @@ async fn run_processor(mut poller: StreamPoller, processor: shared::process::Pro
 }
 
 /// Runs the jobs worker on the local queue for as long as the stack runs.
-async fn run_worker(sqs: aws_sdk_sqs::Client, queue_url: String, worker: shared::worker::Worker) {
+async fn run_worker(sqs: aws_sdk_sqs::Client, queue_url: String, worker: pipeline::worker::Worker) {
     loop {
         match worker_loop::poll_once(
             &sqs,
@@ -370,11 +370,11 @@ async fn run_worker(sqs: aws_sdk_sqs::Client, queue_url: String, worker: shared:
 /// each instance's local time), or one task now for every instance or one.
 async fn trigger(args: &[String]) -> Result<(), Error> {
     let name = args.get(1).ok_or(USAGE)?;
-    let task = shared::schedule::task_of(&serde_json::json!({ "task": name }))
+    let task = pipeline::schedule::task_of(&serde_json::json!({ "task": name }))
         .map_err(|e| format!("{e}\n{USAGE}"))?;
     let only = match args.iter().position(|a| a == "--instance") {
         Some(i) => Some(
-            shared::ids::InstanceName::parse(args.get(i + 1).ok_or("--instance takes a name")?)
+            domain::ids::InstanceName::parse(args.get(i + 1).ok_or("--instance takes a name")?)
                 .map_err(|_| "--instance takes an instance name")?,
         ),
         None => None,
@@ -397,18 +397,18 @@ async fn trigger(args: &[String]) -> Result<(), Error> {
     let revel = revel_source(&config, &clients.secrets);
     let jobs = shared::function::jobs_queue(&config, &clients);
     let task = match task {
-        shared::schedule::Task::Tick => {
-            let state = shared::sync_state::DynamoSyncState::new(
+        pipeline::schedule::Task::Tick => {
+            let state = aws_adapters::sync_state::DynamoSyncState::new(
                 clients.entities.clone(),
                 &sync.sync_state_table,
                 sync.daily_budget,
             );
             return tick(&revel, jobs.as_ref(), &state, now).await;
         }
-        shared::schedule::Task::Run(task) => task,
+        pipeline::schedule::Task::Run(task) => task,
     };
     let winesitting = shared::function::winesitting_source(&config, &clients.secrets)?;
-    let queued = shared::schedule::fan_out(
+    let queued = pipeline::schedule::fan_out(
         task,
         shared::function::accounts_of(task, &revel, Some(&winesitting))?,
         jobs.as_ref(),
@@ -427,12 +427,12 @@ async fn trigger(args: &[String]) -> Result<(), Error> {
 /// The scheduler's tick at `now`, with a line per instance: its local
 /// time, and what was due there (queued now, or already by an earlier tick).
 async fn tick(
-    revel: &shared::sources::revel::Revel,
-    jobs: &dyn shared::queue::JobQueue,
-    state: &dyn shared::sync_state::SyncState,
+    revel: &vendors::revel::Revel,
+    jobs: &dyn ports::queue::JobQueue,
+    state: &dyn ports::sync_state::SyncState,
     now: time::OffsetDateTime,
 ) -> Result<(), Error> {
-    let queued = shared::schedule::tick(revel.secrets(), jobs, state, now).await?;
+    let queued = pipeline::schedule::tick(revel.secrets(), jobs, state, now).await?;
     let document = revel.secrets().document().await?;
     println!(
         "tick at {}:",
@@ -440,8 +440,8 @@ async fn tick(
     );
     for instance in document.api_instances() {
         let settings = document.settings(&instance);
-        let local = shared::schedule::local_time(&settings, now);
-        let due = shared::schedule::due(&settings, now);
+        let local = pipeline::schedule::local_time(&settings, now);
+        let due = pipeline::schedule::due(&settings, now);
         let what: Vec<String> = due
             .iter()
             .map(|slot| {

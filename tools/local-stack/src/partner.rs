@@ -61,13 +61,13 @@ fn detail(kind: &serde_json::Value, state: &serde_json::Value) -> Option<String>
         other => other.to_string(),
     };
     match kind.as_str()? {
-        shared::worker::INVENTORY_SOLD => Some(format!(
+        pipeline::worker::INVENTORY_SOLD => Some(format!(
             "{} sold of product {} at establishment {}",
             plain("quantity_sold"),
             plain("product_id"),
             plain("establishment_id")
         )),
-        shared::sources::revel::REWARDS_CARD => Some(format!(
+        vendors::revel::REWARDS_CARD => Some(format!(
             "card {} at {} points",
             plain("number"),
             plain("current_points")

@@ -5,24 +5,26 @@
 //! the partner stand-in received it, or why nothing goes to the partner.
 //!
 //! What each event owes is read from its stored record by the processor's
-//! own reading (`shared::process::read`), not from a list kept here.
+//! own reading (`pipeline::process::read`), not from a list kept here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use aws_adapters::dynamodb::{event_record, DynamoEntityStore};
+use aws_adapters::secrets_manager::SecretsManagerSource;
+use aws_adapters::sync_state::DynamoSyncState;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
+use domain::ids::{EntityKey, InstanceName};
+use domain::sources::FollowUp;
+use pipeline::inventory_request::PendingProducts;
+use pipeline::partner_catalog;
+use pipeline::sync::CATALOG;
+use ports::secrets::{InstanceSecrets, SecretSource};
+use ports::store::{EntityStore, EventRecord, EventStatus, Rank, StoredEntity};
+use ports::sync_state::SyncState;
 use serde_json::{json, Value};
-use shared::ids::{EntityKey, InstanceName};
-use shared::inventory_request::PendingProducts;
-use shared::partner_catalog;
-use shared::secrets::{InstanceSecrets, SecretSource, SecretsManagerSource};
-use shared::sources::FollowUp;
-use shared::store::dynamodb::{event_record, DynamoEntityStore};
-use shared::store::{EntityStore, EventRecord, EventStatus, Rank, StoredEntity};
-use shared::sync::CATALOG;
-use shared::sync_state::{DynamoSyncState, SyncState};
 
 use crate::partner::Received;
 use crate::{events, inputs, Error, RunningStack};
@@ -241,7 +243,7 @@ impl Observer {
                 ),
             ));
         }
-        let reading = match shared::process::read(record) {
+        let reading = match pipeline::process::read(record) {
             Ok(reading) => reading,
             Err(why) => {
                 return Ok(Progress::Done(
@@ -257,7 +259,7 @@ impl Observer {
             ));
         };
         let key = EntityKey::new(reading.source, &record.instance, change.kind, &change.id)?;
-        let version = shared::process::version_micros(record, change.version);
+        let version = pipeline::process::version_micros(record, change.version);
         let rank = Rank::new(version, change.ends_entity, &record.body_sha256);
         let entity = match self.entities.get(&key).await? {
             // Its change (or a newer one) is in: the processor has handled it.
@@ -324,7 +326,7 @@ impl Observer {
         source: &str,
         order: &StoredEntity,
     ) -> Result<Result<String, String>, Error> {
-        use shared::sources::revel;
+        use vendors::revel;
         if source != revel::NAME || order.kind != "order" {
             return Ok(Ok(String::new()));
         }
@@ -347,7 +349,7 @@ impl Observer {
             let key = EntityKey::new(
                 source,
                 instance,
-                shared::worker::INVENTORY_SOLD,
+                pipeline::worker::INVENTORY_SOLD,
                 &order.entity_id,
             )?;
             if !self
@@ -363,7 +365,7 @@ impl Observer {
                 self.partner
                     .iter()
                     .filter(|r| {
-                        r.kind == shared::worker::INVENTORY_SOLD && r.id.starts_with(&prefix)
+                        r.kind == pipeline::worker::INVENTORY_SOLD && r.id.starts_with(&prefix)
                     })
                     .map(|r| format!("a stock change ({})", r.detail.as_deref().unwrap_or("-"))),
             );
@@ -456,7 +458,7 @@ impl Observer {
         request: &StoredEntity,
         about: &str,
     ) -> Result<Progress, Error> {
-        if !shared::inventory_request::has_retailer_option(&self.revel, instance) {
+        if !pipeline::inventory_request::has_retailer_option(&self.revel, instance) {
             return Ok(Progress::Done(
                 Reached::KeptOnly,
                 format!("{about}: kept; {instance} has no retailer option (inventory_every_2h), so nothing is pulled"),
@@ -550,7 +552,7 @@ impl Observer {
                 // Pulls are Revel's; other sources have products too.
                 .expression_attribute_values(
                     ":source",
-                    AttributeValue::S(shared::sources::revel::NAME.to_owned()),
+                    AttributeValue::S(vendors::revel::NAME.to_owned()),
                 )
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -581,7 +583,7 @@ impl Observer {
 /// The Revel product a pulled stock record is of (its `product` URI's id).
 fn stock_product(entity: &StoredEntity) -> Option<String> {
     let state: Value = serde_json::from_str(&entity.state_json).ok()?;
-    shared::sources::revel::resource_id(&state["product"])
+    vendors::revel::resource_id(&state["product"])
 }
 
 /// The Revel secret document's instances and settings (never shown).

@@ -358,7 +358,7 @@ pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
             None,
             "local-stack",
         ))
-        .timeout_config(shared::aws::timeouts())
+        .timeout_config(aws_adapters::sdk::timeouts())
         .load()
         .await
 }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
-use shared::process::Processor;
+use pipeline::process::Processor;
 
 use crate::Error;
 
@@ -102,7 +102,7 @@ impl StreamPoller {
             }
             polled.records += records.len();
             let event = lambda_event(&self.stream_arn, &self.table_name, &records)?;
-            let response = shared::process::stream::handle_batch(processor, event).await;
+            let response = pipeline::process::stream::handle_batch(processor, event).await;
             let failed = response
                 .batch_item_failures
                 .first()

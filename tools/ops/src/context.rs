@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use aws_adapters::dynamodb::{DynamoEntityStore, DynamoEventStore};
+use aws_adapters::sync_state::DynamoSyncState;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use shared::store::dynamodb::{DynamoEntityStore, DynamoEventStore};
-use shared::sync_state::DynamoSyncState;
 
 use crate::error::OpsError;
 use crate::Resources;

@@ -12,8 +12,8 @@
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use clap::Args;
+use domain::idempotency::sha256_hex;
 use serde_json::{json, Value};
-use shared::idempotency::sha256_hex;
 
 use crate::context::Context;
 use crate::error::OpsError;

@@ -1,7 +1,7 @@
 //! What can go wrong, in short messages, and the exit code of each.
 
-use shared::error::DependencyError;
-use shared::replay::ReplayError;
+use domain::error::DependencyError;
+use pipeline::replay::ReplayError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
@@ -13,14 +13,14 @@ pub enum OpsError {
     },
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
-    #[error("{}", shared::telemetry::error_summary(.0))]
+    #[error("{}", telemetry::error_summary(.0))]
     Aws(#[from] DependencyError),
     #[error("no event {0}")]
     NotFound(String),
     /// A stored item that doesn't read as what it should be.
     #[error("{what} is unreadable: {why}")]
     Unreadable { what: String, why: String },
-    #[error("{}", shared::telemetry::error_summary(.0))]
+    #[error("{}", telemetry::error_summary(.0))]
     Replay(#[from] ReplayError),
     /// Some items of a batch failed (each was reported on its own line).
     #[error("{failed} of {total} {what} failed")]

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use clap::{Args, ValueEnum};
+use domain::ids::{EntityKey, EventKey, InstanceName};
+use ports::store::{EntityStore, EventRecord, EventStatus, EventStore, Origin};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use shared::ids::{EntityKey, EventKey, InstanceName};
-use shared::store::{EntityStore, EventRecord, EventStatus, EventStore, Origin};
 
 use crate::context::Context;
 use crate::error::OpsError;
@@ -544,7 +544,7 @@ mod tests {
             status: EventStatus::Received,
             received_at_micros: 7,
             body: b"{}".to_vec(),
-            body_encoding: shared::store::BodyEncoding::Identity,
+            body_encoding: ports::store::BodyEncoding::Identity,
             body_bytes: 2,
             body_sha256: "x".into(),
             headers: Default::default(),

@@ -4,9 +4,10 @@
 //! scheduler queued for it. Read through the functions' own parser, so
 //! what is shown is what they read; no secret is printed.
 
+use aws_adapters::secrets_manager::SecretsManagerSource;
+use ports::secrets::{InstanceSecrets, InstanceSettings, SecretSource};
+use ports::sync_state::SyncState;
 use serde_json::json;
-use shared::secrets::{InstanceSecrets, InstanceSettings, SecretSource, SecretsManagerSource};
-use shared::sync_state::SyncState;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::context::Context;
@@ -18,11 +19,11 @@ use crate::state::{wanted, StateArgs};
 /// `end_of_day` on the local clock, today or tomorrow (a time the clocks
 /// skip falls just after the gap, as the scheduler's tick finds it).
 pub fn next_end_of_day(settings: &InstanceSettings, now: OffsetDateTime) -> Option<OffsetDateTime> {
-    let local = shared::schedule::local_time(settings, now);
+    let local = pipeline::schedule::local_time(settings, now);
     [local.date(), local.date().next_day()?]
         .into_iter()
         .map(|date| {
-            shared::schedule::instant_at(
+            pipeline::schedule::instant_at(
                 settings,
                 PrimitiveDateTime::new(date, settings.end_of_day),
             )
@@ -31,7 +32,7 @@ pub fn next_end_of_day(settings: &InstanceSettings, now: OffsetDateTime) -> Opti
 }
 
 pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
-    let default_zone = shared::local_time::Zone::parse(&context.resources.default_time_zone)
+    let default_zone = domain::local_time::Zone::parse(&context.resources.default_time_zone)
         .map_err(|e| OpsError::Invalid {
             what: "--default-time-zone",
             why: e.to_string(),
@@ -68,7 +69,7 @@ pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
         }
         shown += 1;
         let api = document.api_credentials(&instance).is_some();
-        let local = shared::schedule::local_time(&settings, now);
+        let local = pipeline::schedule::local_time(&settings, now);
         let local = format!("{} {:02}:{:02}", local.date(), local.hour(), local.minute());
         let end_of_day = format!(
             "{:02}:{:02}",
@@ -80,8 +81,8 @@ pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
         let mut last = Vec::new();
         if let Some(state) = &state {
             for cadence in [
-                shared::schedule::Cadence::EndOfDay,
-                shared::schedule::Cadence::InventoryEvery2h,
+                pipeline::schedule::Cadence::EndOfDay,
+                pipeline::schedule::Cadence::InventoryEvery2h,
             ] {
                 if let Some(slot) = state.last_slot(&instance, cadence.name()).await? {
                     last.push(slot);
@@ -137,7 +138,7 @@ pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::local_time::Zone;
+    use domain::local_time::Zone;
     use time::macros::datetime;
 
     #[test]

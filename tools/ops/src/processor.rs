@@ -9,7 +9,7 @@
 //! reads each report, fetches those records from the stream
 //! (`GetShardIterator AT_SEQUENCE_NUMBER`, `GetRecords`, within the
 //! stream's 24 hours) to learn their event keys, replays each
-//! ([`shared::replay`]: one conditional update, and the stream brings it to
+//! ([`pipeline::replay`]: one conditional update, and the stream brings it to
 //! the processor again, which applies it idempotently), and deletes the
 //! report only once every record in it was handed back. A report whose
 //! records can't all be handed back stays on the queue, and the command
@@ -17,13 +17,13 @@
 
 use std::cmp::Ordering;
 
+use aws_adapters::dynamodb::DynamoEventStore;
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use aws_sdk_sqs::types::Message;
 use clap::Args;
+use domain::ids::EventKey;
 use serde::Deserialize;
 use serde_json::json;
-use shared::ids::EventKey;
-use shared::store::dynamodb::DynamoEventStore;
 
 use crate::context::{required, Context};
 use crate::dlq::{release, waiting, VISIBILITY_SECS};

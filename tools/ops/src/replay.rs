@@ -1,18 +1,18 @@
 //! `replay`: archived events handed to the processor again
-//! ([`shared::replay`]): nothing verified, one conditional update of the
+//! ([`pipeline::replay`]): nothing verified, one conditional update of the
 //! record (status `received`, `replayed_at`), and the events table's stream
 //! brings it to the processor, which applies it idempotently. `--dry-run`
 //! prints each plan and writes nothing.
 
 use std::collections::BTreeMap;
 
+use aws_adapters::dynamodb::DynamoEventStore;
 use clap::Args;
+use domain::clock::SystemClock;
+use domain::ids::EventKey;
+use pipeline::replay::{plan, replay, ReplayAction, ReplayPlan, Replayed};
+use ports::store::EventStatus;
 use serde_json::json;
-use shared::clock::SystemClock;
-use shared::ids::EventKey;
-use shared::replay::{plan, replay, ReplayAction, ReplayPlan, Replayed};
-use shared::store::dynamodb::DynamoEventStore;
-use shared::store::EventStatus;
 
 use crate::context::Context;
 use crate::error::OpsError;
@@ -56,7 +56,7 @@ pub fn report(
 
 /// A plan in words: the outcome a dry run reports, and the detail.
 pub fn describe(plan: &ReplayPlan) -> (&'static str, String) {
-    let entity = |key: &Option<shared::ids::EntityKey>| {
+    let entity = |key: &Option<domain::ids::EntityKey>| {
         key.as_ref()
             .map_or("no entity".to_owned(), |k| format!("entity {k}"))
     };

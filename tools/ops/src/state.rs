@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use clap::Args;
+use domain::ids::InstanceName;
+use ports::sync_state::{CallBudget, SyncState};
 use serde_json::json;
-use shared::ids::InstanceName;
-use shared::sync_state::SyncState;
 use time::{Duration, OffsetDateTime, Time};
 
 use crate::context::Context;

@@ -5,19 +5,20 @@
 use std::process::Output;
 use std::sync::Arc;
 
+use aws_adapters::dynamodb::{DynamoEntityStore, DynamoEventStore};
+use aws_adapters::sqs::SqsJobQueue;
+use aws_adapters::sync_state::DynamoSyncState;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use domain::idempotency::sha256_hex;
+use domain::ids::{EventKey, InstanceName};
 use integration_tests::{deliver, expect_outcome, local_aws, payload, signed_request, text, Stack};
+use pipeline::process::Processor;
+use ports::store::{ArchivedBody, BodyEncoding, EventRecord, EventStatus, EventStore, Origin};
+use ports::sync_state::CallBudget;
+use ports::sync_state::{Cursor, RunProgress, SyncState};
 use serde_json::Value;
-use shared::idempotency::sha256_hex;
-use shared::ids::{EventKey, InstanceName};
-use shared::process::Processor;
-use shared::queue::SqsJobQueue;
-use shared::revel_api::CallBudget;
-use shared::sources::revel::RevelEventType;
-use shared::store::dynamodb::{DynamoEntityStore, DynamoEventStore};
-use shared::store::{ArchivedBody, BodyEncoding, EventRecord, EventStatus, EventStore, Origin};
-use shared::sync_state::{Cursor, DynamoSyncState, RunProgress, SyncState};
+use vendors::revel::RevelEventType;
 
 /// Runs the binary with the functions' environment of `stack` and the
 /// standard AWS variables pointing at the local endpoint.

@@ -1,0 +1,310 @@
+//! Each platform that sends webhooks is described once here: how it
+//! authenticates ([`Source`]), and, per event type ([`EventKind`]), what
+//! identifies an event, which entity it describes at which version, and what
+//! follow-up work it needs. A function is such a description plus a route;
+//! [`event_kind`] finds the description of a stored event again.
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+use crate::error::ReceiveError;
+use crate::ids::InstanceName;
+use crate::local_time::Zone;
+use crate::request::WebhookRequest;
+
+/// How a platform proves who sent a delivery, and which of its headers matter.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Short lower-case name used in keys: `revel`.
+    fn name(&self) -> &'static str;
+    /// The instance (tenant) the delivery is from, once it is proven genuine.
+    async fn authenticate(&self, request: &WebhookRequest) -> Result<InstanceName, ReceiveError>;
+    /// The sender's own id for this event, when it sends one.
+    fn sender_event_id<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
+        None
+    }
+    /// Headers kept with the archived event (never a secret).
+    fn archived_headers(&self) -> &'static [&'static str];
+    /// A connectivity test the sender makes when a webhook is set up.
+    fn is_ping(&self, _body: &Value) -> bool {
+        false
+    }
+    /// Loads what authentication needs at cold start; returns how many
+    /// instances it knows.
+    async fn warm(&self) -> Result<usize, crate::error::DependencyError> {
+        Ok(0)
+    }
+    /// The time zone the sender writes `instance`'s naive timestamps in
+    /// (Revel: the instance's own), kept on each event record so the
+    /// processor reads its body as it was meant; `None` for a sender whose
+    /// timestamps carry their offset.
+    async fn time_zone(
+        &self,
+        _instance: &InstanceName,
+    ) -> Result<Option<Zone>, crate::error::DependencyError> {
+        Ok(None)
+    }
+}
+
+/// One event type of a source: what its body means.
+pub trait EventKind: Send + Sync {
+    /// The sender's name for it: `order.finalized`.
+    fn event_type(&self) -> &'static str;
+    /// Reads a parsed body and the headers it came with (some entities are
+    /// per establishment, which Revel names in a header). `Err` means the
+    /// body lacks what the type requires and is quarantined. Takes the body
+    /// by value so the state it keeps is moved out of it, not copied (an
+    /// order is most of its body). The receiver reads it for the event's
+    /// identity; the processor reads the stored body again for the rest.
+    fn interpret(&self, body: Value, headers: &HeaderMap) -> Result<Interpretation, Malformed>;
+    /// Every field `interpret` reads for the identity, the entity's kind and
+    /// id, and its refusals, as paths from the top of the body. A receiver
+    /// then parses only these ([`crate::projection`]) and interprets that;
+    /// the processor interprets the whole body. `None` (the default): the
+    /// receiver parses the whole body, as for small bodies it costs little.
+    fn key_fields(&self) -> Option<&'static [crate::projection::Path]> {
+        None
+    }
+}
+
+/// What an event body means for storage and follow-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interpretation {
+    pub identity: Identity,
+    pub entity: Option<EntityChange>,
+    pub follow_up: FollowUp,
+}
+
+/// How an event is told apart from others when the sender gives no event id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A business key: the entity's id plus its version.
+    Business(String),
+    /// The body says nothing that tells one event from a later, identical
+    /// one (a stock toggle, a menu push): each delivery is an event of its
+    /// own, versioned by its receipt. A repeat that leaves the entity as it
+    /// was is collapsed by the processor, so out → in → out is three
+    /// changes while a retry of the same bytes changes nothing.
+    PerDelivery,
+}
+
+/// The current state an event carries, to be kept newest-wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityChange {
+    /// `order`, `customer`, `rewards_card`, `item_stock`, `menu`.
+    pub kind: &'static str,
+    pub id: String,
+    pub version: Version,
+    /// A removal or cancellation: of two changes with the same version, it
+    /// wins (so the outcome doesn't depend on their order of arrival).
+    pub ends_entity: bool,
+    /// The state to keep (payment card fields already removed).
+    pub state: Value,
+}
+
+/// Which of two changes to the same entity is newer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The payload's own `updated_date`, as microseconds since the epoch.
+    UpdatedAt(i64),
+    /// The payload's own `updated_date` written without an offset (Revel's):
+    /// a wall-clock time in the instance's zone, as wall µs (see
+    /// [`crate::local_time`]); [`Version::micros`] places it in the zone the
+    /// event record names.
+    WallClock(i64),
+    /// No date in the payload: the time the event was first received.
+    ReceiptOrder,
+}
+
+impl Version {
+    /// The version as microseconds since the epoch: a wall-clock time read
+    /// in `zone`, a dateless change at its receipt.
+    pub fn micros(self, zone: &Zone, received_at_micros: i64) -> i64 {
+        match self {
+            Self::UpdatedAt(micros) => micros,
+            Self::WallClock(wall) => zone.instant_of_wall(wall).unwrap_or(wall),
+            Self::ReceiptOrder => received_at_micros,
+        }
+    }
+
+    /// What an event's business key is made of: the date as written (wall
+    /// µs for a naive one), so a key never moves with the instance's zone
+    /// and a retry after a zone change is still a duplicate.
+    pub fn key_micros(self) -> Option<i64> {
+        match self {
+            Self::UpdatedAt(micros) | Self::WallClock(micros) => Some(micros),
+            Self::ReceiptOrder => None,
+        }
+    }
+}
+
+/// Follow-up work an event needs, put on the jobs queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    None,
+    /// Send the new state of the entity on to the partner system.
+    SyncEntity,
+    /// Pull the instance's catalog through the REST API; coalesced per instance.
+    CatalogPull,
+    /// Apply the partner's change to Revel through its REST API.
+    ApplyToRevel,
+    /// Pull Revel's current stock of the products the partner's request
+    /// names (on demand, for instances with the retailer option).
+    InventoryRequest,
+}
+
+/// Why a body was quarantined: a short reason, never body content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+/// Parses the timestamps Revel sends (`2016-04-13T10:29:19`,
+/// `2021-12-28T21:05:13.977077`, `2016-04-13T17:29:15+00:00`) to microseconds
+/// since the epoch; a timestamp without an offset is read as UTC, which
+/// makes it wall µs (see [`crate::local_time`]): use [`revel_version`] or
+/// [`parse_local_micros`] where the instance's zone is known.
+pub fn parse_timestamp_micros(raw: &str) -> Option<i64> {
+    match revel_version(raw)? {
+        Version::UpdatedAt(micros) | Version::WallClock(micros) => Some(micros),
+        Version::ReceiptOrder => None,
+    }
+}
+
+/// A Revel timestamp as a version: an instant when it carries an offset, a
+/// wall-clock time in the instance's zone when it doesn't.
+pub fn revel_version(raw: &str) -> Option<Version> {
+    if let Ok(instant) = OffsetDateTime::parse(raw, &Rfc3339) {
+        return i64::try_from(instant.unix_timestamp_nanos() / 1000)
+            .ok()
+            .map(Version::UpdatedAt);
+    }
+    let naive = format_description!(
+        version = 2,
+        "[year]-[month]-[day][first [T] [ ]][hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    let wall = PrimitiveDateTime::parse(raw, naive).ok()?.assume_utc();
+    i64::try_from(wall.unix_timestamp_nanos() / 1000)
+        .ok()
+        .map(Version::WallClock)
+}
+
+/// A Revel timestamp as an instant (µs), a naive one read in `zone`.
+pub fn parse_local_micros(raw: &str, zone: &Zone) -> Option<i64> {
+    Some(revel_version(raw)?.micros(zone, 0))
+}
+
+/// Whether a key holds payment card data: `cc_*`, the card digits, the card
+/// type and raw processor data.
+pub fn is_payment_card_key(key: &str) -> bool {
+    const CARD_KEYS: &[&str] = &[
+        "last_4_cc_digits",
+        "first_4_cc_digits",
+        "card_type",
+        "transaction_data",
+        "processor_response",
+        "signature_img_url",
+        "card_number",
+        "cvv",
+    ];
+    key.starts_with("cc_") || CARD_KEYS.contains(&key)
+}
+
+/// Removes payment card data before state is kept: keys starting `cc_`, the
+/// card digits, the card type and raw processor data, at any depth. Gift card
+/// and rewards card numbers are not payment cards and stay.
+pub fn strip_payment_card_fields(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|key, _| !is_payment_card_key(key));
+            map.values_mut().for_each(strip_payment_card_fields);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_payment_card_fields),
+        _ => {}
+    }
+}
+
+/// A header's value, trimmed; `None` when absent, empty or not text.
+pub fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// An id that may arrive as a JSON string or number.
+pub fn id_field(object: &Value, field: &str) -> Option<String> {
+    match object.get(field)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A number that may arrive as a JSON number or a numeric string
+/// (Revel writes quantities and prices as `"24.000000"`).
+pub fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Holds a kind's `key_fields` to the whole body: what the receiver reads
+/// of the projection must be what the processor reads of the body.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn revels_three_timestamp_shapes_parse_and_order_correctly() {
+        let plain = parse_timestamp_micros("2016-04-13T10:29:19").unwrap();
+        let fraction = parse_timestamp_micros("2016-04-13T10:29:19.500000").unwrap();
+        let offset = parse_timestamp_micros("2016-04-13T10:29:19+02:00").unwrap();
+        assert_eq!(fraction - plain, 500_000);
+        assert_eq!(plain - offset, 2 * 3600 * 1_000_000);
+        assert_eq!(plain, 1_460_543_359_000_000);
+        assert!(parse_timestamp_micros("yesterday").is_none());
+    }
+
+    #[test]
+    fn a_naive_revel_timestamp_is_a_wall_clock_time_read_in_the_instances_zone_and_one_with_an_offset_is_an_instant(
+    ) {
+        let la = Zone::parse("America/Los_Angeles").unwrap();
+        assert_eq!(
+            revel_version("2016-04-13T10:29:19"),
+            Some(Version::WallClock(1_460_543_359_000_000))
+        );
+        assert_eq!(
+            parse_local_micros("2016-04-13T10:29:19", &la),
+            parse_timestamp_micros("2016-04-13T17:29:19Z")
+        );
+        assert_eq!(
+            parse_local_micros("2016-04-13T17:29:15+00:00", &la),
+            parse_timestamp_micros("2016-04-13T17:29:15Z"),
+            "an offset is kept whatever the zone"
+        );
+        assert_eq!(
+            Version::WallClock(5).key_micros(),
+            Some(5),
+            "keys are made of the date as written"
+        );
+        assert_eq!(Version::ReceiptOrder.micros(&la, 42), 42);
+    }
+
+    #[test]
+    fn card_fields_go_and_gift_and_reward_numbers_stay() {
+        let mut v = json!({"payments": [{"amount": "4.86", "cc_first_name": "A", "last_4_cc_digits": "1234", "card_type": "visa"}],
+                           "gift_card_number": "G1", "reward_card_numbers": ["R1"], "cc_exp": "12/30"});
+        strip_payment_card_fields(&mut v);
+        assert_eq!(
+            v,
+            json!({"payments": [{"amount": "4.86"}], "gift_card_number": "G1", "reward_card_numbers": ["R1"]})
+        );
+    }
+}

@@ -1,0 +1,542 @@
+//! "Products added on VinesOS" and "Events added on VinesOS": end of day,
+//! through the API. The partner's product and event changes come in by
+//! webhook like its other changes and are kept newest-wins as entities by
+//! the processor; their `apply_to_revel` job only notes them in the
+//! instance's pending index ([`PendingIndex`]). Once a day the scheduler
+//! queues one `partner_catalog` job per instance, which applies every
+//! pending product and event to Revel's `Product` and `Event` resources
+//! ([`crate::apply::Applier::apply_now`]: looked up by their link before
+//! being created, never created twice, not written again at a revision
+//! applied before), within the instance's API budget.
+//!
+//! The pending index lives in the entities table, as a few entities of kind
+//! `vos_pending` per instance and kind (`vinesos:{instance}:vos_pending:
+//! vos_product.07`), each holding `{partner id: newest revision to apply}`.
+//! Every change of one is a compare-and-swap on its rank: a write names the
+//! next version of the index, and a concurrent write of the same version is
+//! refused (`Repeated`) and done again on what won. An entry is removed only
+//! up to the revision that was applied, so a change that arrives while the
+//! batch runs stays for the next one.
+//!
+//! A spent budget stops the batch cleanly: what was applied is off the
+//! index, the rest waits for the next run. The job's deadline queues a
+//! continuation. A change Revel refuses, or that lacks what applying it
+//! needs, stays pending (counted and logged each run) until a newer change
+//! of it can be applied.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::apply::{Applier, ApplyError};
+use crate::sync::StopReason;
+use crate::worker::{JobError, Worker};
+use domain::error::DependencyError;
+use domain::idempotency::sha256_hex;
+use domain::ids::{EntityKey, InstanceName};
+use ports::queue::JobKind;
+use ports::store::document::EntityDocument;
+use ports::store::EntityStore;
+use telemetry::{self, Dimension, Metric};
+use vendors::revel::api::{ApiCredentials, RevelApiError};
+use vendors::vinesos;
+
+/// The partner's entity kinds the schedule applies at end of day.
+pub const BATCHED_KINDS: [&str; 2] = ["vos_product", "vos_event"];
+
+/// The entity kind of the pending index.
+pub const INDEX_KIND: &str = "vos_pending";
+
+/// Pending entries of one instance and kind are spread over this many index
+/// entities, so each stays far below DynamoDB's item size (about 5,000
+/// entries each) and concurrent jobs rarely touch the same one.
+pub const SHARDS: u32 = 16;
+
+/// `kind` as the static name keys are made of, if the schedule applies it
+/// at end of day.
+pub fn batched_kind(kind: &str) -> Option<&'static str> {
+    BATCHED_KINDS.into_iter().find(|k| *k == kind)
+}
+
+/// The state of one index entity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct IndexState {
+    /// Partner id -> the newest revision of its entity waiting to be applied.
+    pending: BTreeMap<String, u64>,
+}
+
+/// The shard of a partner id: stable, spread by hash.
+fn shard_of(id: &str) -> u32 {
+    let hex = sha256_hex(id.as_bytes());
+    u32::from_str_radix(&hex[..8], 16).unwrap_or(0) % SHARDS
+}
+
+/// The pending index of the end-of-day batch, kept in the entities table.
+pub struct PendingIndex<'a> {
+    entities: &'a dyn EntityStore,
+}
+
+impl<'a> PendingIndex<'a> {
+    pub fn new(entities: &'a dyn EntityStore) -> Self {
+        Self { entities }
+    }
+
+    /// The index entity of one instance, kind and shard.
+    fn document(
+        &self,
+        instance: &InstanceName,
+        kind: &str,
+        shard: u32,
+    ) -> Result<EntityDocument<'a>, DependencyError> {
+        EntityDocument::new(
+            self.entities,
+            vinesos::NAME,
+            instance,
+            INDEX_KIND,
+            format!("{kind}.{shard:02}"),
+            &format!(
+                "{}:{instance}:{}:index",
+                vinesos::NAME,
+                JobKind::PartnerCatalog.name()
+            ),
+        )
+    }
+
+    /// Notes that revision `revision` of the partner's `kind` `id` waits
+    /// for the end-of-day batch (a lower one already noted is raised).
+    pub async fn add(
+        &self,
+        instance: &InstanceName,
+        kind: &'static str,
+        id: &str,
+        revision: u64,
+    ) -> Result<(), DependencyError> {
+        self.document(instance, kind, shard_of(id))?
+            .change(|state: &mut IndexState| {
+                let entry = state.pending.entry(id.to_owned()).or_default();
+                if *entry >= revision {
+                    return false;
+                }
+                *entry = revision;
+                true
+            })
+            .await
+            .map(drop)
+    }
+
+    /// The entries of one shard.
+    pub async fn shard(
+        &self,
+        instance: &InstanceName,
+        kind: &'static str,
+        shard: u32,
+    ) -> Result<BTreeMap<String, u64>, DependencyError> {
+        Ok(self
+            .document(instance, kind, shard)?
+            .read::<IndexState>()
+            .await?
+            .pending)
+    }
+
+    /// Every entry of `kind` for `instance` (for operators and tests).
+    pub async fn all(
+        &self,
+        instance: &InstanceName,
+        kind: &'static str,
+    ) -> Result<BTreeMap<String, u64>, DependencyError> {
+        let mut all = BTreeMap::new();
+        for shard in 0..SHARDS {
+            all.extend(self.shard(instance, kind, shard).await?);
+        }
+        Ok(all)
+    }
+
+    /// Removes the entries of `applied` (partner id -> revision applied)
+    /// whose pending revision is no newer than what was applied.
+    pub async fn remove(
+        &self,
+        instance: &InstanceName,
+        kind: &'static str,
+        shard: u32,
+        applied: &BTreeMap<String, u64>,
+    ) -> Result<(), DependencyError> {
+        self.document(instance, kind, shard)?
+            .change(|state: &mut IndexState| {
+                let before = state.pending.len();
+                state
+                    .pending
+                    .retain(|id, pending| applied.get(id).is_none_or(|done| *pending > *done));
+                state.pending.len() != before
+            })
+            .await
+            .map(drop)
+    }
+}
+
+/// What one run of the batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Written to Revel (created, updated or adopted).
+    pub written: u64,
+    /// Found in Revel as they are, or applied before: nothing written.
+    pub unchanged: u64,
+    /// Refused by Revel or lacking what applying needs: still pending.
+    pub refused: u64,
+    /// Why the run stopped before the end, if it did.
+    pub stopped: Option<StopReason>,
+}
+
+/// The end-of-day batch of one instance.
+pub struct Batch<'a> {
+    pub applier: &'a Applier,
+}
+
+impl Batch<'_> {
+    /// Applies every pending product and event of `instance`, until done,
+    /// the budget is spent or `deadline`.
+    pub async fn run(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        deadline: Instant,
+    ) -> Result<BatchReport, ApplyError> {
+        let index = PendingIndex::new(self.applier.entities.as_ref());
+        let mut report = BatchReport::default();
+        for kind in BATCHED_KINDS {
+            for shard in 0..SHARDS {
+                let pending = index.shard(instance, kind, shard).await?;
+                if pending.is_empty() {
+                    continue;
+                }
+                let mut applied = BTreeMap::new();
+                let result = self
+                    .apply_shard(
+                        instance,
+                        credentials,
+                        kind,
+                        &pending,
+                        &mut applied,
+                        &mut report,
+                        deadline,
+                    )
+                    .await;
+                // What was applied comes off the index whatever stopped the run.
+                if !applied.is_empty() {
+                    index.remove(instance, kind, shard, &applied).await?;
+                }
+                if let Some(stop) = result? {
+                    report.stopped = Some(stop);
+                    return Ok(report);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Applies one shard's entries, recording in `applied` the revision
+    /// applied of each; `Some` when the run must stop.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_shard(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        kind: &'static str,
+        pending: &BTreeMap<String, u64>,
+        applied: &mut BTreeMap<String, u64>,
+        report: &mut BatchReport,
+        deadline: Instant,
+    ) -> Result<Option<StopReason>, ApplyError> {
+        for id in pending.keys() {
+            // An item is lookups and a write, each with its retries: one
+            // begun with less time left could be cut off by the message's
+            // timeout, and the run would fail instead of continuing later.
+            if Instant::now() + crate::worker::PAGE_ALLOWANCE >= deadline {
+                return Ok(Some(StopReason::Deadline));
+            }
+            let Ok(key) = EntityKey::new(vinesos::NAME, instance, kind, id) else {
+                tracing::warn!(%instance, kind, "pending entry with an unusable id; dropped from the index");
+                applied.insert(id.clone(), u64::MAX);
+                continue;
+            };
+            match self.applier.apply_now(instance, credentials, &key).await {
+                Ok(outcome) => {
+                    use crate::apply::Applied;
+                    match outcome.applied {
+                        Applied::Unchanged { .. } | Applied::AlreadyApplied => {
+                            report.unchanged += 1
+                        }
+                        _ => report.written += 1,
+                    }
+                    applied.insert(id.clone(), outcome.revision);
+                }
+                Err(ApplyError::Gone) => {
+                    tracing::warn!(%instance, entity = %key, "pending entity is gone; dropped from the index");
+                    applied.insert(id.clone(), u64::MAX);
+                }
+                Err(ApplyError::Api(RevelApiError::BudgetExhausted { limit })) => {
+                    tracing::warn!(%instance, entity = %key, limit, "API budget spent; the next run resumes here");
+                    return Ok(Some(StopReason::BudgetSpent));
+                }
+                Err(error) if error.is_permanent() => {
+                    // Kept: a newer change of it may apply; each run says so.
+                    report.refused += 1;
+                    telemetry::count(Metric::JobFailures, &[(Dimension::Reason, "apply")]);
+                    tracing::warn!(%instance, entity = %key, error = %error, "partner change can't be applied; it stays pending");
+                }
+                // Revel or a store unavailable, a create whose outcome is
+                // unknown: the job is retried, and looks it up again first.
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The `partner_catalog` job of one instance, as the jobs worker runs it.
+pub async fn run(
+    worker: &Worker,
+    instance: &InstanceName,
+    deadline: Instant,
+) -> Result<(), JobError> {
+    let Some(applier) = &worker.applier else {
+        return Err(JobError::Malformed(
+            "applying to Revel is not configured here",
+        ));
+    };
+    let Some(credentials) = worker.credentials(instance).await? else {
+        tracing::warn!(%instance, "no Revel API credentials for this instance; the partner's products and events stay pending");
+        return Ok(());
+    };
+    let report = Batch { applier }
+        .run(instance, &credentials, deadline)
+        .await;
+    worker.report_budget(instance).await;
+    let report = report?;
+    tracing::info!(%instance, written = report.written, unchanged = report.unchanged,
+        refused = report.refused, stopped = ?report.stopped, "partner products and events applied to Revel");
+    match report.stopped {
+        Some(StopReason::Deadline) => {
+            worker
+                .continue_later(JobKind::PartnerCatalog, instance, None)
+                .await?
+        }
+        Some(StopReason::BudgetSpent) => {
+            tracing::warn!(%instance, "partner catalog batch stopped: API budget spent; the next run resumes")
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::apply::tests::{applier, credentials, demo, partner_change, MemoryRevel};
+    use ports::fakes::MemoryEntities;
+
+    #[tokio::test]
+    async fn an_entry_is_raised_never_lowered_and_removed_only_up_to_the_revision_applied() {
+        let entities = MemoryEntities::default();
+        let index = PendingIndex::new(&entities);
+        index.add(&demo(), "vos_product", "P-1", 2).await.unwrap();
+        index.add(&demo(), "vos_product", "P-1", 1).await.unwrap();
+        assert_eq!(
+            index.all(&demo(), "vos_product").await.unwrap(),
+            BTreeMap::from([("P-1".to_owned(), 2)])
+        );
+        let shard = shard_of("P-1");
+        // Revision 1 applied while 2 arrived: 2 stays.
+        let applied = BTreeMap::from([("P-1".to_owned(), 1)]);
+        index
+            .remove(&demo(), "vos_product", shard, &applied)
+            .await
+            .unwrap();
+        assert_eq!(index.all(&demo(), "vos_product").await.unwrap().len(), 1);
+        let applied = BTreeMap::from([("P-1".to_owned(), 2)]);
+        index
+            .remove(&demo(), "vos_product", shard, &applied)
+            .await
+            .unwrap();
+        assert!(index.all(&demo(), "vos_product").await.unwrap().is_empty());
+        assert!(
+            index.all(&demo(), "vos_event").await.unwrap().is_empty(),
+            "kinds have their own index"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_write_of_the_index_is_not_lost_the_loser_writes_again_on_what_won() {
+        let entities = ports::fakes::RacedEntities::new(r#"{"pending":{"P-other":1}}"#);
+        let index = PendingIndex::new(&entities);
+        index
+            .add(&demo(), "vos_product", "P-mine", 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            index.all(&demo(), "vos_product").await.unwrap(),
+            BTreeMap::from([("P-mine".to_owned(), 3), ("P-other".to_owned(), 1)])
+        );
+    }
+
+    #[test]
+    fn only_products_and_events_wait_for_the_end_of_day_and_ids_spread_over_every_shard() {
+        assert_eq!(batched_kind("vos_product"), Some("vos_product"));
+        assert_eq!(batched_kind("vos_event"), Some("vos_event"));
+        for kind in ["vos_customer", "vos_order", "vos_inventory", "vos_reward"] {
+            assert_eq!(batched_kind(kind), None, "{kind} applies at once");
+        }
+        let used: std::collections::BTreeSet<u32> =
+            (0..400).map(|n| shard_of(&format!("P-{n}"))).collect();
+        assert_eq!(used.len() as u32, SHARDS);
+    }
+
+    /// The partner's product `id` named `name`, kept and handed to the
+    /// applier as its `apply_to_revel` job does: noted for the batch.
+    async fn product_change(applier: &Applier, entities: &MemoryEntities, id: &str, name: &str) {
+        // Each change newer than the last.
+        let key = EntityKey::new("vinesos", &demo(), "vos_product", id).unwrap();
+        let version = entities.get(&key).map_or(1, |e| e.rank.version + 1);
+        let data = json!({"id": id, "name": name});
+        partner_change(entities, "vos_product", id, version, data).await;
+        let deferred = applier
+            .apply(&demo(), Some(&credentials()), &key)
+            .await
+            .unwrap();
+        assert_eq!(deferred, crate::apply::Applied::Deferred);
+    }
+
+    fn revel_with_budget(calls: u64) -> Arc<MemoryRevel> {
+        let revel = MemoryRevel::default();
+        *revel.budget.lock().unwrap() = Some(calls);
+        Arc::new(revel)
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_stops_the_batch_and_the_next_run_applies_the_rest_once() {
+        let entities = Arc::new(MemoryEntities::default());
+        // A lookup and a create per new product: one product and a half.
+        let revel = revel_with_budget(3);
+        let applier = applier(revel.clone(), entities.clone());
+        for (id, name) in [("P-1", "Rose"), ("P-2", "Port"), ("P-3", "Cava")] {
+            product_change(&applier, &entities, id, name).await;
+        }
+        let far = Instant::now() + Duration::from_secs(60);
+        let batch = Batch { applier: &applier };
+
+        let first = batch.run(&demo(), &credentials(), far).await.unwrap();
+        assert_eq!(
+            (first.written, first.stopped),
+            (1, Some(StopReason::BudgetSpent))
+        );
+        let index = PendingIndex::new(entities.as_ref());
+        assert_eq!(index.all(&demo(), "vos_product").await.unwrap().len(), 2);
+
+        *revel.budget.lock().unwrap() = None;
+        let second = batch.run(&demo(), &credentials(), far).await.unwrap();
+        assert_eq!((second.written, second.stopped), (2, None));
+        assert!(index.all(&demo(), "vos_product").await.unwrap().is_empty());
+
+        let third = batch.run(&demo(), &credentials(), far).await.unwrap();
+        assert_eq!(third, BatchReport::default(), "nothing left to do");
+        let products = revel.objects("Product");
+        let mut links: Vec<&str> = products
+            .iter()
+            .map(|p| p["third_party_id"].as_str().unwrap())
+            .collect();
+        links.sort();
+        assert_eq!(
+            links,
+            ["vinesos:P-1", "vinesos:P-2", "vinesos:P-3"],
+            "each created once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_after_a_run_is_applied_by_the_next_run_as_an_update_not_a_second_product() {
+        let entities = Arc::new(MemoryEntities::default());
+        let revel = revel_with_budget(100);
+        let applier = applier(revel.clone(), entities.clone());
+        product_change(&applier, &entities, "P-1", "Rose").await;
+        let far = Instant::now() + Duration::from_secs(60);
+        Batch { applier: &applier }
+            .run(&demo(), &credentials(), far)
+            .await
+            .unwrap();
+        // Revision 1 is applied; the partner renames it before the next run.
+        product_change(&applier, &entities, "P-1", "Rose 2024").await;
+        let index = PendingIndex::new(entities.as_ref());
+        assert_eq!(
+            index.all(&demo(), "vos_product").await.unwrap(),
+            BTreeMap::from([("P-1".to_owned(), 2)])
+        );
+        let report = Batch { applier: &applier }
+            .run(&demo(), &credentials(), far)
+            .await
+            .unwrap();
+        assert_eq!(report.written, 1);
+        assert_eq!(
+            revel.objects("Product").len(),
+            1,
+            "updated, not created again"
+        );
+        assert_eq!(revel.objects("Product")[0]["name"], "Rose 2024");
+        assert!(revel.writes().last().unwrap().starts_with("PATCH Product"));
+    }
+
+    #[tokio::test]
+    async fn a_product_lacking_its_name_stays_pending_and_does_not_stop_the_others() {
+        let entities = Arc::new(MemoryEntities::default());
+        let revel = revel_with_budget(100);
+        let applier = applier(revel.clone(), entities.clone());
+        product_change(&applier, &entities, "P-1", "").await;
+        product_change(&applier, &entities, "P-2", "Port").await;
+        let report = Batch { applier: &applier }
+            .run(
+                &demo(),
+                &credentials(),
+                Instant::now() + Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!((report.written, report.refused), (1, 1));
+        assert_eq!(
+            PendingIndex::new(entities.as_ref())
+                .all(&demo(), "vos_product")
+                .await
+                .unwrap()
+                .into_keys()
+                .collect::<Vec<_>>(),
+            ["P-1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_with_less_than_an_items_allowance_left_stops_before_any_call_and_keeps_everything_pending(
+    ) {
+        let entities = Arc::new(MemoryEntities::default());
+        let revel = revel_with_budget(100);
+        let applier = applier(revel.clone(), entities.clone());
+        product_change(&applier, &entities, "P-1", "Rose").await;
+        let almost = crate::worker::PAGE_ALLOWANCE - Duration::from_millis(100);
+        let report = Batch { applier: &applier }
+            .run(&demo(), &credentials(), Instant::now() + almost)
+            .await
+            .unwrap();
+        assert_eq!(report.stopped, Some(StopReason::Deadline));
+        assert!(revel.calls.lock().unwrap().is_empty());
+        assert_eq!(
+            PendingIndex::new(entities.as_ref())
+                .all(&demo(), "vos_product")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! What the scheduled pulls remember between runs, in the sync-state table
+//! (hash key `state_key`): each pull's checkpoint and unfinished run, each
+//! instance's API calls spent today, and the on-demand inventory pulls it
+//! made this hour.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use domain::error::DependencyError;
+use domain::ids::InstanceName;
+
+/// Where one pull stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Everything updated before this instant (RFC 3339; a naive one,
+    /// written before zones were kept, is UTC) has been pulled; `None`
+    /// before the first complete run.
+    pub checkpoint: Option<String>,
+    /// A run that stopped before its last page (budget spent, deadline, an
+    /// error); the next run resumes it instead of starting over.
+    pub run: Option<RunProgress>,
+    /// When the last complete run began (µs): whatever changed before then
+    /// has been pulled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_run_began_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunProgress {
+    /// When the run started (less the overlap): the checkpoint once it completes.
+    pub started_at: String,
+    /// The checkpoint the run pulls from (an instant, like it); each page's
+    /// `updated_date__gte` is its wall-clock time in the instance's zone.
+    pub since: Option<String>,
+    /// The offset of the next page to fetch.
+    pub offset: u64,
+    /// Objects fetched so far by this run (for the log).
+    pub fetched: u64,
+    /// When the run began (µs), without the checkpoint's overlap.
+    #[serde(default)]
+    pub began_at: i64,
+}
+
+#[async_trait]
+pub trait SyncState: Send + Sync {
+    async fn load(&self, instance: &InstanceName, pull: &str) -> Result<Cursor, DependencyError>;
+    async fn save(
+        &self,
+        instance: &InstanceName,
+        pull: &str,
+        cursor: &Cursor,
+    ) -> Result<(), DependencyError>;
+
+    /// The last slot of a schedule's `cadence` (`end_of_day`,
+    /// `inventory_2h`) whose jobs were queued for `instance`: kept as the
+    /// checkpoint of the cursor `schedule.{cadence}`, so `revel-ops
+    /// checkpoints` shows it beside the pulls'.
+    async fn last_slot(
+        &self,
+        instance: &InstanceName,
+        cadence: &str,
+    ) -> Result<Option<String>, DependencyError> {
+        Ok(self.load(instance, &slot_cursor(cadence)).await?.checkpoint)
+    }
+
+    /// Records that the jobs of `slot` were queued for `instance`.
+    async fn mark_slot(
+        &self,
+        instance: &InstanceName,
+        cadence: &str,
+        slot: &str,
+    ) -> Result<(), DependencyError> {
+        let cursor = Cursor {
+            checkpoint: Some(slot.to_owned()),
+            ..Cursor::default()
+        };
+        self.save(instance, &slot_cursor(cadence), &cursor).await
+    }
+}
+
+/// The cursor a schedule's last queued slot is kept under.
+pub fn slot_cursor(cadence: &str) -> String {
+    format!("schedule.{cadence}")
+}
+
+/// One counter per instance per UTC hour.
+pub fn on_demand_key(instance: &InstanceName, now: OffsetDateTime) -> String {
+    format!("on-demand:{instance}:{}T{:02}", now.date(), now.hour())
+}
+
+/// How many on-demand inventory pulls an instance may make per hour unless
+/// the deployment says otherwise (`InventoryRequestsPerHour`).
+pub const DEFAULT_ON_DEMAND_PULLS_PER_HOUR: u64 = 12;
+
+/// The partner's on-demand inventory pulls, limited per instance and hour
+/// (UTC clock hours). Counted atomically, so jobs running at once share one
+/// allowance; a pull that was refused is not counted.
+#[async_trait]
+pub trait OnDemandAllowance: Send + Sync {
+    /// Takes one of `instance`'s on-demand pulls of the hour of `now`;
+    /// false when they are all taken.
+    async fn take_on_demand_pull(
+        &self,
+        instance: &InstanceName,
+        now: OffsetDateTime,
+    ) -> Result<bool, DependencyError>;
+}
+
+/// Changes the bundle itself made in Revel. Revel sends a webhook for them
+/// like for any change; recognising it stops it from being sent back to the
+/// partner it came from (no ping-pong between the two systems).
+#[async_trait]
+pub trait EchoLog: Send + Sync {
+    /// Records that the bundle wrote `entity` at `version` (Revel's own
+    /// `updated_date` of the written object, in µs).
+    async fn record_echo(
+        &self,
+        entity: &domain::ids::EntityKey,
+        version: i64,
+    ) -> Result<(), DependencyError>;
+    /// True when `entity` at `version` is such a write coming back.
+    async fn is_echo(
+        &self,
+        entity: &domain::ids::EntityKey,
+        version: i64,
+    ) -> Result<bool, DependencyError>;
+    /// Records, before a create, that the bundle is creating a Revel object
+    /// for `attempt` (one revision of one partner change): if the answer is
+    /// lost, the retry that finds the object knows it as the bundle's own.
+    async fn record_create(&self, attempt: &str) -> Result<(), DependencyError>;
+    /// True when a create was sent for `attempt`.
+    async fn created_for(&self, attempt: &str) -> Result<bool, DependencyError>;
+}
+
+/// Counts calls against the instance's daily budget before each call.
+#[async_trait]
+pub trait CallBudget: Send + Sync {
+    /// Takes one call from today's budget of `instance`; Err(Exhausted) when none is left.
+    async fn spend_one(&self, instance: &InstanceName) -> Result<BudgetUse, BudgetError>;
+    /// The daily number of calls each instance may make.
+    fn limit(&self) -> u64;
+    /// Calls spent today by `instance` (for the budget metric and operators).
+    async fn spent_today(&self, instance: &InstanceName) -> Result<u64, DependencyError>;
+}
+
+/// The budget after one call was taken from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetUse {
+    pub used: u64,
+    pub limit: u64,
+}
+
+/// Why a call could not be taken from the budget.
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetError {
+    #[error("daily API budget of {limit} calls is spent")]
+    Exhausted { limit: u64 },
+    #[error(transparent)]
+    Unavailable(#[from] DependencyError),
+}

@@ -1,0 +1,130 @@
+//! The platforms that send webhooks, one module tree each: how each
+//! authenticates, what each event type means, and the clients of their
+//! REST APIs. Everything here implements the core's traits
+//! ([`domain::sources::Source`], [`domain::sources::EventKind`]) or a port;
+//! nothing here knows the pipeline.
+
+pub mod booking;
+pub mod revel;
+pub mod vinesos;
+pub mod winesitting;
+
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
+
+use std::sync::Arc;
+
+use domain::sources::{header, EventKind};
+use http::HeaderMap;
+
+/// The event type a request of `source` says it carries (Revel's
+/// `X-Revel-Event-Type`), read again from stored headers.
+pub fn declared_event_type<'h>(source: &str, headers: &'h HeaderMap) -> Option<&'h str> {
+    match source {
+        revel::NAME => header(headers, revel::EVENT_TYPE_HEADER),
+        _ => None,
+    }
+}
+
+/// The event kind `event_type` of the source named `source`, with the
+/// source's name as the static string keys are made of.
+pub fn event_kind(source: &str, event_type: &str) -> Option<(&'static str, Arc<dyn EventKind>)> {
+    fn find<K: EventKind + Clone + 'static>(
+        name: &'static str,
+        kinds: &[K],
+        event_type: &str,
+    ) -> Option<(&'static str, Arc<dyn EventKind>)> {
+        let kind = kinds.iter().find(|k| k.event_type() == event_type)?;
+        Some((name, Arc::new(kind.clone())))
+    }
+    match source {
+        revel::NAME => find(revel::NAME, &revel::RevelEventType::ALL, event_type),
+        booking::NAME => find(booking::NAME, &booking::BookingFamily::ALL, event_type),
+        vinesos::NAME => find(vinesos::NAME, &vinesos::VinesOsEvent::ALL, event_type),
+        winesitting::NAME => find(
+            winesitting::NAME,
+            &[winesitting::WineSittingEvent],
+            event_type,
+        ),
+        _ => None,
+    }
+}
+
+/// A builder of the functions' HTTPS clients to other services, on the
+/// same rustls and ring as their AWS clients.
+pub fn http_client() -> reqwest::ClientBuilder {
+    // The process's default provider, which reqwest reads when it builds
+    // a client; set once (a second install is refused, harmlessly).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+#[cfg(test)]
+pub(crate) mod projection_check {
+    use domain::sources::{EventKind, Identity, Malformed, Version};
+    use serde_json::Value;
+
+    /// What a receiver keeps of an interpretation: the identity, and the
+    /// entity's kind, id and version.
+    pub type KeyReading = (Identity, Option<(&'static str, String, Version)>);
+
+    /// A body's [`KeyReading`], or its refusal.
+    pub fn key_of(kind: &dyn EventKind, body: Value) -> Result<KeyReading, Malformed> {
+        kind.interpret(body, &http::HeaderMap::new())
+            .map(|meaning| {
+                (
+                    meaning.identity,
+                    meaning.entity.map(|e| (e.kind, e.id, e.version)),
+                )
+            })
+    }
+
+    /// The receiver's reading (the projection onto `key_fields`) and the
+    /// processor's (the whole body) agree on `body`.
+    pub fn assert_projection_agrees(kind: &dyn EventKind, body: &str) {
+        let name = kind.event_type();
+        let paths = kind.key_fields().expect("a kind with key fields");
+        let whole = serde_json::from_str::<Value>(body).map(|v| key_of(kind, v));
+        let part = domain::projection::project(body.as_bytes(), paths).map(|v| key_of(kind, v));
+        match (whole, part) {
+            (Ok(whole), Ok(part)) => assert_eq!(part, whole, "{name} on {body}"),
+            (Err(_), Err(_)) => {}
+            (whole, part) => panic!("{name} on {body}: whole {whole:?}, projected {part:?}"),
+        }
+    }
+
+    /// [`assert_projection_agrees`] on `sample` and on every copy of it
+    /// with one of the fields at `pointers` (JSON pointers) removed, or set
+    /// to null, a number, a blank, an object or an impossible date.
+    pub fn assert_projection_agrees_with_each_field_broken(
+        kind: &dyn EventKind,
+        sample: &str,
+        pointers: &[&str],
+    ) {
+        assert_projection_agrees(kind, sample);
+        let sample: Value = serde_json::from_str(sample).expect("a JSON sample");
+        let broken = [
+            serde_json::json!(null),
+            serde_json::json!(42),
+            serde_json::json!("  "),
+            serde_json::json!({"id": 1}),
+            serde_json::json!("2026-13-40"),
+            serde_json::json!("2026-13-40T00:00:00Z"),
+        ];
+        for pointer in pointers {
+            let (parent, field) = pointer.rsplit_once('/').expect("a JSON pointer");
+            for value in broken.iter().map(Some).chain([None]) {
+                let mut changed = sample.clone();
+                let object = changed
+                    .pointer_mut(parent)
+                    .and_then(Value::as_object_mut)
+                    .unwrap_or_else(|| panic!("{parent} is an object of the sample"));
+                match value {
+                    Some(value) => object.insert(field.to_owned(), value.clone()),
+                    None => object.remove(field),
+                };
+                assert_projection_agrees(kind, &changed.to_string());
+            }
+        }
+    }
+}
