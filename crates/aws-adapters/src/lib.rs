@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | [`sdk`] | one `SdkConfig` from Lambda's environment, with timeouts that fit Revel's 10 s deadline |
 //! | [`dynamodb`] | the events and entities tables ([`ports::store`]) |
-//! | [`sqs`] | the jobs queue ([`ports::queue::JobQueue`]) |
+//! | [`sqs`] | the jobs queue ([`ports::queue::JobQueue`]) and its received jobs put off or parked ([`ports::queue::InFlightJobs`]) |
 //! | [`secrets_manager`] | the secret document ([`ports::secrets::SecretSource`]) |
 //! | [`sync_state`] | the sync-state table ([`ports::sync_state`]) |
 

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::queue::{Job, JobQueue};
+use crate::queue::{InFlightJobs, Job, JobQueue, ParkError, ReceivedJob, MAX_VISIBILITY_TIMEOUT};
 use crate::secrets::{SecretDocument, SecretSource};
 use crate::store::{
     decide_upsert, EntityStore, EntityUpsert, EventRecord, EventStatus, EventStore, ExistingEvent,
@@ -263,6 +263,170 @@ impl JobQueue for MemoryQueue {
     }
 }
 
+/// A FIFO jobs queue as its consumer sees it, with its dead-letter queue,
+/// on tokio's clock: what SQS guarantees and no more. A received message is
+/// hidden for the visibility timeout under a receipt handle of its own and
+/// comes back when that passes unless deleted (at least once); while one of
+/// a group is hidden, the group's later messages wait; only the latest
+/// receipt acts on a message; a message is put off by at most 12 hours.
+pub struct MemoryFifo {
+    visibility_timeout: std::time::Duration,
+    dead_letter_queue: bool,
+    state: Mutex<FifoState>,
+}
+
+#[derive(Default)]
+struct FifoState {
+    sent: u64,
+    receipts: u64,
+    /// In send order, each with when it is visible again once received.
+    messages: Vec<(ReceivedJob, Option<tokio::time::Instant>)>,
+    parked: Vec<ReceivedJob>,
+}
+
+impl MemoryFifo {
+    /// A queue whose received messages stay hidden for `visibility_timeout`,
+    /// with a dead-letter queue to park in.
+    pub fn new(visibility_timeout: std::time::Duration) -> Self {
+        Self {
+            visibility_timeout,
+            dead_letter_queue: true,
+            state: Mutex::default(),
+        }
+    }
+
+    /// The same without a dead-letter queue: parking is refused.
+    pub fn without_dead_letter_queue(mut self) -> Self {
+        self.dead_letter_queue = false;
+        self
+    }
+
+    /// Sends `body` in `group`; its message id.
+    pub fn send(&self, group: &str, body: &str) -> String {
+        let mut state = self.state.lock().unwrap();
+        state.sent += 1;
+        let message_id = format!("m{}", state.sent);
+        let job = ReceivedJob {
+            message_id: message_id.clone(),
+            receipt_handle: None,
+            group_id: group.to_owned(),
+            body: body.to_owned(),
+            receive_count: 0,
+        };
+        state.messages.push((job, None));
+        message_id
+    }
+
+    /// ReceiveMessage: up to `max` visible messages in send order, none of a
+    /// group that has one hidden; each is hidden for the visibility timeout.
+    pub fn receive(&self, max: usize) -> Vec<ReceivedJob> {
+        let now = tokio::time::Instant::now();
+        let mut state = self.state.lock().unwrap();
+        let held: std::collections::HashSet<String> = state
+            .messages
+            .iter()
+            .filter(|(_, visible_at)| visible_at.is_some_and(|at| at > now))
+            .map(|(job, _)| job.group_id.clone())
+            .collect();
+        let mut receipts = state.receipts;
+        let received: Vec<ReceivedJob> = state
+            .messages
+            .iter_mut()
+            .filter(|(job, _)| !held.contains(&job.group_id))
+            .take(max)
+            .map(|(job, visible_at)| {
+                receipts += 1;
+                job.receive_count += 1;
+                job.receipt_handle = Some(format!("receipt-{receipts}"));
+                *visible_at = Some(now + self.visibility_timeout);
+                job.clone()
+            })
+            .collect();
+        state.receipts = receipts;
+        received
+    }
+
+    /// DeleteMessage: true when `receipt` was the message's latest.
+    pub fn delete(&self, receipt: &str) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let before = state.messages.len();
+        state
+            .messages
+            .retain(|(job, _)| job.receipt_handle.as_deref() != Some(receipt));
+        state.messages.len() != before
+    }
+
+    /// How long until `message_id` is visible again (zero: it is); `None`
+    /// when it is no longer on the queue (deleted or parked).
+    pub fn hidden_for(&self, message_id: &str) -> Option<std::time::Duration> {
+        let now = tokio::time::Instant::now();
+        let state = self.state.lock().unwrap();
+        let (_, visible_at) = state
+            .messages
+            .iter()
+            .find(|(job, _)| job.message_id == message_id)?;
+        Some(visible_at.map_or(std::time::Duration::ZERO, |at| {
+            at.saturating_duration_since(now)
+        }))
+    }
+
+    /// The dead-letter queue's messages, in the order they were parked.
+    pub fn parked(&self) -> Vec<ReceivedJob> {
+        self.state.lock().unwrap().parked.clone()
+    }
+
+    /// Messages on the queue, hidden or not (the dead-letter queue aside).
+    pub fn len(&self) -> usize {
+        self.state.lock().unwrap().messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl InFlightJobs for MemoryFifo {
+    async fn retry_after(
+        &self,
+        job: &ReceivedJob,
+        wait: std::time::Duration,
+    ) -> Result<(), DependencyError> {
+        let refused = |why| Err(DependencyError::new("sqs", "ChangeMessageVisibility", why));
+        if wait > MAX_VISIBILITY_TIMEOUT {
+            return refused("more than 12 hours");
+        }
+        let now = tokio::time::Instant::now();
+        let mut state = self.state.lock().unwrap();
+        let in_flight = state.messages.iter_mut().find(|(held, visible_at)| {
+            job.receipt_handle.is_some()
+                && held.receipt_handle == job.receipt_handle
+                && visible_at.is_some_and(|at| at > now)
+        });
+        match in_flight {
+            Some((_, visible_at)) => {
+                *visible_at = Some(now + wait);
+                Ok(())
+            }
+            None => refused("not in flight under this receipt handle"),
+        }
+    }
+
+    async fn park(&self, job: &ReceivedJob) -> Result<(), ParkError> {
+        if !self.dead_letter_queue {
+            return Err(ParkError::NoDeadLetterQueue);
+        }
+        let mut state = self.state.lock().unwrap();
+        state.parked.push(job.clone());
+        if job.receipt_handle.is_some() {
+            state
+                .messages
+                .retain(|(held, _)| held.receipt_handle != job.receipt_handle);
+        }
+        Ok(())
+    }
+}
+
 /// Cursors in memory.
 #[derive(Default)]
 pub struct MemorySyncState {
@@ -442,5 +606,83 @@ impl EntityStore for RacedEntities {
         revision: u64,
     ) -> Result<bool, DependencyError> {
         self.inner.mark_delivered(key, revision).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const VISIBILITY: Duration = Duration::from_secs(360);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_received_message_not_deleted_comes_back_after_its_visibility_timeout_and_holds_its_group_meanwhile(
+    ) {
+        let fifo = MemoryFifo::new(VISIBILITY);
+        let first = fifo.send("a", "1");
+        fifo.send("a", "2");
+        fifo.send("b", "3");
+        let received = fifo.receive(1);
+        assert_eq!(received[0].message_id, first);
+        let others: Vec<String> = fifo.receive(10).into_iter().map(|m| m.body).collect();
+        assert_eq!(others, ["3"], "a's second waits behind its first");
+        tokio::time::advance(VISIBILITY).await;
+        let again = fifo.receive(1);
+        assert_eq!(
+            (again[0].message_id.as_str(), again[0].receive_count),
+            (first.as_str(), 2)
+        );
+        assert!(
+            !fifo.delete(received[0].receipt_handle.as_deref().unwrap()),
+            "a stale receipt"
+        );
+        assert!(fifo.delete(again[0].receipt_handle.as_deref().unwrap()));
+        assert_eq!(fifo.receive(10)[0].body, "2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_is_put_off_by_at_most_twelve_hours_and_only_under_its_latest_receipt() {
+        let fifo = MemoryFifo::new(VISIBILITY);
+        let id = fifo.send("a", "1");
+        let received = fifo.receive(1).remove(0);
+        assert!(fifo
+            .retry_after(&received, MAX_VISIBILITY_TIMEOUT + Duration::from_secs(1))
+            .await
+            .is_err());
+        fifo.retry_after(&received, MAX_VISIBILITY_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(fifo.hidden_for(&id), Some(MAX_VISIBILITY_TIMEOUT));
+        fifo.retry_after(&received, Duration::ZERO).await.unwrap();
+        assert_eq!(fifo.hidden_for(&id), Some(Duration::ZERO));
+        let again = fifo.receive(1).remove(0);
+        assert!(
+            fifo.retry_after(&received, Duration::ZERO).await.is_err(),
+            "stale"
+        );
+        assert!(fifo
+            .retry_after(&again, Duration::from_secs(30))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_message_leaves_the_queue_for_the_dead_letter_queue_and_without_one_stays() {
+        let fifo = MemoryFifo::new(VISIBILITY);
+        fifo.send("a", "poison");
+        let received = fifo.receive(1).remove(0);
+        fifo.park(&received).await.unwrap();
+        assert!(fifo.is_empty());
+        assert_eq!(fifo.parked(), [received]);
+
+        let fifo = MemoryFifo::new(VISIBILITY).without_dead_letter_queue();
+        fifo.send("a", "poison");
+        let received = fifo.receive(1).remove(0);
+        assert!(matches!(
+            fifo.park(&received).await,
+            Err(ParkError::NoDeadLetterQueue)
+        ));
+        assert_eq!(fifo.len(), 1);
     }
 }

@@ -6,6 +6,8 @@
 //! processor retries a record is dropped. Nothing depends on the window
 //! being longer: a repeat past it runs, and finds its work done.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -227,6 +229,73 @@ impl Job {
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     async fn enqueue(&self, job: &Job) -> Result<(), DependencyError>;
+}
+
+/// SQS's longest visibility timeout: a received message can be put off at
+/// most this long at a time (ChangeMessageVisibility refuses more).
+pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+
+/// A job message as the worker received it: each receive has a receipt
+/// handle of its own, and only the latest one acts on the message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceivedJob {
+    pub message_id: String,
+    /// `None` when the event carried none: nothing can be changed of it.
+    pub receipt_handle: Option<String>,
+    /// Its message group (FIFO): the entity, or the pull.
+    pub group_id: String,
+    pub body: String,
+    /// How many times it has been received, this time included
+    /// (`ApproximateReceiveCount`).
+    pub receive_count: u32,
+}
+
+/// Why a message could not be parked.
+#[derive(Debug, thiserror::Error)]
+pub enum ParkError {
+    /// The deployment names no dead-letter queue for the worker.
+    #[error("no dead-letter queue is configured")]
+    NoDeadLetterQueue,
+    #[error(transparent)]
+    Unavailable(#[from] DependencyError),
+}
+
+/// The consuming side of the jobs queue: what becomes of a received message
+/// the worker did not finish. A finished one is deleted by Lambda's event
+/// source (it deletes what the batch response does not report failed); a
+/// failed one comes back after the queue's visibility timeout unless put
+/// off or parked here, and reaches the dead-letter queue by the redrive
+/// policy after its receives run out.
+#[async_trait]
+pub trait InFlightJobs: Send + Sync {
+    /// Makes `job` visible again `wait` from now (ChangeMessageVisibility):
+    /// at most [`MAX_VISIBILITY_TIMEOUT`], zero for at once.
+    async fn retry_after(&self, job: &ReceivedJob, wait: Duration) -> Result<(), DependencyError>;
+
+    /// Moves `job` to the dead-letter queue: sent there in its group
+    /// (deduplicated by its message id), then deleted from the queue, so it
+    /// is parked even if the batch's answer is lost.
+    async fn park(&self, job: &ReceivedJob) -> Result<(), ParkError>;
+}
+
+/// No say over received messages: each comes back after the queue's own
+/// visibility timeout, and reaches the dead-letter queue only by its redrive
+/// policy (the simulation's queue, which runs both itself).
+pub struct QueueDefaults;
+
+#[async_trait]
+impl InFlightJobs for QueueDefaults {
+    async fn retry_after(
+        &self,
+        _job: &ReceivedJob,
+        _wait: Duration,
+    ) -> Result<(), DependencyError> {
+        Ok(())
+    }
+
+    async fn park(&self, _job: &ReceivedJob) -> Result<(), ParkError> {
+        Err(ParkError::NoDeadLetterQueue)
+    }
 }
 
 #[cfg(test)]

@@ -398,6 +398,22 @@ struct Loaded {
     at: Instant,
 }
 
+/// Where a source's secret document is read (cached): each instance's
+/// secrets, API credentials and settings. The jobs worker reads Revel's and
+/// WineSitting's through it.
+#[async_trait]
+pub trait InstanceDocument: Send + Sync {
+    /// The whole document, fresh within its cache's TTL.
+    async fn document(&self) -> Result<Arc<InstanceSecrets>, DependencyError>;
+}
+
+#[async_trait]
+impl InstanceDocument for SecretCache {
+    async fn document(&self) -> Result<Arc<InstanceSecrets>, DependencyError> {
+        SecretCache::document(self).await
+    }
+}
+
 /// Caches [`InstanceSecrets`] with a TTL; one re-read at a time.
 pub struct SecretCache {
     source: Box<dyn SecretSource>,

@@ -415,6 +415,16 @@ impl Revel {
 }
 
 #[async_trait]
+impl ports::secrets::InstanceDocument for Revel {
+    async fn document(
+        &self,
+    ) -> Result<std::sync::Arc<ports::secrets::InstanceSecrets>, domain::error::DependencyError>
+    {
+        self.secrets.document().await
+    }
+}
+
+#[async_trait]
 impl Source for Revel {
     fn name(&self) -> &'static str {
         NAME

@@ -71,6 +71,21 @@ enum Attempt {
     },
 }
 
+/// WineSitting's orders still in progress, as the repair poll reads them:
+/// [`WineSittingApi`], or a stand-in.
+#[async_trait::async_trait]
+pub trait WineSittingOrders: Send + Sync {
+    /// The account's (by its `api_key`) orders still in progress.
+    async fn orders_in_progress(&self, api_key: &str) -> Result<Vec<Value>, WineSittingApiError>;
+}
+
+#[async_trait::async_trait]
+impl WineSittingOrders for WineSittingApi {
+    async fn orders_in_progress(&self, api_key: &str) -> Result<Vec<Value>, WineSittingApiError> {
+        WineSittingApi::orders_in_progress(self, api_key).await
+    }
+}
+
 /// A client of WineSitting's REST API, shared by every account.
 pub struct WineSittingApi {
     client: reqwest::Client,

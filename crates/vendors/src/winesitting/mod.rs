@@ -174,6 +174,16 @@ impl WineSitting {
 }
 
 #[async_trait]
+impl ports::secrets::InstanceDocument for WineSitting {
+    async fn document(
+        &self,
+    ) -> Result<std::sync::Arc<ports::secrets::InstanceSecrets>, domain::error::DependencyError>
+    {
+        self.secrets.document().await
+    }
+}
+
+#[async_trait]
 impl Source for WineSitting {
     fn name(&self) -> &'static str {
         NAME
