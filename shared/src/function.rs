@@ -257,17 +257,24 @@ pub fn jobs_worker(
     let clock = domain::clock::system();
     let zones = Some(Arc::clone(&revel));
     pipeline::worker::Worker {
+        in_flight: Arc::new(aws_adapters::sqs::SqsInFlightJobs::new(
+            clients.sqs.clone(),
+            &config.jobs_queue_url,
+            config.jobs_dlq_url.clone(),
+        )),
+        clock: Arc::clone(&clock),
         entities: Arc::clone(&entities),
-        downstream: downstream
-            .map(|d| Arc::new(d) as Arc<dyn vendors::vinesos::downstream::Partner>),
+        jobs: Arc::clone(&jobs),
+        revel: Arc::clone(&revel) as Arc<dyn ports::secrets::InstanceDocument>,
+        partner: downstream.map(|d| Arc::new(d) as Arc<dyn vendors::vinesos::downstream::Partner>),
         syncer: pipeline::sync::Syncer::new(
             Arc::clone(&api),
             state.clone(),
             Arc::clone(&entities),
             sync.reconcile_lookback,
-            Arc::clone(&clock),
+            clock,
         )
-        .delivering_to(Arc::clone(&jobs))
+        .delivering_to(jobs)
         .in_zones_of(Arc::clone(&revel)),
         orders: revel_receiver(
             RevelEventType::OrderFinalized,
@@ -275,43 +282,29 @@ pub fn jobs_worker(
             config,
             &clients.events,
         ),
-        revel,
-        clock,
-        jobs,
-        budget: Some(state.clone()),
-        on_demand: Some(state.clone()),
-        retry: Some(pipeline::worker::RetryBackoff {
-            sqs: clients.sqs.clone(),
-            queue_url: config.jobs_queue_url.clone(),
-        }),
-        applier: Some(pipeline::apply::Applier {
+        applier: pipeline::apply::Applier {
             api,
             entities,
             echoes: state.clone(),
             zones,
-        }),
-        echoes: Some(state.clone()),
-        dead_letters: config
-            .jobs_dlq_url
-            .clone()
-            .map(|queue_url| pipeline::worker::DeadLetters {
-                sqs: clients.sqs.clone(),
-                queue_url,
-            }),
+        },
+        echoes: state.clone(),
+        budget: state.clone(),
+        on_demand: state,
         winesitting: winesitting_source(config, &clients.secrets)
             .ok()
             .map(|source| pipeline::worker::WineSittingRepair {
-                api: vendors::winesitting::api::WineSittingApi::new(
+                api: Arc::new(vendors::winesitting::api::WineSittingApi::new(
                     sync.winesitting_api_base_url.clone(),
                     Duration::from_secs(10),
-                ),
+                )),
                 receiver: receiver(
                     source.clone(),
                     Arc::new(WineSittingEvent),
                     config,
                     &clients.events,
                 ),
-                source,
+                secrets: source,
             }),
     }
 }

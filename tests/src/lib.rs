@@ -820,6 +820,16 @@ impl Stack {
         )
     }
 
+    /// What the worker puts failed jobs off through, with no dead-letter
+    /// queue to park in: only the queue's redrive policy parks.
+    pub fn in_flight_without_parking(&self) -> Arc<dyn ports::queue::InFlightJobs> {
+        Arc::new(aws_adapters::sqs::SqsInFlightJobs::new(
+            aws_sdk_sqs::Client::new(&self.sdk),
+            &self.config.jobs_queue_url,
+            None,
+        ))
+    }
+
     /// A worker that delivers to `partner` and never needs Revel's API.
     pub fn delivering_worker(&self, partner: &PartnerStandIn) -> pipeline::worker::Worker {
         self.worker(

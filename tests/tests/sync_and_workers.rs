@@ -390,7 +390,7 @@ async fn a_poison_message_ends_in_the_dlq_while_its_batch_mates_succeed() {
         if !parked_at_once {
             // Without the worker's own parking, the queue's redrive policy
             // (10 receives) still gets it there.
-            worker.dead_letters = None;
+            worker.in_flight = stack.in_flight_without_parking();
         }
         stack.drain(&worker, 30).await;
         assert_eq!(

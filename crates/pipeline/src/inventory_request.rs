@@ -8,11 +8,11 @@
 //! keeps it as an entity of its own (`vendors::vinesos::inventory_search::REQUEST_KIND`, its id the
 //! envelope's) and queues an `inventory_request` job, in one message group
 //! per instance so an instance's requests run one at a time. The worker
-//! ([`run`]):
+//! ([`crate::worker::jobs::inventory_request`]):
 //!
 //! 1. for an instance without the retailer option (`inventory_every_2h` in
 //!    its settings) does nothing but log and count it
-//!    ([`Metric::InventoryRequests`], reason `not_upgraded`);
+//!    ([`telemetry::Metric::InventoryRequests`], reason `not_upgraded`);
 //! 2. notes the request's products in the instance's pending set
 //!    ([`PendingProducts`]), each with the time it was noted, once (the
 //!    request entity is then marked done);
@@ -45,7 +45,8 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::sync::{Pull, PullOutcome, StopReason, SyncError, Syncer, INVENTORY};
-use crate::worker::{after_budget_resets, pages_until, JobError, Worker};
+use crate::worker::jobs::inventory_request::InventoryRequest;
+use crate::worker::{after_budget_resets, JobError};
 use domain::clock::Clock;
 use domain::error::DependencyError;
 use domain::idempotency::sha256_hex;
@@ -55,7 +56,6 @@ use ports::secrets::InstanceSecrets;
 use ports::store::document::EntityDocument;
 use ports::store::EntityStore;
 use ports::sync_state::OnDemandAllowance;
-use telemetry::{self, Dimension, Metric};
 use vendors::revel::api::ApiCredentials;
 use vendors::vinesos;
 
@@ -79,7 +79,7 @@ pub const ON_DEMAND: Pull = Pull {
     resources: INVENTORY.resources,
 };
 
-/// The `Reason` of [`Metric::InventoryRequests`]: what became of a request
+/// The `Reason` of [`telemetry::Metric::InventoryRequests`]: what became of a request
 /// (or of a deferred pull).
 pub mod reason {
     /// A pull of the pending products ran.
@@ -289,20 +289,20 @@ pub struct OnDemand<'a> {
 }
 
 impl OnDemand<'_> {
-    /// A request (`entity_key` names it): its products noted, then a pull of
+    /// A request (its entity named): its products noted, then a pull of
     /// every pending product if the hour allows one. A deferred pull (no
     /// entity): not before its time, then the same pull.
     pub async fn handle(
         &self,
-        job: &JobMessage,
-        instance: &InstanceName,
+        job: &InventoryRequest,
         credentials: &ApiCredentials,
         deadline: Instant,
     ) -> Result<Handled, JobError> {
-        match job.entity_key.as_deref() {
+        let instance = &job.instance;
+        match &job.request {
             Some(key) => self.note(instance, key).await?,
             None => {
-                let due = job.version.and_then(instant);
+                let due = job.not_before.and_then(instant);
                 if let Some(due) = due.filter(|due| self.clock.now() < *due) {
                     return Err(JobError::NotYet(due));
                 }
@@ -312,9 +312,8 @@ impl OnDemand<'_> {
     }
 
     /// Notes the request's products, once.
-    async fn note(&self, instance: &InstanceName, key: &str) -> Result<(), JobError> {
-        let key = EntityKey::parse(key).map_err(|_| JobError::Malformed("bad entity key"))?;
-        let Some(request) = self.entities.get(&key).await? else {
+    async fn note(&self, instance: &InstanceName, key: &EntityKey) -> Result<(), JobError> {
+        let Some(request) = self.entities.get(key).await? else {
             tracing::warn!(entity = %key, "inventory request is gone; nothing to note");
             return Ok(());
         };
@@ -330,7 +329,7 @@ impl OnDemand<'_> {
                 "too many inventory requests pending; this one waits for the next hour's pull");
             return Err(JobError::NotYet(next_hour(now)));
         }
-        self.entities.mark_delivered(&key, request.revision).await?;
+        self.entities.mark_delivered(key, request.revision).await?;
         Ok(())
     }
 
@@ -420,71 +419,6 @@ impl OnDemand<'_> {
 /// `inventory_every_2h`): only then does a request pull anything.
 pub fn has_retailer_option(document: &InstanceSecrets, instance: &InstanceName) -> bool {
     document.settings(instance).inventory_every_2h
-}
-
-/// The `inventory_request` job of one instance, as the jobs worker runs it.
-pub async fn run(
-    worker: &Worker,
-    job: &JobMessage,
-    instance: &InstanceName,
-    deadline: Instant,
-) -> Result<(), JobError> {
-    let count = |reason: &str| {
-        telemetry::count(
-            Metric::InventoryRequests,
-            &[
-                (Dimension::Instance, instance.as_str()),
-                (Dimension::Reason, reason),
-            ],
-        )
-    };
-    let document = worker.revel.secrets().document().await?;
-    if !has_retailer_option(&document, instance) {
-        tracing::info!(%instance, "inventory request from an instance without the retailer option (inventory_every_2h): kept, nothing pulled");
-        count(reason::NOT_UPGRADED);
-        return Ok(());
-    }
-    let Some(credentials) = document.api_credentials(instance).cloned() else {
-        tracing::warn!(%instance, "inventory request from an instance without Revel API credentials: kept, nothing pulled");
-        count(reason::NO_CREDENTIALS);
-        return Ok(());
-    };
-    let Some(allowance) = worker.on_demand.as_deref() else {
-        return Err(JobError::Malformed(
-            "on-demand inventory pulls are not configured here",
-        ));
-    };
-    let on_demand = OnDemand {
-        entities: worker.entities.as_ref(),
-        allowance,
-        syncer: &worker.syncer,
-        jobs: worker.jobs.as_ref(),
-        clock: worker.clock.as_ref(),
-    };
-
-    let handled = on_demand
-        .handle(job, instance, &credentials, pages_until(deadline))
-        .await;
-    if matches!(&handled, Ok(Handled::Pulled(_)) | Err(JobError::Sync(_))) {
-        worker.report_budget(instance).await;
-    }
-    match handled? {
-        Handled::NothingPending => {
-            tracing::info!(%instance, "no inventory request pending; nothing to pull");
-        }
-        Handled::Coalesced { pending, until } => {
-            tracing::info!(%instance, pending, until = %until,
-                "on-demand inventory pulls of this hour all taken; the products wait for the next hour's pull");
-            count(reason::COALESCED);
-        }
-        Handled::Pulled(report) => {
-            tracing::info!(%instance, pulled = report.pulled, left = report.left,
-                fetched = report.fetched, written = report.written, stopped = ?report.stopped,
-                "on-demand inventory pull");
-            count(reason::PULLED);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -620,7 +554,7 @@ mod tests {
         async fn handle(&self, job: &JobMessage) -> Result<Handled, JobError> {
             let far = Instant::now() + Duration::from_secs(3600);
             self.on_demand()
-                .handle(job, &demo(), &credentials(), far)
+                .handle(&request_of(job), &credentials(), far)
                 .await
         }
 
@@ -641,6 +575,14 @@ mod tests {
         fn inventory(&self, record: u64) -> Option<ports::fakes::MemoryEntity> {
             self.entities
                 .get(&EntityKey::parse(&format!("revel:demo:inventory:{record}")).unwrap())
+        }
+    }
+
+    /// The request or deferred pull a job message asks for.
+    fn request_of(job: &JobMessage) -> InventoryRequest {
+        match crate::worker::Job::from_message(job).unwrap() {
+            crate::worker::Job::InventoryRequest(request) => request,
+            other => panic!("expected an inventory request, got {other:?}"),
         }
     }
 
@@ -836,7 +778,7 @@ mod tests {
         let report = pulled(
             harness
                 .on_demand()
-                .handle(&job, &demo(), &credentials(), Instant::now())
+                .handle(&request_of(&job), &credentials(), Instant::now())
                 .await
                 .unwrap(),
         );

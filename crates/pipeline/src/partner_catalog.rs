@@ -31,7 +31,6 @@ use tokio::time::Instant;
 
 use crate::apply::{Applier, ApplyError};
 use crate::sync::StopReason;
-use crate::worker::{JobError, Worker};
 use domain::error::DependencyError;
 use domain::idempotency::sha256_hex;
 use domain::ids::{EntityKey, InstanceName};
@@ -291,42 +290,6 @@ impl Batch<'_> {
         }
         Ok(None)
     }
-}
-
-/// The `partner_catalog` job of one instance, as the jobs worker runs it.
-pub async fn run(
-    worker: &Worker,
-    instance: &InstanceName,
-    deadline: Instant,
-) -> Result<(), JobError> {
-    let Some(applier) = &worker.applier else {
-        return Err(JobError::Malformed(
-            "applying to Revel is not configured here",
-        ));
-    };
-    let Some(credentials) = worker.credentials(instance).await? else {
-        tracing::warn!(%instance, "no Revel API credentials for this instance; the partner's products and events stay pending");
-        return Ok(());
-    };
-    let report = Batch { applier }
-        .run(instance, &credentials, deadline)
-        .await;
-    worker.report_budget(instance).await;
-    let report = report?;
-    tracing::info!(%instance, written = report.written, unchanged = report.unchanged,
-        refused = report.refused, stopped = ?report.stopped, "partner products and events applied to Revel");
-    match report.stopped {
-        Some(StopReason::Deadline) => {
-            worker
-                .continue_later(JobKind::PartnerCatalog, instance, None)
-                .await?
-        }
-        Some(StopReason::BudgetSpent) => {
-            tracing::warn!(%instance, "partner catalog batch stopped: API budget spent; the next run resumes")
-        }
-        None => {}
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use ports::store::EntityStore;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use vendors::winesitting::api::{WineSittingApi, WineSittingApiError};
+use vendors::winesitting::api::{WineSittingApiError, WineSittingOrders};
 use vendors::winesitting::NAME;
 
 use crate::receive::{Outcome, Receiver};
@@ -41,7 +41,7 @@ pub enum RepairError {
 /// fetched order, as an `ORDER`/`UPDATE` event dated now. A second run with
 /// nothing changed in between ingests nothing.
 pub async fn repair(
-    api: &WineSittingApi,
+    api: &dyn WineSittingOrders,
     account: &InstanceName,
     api_key: &str,
     receiver: &Receiver,
@@ -131,6 +131,7 @@ mod tests {
     use domain::request::WebhookRequest;
     use ports::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue};
     use ports::secrets::SecretCache;
+    use vendors::winesitting::api::WineSittingApi;
     use vendors::winesitting::{WineSitting, WineSittingEvent};
 
     const SECRETS: &str = r#"{"acct": {"token": ["tok-new", "tok-old"], "api_key": "k-acct"},

@@ -20,9 +20,9 @@ use pipeline::process::Processor;
 use pipeline::receive::{Outcome, Receiver};
 use pipeline::sync::Syncer;
 use pipeline::worker::Worker;
-use ports::fakes::MemoryEchoes;
-use ports::queue::{JobKind, JobQueue};
-use ports::secrets::SecretCache;
+use ports::fakes::{MemoryAllowance, MemoryEchoes, UnlimitedBudget};
+use ports::queue::{JobKind, JobQueue, QueueDefaults};
+use ports::secrets::{InstanceDocument, SecretCache};
 use ports::store::EntityStore;
 use tokio::time::Instant;
 use vendors::revel::api::RevelResources;
@@ -160,8 +160,14 @@ impl World {
         let api = Arc::clone(&revel) as Arc<dyn RevelResources>;
         let echoes = Arc::new(MemoryEchoes::default());
         let worker = Arc::new(Worker {
+            // The fake queue applies the visibility timeout and the redrive
+            // policy itself.
+            in_flight: Arc::new(QueueDefaults),
+            clock: Arc::clone(&clock),
             entities: Arc::clone(&entities) as Arc<dyn EntityStore>,
-            downstream: Some(Arc::clone(&partner) as Arc<dyn Partner>),
+            jobs: Arc::clone(&queue) as Arc<dyn JobQueue>,
+            revel: Arc::clone(&worker_revel) as Arc<dyn InstanceDocument>,
+            partner: Some(Arc::clone(&partner) as Arc<dyn Partner>),
             syncer: Syncer::new(
                 Arc::clone(&api),
                 Arc::new(SimSyncState::new(Arc::clone(&faults))),
@@ -170,7 +176,6 @@ impl World {
                 Arc::clone(&clock),
             )
             .delivering_to(Arc::clone(&queue) as Arc<dyn JobQueue>),
-            revel: Arc::clone(&worker_revel),
             orders: Receiver::new(
                 Arc::clone(&worker_revel) as Arc<dyn Source>,
                 Arc::new(RevelEventType::OrderFinalized),
@@ -178,23 +183,21 @@ impl World {
                 Settings::default(),
                 Arc::clone(&clock),
             ),
-            clock: Arc::clone(&clock),
-            jobs: Arc::clone(&queue) as Arc<dyn JobQueue>,
-            budget: None,
-            on_demand: None,
-            // The fake queue applies the visibility timeout and the redrive
-            // policy itself.
-            retry: None,
-            winesitting: None,
-            applier: Some(Applier {
+            applier: Applier {
                 api,
                 entities: Arc::clone(&entities) as Arc<dyn EntityStore>,
                 echoes: echoes.clone(),
                 // The simulated instances' clocks are UTC.
                 zones: None,
-            }),
-            echoes: Some(echoes),
-            dead_letters: None,
+            },
+            echoes,
+            // SimRevel keeps no budget: nothing is spent.
+            budget: Arc::new(UnlimitedBudget::default()),
+            // No partner search in the traffic; the template's default.
+            on_demand: Arc::new(MemoryAllowance::new(
+                ports::sync_state::DEFAULT_ON_DEMAND_PULLS_PER_HOUR,
+            )),
+            winesitting: None,
         });
         Arc::new(Self {
             plan,
