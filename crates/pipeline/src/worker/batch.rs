@@ -243,7 +243,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::worker::testing::{event_of, fifo};
+    use crate::worker::testing::event_of;
     use ports::fakes::MemoryFifo;
 
     #[test]
@@ -355,6 +355,21 @@ mod tests {
         failed
     }
 
+    /// The jobs queue as SQS runs it: a 360 s visibility timeout, a
+    /// dead-letter queue.
+    fn queue() -> MemoryFifo {
+        MemoryFifo::new(Duration::from_secs(360))
+    }
+
+    /// `fifo` holding `messages` (group, body), and their ids.
+    fn holding(fifo: MemoryFifo, messages: &[(&str, &str)]) -> (MemoryFifo, Vec<String>) {
+        let ids = messages
+            .iter()
+            .map(|(group, body)| fifo.send(group, body))
+            .collect();
+        (fifo, ids)
+    }
+
     fn secs(n: u64) -> Option<Duration> {
         Some(Duration::from_secs(n))
     }
@@ -362,12 +377,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_batch_reports_exactly_the_messages_that_did_not_finish_each_back_when_its_failure_says(
     ) {
-        let fifo = fifo();
-        let ids: Vec<String> = ["ok", "retry", "later", "budget", "park", "hold"]
-            .iter()
-            .enumerate()
-            .map(|(n, body)| fifo.send(&format!("group-{n}"), body))
-            .collect();
+        let bodies = ["ok", "retry", "later", "budget", "park", "hold"];
+        let groups: Vec<String> = (0..bodies.len()).map(|n| format!("group-{n}")).collect();
+        let messages: Vec<(&str, &str)> = groups.iter().map(String::as_str).zip(bodies).collect();
+        let (fifo, ids) = holding(queue(), &messages);
 
         let failed = invoke(&Script::default(), &fifo, 30).await;
 
@@ -384,11 +397,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_message_holds_its_groups_later_ones_back_and_each_retry_backs_off_further() {
-        let fifo = fifo();
         let script = Script::default();
-        let first = fifo.send("a", "retry");
-        let behind = fifo.send("a", "ok");
-        let other = fifo.send("b", "ok");
+        let (fifo, ids) = holding(queue(), &[("a", "retry"), ("a", "ok"), ("b", "ok")]);
+        let (first, behind, other) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
 
         assert_eq!(
             invoke(&script, &fifo, 30).await,
@@ -409,14 +420,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn held_back_messages_a_handler_takes_over_are_acknowledged_unless_taking_over_fails() {
         for fails in [false, true] {
-            let fifo = fifo();
             let script = Script {
                 take_over_fails: fails,
                 ..Script::default()
             };
-            let failing = fifo.send("pulls", "take retry");
-            let taken = fifo.send("pulls", "take ok");
-            let held = fifo.send("pulls", "ok");
+            let pulls = [
+                ("pulls", "take retry"),
+                ("pulls", "take ok"),
+                ("pulls", "ok"),
+            ];
+            let (fifo, ids) = holding(queue(), &pulls);
+            let (failing, taken, held) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
 
             let failed = invoke(&script, &fifo, 30).await;
 
@@ -436,9 +450,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn with_no_dead_letter_queue_a_job_to_park_is_retried_and_one_held_waits_twelve_hours() {
-        let fifo = MemoryFifo::new(Duration::from_secs(360)).without_dead_letter_queue();
-        let park = fifo.send("a", "park");
-        let hold = fifo.send("b", "hold");
+        let no_dead_letters = queue().without_dead_letter_queue();
+        let (fifo, ids) = holding(no_dead_letters, &[("a", "park"), ("b", "hold")]);
+        let (park, hold) = (ids[0].clone(), ids[1].clone());
 
         assert_eq!(
             invoke(&Script::default(), &fifo, 30).await,
@@ -452,10 +466,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_message_that_cant_finish_is_retried_and_one_not_started_comes_back_at_once() {
-        let fifo = fifo();
         let script = Script::default();
-        let hanging = fifo.send("a", "hang");
-        let last = fifo.send("b", "ok");
+        let (fifo, ids) = holding(queue(), &[("a", "hang"), ("b", "ok")]);
+        let (hanging, last) = (ids[0].clone(), ids[1].clone());
 
         // 3 s: the first has 2 s (one kept for the last), the last then 1 s.
         assert_eq!(

@@ -5,14 +5,12 @@
 
 use tokio::time::Instant;
 
+use super::jobs;
 use super::jobs::apply_to_revel::ApplyToRevel;
 use super::jobs::deliver::Deliver;
 use super::jobs::inventory_request::InventoryRequest;
 use super::jobs::inventory_sold::InventorySold;
-use super::jobs::partner_catalog::PartnerCatalog;
 use super::jobs::pull::Pull;
-use super::jobs::reconcile::Reconcile;
-use super::jobs::winesitting_repair::RepairOrders;
 use super::{JobError, Worker};
 use crate::sync::{CATALOG, EVENTS, INVENTORY};
 use domain::ids::{EntityKey, InstanceName};
@@ -45,13 +43,13 @@ pub enum Job {
     /// `catalog_pull`, `product_sync`, `event_sync`, `inventory_sync`.
     Pull(Pull),
     /// `reconcile`.
-    Reconcile(Reconcile),
+    Reconcile { instance: InstanceName },
     /// `apply_to_revel`.
     ApplyToRevel(ApplyToRevel),
     /// `winesitting_repair`.
-    WineSittingRepair(RepairOrders),
+    WineSittingRepair { account: InstanceName },
     /// `partner_catalog`.
-    PartnerCatalog(PartnerCatalog),
+    PartnerCatalog { instance: InstanceName },
     /// `inventory_request`.
     InventoryRequest(InventoryRequest),
 }
@@ -105,15 +103,13 @@ impl Job {
             JobKind::CatalogPull | JobKind::ProductSync => pull(&CATALOG),
             JobKind::EventSync => pull(&EVENTS),
             JobKind::InventorySync => pull(&INVENTORY),
-            JobKind::Reconcile => Self::Reconcile(Reconcile { instance }),
+            JobKind::Reconcile => Self::Reconcile { instance },
             JobKind::ApplyToRevel => Self::ApplyToRevel(ApplyToRevel {
                 entity: entity()?,
                 instance,
             }),
-            JobKind::WinesittingRepair => {
-                Self::WineSittingRepair(RepairOrders { account: instance })
-            }
-            JobKind::PartnerCatalog => Self::PartnerCatalog(PartnerCatalog { instance }),
+            JobKind::WinesittingRepair => Self::WineSittingRepair { account: instance },
+            JobKind::PartnerCatalog => Self::PartnerCatalog { instance },
             JobKind::InventoryRequest => Self::InventoryRequest(InventoryRequest {
                 request: match message.entity_key {
                     Some(_) => Some(entity()?),
@@ -131,10 +127,14 @@ impl Job {
             Self::DeliverToPartner(job) => job.run(worker).await,
             Self::InventorySold(job) => job.run(worker).await,
             Self::Pull(job) => job.run(worker, deadline).await,
-            Self::Reconcile(job) => job.run(worker, deadline).await,
+            Self::Reconcile { instance } => jobs::reconcile::run(worker, &instance, deadline).await,
             Self::ApplyToRevel(job) => job.run(worker).await,
-            Self::WineSittingRepair(job) => job.run(worker).await,
-            Self::PartnerCatalog(job) => job.run(worker, deadline).await,
+            Self::WineSittingRepair { account } => {
+                jobs::winesitting_repair::run(worker, &account).await
+            }
+            Self::PartnerCatalog { instance } => {
+                jobs::partner_catalog::run(worker, &instance, deadline).await
+            }
             Self::InventoryRequest(job) => job.run(worker, deadline).await,
         }
     }
@@ -248,7 +248,7 @@ mod tests {
         );
         assert_eq!(
             read(JobKind::WinesittingRepair, None, None),
-            Job::WineSittingRepair(RepairOrders { account: demo })
+            Job::WineSittingRepair { account: demo }
         );
     }
 }

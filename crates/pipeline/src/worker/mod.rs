@@ -250,6 +250,20 @@ impl Worker {
         Ok(document.api_credentials(instance).cloned())
     }
 
+    /// `instance`'s Revel API credentials; without them, `None`, and the
+    /// log says what is `skipped`.
+    pub(crate) async fn credentials_for(
+        &self,
+        instance: &InstanceName,
+        skipped: &str,
+    ) -> Result<Option<ApiCredentials>, JobError> {
+        let credentials = self.credentials(instance).await?;
+        if credentials.is_none() {
+            tracing::warn!(%instance, "no Revel API credentials for this instance; {skipped}");
+        }
+        Ok(credentials)
+    }
+
     /// Queues the rest of a run its deadline stopped; it resumes from the
     /// cursor. `version`: the job's own, where it carries one on.
     pub(crate) async fn continue_later(

@@ -5,19 +5,21 @@
 pub mod api;
 pub mod signature;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use http::HeaderMap;
 use serde_json::Value;
 
 use crate::revel::signature::ClaimedSignature;
-use domain::error::{AuthFailure, ReceiveError};
+use domain::error::{AuthFailure, DependencyError, ReceiveError};
 use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     header, id_field, revel_version, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
     Identity, Interpretation, Malformed, Source, Version,
 };
-use ports::secrets::SecretCache;
+use ports::secrets::{InstanceDocument, InstanceSecrets, SecretCache};
 
 /// The source name, in keys.
 pub const NAME: &str = "revel";
@@ -414,12 +416,10 @@ impl Revel {
     }
 }
 
+/// Its secret document, as the jobs worker reads it.
 #[async_trait]
-impl ports::secrets::InstanceDocument for Revel {
-    async fn document(
-        &self,
-    ) -> Result<std::sync::Arc<ports::secrets::InstanceSecrets>, domain::error::DependencyError>
-    {
+impl InstanceDocument for Revel {
+    async fn document(&self) -> Result<Arc<InstanceSecrets>, DependencyError> {
         self.secrets.document().await
     }
 }

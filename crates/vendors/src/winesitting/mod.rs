@@ -11,6 +11,8 @@
 
 pub mod api;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::Value;
 
@@ -21,7 +23,7 @@ use domain::sources::{
     id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
     Identity, Interpretation, Malformed, Source, Version,
 };
-use ports::secrets::SecretCache;
+use ports::secrets::{InstanceDocument, InstanceSecrets, SecretCache};
 
 /// The API Gateway route (POST) of the function, as in template.yaml.
 pub const ROUTE: &str = "/winesitting/{account}/{token}";
@@ -173,12 +175,10 @@ impl WineSitting {
     }
 }
 
+/// Its secret document, as the jobs worker reads it.
 #[async_trait]
-impl ports::secrets::InstanceDocument for WineSitting {
-    async fn document(
-        &self,
-    ) -> Result<std::sync::Arc<ports::secrets::InstanceSecrets>, domain::error::DependencyError>
-    {
+impl InstanceDocument for WineSitting {
+    async fn document(&self) -> Result<Arc<InstanceSecrets>, DependencyError> {
         self.secrets.document().await
     }
 }

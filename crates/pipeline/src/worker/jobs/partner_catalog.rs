@@ -12,39 +12,35 @@ use crate::worker::{JobError, Worker};
 use domain::ids::InstanceName;
 use ports::queue::JobKind;
 
-/// The end-of-day batch of one instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartnerCatalog {
-    pub instance: InstanceName,
-}
-
-impl PartnerCatalog {
-    pub async fn run(self, worker: &Worker, deadline: Instant) -> Result<(), JobError> {
-        let instance = &self.instance;
-        let Some(credentials) = worker.credentials(instance).await? else {
-            tracing::warn!(%instance, "no Revel API credentials for this instance; the partner's products and events stay pending");
-            return Ok(());
-        };
-        let report = Batch {
-            applier: &worker.applier,
-        }
-        .run(instance, &credentials, deadline)
-        .await;
-        worker.report_budget(instance).await;
-        let report = report?;
-        tracing::info!(%instance, written = report.written, unchanged = report.unchanged,
-            refused = report.refused, stopped = ?report.stopped, "partner products and events applied to Revel");
-        match report.stopped {
-            Some(StopReason::Deadline) => {
-                worker
-                    .continue_later(JobKind::PartnerCatalog, instance, None)
-                    .await?
-            }
-            Some(StopReason::BudgetSpent) => {
-                tracing::warn!(%instance, "partner catalog batch stopped: API budget spent; the next run resumes")
-            }
-            None => {}
-        }
-        Ok(())
+/// Runs `instance`'s batch until `deadline`.
+pub async fn run(
+    worker: &Worker,
+    instance: &InstanceName,
+    deadline: Instant,
+) -> Result<(), JobError> {
+    let pending = "the partner's products and events stay pending";
+    let Some(credentials) = worker.credentials_for(instance, pending).await? else {
+        return Ok(());
+    };
+    let report = Batch {
+        applier: &worker.applier,
     }
+    .run(instance, &credentials, deadline)
+    .await;
+    worker.report_budget(instance).await;
+    let report = report?;
+    tracing::info!(%instance, written = report.written, unchanged = report.unchanged,
+            refused = report.refused, stopped = ?report.stopped, "partner products and events applied to Revel");
+    match report.stopped {
+        Some(StopReason::Deadline) => {
+            worker
+                .continue_later(JobKind::PartnerCatalog, instance, None)
+                .await?
+        }
+        Some(StopReason::BudgetSpent) => {
+            tracing::warn!(%instance, "partner catalog batch stopped: API budget spent; the next run resumes")
+        }
+        None => {}
+    }
+    Ok(())
 }

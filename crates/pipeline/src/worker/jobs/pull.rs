@@ -79,8 +79,8 @@ impl Pull {
     /// completed.
     async fn pull(&self, worker: &Worker, deadline: Instant) -> Result<bool, JobError> {
         let (instance, pull) = (&self.instance, self.resources);
-        let Some(credentials) = worker.credentials(instance).await? else {
-            tracing::warn!(%instance, pull = pull.name, "no API credentials for this instance; pull skipped");
+        let skipped = format!("pull {} skipped", pull.name);
+        let Some(credentials) = worker.credentials_for(instance, &skipped).await? else {
             return Ok(false);
         };
         let outcome = worker
@@ -265,11 +265,12 @@ pub(crate) mod tests {
             _credentials: &ApiCredentials,
             request: &PageRequest,
         ) -> Result<Page, RevelApiError> {
+            let unavailable = RevelApiError::Unavailable {
+                attempts: 1,
+                last_status: Some(503),
+            };
             if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(RevelApiError::Unavailable {
-                    attempts: 1,
-                    last_status: Some(503),
-                });
+                return Err(unavailable);
             }
             if let Some(left) = self.budget.lock().unwrap().as_mut() {
                 if *left == 0 {
@@ -288,10 +289,7 @@ pub(crate) mod tests {
             let mut fail = self.fail_next_at.lock().unwrap();
             if *fail == Some(request.offset) {
                 *fail = None;
-                return Err(RevelApiError::Unavailable {
-                    attempts: 1,
-                    last_status: Some(503),
-                });
+                return Err(unavailable);
             }
             Ok(Page {
                 objects: vec![

@@ -11,44 +11,40 @@ use domain::ids::InstanceName;
 use ports::queue::JobKind;
 use telemetry::{self, Dimension, Metric};
 
-/// The reconciliation of one instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reconcile {
-    pub instance: InstanceName,
-}
-
-impl Reconcile {
-    pub async fn run(self, worker: &Worker, deadline: Instant) -> Result<(), JobError> {
-        let instance = &self.instance;
-        let Some(credentials) = worker.credentials(instance).await? else {
-            tracing::warn!(%instance, "no API credentials for this instance; reconciliation skipped");
-            return Ok(());
-        };
-        let report = worker
-            .syncer
-            .reconcile(
-                instance,
-                &credentials,
-                &worker.orders,
-                pages_until(deadline),
-            )
-            .await;
-        worker.report_budget(instance).await;
-        let report = report?;
-        telemetry::record(
-            Metric::ReconciledOrders,
-            report.reconciled as f64,
-            &[
-                (Dimension::Source, vendors::revel::NAME),
-                (Dimension::Instance, instance.as_str()),
-            ],
-        );
-        tracing::info!(%instance, checked = report.checked, reconciled = report.reconciled, stopped = ?report.stopped, "reconciliation run");
-        if report.stopped == Some(StopReason::Deadline) {
-            worker
-                .continue_later(JobKind::Reconcile, instance, None)
-                .await?;
-        }
-        Ok(())
+/// Reconciles `instance` until `deadline`.
+pub async fn run(
+    worker: &Worker,
+    instance: &InstanceName,
+    deadline: Instant,
+) -> Result<(), JobError> {
+    let skipped = "reconciliation skipped";
+    let Some(credentials) = worker.credentials_for(instance, skipped).await? else {
+        return Ok(());
+    };
+    let report = worker
+        .syncer
+        .reconcile(
+            instance,
+            &credentials,
+            &worker.orders,
+            pages_until(deadline),
+        )
+        .await;
+    worker.report_budget(instance).await;
+    let report = report?;
+    telemetry::record(
+        Metric::ReconciledOrders,
+        report.reconciled as f64,
+        &[
+            (Dimension::Source, vendors::revel::NAME),
+            (Dimension::Instance, instance.as_str()),
+        ],
+    );
+    tracing::info!(%instance, checked = report.checked, reconciled = report.reconciled, stopped = ?report.stopped, "reconciliation run");
+    if report.stopped == Some(StopReason::Deadline) {
+        worker
+            .continue_later(JobKind::Reconcile, instance, None)
+            .await?;
     }
+    Ok(())
 }

@@ -7,12 +7,6 @@ use crate::worker::{Disposition, JobError, Worker};
 use domain::ids::InstanceName;
 use telemetry::{self, Dimension, Metric};
 
-/// The repair poll of one WineSitting account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RepairOrders {
-    pub account: InstanceName,
-}
-
 impl RepairError {
     /// A repair run that failed is retried: the next poll finds what this
     /// one missed, and the schedule polls again anyway.
@@ -21,34 +15,32 @@ impl RepairError {
     }
 }
 
-impl RepairOrders {
-    pub async fn run(self, worker: &Worker) -> Result<(), JobError> {
-        let account = &self.account;
-        let Some(repair) = &worker.winesitting else {
-            tracing::warn!(%account, "WineSitting repair is not configured here; job dropped");
-            return Ok(());
-        };
-        let document = repair.secrets.document().await?;
-        let Some(credentials) = document.api_credentials(account) else {
-            tracing::warn!(%account, "no WineSitting API key for this account; repair skipped");
-            return Ok(());
-        };
-        let report = crate::winesitting_repair::repair(
-            repair.api.as_ref(),
-            account,
-            credentials.key(),
-            &repair.receiver,
-            worker.entities.as_ref(),
-        )
-        .await?;
-        telemetry::record(
-            Metric::RepairedOrders,
-            report.repaired as f64,
-            &[
-                (Dimension::Source, vendors::winesitting::NAME),
-                (Dimension::Instance, account.as_str()),
-            ],
-        );
-        Ok(())
-    }
+/// Polls `account`'s orders still in progress.
+pub async fn run(worker: &Worker, account: &InstanceName) -> Result<(), JobError> {
+    let Some(repair) = &worker.winesitting else {
+        tracing::warn!(%account, "WineSitting repair is not configured here; job dropped");
+        return Ok(());
+    };
+    let document = repair.secrets.document().await?;
+    let Some(credentials) = document.api_credentials(account) else {
+        tracing::warn!(%account, "no WineSitting API key for this account; repair skipped");
+        return Ok(());
+    };
+    let report = crate::winesitting_repair::repair(
+        repair.api.as_ref(),
+        account,
+        credentials.key(),
+        &repair.receiver,
+        worker.entities.as_ref(),
+    )
+    .await?;
+    telemetry::record(
+        Metric::RepairedOrders,
+        report.repaired as f64,
+        &[
+            (Dimension::Source, vendors::winesitting::NAME),
+            (Dimension::Instance, account.as_str()),
+        ],
+    );
+    Ok(())
 }
