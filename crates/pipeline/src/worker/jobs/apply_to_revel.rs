@@ -50,3 +50,102 @@ impl ApplyToRevel {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+    use time::macros::datetime;
+
+    use crate::apply::tests::{partner_change, MemoryRevel};
+    use crate::worker::testing::*;
+    use crate::worker::Worker;
+    use domain::clock::TokioClock;
+    use ports::queue::JobKind;
+
+    /// A worker applying to `revel` on tokio's clock from `start`, its
+    /// failures put off and parked in `fifo`; the job of one partner
+    /// customer's change, queued.
+    async fn queued_change(
+        revel: &Arc<MemoryRevel>,
+        secrets: &'static str,
+        start: time::OffsetDateTime,
+    ) -> (Worker, Arc<MemoryFifo>, String) {
+        let entities = Arc::new(MemoryEntities::default());
+        let data = json!({"first_name": "Ada", "email": "ada@example.com"});
+        let key = partner_change(&entities, "vos_customer", "C-1", 1, data).await;
+        let fifo = fifo();
+        let worker = Parts {
+            api: revel.clone(),
+            secrets,
+            in_flight: fifo.clone(),
+            clock: Arc::new(TokioClock::starting_at(start)),
+            ..Parts::new(entities)
+        }
+        .build();
+        let id = fifo.send(
+            key.as_str(),
+            &job_body(JobKind::ApplyToRevel, Some(&key), Some(1)),
+        );
+        (worker, fifo, id)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_a_spent_budget_stops_comes_back_a_minute_past_midnight_and_applies_then() {
+        let revel = Arc::new(MemoryRevel::default());
+        *revel.budget.lock().unwrap() = Some(0);
+        let at = datetime!(2026-11-24 23:00 UTC);
+        let (worker, fifo, id) = queued_change(&revel, WITH_API_CREDENTIALS, at).await;
+
+        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
+        let reset = Duration::from_secs(3600 + 60);
+        assert_eq!(
+            fifo.hidden_for(&id),
+            Some(reset),
+            "not 30 s: its receives are kept"
+        );
+
+        *revel.budget.lock().unwrap() = None;
+        tokio::time::advance(reset).await;
+        assert!(invoke(&worker, &fifo).await.is_empty());
+        assert_eq!(revel.objects("Customer").len(), 1);
+        assert!(fifo.is_empty() && fifo.parked().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_for_an_instance_without_revel_credentials_is_parked_for_a_redrive() {
+        let revel = Arc::new(MemoryRevel::default());
+        let at = datetime!(2026-11-24 10:00 UTC);
+        let (worker, fifo, id) = queued_change(&revel, "{}", at).await;
+
+        assert!(invoke(&worker, &fifo).await.is_empty());
+
+        assert_eq!(fifo.parked()[0].message_id, id);
+        assert!(revel.calls().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_whose_answer_was_lost_comes_back_after_the_backoff_and_creates_nothing_twice()
+    {
+        let revel = Arc::new(MemoryRevel::default());
+        revel
+            .lost_answers
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        let at = datetime!(2026-11-24 10:00 UTC);
+        let (worker, fifo, id) = queued_change(&revel, WITH_API_CREDENTIALS, at).await;
+
+        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
+        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(invoke(&worker, &fifo).await.is_empty());
+
+        assert_eq!(
+            revel.objects("Customer").len(),
+            1,
+            "found, not created again"
+        );
+        assert!(fifo.parked().is_empty());
+    }
+}

@@ -76,3 +76,106 @@ impl InventoryRequest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use time::macros::datetime;
+    use time::OffsetDateTime;
+
+    use crate::inventory_request::{deferred_pull, PendingProducts};
+    use crate::worker::jobs::pull::tests::Catalog;
+    use crate::worker::testing::*;
+    use crate::worker::{after_budget_resets, Worker};
+    use domain::clock::TokioClock;
+    use domain::ids::InstanceName;
+
+    /// 10:20 UTC: the next hour's allowance opens 40 minutes later.
+    const START: OffsetDateTime = datetime!(2026-11-24 10:20 UTC);
+
+    /// Instance `demo` with API credentials and the retailer option.
+    const RETAILER: &str = r#"{"demo": {"webhook": "w", "api_key": "k", "api_secret": "s", "inventory_every_2h": true}}"#;
+
+    fn demo() -> InstanceName {
+        InstanceName::parse("demo").unwrap()
+    }
+
+    /// A worker pulling from `catalog` on tokio's clock from [`START`], its
+    /// failures put off and parked in a queue, its deferred pulls queued in
+    /// another; product 5 pending; a deferred pull due at `due`, received.
+    async fn deferred(
+        catalog: &Arc<Catalog>,
+        due: OffsetDateTime,
+    ) -> (Worker, Arc<MemoryFifo>, Arc<MemoryQueue>, String) {
+        let fifo = fifo();
+        let queue = Arc::new(MemoryQueue::default());
+        let worker = Parts {
+            api: catalog.clone(),
+            secrets: RETAILER,
+            in_flight: fifo.clone(),
+            queue: queue.clone(),
+            clock: Arc::new(TokioClock::starting_at(START)),
+            ..Parts::new(Arc::default())
+        }
+        .build();
+        PendingProducts::new(worker.entities.as_ref())
+            .note(&demo(), &["5".to_owned()], 1)
+            .await
+            .unwrap();
+        let job = deferred_pull(&demo(), due);
+        let id = fifo.send(&job.group_id, &serde_json::to_string(&job.message).unwrap());
+        (worker, fifo, queue, id)
+    }
+
+    async fn pending(worker: &Worker) -> usize {
+        let set = PendingProducts::new(worker.entities.as_ref());
+        set.all(&demo()).await.unwrap().len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deferred_pull_received_early_waits_until_it_is_due_and_pulls_then() {
+        let catalog = Arc::new(Catalog::default());
+        let (worker, fifo, _, id) = deferred(&catalog, datetime!(2026-11-24 11:00 UTC)).await;
+
+        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
+        let due_in = Duration::from_secs(40 * 60);
+        assert_eq!(fifo.hidden_for(&id), Some(due_in));
+        assert_eq!(pending(&worker).await, 1, "nothing pulled yet");
+
+        tokio::time::advance(due_in).await;
+        assert!(invoke(&worker, &fifo).await.is_empty());
+        assert_eq!(pending(&worker).await, 0);
+        assert!(fifo.is_empty() && fifo.parked().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pull_revel_cannot_serve_now_comes_back_after_the_backoff_with_its_products_pending()
+    {
+        let catalog = Arc::new(Catalog::default());
+        catalog
+            .down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (worker, fifo, _, id) = deferred(&catalog, START).await;
+
+        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
+
+        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
+        assert_eq!(pending(&worker).await, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pull_a_spent_budget_stops_is_done_and_defers_its_products_until_after_the_reset() {
+        let catalog = Arc::new(Catalog::default());
+        *catalog.budget.lock().unwrap() = Some(0);
+        let (worker, fifo, queue, _) = deferred(&catalog, START).await;
+
+        assert!(invoke(&worker, &fifo).await.is_empty(), "acknowledged");
+
+        let queued = queue.jobs.lock().unwrap().clone();
+        assert_eq!(queued, [deferred_pull(&demo(), after_budget_resets(START))]);
+        assert_eq!(pending(&worker).await, 1);
+        assert!(fifo.parked().is_empty());
+    }
+}

@@ -44,3 +44,83 @@ pub async fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use crate::apply::tests::{credentials, demo, partner_change, MemoryRevel};
+    use crate::apply::Applied;
+    use crate::partner_catalog::PendingIndex;
+    use crate::worker::testing::*;
+    use crate::worker::Worker;
+    use ports::queue::JobKind;
+
+    /// A worker applying to `revel`, its failures put off and parked in a
+    /// queue, with one partner product pending for the batch.
+    async fn with_a_product_pending(revel: &Arc<MemoryRevel>) -> (Worker, Arc<MemoryFifo>) {
+        let entities = Arc::new(MemoryEntities::default());
+        let data = json!({"id": "P-1", "name": "Rose"});
+        let key = partner_change(&entities, "vos_product", "P-1", 1, data).await;
+        let fifo = fifo();
+        let worker = Parts {
+            api: revel.clone(),
+            secrets: WITH_API_CREDENTIALS,
+            in_flight: fifo.clone(),
+            ..Parts::new(entities)
+        }
+        .build();
+        let (instance, credentials) = (demo(), credentials());
+        let kept = worker.applier.apply(&instance, Some(&credentials), &key);
+        assert_eq!(kept.await.unwrap(), Applied::Deferred);
+        (worker, fifo)
+    }
+
+    fn batch_job() -> String {
+        job_body(JobKind::PartnerCatalog, None, None)
+    }
+
+    async fn pending(worker: &Worker) -> usize {
+        let index = PendingIndex::new(worker.entities.as_ref());
+        index.all(&demo(), "vos_product").await.unwrap().len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_a_spent_budget_stops_is_done_and_the_next_run_applies_what_is_left() {
+        let revel = Arc::new(MemoryRevel::default());
+        *revel.budget.lock().unwrap() = Some(0);
+        let (worker, fifo) = with_a_product_pending(&revel).await;
+        fifo.send("partner_catalog:revel:demo", &batch_job());
+
+        assert!(invoke(&worker, &fifo).await.is_empty(), "acknowledged");
+        assert_eq!(pending(&worker).await, 1, "still pending");
+
+        *revel.budget.lock().unwrap() = None;
+        fifo.send("partner_catalog:revel:demo", &batch_job());
+        assert!(invoke(&worker, &fifo).await.is_empty());
+        assert_eq!(pending(&worker).await, 0);
+        assert_eq!(revel.objects("Product").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_whose_create_lost_its_answer_comes_back_after_the_backoff_and_creates_nothing_twice(
+    ) {
+        let revel = Arc::new(MemoryRevel::default());
+        revel
+            .lost_answers
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        let (worker, fifo) = with_a_product_pending(&revel).await;
+        let id = fifo.send("partner_catalog:revel:demo", &batch_job());
+
+        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
+        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(invoke(&worker, &fifo).await.is_empty());
+
+        assert_eq!(revel.objects("Product").len(), 1);
+        assert_eq!(pending(&worker).await, 0);
+    }
+}

@@ -48,3 +48,60 @@ pub async fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::worker::jobs::pull::tests::{on_queue, Catalog};
+    use crate::worker::testing::*;
+    use ports::queue::JobKind;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconciliation_revel_cannot_serve_now_comes_back_after_the_backoff() {
+        let catalog = Arc::new(Catalog::default());
+        catalog
+            .down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let fifo = fifo();
+        let worker = on_queue(catalog.clone(), &fifo);
+        let id = fifo.send(
+            "reconcile:revel:demo",
+            &job_body(JobKind::Reconcile, None, None),
+        );
+
+        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
+        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
+
+        catalog
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(invoke(&worker, &fifo).await.is_empty());
+        assert!(fifo.is_empty() && fifo.parked().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconciliation_a_spent_budget_stops_is_done_and_queues_nothing() {
+        let catalog = Arc::new(Catalog::default());
+        *catalog.budget.lock().unwrap() = Some(0);
+        let fifo = fifo();
+        let queue = Arc::new(MemoryQueue::default());
+        let worker = crate::worker::Worker {
+            jobs: queue.clone(),
+            ..on_queue(catalog, &fifo)
+        };
+        fifo.send(
+            "reconcile:revel:demo",
+            &job_body(JobKind::Reconcile, None, None),
+        );
+
+        assert!(
+            invoke(&worker, &fifo).await.is_empty(),
+            "acknowledged: the next end of day resumes it"
+        );
+        assert!(fifo.is_empty() && fifo.parked().is_empty());
+        assert!(queue.is_empty(), "no continuation: that is for a deadline");
+    }
+}

@@ -44,3 +44,70 @@ pub async fn run(worker: &Worker, account: &InstanceName) -> Result<(), JobError
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use crate::fakes::MemoryStores;
+    use crate::worker::testing::*;
+    use crate::worker::WineSittingRepair;
+    use ports::queue::JobKind;
+    use ports::secrets::SecretCache;
+    use vendors::winesitting::api::{WineSittingApiError, WineSittingOrders};
+    use vendors::winesitting::{WineSitting, WineSittingEvent};
+
+    /// WineSitting's API, with no order in progress, or down.
+    #[derive(Default)]
+    struct Orders {
+        down: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl WineSittingOrders for Orders {
+        async fn orders_in_progress(&self, _key: &str) -> Result<Vec<Value>, WineSittingApiError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(WineSittingApiError::Unavailable { status: Some(503) });
+            }
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repair_poll_wine_sitting_cannot_serve_now_comes_back_after_the_backoff() {
+        let fifo = fifo();
+        let orders = Arc::new(Orders::default());
+        orders.down.store(true, Ordering::SeqCst);
+        let mut worker = Parts {
+            in_flight: fifo.clone(),
+            ..Parts::new(Arc::default())
+        }
+        .build();
+        let document = r#"{"demo": {"token": "t", "api_key": "k-demo"}}"#;
+        let source = Arc::new(WineSitting::new(SecretCache::new(
+            FixedSecrets(document.into()),
+            Duration::from_secs(60),
+        )));
+        worker.winesitting = Some(WineSittingRepair {
+            api: orders.clone(),
+            secrets: source.clone(),
+            receiver: MemoryStores::default().receiver(source, Arc::new(WineSittingEvent)),
+        });
+        let id = fifo.send(
+            "winesitting_repair:demo",
+            &job_body(JobKind::WinesittingRepair, None, None),
+        );
+
+        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
+        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
+
+        orders.down.store(false, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(invoke(&worker, &fifo).await.is_empty());
+        assert!(fifo.is_empty() && fifo.parked().is_empty());
+    }
+}
