@@ -125,10 +125,7 @@ fn the_function_crates_depend_on_the_entry_points_and_no_adapter() {
         let deps = &edges[&function];
         assert!(deps.contains("shared"), "{function}: {deps:?}");
         for dep in deps {
-            assert!(
-                ["shared", "vendors"].contains(&dep.as_str()),
-                "{function} depends on {dep}"
-            );
+            assert!(dep == "shared", "{function} depends on {dep}");
         }
     }
 }

@@ -39,6 +39,7 @@ use http::HeaderMap;
 use serde_json::Value;
 use sha2::Sha256;
 
+use crate::functions::{Function, Kind};
 use domain::error::{AuthFailure, ReceiveError};
 use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
@@ -176,70 +177,6 @@ impl BookingFamily {
         }
     }
 
-    /// The function crate (and binary) in functions/.
-    pub fn crate_name(self) -> &'static str {
-        match self {
-            Self::Bookings => "booking-bookings",
-            Self::Customers => "booking-customers",
-            Self::CheckIn => "booking-check-in",
-            Self::Accounts => "booking-accounts",
-            Self::Contacts => "booking-contacts",
-            Self::Employees => "booking-employees",
-            Self::Package => "booking-package",
-            Self::Activity => "booking-activity",
-            Self::Product => "booking-product",
-            Self::Inventory => "booking-inventory",
-        }
-    }
-
-    /// The function's logical id in template.yaml.
-    pub fn logical_id(self) -> &'static str {
-        match self {
-            Self::Bookings => "BookingBookingsFunction",
-            Self::Customers => "BookingCustomersFunction",
-            Self::CheckIn => "BookingCheckInFunction",
-            Self::Accounts => "BookingAccountsFunction",
-            Self::Contacts => "BookingContactsFunction",
-            Self::Employees => "BookingEmployeesFunction",
-            Self::Package => "BookingPackageFunction",
-            Self::Activity => "BookingActivityFunction",
-            Self::Product => "BookingProductFunction",
-            Self::Inventory => "BookingInventoryFunction",
-        }
-    }
-
-    /// The API Gateway route (POST) for accounts that sign with HMAC.
-    pub fn signed_route(self) -> &'static str {
-        match self {
-            Self::Bookings => "/booking/{account}/bookings",
-            Self::Customers => "/booking/{account}/customers",
-            Self::CheckIn => "/booking/{account}/check-in",
-            Self::Accounts => "/booking/{account}/accounts",
-            Self::Contacts => "/booking/{account}/contacts",
-            Self::Employees => "/booking/{account}/employees",
-            Self::Package => "/booking/{account}/package",
-            Self::Activity => "/booking/{account}/activity",
-            Self::Product => "/booking/{account}/product",
-            Self::Inventory => "/booking/{account}/inventory",
-        }
-    }
-
-    /// The API Gateway route (POST) for accounts that use a URL token.
-    pub fn token_route(self) -> &'static str {
-        match self {
-            Self::Bookings => "/booking/{account}/bookings/{token}",
-            Self::Customers => "/booking/{account}/customers/{token}",
-            Self::CheckIn => "/booking/{account}/check-in/{token}",
-            Self::Accounts => "/booking/{account}/accounts/{token}",
-            Self::Contacts => "/booking/{account}/contacts/{token}",
-            Self::Employees => "/booking/{account}/employees/{token}",
-            Self::Package => "/booking/{account}/package/{token}",
-            Self::Activity => "/booking/{account}/activity/{token}",
-            Self::Product => "/booking/{account}/product/{token}",
-            Self::Inventory => "/booking/{account}/inventory/{token}",
-        }
-    }
-
     /// True when `event` names this family (its name, slug or entity kind).
     fn is_named_by(self, event: &str) -> bool {
         let event = normalized(event);
@@ -284,6 +221,100 @@ fn text_field<'v>(object: &'v Value, names: &[&str]) -> Option<&'v str> {
         .find_map(|name| object.get(*name))
         .and_then(Value::as_str)
 }
+
+/// This platform's rows of the table of functions ([`crate::functions`]).
+pub const FUNCTIONS: &[Function] = &[
+    Function {
+        logical_id: "BookingBookingsFunction",
+        crate_name: "booking-bookings",
+        routes: &[
+            "/booking/{account}/bookings",
+            "/booking/{account}/bookings/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Bookings),
+    },
+    Function {
+        logical_id: "BookingCustomersFunction",
+        crate_name: "booking-customers",
+        routes: &[
+            "/booking/{account}/customers",
+            "/booking/{account}/customers/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Customers),
+    },
+    Function {
+        logical_id: "BookingCheckInFunction",
+        crate_name: "booking-check-in",
+        routes: &[
+            "/booking/{account}/check-in",
+            "/booking/{account}/check-in/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::CheckIn),
+    },
+    Function {
+        logical_id: "BookingAccountsFunction",
+        crate_name: "booking-accounts",
+        routes: &[
+            "/booking/{account}/accounts",
+            "/booking/{account}/accounts/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Accounts),
+    },
+    Function {
+        logical_id: "BookingContactsFunction",
+        crate_name: "booking-contacts",
+        routes: &[
+            "/booking/{account}/contacts",
+            "/booking/{account}/contacts/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Contacts),
+    },
+    Function {
+        logical_id: "BookingEmployeesFunction",
+        crate_name: "booking-employees",
+        routes: &[
+            "/booking/{account}/employees",
+            "/booking/{account}/employees/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Employees),
+    },
+    Function {
+        logical_id: "BookingPackageFunction",
+        crate_name: "booking-package",
+        routes: &[
+            "/booking/{account}/package",
+            "/booking/{account}/package/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Package),
+    },
+    Function {
+        logical_id: "BookingActivityFunction",
+        crate_name: "booking-activity",
+        routes: &[
+            "/booking/{account}/activity",
+            "/booking/{account}/activity/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Activity),
+    },
+    Function {
+        logical_id: "BookingProductFunction",
+        crate_name: "booking-product",
+        routes: &[
+            "/booking/{account}/product",
+            "/booking/{account}/product/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Product),
+    },
+    Function {
+        logical_id: "BookingInventoryFunction",
+        crate_name: "booking-inventory",
+        routes: &[
+            "/booking/{account}/inventory",
+            "/booking/{account}/inventory/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Inventory),
+    },
+];
 
 impl EventKind for BookingFamily {
     fn event_type(&self) -> &'static str {
@@ -792,32 +823,31 @@ mod tests {
     fn names_slugs_crates_logical_ids_and_routes_are_distinct_across_families() {
         let mut seen = HashSet::new();
         for family in BookingFamily::ALL {
+            let f = Kind::Booking(family).function();
             for value in [
                 family.name(),
                 family.slug(),
                 family.event_type(),
-                family.crate_name(),
-                family.logical_id(),
-                family.signed_route(),
-                family.token_route(),
+                f.crate_name,
+                f.logical_id,
+                f.routes[0],
+                f.routes[1],
             ] {
                 assert!(seen.insert(value), "{value} repeats");
             }
             assert_eq!(family.event_type(), format!("booking.{}", family.slug()));
-            assert_eq!(family.crate_name(), format!("booking-{}", family.slug()));
+            assert_eq!(f.crate_name, format!("booking-{}", family.slug()));
             assert_eq!(
-                family.signed_route(),
+                f.routes[0],
                 format!("/booking/{{account}}/{}", family.slug())
             );
-            assert_eq!(
-                family.token_route(),
-                format!("{}/{{token}}", family.signed_route())
-            );
-            assert!(family.logical_id().starts_with("Booking"));
-            assert!(family.logical_id().ends_with("Function"));
+            assert_eq!(f.routes[1], format!("{}/{{token}}", f.routes[0]));
+            assert_eq!(f.routes.len(), 2);
+            assert!(f.logical_id.starts_with("Booking"));
+            assert!(f.logical_id.ends_with("Function"));
         }
         assert_eq!(
-            BookingFamily::CheckIn.logical_id(),
+            Kind::Booking(BookingFamily::CheckIn).function().logical_id,
             "BookingCheckInFunction"
         );
         let kinds: HashSet<_> = BookingFamily::ALL.map(BookingFamily::entity_kind).into();

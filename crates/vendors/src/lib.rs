@@ -5,6 +5,7 @@
 //! nothing here knows the pipeline.
 
 pub mod booking;
+pub mod functions;
 pub mod revel;
 pub mod vinesos;
 pub mod winesitting;
@@ -26,28 +27,11 @@ pub fn declared_event_type<'h>(source: &str, headers: &'h HeaderMap) -> Option<&
     }
 }
 
-/// The event kind `event_type` of the source named `source`, with the
-/// source's name as the static string keys are made of.
+/// The event kind `event_type` of the source named `source` (a stored
+/// event's), with the source's name as the static string keys are made of.
 pub fn event_kind(source: &str, event_type: &str) -> Option<(&'static str, Arc<dyn EventKind>)> {
-    fn find<K: EventKind + Clone + 'static>(
-        name: &'static str,
-        kinds: &[K],
-        event_type: &str,
-    ) -> Option<(&'static str, Arc<dyn EventKind>)> {
-        let kind = kinds.iter().find(|k| k.event_type() == event_type)?;
-        Some((name, Arc::new(kind.clone())))
-    }
-    match source {
-        revel::NAME => find(revel::NAME, &revel::RevelEventType::ALL, event_type),
-        booking::NAME => find(booking::NAME, &booking::BookingFamily::ALL, event_type),
-        vinesos::NAME => find(vinesos::NAME, &vinesos::VinesOsEvent::ALL, event_type),
-        winesitting::NAME => find(
-            winesitting::NAME,
-            &[winesitting::WineSittingEvent],
-            event_type,
-        ),
-        _ => None,
-    }
+    let kind = functions::kind_of(source, event_type)?;
+    Some((kind.source(), kind.event_kind()))
 }
 
 /// A builder of the functions' HTTPS clients to other services, on the

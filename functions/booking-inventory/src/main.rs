@@ -1,7 +1,7 @@
 //! Receives the booking platform's `inventory` events, at POST /booking/{account}/inventory.
-use vendors::booking::BookingFamily;
+//! Its route, logical id and event kind are its row in `vendors::functions`.
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::function::Error> {
-    shared::function::serve_booking(BookingFamily::Inventory).await
+    shared::function::serve_receiver(env!("CARGO_PKG_NAME")).await
 }

@@ -1,7 +1,7 @@
 //! Receives the Revel `customer.created` webhook, at POST /revel/customers/created.
-use vendors::revel::RevelEventType;
+//! Its route, logical id and event kind are its row in `vendors::functions`.
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::function::Error> {
-    shared::function::serve_revel(RevelEventType::CustomerCreated).await
+    shared::function::serve_receiver(env!("CARGO_PKG_NAME")).await
 }

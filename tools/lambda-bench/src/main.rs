@@ -330,7 +330,7 @@ fn new_events(sample: &Sample, count: usize) -> Result<Vec<Value>, Error> {
             let mut varied = body.clone();
             vary(&mut varied, n);
             let bytes = serde_json::to_vec_pretty(&varied)?;
-            let (route, path, headers) = events::request_for(sample.target, &bytes);
+            let (route, path, headers) = events::request_for(sample.kind, &bytes);
             let mut event = events::routed_event("POST", &route, &path, "", &headers, &bytes);
             event["requestContext"]["requestId"] = Value::String(format!("bench-{n}"));
             Ok(event)
@@ -367,7 +367,7 @@ fn order_at_limit(sample: &Sample, limit: usize) -> Result<Value, Error> {
         size += grown;
     }
     let bytes = serde_json::to_vec(&body)?;
-    let (route, path, headers) = events::request_for(sample.target, &bytes);
+    let (route, path, headers) = events::request_for(sample.kind, &bytes);
     let mut event = events::routed_event("POST", &route, &path, "", &headers, &bytes);
     event["requestContext"]["requestId"] = Value::String("bench-body-limit".into());
     Ok(event)
@@ -536,7 +536,7 @@ impl Subject {
         Self {
             name: name.to_owned(),
             role: Role::Receiver,
-            logical_id: Some(sample.target.logical_id()),
+            logical_id: Some(sample.kind.function().logical_id),
         }
     }
 

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use http::HeaderMap;
 use serde_json::Value;
 
+use crate::functions::{Function, Kind};
 use crate::revel::signature::ClaimedSignature;
 use domain::error::{AuthFailure, ReceiveError};
 use domain::ids::InstanceName;
@@ -61,43 +62,47 @@ impl RevelEventType {
             Self::MenuUpdated => "menu.updated",
         }
     }
-
-    /// The API Gateway route (POST) of its function, as in template.yaml.
-    pub fn route(self) -> &'static str {
-        match self {
-            Self::OrderFinalized => "/revel/orders/finalized",
-            Self::CustomerCreated => "/revel/customers/created",
-            Self::CustomerUpdated => "/revel/customers/updated",
-            Self::RewardCardCreated => "/revel/rewardcards/created",
-            Self::StockChanged => "/revel/stock/changed",
-            Self::MenuUpdated => "/revel/menu/updated",
-        }
-    }
-
-    /// The function crate (and binary) in functions/.
-    pub fn crate_name(self) -> &'static str {
-        match self {
-            Self::OrderFinalized => "revel-order-finalized",
-            Self::CustomerCreated => "revel-customer-created",
-            Self::CustomerUpdated => "revel-customer-updated",
-            Self::RewardCardCreated => "revel-rewardcard-created",
-            Self::StockChanged => "revel-stock-changed",
-            Self::MenuUpdated => "revel-menu-updated",
-        }
-    }
-
-    /// The function's logical id in template.yaml.
-    pub fn logical_id(self) -> &'static str {
-        match self {
-            Self::OrderFinalized => "RevelOrderFinalizedFunction",
-            Self::CustomerCreated => "RevelCustomerCreatedFunction",
-            Self::CustomerUpdated => "RevelCustomerUpdatedFunction",
-            Self::RewardCardCreated => "RevelRewardcardCreatedFunction",
-            Self::StockChanged => "RevelStockChangedFunction",
-            Self::MenuUpdated => "RevelMenuUpdatedFunction",
-        }
-    }
 }
+
+/// This platform's rows of the table of functions ([`crate::functions`]).
+pub const FUNCTIONS: &[Function] = &[
+    Function {
+        logical_id: "RevelOrderFinalizedFunction",
+        crate_name: "revel-order-finalized",
+        routes: &["/revel/orders/finalized"],
+        kind: Kind::Revel(RevelEventType::OrderFinalized),
+    },
+    Function {
+        logical_id: "RevelCustomerCreatedFunction",
+        crate_name: "revel-customer-created",
+        routes: &["/revel/customers/created"],
+        kind: Kind::Revel(RevelEventType::CustomerCreated),
+    },
+    Function {
+        logical_id: "RevelCustomerUpdatedFunction",
+        crate_name: "revel-customer-updated",
+        routes: &["/revel/customers/updated"],
+        kind: Kind::Revel(RevelEventType::CustomerUpdated),
+    },
+    Function {
+        logical_id: "RevelRewardcardCreatedFunction",
+        crate_name: "revel-rewardcard-created",
+        routes: &["/revel/rewardcards/created"],
+        kind: Kind::Revel(RevelEventType::RewardCardCreated),
+    },
+    Function {
+        logical_id: "RevelStockChangedFunction",
+        crate_name: "revel-stock-changed",
+        routes: &["/revel/stock/changed"],
+        kind: Kind::Revel(RevelEventType::StockChanged),
+    },
+    Function {
+        logical_id: "RevelMenuUpdatedFunction",
+        crate_name: "revel-menu-updated",
+        routes: &["/revel/menu/updated"],
+        kind: Kind::Revel(RevelEventType::MenuUpdated),
+    },
+];
 
 impl EventKind for RevelEventType {
     fn event_type(&self) -> &'static str {
@@ -744,9 +749,11 @@ mod tests {
     fn routes_names_and_crates_are_distinct() {
         let mut seen = std::collections::HashSet::new();
         for kind in RevelEventType::ALL {
-            assert!(seen.insert(kind.route()));
+            let function = Kind::Revel(kind).function();
+            assert!(seen.insert(function.route()));
             assert!(seen.insert(kind.name()));
-            assert!(seen.insert(kind.crate_name()));
+            assert!(seen.insert(function.crate_name));
+            assert_eq!(function.routes.len(), 1);
         }
     }
 

@@ -31,6 +31,7 @@ use async_trait::async_trait;
 use http::HeaderMap;
 use serde_json::Value;
 
+use crate::functions::{Function, Kind};
 use crate::vinesos::downstream::SigningSecret;
 use domain::clock::Clock;
 use domain::error::{AuthFailure, DependencyError, ReceiveError};
@@ -106,48 +107,6 @@ impl VinesOsEvent {
         Self::ALL.into_iter().find(|event| event.name() == name)
     }
 
-    /// The API Gateway route (POST) of the function, as in template.yaml.
-    pub fn route(self) -> &'static str {
-        match self {
-            Self::CustomerCreated => "/vinesos/{instance}/customers/created",
-            Self::MemberUpdated => "/vinesos/{instance}/members/updated",
-            Self::OrderAdded => "/vinesos/{instance}/orders/added",
-            Self::InventoryChanged => "/vinesos/{instance}/inventory/changed",
-            Self::RewardChanged => "/vinesos/{instance}/rewards/changed",
-            Self::ProductChanged => "/vinesos/{instance}/products/changed",
-            Self::EventChanged => "/vinesos/{instance}/events/changed",
-            Self::InventoryRequested => "/vinesos/{instance}/inventory/requested",
-        }
-    }
-
-    /// The function crate (and binary) in functions/.
-    pub fn crate_name(self) -> &'static str {
-        match self {
-            Self::CustomerCreated => "vinesos-customer-created",
-            Self::MemberUpdated => "vinesos-member-updated",
-            Self::OrderAdded => "vinesos-order-added",
-            Self::InventoryChanged => "vinesos-inventory-changed",
-            Self::RewardChanged => "vinesos-reward-changed",
-            Self::ProductChanged => "vinesos-product-changed",
-            Self::EventChanged => "vinesos-event-changed",
-            Self::InventoryRequested => "vinesos-inventory-requested",
-        }
-    }
-
-    /// The function's logical id in template.yaml.
-    pub fn logical_id(self) -> &'static str {
-        match self {
-            Self::CustomerCreated => "VinesOsCustomerCreatedFunction",
-            Self::MemberUpdated => "VinesOsMemberUpdatedFunction",
-            Self::OrderAdded => "VinesOsOrderAddedFunction",
-            Self::InventoryChanged => "VinesOsInventoryChangedFunction",
-            Self::RewardChanged => "VinesOsRewardChangedFunction",
-            Self::ProductChanged => "VinesOsProductChangedFunction",
-            Self::EventChanged => "VinesOsEventChangedFunction",
-            Self::InventoryRequested => "VinesOsInventoryRequestedFunction",
-        }
-    }
-
     /// The kind of entity whose state the event carries.
     pub fn entity_kind(self) -> &'static str {
         match self {
@@ -166,6 +125,58 @@ impl VinesOsEvent {
         }
     }
 }
+
+/// This platform's rows of the table of functions ([`crate::functions`]).
+pub const FUNCTIONS: &[Function] = &[
+    Function {
+        logical_id: "VinesOsCustomerCreatedFunction",
+        crate_name: "vinesos-customer-created",
+        routes: &["/vinesos/{instance}/customers/created"],
+        kind: Kind::VinesOs(VinesOsEvent::CustomerCreated),
+    },
+    Function {
+        logical_id: "VinesOsMemberUpdatedFunction",
+        crate_name: "vinesos-member-updated",
+        routes: &["/vinesos/{instance}/members/updated"],
+        kind: Kind::VinesOs(VinesOsEvent::MemberUpdated),
+    },
+    Function {
+        logical_id: "VinesOsOrderAddedFunction",
+        crate_name: "vinesos-order-added",
+        routes: &["/vinesos/{instance}/orders/added"],
+        kind: Kind::VinesOs(VinesOsEvent::OrderAdded),
+    },
+    Function {
+        logical_id: "VinesOsInventoryChangedFunction",
+        crate_name: "vinesos-inventory-changed",
+        routes: &["/vinesos/{instance}/inventory/changed"],
+        kind: Kind::VinesOs(VinesOsEvent::InventoryChanged),
+    },
+    Function {
+        logical_id: "VinesOsRewardChangedFunction",
+        crate_name: "vinesos-reward-changed",
+        routes: &["/vinesos/{instance}/rewards/changed"],
+        kind: Kind::VinesOs(VinesOsEvent::RewardChanged),
+    },
+    Function {
+        logical_id: "VinesOsProductChangedFunction",
+        crate_name: "vinesos-product-changed",
+        routes: &["/vinesos/{instance}/products/changed"],
+        kind: Kind::VinesOs(VinesOsEvent::ProductChanged),
+    },
+    Function {
+        logical_id: "VinesOsEventChangedFunction",
+        crate_name: "vinesos-event-changed",
+        routes: &["/vinesos/{instance}/events/changed"],
+        kind: Kind::VinesOs(VinesOsEvent::EventChanged),
+    },
+    Function {
+        logical_id: "VinesOsInventoryRequestedFunction",
+        crate_name: "vinesos-inventory-requested",
+        routes: &["/vinesos/{instance}/inventory/requested"],
+        kind: Kind::VinesOs(VinesOsEvent::InventoryRequested),
+    },
+];
 
 impl EventKind for VinesOsEvent {
     /// `vinesos.{name}`: the event type in keys and logs.
@@ -705,24 +716,25 @@ mod tests {
     fn names_routes_crates_and_logical_ids_are_distinct_and_names_round_trip() {
         let mut seen = HashSet::new();
         for event in VinesOsEvent::ALL {
+            let f = Kind::VinesOs(event).function();
             for value in [
                 event.name(),
                 event.event_type(),
-                event.route(),
-                event.crate_name(),
-                event.logical_id(),
+                f.route(),
+                f.crate_name,
+                f.logical_id,
             ] {
                 assert!(seen.insert(value), "{value} repeats");
             }
             assert_eq!(VinesOsEvent::from_name(event.name()), Some(event));
             assert_eq!(event.event_type(), format!("vinesos.{}", event.name()));
             assert_eq!(
-                event.crate_name(),
+                f.crate_name,
                 format!("vinesos-{}", event.name().replace('.', "-"))
             );
-            assert!(event.route().starts_with("/vinesos/{instance}/"));
-            assert!(event.logical_id().starts_with("VinesOs"));
-            assert!(event.logical_id().ends_with("Function"));
+            assert!(f.route().starts_with("/vinesos/{instance}/"));
+            assert!(f.logical_id.starts_with("VinesOs"));
+            assert!(f.logical_id.ends_with("Function"));
         }
         assert_eq!(VinesOsEvent::from_name("customer.deleted"), None);
         assert_eq!(VinesOsEvent::from_name("vinesos.customer.created"), None);

@@ -14,6 +14,7 @@ pub mod api;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::functions::{Function, Kind};
 use domain::error::{AuthFailure, DependencyError, ReceiveError};
 use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
@@ -23,12 +24,14 @@ use domain::sources::{
 };
 use ports::secrets::SecretCache;
 
-/// The API Gateway route (POST) of the function, as in template.yaml.
-pub const ROUTE: &str = "/winesitting/{account}/{token}";
-/// The function crate (and binary) in functions/.
-pub const CRATE: &str = "winesitting-webhook";
-/// The function's logical id in template.yaml.
-pub const LOGICAL_ID: &str = "WineSittingWebhookFunction";
+/// This platform's row of the table of functions ([`crate::functions`]):
+/// one function takes every WineSitting event.
+pub const FUNCTIONS: &[Function] = &[Function {
+    logical_id: "WineSittingWebhookFunction",
+    crate_name: "winesitting-webhook",
+    routes: &["/winesitting/{account}/{token}"],
+    kind: Kind::WineSitting,
+}];
 
 /// The source name, in keys.
 pub const NAME: &str = "winesitting";
