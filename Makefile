@@ -14,12 +14,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv test fmt-check lint unit integration validate build local events post-events trigger clean-local bench-load simulate
+.PHONY: help venv test fmt-check lint doc unit integration validate build local events post-events trigger clean-local bench-load simulate
 
 help:
 	@echo "make local        run every function at its route on http://127.0.0.1:3000, the events processor on the events table's stream and the jobs worker (local AWS endpoint included)"
 	@echo "make post-events  post every request in events/ to the running local stack, show what was stored, then what reached the partner"
-	@echo "make test         format, lint, unit and integration tests, sam validate --lint"
+	@echo "make test         format, lint, API docs, unit and integration tests, sam validate --lint"
 	@echo "make bench-lambda release functions as Lambda runs them (local Runtime API): init, latency, CPU, RSS, the ack path's AWS requests and round trips, the events processor per record, beside a hello-world floor"
 	@echo "make build        sam build --beta-features (arm64, cargo-lambda + zig)"
 	@echo "make bench-hot-path   what a receiver does before its first network call, per sample (criterion)"
@@ -39,13 +39,18 @@ $(STAMP): $(VENV_REQUIREMENTS)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-test: fmt-check lint unit integration validate
+test: fmt-check lint doc unit integration validate
 
 fmt-check:
 	cargo fmt --all --check
 
 lint:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The API docs build without a warning and every intra-doc link resolves
+# (private items included: their links are read by contributors too).
+doc:
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --locked
 
 # The venv first: lambda-sandbox's stand-in tests run boto3 against it.
 unit: venv

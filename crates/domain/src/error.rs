@@ -1,5 +1,6 @@
 //! Typed errors. They carry no secret and no body content: what reaches a log
-//! or a caller is decided in [`shared::http`], from the variant alone.
+//! or a caller is decided at the HTTP edge (`shared::http`), from the variant
+//! alone.
 
 use thiserror::Error;
 

@@ -1,8 +1,9 @@
-//! Each platform that sends webhooks is described once here: how it
-//! authenticates ([`Source`]), and, per event type ([`EventKind`]), what
-//! identifies an event, which entity it describes at which version, and what
-//! follow-up work it needs. A function is such a description plus a route;
-//! [`event_kind`] finds the description of a stored event again.
+//! What describes a platform that sends webhooks: how it authenticates
+//! ([`Source`]), and, per event type ([`EventKind`]), what identifies an
+//! event, which entity it describes at which version, and what follow-up
+//! work it needs. Each platform implements these once, in the `vendors`
+//! crate; a function is such a description plus a row in its table of
+//! functions.
 
 use async_trait::async_trait;
 use http::HeaderMap;

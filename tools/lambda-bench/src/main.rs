@@ -24,7 +24,7 @@
 //!   out to response posted) and invocation duration (to the runtime back
 //!   at `next`), p50 and p99 over N new events; CPU time per warm
 //!   invocation (ns on CPU summed over the process's threads from
-//!   /proc/<pid>/task/*/schedstat; utime + stime in clock ticks only where
+//!   `/proc/<pid>/task/*/schedstat`; utime + stime in clock ticks only where
 //!   schedstat is missing, and the report says so); peak RSS (VmHWM); and
 //!   the ack path: AWS requests and sequential round trips before the
 //!   answer, per new event and per duplicate, as the proxy saw them;
@@ -405,9 +405,9 @@ fn memory_size(template: &serde_norway::Value, logical_id: Option<&str>) -> u64 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CpuClock {
-    /// Nanoseconds on CPU per thread, from /proc/<pid>/task/*/schedstat.
+    /// Nanoseconds on CPU per thread, from `/proc/<pid>/task/*/schedstat`.
     Schedstat,
-    /// utime + stime from /proc/<pid>/stat, in clock ticks.
+    /// utime + stime from `/proc/<pid>/stat`, in clock ticks.
     Ticks,
 }
 

@@ -2,9 +2,9 @@
 //! customers, updated members, added orders, inventory changes and rewards
 //! added or used, each as soon as it happens, and its added or changed
 //! products and events, which the sync schedule applies to Revel at end of
-//! day ([`pipeline::partner_catalog`]); and, when a search is done on its side,
+//! day (the pipeline's `partner_catalog`); and, when a search is done on its side,
 //! a request for Revel's current stock of some products, pulled on demand
-//! ([`pipeline::inventory_request`]); one route per event, the Revel instance
+//! (the pipeline's `inventory_request`); one route per event, the Revel instance
 //! the change applies to named in the route.
 //!
 //! Each POST is a JSON envelope
