@@ -104,10 +104,14 @@ fn functions_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions")
 }
 
+/// The crates in functions/ (its directories; `receiver.rs` is the one
+/// `main` the receiver crates share).
 fn crates() -> BTreeSet<String> {
     std::fs::read_dir(functions_dir())
         .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_type().unwrap().is_dir())
+        .map(|entry| entry.file_name().into_string().unwrap())
         .collect()
 }
 
@@ -155,19 +159,24 @@ fn a_missing_row_a_moved_route_a_wrong_crate_and_a_stray_crate_are_each_found() 
 }
 
 #[test]
-fn each_receiver_crate_is_its_row_and_one_call() {
+fn each_receiver_crate_is_a_manifest_naming_the_one_receiver_main() {
+    let main = std::fs::read_to_string(functions_dir().join("receiver.rs")).unwrap();
+    assert!(
+        main.contains("shared::function::serve_receiver(env!(\"CARGO_PKG_NAME\"))"),
+        "{main}"
+    );
     for row in functions::all() {
         let dir = functions_dir().join(row.crate_name);
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        for line in [
+            format!("name = \"{}\"", row.crate_name),
+            "path = \"../receiver.rs\"".to_owned(),
+        ] {
+            assert!(manifest.contains(&line), "{}: no {line}", row.crate_name);
+        }
         assert!(
-            manifest.contains(&format!("name = \"{}\"", row.crate_name)),
-            "{}",
-            row.crate_name
-        );
-        let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap();
-        assert!(
-            main.contains("shared::function::serve_receiver(env!(\"CARGO_PKG_NAME\"))"),
-            "{}: {main}",
+            !dir.join("src").exists(),
+            "{} has sources of its own",
             row.crate_name
         );
     }

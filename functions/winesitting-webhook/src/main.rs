@@ -1,7 +1,0 @@
-//! Receives WineSitting's order and putaway events, at POST /winesitting/{account}/{token}.
-//! Its route, logical id and event kind are its row in `vendors::functions`.
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), shared::function::Error> {
-    shared::function::serve_receiver(env!("CARGO_PKG_NAME")).await
-}
