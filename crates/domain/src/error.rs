@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-/// Why a delivery was refused as unauthenticated. All variants get the same
+/// Why a request was refused as unauthenticated. All variants get the same
 /// answer, so a caller cannot tell an unknown instance from a bad signature;
 /// the reason is only logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]

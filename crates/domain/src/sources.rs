@@ -17,12 +17,12 @@ use crate::ids::InstanceName;
 use crate::local_time::Zone;
 use crate::request::WebhookRequest;
 
-/// How a platform proves who sent a delivery, and which of its headers matter.
+/// How a platform proves who sent a request, and which of its headers matter.
 #[async_trait]
 pub trait Source: Send + Sync {
     /// Short lower-case name used in keys: `revel`.
     fn name(&self) -> &'static str;
-    /// The instance (tenant) the delivery is from, once it is proven genuine.
+    /// The instance (tenant) the request is from, once it is proven genuine.
     async fn authenticate(&self, request: &WebhookRequest) -> Result<InstanceName, ReceiveError>;
     /// The sender's own id for this event, when it sends one.
     fn sender_event_id<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
@@ -86,11 +86,11 @@ pub enum Identity {
     /// A business key: the entity's id plus its version.
     Business(String),
     /// The body says nothing that tells one event from a later, identical
-    /// one (a stock toggle, a menu push): each delivery is an event of its
+    /// one (a stock toggle, a menu push): each request is an event of its
     /// own, versioned by its receipt. A repeat that leaves the entity as it
     /// was is collapsed by the processor, so out → in → out is three
     /// changes while a retry of the same bytes changes nothing.
-    PerDelivery,
+    PerRequest,
 }
 
 /// The current state an event carries, to be kept newest-wins.

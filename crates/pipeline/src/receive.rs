@@ -195,7 +195,7 @@ impl Receiver {
         if existing.body_sha256 == record.body_sha256 || existing.origin != record.origin {
             return Ok(match existing.status {
                 EventStatus::Received => {
-                    tracing::info!("duplicate delivery");
+                    tracing::info!("duplicate request");
                     Outcome::Duplicate { event_key: key }
                 }
                 EventStatus::Quarantined => Outcome::Quarantined {

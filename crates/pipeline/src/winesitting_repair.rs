@@ -144,7 +144,7 @@ mod tests {
         InstanceName::parse("acct").unwrap()
     }
 
-    fn delivery(params: &[(&str, &str)], body: &Value) -> WebhookRequest {
+    fn request(params: &[(&str, &str)], body: &Value) -> WebhookRequest {
         WebhookRequest {
             headers: http::HeaderMap::new(),
             body: serde_json::to_vec(body).unwrap(),
@@ -192,7 +192,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_duplicate_delivery_is_stored_once_and_queues_one_delivery_to_the_partner() {
+    async fn a_duplicate_request_is_stored_once_and_queues_one_delivery_to_the_partner() {
         let h = harness();
         let body = event(
             "ORDER",
@@ -200,7 +200,7 @@ mod tests {
             json!({"id": 1, "status": "new"}),
             json!(DATE),
         );
-        let webhook = delivery(&[("account", "acct"), ("token", "tok-new")], &body);
+        let webhook = request(&[("account", "acct"), ("token", "tok-new")], &body);
 
         let first = h.receiver.receive(&webhook).await.unwrap();
         let again = h.receiver.receive(&webhook).await.unwrap();
@@ -247,7 +247,7 @@ mod tests {
             let body = event("ORDER", "CREATE", object, json!(DATE));
             let outcome = h
                 .receiver
-                .receive(&delivery(
+                .receive(&request(
                     &[("account", "acct"), ("token", "tok-new")],
                     &body,
                 ))

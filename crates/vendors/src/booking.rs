@@ -502,7 +502,7 @@ mod tests {
         Booking::new(cache, "X-Signature")
     }
 
-    fn delivery(
+    fn request(
         account: &str,
         token: Option<&str>,
         signature: Option<&str>,
@@ -714,7 +714,7 @@ mod tests {
                 format!("SHA256={}", STANDARD.encode(&raw)),
             ] {
                 let account = source
-                    .authenticate(&delivery("acme", None, Some(&signature), payload))
+                    .authenticate(&request("acme", None, Some(&signature), payload))
                     .await
                     .unwrap_or_else(|e| panic!("{signature}: {e:?}"));
                 assert_eq!(account.as_str(), "acme");
@@ -728,24 +728,24 @@ mod tests {
         let payload = br#"{"a": 1}"#;
         let signature = hex::encode(mac("new-secret", payload));
         let changed = source
-            .authenticate(&delivery("acme", None, Some(&signature), br#"{"a": 2}"#))
+            .authenticate(&request("acme", None, Some(&signature), br#"{"a": 2}"#))
             .await;
         assert_eq!(refusal(changed), AuthFailure::SignatureMismatch);
         let missing = source
-            .authenticate(&delivery("acme", None, None, payload))
+            .authenticate(&request("acme", None, None, payload))
             .await;
         assert_eq!(refusal(missing), AuthFailure::MissingSignature);
         let token = source
-            .authenticate(&delivery("acme", Some("new-secret"), None, payload))
+            .authenticate(&request("acme", Some("new-secret"), None, payload))
             .await;
         assert_eq!(refusal(token), AuthFailure::MissingSignature);
         let garbled = source
-            .authenticate(&delivery("acme", None, Some("not a signature"), payload))
+            .authenticate(&request("acme", None, Some("not a signature"), payload))
             .await;
         assert_eq!(refusal(garbled), AuthFailure::MalformedSignature);
         let foreign = hex::encode(mac("someone-else", payload));
         let wrong_key = source
-            .authenticate(&delivery("acme", None, Some(&foreign), payload))
+            .authenticate(&request("acme", None, Some(&foreign), payload))
             .await;
         assert_eq!(refusal(wrong_key), AuthFailure::SignatureMismatch);
     }
@@ -754,7 +754,7 @@ mod tests {
     async fn token_mode_accepts_the_right_token_and_refuses_a_wrong_or_missing_one() {
         let source = source();
         let ok = source
-            .authenticate(&delivery(
+            .authenticate(&request(
                 "tokened",
                 Some("a-long-random-token"),
                 None,
@@ -764,16 +764,11 @@ mod tests {
             .unwrap();
         assert_eq!(ok.as_str(), "tokened");
         let wrong = source
-            .authenticate(&delivery(
-                "tokened",
-                Some("a-long-random-toke"),
-                None,
-                b"{}",
-            ))
+            .authenticate(&request("tokened", Some("a-long-random-toke"), None, b"{}"))
             .await;
         assert_eq!(refusal(wrong), AuthFailure::SignatureMismatch);
         let missing = source
-            .authenticate(&delivery("tokened", None, None, b"{}"))
+            .authenticate(&request("tokened", None, None, b"{}"))
             .await;
         assert_eq!(refusal(missing), AuthFailure::SignatureMismatch);
     }
@@ -783,7 +778,7 @@ mod tests {
         let source = source();
         for account in ["api-only", "nobody"] {
             let result = source
-                .authenticate(&delivery(account, Some("t"), Some("abcd"), b"{}"))
+                .authenticate(&request(account, Some("t"), Some("abcd"), b"{}"))
                 .await;
             assert_eq!(refusal(result), AuthFailure::UnknownInstance, "{account}");
         }
@@ -792,7 +787,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_or_invalid_account_is_refused_before_any_lookup() {
         let source = source();
-        let mut no_account = delivery("acme", None, None, b"{}");
+        let mut no_account = request("acme", None, None, b"{}");
         no_account.path_params.clear();
         assert_eq!(
             refusal(source.authenticate(&no_account).await),
@@ -801,7 +796,7 @@ mod tests {
         assert_eq!(
             refusal(
                 source
-                    .authenticate(&delivery("not/valid", None, None, b"{}"))
+                    .authenticate(&request("not/valid", None, None, b"{}"))
                     .await
             ),
             AuthFailure::InvalidInstance

@@ -46,7 +46,7 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
         .unwrap()
 }
 
-/// A delivery to `instance` with the given Standard Webhooks headers.
+/// A request to `instance` with the given Standard Webhooks headers.
 pub fn vinesos_request(
     instance: Option<&str>,
     id: Option<&str>,
@@ -75,7 +75,7 @@ pub fn vinesos_request(
     }
 }
 
-/// A delivery to `instance` signed by the reference implementation under
+/// A request to `instance` signed by the reference implementation under
 /// `secret`, at `timestamp`.
 pub fn signed_vinesos_request(
     instance: &str,

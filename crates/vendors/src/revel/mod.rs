@@ -355,7 +355,7 @@ fn stock(body: Value, establishment: Option<&str>) -> Result<Interpretation, Mal
     let mut state = body;
     strip_payment_card_fields(&mut state);
     Ok(Interpretation {
-        identity: Identity::PerDelivery,
+        identity: Identity::PerRequest,
         entity: Some(EntityChange {
             kind: "item_stock",
             id: per_establishment(establishment, format!("{item_type}:{id}"))?,
@@ -379,7 +379,7 @@ fn menu(body: Value, establishment: Option<&str>) -> Result<Interpretation, Malf
     let mut state = body;
     strip_payment_card_fields(&mut state);
     Ok(Interpretation {
-        identity: Identity::PerDelivery,
+        identity: Identity::PerRequest,
         entity: Some(EntityChange {
             kind: "menu",
             id: per_establishment(establishment, "current".to_owned())?,
@@ -565,7 +565,7 @@ mod tests {
                 &http::HeaderMap::new(),
             )
             .unwrap();
-        assert_eq!(stock.identity, Identity::PerDelivery);
+        assert_eq!(stock.identity, Identity::PerRequest);
         assert_eq!(stock.entity.as_ref().unwrap().id, "product:622335");
         let menu = RevelEventType::MenuUpdated
             .interpret(json!({"event": "menu.updated"}), &http::HeaderMap::new())

@@ -18,7 +18,7 @@
 //! seconds) and `webhook-signature` (space-separated `v1,<base64 HMAC-SHA256
 //! of "{id}.{timestamp}.{body}">`), the key being the base64 part of the
 //! instance's `whsec_...` secret. A timestamp more than [`TOLERANCE`] from now
-//! is refused, so an old delivery cannot be replayed; a redelivery of the same
+//! is refused, so an old request cannot be replayed; a retry of the same
 //! message keeps its `webhook-id` and is stored once.
 
 pub mod downstream;
@@ -352,7 +352,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::fakes::{sign, signed_vinesos_request as signed, vinesos_request as delivery};
+    use crate::fakes::{sign, signed_vinesos_request as signed, vinesos_request as request};
     use ports::fakes::FixedSecrets;
 
     const NEW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -535,7 +535,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_delivery_signed_by_the_standard_webhooks_crate_is_accepted() {
+    async fn a_request_signed_by_the_standard_webhooks_crate_is_accepted() {
         let body = serde_json::to_vec(&envelope(VinesOsEvent::OrderAdded)).unwrap();
         let instance = source()
             .authenticate(&signed("MyBar", NEW, now(), &body))
@@ -562,14 +562,14 @@ mod tests {
             sign(FOREIGN, "msg_1", ts, &body),
             sign(OLD, "msg_1", ts, &body)
         );
-        let delivery = delivery(
+        let request = request(
             Some("mybar"),
             Some("msg_1"),
             Some(&ts.to_string()),
             Some(&both),
             &body,
         );
-        assert!(source.authenticate(&delivery).await.is_ok());
+        assert!(source.authenticate(&request).await.is_ok());
     }
 
     #[tokio::test]
@@ -603,9 +603,9 @@ mod tests {
             ("10 minutes ahead", signed("mybar", NEW, now() + 600, body)),
             ("wrong secret", signed("mybar", FOREIGN, now(), body)),
         ];
-        for (what, delivery) in cases {
+        for (what, request) in cases {
             assert_eq!(
-                refusal(source.authenticate(&delivery).await),
+                refusal(source.authenticate(&request).await),
                 AuthFailure::SignatureMismatch,
                 "{what}"
             );
@@ -639,53 +639,53 @@ mod tests {
         let (id, sig) = (Some("msg_1"), Some(signature.as_str()));
         let cases = [
             (
-                delivery(Some("mybar"), None, Some(&ts), sig, body),
+                request(Some("mybar"), None, Some(&ts), sig, body),
                 AuthFailure::MissingSignature,
             ),
             (
-                delivery(Some("mybar"), id, None, sig, body),
+                request(Some("mybar"), id, None, sig, body),
                 AuthFailure::MissingSignature,
             ),
             (
-                delivery(Some("mybar"), id, Some(&ts), None, body),
+                request(Some("mybar"), id, Some(&ts), None, body),
                 AuthFailure::MissingSignature,
             ),
             (
-                delivery(Some("mybar"), id, Some(" "), sig, body),
+                request(Some("mybar"), id, Some(" "), sig, body),
                 AuthFailure::MissingSignature,
             ),
             (
-                delivery(Some("mybar"), id, Some("soon"), sig, body),
+                request(Some("mybar"), id, Some("soon"), sig, body),
                 AuthFailure::MalformedSignature,
             ),
             (
-                delivery(Some("mybar"), id, Some("1.7e9"), sig, body),
+                request(Some("mybar"), id, Some("1.7e9"), sig, body),
                 AuthFailure::MalformedSignature,
             ),
             (
-                delivery(Some("mybar"), id, Some(&ts), Some("garbage"), body),
+                request(Some("mybar"), id, Some(&ts), Some("garbage"), body),
                 AuthFailure::SignatureMismatch,
             ),
             (
-                delivery(None, id, Some(&ts), sig, body),
+                request(None, id, Some(&ts), sig, body),
                 AuthFailure::MissingInstance,
             ),
             (
-                delivery(Some(""), id, Some(&ts), sig, body),
+                request(Some(""), id, Some(&ts), sig, body),
                 AuthFailure::MissingInstance,
             ),
             (
-                delivery(Some("not/valid"), id, Some(&ts), sig, body),
+                request(Some("not/valid"), id, Some(&ts), sig, body),
                 AuthFailure::InvalidInstance,
             ),
         ];
-        for (delivery, expected) in cases {
+        for (request, expected) in cases {
             assert_eq!(
-                refusal(source.authenticate(&delivery).await),
+                refusal(source.authenticate(&request).await),
                 expected,
                 "{:?} {:?}",
-                delivery.headers,
-                delivery.path_params
+                request.headers,
+                request.path_params
             );
         }
     }

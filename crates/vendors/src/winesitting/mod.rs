@@ -6,7 +6,8 @@
 //! complete, current WineSitting object. WineSitting ignores the answer,
 //! sends each event once, never retries and may send duplicates: a duplicate
 //! (same type, object id, operation and date) is stored once, and a failed
-//! delivery is gone, so the pipeline's repair poll (`pipeline::winesitting_repair`) polls the API for the orders still in
+//! request is gone, so the pipeline's repair poll
+//! (`pipeline::winesitting_repair`) polls the API for the orders still in
 //! progress and ingests those whose kept state is missing or differs.
 
 pub mod api;
@@ -236,7 +237,7 @@ mod tests {
         InstanceName::parse("acct").unwrap()
     }
 
-    fn delivery(params: &[(&str, &str)], body: &Value) -> WebhookRequest {
+    fn request(params: &[(&str, &str)], body: &Value) -> WebhookRequest {
         WebhookRequest {
             headers: http::HeaderMap::new(),
             body: serde_json::to_vec(body).unwrap(),
@@ -471,7 +472,7 @@ mod tests {
 
         for token in ["tok-new", "tok-old"] {
             let account = source
-                .authenticate(&delivery(&[("account", "ACCT"), ("token", token)], &body))
+                .authenticate(&request(&[("account", "ACCT"), ("token", token)], &body))
                 .await
                 .unwrap();
             assert_eq!(account, acct());
@@ -512,7 +513,7 @@ mod tests {
         ];
         for (params, expected) in cases {
             let error = source
-                .authenticate(&delivery(params, &body))
+                .authenticate(&request(params, &body))
                 .await
                 .unwrap_err();
             assert!(
