@@ -219,38 +219,16 @@ impl Source for WineSitting {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use serde_json::json;
 
     use super::*;
-    use ports::fakes::FixedSecrets;
-
-    const SECRETS: &str = r#"{"acct": {"token": ["tok-new", "tok-old"], "api_key": "k-acct"},
-        "other": {"token": "tok-other"}, "signed": {"webhook": "s"}}"#;
-
-    fn cache() -> SecretCache {
-        SecretCache::new(FixedSecrets(SECRETS.into()), Duration::from_secs(60))
-    }
+    use crate::fakes::{
+        winesitting_event as event, winesitting_request as request, winesitting_secrets as cache,
+    };
 
     fn acct() -> InstanceName {
         InstanceName::parse("acct").unwrap()
-    }
-
-    fn request(params: &[(&str, &str)], body: &Value) -> WebhookRequest {
-        WebhookRequest {
-            headers: http::HeaderMap::new(),
-            body: serde_json::to_vec(body).unwrap(),
-            request_id: "test".into(),
-            path_params: params
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
-    }
-
-    fn event(kind: &str, operation: &str, object: Value, date: Value) -> Value {
-        json!({"type": kind, "operation": operation, "object": object, "date": date})
     }
 
     const DATE: &str = "2024-03-01T10:00:00Z";
