@@ -3,7 +3,7 @@
 //! and the real SDK against the local endpoint: huge headers, deeply nested
 //! JSON, invalid UTF-8, wrong content types, empty bodies, signatures of the
 //! wrong length, not hex or missing, replayed old events, unknown instances,
-//! path tricks, bodies over the limit. Each gets the answer of the README's
+//! path tricks, bodies over the limit. Each gets the answer of docs/sources.md's
 //! "Answers" table, within a hang guard (the times are printed), and the
 //! tables and the queue are scanned after each: a refusal writes nothing; an
 //! answer writes at most its event record (the processor does the rest); a
