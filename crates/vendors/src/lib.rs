@@ -3,6 +3,16 @@
 //! REST APIs. Everything here implements the core's traits
 //! ([`domain::sources::Source`], [`domain::sources::EventKind`]) or a port;
 //! nothing here knows the pipeline.
+//!
+//! | module | what it is |
+//! | --- | --- |
+//! | [`revel`] | Revel POS: `X-Revel-Signature` ([`revel::signature`]), its six webhook types, its REST API ([`revel::api`]) |
+//! | [`winesitting`] | WineSitting: a token in the URL, one function for every event, its orders API ([`winesitting::api`]) |
+//! | [`booking`] | the tour/booking platform: HMAC-SHA256 or a URL token, ten event families |
+//! | [`vinesos`] | VinesOS, the partner: Standard Webhooks in, its searches ([`vinesos::inventory_search`]), deliveries out ([`vinesos::downstream`]) |
+//! | [`functions`] | the table of functions: every receiver's logical id, crate, routes and event kind |
+//! | [`event_kind`], [`declared_event_type`] | a stored event's kind found again, through the table |
+//! | [`http_client`] | the HTTPS client the REST clients share (rustls on ring) |
 
 pub mod booking;
 pub mod functions;
