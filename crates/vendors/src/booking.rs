@@ -45,7 +45,7 @@ use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
-    FollowUp, Identity, Interpretation, Malformed, Source, Version,
+    FollowUp, Identity, Interpretation, Malformed, Reason, Source, Version,
 };
 use ports::secrets::{SecretCache, WebhookSecret};
 
@@ -329,29 +329,29 @@ impl EventKind for BookingFamily {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
-            return Err(Malformed("not_a_json_object"));
+            return Err(Malformed(Reason::NotAJsonObject));
         }
         let notification = body
             .get("notification")
             .filter(|v| v.is_object())
-            .ok_or(Malformed("missing_notification"))?;
+            .ok_or(Malformed(Reason::MissingNotification))?;
         let data = body
             .get("data")
             .filter(|v| v.is_object())
-            .ok_or(Malformed("missing_data"))?;
+            .ok_or(Malformed(Reason::MissingData))?;
         text_field(notification, &["event", "type"])
             .filter(|event| self.is_named_by(event))
-            .ok_or(Malformed("wrong_family"))?;
+            .ok_or(Malformed(Reason::WrongFamily))?;
         let trigger = text_field(notification, &["trigger"])
             .and_then(|t| self.canonical_trigger(t))
-            .ok_or(Malformed("unknown_trigger"))?;
+            .ok_or(Malformed(Reason::UnknownTrigger))?;
         let occurred_at = text_field(notification, &["occurred_at", "when"])
-            .ok_or(Malformed("missing_or_invalid_occurred_at"))?;
+            .ok_or(Malformed(Reason::MissingOrInvalidOccurredAt))?;
         let micros = parse_timestamp_micros(occurred_at.trim())
-            .ok_or(Malformed("missing_or_invalid_occurred_at"))?;
+            .ok_or(Malformed(Reason::MissingOrInvalidOccurredAt))?;
         let id = id_field(data, "id")
             .or_else(|| id_field(data, "uuid"))
-            .ok_or(Malformed("missing_data_id"))?;
+            .ok_or(Malformed(Reason::MissingDataId))?;
         let mut data = data.clone();
         strip_payment_card_fields(&mut data);
         let state = serde_json::json!({
@@ -563,7 +563,7 @@ mod tests {
                             &http::HeaderMap::new()
                         )
                         .unwrap_err(),
-                    Malformed("wrong_family"),
+                    Malformed(Reason::WrongFamily),
                     "{family:?} given {other:?}"
                 );
             }
@@ -574,7 +574,7 @@ mod tests {
                         &http::HeaderMap::new()
                     )
                     .unwrap_err(),
-                Malformed("unknown_trigger")
+                Malformed(Reason::UnknownTrigger)
             );
         }
     }
@@ -652,7 +652,7 @@ mod tests {
                 BookingFamily::Bookings
                     .interpret(b.clone(), &http::HeaderMap::new())
                     .unwrap_err(),
-                Malformed("missing_or_invalid_occurred_at"),
+                Malformed(Reason::MissingOrInvalidOccurredAt),
                 "{b}"
             );
         }
@@ -680,8 +680,9 @@ mod tests {
             assert_eq!(
                 BookingFamily::Bookings
                     .interpret(b.clone(), &http::HeaderMap::new())
-                    .unwrap_err(),
-                Malformed(reason),
+                    .unwrap_err()
+                    .reason(),
+                reason,
                 "{b}"
             );
         }

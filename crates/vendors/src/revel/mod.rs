@@ -16,7 +16,7 @@ use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     header, id_field, revel_version, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
-    Identity, Interpretation, Malformed, Source, Version,
+    Identity, Interpretation, Malformed, Reason, Source, Version,
 };
 use ports::secrets::SecretCache;
 
@@ -111,16 +111,16 @@ impl EventKind for RevelEventType {
 
     fn interpret(&self, body: Value, headers: &HeaderMap) -> Result<Interpretation, Malformed> {
         if !body.is_object() {
-            return Err(Malformed("not_a_json_object"));
+            return Err(Malformed(Reason::NotAJsonObject));
         }
         let establishment = header(headers, ESTABLISHMENT_HEADER);
         match self {
             Self::OrderFinalized => order(body),
             Self::CustomerCreated | Self::CustomerUpdated => {
-                dated_entity(body, "customer", "uuid", "missing_customer_uuid")
+                dated_entity(body, "customer", "uuid", Reason::MissingCustomerUuid)
             }
             Self::RewardCardCreated => {
-                dated_entity(body, "rewards_card", "id", "missing_rewards_card_id")
+                dated_entity(body, "rewards_card", "id", Reason::MissingRewardsCardId)
             }
             Self::StockChanged => stock(body, establishment),
             Self::MenuUpdated => menu(body, establishment),
@@ -148,7 +148,7 @@ fn updated_version(object: &Value) -> Result<(Version, i64), Malformed> {
         .and_then(Value::as_str)
         .and_then(revel_version)
         .and_then(|version| Some((version, version.key_micros()?)))
-        .ok_or(Malformed("missing_or_invalid_updated_date"))
+        .ok_or(Malformed(Reason::MissingOrInvalidUpdatedDate))
 }
 
 /// OrderAllInOne: `orderInfo` (with `uuid` and `updated_date`), `items`,
@@ -156,13 +156,13 @@ fn updated_version(object: &Value) -> Result<(Version, i64), Malformed> {
 /// string; it is kept parsed.
 fn order(body: Value) -> Result<Interpretation, Malformed> {
     let Value::Object(mut body) = body else {
-        return Err(Malformed("not_a_json_object"));
+        return Err(Malformed(Reason::NotAJsonObject));
     };
     let mut order_info = body
         .remove("orderInfo")
         .filter(|v| v.is_object())
-        .ok_or(Malformed("missing_order_info"))?;
-    let uuid = id_field(&order_info, "uuid").ok_or(Malformed("missing_order_uuid"))?;
+        .ok_or(Malformed(Reason::MissingOrderInfo))?;
+    let uuid = id_field(&order_info, "uuid").ok_or(Malformed(Reason::MissingOrderUuid))?;
     let (version, key_micros) = updated_version(&order_info)?;
     if let Some(raw) = order_info.get("gift_reward_data").and_then(Value::as_str) {
         match serde_json::from_str::<Value>(raw) {
@@ -306,7 +306,7 @@ fn dated_entity(
     body: Value,
     kind: &'static str,
     id_name: &str,
-    missing: &'static str,
+    missing: Reason,
 ) -> Result<Interpretation, Malformed> {
     let id = id_field(&body, id_name).ok_or(Malformed(missing))?;
     let (version, key_micros) = updated_version(&body)?;
@@ -334,22 +334,22 @@ fn per_establishment(establishment: Option<&str>, id: String) -> Result<String, 
         Some(e) if e.len() <= 64 && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
             Ok(format!("establishment-{e}:{id}"))
         }
-        Some(_) => Err(Malformed("invalid_establishment")),
+        Some(_) => Err(Malformed(Reason::InvalidEstablishment)),
     }
 }
 
 /// Item availability: `id`, `instock` and `type` are required; kept per
 /// product per establishment; no date, so the newest receipt wins.
 fn stock(body: Value, establishment: Option<&str>) -> Result<Interpretation, Malformed> {
-    let id = id_field(&body, "id").ok_or(Malformed("missing_item_id"))?;
+    let id = id_field(&body, "id").ok_or(Malformed(Reason::MissingItemId))?;
     body.get("instock")
         .and_then(Value::as_bool)
-        .ok_or(Malformed("missing_instock"))?;
+        .ok_or(Malformed(Reason::MissingInstock))?;
     let item_type = body
         .get("type")
         .and_then(Value::as_str)
         .filter(|t| !t.trim().is_empty())
-        .ok_or(Malformed("missing_item_type"))?
+        .ok_or(Malformed(Reason::MissingItemType))?
         .trim()
         .to_ascii_lowercase();
     let mut state = body;
@@ -373,7 +373,7 @@ fn menu(body: Value, establishment: Option<&str>) -> Result<Interpretation, Malf
     match body.get("event") {
         None => {}
         Some(Value::String(s)) if s == "menu.updated" => {}
-        Some(_) => return Err(Malformed("unexpected_event_name")),
+        Some(_) => return Err(Malformed(Reason::UnexpectedEventName)),
     }
     // Any other field is kept as sent, except payment card data.
     let mut state = body;
@@ -550,8 +550,9 @@ mod tests {
         for (kind, body, reason) in cases {
             assert_eq!(
                 kind.interpret(body.clone(), &http::HeaderMap::new())
-                    .unwrap_err(),
-                Malformed(reason),
+                    .unwrap_err()
+                    .reason(),
+                reason,
                 "{kind:?} {body}"
             );
         }
@@ -621,7 +622,7 @@ mod tests {
             RevelEventType::StockChanged
                 .interpret(body, &headers)
                 .unwrap_err(),
-            Malformed("invalid_establishment")
+            Malformed(Reason::InvalidEstablishment)
         );
     }
 

@@ -39,7 +39,7 @@ use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
-    FollowUp, Identity, Interpretation, Malformed, Source, Version,
+    FollowUp, Identity, Interpretation, Malformed, Reason, Source, Version,
 };
 use ports::secrets::SecretCache;
 
@@ -201,23 +201,23 @@ impl EventKind for VinesOsEvent {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
-            return Err(Malformed("not_a_json_object"));
+            return Err(Malformed(Reason::NotAJsonObject));
         }
         let event_id = body
             .get("id")
             .and_then(Value::as_str)
             .map(str::trim)
             .filter(|id| !id.is_empty())
-            .ok_or(Malformed("missing_event_id"))?;
+            .ok_or(Malformed(Reason::MissingEventId))?;
         body.get("type")
             .and_then(Value::as_str)
             .filter(|kind| *kind == self.name())
-            .ok_or(Malformed("wrong_event_type"))?;
+            .ok_or(Malformed(Reason::WrongEventType))?;
         let micros = body
             .get("occurred_at")
             .and_then(Value::as_str)
             .and_then(|raw| parse_timestamp_micros(raw.trim()))
-            .ok_or(Malformed("missing_or_invalid_occurred_at"))?;
+            .ok_or(Malformed(Reason::MissingOrInvalidOccurredAt))?;
         if *self == Self::InventoryRequested {
             // A request names products, not an entity of the partner's.
             return inventory_search::interpret(event_id, micros, body.get("data"));
@@ -225,8 +225,8 @@ impl EventKind for VinesOsEvent {
         let data = body
             .get("data")
             .filter(|data| data.is_object())
-            .ok_or(Malformed("missing_data_id"))?;
-        let id = id_field(data, "id").ok_or(Malformed("missing_data_id"))?;
+            .ok_or(Malformed(Reason::MissingDataId))?;
+        let id = id_field(data, "id").ok_or(Malformed(Reason::MissingDataId))?;
         let mut state = data.clone();
         strip_payment_card_fields(&mut state);
         Ok(Interpretation {
@@ -437,7 +437,7 @@ mod tests {
                     &http::HeaderMap::new()
                 )
                 .unwrap_err(),
-            Malformed("missing_revel_product_ids")
+            Malformed(Reason::MissingRevelProductIds)
         );
     }
 
@@ -512,8 +512,9 @@ mod tests {
             assert_eq!(
                 event
                     .interpret(body.clone(), &http::HeaderMap::new())
-                    .unwrap_err(),
-                Malformed(reason),
+                    .unwrap_err()
+                    .reason(),
+                reason,
                 "{body}"
             );
         }
@@ -527,7 +528,7 @@ mod tests {
                     event
                         .interpret(envelope(other), &http::HeaderMap::new())
                         .unwrap_err(),
-                    Malformed("wrong_event_type"),
+                    Malformed(Reason::WrongEventType),
                     "{event:?} given {other:?}"
                 );
             }

@@ -21,7 +21,7 @@ use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
-    Identity, Interpretation, Malformed, Source, Version,
+    Identity, Interpretation, Malformed, Reason, Source, Version,
 };
 use ports::secrets::SecretCache;
 
@@ -119,27 +119,28 @@ impl EventKind for WineSittingEvent {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
-            return Err(Malformed("not_a_json_object"));
+            return Err(Malformed(Reason::NotAJsonObject));
         }
         let object_type = body
             .get("type")
             .and_then(Value::as_str)
             .and_then(ObjectType::parse)
-            .ok_or(Malformed("unknown_type"))?;
+            .ok_or(Malformed(Reason::UnknownType))?;
         let operation = body
             .get("operation")
             .and_then(Value::as_str)
             .and_then(Operation::parse)
-            .ok_or(Malformed("unknown_operation"))?;
+            .ok_or(Malformed(Reason::UnknownOperation))?;
         if (object_type, operation) == (ObjectType::Putaway, Operation::Update) {
-            return Err(Malformed("putaway_update"));
+            return Err(Malformed(Reason::PutawayUpdate));
         }
         let object = body
             .get("object")
             .filter(|o| o.is_object())
-            .ok_or(Malformed("missing_object_id"))?;
-        let id = id_field(object, "id").ok_or(Malformed("missing_object_id"))?;
-        let micros = event_micros(body.get("date")).ok_or(Malformed("missing_or_invalid_date"))?;
+            .ok_or(Malformed(Reason::MissingObjectId))?;
+        let id = id_field(object, "id").ok_or(Malformed(Reason::MissingObjectId))?;
+        let micros =
+            event_micros(body.get("date")).ok_or(Malformed(Reason::MissingOrInvalidDate))?;
         let mut state = object.clone();
         strip_payment_card_fields(&mut state);
         Ok(Interpretation {
@@ -403,8 +404,9 @@ mod tests {
             assert_eq!(
                 WineSittingEvent
                     .interpret(body.clone(), &http::HeaderMap::new())
-                    .unwrap_err(),
-                Malformed(reason),
+                    .unwrap_err()
+                    .reason(),
+                reason,
                 "{body}"
             );
         }
