@@ -14,12 +14,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv test fmt-check lint unit integration validate build local events post-events trigger clean-local bench-load simulate
+.PHONY: help venv test fmt-check lint doc unit integration validate build local events post-events trigger clean-local bench-load simulate
 
 help:
 	@echo "make local        run every function at its route on http://127.0.0.1:3000, the events processor on the events table's stream and the jobs worker (local AWS endpoint included)"
 	@echo "make post-events  post every request in events/ to the running local stack, show what was stored, then what reached the partner"
-	@echo "make test         format, lint, unit and integration tests, sam validate --lint"
+	@echo "make test         format, lint, API docs, unit and integration tests, sam validate --lint"
 	@echo "make bench-lambda release functions as Lambda runs them (local Runtime API): init, latency, CPU, RSS, the ack path's AWS requests and round trips, the events processor per record, beside a hello-world floor"
 	@echo "make build        sam build --beta-features (arm64, cargo-lambda + zig)"
 	@echo "make bench-hot-path   what a receiver does before its first network call, per sample (criterion)"
@@ -39,13 +39,18 @@ $(STAMP): $(VENV_REQUIREMENTS)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-test: fmt-check lint unit integration validate
+test: fmt-check lint doc unit integration validate
 
 fmt-check:
 	cargo fmt --all --check
 
 lint:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The API docs build without a warning and every intra-doc link resolves
+# (private items included: their links are read by contributors too).
+doc:
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --locked
 
 # The venv first: lambda-sandbox's stand-in tests run boto3 against it.
 unit: venv
@@ -122,58 +127,23 @@ trigger:
 clean-local:
 	rm -rf .local .aws-sam
 
-# Load test against a stack of its own; not part of `make test`. Starts
-# `local-stack up` on two free loopback ports, waits until it answers, runs
-# `local-stack load` (10,000 signed deliveries, 30% repeats, concurrency 32,
-# then checks each distinct event was stored once; LOAD_ARGS="--count 2000"
-# to change it), and stops the stack, also when load fails. A running
-# `make local` keeps its .local/stack.json and functions.env (put back after).
+# Load test against a stack of its own; not part of `make test`. `xtask
+# bench-load` (tools/xtask) starts `local-stack up` on two free loopback
+# ports, waits until it answers, runs `local-stack load` (10,000 signed
+# deliveries, 30% repeats, concurrency 32, then checks each distinct event
+# was stored once; LOAD_ARGS="--count 2000" to change it), and stops the
+# stack, also when load fails or on Ctrl-C. A running `make local` keeps its
+# .local/stack.json and functions.env (put back after).
 bench-load: venv
-	cargo build --quiet --locked -p local-stack
-	@set -uo pipefail; \
-	ports=$$($(VENV)/bin/python -c 'import socket; s = [socket.socket() for _ in range(2)]; [x.bind(("127.0.0.1", 0)) for x in s]; print(*(x.getsockname()[1] for x in s))'); \
-	read -r port aws_port <<< "$$ports"; \
-	mkdir -p .local; saved=$$(mktemp -d); log=.local/bench-load-stack.log; \
-	for f in stack.json functions.env; do if [ -e .local/$$f ]; then cp -p .local/$$f "$$saved"/; fi; done; \
-	cargo run --quiet --locked -p local-stack -- up --port $$port --aws-port $$aws_port --python $(CURDIR)/$(VENV)/bin/python --no-worker > "$$log" 2>&1 & stack=$$!; \
-	trap 'kill $$stack 2>/dev/null; wait $$stack 2>/dev/null; for f in stack.json functions.env; do if [ -e "$$saved/$$f" ]; then cp -p "$$saved/$$f" .local/; else rm -f .local/$$f; fi; done; rm -rf "$$saved"' EXIT; \
-	echo "bench-load: local stack on http://127.0.0.1:$$port, its AWS endpoint on port $$aws_port, log in $$log"; \
-	for i in $$(seq 1 240); do \
-	  if ! kill -0 $$stack 2>/dev/null; then echo "bench-load: the local stack exited:"; tail -n 20 "$$log"; exit 1; fi; \
-	  if (exec 3<>/dev/tcp/127.0.0.1/$$port && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && timeout 5 head -c 4 <&3 | grep -q HTTP) 2>/dev/null; then break; fi; \
-	  if [ $$i = 240 ]; then echo "bench-load: the local stack did not answer within 120 s"; exit 1; fi; \
-	  sleep 0.5; \
-	done; \
-	cargo run --quiet --locked -p local-stack -- load --url http://127.0.0.1:$$port $(LOAD_ARGS)
+	cargo run --quiet --locked -p xtask -- bench-load --python $(CURDIR)/$(VENV)/bin/python $(LOAD_ARGS)
 
-# Fuzzing, not part of `make test`: builds the cargo-fuzz targets in fuzz/
-# (nightly, cargo-fuzz pinned below) and runs each for FUZZ_SECONDS, the
-# payload and API Gateway targets starting from the samples in events/.
-# New corpus entries go to fuzz/corpus/<target>/, a crash's input to
-# fuzz/artifacts/<target>/, each run's output to fuzz/logs/<target>.log.
-# Fails if any target found something. FUZZ_TARGETS="payloads" for one.
+# Fuzzing, not part of `make test`. `xtask fuzz` (tools/xtask) builds the
+# cargo-fuzz targets in fuzz/ (nightly and the pinned cargo-fuzz, installed
+# if missing) and runs each for FUZZ_SECONDS (60), the payload and API
+# Gateway targets starting from the samples in events/. New corpus entries
+# go to fuzz/corpus/<target>/, a crash's input to fuzz/artifacts/<target>/,
+# each run's output to fuzz/logs/<target>.log. Fails if any target found
+# something. FUZZ_TARGETS="payloads" for one (all by default).
 .PHONY: fuzz
-CARGO_FUZZ_VERSION := 0.13.1
-FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= revel_signature standard_webhooks payloads payloads_structured apigw_request event_key ingest_revel
 fuzz:
-	@cargo fuzz --version 2>/dev/null | grep -qxF 'cargo-fuzz $(CARGO_FUZZ_VERSION)' || cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
-	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
-	cargo +nightly fuzz build --sanitizer none
-	@mkdir -p fuzz/logs; failed=; \
-	for target in $(FUZZ_TARGETS); do \
-	  case $$target in \
-	    apigw_request) seeds=events ;; \
-	    payloads|ingest_revel) seeds=events/payloads ;; \
-	    *) seeds= ;; \
-	  esac; \
-	  mkdir -p fuzz/corpus/$$target; log=fuzz/logs/$$target.log; \
-	  if cargo +nightly fuzz run --sanitizer none $$target fuzz/corpus/$$target $$seeds -- \
-	      -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 > $$log 2>&1; then \
-	    echo "fuzz: $$target: $$(grep -ao 'Done [0-9]* runs in [0-9]* second(s)' $$log | tail -n 1), corpus $$(ls fuzz/corpus/$$target | wc -l), no findings"; \
-	  else \
-	    echo "fuzz: $$target FOUND SOMETHING (input in fuzz/artifacts/$$target/, log $$log):"; \
-	    grep -a -A 12 -m 1 -E "panicked|ERROR: libFuzzer" $$log; failed="$$failed $$target"; \
-	  fi; \
-	done; \
-	if [ -n "$$failed" ]; then echo "fuzz: findings in:$$failed"; exit 1; fi
+	cargo run --quiet --locked -p xtask -- fuzz $(if $(FUZZ_SECONDS),--seconds $(FUZZ_SECONDS)) $(if $(FUZZ_TARGETS),--targets $(FUZZ_TARGETS))

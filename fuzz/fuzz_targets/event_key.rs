@@ -16,7 +16,7 @@ use domain::sources::Identity;
 enum Ident {
     Unparsed,
     Business(String),
-    PerDelivery,
+    PerRequest,
 }
 
 #[derive(Arbitrary, Debug, Clone)]
@@ -39,7 +39,7 @@ fn identity(ident: &Ident) -> Option<Identity> {
     match ident {
         Ident::Unparsed => None,
         Ident::Business(key) => Some(Identity::Business(key.clone())),
-        Ident::PerDelivery => Some(Identity::PerDelivery),
+        Ident::PerRequest => Some(Identity::PerRequest),
     }
 }
 
@@ -91,7 +91,7 @@ fuzz_target!(|input: Input| {
             (Ident::Unparsed, Ident::Unparsed) => {
                 assert_eq!(a.body == b.body, key_a == key_b)
             }
-            (Ident::PerDelivery, Ident::PerDelivery) => assert_eq!(
+            (Ident::PerRequest, Ident::PerRequest) => assert_eq!(
                 a.body == b.body && a.received_at_micros == b.received_at_micros,
                 key_a == key_b,
                 "per-delivery keys are the receipt instant and the body"

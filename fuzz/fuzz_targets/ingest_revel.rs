@@ -102,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
         rt.block_on(memory.process_stream());
         let per_delivery = matches!(
             meaning,
-            Some((false, Ok(ref m))) if m.identity == Identity::PerDelivery
+            Some((false, Ok(ref m))) if m.identity == Identity::PerRequest
         );
         match (&first, &second) {
             (Outcome::Accepted { event_key: a }, Outcome::Duplicate { event_key: b }) => {

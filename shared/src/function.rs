@@ -15,9 +15,10 @@ use pipeline::config::Config;
 use pipeline::process::Processor;
 use pipeline::receive::Receiver;
 use ports::secrets::SecretCache;
-use vendors::booking::{Booking, BookingFamily};
+use vendors::booking::Booking;
+use vendors::functions::Kind;
 use vendors::revel::{Revel, RevelEventType};
-use vendors::vinesos::{VinesOs, VinesOsEvent};
+use vendors::vinesos::VinesOs;
 use vendors::winesitting::{WineSitting, WineSittingEvent};
 
 pub type Error = lambda_http::Error;
@@ -104,9 +105,34 @@ pub fn processor(config: &Config, clients: &Clients) -> Processor {
     .with_deliveries(config.deliveries.clone())
 }
 
-/// Serves one Revel webhook type in the Lambda runtime.
-pub async fn serve_revel(kind: RevelEventType) -> Result<(), Error> {
-    serve_webhook(|config, secrets| Ok((revel_source(config, secrets), Arc::new(kind)))).await
+/// Serves the receiver function built from the crate `crate_name` (its
+/// row in [`vendors::functions`]) in the Lambda runtime. A function crate's
+/// `main` is this one call.
+pub async fn serve_receiver(crate_name: &str) -> Result<(), Error> {
+    let function = vendors::functions::by_crate(crate_name)
+        .ok_or_else(|| format!("{crate_name} is not in the table of functions"))?;
+    serve_webhook(|config, secrets| {
+        Ok((
+            source_of(function.kind, config, secrets)?,
+            function.kind.event_kind(),
+        ))
+    })
+    .await
+}
+
+/// The source that authenticates requests of `kind`, its secrets read
+/// through `secrets`.
+pub fn source_of(
+    kind: Kind,
+    config: &Config,
+    secrets: &SecretsClient,
+) -> Result<Arc<dyn Source>, Error> {
+    Ok(match kind {
+        Kind::Revel(_) => revel_source(config, secrets),
+        Kind::WineSitting => winesitting_source(config, secrets)?,
+        Kind::Booking(_) => booking_source(config, secrets)?,
+        Kind::VinesOs(_) => vinesos_source(config, secrets)?,
+    })
 }
 
 /// What a receiver is: its source (how it authenticates) and its event kind
@@ -497,27 +523,6 @@ pub fn vinesos_source(config: &Config, secrets: &SecretsClient) -> Result<Arc<Vi
     Ok(Arc::new(VinesOs::new(secret_cache(id, config, secrets))))
 }
 
-/// Serves one of VinesOS's webhooks in the Lambda runtime.
-pub async fn serve_vinesos(event: VinesOsEvent) -> Result<(), Error> {
-    serve_webhook(|config, secrets| Ok((vinesos_source(config, secrets)?, Arc::new(event)))).await
-}
-
-/// Serves one booking-platform event family in the Lambda runtime.
-pub async fn serve_booking(family: BookingFamily) -> Result<(), Error> {
-    serve_webhook(|config, secrets| Ok((booking_source(config, secrets)?, Arc::new(family)))).await
-}
-
-/// Serves WineSitting's webhook in the Lambda runtime.
-pub async fn serve_winesitting() -> Result<(), Error> {
-    serve_webhook(|config, secrets| {
-        Ok((
-            winesitting_source(config, secrets)?,
-            Arc::new(WineSittingEvent),
-        ))
-    })
-    .await
-}
-
 /// Every source, built once, for a process that serves many functions (the
 /// local stack, the tests).
 #[derive(Clone)]
@@ -538,6 +543,16 @@ impl AllSources {
         })
     }
 
+    /// The source of requests of `kind`.
+    pub fn source_of(&self, kind: Kind) -> Arc<dyn Source> {
+        match kind {
+            Kind::Revel(_) => self.revel.clone(),
+            Kind::WineSitting => self.winesitting.clone(),
+            Kind::Booking(_) => self.booking.clone(),
+            Kind::VinesOs(_) => self.vinesos.clone(),
+        }
+    }
+
     /// The receiver of the template function `logical_id`, if it is one.
     pub fn receiver_for(
         &self,
@@ -545,50 +560,12 @@ impl AllSources {
         config: &Config,
         clients: &Clients,
     ) -> Option<Receiver> {
-        let (source, kind) = find(
-            &RevelEventType::ALL,
-            |k| k.logical_id(),
-            logical_id,
-            &self.revel,
-        )
-        .or_else(|| {
-            find(
-                &VinesOsEvent::ALL,
-                |e| e.logical_id(),
-                logical_id,
-                &self.vinesos,
-            )
-        })
-        .or_else(|| {
-            find(
-                &BookingFamily::ALL,
-                |f| f.logical_id(),
-                logical_id,
-                &self.booking,
-            )
-        })
-        .or_else(|| {
-            find(
-                &[WineSittingEvent],
-                |_| vendors::winesitting::LOGICAL_ID,
-                logical_id,
-                &self.winesitting,
-            )
-        })?;
-        Some(receiver(source, kind, config, &clients.events))
+        let function = vendors::functions::by_logical_id(logical_id)?;
+        Some(receiver(
+            self.source_of(function.kind),
+            function.kind.event_kind(),
+            config,
+            &clients.events,
+        ))
     }
-}
-
-/// The kind among `kinds` whose function is `logical_id`, with its source.
-fn find<K: domain::sources::EventKind + Clone + 'static, S: Source + 'static>(
-    kinds: &[K],
-    logical_id_of: impl Fn(&K) -> &'static str,
-    logical_id: &str,
-    source: &Arc<S>,
-) -> Option<Description> {
-    let kind = kinds
-        .iter()
-        .find(|k| logical_id_of(k) == logical_id)?
-        .clone();
-    Some((source.clone() as Arc<dyn Source>, Arc::new(kind)))
 }

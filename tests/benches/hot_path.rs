@@ -13,6 +13,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
+use vendors::functions::Kind;
 
 use async_trait::async_trait;
 use aws_adapters::dynamodb::event_item;
@@ -104,7 +105,7 @@ fn hot_path(c: &mut Criterion) {
         let raw = event.to_string();
         let body_len = event["body"].as_str().map_or(0, str::len);
         let receiver: Receiver = sources
-            .receiver_for(sample.target.logical_id(), &config, &clients)
+            .receiver_for(sample.kind.function().logical_id, &config, &clients)
             .expect("every sample has a receiver");
         // Loads the secrets once, as the function does at init.
         let warm = runtime.block_on(to_item(&receiver, &raw));
@@ -164,13 +165,13 @@ fn steps(c: &mut Criterion) {
         RevelEventType::OrderFinalized,
         RevelEventType::CustomerCreated,
     ] {
-        let name = kind.crate_name();
+        let name = Kind::Revel(kind).function().crate_name;
         let raw = std::fs::read_to_string(
             local_stack::events::default_dir().join(format!("{name}.json")),
         )
         .expect("run `make events`");
         let receiver = sources
-            .receiver_for(kind.logical_id(), &config, &clients)
+            .receiver_for(Kind::Revel(kind).function().logical_id, &config, &clients)
             .expect("receiver");
         let request = decode(&raw);
         let body: serde_json::Value = serde_json::from_slice(&request.body).expect("json");

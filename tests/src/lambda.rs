@@ -166,7 +166,13 @@ impl Lambda {
 /// A Revel request to `kind`'s route, signed for the demo instance.
 pub fn revel_event(kind: RevelEventType, body: &[u8]) -> Value {
     let headers = local_stack::events::revel_headers(kind, DEMO_INSTANCE, DEMO_SECRET, body);
-    local_stack::events::http_api_event("POST", kind.route(), "", &headers, body)
+    local_stack::events::http_api_event(
+        "POST",
+        vendors::functions::Kind::Revel(kind).function().route(),
+        "",
+        &headers,
+        body,
+    )
 }
 
 /// The records the events table's stream holds, oldest first, as the

@@ -325,7 +325,13 @@ pub fn request_with(
     headers: &[(String, String)],
     body: &[u8],
 ) -> ApiGatewayEvent {
-    let event = local_stack::events::http_api_event("POST", kind.route(), "", headers, body);
+    let event = local_stack::events::http_api_event(
+        "POST",
+        vendors::functions::Kind::Revel(kind).function().route(),
+        "",
+        headers,
+        body,
+    );
     serde_json::from_value(event).expect("a valid API Gateway event")
 }
 

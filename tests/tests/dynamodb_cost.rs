@@ -24,8 +24,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use integration_tests::*;
-use local_stack::events::{samples, Target};
+use local_stack::events::samples;
 use serde_json::Value;
+use vendors::functions::Kind;
 use vendors::revel::RevelEventType;
 
 /// DynamoDB's size of one attribute value in wire JSON.
@@ -201,10 +202,10 @@ async fn process(
 }
 
 /// Bodies with nothing that tells a repeat from a new change.
-fn repeat_is_its_own_event(target: Target) -> bool {
+fn repeat_is_its_own_event(kind: Kind) -> bool {
     matches!(
-        target,
-        Target::Revel(RevelEventType::StockChanged | RevelEventType::MenuUpdated)
+        kind,
+        Kind::Revel(RevelEventType::StockChanged | RevelEventType::MenuUpdated)
     )
 }
 
@@ -218,7 +219,7 @@ async fn measure_all() -> Vec<Measured> {
             continue;
         }
         let event = sample_event(&sample);
-        let receiver = counted.receiver_for(sample.target.logical_id());
+        let receiver = counted.receiver_for(sample.kind.function().logical_id);
 
         let (first, new) = answer(&stack, &counted, &receiver, &event).await;
         assert_eq!(new.status, "200 accepted", "{}", sample.output);
@@ -226,7 +227,7 @@ async fn measure_all() -> Vec<Measured> {
 
         let (again, repeat) = answer(&stack, &counted, &receiver, &event).await;
         let repeat_processing = process(&stack, &counted, &processor).await;
-        if repeat_is_its_own_event(sample.target) {
+        if repeat_is_its_own_event(sample.kind) {
             assert_eq!(repeat.status, "200 accepted", "{}", sample.output);
             assert_ne!(event_id(&again), event_id(&first));
             let entity = stack

@@ -17,7 +17,7 @@
 //! delivered to the partner once, and nothing left on any queue.
 //!
 //! `cargo test -p integration-tests --test faults -- --nocapture` prints one
-//! row of the README's fault table per test (lines starting with `|`).
+//! row of the fault table in docs/architecture.md per test (lines starting with `|`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

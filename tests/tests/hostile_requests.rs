@@ -3,7 +3,7 @@
 //! and the real SDK against the local endpoint: huge headers, deeply nested
 //! JSON, invalid UTF-8, wrong content types, empty bodies, signatures of the
 //! wrong length, not hex or missing, replayed old events, unknown instances,
-//! path tricks, bodies over the limit. Each gets the answer of the README's
+//! path tricks, bodies over the limit. Each gets the answer of docs/sources.md's
 //! "Answers" table, within a hang guard (the times are printed), and the
 //! tables and the queue are scanned after each: a refusal writes nothing; an
 //! answer writes at most its event record (the processor does the rest); a
@@ -11,6 +11,7 @@
 //! the stream processor skips it: nothing is applied or queued.
 
 use std::time::{Duration, Instant};
+use vendors::functions::Kind;
 
 use integration_tests::*;
 use local_stack::events::{routed_event, vinesos_headers, Route};
@@ -19,7 +20,6 @@ use vendors::booking::BookingFamily;
 use vendors::revel::signature::sign;
 use vendors::revel::RevelEventType;
 use vendors::vinesos::VinesOsEvent;
-use vendors::winesitting;
 
 /// Not a latency target: a guard against a request that hangs or burns CPU.
 const HANG_GUARD: Duration = Duration::from_secs(2);
@@ -59,7 +59,13 @@ fn api_request(
 }
 
 fn revel_request(headers: &[(String, String)], body: &[u8]) -> shared::http::ApiGatewayEvent {
-    api_request(KIND.route(), KIND.route(), None, headers, body)
+    api_request(
+        Kind::Revel(KIND).function().route(),
+        Kind::Revel(KIND).function().route(),
+        None,
+        headers,
+        body,
+    )
 }
 
 /// Revel's headers for `body` with one header replaced (or removed when `value` is `None`).
@@ -465,14 +471,27 @@ fn vinesos_request(
     body: &[u8],
 ) -> shared::http::ApiGatewayEvent {
     let event = VinesOsEvent::CustomerCreated;
-    let path = event.route().replace("{instance}", instance);
-    api_request(event.route(), &path, params, headers, body)
+    let path = Kind::VinesOs(event)
+        .function()
+        .route()
+        .replace("{instance}", instance);
+    api_request(
+        Kind::VinesOs(event).function().route(),
+        &path,
+        params,
+        headers,
+        body,
+    )
 }
 
 #[tokio::test]
 async fn hostile_vinesos_requests_replays_and_path_tricks_are_refused_with_nothing_written() {
     let stack = Stack::new().await;
-    let receiver = stack.receiver_for(VinesOsEvent::CustomerCreated.logical_id());
+    let receiver = stack.receiver_for(
+        Kind::VinesOs(VinesOsEvent::CustomerCreated)
+            .function()
+            .logical_id,
+    );
     let body = vinesos_body();
     let secret = local_stack::DEMO_VINESOS_SECRET;
     let at = |timestamp: i64| vinesos_headers(secret, &body, timestamp);
@@ -634,7 +653,7 @@ async fn hostile_vinesos_requests_replays_and_path_tricks_are_refused_with_nothi
 #[tokio::test]
 async fn winesitting_and_booking_path_tricks_are_refused_with_nothing_written() {
     let stack = Stack::new().await;
-    let receiver = stack.receiver_for(winesitting::LOGICAL_ID);
+    let receiver = stack.receiver_for(Kind::WineSitting.function().logical_id);
     let body = payload("winesitting-order.json");
     let token = local_stack::DEMO_WINESITTING_TOKEN;
     let json_headers = vec![("content-type".to_owned(), "application/json".to_owned())];
@@ -706,7 +725,7 @@ async fn winesitting_and_booking_path_tricks_are_refused_with_nothing_written() 
             &receiver,
             &format!("winesitting: {case}"),
             api_request(
-                winesitting::ROUTE,
+                Kind::WineSitting.function().route(),
                 "/winesitting/x/y",
                 Some(&params),
                 &json_headers,
@@ -718,7 +737,7 @@ async fn winesitting_and_booking_path_tricks_are_refused_with_nothing_written() 
     }
 
     let family = BookingFamily::Bookings;
-    let receiver = stack.receiver_for(family.logical_id());
+    let receiver = stack.receiver_for(Kind::Booking(family).function().logical_id);
     let body = payload("booking-bookings.json");
     let signed = local_stack::events::booking_headers(
         local_stack::DEMO_BOOKING_HEADER,
@@ -794,7 +813,7 @@ async fn winesitting_and_booking_path_tricks_are_refused_with_nothing_written() 
             &receiver,
             &format!("booking: {case}"),
             api_request(
-                family.token_route(),
+                Kind::Booking(family).function().routes[1],
                 "/booking/x/bookings/y",
                 Some(&params),
                 &headers,

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use vendors::functions::Kind;
 
 use aws_adapters::dynamodb::DynamoEntityStore;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
@@ -50,9 +51,12 @@ fn search(instance: &str, id: &str, products: &[u64]) -> shared::http::ApiGatewa
     .to_string();
     let event = VinesOsEvent::InventoryRequested;
     let route = Route {
-        template: event.route().to_owned(),
+        template: Kind::VinesOs(event).function().route().to_owned(),
     };
-    let path = event.route().replace("{instance}", instance);
+    let path = Kind::VinesOs(event)
+        .function()
+        .route()
+        .replace("{instance}", instance);
     let signed_at = OffsetDateTime::now_utc().unix_timestamp();
     let headers = vinesos_headers(DEMO_VINESOS_SECRET, body.as_bytes(), signed_at);
     let request = routed_event("POST", &route, &path, "", &headers, body.as_bytes());
@@ -100,7 +104,11 @@ async fn revel_stand_in() -> String {
 /// Stores `request`, expecting it accepted with one put, and lets the
 /// stream processor take it.
 async fn post(stack: &Stack, counted: &CountedReceivers, request: shared::http::ApiGatewayEvent) {
-    let receiver = counted.receiver_for(VinesOsEvent::InventoryRequested.logical_id());
+    let receiver = counted.receiver_for(
+        Kind::VinesOs(VinesOsEvent::InventoryRequested)
+            .function()
+            .logical_id,
+    );
     let (status, answer, calls) = counted.deliver(&receiver, request).await;
     expect_outcome(status, &answer, 200, "accepted");
     assert_one_put(&calls, "an inventory request");

@@ -3,12 +3,12 @@
 //! entities kept by the real stream processor (`Stack::settle`).
 
 use integration_tests::*;
-use local_stack::events::{request_for, routed_event, samples, Route, Target};
+use local_stack::events::{request_for, routed_event, samples, Route};
 use ports::queue::{JobKind, JobMessage};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use vendors::booking::BookingFamily;
-use vendors::winesitting;
+use vendors::functions::Kind;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -31,7 +31,7 @@ fn booking_body(event: &str, trigger: &str, at: &str, id: &str) -> Vec<u8> {
 }
 
 fn signed_booking(family: BookingFamily, body: &[u8]) -> shared::http::ApiGatewayEvent {
-    let (route, path, headers) = request_for(Target::Booking(family), body);
+    let (route, path, headers) = request_for(Kind::Booking(family), body);
     request(&route, &path, &headers, body)
 }
 
@@ -43,9 +43,9 @@ async fn every_sample_of_the_other_platforms_is_stored_with_one_request_and_its_
     let mut stored = BTreeSet::new();
     for sample in samples()
         .into_iter()
-        .filter(|s| matches!(s.target, Target::WineSitting | Target::Booking(_)))
+        .filter(|s| matches!(s.kind, Kind::WineSitting | Kind::Booking(_)))
     {
-        let receiver = counted.receiver_for(sample.target.logical_id());
+        let receiver = counted.receiver_for(sample.kind.function().logical_id);
         let (status, first, calls) = counted.deliver(&receiver, sample_request(&sample)).await;
         expect_outcome(status, &first, 200, "accepted");
         assert_one_put(&calls, &sample.output);
@@ -78,14 +78,13 @@ async fn winesitting_and_booking_changes_reach_the_partner_signed_in_order_per_e
     let stack = Stack::new().await;
     let partner = PartnerStandIn::start(204).await;
     let worker = stack.delivering_worker(&partner);
-    let bookings = stack.receiver_for(BookingFamily::Bookings.logical_id());
+    let bookings = stack.receiver_for(Kind::Booking(BookingFamily::Bookings).function().logical_id);
     let send_booking = |trigger: &'static str, at: &'static str| {
         let body = booking_body("Bookings", trigger, at, "B-1");
         deliver(&bookings, signed_booking(BookingFamily::Bookings, &body))
     };
-    let (route, path, headers) =
-        request_for(Target::WineSitting, &payload("winesitting-order.json"));
-    let winesitting = stack.receiver_for(winesitting::LOGICAL_ID);
+    let (route, path, headers) = request_for(Kind::WineSitting, &payload("winesitting-order.json"));
+    let winesitting = stack.receiver_for(Kind::WineSitting.function().logical_id);
     let (status, _) = deliver(
         &winesitting,
         request(&route, &path, &headers, &payload("winesitting-order.json")),
@@ -180,10 +179,10 @@ async fn winesitting_and_booking_changes_reach_the_partner_signed_in_order_per_e
 #[tokio::test]
 async fn a_wrong_winesitting_token_or_account_is_refused_and_nothing_is_written() {
     let stack = Stack::new().await;
-    let receiver = stack.receiver_for(winesitting::LOGICAL_ID);
+    let receiver = stack.receiver_for(Kind::WineSitting.function().logical_id);
     let body = payload("winesitting-order.json");
     let route = Route {
-        template: winesitting::ROUTE.to_owned(),
+        template: Kind::WineSitting.function().route().to_owned(),
     };
     for path in [
         format!("/winesitting/{DEMO_INSTANCE}/not-the-token"),
@@ -211,9 +210,9 @@ async fn a_wrong_winesitting_token_or_account_is_refused_and_nothing_is_written(
 async fn a_booking_signature_over_another_body_or_no_signature_is_refused() {
     let stack = Stack::new().await;
     let family = BookingFamily::Bookings;
-    let receiver = stack.receiver_for(family.logical_id());
+    let receiver = stack.receiver_for(Kind::Booking(family).function().logical_id);
     let body = payload("booking-bookings.json");
-    let (route, path, mut headers) = request_for(Target::Booking(family), &body);
+    let (route, path, mut headers) = request_for(Kind::Booking(family), &body);
     let mut tampered = body.clone();
     tampered[30] ^= 1;
     assert_eq!(
@@ -236,10 +235,10 @@ async fn a_booking_signature_over_another_body_or_no_signature_is_refused() {
 async fn an_account_without_a_secret_uses_its_url_token() {
     let stack = Stack::new().await;
     let family = BookingFamily::Customers;
-    let receiver = stack.receiver_for(family.logical_id());
+    let receiver = stack.receiver_for(Kind::Booking(family).function().logical_id);
     let body = booking_body("Customers", "Creation", "2026-11-24T10:00:00Z", "CU-1");
     let route = Route {
-        template: family.token_route().to_owned(),
+        template: Kind::Booking(family).function().routes[1].to_owned(),
     };
     let (status, answer) = deliver(
         &receiver,
@@ -269,7 +268,7 @@ async fn an_account_without_a_secret_uses_its_url_token() {
 /// returns the state of the one entity they change.
 async fn kept_after(family: BookingFamily, bodies: &[&Vec<u8>]) -> Value {
     let stack = Stack::new().await;
-    let receiver = stack.receiver_for(family.logical_id());
+    let receiver = stack.receiver_for(Kind::Booking(family).function().logical_id);
     for body in bodies {
         let (status, answer) = deliver(&receiver, signed_booking(family, body)).await;
         expect_outcome(status, &answer, 200, "accepted");
@@ -310,7 +309,7 @@ async fn an_amendment_and_a_cancellation_in_the_same_second_end_cancelled_in_eit
 async fn a_different_booking_body_under_an_existing_key_is_kept_as_a_conflict() {
     let stack = Stack::new().await;
     let family = BookingFamily::Bookings;
-    let receiver = stack.receiver_for(family.logical_id());
+    let receiver = stack.receiver_for(Kind::Booking(family).function().logical_id);
     let body = payload("booking-bookings.json");
     let mut other: Value = serde_json::from_slice(&body).unwrap();
     other["data"]["guests"] = json!(5);
@@ -344,8 +343,8 @@ async fn the_winesitting_repair_poll_finds_the_order_whose_webhook_was_lost() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([delivered_order, lost])))
         .mount(&api)
         .await;
-    let receiver = stack.receiver_for(winesitting::LOGICAL_ID);
-    let (route, path, headers) = request_for(Target::WineSitting, &delivered);
+    let receiver = stack.receiver_for(Kind::WineSitting.function().logical_id);
+    let (route, path, headers) = request_for(Kind::WineSitting, &delivered);
     let (status, answer) = deliver(&receiver, request(&route, &path, &headers, &delivered)).await;
     expect_outcome(status, &answer, 200, "accepted");
     // Processed within seconds of its answer; the poll runs every 30 minutes.

@@ -9,10 +9,11 @@
 use domain::ids::InstanceName;
 use domain::sources::EventKind;
 use integration_tests::*;
-use local_stack::events::{request_for, resign, routed_event, Target};
+use local_stack::events::{request_for, resign, routed_event};
 use local_stack::fake_revel::{self, Fixtures};
 use ports::queue::{Job, JobKind};
 use serde_json::{json, Value};
+use vendors::functions::Kind;
 use vendors::revel::RevelEventType;
 use vendors::vinesos::VinesOsEvent;
 use wiremock::matchers::{method, path, query_param};
@@ -22,7 +23,10 @@ const REVEL_UUID: &str = "58126996-3fc8-4c87-b326-b4762783c863";
 
 /// The sample payload of `event`.
 fn sample(event: VinesOsEvent) -> Value {
-    let name = format!("vinesos-{}.json", &event.crate_name()["vinesos-".len()..]);
+    let name = format!(
+        "vinesos-{}.json",
+        &Kind::VinesOs(event).function().crate_name["vinesos-".len()..]
+    );
     serde_json::from_slice(&payload(&name)).unwrap()
 }
 
@@ -32,7 +36,7 @@ fn signed_vinesos(event: VinesOsEvent, body: &Value) -> shared::http::ApiGateway
 }
 
 fn signed_bytes(event: VinesOsEvent, body: &[u8]) -> shared::http::ApiGatewayEvent {
-    let (route, path, headers) = request_for(Target::VinesOs(event), body);
+    let (route, path, headers) = request_for(Kind::VinesOs(event), body);
     let signed = resign(routed_event("POST", &route, &path, "", &headers, body));
     integration_tests::api_gateway_event(&signed.to_string()).unwrap()
 }
@@ -42,14 +46,14 @@ fn signed_bytes(event: VinesOsEvent, body: &[u8]) -> shared::http::ApiGatewayEve
 fn vinesos_request(event: VinesOsEvent) -> shared::http::ApiGatewayEvent {
     let body = payload(&format!(
         "vinesos-{}.json",
-        &event.crate_name()["vinesos-".len()..]
+        &Kind::VinesOs(event).function().crate_name["vinesos-".len()..]
     ));
     signed_bytes(event, &body)
 }
 
 /// Delivers `body` to `event`'s receiver and expects it stored.
 async fn post(stack: &Stack, event: VinesOsEvent, body: &Value) {
-    let receiver = stack.receiver_for(event.logical_id());
+    let receiver = stack.receiver_for(Kind::VinesOs(event).function().logical_id);
     let (status, answer) = deliver(&receiver, signed_vinesos(event, body)).await;
     expect_outcome(status, &answer, 200, "accepted");
 }
@@ -187,7 +191,11 @@ async fn a_partner_customer_is_applied_to_revel_once_and_its_echo_is_not_sent_ba
     let partner = PartnerStandIn::start(204).await;
     let worker = stack.worker(fast_api(&revel.uri()), 100, Some(partner.downstream()));
 
-    let receiver = stack.receiver_for(VinesOsEvent::CustomerCreated.logical_id());
+    let receiver = stack.receiver_for(
+        Kind::VinesOs(VinesOsEvent::CustomerCreated)
+            .function()
+            .logical_id,
+    );
     let (status, first) = deliver(&receiver, vinesos_request(VinesOsEvent::CustomerCreated)).await;
     expect_outcome(status, &first, 200, "accepted");
     let (status, again) = deliver(&receiver, vinesos_request(VinesOsEvent::CustomerCreated)).await;
@@ -261,7 +269,11 @@ async fn a_create_whose_outcome_is_unknown_is_looked_up_before_it_is_tried_again
         .mount(&revel)
         .await;
     let worker = stack.worker(fast_api(&revel.uri()), 100, None);
-    let receiver = stack.receiver_for(VinesOsEvent::CustomerCreated.logical_id());
+    let receiver = stack.receiver_for(
+        Kind::VinesOs(VinesOsEvent::CustomerCreated)
+            .function()
+            .logical_id,
+    );
     let (status, _) = deliver(&receiver, vinesos_request(VinesOsEvent::CustomerCreated)).await;
     assert_eq!(status, 200);
     stack.settle().await;
@@ -283,9 +295,9 @@ async fn a_create_whose_outcome_is_unknown_is_looked_up_before_it_is_tried_again
 async fn a_forged_or_replayed_partner_webhook_is_refused_and_nothing_is_stored() {
     let stack = Stack::new().await;
     let event = VinesOsEvent::MemberUpdated;
-    let receiver = stack.receiver_for(event.logical_id());
+    let receiver = stack.receiver_for(Kind::VinesOs(event).function().logical_id);
     let body = payload("vinesos-member-updated.json");
-    let (route, path, headers) = request_for(Target::VinesOs(event), &body);
+    let (route, path, headers) = request_for(Kind::VinesOs(event), &body);
     // Signed long ago (the sample's own signing time): a replay.
     let stale = routed_event("POST", &route, &path, "", &headers, &body);
     let (status, _) = deliver(
@@ -315,13 +327,16 @@ async fn every_partner_sample_is_stored_with_one_request_and_queued_once_to_be_a
     let stack = Stack::new().await;
     let counted = stack.counted_receivers().await;
     for event in VinesOsEvent::ALL {
-        let receiver = counted.receiver_for(event.logical_id());
+        let receiver = counted.receiver_for(Kind::VinesOs(event).function().logical_id);
         let (status, first, calls) = counted.deliver(&receiver, vinesos_request(event)).await;
         expect_outcome(status, &first, 200, "accepted");
-        assert_one_put(&calls, event.logical_id());
+        assert_one_put(&calls, Kind::VinesOs(event).function().logical_id);
         let (status, again, calls) = counted.deliver(&receiver, vinesos_request(event)).await;
         expect_outcome(status, &again, 200, "duplicate");
-        assert_one_put(&calls, &format!("{} repeated", event.logical_id()));
+        assert_one_put(
+            &calls,
+            &format!("{} repeated", Kind::VinesOs(event).function().logical_id),
+        );
         assert_eq!(event_id(&again), event_id(&first));
     }
     assert_eq!(stack.events().await.len(), VinesOsEvent::ALL.len());

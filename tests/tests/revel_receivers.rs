@@ -12,8 +12,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use domain::idempotency::sha256_hex;
 use integration_tests::*;
-use local_stack::events::{samples, Target};
+use local_stack::events::samples;
 use serde_json::{json, Value};
+use vendors::functions::Kind;
 use vendors::revel::signature::sign;
 use vendors::revel::RevelEventType;
 
@@ -52,10 +53,10 @@ async fn every_revel_sample_is_stored_with_one_request_and_its_repeat_costs_one_
     let counted = stack.counted_receivers().await;
     let mut stored = BTreeSet::new();
     for sample in samples() {
-        let Target::Revel(kind) = sample.target else {
+        let Kind::Revel(kind) = sample.kind else {
             continue;
         };
-        let receiver = counted.receiver_for(sample.target.logical_id());
+        let receiver = counted.receiver_for(sample.kind.function().logical_id);
         let (status, first, calls) = counted.deliver(&receiver, sample_request(&sample)).await;
         if sample.payload == "ping.json" {
             assert_eq!(
@@ -390,7 +391,13 @@ async fn a_base64_encoded_body_is_verified_on_its_decoded_bytes() {
     let kind = RevelEventType::RewardCardCreated;
     let body = payload("rewardcard-created.json");
     let headers = local_stack::events::revel_headers(kind, DEMO_INSTANCE, DEMO_SECRET, &body);
-    let mut event = local_stack::events::http_api_event("POST", kind.route(), "", &headers, &body);
+    let mut event = local_stack::events::http_api_event(
+        "POST",
+        Kind::Revel(kind).function().route(),
+        "",
+        &headers,
+        &body,
+    );
     event["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&body));
     event["isBase64Encoded"] = Value::Bool(true);
     let request = integration_tests::api_gateway_event(&event.to_string()).unwrap();
@@ -817,9 +824,9 @@ async fn template_routes_match_the_receivers_and_the_events_table_streams_new_im
         .iter()
         .map(|k| {
             (
-                k.logical_id().to_owned(),
+                Kind::Revel(*k).function().logical_id.to_owned(),
                 "POST".to_owned(),
-                k.route().to_owned(),
+                Kind::Revel(*k).function().route().to_owned(),
             )
         })
         .collect();

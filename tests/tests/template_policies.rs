@@ -12,11 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_adapters::dynamodb::event_record;
 use integration_tests::recording::Recorder;
 use integration_tests::*;
-use local_stack::events::{request_for, resign, routed_event, samples, Sample, Target};
+use local_stack::events::{request_for, resign, routed_event, samples, Sample};
 use local_stack::template::{scalar, Scalar, Template};
 use ports::queue::JobKind;
 use serde_json::{json, Value};
 use serde_norway::Value as Yaml;
+use vendors::functions::Kind;
 use vendors::revel::RevelEventType;
 use wiremock::matchers::{body_string_contains, method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -243,8 +244,8 @@ impl StandIns {
 }
 
 /// A sample's request as API Gateway delivers it, signed now.
-fn request(target: Target, body: &[u8]) -> shared::http::ApiGatewayEvent {
-    let (route, path, headers) = request_for(target, body);
+fn request(kind: Kind, body: &[u8]) -> shared::http::ApiGatewayEvent {
+    let (route, path, headers) = request_for(kind, body);
     let event = resign(routed_event("POST", &route, &path, "", &headers, body));
     integration_tests::api_gateway_event(&event.to_string()).expect("a valid API Gateway event")
 }
@@ -278,7 +279,7 @@ async fn drive_receivers(
             .unwrap_or_else(|| panic!("{function} has a route but no receiver"));
         let of_function: Vec<Sample> = samples()
             .into_iter()
-            .filter(|s| s.target.logical_id() == function)
+            .filter(|s| s.kind.function().logical_id == function)
             .collect();
         assert!(!of_function.is_empty(), "{function}: no sample");
         for sample in of_function {
@@ -291,7 +292,7 @@ async fn drive_receivers(
                 ("not understood", quarantined),
             ];
             for (what, body) in sent {
-                let (status, answer) = deliver(&receiver, request(sample.target, &body)).await;
+                let (status, answer) = deliver(&receiver, request(sample.kind, &body)).await;
                 let outcome = answer["status"].as_str().unwrap_or_default();
                 answers
                     .entry(function.to_owned())
@@ -389,7 +390,7 @@ fn customer(uuid: &str, updated: &str) -> Vec<u8> {
 /// first delivery to the partner fails (a job retried with backoff).
 async fn drive_more_records(stack: &Stack, recorder: &Recorder) {
     let updated = RevelEventType::CustomerUpdated;
-    let clients = recorder.clients(&stack.sdk, updated.logical_id());
+    let clients = recorder.clients(&stack.sdk, Kind::Revel(updated).function().logical_id);
     let receiver = stack.receiver_with(updated, clients, &stack.config);
     for body in [
         customer("c-stale", "2026-11-24T11:00:00"),

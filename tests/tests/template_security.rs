@@ -1,7 +1,7 @@
 //! Security and operations, checked on template.yaml itself: encryption at
 //! rest with the template's own key, point-in-time recovery, retention,
 //! flood limits, the events processor's stream settings, the alarms the
-//! README's runbook describes, and a dashboard that shows the metrics the
+//! runbook in docs/operations.md describes, and a dashboard that shows the metrics the
 //! code emits (names taken from `telemetry::Metric`, so renaming one
 //! without the template fails).
 

@@ -1,9 +1,10 @@
 //! Typed errors. They carry no secret and no body content: what reaches a log
-//! or a caller is decided in [`shared::http`], from the variant alone.
+//! or a caller is decided at the HTTP edge (`shared::http`), from the variant
+//! alone.
 
 use thiserror::Error;
 
-/// Why a delivery was refused as unauthenticated. All variants get the same
+/// Why a request was refused as unauthenticated. All variants get the same
 /// answer, so a caller cannot tell an unknown instance from a bad signature;
 /// the reason is only logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]

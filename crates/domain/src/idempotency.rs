@@ -1,4 +1,4 @@
-//! The key an event is stored under. Two deliveries with the same key are the
+//! The key an event is stored under. Two requests with the same key are the
 //! same event: the conditional put that archives the first refuses the rest.
 //!
 //! In order of preference:
@@ -8,7 +8,7 @@
 //! 3. for bodies with nothing to tell repeats apart (stock toggles, menu
 //!    pushes): the receipt instant and the body's SHA-256, so every request
 //!    is an event of its own (the processor collapses a repeat that leaves
-//!    its entity unchanged; see [`Identity::PerDelivery`]);
+//!    its entity unchanged; see [`Identity::PerRequest`]);
 //! 4. for a body that doesn't parse: its SHA-256, forever (within
 //!    retention), so repeats of it are archived once.
 
@@ -52,7 +52,7 @@ pub fn event_key(parts: KeyParts<'_>) -> EventKey {
     let identity = match (parts.sender_event_id, parts.identity) {
         (Some(id), _) => verbatim_or_hashed("id", id),
         (None, Some(Identity::Business(key))) => verbatim_or_hashed("biz", key),
-        (None, Some(Identity::PerDelivery)) => {
+        (None, Some(Identity::PerRequest)) => {
             let hash = &parts.body_sha256[..parts.body_sha256.len().min(32)];
             format!("at:{}:{hash}", parts.received_at_micros)
         }
@@ -117,7 +117,7 @@ mod tests {
         let at = |t| {
             event_key(KeyParts {
                 received_at_micros: t,
-                ..parts(&demo, Some(&Identity::PerDelivery), None)
+                ..parts(&demo, Some(&Identity::PerRequest), None)
             })
         };
         assert_ne!(at(7_200_000_000), at(7_200_000_001));
@@ -127,7 +127,7 @@ mod tests {
         );
         let other_body = event_key(KeyParts {
             body_sha256: "ffff",
-            ..parts(&demo, Some(&Identity::PerDelivery), None)
+            ..parts(&demo, Some(&Identity::PerRequest), None)
         });
         assert_ne!(other_body, at(7_200_000_000));
     }

@@ -1,5 +1,5 @@
 //! The inbound webhook request, as a receiver sees it once API Gateway and
-//! [`shared::http::webhook_request`] have decoded it.
+//! the entry point (`shared::http::webhook_request`) have decoded it.
 
 use http::HeaderMap;
 

@@ -1,8 +1,9 @@
-//! Each platform that sends webhooks is described once here: how it
-//! authenticates ([`Source`]), and, per event type ([`EventKind`]), what
-//! identifies an event, which entity it describes at which version, and what
-//! follow-up work it needs. A function is such a description plus a route;
-//! [`event_kind`] finds the description of a stored event again.
+//! What describes a platform that sends webhooks: how it authenticates
+//! ([`Source`]), and, per event type ([`EventKind`]), what identifies an
+//! event, which entity it describes at which version, and what follow-up
+//! work it needs. Each platform implements these once, in the `vendors`
+//! crate; a function is such a description plus a row in its table of
+//! functions.
 
 use async_trait::async_trait;
 use http::HeaderMap;
@@ -16,12 +17,12 @@ use crate::ids::InstanceName;
 use crate::local_time::Zone;
 use crate::request::WebhookRequest;
 
-/// How a platform proves who sent a delivery, and which of its headers matter.
+/// How a platform proves who sent a request, and which of its headers matter.
 #[async_trait]
 pub trait Source: Send + Sync {
     /// Short lower-case name used in keys: `revel`.
     fn name(&self) -> &'static str;
-    /// The instance (tenant) the delivery is from, once it is proven genuine.
+    /// The instance (tenant) the request is from, once it is proven genuine.
     async fn authenticate(&self, request: &WebhookRequest) -> Result<InstanceName, ReceiveError>;
     /// The sender's own id for this event, when it sends one.
     fn sender_event_id<'h>(&self, _headers: &'h HeaderMap) -> Option<&'h str> {
@@ -85,11 +86,11 @@ pub enum Identity {
     /// A business key: the entity's id plus its version.
     Business(String),
     /// The body says nothing that tells one event from a later, identical
-    /// one (a stock toggle, a menu push): each delivery is an event of its
+    /// one (a stock toggle, a menu push): each request is an event of its
     /// own, versioned by its receipt. A repeat that leaves the entity as it
     /// was is collapsed by the processor, so out → in → out is three
     /// changes while a retry of the same bytes changes nothing.
-    PerDelivery,
+    PerRequest,
 }
 
 /// The current state an event carries, to be kept newest-wins.
@@ -157,9 +158,182 @@ pub enum FollowUp {
     InventoryRequest,
 }
 
-/// Why a body was quarantined: a short reason, never body content.
+/// Why an event cannot be read: the reason it is quarantined when received
+/// (stored, answered 202) or skipped by the processor. Its spelling
+/// ([`Reason::as_str`]) is stored in the record and is a metric dimension,
+/// so it is part of the format. Never body content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The entity id makes no valid entity key.
+    InvalidEntityId,
+    /// `invalid_establishment`.
+    InvalidEstablishment,
+    /// The body is not JSON (or not within the parser's limits).
+    InvalidJson,
+    /// `invalid_revel_product_id`.
+    InvalidRevelProductId,
+    /// `missing_customer_uuid`.
+    MissingCustomerUuid,
+    /// `missing_data`.
+    MissingData,
+    /// `missing_data_id`.
+    MissingDataId,
+    /// `missing_event_id`.
+    MissingEventId,
+    /// `missing_instock`.
+    MissingInstock,
+    /// `missing_item_id`.
+    MissingItemId,
+    /// `missing_item_type`.
+    MissingItemType,
+    /// `missing_notification`.
+    MissingNotification,
+    /// `missing_object_id`.
+    MissingObjectId,
+    /// `missing_or_invalid_date`.
+    MissingOrInvalidDate,
+    /// `missing_or_invalid_occurred_at`.
+    MissingOrInvalidOccurredAt,
+    /// `missing_or_invalid_updated_date`.
+    MissingOrInvalidUpdatedDate,
+    /// `missing_order_info`.
+    MissingOrderInfo,
+    /// `missing_order_uuid`.
+    MissingOrderUuid,
+    /// `missing_revel_product_ids`.
+    MissingRevelProductIds,
+    /// `missing_rewards_card_id`.
+    MissingRewardsCardId,
+    /// The body is JSON but not an object.
+    NotAJsonObject,
+    /// `putaway_update`.
+    PutawayUpdate,
+    /// The record was quarantined when received: the processor skips it.
+    Quarantined,
+    /// `revel_product_ids_not_a_list`.
+    RevelProductIdsNotAList,
+    /// The entity's state is over what an item of the entities table holds.
+    StateTooLarge,
+    /// `too_many_revel_product_ids`.
+    TooManyRevelProductIds,
+    /// `unexpected_event_name`.
+    UnexpectedEventName,
+    /// No event kind of the stored source has the stored event type.
+    UnknownEventKind,
+    /// `unknown_operation`.
+    UnknownOperation,
+    /// `unknown_trigger`.
+    UnknownTrigger,
+    /// `unknown_type`.
+    UnknownType,
+    /// The stored body cannot be decoded (its encoding is broken).
+    UnreadableBody,
+    /// The entity's state cannot be written as JSON.
+    UnserialisableState,
+    /// The request says it carries another event type than its route's.
+    WrongEventType,
+    /// `wrong_family`.
+    WrongFamily,
+}
+
+impl Reason {
+    /// Every reason, for tests that each spelling is distinct.
+    pub const ALL: [Self; 35] = [
+        Self::MissingCustomerUuid,
+        Self::MissingRewardsCardId,
+        Self::InvalidEntityId,
+        Self::InvalidEstablishment,
+        Self::InvalidJson,
+        Self::InvalidRevelProductId,
+        Self::MissingData,
+        Self::MissingDataId,
+        Self::MissingEventId,
+        Self::MissingInstock,
+        Self::MissingItemId,
+        Self::MissingItemType,
+        Self::MissingNotification,
+        Self::MissingObjectId,
+        Self::MissingOrInvalidDate,
+        Self::MissingOrInvalidOccurredAt,
+        Self::MissingOrInvalidUpdatedDate,
+        Self::MissingOrderInfo,
+        Self::MissingOrderUuid,
+        Self::MissingRevelProductIds,
+        Self::NotAJsonObject,
+        Self::PutawayUpdate,
+        Self::Quarantined,
+        Self::RevelProductIdsNotAList,
+        Self::StateTooLarge,
+        Self::TooManyRevelProductIds,
+        Self::UnexpectedEventName,
+        Self::UnknownEventKind,
+        Self::UnknownOperation,
+        Self::UnknownTrigger,
+        Self::UnknownType,
+        Self::UnreadableBody,
+        Self::UnserialisableState,
+        Self::WrongEventType,
+        Self::WrongFamily,
+    ];
+
+    /// The spelling stored in the record and used as a metric dimension.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidEntityId => "invalid_entity_id",
+            Self::InvalidEstablishment => "invalid_establishment",
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidRevelProductId => "invalid_revel_product_id",
+            Self::MissingCustomerUuid => "missing_customer_uuid",
+            Self::MissingData => "missing_data",
+            Self::MissingDataId => "missing_data_id",
+            Self::MissingEventId => "missing_event_id",
+            Self::MissingInstock => "missing_instock",
+            Self::MissingItemId => "missing_item_id",
+            Self::MissingItemType => "missing_item_type",
+            Self::MissingNotification => "missing_notification",
+            Self::MissingObjectId => "missing_object_id",
+            Self::MissingOrInvalidDate => "missing_or_invalid_date",
+            Self::MissingOrInvalidOccurredAt => "missing_or_invalid_occurred_at",
+            Self::MissingOrInvalidUpdatedDate => "missing_or_invalid_updated_date",
+            Self::MissingOrderInfo => "missing_order_info",
+            Self::MissingOrderUuid => "missing_order_uuid",
+            Self::MissingRevelProductIds => "missing_revel_product_ids",
+            Self::MissingRewardsCardId => "missing_rewards_card_id",
+            Self::NotAJsonObject => "not_a_json_object",
+            Self::PutawayUpdate => "putaway_update",
+            Self::Quarantined => "quarantined",
+            Self::RevelProductIdsNotAList => "revel_product_ids_not_a_list",
+            Self::StateTooLarge => "state_too_large",
+            Self::TooManyRevelProductIds => "too_many_revel_product_ids",
+            Self::UnexpectedEventName => "unexpected_event_name",
+            Self::UnknownEventKind => "unknown_event_kind",
+            Self::UnknownOperation => "unknown_operation",
+            Self::UnknownTrigger => "unknown_trigger",
+            Self::UnknownType => "unknown_type",
+            Self::UnreadableBody => "unreadable_body",
+            Self::UnserialisableState => "unserialisable_state",
+            Self::WrongEventType => "wrong_event_type",
+            Self::WrongFamily => "wrong_family",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a body was quarantined, or a stored event skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Malformed(pub &'static str);
+pub struct Malformed(pub Reason);
+
+impl Malformed {
+    /// The reason's stored spelling.
+    pub fn reason(self) -> &'static str {
+        self.0.as_str()
+    }
+}
 
 /// Parses the timestamps Revel sends (`2016-04-13T10:29:19`,
 /// `2021-12-28T21:05:13.977077`, `2016-04-13T17:29:15+00:00`) to microseconds
@@ -259,6 +433,23 @@ pub fn as_number(value: &Value) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_reason_has_its_own_snake_case_spelling() {
+        let spellings: std::collections::BTreeSet<&str> =
+            Reason::ALL.iter().map(|reason| reason.as_str()).collect();
+        assert_eq!(spellings.len(), Reason::ALL.len());
+        for spelling in spellings {
+            assert!(
+                !spelling.is_empty()
+                    && spelling
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{spelling}"
+            );
+        }
+        assert_eq!(Malformed(Reason::StateTooLarge).reason(), "state_too_large");
+    }
     use serde_json::json;
 
     #[test]

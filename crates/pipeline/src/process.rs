@@ -31,7 +31,7 @@ use crate::receive::MAX_STATE_BYTES;
 use domain::error::DependencyError;
 use domain::idempotency::sha256_hex;
 use domain::ids::{EntityKey, InstanceName};
-use domain::sources::{EntityChange, FollowUp, Interpretation, Malformed, Version};
+use domain::sources::{EntityChange, FollowUp, Interpretation, Malformed, Reason, Version};
 use ports::queue::{Job, JobKind, JobQueue};
 use ports::store::{EntityStore, EntityUpsert, EventRecord, EventStatus, Rank, Upserted};
 use telemetry::{self, Dimension, Metric};
@@ -79,14 +79,14 @@ pub struct Reading {
 /// retry.
 pub fn read(record: &EventRecord) -> Result<Reading, Malformed> {
     if record.status == EventStatus::Quarantined {
-        return Err(Malformed("quarantined"));
+        return Err(Malformed(Reason::Quarantined));
     }
     let (source, kind) = vendors::event_kind(&record.source, &record.event_type)
-        .ok_or(Malformed("unknown_event_kind"))?;
+        .ok_or(Malformed(Reason::UnknownEventKind))?;
     let raw = record
         .raw_body()
-        .map_err(|_| Malformed("unreadable_body"))?;
-    let body: Value = serde_json::from_slice(&raw).map_err(|_| Malformed("invalid_json"))?;
+        .map_err(|_| Malformed(Reason::UnreadableBody))?;
+    let body: Value = serde_json::from_slice(&raw).map_err(|_| Malformed(Reason::InvalidJson))?;
     // The record's type is its route's: a header naming another type was
     // logged and counted by the receiver, and does not stop it here either
     // (so a record quarantined for it by earlier code is applied on replay).
@@ -242,9 +242,9 @@ impl Processor {
                         telemetry::count(Metric::JobsEnqueued, dimensions);
                     }
                 }
-                Err(Malformed(reason)) => {
+                Err(malformed) => {
                     tracing::warn!(
-                        reason,
+                        reason = malformed.reason(),
                         "an order's rewards card can't be kept; the order is"
                     );
                 }
@@ -268,8 +268,9 @@ impl Processor {
     }
 }
 
-fn skipped(record: &EventRecord, reason: &'static str) -> Processed {
-    if reason == "quarantined" {
+fn skipped(record: &EventRecord, reason: Reason) -> Processed {
+    let reason = reason.as_str();
+    if reason == Reason::Quarantined.as_str() {
         tracing::info!("quarantined record skipped");
     } else {
         tracing::warn!(reason, "record skipped: the current code can't apply it");
@@ -293,13 +294,13 @@ fn plan(
     change: EntityChange,
 ) -> Result<Planned, Malformed> {
     let key = EntityKey::new(source, instance, change.kind, &change.id)
-        .map_err(|_| Malformed("invalid_entity_id"))?;
+        .map_err(|_| Malformed(Reason::InvalidEntityId))?;
     let state_json =
-        serde_json::to_string(&change.state).map_err(|_| Malformed("unserialisable_state"))?;
+        serde_json::to_string(&change.state).map_err(|_| Malformed(Reason::UnserialisableState))?;
     // The state is one attribute of one item: a state that can't fit is
     // skipped (the record stays archived and replayable), not retried forever.
     if state_json.len() > MAX_STATE_BYTES {
-        return Err(Malformed("state_too_large"));
+        return Err(Malformed(Reason::StateTooLarge));
     }
     let version = version_micros(record, change.version);
     Ok(Planned {

@@ -21,7 +21,7 @@ use domain::error::ReceiveError;
 use domain::idempotency::{self, sha256_hex, KeyParts};
 use domain::ids::{EntityKey, EventKey, InstanceName};
 use domain::request::WebhookRequest;
-use domain::sources::{EventKind, Interpretation, Malformed, Source};
+use domain::sources::{EventKind, Interpretation, Malformed, Reason, Source};
 use ports::store::{
     ArchivedBody, BodyEncoding, EventRecord, EventStatus, EventStore, Origin, Put,
     MAX_ARCHIVED_BODY_BYTES,
@@ -195,7 +195,7 @@ impl Receiver {
         if existing.body_sha256 == record.body_sha256 || existing.origin != record.origin {
             return Ok(match existing.status {
                 EventStatus::Received => {
-                    tracing::info!("duplicate delivery");
+                    tracing::info!("duplicate request");
                     Outcome::Duplicate { event_key: key }
                 }
                 EventStatus::Quarantined => Outcome::Quarantined {
@@ -241,7 +241,7 @@ impl Receiver {
                     .interpret(body, &request.headers)
                     .and_then(|meaning| self.with_entity_key(instance, meaning))
             }
-            Err(_) => Err(Malformed("invalid_json")),
+            Err(_) => Err(Malformed(Reason::InvalidJson)),
         };
         // Hashed once: the record keeps it, and some keys are made of it.
         let body_sha256 = sha256_hex(&request.body);
@@ -329,7 +329,7 @@ impl Receiver {
             return Ok((meaning, None));
         };
         let key = EntityKey::new(self.source.name(), instance, change.kind, &change.id)
-            .map_err(|_| Malformed("invalid_entity_id"))?;
+            .map_err(|_| Malformed(Reason::InvalidEntityId))?;
         Ok((meaning, Some(key)))
     }
 
@@ -338,7 +338,7 @@ impl Receiver {
         request: &WebhookRequest,
         arrival: Arrival<'_>,
         entity_key: Option<EntityKey>,
-        quarantine: Option<&'static str>,
+        quarantine: Option<Reason>,
     ) -> Result<EventRecord, ReceiveError> {
         let body = ArchivedBody::from_raw(&request.body);
         if body.bytes.len() > MAX_ARCHIVED_BODY_BYTES {
@@ -378,7 +378,7 @@ impl Receiver {
             body: body.bytes,
             body_sha256: arrival.body_sha256,
             headers,
-            quarantine_reason: quarantine.map(str::to_owned),
+            quarantine_reason: quarantine.map(|reason| reason.as_str().to_owned()),
             entity_key,
             conflict_of: None,
             request_id: request.request_id.clone(),

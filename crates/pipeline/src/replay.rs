@@ -63,7 +63,7 @@ pub fn plan(record: &EventRecord) -> ReplayPlan {
     candidate.status = EventStatus::Received;
     let action = match process::read(&candidate) {
         Err(Malformed(reason)) => ReplayAction::StillQuarantined {
-            reason: reason.to_owned(),
+            reason: reason.as_str().to_owned(),
         },
         Ok(reading) => {
             let entity_key = reading.meaning.entity.and_then(|change| {

@@ -128,37 +128,15 @@ mod tests {
     use super::*;
     use crate::fakes::MemoryStores;
     use crate::receive::Receiver;
-    use domain::request::WebhookRequest;
-    use ports::fakes::{FixedSecrets, MemoryEntities, MemoryEvents, MemoryQueue};
-    use ports::secrets::SecretCache;
+    use ports::fakes::{MemoryEntities, MemoryEvents, MemoryQueue};
+    use vendors::fakes::{
+        winesitting_event as event, winesitting_request as request, winesitting_secrets as cache,
+    };
     use vendors::winesitting::api::WineSittingApi;
     use vendors::winesitting::{WineSitting, WineSittingEvent};
 
-    const SECRETS: &str = r#"{"acct": {"token": ["tok-new", "tok-old"], "api_key": "k-acct"},
-        "other": {"token": "tok-other"}, "signed": {"webhook": "s"}}"#;
-
-    fn cache() -> SecretCache {
-        SecretCache::new(FixedSecrets(SECRETS.into()), Duration::from_secs(60))
-    }
-
     fn acct() -> InstanceName {
         InstanceName::parse("acct").unwrap()
-    }
-
-    fn delivery(params: &[(&str, &str)], body: &Value) -> WebhookRequest {
-        WebhookRequest {
-            headers: http::HeaderMap::new(),
-            body: serde_json::to_vec(body).unwrap(),
-            request_id: "test".into(),
-            path_params: params
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
-    }
-
-    fn event(kind: &str, operation: &str, object: Value, date: Value) -> Value {
-        json!({"type": kind, "operation": operation, "object": object, "date": date})
     }
 
     const DATE: &str = "2024-03-01T10:00:00Z";
@@ -193,7 +171,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_duplicate_delivery_is_stored_once_and_queues_one_delivery_to_the_partner() {
+    async fn a_duplicate_request_is_stored_once_and_queues_one_delivery_to_the_partner() {
         let h = harness();
         let body = event(
             "ORDER",
@@ -201,7 +179,7 @@ mod tests {
             json!({"id": 1, "status": "new"}),
             json!(DATE),
         );
-        let webhook = delivery(&[("account", "acct"), ("token", "tok-new")], &body);
+        let webhook = request(&[("account", "acct"), ("token", "tok-new")], &body);
 
         let first = h.receiver.receive(&webhook).await.unwrap();
         let again = h.receiver.receive(&webhook).await.unwrap();
@@ -248,7 +226,7 @@ mod tests {
             let body = event("ORDER", "CREATE", object, json!(DATE));
             let outcome = h
                 .receiver
-                .receive(&delivery(
+                .receive(&request(
                     &[("account", "acct"), ("token", "tok-new")],
                     &body,
                 ))

@@ -30,7 +30,8 @@ pub enum JobKind {
     ProductSync,
     /// End of day: events.
     EventSync,
-    /// Every 2 hours, for instances with the retailer option: inventory.
+    /// Inventory: at each instance's end of day, and every 2 hours for
+    /// instances with the retailer option.
     InventorySync,
     /// End of day: ingest orders whose webhook never arrived.
     Reconcile,

@@ -11,7 +11,7 @@
 //! absent), `"end_of_day": "23:55"` (local time) and `"inventory_every_2h":
 //! true` (the retailer option). It is read at cold
 //! start, re-read after a TTL, and re-read early (at most once per
-//! [`UNKNOWN_INSTANCE_REFRESH`]) when a delivery names an instance it does
+//! [`UNKNOWN_INSTANCE_REFRESH`]) when a request names an instance it does
 //! not hold, so a newly added instance works without a redeploy.
 //!
 //! Through a Secrets Manager outage the last document read stays in use for
@@ -142,7 +142,7 @@ impl InstanceSettings {
     }
 }
 
-/// Instance -> the secrets that may sign its deliveries, its API credentials
+/// Instance -> the secrets that may sign its requests, its API credentials
 /// and its settings.
 #[derive(Debug, Clone)]
 pub struct InstanceSecrets {
@@ -515,7 +515,7 @@ impl SecretCache {
         self.current(self.ttl).await
     }
 
-    /// Loads the document at cold start, so the first delivery doesn't pay
+    /// Loads the document at cold start, so the first request doesn't pay
     /// for it and a broken secret shows in the init log.
     pub async fn warm(&self) -> Result<usize, DependencyError> {
         Ok(self.current(self.ttl).await?.len())
@@ -675,7 +675,7 @@ mod tests {
         let api_only = InstanceName::parse("api-only").unwrap();
         assert!(
             parsed.get(&api_only).is_none(),
-            "no webhook secret: deliveries are refused"
+            "no webhook secret: requests are refused"
         );
         assert_eq!(parsed.api_instances(), vec![api_only, demo()]);
         let half = SecretDocument(r#"{"demo": {"api_secret": "s"}}"#.into());

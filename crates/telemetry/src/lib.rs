@@ -43,13 +43,13 @@ pub const METRICS_NAMESPACE: &str = "RevelWebhookBundle";
 /// without the template fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
-    /// A delivery stored and applied (200 `accepted`).
+    /// A request whose event was stored and applied (200 `accepted`).
     Accepted,
-    /// A delivery already stored with all its effects (200 `duplicate`).
+    /// A request whose event was already stored with all its effects (200 `duplicate`).
     Duplicate,
-    /// A delivery refused (401, 413) or deferred (503), by [`RejectReason`].
+    /// A request refused (401, 413) or deferred (503), by [`RejectReason`].
     Rejected,
-    /// A signed delivery that could not be understood, archived for replay (202).
+    /// A signed request that could not be understood, archived for replay (202).
     Quarantined,
     /// An event older than the entity's state: archived, the state left as is.
     Stale,
@@ -202,7 +202,7 @@ impl Unit {
     }
 }
 
-/// Why a receiver did not accept a delivery: the `Reason` of [`Metric::Rejected`].
+/// Why a receiver did not accept a request: the `Reason` of [`Metric::Rejected`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
     /// 401: bad or missing signature or token, unknown instance.

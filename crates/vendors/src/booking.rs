@@ -39,12 +39,13 @@ use http::HeaderMap;
 use serde_json::Value;
 use sha2::Sha256;
 
+use crate::functions::{Function, Kind};
 use domain::error::{AuthFailure, ReceiveError};
 use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
-    FollowUp, Identity, Interpretation, Malformed, Source, Version,
+    FollowUp, Identity, Interpretation, Malformed, Reason, Source, Version,
 };
 use ports::secrets::{SecretCache, WebhookSecret};
 
@@ -176,70 +177,6 @@ impl BookingFamily {
         }
     }
 
-    /// The function crate (and binary) in functions/.
-    pub fn crate_name(self) -> &'static str {
-        match self {
-            Self::Bookings => "booking-bookings",
-            Self::Customers => "booking-customers",
-            Self::CheckIn => "booking-check-in",
-            Self::Accounts => "booking-accounts",
-            Self::Contacts => "booking-contacts",
-            Self::Employees => "booking-employees",
-            Self::Package => "booking-package",
-            Self::Activity => "booking-activity",
-            Self::Product => "booking-product",
-            Self::Inventory => "booking-inventory",
-        }
-    }
-
-    /// The function's logical id in template.yaml.
-    pub fn logical_id(self) -> &'static str {
-        match self {
-            Self::Bookings => "BookingBookingsFunction",
-            Self::Customers => "BookingCustomersFunction",
-            Self::CheckIn => "BookingCheckInFunction",
-            Self::Accounts => "BookingAccountsFunction",
-            Self::Contacts => "BookingContactsFunction",
-            Self::Employees => "BookingEmployeesFunction",
-            Self::Package => "BookingPackageFunction",
-            Self::Activity => "BookingActivityFunction",
-            Self::Product => "BookingProductFunction",
-            Self::Inventory => "BookingInventoryFunction",
-        }
-    }
-
-    /// The API Gateway route (POST) for accounts that sign with HMAC.
-    pub fn signed_route(self) -> &'static str {
-        match self {
-            Self::Bookings => "/booking/{account}/bookings",
-            Self::Customers => "/booking/{account}/customers",
-            Self::CheckIn => "/booking/{account}/check-in",
-            Self::Accounts => "/booking/{account}/accounts",
-            Self::Contacts => "/booking/{account}/contacts",
-            Self::Employees => "/booking/{account}/employees",
-            Self::Package => "/booking/{account}/package",
-            Self::Activity => "/booking/{account}/activity",
-            Self::Product => "/booking/{account}/product",
-            Self::Inventory => "/booking/{account}/inventory",
-        }
-    }
-
-    /// The API Gateway route (POST) for accounts that use a URL token.
-    pub fn token_route(self) -> &'static str {
-        match self {
-            Self::Bookings => "/booking/{account}/bookings/{token}",
-            Self::Customers => "/booking/{account}/customers/{token}",
-            Self::CheckIn => "/booking/{account}/check-in/{token}",
-            Self::Accounts => "/booking/{account}/accounts/{token}",
-            Self::Contacts => "/booking/{account}/contacts/{token}",
-            Self::Employees => "/booking/{account}/employees/{token}",
-            Self::Package => "/booking/{account}/package/{token}",
-            Self::Activity => "/booking/{account}/activity/{token}",
-            Self::Product => "/booking/{account}/product/{token}",
-            Self::Inventory => "/booking/{account}/inventory/{token}",
-        }
-    }
-
     /// True when `event` names this family (its name, slug or entity kind).
     fn is_named_by(self, event: &str) -> bool {
         let event = normalized(event);
@@ -285,6 +222,100 @@ fn text_field<'v>(object: &'v Value, names: &[&str]) -> Option<&'v str> {
         .and_then(Value::as_str)
 }
 
+/// This platform's rows of the table of functions ([`crate::functions`]).
+pub const FUNCTIONS: &[Function] = &[
+    Function {
+        logical_id: "BookingBookingsFunction",
+        crate_name: "booking-bookings",
+        routes: &[
+            "/booking/{account}/bookings",
+            "/booking/{account}/bookings/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Bookings),
+    },
+    Function {
+        logical_id: "BookingCustomersFunction",
+        crate_name: "booking-customers",
+        routes: &[
+            "/booking/{account}/customers",
+            "/booking/{account}/customers/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Customers),
+    },
+    Function {
+        logical_id: "BookingCheckInFunction",
+        crate_name: "booking-check-in",
+        routes: &[
+            "/booking/{account}/check-in",
+            "/booking/{account}/check-in/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::CheckIn),
+    },
+    Function {
+        logical_id: "BookingAccountsFunction",
+        crate_name: "booking-accounts",
+        routes: &[
+            "/booking/{account}/accounts",
+            "/booking/{account}/accounts/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Accounts),
+    },
+    Function {
+        logical_id: "BookingContactsFunction",
+        crate_name: "booking-contacts",
+        routes: &[
+            "/booking/{account}/contacts",
+            "/booking/{account}/contacts/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Contacts),
+    },
+    Function {
+        logical_id: "BookingEmployeesFunction",
+        crate_name: "booking-employees",
+        routes: &[
+            "/booking/{account}/employees",
+            "/booking/{account}/employees/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Employees),
+    },
+    Function {
+        logical_id: "BookingPackageFunction",
+        crate_name: "booking-package",
+        routes: &[
+            "/booking/{account}/package",
+            "/booking/{account}/package/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Package),
+    },
+    Function {
+        logical_id: "BookingActivityFunction",
+        crate_name: "booking-activity",
+        routes: &[
+            "/booking/{account}/activity",
+            "/booking/{account}/activity/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Activity),
+    },
+    Function {
+        logical_id: "BookingProductFunction",
+        crate_name: "booking-product",
+        routes: &[
+            "/booking/{account}/product",
+            "/booking/{account}/product/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Product),
+    },
+    Function {
+        logical_id: "BookingInventoryFunction",
+        crate_name: "booking-inventory",
+        routes: &[
+            "/booking/{account}/inventory",
+            "/booking/{account}/inventory/{token}",
+        ],
+        kind: Kind::Booking(BookingFamily::Inventory),
+    },
+];
+
 impl EventKind for BookingFamily {
     fn event_type(&self) -> &'static str {
         BookingFamily::event_type(*self)
@@ -298,29 +329,29 @@ impl EventKind for BookingFamily {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
-            return Err(Malformed("not_a_json_object"));
+            return Err(Malformed(Reason::NotAJsonObject));
         }
         let notification = body
             .get("notification")
             .filter(|v| v.is_object())
-            .ok_or(Malformed("missing_notification"))?;
+            .ok_or(Malformed(Reason::MissingNotification))?;
         let data = body
             .get("data")
             .filter(|v| v.is_object())
-            .ok_or(Malformed("missing_data"))?;
+            .ok_or(Malformed(Reason::MissingData))?;
         text_field(notification, &["event", "type"])
             .filter(|event| self.is_named_by(event))
-            .ok_or(Malformed("wrong_family"))?;
+            .ok_or(Malformed(Reason::WrongFamily))?;
         let trigger = text_field(notification, &["trigger"])
             .and_then(|t| self.canonical_trigger(t))
-            .ok_or(Malformed("unknown_trigger"))?;
+            .ok_or(Malformed(Reason::UnknownTrigger))?;
         let occurred_at = text_field(notification, &["occurred_at", "when"])
-            .ok_or(Malformed("missing_or_invalid_occurred_at"))?;
+            .ok_or(Malformed(Reason::MissingOrInvalidOccurredAt))?;
         let micros = parse_timestamp_micros(occurred_at.trim())
-            .ok_or(Malformed("missing_or_invalid_occurred_at"))?;
+            .ok_or(Malformed(Reason::MissingOrInvalidOccurredAt))?;
         let id = id_field(data, "id")
             .or_else(|| id_field(data, "uuid"))
-            .ok_or(Malformed("missing_data_id"))?;
+            .ok_or(Malformed(Reason::MissingDataId))?;
         let mut data = data.clone();
         strip_payment_card_fields(&mut data);
         let state = serde_json::json!({
@@ -471,7 +502,7 @@ mod tests {
         Booking::new(cache, "X-Signature")
     }
 
-    fn delivery(
+    fn request(
         account: &str,
         token: Option<&str>,
         signature: Option<&str>,
@@ -532,7 +563,7 @@ mod tests {
                             &http::HeaderMap::new()
                         )
                         .unwrap_err(),
-                    Malformed("wrong_family"),
+                    Malformed(Reason::WrongFamily),
                     "{family:?} given {other:?}"
                 );
             }
@@ -543,7 +574,7 @@ mod tests {
                         &http::HeaderMap::new()
                     )
                     .unwrap_err(),
-                Malformed("unknown_trigger")
+                Malformed(Reason::UnknownTrigger)
             );
         }
     }
@@ -621,7 +652,7 @@ mod tests {
                 BookingFamily::Bookings
                     .interpret(b.clone(), &http::HeaderMap::new())
                     .unwrap_err(),
-                Malformed("missing_or_invalid_occurred_at"),
+                Malformed(Reason::MissingOrInvalidOccurredAt),
                 "{b}"
             );
         }
@@ -649,8 +680,9 @@ mod tests {
             assert_eq!(
                 BookingFamily::Bookings
                     .interpret(b.clone(), &http::HeaderMap::new())
-                    .unwrap_err(),
-                Malformed(reason),
+                    .unwrap_err()
+                    .reason(),
+                reason,
                 "{b}"
             );
         }
@@ -683,7 +715,7 @@ mod tests {
                 format!("SHA256={}", STANDARD.encode(&raw)),
             ] {
                 let account = source
-                    .authenticate(&delivery("acme", None, Some(&signature), payload))
+                    .authenticate(&request("acme", None, Some(&signature), payload))
                     .await
                     .unwrap_or_else(|e| panic!("{signature}: {e:?}"));
                 assert_eq!(account.as_str(), "acme");
@@ -697,24 +729,24 @@ mod tests {
         let payload = br#"{"a": 1}"#;
         let signature = hex::encode(mac("new-secret", payload));
         let changed = source
-            .authenticate(&delivery("acme", None, Some(&signature), br#"{"a": 2}"#))
+            .authenticate(&request("acme", None, Some(&signature), br#"{"a": 2}"#))
             .await;
         assert_eq!(refusal(changed), AuthFailure::SignatureMismatch);
         let missing = source
-            .authenticate(&delivery("acme", None, None, payload))
+            .authenticate(&request("acme", None, None, payload))
             .await;
         assert_eq!(refusal(missing), AuthFailure::MissingSignature);
         let token = source
-            .authenticate(&delivery("acme", Some("new-secret"), None, payload))
+            .authenticate(&request("acme", Some("new-secret"), None, payload))
             .await;
         assert_eq!(refusal(token), AuthFailure::MissingSignature);
         let garbled = source
-            .authenticate(&delivery("acme", None, Some("not a signature"), payload))
+            .authenticate(&request("acme", None, Some("not a signature"), payload))
             .await;
         assert_eq!(refusal(garbled), AuthFailure::MalformedSignature);
         let foreign = hex::encode(mac("someone-else", payload));
         let wrong_key = source
-            .authenticate(&delivery("acme", None, Some(&foreign), payload))
+            .authenticate(&request("acme", None, Some(&foreign), payload))
             .await;
         assert_eq!(refusal(wrong_key), AuthFailure::SignatureMismatch);
     }
@@ -723,7 +755,7 @@ mod tests {
     async fn token_mode_accepts_the_right_token_and_refuses_a_wrong_or_missing_one() {
         let source = source();
         let ok = source
-            .authenticate(&delivery(
+            .authenticate(&request(
                 "tokened",
                 Some("a-long-random-token"),
                 None,
@@ -733,16 +765,11 @@ mod tests {
             .unwrap();
         assert_eq!(ok.as_str(), "tokened");
         let wrong = source
-            .authenticate(&delivery(
-                "tokened",
-                Some("a-long-random-toke"),
-                None,
-                b"{}",
-            ))
+            .authenticate(&request("tokened", Some("a-long-random-toke"), None, b"{}"))
             .await;
         assert_eq!(refusal(wrong), AuthFailure::SignatureMismatch);
         let missing = source
-            .authenticate(&delivery("tokened", None, None, b"{}"))
+            .authenticate(&request("tokened", None, None, b"{}"))
             .await;
         assert_eq!(refusal(missing), AuthFailure::SignatureMismatch);
     }
@@ -752,7 +779,7 @@ mod tests {
         let source = source();
         for account in ["api-only", "nobody"] {
             let result = source
-                .authenticate(&delivery(account, Some("t"), Some("abcd"), b"{}"))
+                .authenticate(&request(account, Some("t"), Some("abcd"), b"{}"))
                 .await;
             assert_eq!(refusal(result), AuthFailure::UnknownInstance, "{account}");
         }
@@ -761,7 +788,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_or_invalid_account_is_refused_before_any_lookup() {
         let source = source();
-        let mut no_account = delivery("acme", None, None, b"{}");
+        let mut no_account = request("acme", None, None, b"{}");
         no_account.path_params.clear();
         assert_eq!(
             refusal(source.authenticate(&no_account).await),
@@ -770,7 +797,7 @@ mod tests {
         assert_eq!(
             refusal(
                 source
-                    .authenticate(&delivery("not/valid", None, None, b"{}"))
+                    .authenticate(&request("not/valid", None, None, b"{}"))
                     .await
             ),
             AuthFailure::InvalidInstance
@@ -792,32 +819,31 @@ mod tests {
     fn names_slugs_crates_logical_ids_and_routes_are_distinct_across_families() {
         let mut seen = HashSet::new();
         for family in BookingFamily::ALL {
+            let f = Kind::Booking(family).function();
             for value in [
                 family.name(),
                 family.slug(),
                 family.event_type(),
-                family.crate_name(),
-                family.logical_id(),
-                family.signed_route(),
-                family.token_route(),
+                f.crate_name,
+                f.logical_id,
+                f.routes[0],
+                f.routes[1],
             ] {
                 assert!(seen.insert(value), "{value} repeats");
             }
             assert_eq!(family.event_type(), format!("booking.{}", family.slug()));
-            assert_eq!(family.crate_name(), format!("booking-{}", family.slug()));
+            assert_eq!(f.crate_name, format!("booking-{}", family.slug()));
             assert_eq!(
-                family.signed_route(),
+                f.routes[0],
                 format!("/booking/{{account}}/{}", family.slug())
             );
-            assert_eq!(
-                family.token_route(),
-                format!("{}/{{token}}", family.signed_route())
-            );
-            assert!(family.logical_id().starts_with("Booking"));
-            assert!(family.logical_id().ends_with("Function"));
+            assert_eq!(f.routes[1], format!("{}/{{token}}", f.routes[0]));
+            assert_eq!(f.routes.len(), 2);
+            assert!(f.logical_id.starts_with("Booking"));
+            assert!(f.logical_id.ends_with("Function"));
         }
         assert_eq!(
-            BookingFamily::CheckIn.logical_id(),
+            Kind::Booking(BookingFamily::CheckIn).function().logical_id,
             "BookingCheckInFunction"
         );
         let kinds: HashSet<_> = BookingFamily::ALL.map(BookingFamily::entity_kind).into();

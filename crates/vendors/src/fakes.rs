@@ -46,7 +46,7 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
         .unwrap()
 }
 
-/// A delivery to `instance` with the given Standard Webhooks headers.
+/// A request to `instance` with the given Standard Webhooks headers.
 pub fn vinesos_request(
     instance: Option<&str>,
     id: Option<&str>,
@@ -75,7 +75,7 @@ pub fn vinesos_request(
     }
 }
 
-/// A delivery to `instance` signed by the reference implementation under
+/// A request to `instance` signed by the reference implementation under
 /// `secret`, at `timestamp`.
 pub fn signed_vinesos_request(
     instance: &str,
@@ -91,4 +91,40 @@ pub fn signed_vinesos_request(
         Some(&signature),
         body,
     )
+}
+
+/// WineSitting's tokens for accounts `acct` (a rotation: two tokens, and an
+/// API key), `other`, and `signed` (a signing secret, no token).
+pub const WINESITTING_SECRETS: &str = r#"{"acct": {"token": ["tok-new", "tok-old"], "api_key": "k-acct"},
+    "other": {"token": "tok-other"}, "signed": {"webhook": "s"}}"#;
+
+/// A cache of [`WINESITTING_SECRETS`].
+pub fn winesitting_secrets() -> ports::secrets::SecretCache {
+    ports::secrets::SecretCache::new(
+        FixedSecrets(WINESITTING_SECRETS.into()),
+        std::time::Duration::from_secs(60),
+    )
+}
+
+/// A WineSitting request with these path parameters and `body`.
+pub fn winesitting_request(params: &[(&str, &str)], body: &serde_json::Value) -> WebhookRequest {
+    WebhookRequest {
+        headers: HeaderMap::new(),
+        body: serde_json::to_vec(body).unwrap(),
+        request_id: "test".into(),
+        path_params: params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+/// A WineSitting event object.
+pub fn winesitting_event(
+    kind: &str,
+    operation: &str,
+    object: serde_json::Value,
+    date: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({"type": kind, "operation": operation, "object": object, "date": date})
 }

@@ -3,8 +3,19 @@
 //! REST APIs. Everything here implements the core's traits
 //! ([`domain::sources::Source`], [`domain::sources::EventKind`]) or a port;
 //! nothing here knows the pipeline.
+//!
+//! | module | what it is |
+//! | --- | --- |
+//! | [`revel`] | Revel POS: `X-Revel-Signature` ([`revel::signature`]), its six webhook types, its REST API ([`revel::api`]) |
+//! | [`winesitting`] | WineSitting: a token in the URL, one function for every event, its orders API ([`winesitting::api`]) |
+//! | [`booking`] | the tour/booking platform: HMAC-SHA256 or a URL token, ten event families |
+//! | [`vinesos`] | VinesOS, the partner: Standard Webhooks in, its searches ([`vinesos::inventory_search`]), deliveries out ([`vinesos::downstream`]) |
+//! | [`functions`] | the table of functions: every receiver's logical id, crate, routes and event kind |
+//! | [`event_kind`], [`declared_event_type`] | a stored event's kind found again, through the table |
+//! | [`http_client`] | the HTTPS client the REST clients share (rustls on ring) |
 
 pub mod booking;
+pub mod functions;
 pub mod revel;
 pub mod vinesos;
 pub mod winesitting;
@@ -26,28 +37,11 @@ pub fn declared_event_type<'h>(source: &str, headers: &'h HeaderMap) -> Option<&
     }
 }
 
-/// The event kind `event_type` of the source named `source`, with the
-/// source's name as the static string keys are made of.
+/// The event kind `event_type` of the source named `source` (a stored
+/// event's), with the source's name as the static string keys are made of.
 pub fn event_kind(source: &str, event_type: &str) -> Option<(&'static str, Arc<dyn EventKind>)> {
-    fn find<K: EventKind + Clone + 'static>(
-        name: &'static str,
-        kinds: &[K],
-        event_type: &str,
-    ) -> Option<(&'static str, Arc<dyn EventKind>)> {
-        let kind = kinds.iter().find(|k| k.event_type() == event_type)?;
-        Some((name, Arc::new(kind.clone())))
-    }
-    match source {
-        revel::NAME => find(revel::NAME, &revel::RevelEventType::ALL, event_type),
-        booking::NAME => find(booking::NAME, &booking::BookingFamily::ALL, event_type),
-        vinesos::NAME => find(vinesos::NAME, &vinesos::VinesOsEvent::ALL, event_type),
-        winesitting::NAME => find(
-            winesitting::NAME,
-            &[winesitting::WineSittingEvent],
-            event_type,
-        ),
-        _ => None,
-    }
+    let kind = functions::kind_of(source, event_type)?;
+    Some((kind.source(), kind.event_kind()))
 }
 
 /// A builder of the functions' HTTPS clients to other services, on the

@@ -58,9 +58,22 @@ impl Visit for Line {
     }
 }
 
+/// The bundle's crates: a log line's target is the module path it was
+/// written in, which starts with its crate.
+const BUNDLE_CRATES: [&str; 7] = [
+    "domain",
+    "telemetry",
+    "ports",
+    "aws_adapters",
+    "vendors",
+    "pipeline",
+    "shared",
+];
+
 /// The bundle's lines of info and up.
 fn wanted(metadata: &Metadata<'_>) -> bool {
-    *metadata.level() <= Level::INFO && metadata.target().starts_with("shared")
+    let crate_name = metadata.target().split("::").next().unwrap_or_default();
+    *metadata.level() <= Level::INFO && BUNDLE_CRATES.contains(&crate_name)
 }
 
 impl<S: Subscriber> Layer<S> for ToTrace {

@@ -111,3 +111,26 @@ fn an_unsettled_world_is_reported_stuck() {
     let findings = settled.check_unsettled();
     assert!(findings.violations.iter().any(|v| v.starts_with("stuck")));
 }
+
+#[test]
+fn a_seed_replayed_to_be_read_carries_the_bundles_own_log_lines() {
+    let replay = run_seed(3, Options { logs: true });
+    let logged: Vec<&str> = replay
+        .steps
+        .iter()
+        .map(|step| step.what.as_str())
+        .filter(|what| what.starts_with("log "))
+        .collect();
+    assert!(
+        logged.len() > 10,
+        "the trace has {} log line(s): {logged:?}",
+        logged.len()
+    );
+    assert!(
+        run_seed(3, Options::default())
+            .steps
+            .iter()
+            .all(|step| !step.what.starts_with("log ")),
+        "a seed run without logs has log lines"
+    );
+}

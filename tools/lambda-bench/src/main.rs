@@ -24,7 +24,7 @@
 //!   out to response posted) and invocation duration (to the runtime back
 //!   at `next`), p50 and p99 over N new events; CPU time per warm
 //!   invocation (ns on CPU summed over the process's threads from
-//!   /proc/<pid>/task/*/schedstat; utime + stime in clock ticks only where
+//!   `/proc/<pid>/task/*/schedstat`; utime + stime in clock ticks only where
 //!   schedstat is missing, and the report says so); peak RSS (VmHWM); and
 //!   the ack path: AWS requests and sequential round trips before the
 //!   answer, per new event and per duplicate, as the proxy saw them;
@@ -330,7 +330,7 @@ fn new_events(sample: &Sample, count: usize) -> Result<Vec<Value>, Error> {
             let mut varied = body.clone();
             vary(&mut varied, n);
             let bytes = serde_json::to_vec_pretty(&varied)?;
-            let (route, path, headers) = events::request_for(sample.target, &bytes);
+            let (route, path, headers) = events::request_for(sample.kind, &bytes);
             let mut event = events::routed_event("POST", &route, &path, "", &headers, &bytes);
             event["requestContext"]["requestId"] = Value::String(format!("bench-{n}"));
             Ok(event)
@@ -367,7 +367,7 @@ fn order_at_limit(sample: &Sample, limit: usize) -> Result<Value, Error> {
         size += grown;
     }
     let bytes = serde_json::to_vec(&body)?;
-    let (route, path, headers) = events::request_for(sample.target, &bytes);
+    let (route, path, headers) = events::request_for(sample.kind, &bytes);
     let mut event = events::routed_event("POST", &route, &path, "", &headers, &bytes);
     event["requestContext"]["requestId"] = Value::String("bench-body-limit".into());
     Ok(event)
@@ -405,9 +405,9 @@ fn memory_size(template: &serde_norway::Value, logical_id: Option<&str>) -> u64 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CpuClock {
-    /// Nanoseconds on CPU per thread, from /proc/<pid>/task/*/schedstat.
+    /// Nanoseconds on CPU per thread, from `/proc/<pid>/task/*/schedstat`.
     Schedstat,
-    /// utime + stime from /proc/<pid>/stat, in clock ticks.
+    /// utime + stime from `/proc/<pid>/stat`, in clock ticks.
     Ticks,
 }
 
@@ -536,7 +536,7 @@ impl Subject {
         Self {
             name: name.to_owned(),
             role: Role::Receiver,
-            logical_id: Some(sample.target.logical_id()),
+            logical_id: Some(sample.kind.function().logical_id),
         }
     }
 

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde_json::{json, Value};
 use vendors::booking::BookingFamily;
+use vendors::functions::Kind;
 use vendors::revel::signature::sign;
 use vendors::revel::{self, RevelEventType};
 use vendors::vinesos::VinesOsEvent;
-use vendors::winesitting;
 
 use crate::{
     Error, DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, DEMO_INSTANCE, DEMO_LA_INSTANCE, DEMO_SECRET,
@@ -124,31 +124,10 @@ pub fn routed_event(
     })
 }
 
-/// Which function a sample is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Revel(RevelEventType),
-    WineSitting,
-    Booking(BookingFamily),
-    VinesOs(VinesOsEvent),
-}
-
-impl Target {
-    /// The template function that receives it.
-    pub fn logical_id(self) -> &'static str {
-        match self {
-            Self::Revel(kind) => kind.logical_id(),
-            Self::WineSitting => winesitting::LOGICAL_ID,
-            Self::Booking(family) => family.logical_id(),
-            Self::VinesOs(event) => event.logical_id(),
-        }
-    }
-}
-
-/// One sample: which payload, posted to which route.
+/// One sample: which payload, posted to which function's route.
 #[derive(Debug, Clone)]
 pub struct Sample {
-    pub target: Target,
+    pub kind: Kind,
     pub payload: &'static str,
     pub output: String,
 }
@@ -157,39 +136,39 @@ pub fn samples() -> Vec<Sample> {
     let mut samples: Vec<Sample> = RevelEventType::ALL
         .iter()
         .map(|kind| Sample {
-            target: Target::Revel(*kind),
+            kind: Kind::Revel(*kind),
             payload: payload_name(*kind),
-            output: format!("{}.json", kind.crate_name()),
+            output: format!("{}.json", Kind::Revel(*kind).function().crate_name),
         })
         .collect();
     samples.push(Sample {
-        target: Target::Revel(RevelEventType::OrderFinalized),
+        kind: Kind::Revel(RevelEventType::OrderFinalized),
         payload: "ping.json",
         output: "revel-ping.json".into(),
     });
     samples.push(Sample {
-        target: Target::WineSitting,
+        kind: Kind::WineSitting,
         payload: "winesitting-order.json",
-        output: format!("{}.json", winesitting::CRATE),
+        output: format!("{}.json", Kind::WineSitting.function().crate_name),
     });
     for family in BookingFamily::ALL {
         samples.push(Sample {
-            target: Target::Booking(family),
+            kind: Kind::Booking(family),
             payload: BOOKING_PAYLOADS[BookingFamily::ALL
                 .iter()
                 .position(|f| *f == family)
                 .unwrap_or(0)],
-            output: format!("{}.json", family.crate_name()),
+            output: format!("{}.json", Kind::Booking(family).function().crate_name),
         });
     }
     for event in VinesOsEvent::ALL {
         samples.push(Sample {
-            target: Target::VinesOs(event),
+            kind: Kind::VinesOs(event),
             payload: VINESOS_PAYLOADS[VinesOsEvent::ALL
                 .iter()
                 .position(|e| *e == event)
                 .unwrap_or(0)],
-            output: format!("{}.json", event.crate_name()),
+            output: format!("{}.json", Kind::VinesOs(event).function().crate_name),
         });
     }
     samples
@@ -303,39 +282,40 @@ pub fn booking_headers(header: &str, secret: &str, body: &[u8]) -> Vec<(String, 
     ]
 }
 
-/// The route, concrete path and headers a sample is sent with.
-pub fn request_for(target: Target, body: &[u8]) -> (Route, String, Vec<(String, String)>) {
-    match target {
-        Target::Revel(kind) => (
-            Route::exact(kind.route()),
-            kind.route().to_owned(),
+/// The route, concrete path and headers a sample is sent with: the route
+/// is the first of its function's in the table of functions.
+pub fn request_for(kind: Kind, body: &[u8]) -> (Route, String, Vec<(String, String)>) {
+    let template = kind.function().route();
+    let (path, headers) = match kind {
+        Kind::Revel(kind) => (
+            template.to_owned(),
             revel_headers(kind, DEMO_INSTANCE, DEMO_SECRET, body),
         ),
-        Target::WineSitting => (
-            Route {
-                template: winesitting::ROUTE.to_owned(),
-            },
-            format!("/winesitting/{DEMO_INSTANCE}/{DEMO_WINESITTING_TOKEN}"),
+        Kind::WineSitting => (
+            template
+                .replace("{account}", DEMO_INSTANCE)
+                .replace("{token}", DEMO_WINESITTING_TOKEN),
             vec![
                 ("content-type".to_owned(), "application/json".to_owned()),
                 ("user-agent".to_owned(), "WineSitting".to_owned()),
             ],
         ),
-        Target::Booking(family) => (
-            Route {
-                template: family.signed_route().to_owned(),
-            },
-            format!("/booking/{DEMO_INSTANCE}/{}", family.slug()),
+        Kind::Booking(_) => (
+            template.replace("{account}", DEMO_INSTANCE),
             booking_headers(DEMO_BOOKING_HEADER, DEMO_BOOKING_SECRET, body),
         ),
-        Target::VinesOs(event) => (
-            Route {
-                template: event.route().to_owned(),
-            },
-            event.route().replace("{instance}", vinesos_instance(event)),
+        Kind::VinesOs(event) => (
+            template.replace("{instance}", vinesos_instance(event)),
             vinesos_headers(DEMO_VINESOS_SECRET, body, SAMPLE_SIGNED_AT),
         ),
-    }
+    };
+    (
+        Route {
+            template: template.to_owned(),
+        },
+        path,
+        headers,
+    )
 }
 
 /// The instance a VinesOS sample is for: the inventory request goes to the
@@ -378,7 +358,7 @@ pub fn render(dir: &Path, sample: &Sample) -> Result<Value, Error> {
     let body = raw.strip_suffix(b"\n").unwrap_or(&raw);
     serde_json::from_slice::<Value>(body)
         .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
-    let (route, path, headers) = request_for(sample.target, body);
+    let (route, path, headers) = request_for(sample.kind, body);
     Ok(routed_event("POST", &route, &path, "", &headers, body))
 }
 

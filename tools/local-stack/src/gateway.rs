@@ -1,5 +1,6 @@
-//! A local stand-in for API Gateway: serves each function of template.yaml
-//! at its route, converting every request to the HTTP API payload 2.0 event
+//! A local stand-in for API Gateway: serves each receiver of the table of
+//! functions (`vendors::functions`, which template.yaml is held to) at its
+//! routes, converting every request to the HTTP API payload 2.0 event
 //! that API Gateway would send and running the function's own handler on it.
 
 use std::sync::Arc;
@@ -8,9 +9,9 @@ use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::response::Response;
 use pipeline::receive::Receiver;
+use vendors::functions::Function;
 
 use crate::events::Route;
-use crate::template::Template;
 use crate::Error;
 
 /// API Gateway's own payload limit; larger bodies never reach a function.
@@ -19,21 +20,22 @@ const API_GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 /// Each template route (method, path template) with its receiver.
 pub type Routes = Arc<Vec<(String, Route, Arc<Receiver>)>>;
 
-/// The routes of `template`, each bound to the receiver `make` builds for
-/// its function's logical id.
-pub fn routes(
-    template: &Template,
-    make: impl Fn(&str) -> Option<Receiver>,
-) -> Result<Routes, Error> {
+/// Every route of the table of functions (POST, as the template declares
+/// them), each bound to the receiver `make` builds for its function.
+pub fn routes(make: impl Fn(&Function) -> Option<Receiver>) -> Result<Routes, Error> {
     let mut routes = Vec::new();
-    for route in &template.routes {
-        let receiver = make(&route.function)
-            .ok_or_else(|| format!("no receiver for template function {}", route.function))?;
-        routes.push((
-            route.method.clone(),
-            Route::exact(&route.path),
-            Arc::new(receiver),
-        ));
+    for function in vendors::functions::all() {
+        let receiver = Arc::new(
+            make(function)
+                .ok_or_else(|| format!("no receiver for function {}", function.logical_id))?,
+        );
+        for route in function.routes {
+            routes.push((
+                "POST".to_owned(),
+                Route::exact(route),
+                Arc::clone(&receiver),
+            ));
+        }
     }
     Ok(Arc::new(routes))
 }

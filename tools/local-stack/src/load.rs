@@ -39,8 +39,9 @@ use vendors::booking::BookingFamily;
 use vendors::revel::RevelEventType;
 use vendors::vinesos::VinesOsEvent;
 
-use crate::events::{self, Target};
+use crate::events::{self};
 use crate::{Error, DEMO_VINESOS_SECRET};
+use vendors::functions::Kind;
 
 pub const USAGE: &str = "local-stack load [--count 10000] [--repeat-percent 30] [--concurrency 32] [--url http://127.0.0.1:3000] [--max-seconds 900] [--timeout-seconds 30] [--max-attempts 8]";
 
@@ -176,15 +177,15 @@ impl Shape {
         Self::WineSittingOrder,
     ];
 
-    fn target(self) -> Target {
+    fn target(self) -> Kind {
         match self {
-            Self::Order => Target::Revel(RevelEventType::OrderFinalized),
-            Self::CustomerCreated => Target::Revel(RevelEventType::CustomerCreated),
-            Self::CustomerUpdated => Target::Revel(RevelEventType::CustomerUpdated),
-            Self::RewardCard => Target::Revel(RevelEventType::RewardCardCreated),
-            Self::VinesOsCustomer => Target::VinesOs(VinesOsEvent::CustomerCreated),
-            Self::BookingCustomer => Target::Booking(BookingFamily::Customers),
-            Self::WineSittingOrder => Target::WineSitting,
+            Self::Order => Kind::Revel(RevelEventType::OrderFinalized),
+            Self::CustomerCreated => Kind::Revel(RevelEventType::CustomerCreated),
+            Self::CustomerUpdated => Kind::Revel(RevelEventType::CustomerUpdated),
+            Self::RewardCard => Kind::Revel(RevelEventType::RewardCardCreated),
+            Self::VinesOsCustomer => Kind::VinesOs(VinesOsEvent::CustomerCreated),
+            Self::BookingCustomer => Kind::Booking(BookingFamily::Customers),
+            Self::WineSittingOrder => Kind::WineSitting,
         }
     }
 
@@ -277,7 +278,7 @@ impl Event {
     /// (Standard Webhooks; the webhook id stays); the others are fixed.
     fn headers_now(&self) -> Vec<(String, String)> {
         match self.shape.target() {
-            Target::VinesOs(_) => events::vinesos_headers(
+            Kind::VinesOs(_) => events::vinesos_headers(
                 DEMO_VINESOS_SECRET,
                 &self.body,
                 OffsetDateTime::now_utc().unix_timestamp(),
@@ -979,10 +980,10 @@ mod tests {
                 );
             }
             let interpretation = match event.shape.target() {
-                Target::Revel(kind) => kind.interpret(body, &headers),
-                Target::VinesOs(kind) => kind.interpret(body, &headers),
-                Target::Booking(family) => family.interpret(body, &headers),
-                Target::WineSitting => {
+                Kind::Revel(kind) => kind.interpret(body, &headers),
+                Kind::VinesOs(kind) => kind.interpret(body, &headers),
+                Kind::Booking(family) => family.interpret(body, &headers),
+                Kind::WineSitting => {
                     vendors::winesitting::WineSittingEvent.interpret(body, &headers)
                 }
             }

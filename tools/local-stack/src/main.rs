@@ -164,9 +164,8 @@ async fn up(args: &[String]) -> Result<(), Error> {
     let clients = Clients::from_sdk(&sdk);
     let sources = AllSources::new(&config, &clients)?;
     let source = sources.revel.clone();
-    let routes = gateway::routes(&template, |function| {
-        sources.receiver_for(function, &config, &clients)
-    })?;
+    let routes =
+        gateway::routes(|function| sources.receiver_for(function.logical_id, &config, &clients))?;
 
     std::fs::create_dir_all(".local")?;
     std::fs::write(
@@ -246,7 +245,7 @@ async fn up(args: &[String]) -> Result<(), Error> {
     );
     println!(
         "  receivers: {} routes on {base} (below); each stores its event with one conditional put and answers",
-        template.routes.len()
+        routes.len()
     );
     if receivers_only {
         println!("  events processor and jobs worker: NOT running (--no-worker): records stay on the stream, nothing is applied or delivered");
@@ -267,13 +266,12 @@ async fn up(args: &[String]) -> Result<(), Error> {
         println!("  {name}={value}");
     }
     println!("\nRoutes (instance `{DEMO_INSTANCE}`, secret `{DEMO_SECRET}`):");
-    let mut listed: Vec<_> = template.routes.iter().collect();
-    listed.sort_by(|a, b| a.path.cmp(&b.path));
-    for route in listed {
-        println!(
-            "  {} {base}{}  -> {}",
-            route.method, route.path, route.function
-        );
+    let mut listed: Vec<(&str, &str)> = vendors::functions::all()
+        .flat_map(|f| f.routes.iter().map(move |route| (*route, f.logical_id)))
+        .collect();
+    listed.sort();
+    for (route, function) in listed {
+        println!("  POST {base}{route}  -> {function}");
     }
     let body = r#"{"ping": "pong"}"#;
     let signature = vendors::revel::signature::sign(DEMO_SECRET.as_bytes(), body.as_bytes());

@@ -1,5 +1,5 @@
 //! `checkpoints` and `budgets`: what the sync-state table remembers, read
-//! through the adapter the jobs worker uses ([`DynamoSyncState`]).
+//! through the adapter the jobs worker uses ([`aws_adapters::sync_state::DynamoSyncState`]).
 //!
 //! Which instances and pulls exist is found by scanning the table's keys
 //! (`cursor:{instance}:{pull}`, `budget:{instance}:{day}`); the values are

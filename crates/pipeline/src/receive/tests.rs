@@ -442,7 +442,7 @@ mod vinesos_requests {
     }
 
     #[tokio::test]
-    async fn a_redelivery_of_the_same_message_is_a_duplicate_and_queues_one_job() {
+    async fn a_retry_of_the_same_message_is_a_duplicate_and_queues_one_job() {
         let memory = MemoryStores::default();
         let receiver = memory.receiver(Arc::new(source()), Arc::new(VinesOsEvent::RewardChanged));
         let body = serde_json::to_vec(&envelope(VinesOsEvent::RewardChanged)).unwrap();

@@ -1,7 +1,7 @@
 //! The two tables: the events archive (each event stored once; its stream
 //! drives everything after) and the entities table (current state, newest
-//! wins). Traits here, the record format in [`record`], DynamoDB adapters in
-//! [`dynamodb`].
+//! wins). Traits here, the record format in [`record`]; the DynamoDB adapters
+//! are `aws_adapters::dynamodb`.
 
 pub mod document;
 pub mod record;

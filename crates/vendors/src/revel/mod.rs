@@ -11,13 +11,14 @@ use async_trait::async_trait;
 use http::HeaderMap;
 use serde_json::Value;
 
+use crate::functions::{Function, Kind};
 use crate::revel::signature::ClaimedSignature;
 use domain::error::{AuthFailure, DependencyError, ReceiveError};
 use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     header, id_field, revel_version, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
-    Identity, Interpretation, Malformed, Source, Version,
+    Identity, Interpretation, Malformed, Reason, Source, Version,
 };
 use ports::secrets::{InstanceDocument, InstanceSecrets, SecretCache};
 
@@ -63,43 +64,47 @@ impl RevelEventType {
             Self::MenuUpdated => "menu.updated",
         }
     }
-
-    /// The API Gateway route (POST) of its function, as in template.yaml.
-    pub fn route(self) -> &'static str {
-        match self {
-            Self::OrderFinalized => "/revel/orders/finalized",
-            Self::CustomerCreated => "/revel/customers/created",
-            Self::CustomerUpdated => "/revel/customers/updated",
-            Self::RewardCardCreated => "/revel/rewardcards/created",
-            Self::StockChanged => "/revel/stock/changed",
-            Self::MenuUpdated => "/revel/menu/updated",
-        }
-    }
-
-    /// The function crate (and binary) in functions/.
-    pub fn crate_name(self) -> &'static str {
-        match self {
-            Self::OrderFinalized => "revel-order-finalized",
-            Self::CustomerCreated => "revel-customer-created",
-            Self::CustomerUpdated => "revel-customer-updated",
-            Self::RewardCardCreated => "revel-rewardcard-created",
-            Self::StockChanged => "revel-stock-changed",
-            Self::MenuUpdated => "revel-menu-updated",
-        }
-    }
-
-    /// The function's logical id in template.yaml.
-    pub fn logical_id(self) -> &'static str {
-        match self {
-            Self::OrderFinalized => "RevelOrderFinalizedFunction",
-            Self::CustomerCreated => "RevelCustomerCreatedFunction",
-            Self::CustomerUpdated => "RevelCustomerUpdatedFunction",
-            Self::RewardCardCreated => "RevelRewardcardCreatedFunction",
-            Self::StockChanged => "RevelStockChangedFunction",
-            Self::MenuUpdated => "RevelMenuUpdatedFunction",
-        }
-    }
 }
+
+/// This platform's rows of the table of functions ([`crate::functions`]).
+pub const FUNCTIONS: &[Function] = &[
+    Function {
+        logical_id: "RevelOrderFinalizedFunction",
+        crate_name: "revel-order-finalized",
+        routes: &["/revel/orders/finalized"],
+        kind: Kind::Revel(RevelEventType::OrderFinalized),
+    },
+    Function {
+        logical_id: "RevelCustomerCreatedFunction",
+        crate_name: "revel-customer-created",
+        routes: &["/revel/customers/created"],
+        kind: Kind::Revel(RevelEventType::CustomerCreated),
+    },
+    Function {
+        logical_id: "RevelCustomerUpdatedFunction",
+        crate_name: "revel-customer-updated",
+        routes: &["/revel/customers/updated"],
+        kind: Kind::Revel(RevelEventType::CustomerUpdated),
+    },
+    Function {
+        logical_id: "RevelRewardcardCreatedFunction",
+        crate_name: "revel-rewardcard-created",
+        routes: &["/revel/rewardcards/created"],
+        kind: Kind::Revel(RevelEventType::RewardCardCreated),
+    },
+    Function {
+        logical_id: "RevelStockChangedFunction",
+        crate_name: "revel-stock-changed",
+        routes: &["/revel/stock/changed"],
+        kind: Kind::Revel(RevelEventType::StockChanged),
+    },
+    Function {
+        logical_id: "RevelMenuUpdatedFunction",
+        crate_name: "revel-menu-updated",
+        routes: &["/revel/menu/updated"],
+        kind: Kind::Revel(RevelEventType::MenuUpdated),
+    },
+];
 
 impl EventKind for RevelEventType {
     fn event_type(&self) -> &'static str {
@@ -108,16 +113,16 @@ impl EventKind for RevelEventType {
 
     fn interpret(&self, body: Value, headers: &HeaderMap) -> Result<Interpretation, Malformed> {
         if !body.is_object() {
-            return Err(Malformed("not_a_json_object"));
+            return Err(Malformed(Reason::NotAJsonObject));
         }
         let establishment = header(headers, ESTABLISHMENT_HEADER);
         match self {
             Self::OrderFinalized => order(body),
             Self::CustomerCreated | Self::CustomerUpdated => {
-                dated_entity(body, "customer", "uuid", "missing_customer_uuid")
+                dated_entity(body, "customer", "uuid", Reason::MissingCustomerUuid)
             }
             Self::RewardCardCreated => {
-                dated_entity(body, "rewards_card", "id", "missing_rewards_card_id")
+                dated_entity(body, "rewards_card", "id", Reason::MissingRewardsCardId)
             }
             Self::StockChanged => stock(body, establishment),
             Self::MenuUpdated => menu(body, establishment),
@@ -145,7 +150,7 @@ fn updated_version(object: &Value) -> Result<(Version, i64), Malformed> {
         .and_then(Value::as_str)
         .and_then(revel_version)
         .and_then(|version| Some((version, version.key_micros()?)))
-        .ok_or(Malformed("missing_or_invalid_updated_date"))
+        .ok_or(Malformed(Reason::MissingOrInvalidUpdatedDate))
 }
 
 /// OrderAllInOne: `orderInfo` (with `uuid` and `updated_date`), `items`,
@@ -153,13 +158,13 @@ fn updated_version(object: &Value) -> Result<(Version, i64), Malformed> {
 /// string; it is kept parsed.
 fn order(body: Value) -> Result<Interpretation, Malformed> {
     let Value::Object(mut body) = body else {
-        return Err(Malformed("not_a_json_object"));
+        return Err(Malformed(Reason::NotAJsonObject));
     };
     let mut order_info = body
         .remove("orderInfo")
         .filter(|v| v.is_object())
-        .ok_or(Malformed("missing_order_info"))?;
-    let uuid = id_field(&order_info, "uuid").ok_or(Malformed("missing_order_uuid"))?;
+        .ok_or(Malformed(Reason::MissingOrderInfo))?;
+    let uuid = id_field(&order_info, "uuid").ok_or(Malformed(Reason::MissingOrderUuid))?;
     let (version, key_micros) = updated_version(&order_info)?;
     if let Some(raw) = order_info.get("gift_reward_data").and_then(Value::as_str) {
         match serde_json::from_str::<Value>(raw) {
@@ -303,7 +308,7 @@ fn dated_entity(
     body: Value,
     kind: &'static str,
     id_name: &str,
-    missing: &'static str,
+    missing: Reason,
 ) -> Result<Interpretation, Malformed> {
     let id = id_field(&body, id_name).ok_or(Malformed(missing))?;
     let (version, key_micros) = updated_version(&body)?;
@@ -331,28 +336,28 @@ fn per_establishment(establishment: Option<&str>, id: String) -> Result<String, 
         Some(e) if e.len() <= 64 && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
             Ok(format!("establishment-{e}:{id}"))
         }
-        Some(_) => Err(Malformed("invalid_establishment")),
+        Some(_) => Err(Malformed(Reason::InvalidEstablishment)),
     }
 }
 
 /// Item availability: `id`, `instock` and `type` are required; kept per
 /// product per establishment; no date, so the newest receipt wins.
 fn stock(body: Value, establishment: Option<&str>) -> Result<Interpretation, Malformed> {
-    let id = id_field(&body, "id").ok_or(Malformed("missing_item_id"))?;
+    let id = id_field(&body, "id").ok_or(Malformed(Reason::MissingItemId))?;
     body.get("instock")
         .and_then(Value::as_bool)
-        .ok_or(Malformed("missing_instock"))?;
+        .ok_or(Malformed(Reason::MissingInstock))?;
     let item_type = body
         .get("type")
         .and_then(Value::as_str)
         .filter(|t| !t.trim().is_empty())
-        .ok_or(Malformed("missing_item_type"))?
+        .ok_or(Malformed(Reason::MissingItemType))?
         .trim()
         .to_ascii_lowercase();
     let mut state = body;
     strip_payment_card_fields(&mut state);
     Ok(Interpretation {
-        identity: Identity::PerDelivery,
+        identity: Identity::PerRequest,
         entity: Some(EntityChange {
             kind: "item_stock",
             id: per_establishment(establishment, format!("{item_type}:{id}"))?,
@@ -370,13 +375,13 @@ fn menu(body: Value, establishment: Option<&str>) -> Result<Interpretation, Malf
     match body.get("event") {
         None => {}
         Some(Value::String(s)) if s == "menu.updated" => {}
-        Some(_) => return Err(Malformed("unexpected_event_name")),
+        Some(_) => return Err(Malformed(Reason::UnexpectedEventName)),
     }
     // Any other field is kept as sent, except payment card data.
     let mut state = body;
     strip_payment_card_fields(&mut state);
     Ok(Interpretation {
-        identity: Identity::PerDelivery,
+        identity: Identity::PerRequest,
         entity: Some(EntityChange {
             kind: "menu",
             id: per_establishment(establishment, "current".to_owned())?,
@@ -555,8 +560,9 @@ mod tests {
         for (kind, body, reason) in cases {
             assert_eq!(
                 kind.interpret(body.clone(), &http::HeaderMap::new())
-                    .unwrap_err(),
-                Malformed(reason),
+                    .unwrap_err()
+                    .reason(),
+                reason,
                 "{kind:?} {body}"
             );
         }
@@ -570,7 +576,7 @@ mod tests {
                 &http::HeaderMap::new(),
             )
             .unwrap();
-        assert_eq!(stock.identity, Identity::PerDelivery);
+        assert_eq!(stock.identity, Identity::PerRequest);
         assert_eq!(stock.entity.as_ref().unwrap().id, "product:622335");
         let menu = RevelEventType::MenuUpdated
             .interpret(json!({"event": "menu.updated"}), &http::HeaderMap::new())
@@ -626,7 +632,7 @@ mod tests {
             RevelEventType::StockChanged
                 .interpret(body, &headers)
                 .unwrap_err(),
-            Malformed("invalid_establishment")
+            Malformed(Reason::InvalidEstablishment)
         );
     }
 
@@ -754,9 +760,11 @@ mod tests {
     fn routes_names_and_crates_are_distinct() {
         let mut seen = std::collections::HashSet::new();
         for kind in RevelEventType::ALL {
-            assert!(seen.insert(kind.route()));
+            let function = Kind::Revel(kind).function();
+            assert!(seen.insert(function.route()));
             assert!(seen.insert(kind.name()));
-            assert!(seen.insert(kind.crate_name()));
+            assert!(seen.insert(function.crate_name));
+            assert_eq!(function.routes.len(), 1);
         }
     }
 

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use domain::sources::{EntityChange, FollowUp, Identity, Interpretation, Malformed, Version};
+use domain::sources::{
+    EntityChange, FollowUp, Identity, Interpretation, Malformed, Reason, Version,
+};
 use serde_json::{json, Value};
 
 /// The entity kind a request is kept as.
@@ -23,7 +25,7 @@ pub fn interpret(
 ) -> Result<Interpretation, Malformed> {
     let data = data
         .filter(|d| d.is_object())
-        .ok_or(Malformed("missing_data"))?;
+        .ok_or(Malformed(Reason::MissingData))?;
     let products = requested_products(data)?;
     Ok(Interpretation {
         identity: Identity::Business(event_id.to_owned()),
@@ -43,18 +45,18 @@ fn requested_products(data: &Value) -> Result<Vec<u64>, Malformed> {
     match data.get("revel_product_ids") {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => named.extend(list),
-        Some(_) => return Err(Malformed("revel_product_ids_not_a_list")),
+        Some(_) => return Err(Malformed(Reason::RevelProductIdsNotAList)),
     }
     named.extend(data.get("revel_product_id").filter(|v| !v.is_null()));
     if named.is_empty() {
-        return Err(Malformed("missing_revel_product_ids"));
+        return Err(Malformed(Reason::MissingRevelProductIds));
     }
     if named.len() > MAX_PRODUCTS_PER_REQUEST {
-        return Err(Malformed("too_many_revel_product_ids"));
+        return Err(Malformed(Reason::TooManyRevelProductIds));
     }
     let products: BTreeSet<u64> = named
         .into_iter()
-        .map(|id| product_id(id).ok_or(Malformed("invalid_revel_product_id")))
+        .map(|id| product_id(id).ok_or(Malformed(Reason::InvalidRevelProductId)))
         .collect::<Result<_, _>>()?;
     Ok(products.into_iter().collect())
 }
@@ -146,8 +148,8 @@ mod tests {
         ];
         for (data, reason) in cases {
             assert_eq!(
-                interpret("evt_1", 1, data.as_ref()).unwrap_err(),
-                Malformed(reason),
+                interpret("evt_1", 1, data.as_ref()).unwrap_err().reason(),
+                reason,
                 "{data:?}"
             );
         }

@@ -2,9 +2,9 @@
 //! customers, updated members, added orders, inventory changes and rewards
 //! added or used, each as soon as it happens, and its added or changed
 //! products and events, which the sync schedule applies to Revel at end of
-//! day ([`pipeline::partner_catalog`]); and, when a search is done on its side,
+//! day (the pipeline's `partner_catalog`); and, when a search is done on its side,
 //! a request for Revel's current stock of some products, pulled on demand
-//! ([`pipeline::inventory_request`]); one route per event, the Revel instance
+//! (the pipeline's `inventory_request`); one route per event, the Revel instance
 //! the change applies to named in the route.
 //!
 //! Each POST is a JSON envelope
@@ -18,7 +18,7 @@
 //! seconds) and `webhook-signature` (space-separated `v1,<base64 HMAC-SHA256
 //! of "{id}.{timestamp}.{body}">`), the key being the base64 part of the
 //! instance's `whsec_...` secret. A timestamp more than [`TOLERANCE`] from now
-//! is refused, so an old delivery cannot be replayed; a redelivery of the same
+//! is refused, so an old request cannot be replayed; a retry of the same
 //! message keeps its `webhook-id` and is stored once.
 
 pub mod downstream;
@@ -31,6 +31,7 @@ use async_trait::async_trait;
 use http::HeaderMap;
 use serde_json::Value;
 
+use crate::functions::{Function, Kind};
 use crate::vinesos::downstream::SigningSecret;
 use domain::clock::Clock;
 use domain::error::{AuthFailure, DependencyError, ReceiveError};
@@ -38,7 +39,7 @@ use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
-    FollowUp, Identity, Interpretation, Malformed, Source, Version,
+    FollowUp, Identity, Interpretation, Malformed, Reason, Source, Version,
 };
 use ports::secrets::SecretCache;
 
@@ -106,48 +107,6 @@ impl VinesOsEvent {
         Self::ALL.into_iter().find(|event| event.name() == name)
     }
 
-    /// The API Gateway route (POST) of the function, as in template.yaml.
-    pub fn route(self) -> &'static str {
-        match self {
-            Self::CustomerCreated => "/vinesos/{instance}/customers/created",
-            Self::MemberUpdated => "/vinesos/{instance}/members/updated",
-            Self::OrderAdded => "/vinesos/{instance}/orders/added",
-            Self::InventoryChanged => "/vinesos/{instance}/inventory/changed",
-            Self::RewardChanged => "/vinesos/{instance}/rewards/changed",
-            Self::ProductChanged => "/vinesos/{instance}/products/changed",
-            Self::EventChanged => "/vinesos/{instance}/events/changed",
-            Self::InventoryRequested => "/vinesos/{instance}/inventory/requested",
-        }
-    }
-
-    /// The function crate (and binary) in functions/.
-    pub fn crate_name(self) -> &'static str {
-        match self {
-            Self::CustomerCreated => "vinesos-customer-created",
-            Self::MemberUpdated => "vinesos-member-updated",
-            Self::OrderAdded => "vinesos-order-added",
-            Self::InventoryChanged => "vinesos-inventory-changed",
-            Self::RewardChanged => "vinesos-reward-changed",
-            Self::ProductChanged => "vinesos-product-changed",
-            Self::EventChanged => "vinesos-event-changed",
-            Self::InventoryRequested => "vinesos-inventory-requested",
-        }
-    }
-
-    /// The function's logical id in template.yaml.
-    pub fn logical_id(self) -> &'static str {
-        match self {
-            Self::CustomerCreated => "VinesOsCustomerCreatedFunction",
-            Self::MemberUpdated => "VinesOsMemberUpdatedFunction",
-            Self::OrderAdded => "VinesOsOrderAddedFunction",
-            Self::InventoryChanged => "VinesOsInventoryChangedFunction",
-            Self::RewardChanged => "VinesOsRewardChangedFunction",
-            Self::ProductChanged => "VinesOsProductChangedFunction",
-            Self::EventChanged => "VinesOsEventChangedFunction",
-            Self::InventoryRequested => "VinesOsInventoryRequestedFunction",
-        }
-    }
-
     /// The kind of entity whose state the event carries.
     pub fn entity_kind(self) -> &'static str {
         match self {
@@ -166,6 +125,58 @@ impl VinesOsEvent {
         }
     }
 }
+
+/// This platform's rows of the table of functions ([`crate::functions`]).
+pub const FUNCTIONS: &[Function] = &[
+    Function {
+        logical_id: "VinesOsCustomerCreatedFunction",
+        crate_name: "vinesos-customer-created",
+        routes: &["/vinesos/{instance}/customers/created"],
+        kind: Kind::VinesOs(VinesOsEvent::CustomerCreated),
+    },
+    Function {
+        logical_id: "VinesOsMemberUpdatedFunction",
+        crate_name: "vinesos-member-updated",
+        routes: &["/vinesos/{instance}/members/updated"],
+        kind: Kind::VinesOs(VinesOsEvent::MemberUpdated),
+    },
+    Function {
+        logical_id: "VinesOsOrderAddedFunction",
+        crate_name: "vinesos-order-added",
+        routes: &["/vinesos/{instance}/orders/added"],
+        kind: Kind::VinesOs(VinesOsEvent::OrderAdded),
+    },
+    Function {
+        logical_id: "VinesOsInventoryChangedFunction",
+        crate_name: "vinesos-inventory-changed",
+        routes: &["/vinesos/{instance}/inventory/changed"],
+        kind: Kind::VinesOs(VinesOsEvent::InventoryChanged),
+    },
+    Function {
+        logical_id: "VinesOsRewardChangedFunction",
+        crate_name: "vinesos-reward-changed",
+        routes: &["/vinesos/{instance}/rewards/changed"],
+        kind: Kind::VinesOs(VinesOsEvent::RewardChanged),
+    },
+    Function {
+        logical_id: "VinesOsProductChangedFunction",
+        crate_name: "vinesos-product-changed",
+        routes: &["/vinesos/{instance}/products/changed"],
+        kind: Kind::VinesOs(VinesOsEvent::ProductChanged),
+    },
+    Function {
+        logical_id: "VinesOsEventChangedFunction",
+        crate_name: "vinesos-event-changed",
+        routes: &["/vinesos/{instance}/events/changed"],
+        kind: Kind::VinesOs(VinesOsEvent::EventChanged),
+    },
+    Function {
+        logical_id: "VinesOsInventoryRequestedFunction",
+        crate_name: "vinesos-inventory-requested",
+        routes: &["/vinesos/{instance}/inventory/requested"],
+        kind: Kind::VinesOs(VinesOsEvent::InventoryRequested),
+    },
+];
 
 impl EventKind for VinesOsEvent {
     /// `vinesos.{name}`: the event type in keys and logs.
@@ -190,23 +201,23 @@ impl EventKind for VinesOsEvent {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
-            return Err(Malformed("not_a_json_object"));
+            return Err(Malformed(Reason::NotAJsonObject));
         }
         let event_id = body
             .get("id")
             .and_then(Value::as_str)
             .map(str::trim)
             .filter(|id| !id.is_empty())
-            .ok_or(Malformed("missing_event_id"))?;
+            .ok_or(Malformed(Reason::MissingEventId))?;
         body.get("type")
             .and_then(Value::as_str)
             .filter(|kind| *kind == self.name())
-            .ok_or(Malformed("wrong_event_type"))?;
+            .ok_or(Malformed(Reason::WrongEventType))?;
         let micros = body
             .get("occurred_at")
             .and_then(Value::as_str)
             .and_then(|raw| parse_timestamp_micros(raw.trim()))
-            .ok_or(Malformed("missing_or_invalid_occurred_at"))?;
+            .ok_or(Malformed(Reason::MissingOrInvalidOccurredAt))?;
         if *self == Self::InventoryRequested {
             // A request names products, not an entity of the partner's.
             return inventory_search::interpret(event_id, micros, body.get("data"));
@@ -214,8 +225,8 @@ impl EventKind for VinesOsEvent {
         let data = body
             .get("data")
             .filter(|data| data.is_object())
-            .ok_or(Malformed("missing_data_id"))?;
-        let id = id_field(data, "id").ok_or(Malformed("missing_data_id"))?;
+            .ok_or(Malformed(Reason::MissingDataId))?;
+        let id = id_field(data, "id").ok_or(Malformed(Reason::MissingDataId))?;
         let mut state = data.clone();
         strip_payment_card_fields(&mut state);
         Ok(Interpretation {
@@ -341,7 +352,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::fakes::{sign, signed_vinesos_request as signed, vinesos_request as delivery};
+    use crate::fakes::{sign, signed_vinesos_request as signed, vinesos_request as request};
     use ports::fakes::FixedSecrets;
 
     const NEW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -426,7 +437,7 @@ mod tests {
                     &http::HeaderMap::new()
                 )
                 .unwrap_err(),
-            Malformed("missing_revel_product_ids")
+            Malformed(Reason::MissingRevelProductIds)
         );
     }
 
@@ -501,8 +512,9 @@ mod tests {
             assert_eq!(
                 event
                     .interpret(body.clone(), &http::HeaderMap::new())
-                    .unwrap_err(),
-                Malformed(reason),
+                    .unwrap_err()
+                    .reason(),
+                reason,
                 "{body}"
             );
         }
@@ -516,7 +528,7 @@ mod tests {
                     event
                         .interpret(envelope(other), &http::HeaderMap::new())
                         .unwrap_err(),
-                    Malformed("wrong_event_type"),
+                    Malformed(Reason::WrongEventType),
                     "{event:?} given {other:?}"
                 );
             }
@@ -524,7 +536,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_delivery_signed_by_the_standard_webhooks_crate_is_accepted() {
+    async fn a_request_signed_by_the_standard_webhooks_crate_is_accepted() {
         let body = serde_json::to_vec(&envelope(VinesOsEvent::OrderAdded)).unwrap();
         let instance = source()
             .authenticate(&signed("MyBar", NEW, now(), &body))
@@ -551,14 +563,14 @@ mod tests {
             sign(FOREIGN, "msg_1", ts, &body),
             sign(OLD, "msg_1", ts, &body)
         );
-        let delivery = delivery(
+        let request = request(
             Some("mybar"),
             Some("msg_1"),
             Some(&ts.to_string()),
             Some(&both),
             &body,
         );
-        assert!(source.authenticate(&delivery).await.is_ok());
+        assert!(source.authenticate(&request).await.is_ok());
     }
 
     #[tokio::test]
@@ -592,9 +604,9 @@ mod tests {
             ("10 minutes ahead", signed("mybar", NEW, now() + 600, body)),
             ("wrong secret", signed("mybar", FOREIGN, now(), body)),
         ];
-        for (what, delivery) in cases {
+        for (what, request) in cases {
             assert_eq!(
-                refusal(source.authenticate(&delivery).await),
+                refusal(source.authenticate(&request).await),
                 AuthFailure::SignatureMismatch,
                 "{what}"
             );
@@ -628,53 +640,53 @@ mod tests {
         let (id, sig) = (Some("msg_1"), Some(signature.as_str()));
         let cases = [
             (
-                delivery(Some("mybar"), None, Some(&ts), sig, body),
+                request(Some("mybar"), None, Some(&ts), sig, body),
                 AuthFailure::MissingSignature,
             ),
             (
-                delivery(Some("mybar"), id, None, sig, body),
+                request(Some("mybar"), id, None, sig, body),
                 AuthFailure::MissingSignature,
             ),
             (
-                delivery(Some("mybar"), id, Some(&ts), None, body),
+                request(Some("mybar"), id, Some(&ts), None, body),
                 AuthFailure::MissingSignature,
             ),
             (
-                delivery(Some("mybar"), id, Some(" "), sig, body),
+                request(Some("mybar"), id, Some(" "), sig, body),
                 AuthFailure::MissingSignature,
             ),
             (
-                delivery(Some("mybar"), id, Some("soon"), sig, body),
+                request(Some("mybar"), id, Some("soon"), sig, body),
                 AuthFailure::MalformedSignature,
             ),
             (
-                delivery(Some("mybar"), id, Some("1.7e9"), sig, body),
+                request(Some("mybar"), id, Some("1.7e9"), sig, body),
                 AuthFailure::MalformedSignature,
             ),
             (
-                delivery(Some("mybar"), id, Some(&ts), Some("garbage"), body),
+                request(Some("mybar"), id, Some(&ts), Some("garbage"), body),
                 AuthFailure::SignatureMismatch,
             ),
             (
-                delivery(None, id, Some(&ts), sig, body),
+                request(None, id, Some(&ts), sig, body),
                 AuthFailure::MissingInstance,
             ),
             (
-                delivery(Some(""), id, Some(&ts), sig, body),
+                request(Some(""), id, Some(&ts), sig, body),
                 AuthFailure::MissingInstance,
             ),
             (
-                delivery(Some("not/valid"), id, Some(&ts), sig, body),
+                request(Some("not/valid"), id, Some(&ts), sig, body),
                 AuthFailure::InvalidInstance,
             ),
         ];
-        for (delivery, expected) in cases {
+        for (request, expected) in cases {
             assert_eq!(
-                refusal(source.authenticate(&delivery).await),
+                refusal(source.authenticate(&request).await),
                 expected,
                 "{:?} {:?}",
-                delivery.headers,
-                delivery.path_params
+                request.headers,
+                request.path_params
             );
         }
     }
@@ -705,24 +717,25 @@ mod tests {
     fn names_routes_crates_and_logical_ids_are_distinct_and_names_round_trip() {
         let mut seen = HashSet::new();
         for event in VinesOsEvent::ALL {
+            let f = Kind::VinesOs(event).function();
             for value in [
                 event.name(),
                 event.event_type(),
-                event.route(),
-                event.crate_name(),
-                event.logical_id(),
+                f.route(),
+                f.crate_name,
+                f.logical_id,
             ] {
                 assert!(seen.insert(value), "{value} repeats");
             }
             assert_eq!(VinesOsEvent::from_name(event.name()), Some(event));
             assert_eq!(event.event_type(), format!("vinesos.{}", event.name()));
             assert_eq!(
-                event.crate_name(),
+                f.crate_name,
                 format!("vinesos-{}", event.name().replace('.', "-"))
             );
-            assert!(event.route().starts_with("/vinesos/{instance}/"));
-            assert!(event.logical_id().starts_with("VinesOs"));
-            assert!(event.logical_id().ends_with("Function"));
+            assert!(f.route().starts_with("/vinesos/{instance}/"));
+            assert!(f.logical_id.starts_with("VinesOs"));
+            assert!(f.logical_id.ends_with("Function"));
         }
         assert_eq!(VinesOsEvent::from_name("customer.deleted"), None);
         assert_eq!(VinesOsEvent::from_name("vinesos.customer.created"), None);

@@ -6,7 +6,8 @@
 //! complete, current WineSitting object. WineSitting ignores the answer,
 //! sends each event once, never retries and may send duplicates: a duplicate
 //! (same type, object id, operation and date) is stored once, and a failed
-//! delivery is gone, so the pipeline's repair poll (`pipeline::winesitting_repair`) polls the API for the orders still in
+//! request is gone, so the pipeline's repair poll
+//! (`pipeline::winesitting_repair`) polls the API for the orders still in
 //! progress and ingests those whose kept state is missing or differs.
 
 pub mod api;
@@ -16,21 +17,24 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::functions::{Function, Kind};
 use domain::error::{AuthFailure, DependencyError, ReceiveError};
 use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
-    Identity, Interpretation, Malformed, Source, Version,
+    Identity, Interpretation, Malformed, Reason, Source, Version,
 };
 use ports::secrets::{InstanceDocument, InstanceSecrets, SecretCache};
 
-/// The API Gateway route (POST) of the function, as in template.yaml.
-pub const ROUTE: &str = "/winesitting/{account}/{token}";
-/// The function crate (and binary) in functions/.
-pub const CRATE: &str = "winesitting-webhook";
-/// The function's logical id in template.yaml.
-pub const LOGICAL_ID: &str = "WineSittingWebhookFunction";
+/// This platform's row of the table of functions ([`crate::functions`]):
+/// one function takes every WineSitting event.
+pub const FUNCTIONS: &[Function] = &[Function {
+    logical_id: "WineSittingWebhookFunction",
+    crate_name: "winesitting-webhook",
+    routes: &["/winesitting/{account}/{token}"],
+    kind: Kind::WineSitting,
+}];
 
 /// The source name, in keys.
 pub const NAME: &str = "winesitting";
@@ -117,27 +121,28 @@ impl EventKind for WineSittingEvent {
         // Small bodies: read in place, the kept state copied.
         let body = &body;
         if !body.is_object() {
-            return Err(Malformed("not_a_json_object"));
+            return Err(Malformed(Reason::NotAJsonObject));
         }
         let object_type = body
             .get("type")
             .and_then(Value::as_str)
             .and_then(ObjectType::parse)
-            .ok_or(Malformed("unknown_type"))?;
+            .ok_or(Malformed(Reason::UnknownType))?;
         let operation = body
             .get("operation")
             .and_then(Value::as_str)
             .and_then(Operation::parse)
-            .ok_or(Malformed("unknown_operation"))?;
+            .ok_or(Malformed(Reason::UnknownOperation))?;
         if (object_type, operation) == (ObjectType::Putaway, Operation::Update) {
-            return Err(Malformed("putaway_update"));
+            return Err(Malformed(Reason::PutawayUpdate));
         }
         let object = body
             .get("object")
             .filter(|o| o.is_object())
-            .ok_or(Malformed("missing_object_id"))?;
-        let id = id_field(object, "id").ok_or(Malformed("missing_object_id"))?;
-        let micros = event_micros(body.get("date")).ok_or(Malformed("missing_or_invalid_date"))?;
+            .ok_or(Malformed(Reason::MissingObjectId))?;
+        let id = id_field(object, "id").ok_or(Malformed(Reason::MissingObjectId))?;
+        let micros =
+            event_micros(body.get("date")).ok_or(Malformed(Reason::MissingOrInvalidDate))?;
         let mut state = object.clone();
         strip_payment_card_fields(&mut state);
         Ok(Interpretation {
@@ -225,38 +230,16 @@ impl Source for WineSitting {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use serde_json::json;
 
     use super::*;
-    use ports::fakes::FixedSecrets;
-
-    const SECRETS: &str = r#"{"acct": {"token": ["tok-new", "tok-old"], "api_key": "k-acct"},
-        "other": {"token": "tok-other"}, "signed": {"webhook": "s"}}"#;
-
-    fn cache() -> SecretCache {
-        SecretCache::new(FixedSecrets(SECRETS.into()), Duration::from_secs(60))
-    }
+    use crate::fakes::{
+        winesitting_event as event, winesitting_request as request, winesitting_secrets as cache,
+    };
 
     fn acct() -> InstanceName {
         InstanceName::parse("acct").unwrap()
-    }
-
-    fn delivery(params: &[(&str, &str)], body: &Value) -> WebhookRequest {
-        WebhookRequest {
-            headers: http::HeaderMap::new(),
-            body: serde_json::to_vec(body).unwrap(),
-            request_id: "test".into(),
-            path_params: params
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
-    }
-
-    fn event(kind: &str, operation: &str, object: Value, date: Value) -> Value {
-        json!({"type": kind, "operation": operation, "object": object, "date": date})
     }
 
     const DATE: &str = "2024-03-01T10:00:00Z";
@@ -431,8 +414,9 @@ mod tests {
             assert_eq!(
                 WineSittingEvent
                     .interpret(body.clone(), &http::HeaderMap::new())
-                    .unwrap_err(),
-                Malformed(reason),
+                    .unwrap_err()
+                    .reason(),
+                reason,
                 "{body}"
             );
         }
@@ -478,7 +462,7 @@ mod tests {
 
         for token in ["tok-new", "tok-old"] {
             let account = source
-                .authenticate(&delivery(&[("account", "ACCT"), ("token", token)], &body))
+                .authenticate(&request(&[("account", "ACCT"), ("token", token)], &body))
                 .await
                 .unwrap();
             assert_eq!(account, acct());
@@ -519,7 +503,7 @@ mod tests {
         ];
         for (params, expected) in cases {
             let error = source
-                .authenticate(&delivery(params, &body))
+                .authenticate(&request(params, &body))
                 .await
                 .unwrap_err();
             assert!(

@@ -1,7 +1,0 @@
-//! Receives VinesOS's `customer-created` webhook and queues it to be applied to Revel.
-use vendors::vinesos::VinesOsEvent;
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), shared::function::Error> {
-    shared::function::serve_vinesos(VinesOsEvent::CustomerCreated).await
-}

@@ -1,9 +1,0 @@
-//! Receives VinesOS's `inventory.requested` webhook (a search done on the
-//! partner's side); the jobs worker pulls Revel's current stock of the
-//! products it names (`pipeline::inventory_request`).
-use vendors::vinesos::VinesOsEvent;
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), shared::function::Error> {
-    shared::function::serve_vinesos(VinesOsEvent::InventoryRequested).await
-}
