@@ -68,6 +68,21 @@ impl Parts {
         }
     }
 
+    /// Instance `demo` with API credentials, calling Revel through `api`,
+    /// its failures put off and parked in `fifo`.
+    pub fn calling(
+        api: Arc<dyn RevelResources>,
+        fifo: &Arc<MemoryFifo>,
+        entities: Arc<MemoryEntities>,
+    ) -> Self {
+        Self {
+            api,
+            secrets: WITH_API_CREDENTIALS,
+            in_flight: fifo.clone(),
+            ..Self::new(entities)
+        }
+    }
+
     pub fn build(self) -> Worker {
         let revel = Arc::new(Revel::new(SecretCache::new(
             FixedSecrets(self.secrets.into()),
@@ -228,6 +243,22 @@ pub async fn invoke(worker: &Worker, fifo: &MemoryFifo) -> Vec<String> {
         }
     }
     failed
+}
+
+/// The first retry's wait (a message's first receive failed).
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(30);
+
+/// One invocation over `fifo` in which message `id` fails and is put off
+/// by `wait`.
+pub async fn fails_and_comes_back_in(worker: &Worker, fifo: &MemoryFifo, id: &str, wait: Duration) {
+    assert_eq!(invoke(worker, fifo).await, [id], "{id} failed");
+    assert_eq!(fifo.hidden_for(id), Some(wait), "{id} comes back then");
+}
+
+/// `wait` later, one invocation over `fifo` in which every message is done.
+pub async fn all_done_after(worker: &Worker, fifo: &MemoryFifo, wait: Duration) {
+    tokio::time::advance(wait).await;
+    assert!(invoke(worker, fifo).await.is_empty(), "all done");
 }
 
 /// The jobs queue as SQS runs it (a 360 s visibility timeout, a

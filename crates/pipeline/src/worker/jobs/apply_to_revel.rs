@@ -78,11 +78,9 @@ mod tests {
         let key = partner_change(&entities, "vos_customer", "C-1", 1, data).await;
         let fifo = fifo();
         let worker = Parts {
-            api: revel.clone(),
             secrets,
-            in_flight: fifo.clone(),
             clock: Arc::new(TokioClock::starting_at(start)),
-            ..Parts::new(entities)
+            ..Parts::calling(revel.clone(), &fifo, entities)
         }
         .build();
         let id = fifo.send(
@@ -99,17 +97,11 @@ mod tests {
         let at = datetime!(2026-11-24 23:00 UTC);
         let (worker, fifo, id) = queued_change(&revel, WITH_API_CREDENTIALS, at).await;
 
-        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
         let reset = Duration::from_secs(3600 + 60);
-        assert_eq!(
-            fifo.hidden_for(&id),
-            Some(reset),
-            "not 30 s: its receives are kept"
-        );
+        fails_and_comes_back_in(&worker, &fifo, &id, reset).await;
 
         *revel.budget.lock().unwrap() = None;
-        tokio::time::advance(reset).await;
-        assert!(invoke(&worker, &fifo).await.is_empty());
+        all_done_after(&worker, &fifo, reset).await;
         assert_eq!(revel.objects("Customer").len(), 1);
         assert!(fifo.is_empty() && fifo.parked().is_empty());
     }
@@ -136,10 +128,8 @@ mod tests {
         let at = datetime!(2026-11-24 10:00 UTC);
         let (worker, fifo, id) = queued_change(&revel, WITH_API_CREDENTIALS, at).await;
 
-        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
-        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert!(invoke(&worker, &fifo).await.is_empty());
+        fails_and_comes_back_in(&worker, &fifo, &id, FIRST_BACKOFF).await;
+        all_done_after(&worker, &fifo, FIRST_BACKOFF).await;
 
         assert_eq!(
             revel.objects("Customer").len(),

@@ -204,8 +204,7 @@ mod tests {
         let worker = on_queue(&entities, Some(partner.clone()), &fifo);
         let id = fifo.send(key.as_str(), &sync_job(&key));
 
-        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
-        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
+        fails_and_comes_back_in(&worker, &fifo, &id, FIRST_BACKOFF).await;
         tokio::time::advance(Duration::from_secs(29)).await;
         assert!(invoke(&worker, &fifo).await.is_empty());
         assert!(partner.sent().is_empty(), "not back before its backoff");
@@ -258,8 +257,7 @@ mod tests {
         let fifo = Arc::new(MemoryFifo::new(Duration::from_secs(360)).without_dead_letter_queue());
         let worker = on_queue(&entities, None, &fifo);
         let id = fifo.send(key.as_str(), &sync_job(&key));
-        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
-        assert_eq!(fifo.hidden_for(&id), Some(MAX_VISIBILITY_TIMEOUT));
+        fails_and_comes_back_in(&worker, &fifo, &id, MAX_VISIBILITY_TIMEOUT).await;
         assert_eq!(entities.get(&key).unwrap().delivered_revision, None);
     }
 }

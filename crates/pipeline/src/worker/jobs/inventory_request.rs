@@ -112,12 +112,10 @@ mod tests {
         let fifo = fifo();
         let queue = Arc::new(MemoryQueue::default());
         let worker = Parts {
-            api: catalog.clone(),
             secrets: RETAILER,
-            in_flight: fifo.clone(),
             queue: queue.clone(),
             clock: Arc::new(TokioClock::starting_at(START)),
-            ..Parts::new(Arc::default())
+            ..Parts::calling(catalog.clone(), &fifo, Arc::default())
         }
         .build();
         PendingProducts::new(worker.entities.as_ref())
@@ -139,13 +137,11 @@ mod tests {
         let catalog = Arc::new(Catalog::default());
         let (worker, fifo, _, id) = deferred(&catalog, datetime!(2026-11-24 11:00 UTC)).await;
 
-        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
         let due_in = Duration::from_secs(40 * 60);
-        assert_eq!(fifo.hidden_for(&id), Some(due_in));
+        fails_and_comes_back_in(&worker, &fifo, &id, due_in).await;
         assert_eq!(pending(&worker).await, 1, "nothing pulled yet");
 
-        tokio::time::advance(due_in).await;
-        assert!(invoke(&worker, &fifo).await.is_empty());
+        all_done_after(&worker, &fifo, due_in).await;
         assert_eq!(pending(&worker).await, 0);
         assert!(fifo.is_empty() && fifo.parked().is_empty());
     }
@@ -159,9 +155,7 @@ mod tests {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let (worker, fifo, _, id) = deferred(&catalog, START).await;
 
-        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
-
-        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
+        fails_and_comes_back_in(&worker, &fifo, &id, FIRST_BACKOFF).await;
         assert_eq!(pending(&worker).await, 1);
     }
 

@@ -398,13 +398,8 @@ mod tests {
             &serde_json::to_string(&sold_job(&order)).unwrap(),
         );
 
-        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
-        assert_eq!(
-            fifo.hidden_for(&id),
-            Some(std::time::Duration::from_secs(30))
-        );
-        tokio::time::advance(std::time::Duration::from_secs(30)).await;
-        assert!(invoke(&worker, &fifo).await.is_empty());
+        fails_and_comes_back_in(&worker, &fifo, &id, FIRST_BACKOFF).await;
+        all_done_after(&worker, &fifo, FIRST_BACKOFF).await;
         assert_eq!(partner.sent().len(), 1);
         assert!(fifo.parked().is_empty());
     }

@@ -48,7 +48,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use serde_json::json;
 
@@ -66,13 +65,7 @@ mod tests {
         let data = json!({"id": "P-1", "name": "Rose"});
         let key = partner_change(&entities, "vos_product", "P-1", 1, data).await;
         let fifo = fifo();
-        let worker = Parts {
-            api: revel.clone(),
-            secrets: WITH_API_CREDENTIALS,
-            in_flight: fifo.clone(),
-            ..Parts::new(entities)
-        }
-        .build();
+        let worker = Parts::calling(revel.clone(), &fifo, entities).build();
         let (instance, credentials) = (demo(), credentials());
         let kept = worker.applier.apply(&instance, Some(&credentials), &key);
         assert_eq!(kept.await.unwrap(), Applied::Deferred);
@@ -115,10 +108,8 @@ mod tests {
         let (worker, fifo) = with_a_product_pending(&revel).await;
         let id = fifo.send("partner_catalog:revel:demo", &batch_job());
 
-        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
-        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert!(invoke(&worker, &fifo).await.is_empty());
+        fails_and_comes_back_in(&worker, &fifo, &id, FIRST_BACKOFF).await;
+        all_done_after(&worker, &fifo, FIRST_BACKOFF).await;
 
         assert_eq!(revel.objects("Product").len(), 1);
         assert_eq!(pending(&worker).await, 0);

@@ -396,15 +396,18 @@ pub(crate) mod tests {
         assert_eq!(queued[0].group_id, "catalog:revel:demo");
     }
 
-    /// A worker over `catalog` whose failures are put off and parked in `fifo`.
-    pub(crate) fn on_queue(catalog: Arc<Catalog>, fifo: &Arc<MemoryFifo>) -> Worker {
-        Parts {
-            api: catalog,
-            secrets: WITH_API_CREDENTIALS,
-            in_flight: fifo.clone(),
-            ..Parts::new(Arc::default())
-        }
-        .build()
+    /// A worker over `catalog` (its failures put off and parked in a
+    /// queue), and the queue holding one `kind` job of `demo` in `group`,
+    /// and its id.
+    pub(crate) fn queued(
+        catalog: &Arc<Catalog>,
+        kind: JobKind,
+        group: &str,
+    ) -> (Worker, Arc<MemoryFifo>, String) {
+        let fifo = fifo();
+        let worker = Parts::calling(catalog.clone(), &fifo, Arc::default()).build();
+        let id = fifo.send(group, &job_body(kind, None, None));
+        (worker, fifo, id)
     }
 
     #[tokio::test(start_paused = true)]
@@ -412,17 +415,10 @@ pub(crate) mod tests {
     ) {
         let catalog = Arc::new(Catalog::default());
         *catalog.fail_next_at.lock().unwrap() = Some(1);
-        let fifo = fifo();
-        let worker = on_queue(catalog.clone(), &fifo);
-        let id = fifo.send(
-            "catalog:revel:demo",
-            &job_body(JobKind::ProductSync, None, None),
-        );
+        let (worker, fifo, id) = queued(&catalog, JobKind::ProductSync, "catalog:revel:demo");
 
-        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
-        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert!(invoke(&worker, &fifo).await.is_empty());
+        fails_and_comes_back_in(&worker, &fifo, &id, FIRST_BACKOFF).await;
+        all_done_after(&worker, &fifo, FIRST_BACKOFF).await;
 
         assert_eq!(
             *catalog.requested.lock().unwrap(),
@@ -436,10 +432,7 @@ pub(crate) mod tests {
     async fn a_pull_a_spent_budget_stops_is_done_and_the_next_run_resumes_where_it_stopped() {
         let catalog = Arc::new(Catalog::default());
         *catalog.budget.lock().unwrap() = Some(1);
-        let fifo = fifo();
-        let worker = on_queue(catalog.clone(), &fifo);
-        let body = job_body(JobKind::ProductSync, None, None);
-        fifo.send("catalog:revel:demo", &body);
+        let (worker, fifo, _) = queued(&catalog, JobKind::ProductSync, "catalog:revel:demo");
 
         assert!(
             invoke(&worker, &fifo).await.is_empty(),
@@ -450,6 +443,7 @@ pub(crate) mod tests {
 
         // The budget is new again; the next scheduled run resumes.
         *catalog.budget.lock().unwrap() = None;
+        let body = job_body(JobKind::ProductSync, None, None);
         fifo.send("catalog:revel:demo", &body);
         assert!(invoke(&worker, &fifo).await.is_empty());
         assert_eq!(*catalog.requested.lock().unwrap(), [0, 1]);
@@ -459,7 +453,7 @@ pub(crate) mod tests {
     async fn a_pull_for_an_instance_that_can_be_no_key_is_no_job_and_is_parked_at_once() {
         let catalog = Arc::new(Catalog::default());
         let fifo = fifo();
-        let worker = on_queue(catalog.clone(), &fifo);
+        let worker = Parts::calling(catalog.clone(), &fifo, Arc::default()).build();
         let body = job_body(JobKind::ProductSync, None, None).replace("\"demo\"", "\"-bad-\"");
         let id = fifo.send("catalog:revel:demo", &body);
 

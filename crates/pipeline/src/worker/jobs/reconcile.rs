@@ -52,9 +52,8 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
-    use crate::worker::jobs::pull::tests::{on_queue, Catalog};
+    use crate::worker::jobs::pull::tests::{queued, Catalog};
     use crate::worker::testing::*;
     use ports::queue::JobKind;
 
@@ -64,21 +63,14 @@ mod tests {
         catalog
             .down
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let fifo = fifo();
-        let worker = on_queue(catalog.clone(), &fifo);
-        let id = fifo.send(
-            "reconcile:revel:demo",
-            &job_body(JobKind::Reconcile, None, None),
-        );
+        let (worker, fifo, id) = queued(&catalog, JobKind::Reconcile, "reconcile:revel:demo");
 
-        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
-        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
+        fails_and_comes_back_in(&worker, &fifo, &id, FIRST_BACKOFF).await;
 
         catalog
             .down
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert!(invoke(&worker, &fifo).await.is_empty());
+        all_done_after(&worker, &fifo, FIRST_BACKOFF).await;
         assert!(fifo.is_empty() && fifo.parked().is_empty());
     }
 
@@ -86,16 +78,12 @@ mod tests {
     async fn a_reconciliation_a_spent_budget_stops_is_done_and_queues_nothing() {
         let catalog = Arc::new(Catalog::default());
         *catalog.budget.lock().unwrap() = Some(0);
-        let fifo = fifo();
         let queue = Arc::new(MemoryQueue::default());
+        let (worker, fifo, _) = queued(&catalog, JobKind::Reconcile, "reconcile:revel:demo");
         let worker = crate::worker::Worker {
             jobs: queue.clone(),
-            ..on_queue(catalog, &fifo)
+            ..worker
         };
-        fifo.send(
-            "reconcile:revel:demo",
-            &job_body(JobKind::Reconcile, None, None),
-        );
 
         assert!(
             invoke(&worker, &fifo).await.is_empty(),

@@ -102,12 +102,10 @@ mod tests {
             &job_body(JobKind::WinesittingRepair, None, None),
         );
 
-        assert_eq!(invoke(&worker, &fifo).await, [id.as_str()]);
-        assert_eq!(fifo.hidden_for(&id), Some(Duration::from_secs(30)));
+        fails_and_comes_back_in(&worker, &fifo, &id, FIRST_BACKOFF).await;
 
         orders.down.store(false, Ordering::SeqCst);
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert!(invoke(&worker, &fifo).await.is_empty());
+        all_done_after(&worker, &fifo, FIRST_BACKOFF).await;
         assert!(fifo.is_empty() && fifo.parked().is_empty());
     }
 }
