@@ -11,7 +11,7 @@
 //! pull leads to exactly one more pull.
 //!
 //! Catalog pulls held back behind a failed pull of their group are taken
-//! over ([`pull_after_failed`]) rather than held back.
+//! over (`pull_after_failed`) rather than held back.
 
 use tokio::time::Instant;
 
