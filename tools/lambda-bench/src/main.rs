@@ -74,6 +74,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use lambda_sandbox::proxy::{sequential_round_trips, Call, Proxy};
 use lambda_sandbox::stand_in::{self, StandIn, Units};
 use lambda_sandbox::{Answer, Function, Launch};
@@ -113,7 +114,64 @@ const PROCESSOR_LOGICAL_ID: &str = "EventsProcessorFunction";
 /// processor's Timeout in template.yaml.
 const STEP_LIMIT: Duration = Duration::from_secs(60);
 
-const USAGE: &str = "usage: lambda-bench [--functions a,b,...|all] [--invocations 200] [--duplicates 50] [--cold-starts 11] [--no-processor] [--no-reference] [--no-stand-in] [--no-tls] [--json PATH] [--timeout-secs 900] [--python .venv/bin/python] [--bin-dir target/release]";
+/// Each receiver as Lambda runs it (release builds, a local Runtime API),
+/// beside a hello-world floor and the Python reference: init, latency, CPU,
+/// RSS, the ack path's AWS requests and round trips, the events processor
+/// per record, and the cost per million events.
+#[derive(Debug, Parser)]
+#[command(name = "lambda-bench", long_about = None)]
+struct Cli {
+    /// The receivers to run, by crate name, comma-separated; `all` for every
+    /// receiver with a sample event [default: revel-order-finalized,
+    /// revel-stock-changed, winesitting-webhook, booking-bookings,
+    /// vinesos-customer-created]
+    #[arg(long, value_name = "a,b,...|all")]
+    functions: Option<String>,
+    /// Warm invocations per receiver, each with a new event (p50 and p99
+    /// over them).
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 200, value_parser = at_least_one)]
+    invocations: usize,
+    /// Repeats of those events per receiver, for the duplicate's ack path.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    duplicates: usize,
+    /// Cold starts per function; init and first invoke are their medians.
+    #[arg(long, value_name = "N", default_value_t = 11, value_parser = at_least_one)]
+    cold_starts: usize,
+    /// Leave out the events processor.
+    #[arg(long)]
+    no_processor: bool,
+    /// Leave out the Python reference.
+    #[arg(long)]
+    no_reference: bool,
+    /// Leave out the in-process stand-in, over HTTP and HTTPS: figures on
+    /// moto only.
+    #[arg(long)]
+    no_stand_in: bool,
+    /// Leave out the stand-in over HTTPS (what TLS adds).
+    #[arg(long)]
+    no_tls: bool,
+    /// Also write every figure to this file as JSON.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// The whole run's limit; everything started is stopped when it passes.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    timeout_secs: u64,
+    /// The Python with moto and awslambdaric.
+    #[arg(long, value_name = "PATH", env = "LOCAL_AWS_PYTHON",
+          default_value_os_t = workspace_root().join(".venv/bin/python"))]
+    python: PathBuf,
+    /// Where the release binaries are.
+    #[arg(long, value_name = "DIR", default_value_os_t = workspace_root().join("target/release"))]
+    bin_dir: PathBuf,
+}
+
+fn at_least_one(raw: &str) -> Result<usize, String> {
+    match raw.parse() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{raw:?} is not a whole number")),
+    }
+}
 
 struct Options {
     functions: Vec<String>,
@@ -135,65 +193,28 @@ fn workspace_root() -> PathBuf {
     root.canonicalize().unwrap_or(root)
 }
 
-fn options() -> Result<Options, Error> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut options = Options {
-        functions: DEFAULT_FUNCTIONS.iter().map(|s| s.to_string()).collect(),
-        invocations: 200,
-        duplicates: 50,
-        processor: true,
-        reference: true,
-        stand_in: true,
-        tls: true,
-        cold_starts: 11,
-        json: None,
-        timeout: Duration::from_secs(900),
-        python: std::env::var("LOCAL_AWS_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace_root().join(".venv/bin/python")),
-        bin_dir: workspace_root().join("target/release"),
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or(format!("{flag} needs a value\n{USAGE}"))
+impl Cli {
+    fn options(self) -> Options {
+        let functions = match self.functions.as_deref() {
+            None => DEFAULT_FUNCTIONS.iter().map(|s| s.to_string()).collect(),
+            Some("all") => receivers().into_iter().map(|(name, _)| name).collect(),
+            Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
         };
-        match flag.as_str() {
-            "--functions" => {
-                let list = value()?;
-                options.functions = if list == "all" {
-                    receivers().into_iter().map(|(name, _)| name).collect()
-                } else {
-                    list.split(',').map(|s| s.trim().to_owned()).collect()
-                };
-            }
-            "--invocations" | "-n" => options.invocations = value()?.parse()?,
-            "--duplicates" => options.duplicates = value()?.parse()?,
-            "--no-processor" => options.processor = false,
-            "--no-reference" => options.reference = false,
-            "--no-stand-in" => options.stand_in = false,
-            "--no-tls" => options.tls = false,
-            "--cold-starts" => options.cold_starts = value()?.parse()?,
-            "--json" => options.json = Some(PathBuf::from(value()?)),
-            "--timeout-secs" => options.timeout = Duration::from_secs(value()?.parse()?),
-            "--python" => options.python = PathBuf::from(value()?),
-            "--bin-dir" => options.bin_dir = PathBuf::from(value()?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
+        Options {
+            functions,
+            invocations: self.invocations,
+            duplicates: self.duplicates,
+            processor: !self.no_processor,
+            reference: !self.no_reference,
+            stand_in: !self.no_stand_in,
+            tls: !self.no_tls,
+            cold_starts: self.cold_starts,
+            json: self.json,
+            timeout: Duration::from_secs(self.timeout_secs),
+            python: self.python,
+            bin_dir: self.bin_dir,
         }
     }
-    if options.cold_starts == 0 {
-        return Err("--cold-starts must be at least 1".into());
-    }
-    if options.invocations == 0 {
-        return Err("--invocations must be at least 1".into());
-    }
-    Ok(options)
 }
 
 /// Every receiver with a sample event: (crate name, sample).
@@ -210,18 +231,14 @@ fn receivers() -> Vec<(String, Sample)> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let result = match options() {
-        Ok(options) => {
-            let limit = options.timeout;
-            tokio::select! {
-                result = tokio::time::timeout(limit, run(options)) => match result {
-                    Ok(result) => result,
-                    Err(_) => Err(format!("gave up after the global timeout of {limit:?}").into()),
-                },
-                _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
-            }
-        }
-        Err(e) => Err(e),
+    let options = Cli::parse().options();
+    let limit = options.timeout;
+    let result: Result<(), Error> = tokio::select! {
+        result = tokio::time::timeout(limit, run(options)) => match result {
+            Ok(result) => result,
+            Err(_) => Err(format!("gave up after the global timeout of {limit:?}").into()),
+        },
+        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
     };
     // Everything `run` started (moto, the functions) is stopped by now: it
     // was dropped with the future.
@@ -1277,6 +1294,77 @@ fn machine() -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn cli(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lambda-bench").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn without_flags_everything_is_measured_with_the_default_counts() {
+        let options = cli("").unwrap().options();
+        assert_eq!(options.functions, DEFAULT_FUNCTIONS);
+        assert!(options.processor && options.reference && options.stand_in && options.tls);
+        assert_eq!(
+            (options.invocations, options.duplicates, options.cold_starts),
+            (200, 50, 11)
+        );
+        assert_eq!(options.timeout, Duration::from_secs(900));
+        assert_eq!(options.json, None);
+        assert_eq!(options.bin_dir, workspace_root().join("target/release"));
+    }
+
+    #[test]
+    fn the_makefiles_documented_flags_turn_their_parts_off() {
+        let options = cli("--functions all --json out.json --no-processor --no-reference --no-stand-in --no-tls --cold-starts 3 -n 20 --duplicates 0 --timeout-secs 60 --python /p --bin-dir /b")
+            .unwrap()
+            .options();
+        let all: Vec<String> = receivers().into_iter().map(|(name, _)| name).collect();
+        assert!(all.len() > DEFAULT_FUNCTIONS.len());
+        assert_eq!(options.functions, all);
+        assert_eq!(options.json, Some(PathBuf::from("out.json")));
+        assert!(!options.processor && !options.reference && !options.stand_in && !options.tls);
+        assert_eq!(
+            (options.invocations, options.duplicates, options.cold_starts),
+            (20, 0, 3)
+        );
+        assert_eq!(options.timeout, Duration::from_secs(60));
+        assert_eq!(
+            (options.python, options.bin_dir),
+            (PathBuf::from("/p"), PathBuf::from("/b"))
+        );
+        let options = Cli::try_parse_from([
+            "lambda-bench",
+            "--functions",
+            "revel-order-finalized, booking-bookings",
+        ])
+        .unwrap()
+        .options();
+        assert_eq!(
+            options.functions,
+            ["revel-order-finalized", "booking-bookings"]
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_a_usage_error_with_exit_code_2() {
+        for line in [
+            "--cold-starts 0",
+            "--invocations 0",
+            "-n x",
+            "--json",
+            "--speed 9",
+            "--timeout-secs soon",
+        ] {
+            let error = cli(line).err().unwrap_or_else(|| panic!("{line:?} parsed"));
+            assert_eq!(error.exit_code(), 2, "{line:?}");
+        }
+    }
 
     #[test]
     fn varied_events_move_ids_and_dates_and_keep_the_rest() {

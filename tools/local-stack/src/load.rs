@@ -43,8 +43,6 @@ use crate::events::{self};
 use crate::{Error, DEMO_VINESOS_SECRET};
 use vendors::functions::Kind;
 
-pub const USAGE: &str = "local-stack load [--count 10000] [--repeat-percent 30] [--concurrency 32] [--url http://127.0.0.1:3000] [--max-seconds 900] [--timeout-seconds 30] [--max-attempts 8]";
-
 /// Time kept back from sending for reading the table back.
 const CHECK_RESERVE: Duration = Duration::from_secs(30);
 /// Longest pause between attempts, whatever `Retry-After` says.
@@ -53,15 +51,40 @@ const MAX_PAUSE: Duration = Duration::from_secs(30);
 /// still in flight (a retry racing its original); the rest of any earlier one.
 const RECENT: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `local-stack load`'s flags.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct Options {
+    /// Deliveries to send, repeats included.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = whole::<usize>(1, None))]
     pub count: usize,
+    /// The share of them that are byte-for-byte repeats of earlier ones,
+    /// in percent (0 to 99).
+    #[arg(long, value_name = "PERCENT", default_value_t = 30,
+          value_parser = whole::<usize>(0, Some(99)))]
     pub repeat_percent: usize,
+    /// Senders at once.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = whole::<usize>(1, None))]
     pub concurrency: usize,
+    /// The stack to send to, on loopback [default: the running stack's,
+    /// from --state].
+    #[arg(long, value_name = "URL")]
     pub url: Option<String>,
+    /// The whole run's limit, the check included (at least 10).
+    #[arg(long, value_name = "N", default_value_t = 900,
+          value_parser = whole::<u64>(10, None))]
     pub max_seconds: u64,
+    /// How long an answer may take before the delivery is sent again.
+    #[arg(long = "timeout-seconds", value_name = "N", default_value = "30",
+          value_parser = |raw: &str| whole::<u64>(1, None)(raw).map(Duration::from_secs))]
     pub timeout: Duration,
+    /// Sends per delivery at most, the first included.
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = whole::<u32>(1, None))]
     pub max_attempts: u32,
+    /// What `local-stack up` recorded of the running stack.
+    #[arg(long = "state", value_name = "PATH", default_value = crate::STATE_FILE)]
     pub state_file: PathBuf,
 }
 
@@ -80,42 +103,34 @@ impl Default for Options {
     }
 }
 
-fn number<T: std::str::FromStr>(name: &str, raw: &str) -> Result<T, Error> {
-    raw.parse()
-        .map_err(|_| format!("{name}: {raw:?} is not a valid number").into())
+/// A clap value parser: a whole number from `min` (to `max`).
+fn whole<T>(min: T, max: Option<T>) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync,
+{
+    move |raw| {
+        let n: T = raw
+            .parse()
+            .map_err(|_| format!("{raw:?} is not a whole number"))?;
+        match max {
+            Some(max) if n < min || n > max => Err(format!("must be {min} to {max}")),
+            None if n < min => Err(format!("must be at least {min}")),
+            _ => Ok(n),
+        }
+    }
 }
 
 impl Options {
-    /// The flags after `load`.
-    pub fn parse(args: &[String]) -> Result<Self, Error> {
-        let mut options = Self::default();
-        let mut rest = args.iter();
-        while let Some(name) = rest.next() {
-            let value = rest
-                .next()
-                .ok_or_else(|| format!("{name} needs a value\nusage: {USAGE}"))?;
-            match name.as_str() {
-                "--count" => options.count = number(name, value)?,
-                "--repeat-percent" => options.repeat_percent = number(name, value)?,
-                "--concurrency" => options.concurrency = number(name, value)?,
-                "--url" => options.url = Some(value.clone()),
-                "--max-seconds" => options.max_seconds = number(name, value)?,
-                "--timeout-seconds" => options.timeout = Duration::from_secs(number(name, value)?),
-                "--max-attempts" => options.max_attempts = number(name, value)?,
-                "--state" => options.state_file = PathBuf::from(value),
-                _ => return Err(format!("unknown flag {name:?}\nusage: {USAGE}").into()),
-            }
+    /// The flags after `load`, as `local-stack load` reads them.
+    pub fn parse(args: &[String]) -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        #[command(name = "local-stack load")]
+        struct Load {
+            #[command(flatten)]
+            options: Options,
         }
-        if options.count == 0 || options.concurrency == 0 || options.max_attempts == 0 {
-            return Err("--count, --concurrency and --max-attempts must be at least 1".into());
-        }
-        if options.repeat_percent > 99 {
-            return Err("--repeat-percent must be 0 to 99".into());
-        }
-        if options.max_seconds < 10 || options.timeout.is_zero() {
-            return Err("--max-seconds must be at least 10, --timeout-seconds at least 1".into());
-        }
-        Ok(options)
+        let args = std::iter::once("load").chain(args.iter().map(String::as_str));
+        <Load as clap::Parser>::try_parse_from(args).map(|load| load.options)
     }
 
     fn repeats(&self) -> usize {
@@ -705,8 +720,7 @@ fn latency_line(mut latencies: Vec<Duration>) -> String {
 }
 
 /// `local-stack load [flags]`: sends, checks, reports. Fails when the check does.
-pub async fn run(args: &[String]) -> Result<(), Error> {
-    let options = Options::parse(args)?;
+pub async fn run(options: Options) -> Result<(), Error> {
     let begun = Instant::now();
     let deadline = begun + Duration::from_secs(options.max_seconds);
     let send_deadline = deadline - CHECK_RESERVE.min(Duration::from_secs(options.max_seconds / 4));
@@ -961,9 +975,34 @@ mod tests {
             "--count",
             "--speed 9",
             "--count x",
+            "--concurrency 0",
+            "--max-attempts 0",
+            "--max-seconds 9",
+            "--timeout-seconds 0",
         ] {
             assert!(Options::parse(&args(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn every_flag_reaches_its_option() {
+        let args = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        let options = Options::parse(&args(
+            "--url http://127.0.0.1:4100 --max-seconds 60 --timeout-seconds 5 --max-attempts 2 --state /tmp/s.json --repeat-percent 0",
+        ))
+        .unwrap();
+        assert_eq!(
+            options,
+            Options {
+                url: Some("http://127.0.0.1:4100".into()),
+                max_seconds: 60,
+                timeout: Duration::from_secs(5),
+                max_attempts: 2,
+                state_file: PathBuf::from("/tmp/s.json"),
+                repeat_percent: 0,
+                ..Options::default()
+            }
+        );
     }
 
     #[test]

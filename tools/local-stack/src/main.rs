@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use clap::{Args, Parser, Subcommand};
+
 use local_stack::provision::{local_sdk_config, provision, put_revel_secrets};
 use local_stack::stream::{StreamPoller, MAX_RETRY_ATTEMPTS};
 use local_stack::template::Template;
@@ -27,35 +29,113 @@ use shared::function::{revel_source, AllSources, Clients};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use vendors::revel::api::RevelApiConfig;
 
-const USAGE: &str =
-    "usage: local-stack up [--port 3000] [--aws-port 5000] [--python .venv/bin/python] [--no-worker]
-       local-stack gen-events [--dir events]
-       local-stack post-events [--dir events] [--url URL] [--wait-seconds 30]
-       local-stack trigger tick|product_sync|event_sync|inventory_sync|reconcile|winesitting_repair|partner_catalog [--instance I] [--at 2026-11-30T07:55:00Z]
-       local-stack load [--count 10000] [--repeat-percent 30] [--concurrency 32] [--url URL] [--max-seconds 300]";
-
 /// The variable naming the queue the processor's event source mapping
 /// reports records it gave up on to (the operator tool reads it too).
 const FAILURE_QUEUE_VAR: &str = "EVENTS_PROCESSOR_FAILURE_QUEUE_URL";
 
-fn flag(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_owned())
+/// The bundle on one machine: a local AWS endpoint with template.yaml's
+/// resources, every function at its route, the sample events.
+#[derive(Debug, Parser)]
+#[command(name = "local-stack", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Starts a local AWS endpoint (moto) with template.yaml's tables,
+    /// queues and secrets, serves every function at its route, and runs the
+    /// events processor and the jobs worker as their event sources would.
+    Up(UpArgs),
+    /// Writes the signed sample events in events/ and the inputs of the
+    /// processor, the jobs worker and the scheduler.
+    GenEvents(GenEventsArgs),
+    /// Posts every request in events/ to the running stack, prints the
+    /// answer and what was stored, then what reached the partner.
+    PostEvents(PostEventsArgs),
+    /// Queues a scheduled task as the scheduler would: its tick at a chosen
+    /// time, or one task now.
+    Trigger(TriggerArgs),
+    /// Sends signed deliveries under load to the running stack (loopback
+    /// only) and checks each distinct event was stored once.
+    Load(local_stack::load::Options),
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// The port the functions are served on.
+    #[arg(long, value_name = "PORT", default_value_t = 3000)]
+    port: u16,
+    /// The local AWS endpoint's port.
+    #[arg(long, value_name = "PORT", default_value_t = 5000)]
+    aws_port: u16,
+    /// The Python with moto (`make venv` makes it).
+    #[arg(long, value_name = "PATH", default_value = ".venv/bin/python")]
+    python: PathBuf,
+    /// Only the receivers (the load benchmark): no events processor, no
+    /// jobs worker; records stay on the stream.
+    #[arg(long)]
+    no_worker: bool,
+}
+
+#[derive(Debug, Args)]
+struct GenEventsArgs {
+    /// Where the samples are written.
+    #[arg(long, value_name = "DIR", default_value_os_t = events::default_dir())]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct PostEventsArgs {
+    /// Where the samples are read.
+    #[arg(long, value_name = "DIR", default_value_os_t = events::default_dir())]
+    dir: PathBuf,
+    /// The stack to post to [default: the running stack's, from .local/stack.json].
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// How long to wait for the partner to receive what the worker delivers.
+    #[arg(long, value_name = "N", default_value_t = post::DEFAULT_WAIT.as_secs())]
+    wait_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+struct TriggerArgs {
+    /// `tick` (what is due at each instance's local time), or one task now:
+    /// product_sync, event_sync, inventory_sync, reconcile,
+    /// winesitting_repair, partner_catalog.
+    #[arg(value_name = "TASK", value_parser = scheduled_task)]
+    task: pipeline::schedule::Task,
+    /// Only this instance (a task run now; the tick covers every instance).
+    #[arg(long, value_name = "NAME", value_parser = instance_name)]
+    instance: Option<domain::ids::InstanceName>,
+    /// The time it runs at, in RFC 3339 [default: now].
+    #[arg(long, value_name = "2026-11-30T07:55:00Z", value_parser = rfc3339)]
+    at: Option<time::OffsetDateTime>,
+}
+
+fn scheduled_task(name: &str) -> Result<pipeline::schedule::Task, String> {
+    pipeline::schedule::task_of(&json!({ "task": name })).map_err(|e| e.to_string())
+}
+
+fn instance_name(raw: &str) -> Result<domain::ids::InstanceName, String> {
+    domain::ids::InstanceName::parse(raw).map_err(|e| e.to_string())
+}
+
+fn rfc3339(raw: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| "an RFC 3339 time, such as 2026-11-30T07:55:00Z".to_owned())
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("up") => up(&args).await,
-        Some("gen-events") => gen_events(&args).await,
-        Some("post-events") => post_events(&args).await,
-        Some("trigger") => trigger(&args).await,
-        Some("load") => local_stack::load::run(&args[1..]).await,
-        _ => Err(USAGE.into()),
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => up(args).await,
+        Command::GenEvents(args) => gen_events(args).await,
+        Command::PostEvents(args) => post_events(args).await,
+        Command::Trigger(args) => trigger(args).await,
+        Command::Load(options) => local_stack::load::run(options).await,
     };
     if let Err(error) = result {
         eprintln!("local-stack: {error}");
@@ -63,12 +143,8 @@ async fn main() {
     }
 }
 
-async fn gen_events(args: &[String]) -> Result<(), Error> {
-    let dir = PathBuf::from(flag(
-        args,
-        "--dir",
-        &events::default_dir().to_string_lossy(),
-    ));
+async fn gen_events(args: GenEventsArgs) -> Result<(), Error> {
+    let dir = args.dir;
     for path in events::write_all(&dir)? {
         println!("wrote {}", path.display());
     }
@@ -79,28 +155,32 @@ async fn gen_events(args: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-async fn up(args: &[String]) -> Result<(), Error> {
+async fn up(args: UpArgs) -> Result<(), Error> {
     telemetry::init();
-    let port = flag(args, "--port", "3000");
-    let aws_port = flag(args, "--aws-port", "5000");
-    let python = flag(args, "--python", ".venv/bin/python");
     // `--no-worker` (the load benchmark): only the receivers run, so the one
     // local endpoint serves only the requests being measured; records stay
     // on the stream and nothing is applied or delivered.
-    let receivers_only = args.iter().any(|a| a == "--no-worker");
+    let UpArgs {
+        port,
+        aws_port,
+        python,
+        no_worker: receivers_only,
+    } = args;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../local_aws.py");
 
     // The endpoint stops when this process ends: it reads our end of a pipe.
     let mut moto = tokio::process::Command::new(&python)
         .arg(&script)
-        .args(["--port", &aws_port])
+        .arg("--port")
+        .arg(aws_port.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| {
             format!(
-                "starting {python} {}: {e} (run `make venv` first)",
+                "starting {} {}: {e} (run `make venv` first)",
+                python.display(),
                 script.display()
             )
         })?;
@@ -366,27 +446,13 @@ async fn run_worker(sqs: aws_sdk_sqs::Client, queue_url: String, worker: pipelin
 
 /// Runs the scheduler by hand: its tick at a chosen time (what is due at
 /// each instance's local time), or one task now for every instance or one.
-async fn trigger(args: &[String]) -> Result<(), Error> {
-    let name = args.get(1).ok_or(USAGE)?;
-    let task = pipeline::schedule::task_of(&serde_json::json!({ "task": name }))
-        .map_err(|e| format!("{e}\n{USAGE}"))?;
-    let only = match args.iter().position(|a| a == "--instance") {
-        Some(i) => Some(
-            domain::ids::InstanceName::parse(args.get(i + 1).ok_or("--instance takes a name")?)
-                .map_err(|_| "--instance takes an instance name")?,
-        ),
-        None => None,
-    };
-    let now = match args.iter().position(|a| a == "--at") {
-        Some(i) => {
-            let raw = args.get(i + 1).ok_or("--at takes a time")?;
-            time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| {
-                    format!("--at takes an RFC 3339 time (2026-11-30T07:55:00Z), not {raw:?}")
-                })?
-        }
-        None => time::OffsetDateTime::now_utc(),
-    };
+async fn trigger(args: TriggerArgs) -> Result<(), Error> {
+    let TriggerArgs {
+        task,
+        instance: only,
+        at,
+    } = args;
+    let now = at.unwrap_or_else(time::OffsetDateTime::now_utc);
     let stack = RunningStack::read(Path::new(local_stack::STATE_FILE))?;
     let provisioned = stack.provisioned();
     let config = Config::from_lookup(provisioned.lookup())?;
@@ -474,23 +540,119 @@ async fn tick(
     Ok(())
 }
 
-async fn post_events(args: &[String]) -> Result<(), Error> {
-    let dir = PathBuf::from(flag(
-        args,
-        "--dir",
-        &events::default_dir().to_string_lossy(),
-    ));
-    let url = args
-        .iter()
-        .position(|a| a == "--url")
-        .and_then(|i| args.get(i + 1));
-    let wait = match args.iter().position(|a| a == "--wait-seconds") {
-        Some(i) => Duration::from_secs(
-            args.get(i + 1)
-                .and_then(|n| n.parse().ok())
-                .ok_or("--wait-seconds takes a whole number")?,
-        ),
-        None => post::DEFAULT_WAIT,
-    };
-    post::run(&dir, url.map(String::as_str), wait).await
+async fn post_events(args: PostEventsArgs) -> Result<(), Error> {
+    let wait = Duration::from_secs(args.wait_seconds);
+    post::run(&args.dir, args.url.as_deref(), wait).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("local-stack").chain(line.split_whitespace()))
+            .map(|cli| cli.command)
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_takes_the_makefiles_flags_and_defaults_to_3000_and_5000_with_the_worker() {
+        let Command::Up(args) = parse("up").unwrap() else {
+            panic!()
+        };
+        assert_eq!((args.port, args.aws_port), (3000, 5000));
+        assert_eq!(args.python, PathBuf::from(".venv/bin/python"));
+        assert!(!args.no_worker);
+        let Command::Up(args) =
+            parse("up --port 4100 --aws-port 4101 --python /v/bin/python --no-worker").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((args.port, args.aws_port), (4100, 4101));
+        assert_eq!(args.python, PathBuf::from("/v/bin/python"));
+        assert!(args.no_worker);
+    }
+
+    #[test]
+    fn trigger_reads_its_task_instance_and_time() {
+        let Command::Trigger(args) =
+            parse("trigger product_sync --instance Demo --at 2026-11-30T07:55:00Z").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            args.task,
+            pipeline::schedule::Task::Run(ports::queue::JobKind::ProductSync)
+        );
+        assert_eq!(args.instance.unwrap().as_str(), "demo");
+        assert_eq!(args.at.unwrap().unix_timestamp(), 1_796_025_300);
+        let Command::Trigger(args) = parse("trigger tick").unwrap() else {
+            panic!()
+        };
+        assert_eq!(args.task, pipeline::schedule::Task::Tick);
+        assert_eq!((args.instance, args.at), (None, None));
+    }
+
+    #[test]
+    fn the_sample_commands_take_a_directory_and_default_to_events() {
+        let Command::GenEvents(args) = parse("gen-events").unwrap() else {
+            panic!()
+        };
+        assert_eq!(args.dir, events::default_dir());
+        let Command::GenEvents(args) = parse("gen-events --dir /tmp/e").unwrap() else {
+            panic!()
+        };
+        assert_eq!(args.dir, PathBuf::from("/tmp/e"));
+        let Command::PostEvents(args) =
+            parse("post-events --url http://127.0.0.1:3001 --wait-seconds 5").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(args.dir, events::default_dir());
+        assert_eq!(args.url.as_deref(), Some("http://127.0.0.1:3001"));
+        assert_eq!(args.wait_seconds, 5);
+        let Command::PostEvents(args) = parse("post-events").unwrap() else {
+            panic!()
+        };
+        assert_eq!(Duration::from_secs(args.wait_seconds), post::DEFAULT_WAIT);
+    }
+
+    #[test]
+    fn load_takes_the_url_and_its_flags() {
+        let Command::Load(options) = parse("load --url http://127.0.0.1:4100 --count 500").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(options.url.as_deref(), Some("http://127.0.0.1:4100"));
+        assert_eq!(options.count, 500);
+        assert_eq!(options.concurrency, 32);
+    }
+
+    #[test]
+    fn bad_input_is_a_usage_error_with_exit_code_2() {
+        for line in [
+            "",
+            "down",
+            "up --port x",
+            "up --port 70000",
+            "up --port",
+            "trigger",
+            "trigger nap",
+            "trigger tick --at tomorrow",
+            "trigger reconcile --instance Bad!",
+            "post-events --wait-seconds soon",
+            "load --count 0",
+            "gen-events --speed 9",
+        ] {
+            let error = parse(line)
+                .err()
+                .unwrap_or_else(|| panic!("{line:?} parsed"));
+            assert_eq!(error.exit_code(), 2, "{line:?}");
+        }
+    }
 }
