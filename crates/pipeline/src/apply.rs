@@ -3,7 +3,7 @@
 //! "Members updated on VOS", "Orders added on VOS", "Inventory from VOS to
 //! Revel", "Rewards added or used on VinesOS" as they come; "Products added
 //! on VinesOS" and "Events added on VinesOS" at end of day, through
-//! [`crate::partner_catalog`]).
+//! [`crate::pending`]).
 //!
 //! Never twice: each change first looks its Revel object up by a link the
 //! bundle controls (`third_party_id` / `external_sync` = `vinesos:{id}`) or a
@@ -111,7 +111,7 @@ pub enum Applied {
     NoTarget {
         resource: &'static str,
     },
-    /// Kept for the instance's end-of-day batch ([`crate::partner_catalog`]).
+    /// Kept for the instance's end-of-day batch ([`crate::pending`]).
     Deferred,
 }
 
@@ -496,8 +496,8 @@ impl Applier {
         if entity.is_delivered() {
             return Ok(Applied::AlreadyApplied);
         }
-        if let Some(kind) = crate::partner_catalog::batched_kind(&entity.kind) {
-            crate::partner_catalog::PendingIndex::new(self.entities.as_ref())
+        if let Some(kind) = crate::pending::batched_kind(&entity.kind) {
+            crate::pending::PendingIndex::new(self.entities.as_ref())
                 .add(instance, kind, &entity.entity_id, entity.revision)
                 .await?;
             tracing::info!(%instance, entity = %key, revision = entity.revision, "partner change kept for the end-of-day batch");
@@ -1918,8 +1918,8 @@ pub(crate) mod tests {
             assert_eq!(applied, Applied::Deferred);
             let kept = entities.get(&key).unwrap();
             assert_eq!(kept.delivered_revision, None, "not applied yet");
-            let pending = crate::partner_catalog::PendingIndex::new(entities.as_ref())
-                .all(&demo(), crate::partner_catalog::batched_kind(kind).unwrap())
+            let pending = crate::pending::PendingIndex::new(entities.as_ref())
+                .all(&demo(), crate::pending::batched_kind(kind).unwrap())
                 .await
                 .unwrap();
             assert_eq!(pending, BTreeMap::from([("X-1".to_owned(), 1)]));

@@ -14,21 +14,17 @@
 //! | [`schedule`] | the scheduler's fan-out of end-of-day and 2-hourly tasks |
 //! | [`sync`] | Revel's pulls: pages within the budget, kept newest-wins |
 //! | [`apply`] | the partner's changes written to Revel |
-//! | [`partner_catalog`] | the partner's products and events, applied to Revel in one end-of-day batch |
-//! | [`inventory_request`] | the partner's searches: Revel's stock of named products, pulled on demand |
-//! | [`winesitting_repair`] | WineSitting's orders polled again, as it never retries |
+//! | [`pending`] | the partner's products and events waiting for the end-of-day batch |
 //! | [`replay`] | an operator's replay of an archived event through the processor |
 
 pub mod apply;
 pub mod config;
-pub mod inventory_request;
-pub mod partner_catalog;
+pub mod pending;
 pub mod process;
 pub mod receive;
 pub mod replay;
 pub mod schedule;
 pub mod sync;
-pub mod winesitting_repair;
 pub mod worker;
 
 #[cfg(any(test, feature = "fakes"))]

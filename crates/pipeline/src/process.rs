@@ -353,7 +353,7 @@ fn follow_up_job(
         FollowUp::SyncEntity => for_entity(JobKind::SyncEntity),
         FollowUp::ApplyToRevel => for_entity(JobKind::ApplyToRevel),
         FollowUp::InventoryRequest => {
-            for_entity(JobKind::InventoryRequest).map(crate::inventory_request::in_instance_group)
+            for_entity(JobKind::InventoryRequest).map(ports::queue::Job::in_instance_group)
         }
         // A push asks for a pull whatever the menu entity says; the worker
         // skips a pull that one started after the push already covered.

@@ -607,7 +607,7 @@ fn page_request(
 }
 
 /// On-demand pulls of named objects (the partner's inventory requests,
-/// [`crate::inventory_request`]): no checkpoint and nothing to resume; what
+/// [`crate::worker::jobs::inventory_request::on_demand`]): no checkpoint and nothing to resume; what
 /// they fetch is kept exactly as a scheduled pull keeps it.
 impl Syncer {
     /// Pulls the objects of `pull`'s resources that pass `filter`, page by

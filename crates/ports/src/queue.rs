@@ -227,6 +227,16 @@ impl Job {
     }
 }
 
+impl Job {
+    /// An inventory request's job as the processor queues it
+    /// ([`Job::for_entity`]), in the instance's message group of requests:
+    /// one at a time per instance.
+    pub fn in_instance_group(mut job: Job) -> Job {
+        job.group_id = format!("inventory_request:revel:{}", job.message.instance);
+        job
+    }
+}
+
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     async fn enqueue(&self, job: &Job) -> Result<(), DependencyError>;

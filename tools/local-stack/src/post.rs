@@ -18,9 +18,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use domain::ids::{EntityKey, InstanceName};
 use domain::sources::FollowUp;
-use pipeline::inventory_request::PendingProducts;
-use pipeline::partner_catalog;
+use pipeline::pending;
 use pipeline::sync::CATALOG;
+use pipeline::worker::jobs::inventory_request::on_demand::PendingProducts;
 use ports::secrets::{InstanceSecrets, SecretSource};
 use ports::store::{EntityStore, EventRecord, EventStatus, Rank, StoredEntity};
 use ports::sync_state::SyncState;
@@ -304,7 +304,7 @@ impl Observer {
                 Reached::Revel,
                 format!("{about}: applied to Revel (its API stand-in); it came from the partner, so nothing goes back to it"),
             ),
-            FollowUp::ApplyToRevel => match partner_catalog::batched_kind(change.kind) {
+            FollowUp::ApplyToRevel => match pending::batched_kind(change.kind) {
                 Some(kind) => self.end_of_day(&record.instance, kind, &change.id, &entity, &about).await?,
                 None => Progress::Waiting(format!("{about}: the worker, applying it to Revel")),
             },
@@ -386,7 +386,7 @@ impl Observer {
         entity: &StoredEntity,
         about: &str,
     ) -> Result<Progress, Error> {
-        let pending = partner_catalog::PendingIndex::new(&self.entities)
+        let pending = pending::PendingIndex::new(&self.entities)
             .all(instance, kind)
             .await?;
         Ok(match pending.get(id) {
@@ -458,7 +458,10 @@ impl Observer {
         request: &StoredEntity,
         about: &str,
     ) -> Result<Progress, Error> {
-        if !pipeline::inventory_request::has_retailer_option(&self.revel, instance) {
+        if !pipeline::worker::jobs::inventory_request::on_demand::has_retailer_option(
+            &self.revel,
+            instance,
+        ) {
             return Ok(Progress::Done(
                 Reached::KeptOnly,
                 format!("{about}: kept; {instance} has no retailer option (inventory_every_2h), so nothing is pulled"),

@@ -121,7 +121,7 @@ pub fn last_done(log: &str) -> Option<String> {
     last
 }
 
-/// The length of "Done <digits> runs in <digits> second(s)" at the start
+/// The length of `Done <digits> runs in <digits> second(s)` at the start
 /// of `text`, if it is there.
 fn done_len(text: &str) -> Option<usize> {
     let mut at = "Done ".len();

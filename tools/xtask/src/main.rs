@@ -54,8 +54,8 @@ enum Task {
     /// Runs each cargo-fuzz target in fuzz/ for a while on nightly (both
     /// installed first if missing) and fails if any found something.
     ///
-    /// New corpus entries go to fuzz/corpus/<target>/, a crash's input to
-    /// fuzz/artifacts/<target>/, each run's output to fuzz/logs/<target>.log.
+    /// New corpus entries go to fuzz/corpus/TARGET/, a crash's input to
+    /// fuzz/artifacts/TARGET/, each run's output to fuzz/logs/TARGET.log.
     /// The payload and API Gateway targets also start from the samples in
     /// events/.
     Fuzz(fuzz::Args),

@@ -47,7 +47,7 @@ use tokio::time::Instant;
 use crate::apply::{Applier, ApplyError};
 use crate::receive::Receiver;
 use crate::sync::{SyncError, Syncer};
-use crate::winesitting_repair::RepairError;
+use crate::worker::jobs::winesitting_repair::poll::RepairError;
 use domain::clock::Clock;
 use domain::error::DependencyError;
 use domain::ids::{EntityKey, InstanceName};

@@ -7,7 +7,7 @@
 //! sends each event once, never retries and may send duplicates: a duplicate
 //! (same type, object id, operation and date) is stored once, and a failed
 //! request is gone, so the pipeline's repair poll
-//! (`pipeline::winesitting_repair`) polls the API for the orders still in
+//! (`pipeline::worker::jobs::winesitting_repair::poll`) polls the API for the orders still in
 //! progress and ingests those whose kept state is missing or differs.
 
 pub mod api;

@@ -105,13 +105,6 @@ fn products_of(state_json: &str) -> Result<Vec<String>, JobError> {
         .collect())
 }
 
-/// A request's job as the processor queues it (`Job::for_entity`), in the
-/// instance's message group of requests: one at a time per instance.
-pub fn in_instance_group(mut job: Job) -> Job {
-    job.group_id = format!("inventory_request:revel:{}", job.message.instance);
-    job
-}
-
 /// A pull of whatever is pending for `instance`, not before `not_before`:
 /// once per instance and time (the deduplication id), in a message group of
 /// its own.
@@ -539,7 +532,7 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            in_instance_group(Job::for_entity(
+            Job::in_instance_group(Job::for_entity(
                 JobKind::InventoryRequest,
                 vinesos::NAME,
                 &demo(),
@@ -711,7 +704,8 @@ mod tests {
         );
         assert_ne!(
             deferred[0].group_id,
-            in_instance_group(Job::scheduled(JobKind::InventoryRequest, &demo(), "w")).group_id
+            Job::in_instance_group(Job::scheduled(JobKind::InventoryRequest, &demo(), "w"))
+                .group_id
         );
 
         // Received early, it waits until the hour.

@@ -1,13 +1,15 @@
 //! `partner_catalog`: the end-of-day batch of one instance, which applies
 //! every pending product and event of the partner to Revel
-//! ([`crate::partner_catalog::Batch`]). A spent budget stops it cleanly
+//! ([`crate::worker::jobs::partner_catalog::batch::Batch`]). A spent budget stops it cleanly
 //! (what was applied is off the index, the next run resumes); its deadline
 //! queues a continuation.
 
+pub mod batch;
+
 use tokio::time::Instant;
 
-use crate::partner_catalog::Batch;
 use crate::sync::StopReason;
+use crate::worker::jobs::partner_catalog::batch::Batch;
 use crate::worker::{JobError, Worker};
 use domain::ids::InstanceName;
 use ports::queue::JobKind;
@@ -53,7 +55,7 @@ mod tests {
 
     use crate::apply::tests::{credentials, demo, partner_change, MemoryRevel};
     use crate::apply::Applied;
-    use crate::partner_catalog::PendingIndex;
+    use crate::pending::PendingIndex;
     use crate::worker::testing::*;
     use crate::worker::Worker;
     use ports::queue::JobKind;

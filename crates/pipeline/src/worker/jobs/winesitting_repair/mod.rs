@@ -1,8 +1,10 @@
 //! `winesitting_repair`: polls WineSitting for the account's orders still
 //! in progress and ingests those whose webhook was lost (WineSitting never
-//! retries; [`crate::winesitting_repair`]).
+//! retries; [`crate::worker::jobs::winesitting_repair::poll`]).
 
-use crate::winesitting_repair::RepairError;
+pub mod poll;
+
+use crate::worker::jobs::winesitting_repair::poll::RepairError;
 use crate::worker::{Disposition, JobError, Worker};
 use domain::ids::InstanceName;
 use telemetry::{self, Dimension, Metric};
@@ -26,7 +28,7 @@ pub async fn run(worker: &Worker, account: &InstanceName) -> Result<(), JobError
         tracing::warn!(%account, "no WineSitting API key for this account; repair skipped");
         return Ok(());
     };
-    let report = crate::winesitting_repair::repair(
+    let report = crate::worker::jobs::winesitting_repair::poll::repair(
         repair.api.as_ref(),
         account,
         credentials.key(),

@@ -1,11 +1,15 @@
 //! `inventory_request`: the partner's search, Revel's stock of the products
 //! it named pulled on demand within the hour's allowance
-//! ([`crate::inventory_request::OnDemand`]); or a deferred pull of what is
+//! ([`crate::worker::jobs::inventory_request::on_demand::OnDemand`]); or a deferred pull of what is
 //! pending, which waits until its time ([`JobError::NotYet`]).
+
+pub mod on_demand;
 
 use tokio::time::Instant;
 
-use crate::inventory_request::{has_retailer_option, reason, Handled, OnDemand};
+use crate::worker::jobs::inventory_request::on_demand::{
+    has_retailer_option, reason, Handled, OnDemand,
+};
 use crate::worker::{pages_until, JobError, Worker};
 use domain::ids::{EntityKey, InstanceName};
 use telemetry::{self, Dimension, Metric};
@@ -85,7 +89,7 @@ mod tests {
     use time::macros::datetime;
     use time::OffsetDateTime;
 
-    use crate::inventory_request::{deferred_pull, PendingProducts};
+    use crate::worker::jobs::inventory_request::on_demand::{deferred_pull, PendingProducts};
     use crate::worker::jobs::pull::tests::Catalog;
     use crate::worker::testing::*;
     use crate::worker::{after_budget_resets, Worker};
