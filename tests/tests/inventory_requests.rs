@@ -20,7 +20,9 @@ use integration_tests::*;
 use local_stack::events::{routed_event, vinesos_headers, Route};
 use local_stack::fake_revel::{self, Fixtures};
 use local_stack::{DEMO_LA_INSTANCE, DEMO_VINESOS_SECRET};
-use pipeline::inventory_request::{deferred_pull, next_hour, PendingProducts};
+use pipeline::worker::jobs::inventory_request::on_demand::{
+    deferred_pull, next_hour, PendingProducts,
+};
 use pipeline::worker::Worker;
 use ports::queue::JobMessage;
 use ports::sync_state::CallBudget;
