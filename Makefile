@@ -26,7 +26,7 @@ help:
 	@echo "make bench-dynamodb   DynamoDB write requests and write units per sample, new and repeated"
 	@echo "make bench-package    zipped size of each function's bootstrap from the last make build"
 	@echo "make events       re-sign the sample events in events/ from events/payloads/ and write the processor's, jobs worker's and scheduler's inputs"
-	@echo "make trigger TASK=tick|product_sync|event_sync|inventory_sync|reconcile|partner_catalog|winesitting_repair [INSTANCE=name] [AT=2026-11-30T07:55:00Z]   run the scheduler by hand"
+	@echo "make trigger TASK=tick|<scheduled task> [INSTANCE=name] [AT=2026-11-30T07:55:00Z]   run the scheduler by hand (make local lists the tasks; an unknown TASK too)"
 	@echo "make bench-load   load test: 10,000 signed deliveries (30% repeats, concurrency 32) to a stack of its own, then check each stored once"
 	@echo "make fuzz         run each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (60) on nightly; findings in fuzz/artifacts/"
 	@echo "make simulate     the deterministic simulation for SEEDS seeds (10000); SEED=n replays one seed with its trace"
@@ -121,7 +121,7 @@ post-events:
 
 # Runs the scheduler by hand against `make local`: TASK=tick (the 5-minute tick, at AT, a UTC time) or one task now, for INSTANCE or every instance
 trigger:
-	@test -n "$(TASK)" || { echo "usage: make trigger TASK=tick|product_sync|event_sync|inventory_sync|reconcile|partner_catalog|winesitting_repair [INSTANCE=name] [AT=2026-11-30T07:55:00Z]"; exit 2; }
+	@test -n "$(TASK)" || { echo "usage: make trigger TASK=tick|<scheduled task> [INSTANCE=name] [AT=2026-11-30T07:55:00Z] (an unknown TASK lists the tasks)"; exit 2; }
 	cargo run --quiet --locked -p local-stack -- trigger $(TASK) $(if $(INSTANCE),--instance $(INSTANCE)) $(if $(AT),--at $(AT))
 
 clean-local:

@@ -481,7 +481,7 @@ pub fn accounts_of<'a>(
     winesitting: Option<&'a WineSitting>,
 ) -> Result<&'a SecretCache, Error> {
     match task {
-        ports::queue::JobKind::WinesittingRepair => Ok(winesitting
+        ports::queue::JobKind::WineSittingRepair => Ok(winesitting
             .ok_or("WINESITTING_SECRETS_ID is not set")?
             .secrets()),
         _ => Ok(revel.secrets()),

@@ -363,7 +363,7 @@ async fn the_winesitting_repair_poll_finds_the_order_whose_webhook_was_lost() {
         None,
     );
     let job = JobMessage {
-        job: JobKind::WinesittingRepair,
+        job: JobKind::WineSittingRepair,
         source: "winesitting".into(),
         instance: DEMO_INSTANCE.into(),
         event_type: "winesitting_repair".into(),

@@ -449,7 +449,7 @@ async fn drive_scheduler(stack: &Stack, recorder: &Recorder) {
         JobKind::EventSync,
         JobKind::InventorySync,
         JobKind::Reconcile,
-        JobKind::WinesittingRepair,
+        JobKind::WineSittingRepair,
         JobKind::PartnerCatalog,
     ] {
         let input = serde_json::json!({"task": task.name()});

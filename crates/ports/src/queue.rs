@@ -38,7 +38,8 @@ pub enum JobKind {
     /// Apply a change the partner system (VinesOS) sent to Revel.
     ApplyToRevel,
     /// Poll WineSitting for orders still in progress; repair missed webhooks.
-    WinesittingRepair,
+    #[serde(rename = "winesitting_repair")]
+    WineSittingRepair,
     /// Tell the partner what a Revel order sold: one stock change per
     /// product (in the order's message group, after the order itself).
     InventorySold,
@@ -60,25 +61,42 @@ impl JobKind {
             Self::InventorySync => "inventory_sync",
             Self::Reconcile => "reconcile",
             Self::ApplyToRevel => "apply_to_revel",
-            Self::WinesittingRepair => "winesitting_repair",
+            Self::WineSittingRepair => "winesitting_repair",
             Self::InventorySold => "inventory_sold",
             Self::PartnerCatalog => "partner_catalog",
             Self::InventoryRequest => "inventory_request",
         }
     }
 
-    /// The scheduled tasks, by name.
+    /// Every job kind.
+    pub const ALL: [Self; 11] = [
+        Self::SyncEntity,
+        Self::CatalogPull,
+        Self::ProductSync,
+        Self::EventSync,
+        Self::InventorySync,
+        Self::Reconcile,
+        Self::ApplyToRevel,
+        Self::WineSittingRepair,
+        Self::InventorySold,
+        Self::PartnerCatalog,
+        Self::InventoryRequest,
+    ];
+
+    /// The kinds the scheduler queues on its clock (and an operator can
+    /// trigger by hand): the one list of scheduled tasks.
+    pub const SCHEDULED: [Self; 6] = [
+        Self::ProductSync,
+        Self::EventSync,
+        Self::InventorySync,
+        Self::Reconcile,
+        Self::WineSittingRepair,
+        Self::PartnerCatalog,
+    ];
+
+    /// The scheduled task named `name`.
     pub fn scheduled(name: &str) -> Option<Self> {
-        [
-            Self::ProductSync,
-            Self::EventSync,
-            Self::InventorySync,
-            Self::Reconcile,
-            Self::WinesittingRepair,
-            Self::PartnerCatalog,
-        ]
-        .into_iter()
-        .find(|k| k.name() == name)
+        Self::SCHEDULED.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -312,6 +330,22 @@ impl InFlightJobs for QueueDefaults {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_job_kind_is_sent_as_its_name_and_read_back() {
+        let names: std::collections::BTreeSet<&str> =
+            JobKind::ALL.iter().map(|kind| kind.name()).collect();
+        assert_eq!(names.len(), JobKind::ALL.len());
+        for kind in JobKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.name()));
+            assert_eq!(serde_json::from_str::<JobKind>(&json).unwrap(), kind);
+        }
+        for kind in JobKind::SCHEDULED {
+            assert_eq!(JobKind::scheduled(kind.name()), Some(kind));
+        }
+        assert_eq!(JobKind::scheduled(JobKind::SyncEntity.name()), None);
+    }
 
     fn rank(version: i64, sha: &str) -> Rank {
         Rank::new(version, false, sha)

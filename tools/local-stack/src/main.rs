@@ -101,9 +101,8 @@ struct PostEventsArgs {
 
 #[derive(Debug, Args)]
 struct TriggerArgs {
-    /// `tick` (what is due at each instance's local time), or one task now:
-    /// product_sync, event_sync, inventory_sync, reconcile,
-    /// winesitting_repair, partner_catalog.
+    /// `tick` (what is due at each instance's local time), or one scheduled
+    /// task now, by its job name (an unknown name lists them).
     #[arg(value_name = "TASK", value_parser = scheduled_task)]
     task: pipeline::schedule::Task,
     /// Only this instance (a task run now; the tick covers every instance).
@@ -115,7 +114,13 @@ struct TriggerArgs {
 }
 
 fn scheduled_task(name: &str) -> Result<pipeline::schedule::Task, String> {
-    pipeline::schedule::task_of(&json!({ "task": name })).map_err(|e| e.to_string())
+    pipeline::schedule::task_of(&json!({ "task": name })).map_err(|e| {
+        let names: Vec<&str> = ports::queue::JobKind::SCHEDULED
+            .iter()
+            .map(|kind| kind.name())
+            .collect();
+        format!("{e}; a task is tick or one of {}", names.join(", "))
+    })
 }
 
 fn instance_name(raw: &str) -> Result<domain::ids::InstanceName, String> {
@@ -367,15 +372,11 @@ async fn up(args: UpArgs) -> Result<(), Error> {
     );
     println!("  make trigger TASK=tick AT=2026-11-30T07:55:00Z   # 23:55 in Los Angeles: its end of day and its 22:00 inventory slot");
     println!("Scheduled tasks by hand, for every instance or one:");
-    for task in [
-        "product_sync",
-        "event_sync",
-        "inventory_sync",
-        "reconcile",
-        "winesitting_repair",
-        "partner_catalog",
-    ] {
-        println!("  make trigger TASK={task} [INSTANCE={DEMO_INSTANCE}]");
+    for task in ports::queue::JobKind::SCHEDULED {
+        println!(
+            "  make trigger TASK={} [INSTANCE={DEMO_INSTANCE}]",
+            task.name()
+        );
     }
     println!();
     gateway::serve(listener, routes, extra).await?;

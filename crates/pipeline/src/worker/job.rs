@@ -108,7 +108,7 @@ impl Job {
                 entity: entity()?,
                 instance,
             }),
-            JobKind::WinesittingRepair => Self::WineSittingRepair { account: instance },
+            JobKind::WineSittingRepair => Self::WineSittingRepair { account: instance },
             JobKind::PartnerCatalog => Self::PartnerCatalog { instance },
             JobKind::InventoryRequest => Self::InventoryRequest(InventoryRequest {
                 request: match message.entity_key {
@@ -247,7 +247,7 @@ mod tests {
             "a request, due at once"
         );
         assert_eq!(
-            read(JobKind::WinesittingRepair, None, None),
+            read(JobKind::WineSittingRepair, None, None),
             Job::WineSittingRepair { account: demo }
         );
     }

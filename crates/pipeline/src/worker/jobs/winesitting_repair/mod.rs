@@ -101,7 +101,7 @@ mod tests {
         });
         let id = fifo.send(
             "winesitting_repair:demo",
-            &job_body(JobKind::WinesittingRepair, None, None),
+            &job_body(JobKind::WineSittingRepair, None, None),
         );
 
         fails_and_comes_back_in(&worker, &fifo, &id, FIRST_BACKOFF).await;
