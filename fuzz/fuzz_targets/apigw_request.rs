@@ -17,7 +17,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use pipeline::fakes::MemoryStores;
+use pipeline::fakes::MemoryAws;
 use ports::fakes::FixedSecrets;
 use shared::http::ApiGatewayEvent;
 use pipeline::receive::Receiver;
@@ -28,11 +28,11 @@ use vendors::winesitting::{WineSitting, WineSittingEvent};
 fn receivers() -> (Receiver, Receiver) {
     let cache =
         |doc: &str| SecretCache::new(FixedSecrets(doc.to_owned()), Duration::from_secs(3600));
-    let revel = MemoryStores::default().receiver(
+    let revel = MemoryAws::default().receiver(
         Arc::new(Revel::new(cache(r#"{"demo": "demo-webhook-secret"}"#))),
         Arc::new(RevelEventType::CustomerUpdated),
     );
-    let winesitting = MemoryStores::default().receiver(
+    let winesitting = MemoryAws::default().receiver(
         Arc::new(WineSitting::new(cache(
             r#"{"demo": {"token": "demo-winesitting-token-3f9c2a7d81e6b54f"}}"#,
         ))),

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use pipeline::fakes::MemoryStores;
+use pipeline::fakes::MemoryAws;
 use ports::fakes::FixedSecrets;
 use pipeline::receive::Outcome;
 use domain::request::WebhookRequest;
@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let parsed = serde_json::from_slice::<serde_json::Value>(data).ok();
 
     for kind in RevelEventType::ALL {
-        let memory = MemoryStores::default();
+        let memory = MemoryAws::default();
         let source = Arc::new(Revel::new(SecretCache::new(
             FixedSecrets(r#"{"demo": "demo-webhook-secret"}"#.into()),
             Duration::from_secs(3600),

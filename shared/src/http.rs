@@ -171,7 +171,7 @@ mod tests {
 
     use domain::error::{AuthFailure, DependencyError};
     use domain::ids::EventKey;
-    use pipeline::fakes::MemoryStores;
+    use pipeline::fakes::MemoryAws;
     use telemetry::fakes::capture_logs;
     use tracing::Instrument;
     use vendors::fakes::{demo_revel, signed_revel_request};
@@ -361,7 +361,7 @@ mod tests {
     {
         let logs = capture_logs();
         let captured = logs.captured.clone();
-        let memory = MemoryStores::default();
+        let memory = MemoryAws::default();
         let receiver = memory.receiver(
             Arc::new(demo_revel()),
             Arc::new(RevelEventType::CustomerCreated),

@@ -33,7 +33,7 @@ use pipeline::config::Config;
 use pipeline::process::Processor;
 use pipeline::receive::Receiver;
 use pipeline::worker::Worker;
-use ports::queue::{Job, JobQueue};
+use ports::queue::{JobQueue, QueuedJob};
 use ports::store::{EntityStore, EntityUpsert, Rank, StoredEntity, Upserted};
 use serde_json::{json, Value};
 use vendors::revel::RevelEventType;
@@ -138,7 +138,7 @@ struct ObservedJobs {
 
 #[async_trait]
 impl JobQueue for ObservedJobs {
-    async fn enqueue(&self, job: &Job) -> Result<(), DependencyError> {
+    async fn enqueue(&self, job: &QueuedJob) -> Result<(), DependencyError> {
         let result = self.inner.enqueue(job).await;
         self.steps.lock().unwrap().push(Step::Enqueue {
             entity: job.message.entity_key.clone(),

@@ -11,7 +11,7 @@ use domain::sources::EventKind;
 use integration_tests::*;
 use local_stack::events::{request_for, resign, routed_event};
 use local_stack::fake_revel::{self, Fixtures};
-use ports::queue::{Job, JobKind};
+use ports::queue::{JobKind, QueuedJob};
 use serde_json::{json, Value};
 use vendors::functions::Kind;
 use vendors::revel::RevelEventType;
@@ -92,7 +92,11 @@ async fn with_revel_stand_in(
 async fn end_of_day(stack: &Stack, window: &str) {
     let demo = InstanceName::parse(DEMO_INSTANCE).unwrap();
     shared::function::jobs_queue(&stack.config, &stack.clients())
-        .enqueue(&Job::scheduled(JobKind::PartnerCatalog, &demo, window))
+        .enqueue(&QueuedJob::scheduled(
+            JobKind::PartnerCatalog,
+            &demo,
+            window,
+        ))
         .await
         .unwrap();
 }

@@ -1,5 +1,5 @@
 //! The jobs queue on SQS FIFO: each job's group and deduplication id are
-//! decided by [`ports::queue::Job`]; this only sends it. And the consuming
+//! decided by [`ports::queue::QueuedJob`]; this only sends it. And the consuming
 //! side ([`ports::queue::InFlightJobs`]): a received job put off
 //! (ChangeMessageVisibility) or parked in the dead-letter queue.
 
@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::error::DependencyError;
 use domain::idempotency::sha256_hex;
-use ports::queue::{InFlightJobs, Job, JobQueue, ParkError, ReceivedJob, MAX_VISIBILITY_TIMEOUT};
+use ports::queue::{
+    InFlightJobs, JobQueue, ParkError, QueuedJob, ReceivedJob, MAX_VISIBILITY_TIMEOUT,
+};
 
 pub struct SqsJobQueue {
     client: aws_sdk_sqs::Client,
@@ -26,7 +28,7 @@ impl SqsJobQueue {
 
 #[async_trait]
 impl JobQueue for SqsJobQueue {
-    async fn enqueue(&self, job: &Job) -> Result<(), DependencyError> {
+    async fn enqueue(&self, job: &QueuedJob) -> Result<(), DependencyError> {
         let body = serde_json::to_string(&job.message)
             .map_err(|e| DependencyError::new("sqs", "SendMessage", e))?;
         self.client

@@ -5,9 +5,10 @@ use std::sync::atomic::Ordering;
 
 use ports::fakes::{MemoryEntities, MemoryEvents, MemoryQueue};
 
-/// The three in-memory stores together.
+/// The AWS side of the pipeline in memory: the events table (with its
+/// stream), the entities table and the jobs queue.
 #[derive(Default, Clone)]
-pub struct MemoryStores {
+pub struct MemoryAws {
     pub events: std::sync::Arc<MemoryEvents>,
     pub entities: std::sync::Arc<MemoryEntities>,
     pub queue: std::sync::Arc<MemoryQueue>,
@@ -15,7 +16,7 @@ pub struct MemoryStores {
     handed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl MemoryStores {
+impl MemoryAws {
     /// A receiver of `kind` from `source`, storing in these events.
     pub fn receiver(
         &self,

@@ -32,7 +32,7 @@ use domain::error::DependencyError;
 use domain::idempotency::sha256_hex;
 use domain::ids::{EntityKey, InstanceName};
 use domain::sources::{EntityChange, FollowUp, Interpretation, Malformed, Reason, Version};
-use ports::queue::{Job, JobKind, JobQueue};
+use ports::queue::{JobKind, JobQueue, QueuedJob};
 use ports::store::{EntityStore, EntityUpsert, EventRecord, EventStatus, Rank, Upserted};
 use telemetry::{self, Dimension, Metric};
 
@@ -252,7 +252,7 @@ impl Processor {
         }
         let owed = upserted.is_some_and(Upserted::owes_follow_up);
         if owed && !vendors::revel::sold_products(&order.state).is_empty() {
-            let job = Job::for_entity(
+            let job = QueuedJob::for_entity(
                 JobKind::InventorySold,
                 source,
                 &record.instance,
@@ -333,11 +333,11 @@ fn follow_up_job(
     follow_up: FollowUp,
     planned: Option<&Planned>,
     upserted: Option<Upserted>,
-) -> Option<Job> {
+) -> Option<QueuedJob> {
     let for_entity = |kind| {
         let planned = planned?;
         upserted?.owes_follow_up().then(|| {
-            Job::for_entity(
+            QueuedJob::for_entity(
                 kind,
                 source,
                 &record.instance,
@@ -353,11 +353,11 @@ fn follow_up_job(
         FollowUp::SyncEntity => for_entity(JobKind::SyncEntity),
         FollowUp::ApplyToRevel => for_entity(JobKind::ApplyToRevel),
         FollowUp::InventoryRequest => {
-            for_entity(JobKind::InventoryRequest).map(ports::queue::Job::in_instance_group)
+            for_entity(JobKind::InventoryRequest).map(ports::queue::QueuedJob::in_instance_group)
         }
         // A push asks for a pull whatever the menu entity says; the worker
         // skips a pull that one started after the push already covered.
-        FollowUp::CatalogPull => Some(Job::catalog_pull(
+        FollowUp::CatalogPull => Some(QueuedJob::catalog_pull(
             source,
             &record.instance,
             &record.event_type,

@@ -35,7 +35,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use domain::error::DependencyError;
 use domain::ids::InstanceName;
-use ports::queue::{Job, JobKind, JobQueue};
+use ports::queue::{JobKind, JobQueue, QueuedJob};
 use ports::secrets::{InstanceSettings, SecretCache};
 use ports::sync_state::SyncState;
 
@@ -321,7 +321,7 @@ async fn queue_slot(
         }
     }
     for kind in slot.cadence.jobs() {
-        jobs.enqueue(&Job::scheduled(*kind, instance, &slot.id))
+        jobs.enqueue(&QueuedJob::scheduled(*kind, instance, &slot.id))
             .await?;
     }
     state.mark_slot(instance, cadence, &slot.record()).await?;
@@ -346,7 +346,7 @@ pub async fn fan_out(
         if only.is_some_and(|only| *only != instance) {
             continue;
         }
-        jobs.enqueue(&Job::scheduled(task, &instance, &window))
+        jobs.enqueue(&QueuedJob::scheduled(task, &instance, &window))
             .await?;
         queued.push(instance);
     }
@@ -676,7 +676,7 @@ mod tests {
         }
         #[async_trait::async_trait]
         impl JobQueue for ThirdFails {
-            async fn enqueue(&self, job: &Job) -> Result<(), DependencyError> {
+            async fn enqueue(&self, job: &QueuedJob) -> Result<(), DependencyError> {
                 if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 2 {
                     return Err(DependencyError::new("sqs", "SendMessage", "throttled"));
                 }

@@ -403,7 +403,7 @@ impl Syncer {
             return Ok(false);
         }
         if let Some(jobs) = &self.jobs {
-            let job = ports::queue::Job::for_entity(
+            let job = ports::queue::QueuedJob::for_entity(
                 ports::queue::JobKind::SyncEntity,
                 vendors::revel::NAME,
                 instance,

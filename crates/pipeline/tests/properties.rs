@@ -39,7 +39,7 @@ use domain::request::WebhookRequest;
 use domain::sources::{EventKind, Source};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pipeline::config::Settings;
-use pipeline::fakes::MemoryStores;
+use pipeline::fakes::MemoryAws;
 use pipeline::process::Processor;
 use pipeline::receive::{Outcome, Receiver};
 use ports::fakes::FixedSecrets;
@@ -97,7 +97,7 @@ fn revel_source() -> Arc<dyn Source> {
 }
 
 /// A receiver of `kind` from `source` on `stores`, reading tokio's clock.
-fn receiver(source: Arc<dyn Source>, kind: Arc<dyn EventKind>, stores: &MemoryStores) -> Receiver {
+fn receiver(source: Arc<dyn Source>, kind: Arc<dyn EventKind>, stores: &MemoryAws) -> Receiver {
     Receiver::new(
         source,
         kind,
@@ -264,7 +264,7 @@ fn fault() -> impl Strategy<Value = Fault> {
 /// A receiver and the processor on one set of in-memory stores, the
 /// stream handed over in order as the event source mapping does.
 struct Pipeline {
-    stores: MemoryStores,
+    stores: MemoryAws,
     receiver: Receiver,
     processor: Processor,
     handed: usize,
@@ -272,7 +272,7 @@ struct Pipeline {
 
 impl Pipeline {
     fn new(source: Arc<dyn Source>, kind: Arc<dyn EventKind>) -> Self {
-        let stores = MemoryStores::default();
+        let stores = MemoryAws::default();
         Self {
             receiver: receiver(source, kind, &stores),
             processor: stores.processor(),
@@ -305,7 +305,7 @@ impl Pipeline {
 
     /// `request` received by `receiver` as its sender delivers it.
     async fn receive(
-        stores: &MemoryStores,
+        stores: &MemoryAws,
         receiver: &Receiver,
         request: &WebhookRequest,
         fault: Fault,
@@ -385,7 +385,7 @@ impl Pipeline {
         Stored { entities, events }
     }
 
-    fn jobs(&self) -> Vec<ports::queue::Job> {
+    fn jobs(&self) -> Vec<ports::queue::QueuedJob> {
         self.stores.queue.jobs.lock().unwrap().clone()
     }
 }

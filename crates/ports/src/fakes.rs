@@ -11,7 +11,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::queue::{InFlightJobs, Job, JobQueue, ParkError, ReceivedJob, MAX_VISIBILITY_TIMEOUT};
+use crate::queue::{
+    InFlightJobs, JobQueue, ParkError, QueuedJob, ReceivedJob, MAX_VISIBILITY_TIMEOUT,
+};
 use crate::secrets::{SecretDocument, SecretSource};
 use crate::store::{
     decide_upsert, EntityStore, EntityUpsert, EventRecord, EventStatus, EventStore, ExistingEvent,
@@ -231,7 +233,7 @@ pub const FIFO_DEDUPLICATION_WINDOW: std::time::Duration = std::time::Duration::
 /// it is a new message.
 #[derive(Default)]
 pub struct MemoryQueue {
-    pub jobs: Mutex<Vec<Job>>,
+    pub jobs: Mutex<Vec<QueuedJob>>,
     sent: Mutex<BTreeMap<String, tokio::time::Instant>>,
     pub down: AtomicBool,
 }
@@ -248,7 +250,7 @@ impl MemoryQueue {
 
 #[async_trait]
 impl JobQueue for MemoryQueue {
-    async fn enqueue(&self, job: &Job) -> Result<(), DependencyError> {
+    async fn enqueue(&self, job: &QueuedJob) -> Result<(), DependencyError> {
         down(&self.down, "queue")?;
         let now = tokio::time::Instant::now();
         let mut sent = self.sent.lock().unwrap();

@@ -117,9 +117,10 @@ pub struct JobMessage {
     pub version: Option<i64>,
 }
 
-/// A job ready to send.
+/// A job as queued: its message, its FIFO message group and its
+/// deduplication id (the worker reads one back as a `worker::Job`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
+pub struct QueuedJob {
     pub message: JobMessage,
     pub group_id: String,
     pub deduplication_id: String,
@@ -163,7 +164,7 @@ fn sqs_id(raw: &str) -> String {
     }
 }
 
-impl Job {
+impl QueuedJob {
     /// A job about one change of one entity (a sync to the partner, or an
     /// apply to Revel): the message group is the entity, so its jobs run in
     /// order; the deduplication id is the entity and the change's rank, so
@@ -225,7 +226,7 @@ impl Job {
     }
 }
 
-impl Job {
+impl QueuedJob {
     /// One scheduled task for one instance. `window` names the scheduled
     /// run (its hour), so a schedule that fires twice queues it once; one
     /// message group per instance and task, so instances don't wait on each
@@ -245,11 +246,11 @@ impl Job {
     }
 }
 
-impl Job {
+impl QueuedJob {
     /// An inventory request's job as the processor queues it
-    /// ([`Job::for_entity`]), in the instance's message group of requests:
+    /// ([`QueuedJob::for_entity`]), in the instance's message group of requests:
     /// one at a time per instance.
-    pub fn in_instance_group(mut job: Job) -> Job {
+    pub fn in_instance_group(mut job: QueuedJob) -> QueuedJob {
         job.group_id = format!("inventory_request:revel:{}", job.message.instance);
         job
     }
@@ -257,7 +258,7 @@ impl Job {
 
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    async fn enqueue(&self, job: &Job) -> Result<(), DependencyError>;
+    async fn enqueue(&self, job: &QueuedJob) -> Result<(), DependencyError>;
 }
 
 /// SQS's longest visibility timeout: a received message can be put off at
@@ -357,7 +358,7 @@ mod tests {
         let event = EventKey::parse("revel:demo:customer.updated:biz:c@1").unwrap();
         let entity = EntityKey::parse("revel:demo:customer:c").unwrap();
         let job = |rank: &Rank| {
-            Job::for_entity(
+            QueuedJob::for_entity(
                 JobKind::SyncEntity,
                 "revel",
                 &demo,
@@ -379,8 +380,8 @@ mod tests {
     fn each_menu_push_asks_for_its_own_pull_in_the_instances_catalog_group() {
         let demo = InstanceName::parse("demo").unwrap();
         let e = EventKey::parse("revel:demo:menu.updated:at:1:ab").unwrap();
-        let a = Job::catalog_pull("revel", &demo, "menu.updated", &e, 600);
-        let b = Job::catalog_pull("revel", &demo, "menu.updated", &e, 601);
+        let a = QueuedJob::catalog_pull("revel", &demo, "menu.updated", &e, 600);
+        let b = QueuedJob::catalog_pull("revel", &demo, "menu.updated", &e, 601);
         assert_ne!(a.deduplication_id, b.deduplication_id);
         assert_eq!(a.group_id, "catalog:revel:demo");
         assert_eq!(a.message.version, Some(600));
@@ -391,7 +392,7 @@ mod tests {
         let demo = InstanceName::parse("demo").unwrap();
         let event = EventKey::parse(&format!("revel:demo:x:{}", "e".repeat(300))).unwrap();
         let entity = EntityKey::parse(&format!("revel:demo:order:{}", "o".repeat(300))).unwrap();
-        let job = Job::for_entity(
+        let job = QueuedJob::for_entity(
             JobKind::SyncEntity,
             "revel",
             &demo,

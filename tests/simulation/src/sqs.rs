@@ -16,7 +16,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use domain::error::DependencyError;
 use pipeline::worker::Worker;
 use ports::fakes::FIFO_DEDUPLICATION_WINDOW;
-use ports::queue::{Job, JobQueue};
+use ports::queue::{JobQueue, QueuedJob};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -102,7 +102,7 @@ impl SimQueue {
     /// The effect of a SendMessage: a new message, or nothing when its
     /// deduplication id was sent in its group within the window (SQS still
     /// answers success). True when a message was added.
-    pub fn send(&self, job: &Job) -> bool {
+    pub fn send(&self, job: &QueuedJob) -> bool {
         let body = serde_json::to_string(&job.message).expect("a job message serialises");
         let now = Instant::now();
         let mut state = self.state.lock().unwrap();
@@ -255,7 +255,7 @@ impl SimQueue {
 
 #[async_trait]
 impl JobQueue for SimQueue {
-    async fn enqueue(&self, job: &Job) -> Result<(), DependencyError> {
+    async fn enqueue(&self, job: &QueuedJob) -> Result<(), DependencyError> {
         let added = self
             .faults
             .call(Service::JobsQueue, "SendMessage", async { self.send(job) })
@@ -388,9 +388,9 @@ mod tests {
     }
 
     /// A sync job of entity `id` at `version`.
-    fn job(id: &str, version: i64) -> Job {
+    fn job(id: &str, version: i64) -> QueuedJob {
         let instance = InstanceName::parse("alpha").unwrap();
-        Job::for_entity(
+        QueuedJob::for_entity(
             JobKind::SyncEntity,
             "revel",
             &instance,

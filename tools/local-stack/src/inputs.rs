@@ -28,7 +28,7 @@ use domain::request::WebhookRequest;
 use domain::sources::FollowUp;
 use pipeline::config::Settings;
 use pipeline::receive::Receiver;
-use ports::queue::{Job, JobKind};
+use ports::queue::{JobKind, QueuedJob};
 use ports::secrets::{SecretCache, SecretDocument, SecretSource};
 use ports::store::{EventRecord, EventStatus, EventStore, Put, Rank};
 use serde_json::{json, Value};
@@ -198,7 +198,7 @@ pub fn stream_event(record: &EventRecord) -> Result<Value, Error> {
 
 /// The `sync_entity` job the processor queues for `record` (an entity
 /// change whose follow-up is a sync).
-pub fn sync_job(record: &EventRecord) -> Result<Job, Error> {
+pub fn sync_job(record: &EventRecord) -> Result<QueuedJob, Error> {
     let reading = pipeline::process::read(record)
         .map_err(|e| format!("the sample record doesn't read: {}", e.0))?;
     if reading.meaning.follow_up != FollowUp::SyncEntity {
@@ -210,7 +210,7 @@ pub fn sync_job(record: &EventRecord) -> Result<Job, Error> {
         .ok_or("the sample record changes no entity")?;
     let entity = EntityKey::new(reading.source, &record.instance, change.kind, &change.id)?;
     let version = pipeline::process::version_micros(record, change.version);
-    Ok(Job::for_entity(
+    Ok(QueuedJob::for_entity(
         JobKind::SyncEntity,
         reading.source,
         &record.instance,
@@ -222,7 +222,7 @@ pub fn sync_job(record: &EventRecord) -> Result<Job, Error> {
 }
 
 /// The Lambda event of the jobs FIFO queue holding `job`, received once.
-pub fn sqs_event(job: &Job, sent_at: OffsetDateTime) -> Result<Value, Error> {
+pub fn sqs_event(job: &QueuedJob, sent_at: OffsetDateTime) -> Result<Value, Error> {
     let body = serde_json::to_string(&job.message)?;
     let id = sha256_hex(job.deduplication_id.as_bytes());
     let sent_ms = (sent_at.unix_timestamp_nanos() / 1_000_000).to_string();

@@ -11,7 +11,7 @@ use http::HeaderMap;
 use serde_json::json;
 
 use super::*;
-use crate::fakes::MemoryStores;
+use crate::fakes::MemoryAws;
 use crate::receive::{Outcome, Receiver};
 use domain::ids::EventKey;
 use domain::request::WebhookRequest;
@@ -22,7 +22,7 @@ use vendors::booking::{Booking, BookingFamily};
 use vendors::fakes::{demo_revel, signed_revel_request};
 use vendors::revel::RevelEventType;
 
-fn revel(memory: &MemoryStores, kind: RevelEventType) -> Receiver {
+fn revel(memory: &MemoryAws, kind: RevelEventType) -> Receiver {
     memory.receiver(Arc::new(demo_revel()), Arc::new(kind))
 }
 
@@ -37,7 +37,7 @@ fn customer(updated: &str, name: &str) -> String {
 }
 
 /// Receives `body` and returns the record it was stored as.
-async fn stored(memory: &MemoryStores, receiver: &Receiver, body: &str) -> EventRecord {
+async fn stored(memory: &MemoryAws, receiver: &Receiver, body: &str) -> EventRecord {
     let outcome = receiver.receive(&signed(body)).await.unwrap();
     let (Outcome::Accepted { event_key } | Outcome::Conflict { event_key, .. }) = outcome else {
         panic!("{outcome:?}")
@@ -49,13 +49,13 @@ fn entity_key(kind: &str, id: &str) -> EntityKey {
     EntityKey::new("revel", &InstanceName::parse("demo").unwrap(), kind, id).unwrap()
 }
 
-fn state(memory: &MemoryStores, key: &EntityKey) -> serde_json::Value {
+fn state(memory: &MemoryAws, key: &EntityKey) -> serde_json::Value {
     serde_json::from_str(&memory.entities.get(key).unwrap().state.state_json).unwrap()
 }
 
 #[tokio::test]
 async fn a_new_record_keeps_its_entity_without_card_data_then_queues_its_follow_up_once() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let receiver = revel(&memory, RevelEventType::CustomerCreated);
     let record = stored(&memory, &receiver, &customer("2021-12-28T21:05:13", "Ann")).await;
     let processor = memory.processor();
@@ -96,7 +96,7 @@ async fn a_new_record_keeps_its_entity_without_card_data_then_queues_its_follow_
 /// "already applied" entity is not a reason to skip it).
 #[tokio::test]
 async fn a_queue_failure_after_the_entity_write_is_completed_by_the_retry() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let receiver = revel(&memory, RevelEventType::CustomerCreated);
     let record = stored(&memory, &receiver, &customer("2021-12-28T21:05:13", "Ann")).await;
     let processor = memory.processor();
@@ -127,7 +127,7 @@ async fn a_queue_failure_after_the_entity_write_is_completed_by_the_retry() {
 
 #[tokio::test]
 async fn an_entity_store_failure_queues_nothing_so_no_job_can_run_ahead_of_its_state() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let receiver = revel(&memory, RevelEventType::CustomerCreated);
     let record = stored(&memory, &receiver, &customer("2021-12-28T21:05:13", "Ann")).await;
     memory.entities.down.store(true, Ordering::SeqCst);
@@ -140,7 +140,7 @@ async fn an_entity_store_failure_queues_nothing_so_no_job_can_run_ahead_of_its_s
 
 #[tokio::test]
 async fn an_older_change_arriving_late_leaves_the_newer_state_and_queues_nothing() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let receiver = revel(&memory, RevelEventType::CustomerUpdated);
     let newer = stored(&memory, &receiver, &customer("2021-12-28T21:05:14", "New")).await;
     let older = stored(&memory, &receiver, &customer("2021-12-28T21:05:13", "Old")).await;
@@ -165,7 +165,7 @@ async fn an_older_change_arriving_late_leaves_the_newer_state_and_queues_nothing
 
 #[tokio::test(start_paused = true)]
 async fn out_in_out_ends_out_as_three_changes_while_a_repeat_in_between_changes_nothing() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let receiver = revel(&memory, RevelEventType::StockChanged);
     let out = r#"{"id": 7, "instock": false, "type": "product"}"#;
     let back_in = r#"{"id": 7, "instock": true, "type": "product"}"#;
@@ -197,7 +197,7 @@ async fn out_in_out_ends_out_as_three_changes_while_a_repeat_in_between_changes_
 
 #[tokio::test(start_paused = true)]
 async fn a_repeat_of_a_state_already_delivered_queues_no_job() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let receiver = revel(&memory, RevelEventType::StockChanged);
     let out = r#"{"id": 7, "instock": false, "type": "product"}"#;
     let processor = memory.processor();
@@ -233,7 +233,7 @@ async fn an_amendment_and_a_cancellation_of_the_same_second_end_cancelled_in_eit
     };
     let mut ends = Vec::new();
     for order in [["Amendment", "Cancellation"], ["Cancellation", "Amendment"]] {
-        let memory = MemoryStores::default();
+        let memory = MemoryAws::default();
         let secrets = SecretCache::new(
             FixedSecrets(r#"{"tours": {"token": "tok"}}"#.into()),
             Duration::from_secs(60),
@@ -275,7 +275,7 @@ async fn an_amendment_and_a_cancellation_of_the_same_second_end_cancelled_in_eit
 
 #[tokio::test]
 async fn quarantined_records_and_kinds_this_code_does_not_know_are_skipped_not_retried() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let receiver = revel(&memory, RevelEventType::CustomerCreated);
     let outcome = receiver.receive(&signed("{not json")).await.unwrap();
     let Outcome::Quarantined { event_key, .. } = outcome else {
@@ -303,7 +303,7 @@ async fn quarantined_records_and_kinds_this_code_does_not_know_are_skipped_not_r
 
 #[tokio::test(start_paused = true)]
 async fn every_menu_push_asks_for_a_catalog_pull_dated_by_its_receipt() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let receiver = revel(&memory, RevelEventType::MenuUpdated);
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -335,7 +335,7 @@ async fn every_menu_push_asks_for_a_catalog_pull_dated_by_its_receipt() {
 
 /// Marks a stored record quarantined for `reason`, as an older version of
 /// the code did, replays it twice and processes what the stream then holds.
-async fn replay_as_once_quarantined(memory: &MemoryStores, key: &EventKey, reason: &str) {
+async fn replay_as_once_quarantined(memory: &MemoryAws, key: &EventKey, reason: &str) {
     {
         let mut records = memory.events.records.lock().unwrap();
         let record = records.get_mut(key).unwrap();
@@ -365,7 +365,7 @@ async fn replay_as_once_quarantined(memory: &MemoryStores, key: &EventKey, reaso
 
 #[tokio::test]
 async fn a_replayed_quarantine_that_the_code_now_understands_is_applied_once() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let receiver = revel(&memory, RevelEventType::CustomerCreated);
     let stored_record = stored(&memory, &receiver, &customer("2021-12-28T21:05:13", "Ann")).await;
 
@@ -387,7 +387,7 @@ async fn a_replayed_quarantine_that_the_code_now_understands_is_applied_once() {
 /// applies them.
 #[tokio::test]
 async fn a_record_once_quarantined_for_a_header_naming_another_type_is_applied_on_replay() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let receiver = revel(&memory, RevelEventType::CustomerCreated);
     let mut request = signed(&customer("2021-12-28T21:05:13", "Ann"));
     request.headers.insert(
@@ -416,7 +416,7 @@ async fn a_record_once_quarantined_for_a_header_naming_another_type_is_applied_o
 }
 
 /// The jobs queued so far: (kind, entity key).
-fn queued(memory: &MemoryStores) -> Vec<(JobKind, String)> {
+fn queued(memory: &MemoryAws) -> Vec<(JobKind, String)> {
     memory
         .queue
         .jobs
@@ -437,7 +437,7 @@ const SEED_ORDER: &str = include_str!("../../../../events/payloads/order-finaliz
 #[tokio::test]
 async fn an_orders_reward_data_updates_its_rewards_card_newest_wins_by_the_cards_own_date_and_it_is_delivered(
 ) {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let orders = revel(&memory, RevelEventType::OrderFinalized);
     let cards = revel(&memory, RevelEventType::RewardCardCreated);
     let order = stored(&memory, &orders, SEED_ORDER).await;
@@ -472,7 +472,7 @@ async fn an_orders_reward_data_updates_its_rewards_card_newest_wins_by_the_cards
         ],
         "the card's new state is delivered like any card's; the order's stock job follows the order"
     );
-    let order_jobs: Vec<Job> = memory.queue.jobs.lock().unwrap()[1..].to_vec();
+    let order_jobs: Vec<QueuedJob> = memory.queue.jobs.lock().unwrap()[1..].to_vec();
     assert_eq!(
         order_jobs[0].group_id, order_jobs[2].group_id,
         "in the order's group"
@@ -491,7 +491,7 @@ async fn an_orders_reward_data_updates_its_rewards_card_newest_wins_by_the_cards
 
 #[tokio::test]
 async fn an_order_arriving_after_a_newer_card_webhook_leaves_the_card_as_the_webhook_said() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let orders = revel(&memory, RevelEventType::OrderFinalized);
     let cards = revel(&memory, RevelEventType::RewardCardCreated);
     stored(
@@ -519,7 +519,7 @@ async fn an_order_arriving_after_a_newer_card_webhook_leaves_the_card_as_the_web
 
 #[tokio::test]
 async fn an_order_that_sold_no_product_queues_no_stock_job() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let orders = revel(&memory, RevelEventType::OrderFinalized);
     let body = json!({"orderInfo": {"uuid": "o-1", "updated_date": "2016-04-13T10:29:19"},
                       "items": [{"product": null, "quantity": 1}]})
@@ -534,7 +534,7 @@ async fn an_order_that_sold_no_product_queues_no_stock_job() {
 
 #[tokio::test]
 async fn a_source_whose_deliveries_are_switched_off_is_kept_and_not_queued_for_the_partner() {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let secrets = SecretCache::new(
         FixedSecrets(r#"{"tours": {"token": "tok"}}"#.into()),
         Duration::from_secs(60),
@@ -606,7 +606,7 @@ mod stream {
 
     #[tokio::test]
     async fn a_batch_stops_at_the_first_failure_and_reports_its_sequence_number() {
-        let memory = MemoryStores::default();
+        let memory = MemoryAws::default();
         let receiver = revel(&memory, RevelEventType::CustomerUpdated);
         let a = stored(&memory, &receiver, &customer("2021-12-28T21:05:13", "A")).await;
         let b = stored(&memory, &receiver, &customer("2021-12-28T21:05:14", "B")).await;

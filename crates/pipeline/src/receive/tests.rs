@@ -8,18 +8,18 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use super::*;
-use crate::fakes::MemoryStores;
+use crate::fakes::MemoryAws;
 use telemetry::fakes::capture_logs;
 use vendors::fakes::{demo_revel, signed_revel_request};
 use vendors::revel::RevelEventType;
 
 struct Harness {
     receiver: Receiver,
-    memory: MemoryStores,
+    memory: MemoryAws,
 }
 
 fn harness(kind: RevelEventType, settings: Settings) -> Harness {
-    let memory = MemoryStores::default();
+    let memory = MemoryAws::default();
     let receiver = Receiver::new(
         Arc::new(demo_revel()),
         Arc::new(kind),
@@ -419,7 +419,7 @@ mod vinesos_requests {
     use vendors::fakes::signed_vinesos_request as signed;
     use vendors::vinesos::{VinesOs, VinesOsEvent};
 
-    use crate::fakes::MemoryStores;
+    use crate::fakes::MemoryAws;
     use crate::receive::Outcome;
 
     const NEW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -443,7 +443,7 @@ mod vinesos_requests {
 
     #[tokio::test]
     async fn a_retry_of_the_same_message_is_a_duplicate_and_queues_one_job() {
-        let memory = MemoryStores::default();
+        let memory = MemoryAws::default();
         let receiver = memory.receiver(Arc::new(source()), Arc::new(VinesOsEvent::RewardChanged));
         let body = serde_json::to_vec(&envelope(VinesOsEvent::RewardChanged)).unwrap();
         let request = signed("mybar", NEW, now(), &body);
@@ -467,7 +467,7 @@ mod vinesos_requests {
     #[tokio::test]
     async fn an_inventory_request_is_stored_with_one_put_and_queues_one_job_in_the_instances_group_of_requests(
     ) {
-        let memory = MemoryStores::default();
+        let memory = MemoryAws::default();
         let receiver = memory.receiver(
             Arc::new(source()),
             Arc::new(VinesOsEvent::InventoryRequested),

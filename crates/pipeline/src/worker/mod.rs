@@ -51,7 +51,7 @@ use crate::worker::jobs::winesitting_repair::poll::RepairError;
 use domain::clock::Clock;
 use domain::error::DependencyError;
 use domain::ids::{EntityKey, InstanceName};
-use ports::queue::{InFlightJobs, Job as QueuedJob, JobKind, JobMessage, JobQueue, ReceivedJob};
+use ports::queue::{InFlightJobs, JobKind, JobMessage, JobQueue, QueuedJob, ReceivedJob};
 use ports::secrets::InstanceDocument;
 use ports::store::EntityStore;
 use ports::sync_state::{CallBudget, EchoLog, OnDemandAllowance};

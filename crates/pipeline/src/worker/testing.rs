@@ -13,7 +13,7 @@ pub use ports::fakes::{
 
 use super::Worker;
 use crate::apply::Applier;
-use crate::fakes::MemoryStores;
+use crate::fakes::MemoryAws;
 use crate::sync::Syncer;
 use domain::clock::Clock;
 use domain::idempotency::sha256_hex;
@@ -88,7 +88,7 @@ impl Parts {
             FixedSecrets(self.secrets.into()),
             Duration::from_secs(60),
         )));
-        let memory = MemoryStores::default();
+        let memory = MemoryAws::default();
         Worker {
             in_flight: self.in_flight,
             clock: self.clock.clone(),

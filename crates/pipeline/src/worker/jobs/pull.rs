@@ -21,7 +21,7 @@ use crate::worker::{pages_until, Disposition, JobError, Worker};
 use domain::error::DependencyError;
 use domain::idempotency::sha256_hex;
 use domain::ids::InstanceName;
-use ports::queue::{Job as QueuedJob, JobKind, JobMessage, ReceivedJob};
+use ports::queue::{JobKind, JobMessage, QueuedJob, ReceivedJob};
 use vendors::revel::api::RevelApiError;
 
 /// One pull of one instance.

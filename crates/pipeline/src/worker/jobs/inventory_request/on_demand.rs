@@ -51,7 +51,7 @@ use domain::clock::Clock;
 use domain::error::DependencyError;
 use domain::idempotency::sha256_hex;
 use domain::ids::{EntityKey, InstanceName};
-use ports::queue::{Job, JobKind, JobMessage, JobQueue};
+use ports::queue::{JobKind, JobMessage, JobQueue, QueuedJob};
 use ports::secrets::InstanceSecrets;
 use ports::store::document::EntityDocument;
 use ports::store::EntityStore;
@@ -108,9 +108,9 @@ fn products_of(state_json: &str) -> Result<Vec<String>, JobError> {
 /// A pull of whatever is pending for `instance`, not before `not_before`:
 /// once per instance and time (the deduplication id), in a message group of
 /// its own.
-pub fn deferred_pull(instance: &InstanceName, not_before: OffsetDateTime) -> Job {
+pub fn deferred_pull(instance: &InstanceName, not_before: OffsetDateTime) -> QueuedJob {
     let at = micros(not_before);
-    Job {
+    QueuedJob {
         message: JobMessage {
             job: JobKind::InventoryRequest,
             source: vinesos::NAME.to_owned(),
@@ -532,7 +532,7 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            Job::in_instance_group(Job::for_entity(
+            QueuedJob::in_instance_group(QueuedJob::for_entity(
                 JobKind::InventoryRequest,
                 vinesos::NAME,
                 &demo(),
@@ -561,7 +561,7 @@ mod tests {
         }
 
         /// The jobs queued, oldest first, taken off the queue.
-        fn take_jobs(&self) -> Vec<Job> {
+        fn take_jobs(&self) -> Vec<QueuedJob> {
             std::mem::take(&mut *self.queue.jobs.lock().unwrap())
         }
 
@@ -704,8 +704,12 @@ mod tests {
         );
         assert_ne!(
             deferred[0].group_id,
-            Job::in_instance_group(Job::scheduled(JobKind::InventoryRequest, &demo(), "w"))
-                .group_id
+            QueuedJob::in_instance_group(QueuedJob::scheduled(
+                JobKind::InventoryRequest,
+                &demo(),
+                "w"
+            ))
+            .group_id
         );
 
         // Received early, it waits until the hour.
@@ -746,7 +750,7 @@ mod tests {
             (PRODUCTS_PER_CALL, 10, Some(StopReason::BudgetSpent))
         );
         let resume = datetime!(2026-11-25 00:01 UTC);
-        let deferred: Vec<Job> = harness
+        let deferred: Vec<QueuedJob> = harness
             .take_jobs()
             .into_iter()
             .filter(|j| j.message.entity_key.is_none())

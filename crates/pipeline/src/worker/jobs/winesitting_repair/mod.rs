@@ -55,7 +55,7 @@ mod tests {
 
     use serde_json::Value;
 
-    use crate::fakes::MemoryStores;
+    use crate::fakes::MemoryAws;
     use crate::worker::testing::*;
     use crate::worker::WineSittingRepair;
     use ports::queue::JobKind;
@@ -97,7 +97,7 @@ mod tests {
         worker.winesitting = Some(WineSittingRepair {
             api: orders.clone(),
             secrets: source.clone(),
-            receiver: MemoryStores::default().receiver(source, Arc::new(WineSittingEvent)),
+            receiver: MemoryAws::default().receiver(source, Arc::new(WineSittingEvent)),
         });
         let id = fifo.send(
             "winesitting_repair:demo",

@@ -126,7 +126,7 @@ mod tests {
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     use super::*;
-    use crate::fakes::MemoryStores;
+    use crate::fakes::MemoryAws;
     use crate::receive::Receiver;
     use ports::fakes::{MemoryEntities, MemoryEvents, MemoryQueue};
     use vendors::fakes::{
@@ -143,14 +143,14 @@ mod tests {
 
     struct Harness {
         receiver: Receiver,
-        memory: MemoryStores,
+        memory: MemoryAws,
         events: Arc<MemoryEvents>,
         entities: Arc<MemoryEntities>,
         queue: Arc<MemoryQueue>,
     }
 
     fn harness() -> Harness {
-        let memory = MemoryStores::default();
+        let memory = MemoryAws::default();
         Harness {
             receiver: memory.receiver(
                 Arc::new(WineSitting::new(cache())),
