@@ -94,6 +94,7 @@ async fn end_of_day(stack: &Stack, window: &str) {
     shared::function::jobs_queue(&stack.config, &stack.clients())
         .enqueue(&QueuedJob::scheduled(
             JobKind::PartnerCatalog,
+            vendors::revel::NAME.as_str(),
             &demo,
             window,
         ))

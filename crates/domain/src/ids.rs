@@ -141,11 +141,12 @@ key_newtype!(
 
 impl EntityKey {
     pub fn new(
-        source: &str,
+        source: impl AsRef<str>,
         instance: &InstanceName,
         kind: &str,
         id: &str,
     ) -> Result<Self, InvalidId> {
+        let source = source.as_ref();
         Self::parse(&format!("{source}:{instance}:{kind}:{id}"))
     }
 }

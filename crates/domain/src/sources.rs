@@ -17,11 +17,77 @@ use crate::ids::InstanceName;
 use crate::local_time::Zone;
 use crate::request::WebhookRequest;
 
+/// A source's short lower-case name, as event and entity keys spell it
+/// (`revel`): each source's module in the vendors crate has its `NAME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceName(&'static str);
+
+impl SourceName {
+    /// `name` must be lower case letters only: it is a part of keys.
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for SourceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl AsRef<str> for SourceName {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+impl std::ops::Deref for SourceName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl PartialEq<str> for SourceName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SourceName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<SourceName> for str {
+    fn eq(&self, other: &SourceName) -> bool {
+        self == other.0
+    }
+}
+
+impl PartialEq<SourceName> for &str {
+    fn eq(&self, other: &SourceName) -> bool {
+        *self == other.0
+    }
+}
+
+impl PartialEq<SourceName> for String {
+    fn eq(&self, other: &SourceName) -> bool {
+        self == other.0
+    }
+}
+
 /// How a platform proves who sent a request, and which of its headers matter.
 #[async_trait]
 pub trait Source: Send + Sync {
-    /// Short lower-case name used in keys: `revel`.
-    fn name(&self) -> &'static str;
+    /// Its name in keys: `revel`.
+    fn name(&self) -> SourceName;
     /// The instance (tenant) the request is from, once it is proven genuine.
     async fn authenticate(&self, request: &WebhookRequest) -> Result<InstanceName, ReceiveError>;
     /// The sender's own id for this event, when it sends one.

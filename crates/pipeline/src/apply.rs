@@ -776,7 +776,8 @@ impl Applier {
             .and_then(|raw| parse_local_micros(raw, &zone));
         match (id, version) {
             (Some(id), Some(version)) => {
-                if let Ok(key) = EntityKey::new("revel", instance, map.revel_kind, &id) {
+                if let Ok(key) = EntityKey::new(vendors::revel::NAME, instance, map.revel_kind, &id)
+                {
                     self.echoes.record_echo(&key, version).await?;
                 }
             }

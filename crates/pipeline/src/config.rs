@@ -48,8 +48,11 @@ pub struct PartnerDeliveries {
 impl PartnerDeliveries {
     /// The switches: the source's name and the variable that turns it off.
     pub const SWITCHES: [(&'static str, &'static str); 2] = [
-        (vendors::winesitting::NAME, "DELIVER_WINESITTING_EVENTS"),
-        (vendors::booking::NAME, "DELIVER_BOOKING_EVENTS"),
+        (
+            vendors::winesitting::NAME.as_str(),
+            "DELIVER_WINESITTING_EVENTS",
+        ),
+        (vendors::booking::NAME.as_str(), "DELIVER_BOOKING_EVENTS"),
     ];
 
     /// Every source delivered except `off`.

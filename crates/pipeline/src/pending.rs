@@ -69,7 +69,7 @@ impl<'a> PendingIndex<'a> {
     ) -> Result<EntityDocument<'a>, DependencyError> {
         EntityDocument::new(
             self.entities,
-            vinesos::NAME,
+            vinesos::NAME.as_str(),
             instance,
             INDEX_KIND,
             format!("{kind}.{shard:02}"),

@@ -92,7 +92,10 @@ pub fn read(record: &EventRecord) -> Result<Reading, Malformed> {
     // (so a record quarantined for it by earlier code is applied on replay).
     let headers = header_map(record);
     let meaning = kind.interpret(body, &headers)?;
-    Ok(Reading { source, meaning })
+    Ok(Reading {
+        source: source.as_str(),
+        meaning,
+    })
 }
 
 /// The stored headers as a header map (those that no longer parse are left out).
@@ -352,9 +355,8 @@ fn follow_up_job(
         FollowUp::None => None,
         FollowUp::SyncEntity => for_entity(JobKind::SyncEntity),
         FollowUp::ApplyToRevel => for_entity(JobKind::ApplyToRevel),
-        FollowUp::InventoryRequest => {
-            for_entity(JobKind::InventoryRequest).map(ports::queue::QueuedJob::in_instance_group)
-        }
+        FollowUp::InventoryRequest => for_entity(JobKind::InventoryRequest)
+            .map(|job| job.in_instance_group(&vendors::revel::NAME)),
         // A push asks for a pull whatever the menu entity says; the worker
         // skips a pull that one started after the push already covered.
         FollowUp::CatalogPull => Some(QueuedJob::catalog_pull(

@@ -246,7 +246,7 @@ impl Receiver {
         // Hashed once: the record keeps it, and some keys are made of it.
         let body_sha256 = sha256_hex(&request.body);
         let key = idempotency::event_key(KeyParts {
-            source: self.source.name(),
+            source: self.source.name().as_str(),
             instance,
             event_type: self.kind.event_type(),
             sender_event_id: self.source.sender_event_id(&request.headers),
@@ -297,7 +297,8 @@ impl Receiver {
     /// retried.
     fn note_declared_type(&self, instance: &InstanceName, headers: &HeaderMap) {
         let route = self.kind.event_type();
-        let Some(declared) = vendors::declared_event_type(self.source.name(), headers) else {
+        let Some(declared) = vendors::declared_event_type(self.source.name().as_str(), headers)
+        else {
             return;
         };
         if declared.eq_ignore_ascii_case(route) {
@@ -310,7 +311,7 @@ impl Receiver {
         );
         telemetry::count(
             Metric::EventTypeMismatches,
-            &telemetry::event_dimensions(self.source.name(), route, instance.as_str()),
+            &telemetry::event_dimensions(self.source.name().as_str(), route, instance.as_str()),
         );
     }
 
@@ -360,7 +361,7 @@ impl Receiver {
         let received_secs = arrival.received_at_micros.div_euclid(1_000_000);
         Ok(EventRecord {
             event_key: arrival.key,
-            source: self.source.name().to_owned(),
+            source: self.source.name().to_string(),
             instance: arrival.instance.clone(),
             event_type: self.kind.event_type().to_owned(),
             status: if quarantine.is_some() {
@@ -430,7 +431,7 @@ pub fn request_span(receiver: &Receiver, request_id: &str) -> tracing::Span {
     tracing::info_span!(
         "request",
         request_id,
-        source = receiver.source().name(),
+        source = receiver.source().name().as_str(),
         event_type = receiver.event_type(),
         event_key = tracing::field::Empty,
         instance = tracing::field::Empty,

@@ -321,8 +321,13 @@ async fn queue_slot(
         }
     }
     for kind in slot.cadence.jobs() {
-        jobs.enqueue(&QueuedJob::scheduled(*kind, instance, &slot.id))
-            .await?;
+        jobs.enqueue(&QueuedJob::scheduled(
+            *kind,
+            vendors::revel::NAME.as_str(),
+            instance,
+            &slot.id,
+        ))
+        .await?;
     }
     state.mark_slot(instance, cadence, &slot.record()).await?;
     Ok(true)
@@ -346,8 +351,13 @@ pub async fn fan_out(
         if only.is_some_and(|only| *only != instance) {
             continue;
         }
-        jobs.enqueue(&QueuedJob::scheduled(task, &instance, &window))
-            .await?;
+        jobs.enqueue(&QueuedJob::scheduled(
+            task,
+            vendors::revel::NAME.as_str(),
+            &instance,
+            &window,
+        ))
+        .await?;
         queued.push(instance);
     }
     tracing::info!(

@@ -385,7 +385,7 @@ impl Syncer {
         let state_sha256 = sha256_hex(state_json.as_bytes());
         let change = EntityUpsert {
             key,
-            source: vendors::revel::NAME,
+            source: vendors::revel::NAME.as_str(),
             instance: instance.clone(),
             kind,
             entity_id: id,
@@ -405,7 +405,7 @@ impl Syncer {
         if let Some(jobs) = &self.jobs {
             let job = ports::queue::QueuedJob::for_entity(
                 ports::queue::JobKind::SyncEntity,
-                vendors::revel::NAME,
+                vendors::revel::NAME.as_str(),
                 instance,
                 &format!("pull.{kind}"),
                 event_key,
@@ -532,7 +532,7 @@ impl Syncer {
             tracing::warn!(%instance, "listed order without uuid or updated_date; skipped");
             return Ok(false);
         };
-        let Ok(key) = EntityKey::new("revel", instance, "order", &uuid) else {
+        let Ok(key) = EntityKey::new(vendors::revel::NAME, instance, "order", &uuid) else {
             return Ok(false);
         };
         // Present at this version or newer: its webhook (or an earlier

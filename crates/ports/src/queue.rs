@@ -128,12 +128,12 @@ pub struct QueuedJob {
 
 /// The message group of a pull: the end-of-day product sync and the catalog
 /// pull after a menu push share one, since they move the same cursor.
-fn pull_group(kind: JobKind, instance: &InstanceName) -> String {
+fn pull_group(kind: JobKind, source: &str, instance: &InstanceName) -> String {
     let name = match kind {
         JobKind::ProductSync | JobKind::CatalogPull => "catalog",
         other => other.name(),
     };
-    sqs_id(&format!("{name}:revel:{instance}"))
+    sqs_id(&format!("{name}:{source}:{instance}"))
 }
 
 impl JobMessage {
@@ -218,7 +218,7 @@ impl QueuedJob {
                     event.as_str(),
                 )
             },
-            group_id: pull_group(JobKind::CatalogPull, instance),
+            group_id: pull_group(JobKind::CatalogPull, source, instance),
             deduplication_id: sha256_hex(
                 format!("catalog-pull:{source}:{instance}:{pushed_at_micros}").as_bytes(),
             ),
@@ -230,17 +230,18 @@ impl QueuedJob {
     /// One scheduled task for one instance. `window` names the scheduled
     /// run (its hour), so a schedule that fires twice queues it once; one
     /// message group per instance and task, so instances don't wait on each
-    /// other and runs of one task for one instance never overlap.
-    pub fn scheduled(kind: JobKind, instance: &InstanceName, window: &str) -> Self {
+    /// other and runs of one task for one instance never overlap. `source`
+    /// is the instance's (Revel's, whose instances the schedule runs for).
+    pub fn scheduled(kind: JobKind, source: &str, instance: &InstanceName, window: &str) -> Self {
         Self {
             message: JobMessage::new(
                 kind,
-                "revel",
+                source,
                 instance,
                 kind.name(),
                 &format!("schedule:{}:{instance}:{window}", kind.name()),
             ),
-            group_id: pull_group(kind, instance),
+            group_id: pull_group(kind, source, instance),
             deduplication_id: sha256_hex(format!("{}:{instance}:{window}", kind.name()).as_bytes()),
         }
     }
@@ -248,11 +249,12 @@ impl QueuedJob {
 
 impl QueuedJob {
     /// An inventory request's job as the processor queues it
-    /// ([`QueuedJob::for_entity`]), in the instance's message group of requests:
-    /// one at a time per instance.
-    pub fn in_instance_group(mut job: QueuedJob) -> QueuedJob {
-        job.group_id = format!("inventory_request:revel:{}", job.message.instance);
-        job
+    /// ([`QueuedJob::for_entity`]), in the message group of the requests of
+    /// its Revel instance (`source` names Revel, whose instance the
+    /// request's route names): one at a time per instance.
+    pub fn in_instance_group(mut self, source: &str) -> Self {
+        self.group_id = format!("inventory_request:{source}:{}", self.message.instance);
+        self
     }
 }
 

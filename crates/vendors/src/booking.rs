@@ -45,12 +45,12 @@ use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
-    FollowUp, Identity, Interpretation, Malformed, Reason, Source, Version,
+    FollowUp, Identity, Interpretation, Malformed, Reason, Source, SourceName, Version,
 };
 use ports::secrets::{SecretCache, WebhookSecret};
 
 /// The source name, in keys.
-pub const NAME: &str = "booking";
+pub const NAME: SourceName = SourceName::new("booking");
 
 /// The sender's event id, when it sends one.
 pub const EVENT_ID_HEADER: &str = "x-event-id";
@@ -430,7 +430,7 @@ fn signed_by_any(claimed: &[u8], body: &[u8], secrets: &[WebhookSecret]) -> bool
 
 #[async_trait]
 impl Source for Booking {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> SourceName {
         NAME
     }
 
@@ -811,7 +811,7 @@ mod tests {
         assert_eq!(source.sender_event_id(&headers), None);
         headers.insert(EVENT_ID_HEADER, HeaderValue::from_static("ev-9"));
         assert_eq!(source.sender_event_id(&headers), Some("ev-9"));
-        assert_eq!(crate::declared_event_type(source.name(), &headers), None);
+        assert_eq!(crate::declared_event_type(&source.name(), &headers), None);
         assert!(source.archived_headers().contains(&EVENT_ID_HEADER));
     }
 

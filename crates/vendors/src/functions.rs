@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use domain::sources::EventKind;
+use domain::sources::{EventKind, SourceName};
 
 use crate::booking::{self, BookingFamily};
 use crate::revel::{self, RevelEventType};
@@ -47,7 +47,7 @@ pub enum Kind {
 
 impl Kind {
     /// The name of its source, in keys: `revel`.
-    pub fn source(self) -> &'static str {
+    pub fn source(self) -> SourceName {
         match self {
             Self::Revel(_) => revel::NAME,
             Self::WineSitting => winesitting::NAME,
@@ -165,7 +165,9 @@ mod tests {
         for function in all() {
             assert!(!function.routes.is_empty(), "{function:?}");
             assert!(
-                function.crate_name.starts_with(function.kind.source()),
+                function
+                    .crate_name
+                    .starts_with(function.kind.source().as_str()),
                 "{function:?}"
             );
             assert!(function.logical_id.ends_with("Function"), "{function:?}");
@@ -175,7 +177,7 @@ mod tests {
     #[test]
     fn a_stored_event_finds_its_kind_again_and_an_unknown_one_none() {
         for kind in kinds() {
-            assert_eq!(kind_of(kind.source(), kind.event_type()), Some(kind));
+            assert_eq!(kind_of(&kind.source(), kind.event_type()), Some(kind));
         }
         assert_eq!(kind_of("revel", "order.deleted"), None);
         assert_eq!(kind_of("nobody", "order.finalized"), None);

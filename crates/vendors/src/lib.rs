@@ -25,21 +25,22 @@ pub mod fakes;
 
 use std::sync::Arc;
 
-use domain::sources::{header, EventKind};
+use domain::sources::{header, EventKind, SourceName};
 use http::HeaderMap;
 
 /// The event type a request of `source` says it carries (Revel's
 /// `X-Revel-Event-Type`), read again from stored headers.
 pub fn declared_event_type<'h>(source: &str, headers: &'h HeaderMap) -> Option<&'h str> {
-    match source {
-        revel::NAME => header(headers, revel::EVENT_TYPE_HEADER),
-        _ => None,
+    if source == revel::NAME {
+        header(headers, revel::EVENT_TYPE_HEADER)
+    } else {
+        None
     }
 }
 
 /// The event kind `event_type` of the source named `source` (a stored
 /// event's), with the source's name as the static string keys are made of.
-pub fn event_kind(source: &str, event_type: &str) -> Option<(&'static str, Arc<dyn EventKind>)> {
+pub fn event_kind(source: &str, event_type: &str) -> Option<(SourceName, Arc<dyn EventKind>)> {
     let kind = functions::kind_of(source, event_type)?;
     Some((kind.source(), kind.event_kind()))
 }

@@ -44,9 +44,9 @@ pub enum Route {
 impl Route {
     pub fn source(self) -> &'static str {
         match self {
-            Self::Revel(_) => vendors::revel::NAME,
-            Self::WineSitting => vendors::winesitting::NAME,
-            Self::VinesOs(_) => vendors::vinesos::NAME,
+            Self::Revel(_) => vendors::revel::NAME.as_str(),
+            Self::WineSitting => vendors::winesitting::NAME.as_str(),
+            Self::VinesOs(_) => vendors::vinesos::NAME.as_str(),
         }
     }
 }

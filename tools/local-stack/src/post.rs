@@ -555,7 +555,7 @@ impl Observer {
                 // Pulls are Revel's; other sources have products too.
                 .expression_attribute_values(
                     ":source",
-                    AttributeValue::S(vendors::revel::NAME.to_owned()),
+                    AttributeValue::S(vendors::revel::NAME.to_string()),
                 )
                 .set_exclusive_start_key(start.take())
                 .send()

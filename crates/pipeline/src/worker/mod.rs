@@ -273,7 +273,8 @@ impl Worker {
         version: Option<i64>,
     ) -> Result<(), JobError> {
         let window = format!("cont-{}", self.clock.now().unix_timestamp());
-        let mut continuation = QueuedJob::scheduled(kind, instance, &window);
+        let mut continuation =
+            QueuedJob::scheduled(kind, vendors::revel::NAME.as_str(), instance, &window);
         continuation.message.version = version;
         self.jobs.enqueue(&continuation).await?;
         Ok(())

@@ -18,12 +18,12 @@ use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     header, id_field, revel_version, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
-    Identity, Interpretation, Malformed, Reason, Source, Version,
+    Identity, Interpretation, Malformed, Reason, Source, SourceName, Version,
 };
 use ports::secrets::{InstanceDocument, InstanceSecrets, SecretCache};
 
 /// The source name, in keys.
-pub const NAME: &str = "revel";
+pub const NAME: SourceName = SourceName::new("revel");
 
 pub const SIGNATURE_HEADER: &str = "x-revel-signature";
 pub const INSTANCE_HEADER: &str = "x-revel-instance";
@@ -431,7 +431,7 @@ impl InstanceDocument for Revel {
 
 #[async_trait]
 impl Source for Revel {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> SourceName {
         NAME
     }
 

@@ -39,12 +39,12 @@ use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
-    FollowUp, Identity, Interpretation, Malformed, Reason, Source, Version,
+    FollowUp, Identity, Interpretation, Malformed, Reason, Source, SourceName, Version,
 };
 use ports::secrets::SecretCache;
 
 /// The source name, in keys.
-pub const NAME: &str = "vinesos";
+pub const NAME: SourceName = SourceName::new("vinesos");
 
 /// How the bundle links a Revel object to the partner's (`vinesos:{id}` in
 /// `third_party_id` or `external_sync`).
@@ -280,7 +280,7 @@ impl VinesOs {
 
 #[async_trait]
 impl Source for VinesOs {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> SourceName {
         NAME
     }
 
@@ -698,7 +698,7 @@ mod tests {
         assert_eq!(source.sender_event_id(&headers), None);
         headers.insert(ID_HEADER, HeaderValue::from_static("msg_9"));
         assert_eq!(source.sender_event_id(&headers), Some("msg_9"));
-        assert_eq!(crate::declared_event_type(source.name(), &headers), None);
+        assert_eq!(crate::declared_event_type(&source.name(), &headers), None);
         assert_eq!(source.name(), "vinesos");
         assert_eq!(
             source.archived_headers(),

@@ -23,7 +23,7 @@ use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
     id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
-    Identity, Interpretation, Malformed, Reason, Source, Version,
+    Identity, Interpretation, Malformed, Reason, Source, SourceName, Version,
 };
 use ports::secrets::{InstanceDocument, InstanceSecrets, SecretCache};
 
@@ -37,7 +37,7 @@ pub const FUNCTIONS: &[Function] = &[Function {
 }];
 
 /// The source name, in keys.
-pub const NAME: &str = "winesitting";
+pub const NAME: SourceName = SourceName::new("winesitting");
 
 /// Every WineSitting event: one function takes both types and both
 /// operations; the body says which.
@@ -190,7 +190,7 @@ impl InstanceDocument for WineSitting {
 
 #[async_trait]
 impl Source for WineSitting {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> SourceName {
         NAME
     }
 
@@ -521,7 +521,7 @@ mod tests {
 
         assert_eq!(source.name(), "winesitting");
         assert_eq!(source.sender_event_id(&headers), None);
-        assert_eq!(crate::declared_event_type(source.name(), &headers), None);
+        assert_eq!(crate::declared_event_type(&source.name(), &headers), None);
         assert!(!source.is_ping(&json!({"ping": "pong"})));
         assert_eq!(source.archived_headers(), &["content-type", "user-agent"]);
         assert_eq!(WineSittingEvent.event_type(), "winesitting.event");

@@ -80,7 +80,7 @@ impl InventorySold {
             let id = format!("{}:product:{product_id}", order.entity_id);
             let body = Envelope {
                 event_type: "revel.inventory.sold".to_owned(),
-                source: REVEL,
+                source: REVEL.as_str(),
                 instance: instance.as_str(),
                 kind: INVENTORY_SOLD,
                 id: &id,
@@ -144,7 +144,7 @@ impl InventorySold {
             .entities
             .upsert(&EntityUpsert {
                 key: sold_key.clone(),
-                source: REVEL,
+                source: REVEL.as_str(),
                 instance: self.instance.clone(),
                 kind: INVENTORY_SOLD,
                 entity_id: order.entity_id.clone(),

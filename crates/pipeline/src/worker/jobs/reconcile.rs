@@ -36,7 +36,7 @@ pub async fn run(
         Metric::ReconciledOrders,
         report.reconciled as f64,
         &[
-            (Dimension::Source, vendors::revel::NAME),
+            (Dimension::Source, vendors::revel::NAME.as_str()),
             (Dimension::Instance, instance.as_str()),
         ],
     );

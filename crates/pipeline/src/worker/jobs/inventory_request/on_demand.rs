@@ -113,7 +113,7 @@ pub fn deferred_pull(instance: &InstanceName, not_before: OffsetDateTime) -> Que
     QueuedJob {
         message: JobMessage {
             job: JobKind::InventoryRequest,
-            source: vinesos::NAME.to_owned(),
+            source: vinesos::NAME.to_string(),
             instance: instance.to_string(),
             event_type: "inventory_request.deferred".to_owned(),
             event_key: format!("schedule:inventory_request:{instance}:{at}"),
@@ -170,7 +170,7 @@ impl<'a> PendingProducts<'a> {
     fn document(&self, instance: &InstanceName) -> Result<EntityDocument<'a>, DependencyError> {
         EntityDocument::new(
             self.entities,
-            vinesos::NAME,
+            vinesos::NAME.as_str(),
             instance,
             PENDING_KIND,
             PENDING_ID.to_owned(),
@@ -521,7 +521,7 @@ mod tests {
             self.entities
                 .upsert(&EntityUpsert {
                     key: key.clone(),
-                    source: vinesos::NAME,
+                    source: vinesos::NAME.as_str(),
                     instance: demo(),
                     kind: change.kind,
                     entity_id: change.id.clone(),
@@ -532,15 +532,16 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            QueuedJob::in_instance_group(QueuedJob::for_entity(
+            QueuedJob::for_entity(
                 JobKind::InventoryRequest,
-                vinesos::NAME,
+                vinesos::NAME.as_str(),
                 &demo(),
                 "vinesos.inventory.requested",
                 &event_key,
                 &key,
                 &rank,
-            ))
+            )
+            .in_instance_group(&vendors::revel::NAME)
             .message
         }
 
@@ -704,11 +705,13 @@ mod tests {
         );
         assert_ne!(
             deferred[0].group_id,
-            QueuedJob::in_instance_group(QueuedJob::scheduled(
+            QueuedJob::scheduled(
                 JobKind::InventoryRequest,
+                vendors::revel::NAME.as_str(),
                 &demo(),
                 "w"
-            ))
+            )
+            .in_instance_group(&vendors::revel::NAME)
             .group_id
         );
 

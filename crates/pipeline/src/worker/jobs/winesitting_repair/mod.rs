@@ -40,7 +40,7 @@ pub async fn run(worker: &Worker, account: &InstanceName) -> Result<(), JobError
         Metric::RepairedOrders,
         report.repaired as f64,
         &[
-            (Dimension::Source, vendors::winesitting::NAME),
+            (Dimension::Source, vendors::winesitting::NAME.as_str()),
             (Dimension::Instance, account.as_str()),
         ],
     );
