@@ -98,6 +98,14 @@ pub fn signed_vinesos_request(
 pub const WINESITTING_SECRETS: &str = r#"{"acct": {"token": ["tok-new", "tok-old"], "api_key": "k-acct"},
     "other": {"token": "tok-other"}, "signed": {"webhook": "s"}}"#;
 
+/// The WineSitting account the secrets know best.
+pub fn winesitting_account() -> domain::ids::InstanceName {
+    domain::ids::InstanceName::parse("acct").unwrap()
+}
+
+/// When the sample WineSitting events happened.
+pub const WINESITTING_DATE: &str = "2024-03-01T10:00:00Z";
+
 /// A cache of [`WINESITTING_SECRETS`].
 pub fn winesitting_secrets() -> ports::secrets::SecretCache {
     ports::secrets::SecretCache::new(

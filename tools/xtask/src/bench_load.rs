@@ -25,7 +25,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -76,16 +76,7 @@ pub fn run(root: &Path, args: Args) -> Result<u8, Error> {
     let saved = Saved::take(&local, &STATE_FILES, &std::env::temp_dir())?;
     let log = File::create(&log_path)?;
     let mut stack = Stack(
-        cargo(root)
-            .args([
-                "run",
-                "--quiet",
-                "--locked",
-                "-p",
-                "local-stack",
-                "--",
-                "up",
-            ])
+        local_stack(root, "up")
             .args(["--port", &port.to_string()])
             .args(["--aws-port", &aws_port.to_string()])
             .arg("--python")
@@ -125,16 +116,7 @@ pub fn run(root: &Path, args: Args) -> Result<u8, Error> {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    let mut load = cargo(root)
-        .args([
-            "run",
-            "--quiet",
-            "--locked",
-            "-p",
-            "local-stack",
-            "--",
-            "load",
-        ])
+    let mut load = local_stack(root, "load")
         .args(["--url", &format!("http://127.0.0.1:{port}")])
         .args(&args.load_args)
         .spawn()
@@ -344,21 +326,27 @@ mod signals {
     }
 }
 
+/// `local-stack <subcommand>`, built and run by cargo from the workspace.
+fn local_stack(root: &Path, subcommand: &str) -> Command {
+    let mut command = cargo(root);
+    command.args([
+        "run",
+        "--quiet",
+        "--locked",
+        "-p",
+        "local-stack",
+        "--",
+        subcommand,
+    ]);
+    command
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
 
     fn parse(line: &str) -> Args {
-        Cli::try_parse_from(std::iter::once("bench-load").chain(line.split_whitespace()))
-            .unwrap()
-            .args
+        crate::tests::parse_args::<Args>("bench-load", line).unwrap()
     }
 
     #[test]

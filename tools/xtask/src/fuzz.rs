@@ -256,16 +256,9 @@ pub fn run(root: &Path, args: Args) -> Result<u8, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
 
     fn parse(line: &str) -> Result<Args, clap::Error> {
-        Cli::try_parse_from(std::iter::once("fuzz").chain(line.split_whitespace())).map(|c| c.args)
+        crate::tests::parse_args::<Args>("fuzz", line)
     }
 
     #[test]

@@ -105,6 +105,17 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    /// One subcommand's arguments, parsed from `line` as clap parses them.
+    pub fn parse_args<A: clap::Args>(name: &str, line: &str) -> Result<A, clap::Error> {
+        #[derive(Debug, Parser)]
+        struct One<A: clap::Args> {
+            #[command(flatten)]
+            args: A,
+        }
+        One::<A>::try_parse_from(std::iter::once(name).chain(line.split_whitespace()))
+            .map(|one| one.args)
+    }
+
     #[test]
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;

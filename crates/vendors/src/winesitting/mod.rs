@@ -235,14 +235,10 @@ mod tests {
 
     use super::*;
     use crate::fakes::{
-        winesitting_event as event, winesitting_request as request, winesitting_secrets as cache,
+        winesitting_account as acct, winesitting_event as event, winesitting_request as request,
+        winesitting_secrets as cache, WINESITTING_DATE as DATE,
     };
 
-    fn acct() -> InstanceName {
-        InstanceName::parse("acct").unwrap()
-    }
-
-    const DATE: &str = "2024-03-01T10:00:00Z";
     const DATE_MICROS: i64 = 1_709_287_200_000_000;
 
     #[test]

@@ -130,16 +130,11 @@ mod tests {
     use crate::receive::Receiver;
     use ports::fakes::{MemoryEntities, MemoryEvents, MemoryQueue};
     use vendors::fakes::{
-        winesitting_event as event, winesitting_request as request, winesitting_secrets as cache,
+        winesitting_account as acct, winesitting_event as event, winesitting_request as request,
+        winesitting_secrets as cache, WINESITTING_DATE as DATE,
     };
     use vendors::winesitting::api::WineSittingApi;
     use vendors::winesitting::{WineSitting, WineSittingEvent};
-
-    fn acct() -> InstanceName {
-        InstanceName::parse("acct").unwrap()
-    }
-
-    const DATE: &str = "2024-03-01T10:00:00Z";
 
     struct Harness {
         receiver: Receiver,
