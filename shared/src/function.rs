@@ -281,7 +281,7 @@ pub fn jobs_worker(
         &config.jobs_queue_url,
     ));
     let clock = domain::clock::system();
-    let zones = Some(Arc::clone(&revel));
+    let zones: Option<Arc<dyn ports::secrets::InstanceDocument>> = Some(Arc::clone(&revel) as _);
     pipeline::worker::Worker {
         in_flight: Arc::new(aws_adapters::sqs::SqsInFlightJobs::new(
             clients.sqs.clone(),
@@ -301,7 +301,7 @@ pub fn jobs_worker(
             clock,
         )
         .delivering_to(jobs)
-        .in_zones_of(Arc::clone(&revel)),
+        .in_zones_of(Arc::clone(&revel) as _),
         orders: revel_receiver(
             RevelEventType::OrderFinalized,
             Arc::clone(&revel),

@@ -467,7 +467,7 @@ pub struct Applier {
     /// Where each instance's time zone is read (its settings in Revel's
     /// secret document): Revel's answers date objects on the merchant's
     /// clock. UTC without.
-    pub zones: Option<Arc<vendors::revel::Revel>>,
+    pub zones: Option<Arc<dyn ports::secrets::InstanceDocument>>,
 }
 
 /// What applying one entity came to: what was done, and the entity's
@@ -769,7 +769,7 @@ impl Applier {
         };
         // Read as the processor will read the webhook of this very change:
         // on the instance's clock.
-        let zone = vendors::revel::zone_or_utc(self.zones.as_deref(), instance).await?;
+        let zone = ports::secrets::zone_of(self.zones.as_deref(), instance).await?;
         let version = written
             .get("updated_date")
             .and_then(Value::as_str)

@@ -178,7 +178,7 @@ pub struct Syncer {
     /// Where a changed object's delivery to the partner is queued.
     jobs: Option<Arc<dyn ports::queue::JobQueue>>,
     /// Where each instance's time zone is read (its settings); UTC without.
-    zones: Option<Arc<vendors::revel::Revel>>,
+    zones: Option<Arc<dyn ports::secrets::InstanceDocument>>,
 }
 
 impl Syncer {
@@ -202,14 +202,14 @@ impl Syncer {
 
     /// Reads each instance's time zone from its settings in `revel`'s
     /// secret document (Revel writes its timestamps on that clock).
-    pub fn in_zones_of(mut self, revel: Arc<vendors::revel::Revel>) -> Self {
+    pub fn in_zones_of(mut self, revel: Arc<dyn ports::secrets::InstanceDocument>) -> Self {
         self.zones = Some(revel);
         self
     }
 
     /// The zone `instance`'s Revel writes its timestamps in.
     pub async fn zone(&self, instance: &InstanceName) -> Result<Zone, SyncError> {
-        Ok(vendors::revel::zone_or_utc(self.zones.as_deref(), instance).await?)
+        Ok(ports::secrets::zone_of(self.zones.as_deref(), instance).await?)
     }
 
     /// Queues every pulled object that changed for delivery to the partner

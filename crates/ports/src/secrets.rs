@@ -407,6 +407,19 @@ pub trait InstanceDocument: Send + Sync {
     async fn document(&self) -> Result<Arc<InstanceSecrets>, DependencyError>;
 }
 
+/// The zone `instance`'s naive timestamps are read in: its own or the
+/// deployment's default, from the `document` of its source (cached); UTC
+/// where there is no such document.
+pub async fn zone_of(
+    document: Option<&dyn InstanceDocument>,
+    instance: &InstanceName,
+) -> Result<Zone, DependencyError> {
+    match document {
+        Some(document) => Ok(document.document().await?.zone(instance)),
+        None => Ok(Zone::utc()),
+    }
+}
+
 #[async_trait]
 impl InstanceDocument for SecretCache {
     async fn document(&self) -> Result<Arc<InstanceSecrets>, DependencyError> {
@@ -778,6 +791,32 @@ mod tests {
         assert!(!settings.time_zone_named);
         let stranger = InstanceName::parse("stranger").unwrap();
         assert_eq!(cache.settings_for(&stranger).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_instance_zone_is_its_own_or_the_default_and_utc_without_a_document() {
+        let cache = SecretCache::new(
+            crate::fakes::FixedSecrets(
+                r#"{"demo": "w", "west": {"webhook": "w", "time_zone": "America/Los_Angeles"}}"#
+                    .into(),
+            ),
+            Duration::from_secs(300),
+        )
+        .with_default_zone(Zone::parse("America/Chicago").unwrap());
+        let west = InstanceName::parse("west").unwrap();
+        let zone = |instance: InstanceName| {
+            let cache = &cache;
+            async move {
+                zone_of(Some(cache), &instance)
+                    .await
+                    .unwrap()
+                    .name()
+                    .to_owned()
+            }
+        };
+        assert_eq!(zone(west.clone()).await, "America/Los_Angeles");
+        assert_eq!(zone(demo()).await, "America/Chicago");
+        assert_eq!(zone_of(None, &west).await.unwrap(), Zone::utc());
     }
 
     #[test]

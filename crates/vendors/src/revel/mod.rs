@@ -393,19 +393,6 @@ fn menu(body: Value, establishment: Option<&str>) -> Result<Interpretation, Malf
     })
 }
 
-/// The zone an instance's naive timestamps are read in: its own or the
-/// deployment's default, from `revel`'s secret document (cached); UTC where
-/// no Revel secrets are at hand.
-pub async fn zone_or_utc(
-    revel: Option<&Revel>,
-    instance: &InstanceName,
-) -> Result<domain::local_time::Zone, domain::error::DependencyError> {
-    match revel {
-        Some(revel) => Ok(revel.secrets.document().await?.zone(instance)),
-        None => Ok(domain::local_time::Zone::utc()),
-    }
-}
-
 /// Revel as a [`Source`]: HMAC-SHA1 signatures, secrets per instance.
 pub struct Revel {
     secrets: SecretCache,
