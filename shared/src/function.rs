@@ -16,6 +16,8 @@ use pipeline::process::Processor;
 use pipeline::receive::Receiver;
 use ports::secrets::SecretCache;
 use vendors::booking::Booking;
+/// A row of the table of functions, as a receiver crate names its own.
+pub use vendors::functions::Function;
 use vendors::functions::Kind;
 use vendors::revel::{Revel, RevelEventType};
 use vendors::vinesos::VinesOs;
@@ -105,12 +107,10 @@ pub fn processor(config: &Config, clients: &Clients) -> Processor {
     .with_deliveries(config.deliveries.clone())
 }
 
-/// Serves the receiver function built from the crate `crate_name` (its
-/// row in [`vendors::functions`]) in the Lambda runtime. A function crate's
-/// `main` is this one call.
-pub async fn serve_receiver(crate_name: &str) -> Result<(), Error> {
-    let function = vendors::functions::by_crate(crate_name)
-        .ok_or_else(|| format!("{crate_name} is not in the table of functions"))?;
+/// Serves the receiver `function` (a row of [`vendors::functions`]) in the
+/// Lambda runtime. A receiver crate's `main` is this one call, on its row
+/// found at compile time ([`receiver_row`]).
+pub async fn serve_receiver(function: &'static Function) -> Result<(), Error> {
     serve_webhook(|config, secrets| {
         Ok((
             source_of(function.kind, config, secrets)?,
@@ -120,8 +120,15 @@ pub async fn serve_receiver(crate_name: &str) -> Result<(), Error> {
     .await
 }
 
+/// The row of the receiver crate `crate_name`, found when the crate is
+/// compiled (see `functions/receiver.rs`).
+pub const fn receiver_row(crate_name: &str) -> Option<&'static Function> {
+    vendors::functions::by_crate(crate_name)
+}
+
 /// The source that authenticates requests of `kind`, its secrets read
 /// through `secrets`.
+#[inline]
 pub fn source_of(
     kind: Kind,
     config: &Config,

@@ -161,10 +161,12 @@ fn a_missing_row_a_moved_route_a_wrong_crate_and_a_stray_crate_are_each_found() 
 #[test]
 fn each_receiver_crate_is_a_manifest_naming_the_one_receiver_main() {
     let main = std::fs::read_to_string(functions_dir().join("receiver.rs")).unwrap();
-    assert!(
-        main.contains("shared::function::serve_receiver(env!(\"CARGO_PKG_NAME\"))"),
-        "{main}"
-    );
+    for call in [
+        "shared::function::receiver_row(env!(\"CARGO_PKG_NAME\"))",
+        "shared::function::serve_receiver(FUNCTION)",
+    ] {
+        assert!(main.contains(call), "{main}");
+    }
     for row in functions::all() {
         let dir = functions_dir().join(row.crate_name);
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
