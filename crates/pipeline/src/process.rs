@@ -272,8 +272,9 @@ impl Processor {
 }
 
 fn skipped(record: &EventRecord, reason: Reason) -> Processed {
+    let quarantined = reason == Reason::Quarantined;
     let reason = reason.as_str();
-    if reason == Reason::Quarantined.as_str() {
+    if quarantined {
         tracing::info!("quarantined record skipped");
     } else {
         tracing::warn!(reason, "record skipped: the current code can't apply it");

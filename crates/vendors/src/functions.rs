@@ -86,11 +86,7 @@ impl Kind {
 
 /// Every receiver function, platform by platform.
 pub fn all() -> impl Iterator<Item = &'static Function> {
-    revel::FUNCTIONS
-        .iter()
-        .chain(winesitting::FUNCTIONS)
-        .chain(booking::FUNCTIONS)
-        .chain(vinesos::FUNCTIONS)
+    TABLES.into_iter().flatten()
 }
 
 /// The function whose template logical id is `logical_id`.
@@ -98,7 +94,7 @@ pub fn by_logical_id(logical_id: &str) -> Option<&'static Function> {
     all().find(|function| function.logical_id == logical_id)
 }
 
-/// Every platform's rows, in the order of [`all`].
+/// Every platform's rows: the one list [`all`] and [`by_crate`] read.
 const TABLES: [&[Function]; 4] = [
     revel::FUNCTIONS,
     winesitting::FUNCTIONS,
