@@ -318,7 +318,7 @@ impl DynamoEntityStore {
             .expression_attribute_names("#revision", "revision")
             .expression_attribute_values(":source", s(change.source))
             .expression_attribute_values(":instance", s(change.instance.as_str()))
-            .expression_attribute_values(":kind", s(change.kind))
+            .expression_attribute_values(":kind", s(change.kind.as_str()))
             .expression_attribute_values(":id", s(&change.entity_id))
             .expression_attribute_values(":version", n(change.rank.version))
             .expression_attribute_values(":tiebreak", s(&change.rank.tiebreak))

@@ -143,10 +143,11 @@ impl EntityKey {
     pub fn new(
         source: impl AsRef<str>,
         instance: &InstanceName,
-        kind: &str,
+        kind: impl Into<crate::sources::EntityKind>,
         id: &str,
     ) -> Result<Self, InvalidId> {
         let source = source.as_ref();
+        let kind = kind.into();
         Self::parse(&format!("{source}:{instance}:{kind}:{id}"))
     }
 }
@@ -179,7 +180,8 @@ mod tests {
     #[test]
     fn entity_keys_join_their_parts() {
         let instance = InstanceName::parse("demo").unwrap();
-        let key = EntityKey::new("revel", &instance, "order", "abc").unwrap();
+        let order = crate::sources::EntityKind::new("order");
+        let key = EntityKey::new("revel", &instance, order, "abc").unwrap();
         assert_eq!(key.as_str(), "revel:demo:order:abc");
     }
 }

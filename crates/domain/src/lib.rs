@@ -25,6 +25,7 @@
 //! | **event** | what a request carries, stored once under its [`ids::EventKey`] as a record of the events table | delivery, notification (except as the booking platform names its own field) |
 //! | **event kind** | one event type of a source and what its bodies mean ([`sources::EventKind`]) | event type (that is its name: `order.finalized`) |
 //! | **entity** | the current state of one thing an event describes (an order, a customer, a stock level), kept newest-wins under its [`ids::EntityKey`] | object, item (those are Revel's words for its resources) |
+//! | **entity kind** | what an entity is: a variant of its source's enum declared with [`entities!`] (`revel::Entity::Order`), spelled in keys as a [`sources::EntityKind`] (`order`) | entity type, resource (Revel's word) |
 //! | **receiver** | the function that verifies a request and stores its event with one conditional put | ingestor, handler |
 //! | **processor** | the events table's stream consumer: entity, then follow-up job | — |
 //! | **job** | follow-up work on the SQS FIFO jobs queue, run by the jobs worker | task (a task is what the scheduler runs on its clock and fans out as jobs), message (that is SQS's envelope of a job) |

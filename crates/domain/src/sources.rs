@@ -17,70 +17,134 @@ use crate::ids::InstanceName;
 use crate::local_time::Zone;
 use crate::request::WebhookRequest;
 
-/// A source's short lower-case name, as event and entity keys spell it
-/// (`revel`): each source's module in the vendors crate has its `NAME`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SourceName(&'static str);
+/// A `&'static str` name that is a part of keys, typed so a source's name
+/// and an entity's kind are never mixed up with each other or with any
+/// other string; compared with the stored strings it is read back as.
+macro_rules! key_name {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(&'static str);
 
-impl SourceName {
-    /// `name` must be lower case letters only: it is a part of keys.
-    pub const fn new(name: &'static str) -> Self {
-        Self(name)
-    }
+        impl $name {
+            /// `name` must be lower case letters and `_` only: it is a part
+            /// of keys, which `:` separates.
+            pub const fn new(name: &'static str) -> Self {
+                Self(name)
+            }
 
-    pub const fn as_str(self) -> &'static str {
-        self.0
-    }
+            pub const fn as_str(self) -> &'static str {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<$name> for str {
+            fn eq(&self, other: &$name) -> bool {
+                self == other.0
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
+
+        impl PartialEq<$name> for String {
+            fn eq(&self, other: &$name) -> bool {
+                self == other.0
+            }
+        }
+    };
 }
 
-impl std::fmt::Display for SourceName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
+key_name!(
+    /// A source's short lower-case name, as event and entity keys spell it
+    /// (`revel`): each source's module in the vendors crate has its `NAME`.
+    SourceName
+);
 
-impl AsRef<str> for SourceName {
-    fn as_ref(&self) -> &str {
-        self.0
-    }
-}
+key_name!(
+    /// What an entity is (`order`, `vos_product`), as entity keys spell it:
+    /// each source lists its kinds once, as an enum declared with
+    /// [`entities!`](crate::entities).
+    EntityKind
+);
 
-impl std::ops::Deref for SourceName {
-    type Target = str;
+/// Declares a source's entity kinds as an enum: each variant with the
+/// spelling its keys use, `ALL`, `kind()`, `parse()` of a stored spelling,
+/// and the conversion into [`EntityKind`] that keys and
+/// [`EntityChange`] take.
+#[macro_export]
+macro_rules! entities {
+    (
+        $(#[$doc:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$variant_doc:meta])* $variant:ident => $spelling:literal,)+
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$variant_doc])* $variant,)+
+        }
 
-    fn deref(&self) -> &str {
-        self.0
-    }
-}
+        impl $name {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
 
-impl PartialEq<str> for SourceName {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
+            /// The spelling in keys.
+            pub const fn kind(self) -> $crate::sources::EntityKind {
+                match self {
+                    $(Self::$variant => $crate::sources::EntityKind::new($spelling),)+
+                }
+            }
 
-impl PartialEq<&str> for SourceName {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
+            /// The kind a stored key or record spells `kind`, if it is one
+            /// of this source's.
+            pub fn parse(kind: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|entity| entity.kind() == kind)
+            }
+        }
 
-impl PartialEq<SourceName> for str {
-    fn eq(&self, other: &SourceName) -> bool {
-        self == other.0
-    }
-}
-
-impl PartialEq<SourceName> for &str {
-    fn eq(&self, other: &SourceName) -> bool {
-        *self == other.0
-    }
-}
-
-impl PartialEq<SourceName> for String {
-    fn eq(&self, other: &SourceName) -> bool {
-        self == other.0
-    }
+        impl From<$name> for $crate::sources::EntityKind {
+            fn from(entity: $name) -> Self {
+                entity.kind()
+            }
+        }
+    };
 }
 
 /// How a platform proves who sent a request, and which of its headers matter.
@@ -162,8 +226,8 @@ pub enum Identity {
 /// The current state an event carries, to be kept newest-wins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityChange {
-    /// `order`, `customer`, `rewards_card`, `item_stock`, `menu`.
-    pub kind: &'static str,
+    /// Its source's enum of kinds converts into it (`revel::Entity::Order`).
+    pub kind: EntityKind,
     pub id: String,
     pub version: Version,
     /// A removal or cancellation: of two changes with the same version, it
@@ -515,6 +579,25 @@ mod tests {
             );
         }
         assert_eq!(Malformed(Reason::StateTooLarge).reason(), "state_too_large");
+    }
+
+    crate::entities! {
+        enum Thing {
+            Order => "order",
+            RewardsCard => "rewards_card",
+        }
+    }
+
+    #[test]
+    fn an_entity_kind_parses_back_from_its_spelling_and_nothing_else_does() {
+        for thing in Thing::ALL {
+            assert_eq!(Thing::parse(thing.kind().as_str()), Some(*thing));
+        }
+        assert_eq!(Thing::RewardsCard.kind(), "rewards_card");
+        assert_eq!(EntityKind::from(Thing::Order), EntityKind::new("order"));
+        for stranger in ["", "Order", "rewards-card", "order "] {
+            assert_eq!(Thing::parse(stranger), None, "{stranger:?}");
+        }
     }
     use serde_json::json;
 

@@ -40,6 +40,7 @@ use domain::sources::{as_number, id_field, parse_local_micros};
 use ports::store::EntityStore;
 use ports::sync_state::EchoLog;
 use vendors::revel::api::{ApiCredentials, PageRequest, RevelApiError, RevelResources};
+use vendors::{revel, vinesos};
 
 /// What links a Revel object to the partner's: `vinesos:{id}`.
 pub fn link(partner_id: &str) -> String {
@@ -130,7 +131,7 @@ struct Fallback {
 struct Mapping {
     resource: &'static str,
     /// The Revel-side entity kind its webhooks use (for the echo log).
-    revel_kind: &'static str,
+    revel_kind: revel::Entity,
     /// The filter that finds the Revel object this change is about.
     lookup: (&'static str, String),
     /// Where the lookup finds nothing: other ways to find the object.
@@ -237,7 +238,7 @@ fn customer(id: &str, data: &Value) -> Mapping {
     }
     Mapping {
         resource: "Customer",
-        revel_kind: "customer",
+        revel_kind: revel::Entity::Customer,
         lookup: ("third_party_id", link(id)),
         fallbacks,
         fields,
@@ -274,7 +275,7 @@ fn product(id: &str, data: &Value) -> Result<Mapping, ApplyError> {
     fields.insert("third_party_id".into(), json!(link(id)));
     Ok(Mapping {
         resource: "Product",
-        revel_kind: "product",
+        revel_kind: revel::Entity::Product,
         lookup: ("third_party_id", link(id)),
         fallbacks: by_revel_id(data, "revel_product_id").into_iter().collect(),
         fields,
@@ -301,7 +302,7 @@ fn event(id: &str, data: &Value) -> Result<Mapping, ApplyError> {
     fields.insert("third_party_id".into(), json!(link(id)));
     Ok(Mapping {
         resource: "Event",
-        revel_kind: "event",
+        revel_kind: revel::Entity::Event,
         lookup: ("third_party_id", link(id)),
         fallbacks: by_revel_id(data, "revel_event_id").into_iter().collect(),
         fields,
@@ -309,12 +310,12 @@ fn event(id: &str, data: &Value) -> Result<Mapping, ApplyError> {
     })
 }
 
-fn mapping(kind: &str, id: &str, data: &Value) -> Result<Mapping, ApplyError> {
+fn mapping(kind: vinesos::Entity, id: &str, data: &Value) -> Result<Mapping, ApplyError> {
     match kind {
-        "vos_customer" | "vos_member" => Ok(customer(id, data)),
-        "vos_product" => product(id, data),
-        "vos_event" => event(id, data),
-        "vos_reward" => {
+        vinesos::Entity::Customer => Ok(customer(id, data)),
+        vinesos::Entity::Product => product(id, data),
+        vinesos::Entity::Event => event(id, data),
+        vinesos::Entity::Reward => {
             // Not `card_number`: that is a payment card's name, never kept.
             let card = text(data, "reward_card_number")
                 .ok_or(ApplyError::Incomplete("reward reward_card_number"))?;
@@ -324,14 +325,14 @@ fn mapping(kind: &str, id: &str, data: &Value) -> Result<Mapping, ApplyError> {
                 .ok_or(ApplyError::Incomplete("reward points"))?;
             Ok(Mapping {
                 resource: "RewardsCard",
-                revel_kind: "rewards_card",
+                revel_kind: revel::Entity::RewardsCard,
                 lookup: ("number", card.to_owned()),
                 fallbacks: Vec::new(),
                 fields: object(json!({"current_points": points})),
                 creates: false,
             })
         }
-        "vos_inventory" => {
+        vinesos::Entity::Inventory => {
             let product = id_field(data, "revel_product_id")
                 .ok_or(ApplyError::Incomplete("inventory revel_product_id"))?;
             let quantity = data
@@ -340,14 +341,18 @@ fn mapping(kind: &str, id: &str, data: &Value) -> Result<Mapping, ApplyError> {
                 .ok_or(ApplyError::Incomplete("inventory quantity"))?;
             Ok(Mapping {
                 resource: "CurrentStock",
-                revel_kind: "inventory",
+                revel_kind: revel::Entity::Inventory,
                 lookup: ("product", format!("/resources/Product/{product}/")),
                 fallbacks: Vec::new(),
                 fields: object(json!({"quantity": quantity})),
                 creates: false,
             })
         }
-        _ => Err(ApplyError::Incomplete("entity kind")),
+        // An order is written by `apply_order`; a request is pulled for,
+        // never applied.
+        vinesos::Entity::Order | vinesos::Entity::InventoryRequest => {
+            Err(ApplyError::Incomplete("entity kind"))
+        }
     }
 }
 
@@ -496,7 +501,7 @@ impl Applier {
         if entity.is_delivered() {
             return Ok(Applied::AlreadyApplied);
         }
-        if let Some(kind) = crate::pending::batched_kind(&entity.kind) {
+        if let Some(kind) = crate::pending::batched(&entity.kind) {
             crate::pending::PendingIndex::new(self.entities.as_ref())
                 .add(instance, kind, &entity.entity_id, entity.revision)
                 .await?;
@@ -542,11 +547,13 @@ impl Applier {
             .map_err(|_| ApplyError::Incomplete("stored state"))?;
         // This revision of this change: what a lost create's retry shares.
         let attempt = format!("{key}@{}", entity.revision);
-        let applied = if entity.kind == "vos_order" {
+        let kind =
+            vinesos::Entity::parse(&entity.kind).ok_or(ApplyError::Incomplete("entity kind"))?;
+        let applied = if kind == vinesos::Entity::Order {
             self.apply_order(instance, credentials, &entity.entity_id, &data, &attempt)
                 .await?
         } else {
-            let map = mapping(&entity.kind, &entity.entity_id, &data)?;
+            let map = mapping(kind, &entity.entity_id, &data)?;
             self.write(instance, credentials, &map, &attempt)
                 .await?
                 .applied
@@ -764,7 +771,7 @@ impl Applier {
         written: &Value,
     ) -> Result<(), ApplyError> {
         let id = match map.revel_kind {
-            "customer" | "order" => id_field(written, "uuid"),
+            revel::Entity::Customer | revel::Entity::Order => id_field(written, "uuid"),
             _ => id_field(written, "id"),
         };
         // Read as the processor will read the webhook of this very change:
@@ -1008,7 +1015,7 @@ impl Applier {
         Ok(OrderPlan {
             order: Mapping {
                 resource: "Order",
-                revel_kind: "order",
+                revel_kind: revel::Entity::Order,
                 lookup: ("external_sync", link(id)),
                 fallbacks: Vec::new(),
                 fields,
@@ -1027,7 +1034,7 @@ impl Applier {
         instance: &InstanceName,
         id: &str,
     ) -> Result<bool, ApplyError> {
-        let Ok(key) = EntityKey::new(vendors::vinesos::NAME, instance, "vos_customer", id) else {
+        let Ok(key) = EntityKey::new(vinesos::NAME, instance, vinesos::Entity::Customer, id) else {
             return Ok(false);
         };
         Ok(self
@@ -1301,7 +1308,7 @@ pub(crate) mod tests {
     /// Keeps `data` as the newest state of the partner's `kind` `id`.
     pub(crate) async fn partner_change(
         entities: &MemoryEntities,
-        kind: &'static str,
+        kind: vinesos::Entity,
         id: &str,
         version: i64,
         data: Value,
@@ -1314,7 +1321,7 @@ pub(crate) mod tests {
                 key: key.clone(),
                 source: "vinesos",
                 instance: demo(),
-                kind,
+                kind: kind.kind(),
                 entity_id: id.into(),
                 rank: Rank::new(version, false, &sha),
                 state_json,
@@ -1338,7 +1345,7 @@ pub(crate) mod tests {
     async fn apply_customer(revel: MemoryRevel, data: Value) -> (Applied, Arc<MemoryRevel>) {
         let revel = Arc::new(revel);
         let entities = Arc::new(MemoryEntities::default());
-        let key = partner_change(&entities, "vos_customer", "C-1", 1, data).await;
+        let key = partner_change(&entities, vinesos::Entity::Customer, "C-1", 1, data).await;
         let applied = applier(revel.clone(), entities)
             .apply(&demo(), Some(&credentials()), &key)
             .await
@@ -1508,7 +1515,7 @@ pub(crate) mod tests {
         data: Value,
     ) -> Result<Applied, ApplyError> {
         let entities = Arc::new(MemoryEntities::default());
-        let key = partner_change(&entities, "vos_customer", "C-1", 1, data).await;
+        let key = partner_change(&entities, vinesos::Entity::Customer, "C-1", 1, data).await;
         let applier = Applier {
             echoes: echoes.clone(),
             ..applier(revel.clone(), entities)
@@ -1543,7 +1550,7 @@ pub(crate) mod tests {
         let revel_customer = EntityKey::new(
             "revel",
             &demo(),
-            "customer",
+            revel::Entity::Customer,
             created["uuid"].as_str().unwrap(),
         )
         .unwrap();
@@ -1586,7 +1593,7 @@ pub(crate) mod tests {
     #[test]
     fn each_partner_kind_maps_to_a_revel_lookup_and_absolute_fields() {
         let customer = mapping(
-            "vos_member",
+            vinesos::Entity::Customer,
             "C-1",
             &json!({"first_name": "Ann", "phone": "123"}),
         )
@@ -1598,7 +1605,7 @@ pub(crate) mod tests {
         assert_eq!(customer.fields["phone_number"], "123");
         assert!(customer.creates);
         let reward = mapping(
-            "vos_reward",
+            vinesos::Entity::Reward,
             "R-1",
             &json!({"reward_card_number": "123321", "points": 150}),
         )
@@ -1613,14 +1620,14 @@ pub(crate) mod tests {
         );
         assert!(!reward.creates, "a rewards card is never invented");
         let stock = mapping(
-            "vos_inventory",
+            vinesos::Entity::Inventory,
             "S-1",
             &json!({"revel_product_id": 6, "quantity": 40}),
         )
         .unwrap();
         assert_eq!(stock.lookup.1, "/resources/Product/6/");
         let product = mapping(
-            "vos_product",
+            vinesos::Entity::Product,
             "P-1",
             &json!({"name": "Rosé", "sku": "R-23", "price": "19.50", "revel_product_id": 7}),
         )
@@ -1636,7 +1643,7 @@ pub(crate) mod tests {
         assert_eq!(product.fields["price"], 19.5);
         assert_eq!(product.fallbacks[0].query, ("id", "7".to_owned()));
         let event = mapping(
-            "vos_event",
+            vinesos::Entity::Event,
             "E-1",
             &json!({"name": "Harvest dinner", "start_date": "2026-12-05T18:00:00"}),
         )
@@ -1666,19 +1673,50 @@ pub(crate) mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_stored_change_of_a_kind_the_partner_does_not_send_is_refused_and_reaches_nothing() {
+        let revel = Arc::new(MemoryRevel::default());
+        let entities = Arc::new(MemoryEntities::default());
+        let applier = applier(revel.clone(), entities.clone());
+        // `vos_member`: what a member's change was kept as before members
+        // became customers.
+        let stray = domain::sources::EntityKind::new("vos_member");
+        let key = crate::worker::testing::kept(
+            &entities,
+            ("vinesos", stray, "M-1"),
+            1,
+            json!({"first_name": "Ann"}),
+        )
+        .await;
+        let refused = applier
+            .apply(&demo(), Some(&credentials()), &key)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, ApplyError::Incomplete("entity kind")) && refused.is_permanent(),
+            "{refused:?}"
+        );
+        assert!(revel.calls.lock().unwrap().is_empty());
+    }
+
     #[test]
     fn a_change_missing_what_its_mapping_needs_is_refused() {
         for (kind, data) in [
-            ("vos_reward", json!({"points": 1})),
-            ("vos_inventory", json!({"quantity": 1})),
-            ("vos_product", json!({"sku": "no name"})),
-            ("vos_event", json!({"start_date": "2026-12-05T18:00:00"})),
-            ("revel_thing", json!({})),
+            (vinesos::Entity::Reward, json!({"points": 1})),
+            (vinesos::Entity::Inventory, json!({"quantity": 1})),
+            (vinesos::Entity::Product, json!({"sku": "no name"})),
+            (
+                vinesos::Entity::Event,
+                json!({"start_date": "2026-12-05T18:00:00"}),
+            ),
+            // Not mapped: an order has its own plan, a request is pulled for.
+            (vinesos::Entity::Order, json!({})),
+            (vinesos::Entity::InventoryRequest, json!({})),
         ] {
             let refused = mapping(kind, "X", &data).map(|_| ()).unwrap_err();
             assert!(
                 matches!(refused, ApplyError::Incomplete(_)) && refused.is_permanent(),
-                "{kind}"
+                "{kind:?}"
             );
         }
     }
@@ -1721,7 +1759,7 @@ pub(crate) mod tests {
     }
 
     async fn apply_order(revel: &Arc<MemoryRevel>, entities: &Arc<MemoryEntities>, version: i64) {
-        let key = partner_change(entities, "vos_order", "O-1", version, order()).await;
+        let key = partner_change(entities, vinesos::Entity::Order, "O-1", version, order()).await;
         applier(revel.clone(), entities.clone())
             .apply(&demo(), Some(&credentials()), &key)
             .await
@@ -1804,7 +1842,7 @@ pub(crate) mod tests {
         // revision check).
         let mut changed = order();
         changed["note"] = json!("pick up Friday");
-        let key = partner_change(&entities, "vos_order", "O-1", 2, changed).await;
+        let key = partner_change(&entities, vinesos::Entity::Order, "O-1", 2, changed).await;
         applier(revel.clone(), entities.clone())
             .apply(&demo(), Some(&credentials()), &key)
             .await
@@ -1826,7 +1864,7 @@ pub(crate) mod tests {
         // The order's create and then its first line's land, unanswered.
         revel.lost_answers.store(2, Ordering::SeqCst);
         let entities = Arc::new(MemoryEntities::default());
-        let key = partner_change(&entities, "vos_order", "O-1", 1, order()).await;
+        let key = partner_change(&entities, vinesos::Entity::Order, "O-1", 1, order()).await;
         let applier = applier(revel.clone(), entities.clone());
         let mut failures = 0;
         loop {
@@ -1854,13 +1892,13 @@ pub(crate) mod tests {
         let applier = applier(revel.clone(), entities.clone());
         let customer = partner_change(
             &entities,
-            "vos_customer",
+            vinesos::Entity::Customer,
             "C-1",
             1,
             json!({"first_name": "Ann"}),
         )
         .await;
-        let placed = partner_change(&entities, "vos_order", "O-1", 1, order()).await;
+        let placed = partner_change(&entities, vinesos::Entity::Order, "O-1", 1, order()).await;
 
         let early = applier.apply(&demo(), Some(&credentials()), &placed).await;
         assert!(matches!(early, Err(ApplyError::Waiting(_))), "{early:?}");
@@ -1884,7 +1922,7 @@ pub(crate) mod tests {
         let mut guest = order();
         guest["id"] = json!("O-2");
         guest["customer_id"] = json!("C-GUEST");
-        let key = partner_change(&entities, "vos_order", "O-2", 1, guest).await;
+        let key = partner_change(&entities, vinesos::Entity::Order, "O-2", 1, guest).await;
         applier
             .apply(&demo(), Some(&credentials()), &key)
             .await
@@ -1896,7 +1934,14 @@ pub(crate) mod tests {
     async fn an_order_without_a_total_is_refused_and_nothing_is_written() {
         let revel = Arc::new(MemoryRevel::default());
         let entities = Arc::new(MemoryEntities::default());
-        let key = partner_change(&entities, "vos_order", "O-2", 1, json!({"lines": []})).await;
+        let key = partner_change(
+            &entities,
+            vinesos::Entity::Order,
+            "O-2",
+            1,
+            json!({"lines": []}),
+        )
+        .await;
         let refused = applier(revel.clone(), entities)
             .apply(&demo(), Some(&credentials()), &key)
             .await
@@ -1910,7 +1955,7 @@ pub(crate) mod tests {
         let revel = Arc::new(MemoryRevel::default());
         let entities = Arc::new(MemoryEntities::default());
         let applier = applier(revel.clone(), entities.clone());
-        for kind in ["vos_product", "vos_event"] {
+        for kind in [vinesos::Entity::Product, vinesos::Entity::Event] {
             let key = partner_change(&entities, kind, "X-1", 1, json!({"name": "x"})).await;
             let applied = applier
                 .apply(&demo(), Some(&credentials()), &key)
@@ -1920,7 +1965,7 @@ pub(crate) mod tests {
             let kept = entities.get(&key).unwrap();
             assert_eq!(kept.delivered_revision, None, "not applied yet");
             let pending = crate::pending::PendingIndex::new(entities.as_ref())
-                .all(&demo(), crate::pending::batched_kind(kind).unwrap())
+                .all(&demo(), kind)
                 .await
                 .unwrap();
             assert_eq!(pending, BTreeMap::from([("X-1".to_owned(), 1)]));

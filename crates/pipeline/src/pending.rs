@@ -13,6 +13,7 @@
 use domain::error::DependencyError;
 use domain::idempotency::sha256_hex;
 use domain::ids::InstanceName;
+use domain::sources::EntityKind;
 use ports::queue::JobKind;
 use ports::store::document::EntityDocument;
 use ports::store::EntityStore;
@@ -21,20 +22,21 @@ use std::collections::BTreeMap;
 use vendors::vinesos;
 
 /// The partner's entity kinds the schedule applies at end of day.
-pub const BATCHED_KINDS: [&str; 2] = ["vos_product", "vos_event"];
+pub const BATCHED: [vinesos::Entity; 2] = [vinesos::Entity::Product, vinesos::Entity::Event];
 
-/// The entity kind of the pending index.
-pub const INDEX_KIND: &str = "vos_pending";
+/// The entity kind of the pending index: the pipeline's own, kept under
+/// the partner's source beside the entities it lists.
+pub const INDEX_KIND: EntityKind = EntityKind::new("vos_pending");
 
 /// Pending entries of one instance and kind are spread over this many index
 /// entities, so each stays far below DynamoDB's item size (about 5,000
 /// entries each) and concurrent jobs rarely touch the same one.
 pub const SHARDS: u32 = 16;
 
-/// `kind` as the static name keys are made of, if the schedule applies it
-/// at end of day.
-pub fn batched_kind(kind: &str) -> Option<&'static str> {
-    BATCHED_KINDS.into_iter().find(|k| *k == kind)
+/// The partner's kind a stored entity spells `kind`, if the schedule
+/// applies it at end of day.
+pub fn batched(kind: &str) -> Option<vinesos::Entity> {
+    vinesos::Entity::parse(kind).filter(|entity| BATCHED.contains(entity))
 }
 
 /// The state of one index entity.
@@ -64,7 +66,7 @@ impl<'a> PendingIndex<'a> {
     fn document(
         &self,
         instance: &InstanceName,
-        kind: &str,
+        kind: vinesos::Entity,
         shard: u32,
     ) -> Result<EntityDocument<'a>, DependencyError> {
         EntityDocument::new(
@@ -72,7 +74,7 @@ impl<'a> PendingIndex<'a> {
             vinesos::NAME.as_str(),
             instance,
             INDEX_KIND,
-            format!("{kind}.{shard:02}"),
+            format!("{}.{shard:02}", kind.kind()),
             &format!(
                 "{}:{instance}:{}:index",
                 vinesos::NAME,
@@ -86,7 +88,7 @@ impl<'a> PendingIndex<'a> {
     pub async fn add(
         &self,
         instance: &InstanceName,
-        kind: &'static str,
+        kind: vinesos::Entity,
         id: &str,
         revision: u64,
     ) -> Result<(), DependencyError> {
@@ -107,7 +109,7 @@ impl<'a> PendingIndex<'a> {
     pub async fn shard(
         &self,
         instance: &InstanceName,
-        kind: &'static str,
+        kind: vinesos::Entity,
         shard: u32,
     ) -> Result<BTreeMap<String, u64>, DependencyError> {
         Ok(self
@@ -121,7 +123,7 @@ impl<'a> PendingIndex<'a> {
     pub async fn all(
         &self,
         instance: &InstanceName,
-        kind: &'static str,
+        kind: vinesos::Entity,
     ) -> Result<BTreeMap<String, u64>, DependencyError> {
         let mut all = BTreeMap::new();
         for shard in 0..SHARDS {
@@ -135,7 +137,7 @@ impl<'a> PendingIndex<'a> {
     pub async fn remove(
         &self,
         instance: &InstanceName,
-        kind: &'static str,
+        kind: vinesos::Entity,
         shard: u32,
         applied: &BTreeMap<String, u64>,
     ) -> Result<(), DependencyError> {
@@ -162,28 +164,49 @@ mod tests {
     async fn an_entry_is_raised_never_lowered_and_removed_only_up_to_the_revision_applied() {
         let entities = MemoryEntities::default();
         let index = PendingIndex::new(&entities);
-        index.add(&demo(), "vos_product", "P-1", 2).await.unwrap();
-        index.add(&demo(), "vos_product", "P-1", 1).await.unwrap();
+        index
+            .add(&demo(), vinesos::Entity::Product, "P-1", 2)
+            .await
+            .unwrap();
+        index
+            .add(&demo(), vinesos::Entity::Product, "P-1", 1)
+            .await
+            .unwrap();
         assert_eq!(
-            index.all(&demo(), "vos_product").await.unwrap(),
+            index.all(&demo(), vinesos::Entity::Product).await.unwrap(),
             BTreeMap::from([("P-1".to_owned(), 2)])
         );
         let shard = shard_of("P-1");
         // Revision 1 applied while 2 arrived: 2 stays.
         let applied = BTreeMap::from([("P-1".to_owned(), 1)]);
         index
-            .remove(&demo(), "vos_product", shard, &applied)
+            .remove(&demo(), vinesos::Entity::Product, shard, &applied)
             .await
             .unwrap();
-        assert_eq!(index.all(&demo(), "vos_product").await.unwrap().len(), 1);
+        assert_eq!(
+            index
+                .all(&demo(), vinesos::Entity::Product)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         let applied = BTreeMap::from([("P-1".to_owned(), 2)]);
         index
-            .remove(&demo(), "vos_product", shard, &applied)
+            .remove(&demo(), vinesos::Entity::Product, shard, &applied)
             .await
             .unwrap();
-        assert!(index.all(&demo(), "vos_product").await.unwrap().is_empty());
+        assert!(index
+            .all(&demo(), vinesos::Entity::Product)
+            .await
+            .unwrap()
+            .is_empty());
         assert!(
-            index.all(&demo(), "vos_event").await.unwrap().is_empty(),
+            index
+                .all(&demo(), vinesos::Entity::Event)
+                .await
+                .unwrap()
+                .is_empty(),
             "kinds have their own index"
         );
     }
@@ -193,21 +216,27 @@ mod tests {
         let entities = ports::fakes::RacedEntities::new(r#"{"pending":{"P-other":1}}"#);
         let index = PendingIndex::new(&entities);
         index
-            .add(&demo(), "vos_product", "P-mine", 3)
+            .add(&demo(), vinesos::Entity::Product, "P-mine", 3)
             .await
             .unwrap();
         assert_eq!(
-            index.all(&demo(), "vos_product").await.unwrap(),
+            index.all(&demo(), vinesos::Entity::Product).await.unwrap(),
             BTreeMap::from([("P-mine".to_owned(), 3), ("P-other".to_owned(), 1)])
         );
     }
 
     #[test]
     fn only_products_and_events_wait_for_the_end_of_day_and_ids_spread_over_every_shard() {
-        assert_eq!(batched_kind("vos_product"), Some("vos_product"));
-        assert_eq!(batched_kind("vos_event"), Some("vos_event"));
-        for kind in ["vos_customer", "vos_order", "vos_inventory", "vos_reward"] {
-            assert_eq!(batched_kind(kind), None, "{kind} applies at once");
+        assert_eq!(batched("vos_product"), Some(vinesos::Entity::Product));
+        assert_eq!(batched("vos_event"), Some(vinesos::Entity::Event));
+        for kind in [
+            "vos_customer",
+            "vos_order",
+            "vos_inventory",
+            "vos_reward",
+            "product",
+        ] {
+            assert_eq!(batched(kind), None, "{kind} applies at once");
         }
         let used: std::collections::BTreeSet<u32> =
             (0..400).map(|n| shard_of(&format!("P-{n}"))).collect();

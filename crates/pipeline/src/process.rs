@@ -226,7 +226,9 @@ impl Processor {
         upserted: Option<Upserted>,
         dimensions: &[(Dimension, &str)],
     ) -> Result<(), ProcessError> {
-        if source != vendors::revel::NAME || order.upsert.kind != "order" {
+        if source != vendors::revel::NAME
+            || order.upsert.kind != vendors::revel::Entity::Order.kind()
+        {
             return Ok(());
         }
         if let Some(card) = vendors::revel::rewards_card_of_order(&order.state) {

@@ -39,6 +39,7 @@ use domain::sources::{
 };
 use ports::store::{EntityStore, EntityUpsert, Rank};
 use ports::sync_state::{Cursor, RunProgress, SyncState};
+use vendors::revel;
 use vendors::revel::api::{ApiCredentials, PageRequest, RevelApiError, RevelResources};
 
 /// Revel's filter format for `updated_date__gte`.
@@ -60,7 +61,7 @@ const STALE_RUN: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pull {
     pub name: &'static str,
-    pub resources: &'static [(&'static str, &'static str)],
+    pub resources: &'static [(&'static str, revel::Entity)],
 }
 
 /// The event key a run's objects are kept under.
@@ -76,20 +77,23 @@ fn pull_event_key(instance: &InstanceName, pull: &Pull, run: &RunProgress) -> Ev
 /// added on Revel") and after a menu push (coalesced).
 pub const CATALOG: Pull = Pull {
     name: "catalog",
-    resources: &[("Product", "product"), ("Modifier", "modifier")],
+    resources: &[
+        ("Product", revel::Entity::Product),
+        ("Modifier", revel::Entity::Modifier),
+    ],
 };
 
 /// Events ("Events added on Revel": end of day).
 pub const EVENTS: Pull = Pull {
     name: "events",
-    resources: &[("Event", "event")],
+    resources: &[("Event", revel::Entity::Event)],
 };
 
 /// Inventory levels ("Inventory received or changed": every 2 hours, for
 /// the instances that have the retailer option).
 pub const INVENTORY: Pull = Pull {
     name: "inventory",
-    resources: &[("CurrentStock", "inventory")],
+    resources: &[("CurrentStock", revel::Entity::Inventory)],
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,7 +273,7 @@ impl Syncer {
                     fetched += 1;
                     run.fetched += 1;
                     if self
-                        .keep(instance, kind, object, &run, &event_key, &zone)
+                        .keep(instance, *kind, object, &run, &event_key, &zone)
                         .await?
                     {
                         written += 1;
@@ -358,18 +362,18 @@ impl Syncer {
     async fn keep(
         &self,
         instance: &InstanceName,
-        kind: &'static str,
+        kind: revel::Entity,
         object: &Value,
         run: &RunProgress,
         event_key: &EventKey,
         zone: &Zone,
     ) -> Result<bool, SyncError> {
         let Some(id) = id_field(object, "id").or_else(|| id_field(object, "uuid")) else {
-            tracing::warn!(%instance, kind, "pulled object without an id; skipped");
+            tracing::warn!(%instance, kind = %kind.kind(), "pulled object without an id; skipped");
             return Ok(false);
         };
         let Ok(key) = EntityKey::new(vendors::revel::NAME, instance, kind, &id) else {
-            tracing::warn!(%instance, kind, "pulled object with an unusable id; skipped");
+            tracing::warn!(%instance, kind = %kind.kind(), "pulled object with an unusable id; skipped");
             return Ok(false);
         };
         // On the merchant's clock, like the same object's webhook.
@@ -387,7 +391,7 @@ impl Syncer {
             key,
             source: vendors::revel::NAME.as_str(),
             instance: instance.clone(),
-            kind,
+            kind: kind.kind(),
             entity_id: id,
             // Objects carry no removal flag; equal versions are decided by
             // the state's hash.
@@ -407,7 +411,7 @@ impl Syncer {
                 ports::queue::JobKind::SyncEntity,
                 vendors::revel::NAME.as_str(),
                 instance,
-                &format!("pull.{kind}"),
+                &format!("pull.{}", kind.kind()),
                 event_key,
                 &change.key,
                 &change.rank,
@@ -532,7 +536,7 @@ impl Syncer {
             tracing::warn!(%instance, "listed order without uuid or updated_date; skipped");
             return Ok(false);
         };
-        let Ok(key) = EntityKey::new(vendors::revel::NAME, instance, "order", &uuid) else {
+        let Ok(key) = EntityKey::new(revel::NAME, instance, revel::Entity::Order, &uuid) else {
             return Ok(false);
         };
         // Present at this version or newer: its webhook (or an earlier
@@ -650,7 +654,7 @@ impl Syncer {
                 for object in &page.objects {
                     fetched += 1;
                     if self
-                        .keep(instance, kind, object, &run, &event_key, &zone)
+                        .keep(instance, *kind, object, &run, &event_key, &zone)
                         .await?
                     {
                         written += 1;

@@ -197,7 +197,7 @@ impl EntityStore for MemoryEntities {
             .unwrap()
             .get(key)
             .map(|e| StoredEntity {
-                kind: e.state.kind.to_owned(),
+                kind: e.state.kind.to_string(),
                 entity_id: e.state.entity_id.clone(),
                 rank: e.rank.clone(),
                 revision: e.revision,

@@ -149,18 +149,18 @@ impl BookingFamily {
     }
 
     /// The kind of entity whose state the family's events carry.
-    pub fn entity_kind(self) -> &'static str {
+    pub fn entity(self) -> Entity {
         match self {
-            Self::Bookings => "booking",
-            Self::Customers => "customer",
-            Self::CheckIn => "check_in",
-            Self::Accounts => "account",
-            Self::Contacts => "contact",
-            Self::Employees => "employee",
-            Self::Package => "package",
-            Self::Activity => "activity",
-            Self::Product => "product",
-            Self::Inventory => "inventory",
+            Self::Bookings => Entity::Booking,
+            Self::Customers => Entity::Customer,
+            Self::CheckIn => Entity::CheckIn,
+            Self::Accounts => Entity::Account,
+            Self::Contacts => Entity::Contact,
+            Self::Employees => Entity::Employee,
+            Self::Package => Entity::Package,
+            Self::Activity => Entity::Activity,
+            Self::Product => Entity::Product,
+            Self::Inventory => Entity::Inventory,
         }
     }
 
@@ -180,7 +180,7 @@ impl BookingFamily {
     /// True when `event` names this family (its name, slug or entity kind).
     fn is_named_by(self, event: &str) -> bool {
         let event = normalized(event);
-        [self.name(), self.slug(), self.entity_kind()]
+        [self.name(), self.slug(), self.entity().kind().as_str()]
             .iter()
             .any(|name| normalized(name) == event)
     }
@@ -220,6 +220,22 @@ fn text_field<'v>(object: &'v Value, names: &[&str]) -> Option<&'v str> {
         .iter()
         .find_map(|name| object.get(*name))
         .and_then(Value::as_str)
+}
+
+domain::entities! {
+    /// What the booking platform's entities are: one per family.
+    pub enum Entity {
+        Booking => "booking",
+        Customer => "customer",
+        CheckIn => "check_in",
+        Account => "account",
+        Contact => "contact",
+        Employee => "employee",
+        Package => "package",
+        Activity => "activity",
+        Product => "product",
+        Inventory => "inventory",
+    }
 }
 
 /// This platform's rows of the table of functions ([`crate::functions`]).
@@ -363,7 +379,7 @@ impl EventKind for BookingFamily {
         Ok(Interpretation {
             identity: Identity::Business(format!("{}:{id}@{micros}", trigger_slug(trigger))),
             entity: Some(EntityChange {
-                kind: self.entity_kind(),
+                kind: self.entity().kind(),
                 id,
                 version: Version::UpdatedAt(micros),
                 ends_entity: is_tombstone(trigger),
@@ -548,7 +564,7 @@ mod tests {
                     )
                     .unwrap_or_else(|e| panic!("{family:?} {trigger}: {e:?}"));
                 let entity = i.entity.unwrap();
-                assert_eq!(entity.kind, family.entity_kind());
+                assert_eq!(entity.kind, family.entity().kind());
                 assert_eq!(entity.id, "B-1");
                 assert_eq!(entity.state["trigger"], *trigger);
                 assert_eq!(entity.state["data"]["guests"], 2);
@@ -846,7 +862,7 @@ mod tests {
             Kind::Booking(BookingFamily::CheckIn).function().logical_id,
             "BookingCheckInFunction"
         );
-        let kinds: HashSet<_> = BookingFamily::ALL.map(BookingFamily::entity_kind).into();
+        let kinds: HashSet<_> = BookingFamily::ALL.map(BookingFamily::entity).into();
         assert_eq!(kinds.len(), BookingFamily::ALL.len());
     }
 }

@@ -7,6 +7,7 @@
 //! | module | what it is |
 //! | --- | --- |
 //! | [`revel`] | Revel POS: `X-Revel-Signature` ([`revel::signature`]), its six webhook types, its REST API ([`revel::api`]) |
+//! | `{source}::Entity` | each source's entity kinds, declared once with [`domain::entities!`] |
 //! | [`winesitting`] | WineSitting: a token in the URL, one function for every event, its orders API ([`winesitting::api`]) |
 //! | [`booking`] | the tour/booking platform: HMAC-SHA256 or a URL token, ten event families |
 //! | [`vinesos`] | VinesOS, the partner: Standard Webhooks in, its searches ([`vinesos::inventory_search`]), deliveries out ([`vinesos::downstream`]) |
@@ -56,12 +57,12 @@ pub fn http_client() -> reqwest::ClientBuilder {
 
 #[cfg(test)]
 pub(crate) mod projection_check {
-    use domain::sources::{EventKind, Identity, Malformed, Version};
+    use domain::sources::{EntityKind, EventKind, Identity, Malformed, Version};
     use serde_json::Value;
 
     /// What a receiver keeps of an interpretation: the identity, and the
     /// entity's kind, id and version.
-    pub type KeyReading = (Identity, Option<(&'static str, String, Version)>);
+    pub type KeyReading = (Identity, Option<(EntityKind, String, Version)>);
 
     /// A body's [`KeyReading`], or its refusal.
     pub fn key_of(kind: &dyn EventKind, body: Value) -> Result<KeyReading, Malformed> {
@@ -119,6 +120,59 @@ pub(crate) mod projection_check {
                     None => object.remove(field),
                 };
                 assert_projection_agrees(kind, &changed.to_string());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sources_entity_kinds_are_distinct_key_parts() {
+        let sources: [(SourceName, Vec<&str>); 4] = [
+            (
+                revel::NAME,
+                revel::Entity::ALL
+                    .iter()
+                    .map(|e| e.kind().as_str())
+                    .collect(),
+            ),
+            (
+                vinesos::NAME,
+                vinesos::Entity::ALL
+                    .iter()
+                    .map(|e| e.kind().as_str())
+                    .collect(),
+            ),
+            (
+                winesitting::NAME,
+                winesitting::Entity::ALL
+                    .iter()
+                    .map(|e| e.kind().as_str())
+                    .collect(),
+            ),
+            (
+                booking::NAME,
+                booking::Entity::ALL
+                    .iter()
+                    .map(|e| e.kind().as_str())
+                    .collect(),
+            ),
+        ];
+        for (source, kinds) in sources {
+            let distinct: std::collections::BTreeSet<&str> = kinds.iter().copied().collect();
+            assert_eq!(
+                distinct.len(),
+                kinds.len(),
+                "{source}: a kind is spelled twice"
+            );
+            for kind in kinds {
+                assert!(
+                    !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                    "{source}: {kind:?} is not a key part"
+                );
             }
         }
     }

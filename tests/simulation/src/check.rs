@@ -30,6 +30,7 @@ use ports::queue::JobKind;
 use ports::store::{EventRecord, EventStatus, Rank};
 use serde_json::Value;
 use tokio::time::Instant;
+use vendors::revel;
 
 use crate::traffic::{Meaning, Route, SimEntity, Version, Webhook};
 use crate::world::World;
@@ -133,8 +134,11 @@ impl Context<'_> {
     /// A job about `entity` is in the DLQ (its own, or for a pulled
     /// object the pull that wrote it), or a record about it was parked.
     fn parked_about(&self, entity: &SimEntity) -> bool {
-        let pulled_by = matches!(entity.kind, "product" | "modifier")
-            .then(|| format!("catalog:revel:{}", entity.instance));
+        let pulled_by = matches!(
+            revel::Entity::parse(&entity.kind),
+            Some(revel::Entity::Product | revel::Entity::Modifier)
+        )
+        .then(|| format!("catalog:revel:{}", entity.instance));
         self.dead_groups.contains(entity.key().as_str())
             || pulled_by.is_some_and(|group| self.dead_groups.contains(&group))
             || self.stream_parked(entity)
@@ -338,10 +342,16 @@ fn show(rank: &Rank) -> String {
 fn delivered_to_partner(source: &str, kind: &str) -> bool {
     match source {
         "revel" => matches!(
-            kind,
-            "order" | "customer" | "item_stock" | "product" | "modifier"
+            revel::Entity::parse(kind),
+            Some(
+                revel::Entity::Order
+                    | revel::Entity::Customer
+                    | revel::Entity::ItemStock
+                    | revel::Entity::Product
+                    | revel::Entity::Modifier
+            )
         ),
-        "winesitting" => matches!(kind, "order" | "putaway"),
+        "winesitting" => vendors::winesitting::Entity::parse(kind).is_some(),
         _ => false,
     }
 }
@@ -350,11 +360,13 @@ fn delivered_to_partner(source: &str, kind: &str) -> bool {
 fn order_of_sale(key: &domain::ids::EntityKey) -> Option<SimEntity> {
     let mut parts = key.as_str().splitn(4, ':');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("revel"), Some(instance), Some(pipeline::worker::INVENTORY_SOLD), Some(uuid)) => {
+        (Some("revel"), Some(instance), Some(kind), Some(uuid))
+            if kind == pipeline::worker::INVENTORY_SOLD =>
+        {
             Some(SimEntity {
                 source: "revel",
                 instance: instance.to_owned(),
-                kind: "order",
+                kind: revel::Entity::Order.kind(),
                 id: uuid.to_owned(),
             })
         }
@@ -369,7 +381,7 @@ fn stock_sold(cx: &mut Context<'_>, expected: &BTreeMap<SimEntity, (Rank, usize)
     let held = cx.world.partner.held();
     let mut violations = Vec::new();
     for (order, (_, webhook)) in expected {
-        if (order.source, order.kind) != ("revel", "order") {
+        if order.source != "revel" || order.kind != revel::Entity::Order.kind() {
             continue;
         }
         let body: Value = serde_json::from_slice(&cx.world.plan.webhooks[*webhook].body)
@@ -382,7 +394,7 @@ fn stock_sold(cx: &mut Context<'_>, expected: &BTreeMap<SimEntity, (Rank, usize)
         for (product, quantity) in sold {
             let key = (
                 order.instance.clone(),
-                pipeline::worker::INVENTORY_SOLD.to_owned(),
+                pipeline::worker::INVENTORY_SOLD.to_string(),
                 format!("{}:product:{product}", order.id),
             );
             let problem = match held.get(&key) {
@@ -413,7 +425,7 @@ fn partner(cx: &mut Context<'_>) {
     let mut violations = Vec::new();
     for (key, entity) in entities {
         let state = &entity.state;
-        if !delivered_to_partner(state.source, state.kind) {
+        if !delivered_to_partner(state.source, &state.kind) {
             continue;
         }
         let sim = SimEntity {
@@ -422,7 +434,7 @@ fn partner(cx: &mut Context<'_>) {
             kind: state.kind,
             id: state.entity_id.clone(),
         };
-        let partner_key = (sim.instance.clone(), sim.kind.to_owned(), sim.id.clone());
+        let partner_key = (sim.instance.clone(), sim.kind.to_string(), sim.id.clone());
         let current: Value = serde_json::from_str(&state.state_json).expect("states are JSON");
         let problem = match held.get(&partner_key) {
             None => Some("the partner never heard of it".to_owned()),
@@ -515,11 +527,11 @@ fn pulled(cx: &mut Context<'_>) {
     };
     let mut violations = Vec::new();
     for instance in &cx.world.plan.instances {
-        let kept = |kind: &'static str, id: String| {
+        let kept = |kind: revel::Entity, id: String| {
             let entity = SimEntity {
                 source: "revel",
                 instance: instance.clone(),
-                kind,
+                kind: kind.kind(),
                 id,
             };
             let version = cx
@@ -543,7 +555,7 @@ fn pulled(cx: &mut Context<'_>) {
                 let at = order["updated_date"]
                     .as_str()
                     .and_then(parse_timestamp_micros);
-                let (entity, version) = kept("order", uuid);
+                let (entity, version) = kept(revel::Entity::Order, uuid);
                 if version < at && !cx.stream_parked(&entity) {
                     violations.push(format!(
                         "reconcile: order {} finalized at {at:?} is kept at {version:?}",
@@ -557,7 +569,10 @@ fn pulled(cx: &mut Context<'_>) {
                 .dead_groups
                 .contains(&format!("catalog:revel:{instance}"))
         {
-            for (resource, kind) in [("Product", "product"), ("Modifier", "modifier")] {
+            for (resource, kind) in [
+                ("Product", revel::Entity::Product),
+                ("Modifier", revel::Entity::Modifier),
+            ] {
                 for object in cx.world.revel.objects(instance, resource) {
                     let at = object["updated_date"]
                         .as_str()

@@ -396,7 +396,7 @@ mod tests {
             &instance,
             "customer.updated",
             &EventKey::parse("revel:alpha:customer.updated:x").unwrap(),
-            &EntityKey::new("revel", &instance, "customer", id).unwrap(),
+            &EntityKey::new("revel", &instance, vendors::revel::Entity::Customer, id).unwrap(),
             &Rank::new(version, false, "aa"),
         )
     }

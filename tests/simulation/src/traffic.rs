@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use domain::ids::{EntityKey, InstanceName};
+use domain::sources::EntityKind;
 use ports::queue::JobKind;
 use serde_json::{json, Value};
 use time::macros::{datetime, format_description};
@@ -92,7 +93,7 @@ impl Retries {
 pub struct SimEntity {
     pub source: &'static str,
     pub instance: String,
-    pub kind: &'static str,
+    pub kind: EntityKind,
     pub id: String,
 }
 
@@ -146,7 +147,7 @@ impl Meaning {
     fn change(
         source: &'static str,
         instance: &str,
-        kind: &'static str,
+        kind: impl Into<EntityKind>,
         id: impl Into<String>,
         version: Version,
     ) -> Self {
@@ -154,7 +155,7 @@ impl Meaning {
             entity: SimEntity {
                 source,
                 instance: instance.to_owned(),
-                kind,
+                kind: kind.into(),
                 id: id.into(),
             },
             version,
@@ -351,7 +352,7 @@ impl Planner<'_> {
                     Meaning::change(
                         "revel",
                         instance,
-                        "order",
+                        vendors::revel::Entity::Order,
                         uuid.clone(),
                         Version::At(updated),
                     ),
@@ -418,7 +419,7 @@ impl Planner<'_> {
             Meaning::change(
                 "revel",
                 instance,
-                "customer",
+                vendors::revel::Entity::Customer,
                 uuid.to_owned(),
                 Version::At(updated),
             ),
@@ -463,7 +464,13 @@ impl Planner<'_> {
                         body.to_string().into_bytes(),
                         headers,
                         sends,
-                        Meaning::change("revel", instance, "item_stock", id, Version::Receipt),
+                        Meaning::change(
+                            "revel",
+                            instance,
+                            vendors::revel::Entity::ItemStock,
+                            id,
+                            Version::Receipt,
+                        ),
                         !with_id,
                     );
                     instock = !instock;
@@ -512,7 +519,13 @@ impl Planner<'_> {
                 br#"{"event":"menu.updated"}"#.to_vec(),
                 headers,
                 sends,
-                Meaning::change("revel", instance, "menu", id, Version::Receipt),
+                Meaning::change(
+                    "revel",
+                    instance,
+                    vendors::revel::Entity::Menu,
+                    id,
+                    Version::Receipt,
+                ),
                 true,
             );
         }
@@ -577,7 +590,7 @@ impl Planner<'_> {
                     Meaning::change(
                         "winesitting",
                         instance,
-                        "order",
+                        vendors::winesitting::Entity::Order,
                         id.to_string(),
                         Version::At(millis * 1000),
                     ),
@@ -615,7 +628,7 @@ impl Planner<'_> {
                         entity: SimEntity {
                             source: "vinesos",
                             instance: instance.to_owned(),
-                            kind: "vos_customer",
+                            kind: vendors::vinesos::Entity::Customer.kind(),
                             id: id.clone(),
                         },
                         version: Version::At(occurred),
@@ -655,7 +668,7 @@ impl Planner<'_> {
                         entity: SimEntity {
                             source: "vinesos",
                             instance: instance.to_owned(),
-                            kind: "vos_order",
+                            kind: vendors::vinesos::Entity::Order.kind(),
                             id: id.clone(),
                         },
                         version: Version::At(occurred),

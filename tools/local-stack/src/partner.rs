@@ -60,19 +60,22 @@ fn detail(kind: &serde_json::Value, state: &serde_json::Value) -> Option<String>
         serde_json::Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    match kind.as_str()? {
-        pipeline::worker::INVENTORY_SOLD => Some(format!(
+    let kind = kind.as_str()?;
+    if kind == pipeline::worker::INVENTORY_SOLD {
+        Some(format!(
             "{} sold of product {} at establishment {}",
             plain("quantity_sold"),
             plain("product_id"),
             plain("establishment_id")
-        )),
-        vendors::revel::REWARDS_CARD => Some(format!(
+        ))
+    } else if kind == vendors::revel::Entity::RewardsCard.kind() {
+        Some(format!(
             "card {} at {} points",
             plain("number"),
             plain("current_points")
-        )),
-        _ => None,
+        ))
+    } else {
+        None
     }
 }
 

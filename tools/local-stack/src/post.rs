@@ -276,7 +276,7 @@ impl Observer {
                 ),
             ),
             FollowUp::SyncEntity => {
-                match newest(&self.partner, &record.instance, change.kind, &change.id) {
+                match newest(&self.partner, &record.instance, &change.kind, &change.id) {
                     Some(got) if got.revision >= entity.revision => {
                         match self.order_extras(&record.instance, reading.source, &entity).await? {
                             Ok(extra) => Progress::Done(
@@ -304,7 +304,7 @@ impl Observer {
                 Reached::Revel,
                 format!("{about}: applied to Revel (its API stand-in); it came from the partner, so nothing goes back to it"),
             ),
-            FollowUp::ApplyToRevel => match pending::batched_kind(change.kind) {
+            FollowUp::ApplyToRevel => match pending::batched(change.kind.as_str()) {
                 Some(kind) => self.end_of_day(&record.instance, kind, &change.id, &entity, &about).await?,
                 None => Progress::Waiting(format!("{about}: the worker, applying it to Revel")),
             },
@@ -327,7 +327,7 @@ impl Observer {
         order: &StoredEntity,
     ) -> Result<Result<String, String>, Error> {
         use vendors::revel;
-        if source != revel::NAME || order.kind != "order" {
+        if source != revel::NAME || order.kind != revel::Entity::Order.kind() {
             return Ok(Ok(String::new()));
         }
         let state: Value = serde_json::from_str(&order.state_json)?;
@@ -335,7 +335,7 @@ impl Observer {
         if let Some(card) = revel::rewards_card_of_order(&state) {
             let key = EntityKey::new(source, instance, card.kind, &card.id)?;
             let kept = self.entities.get(&key).await?;
-            match (kept, newest(&self.partner, instance, card.kind, &card.id)) {
+            match (kept, newest(&self.partner, instance, &card.kind, &card.id)) {
                 (Some(kept), Some(got)) if got.revision >= kept.revision => heard.push(format!(
                     "its rewards card {} (revision {}: {})",
                     card.id,
@@ -381,7 +381,7 @@ impl Observer {
     async fn end_of_day(
         &self,
         instance: &InstanceName,
-        kind: &'static str,
+        kind: vendors::vinesos::Entity,
         id: &str,
         entity: &StoredEntity,
         about: &str,
@@ -529,7 +529,11 @@ impl Observer {
     /// The catalog objects (Revel's products, modifiers) of `instance` the
     /// entities table holds.
     async fn catalog_entities(&self, instance: &InstanceName) -> Result<Vec<StoredEntity>, Error> {
-        let kinds: Vec<&str> = CATALOG.resources.iter().map(|(_, kind)| *kind).collect();
+        let kinds: Vec<&str> = CATALOG
+            .resources
+            .iter()
+            .map(|(_, kind)| kind.kind().as_str())
+            .collect();
         self.revel_entities(instance, &kinds).await
     }
 

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use vendors::revel;
 
 use http::HeaderMap;
 use serde_json::json;
@@ -45,7 +46,7 @@ async fn stored(memory: &MemoryAws, receiver: &Receiver, body: &str) -> EventRec
     memory.events.get(&event_key).await.unwrap().unwrap()
 }
 
-fn entity_key(kind: &str, id: &str) -> EntityKey {
+fn entity_key(kind: revel::Entity, id: &str) -> EntityKey {
     EntityKey::new("revel", &InstanceName::parse("demo").unwrap(), kind, id).unwrap()
 }
 
@@ -83,7 +84,7 @@ async fn a_new_record_keeps_its_entity_without_card_data_then_queues_its_follow_
         1,
         "SQS FIFO drops the repeat in its window"
     );
-    let key = entity_key("customer", "c-1");
+    let key = entity_key(revel::Entity::Customer, "c-1");
     assert_eq!(state(&memory, &key)["first_name"], "Ann");
     assert!(state(&memory, &key).get("cc_last_4_digits").is_none());
     let job = memory.queue.jobs.lock().unwrap()[0].clone();
@@ -110,7 +111,7 @@ async fn a_queue_failure_after_the_entity_write_is_completed_by_the_retry() {
     assert_eq!(
         memory
             .entities
-            .get(&entity_key("customer", "c-1"))
+            .get(&entity_key(revel::Entity::Customer, "c-1"))
             .unwrap()
             .revision,
         1
@@ -157,7 +158,7 @@ async fn an_older_change_arriving_late_leaves_the_newer_state_and_queues_nothing
         }
     );
     assert_eq!(
-        state(&memory, &entity_key("customer", "c-1"))["first_name"],
+        state(&memory, &entity_key(revel::Entity::Customer, "c-1"))["first_name"],
         "New"
     );
     assert_eq!(memory.queue.len(), 1);
@@ -169,7 +170,7 @@ async fn out_in_out_ends_out_as_three_changes_while_a_repeat_in_between_changes_
     let receiver = revel(&memory, RevelEventType::StockChanged);
     let out = r#"{"id": 7, "instock": false, "type": "product"}"#;
     let back_in = r#"{"id": 7, "instock": true, "type": "product"}"#;
-    let key = entity_key("item_stock", "product:7");
+    let key = entity_key(revel::Entity::ItemStock, "product:7");
     let processor = memory.processor();
     let mut upserts = Vec::new();
     for body in [out, out, back_in, out] {
@@ -203,7 +204,7 @@ async fn a_repeat_of_a_state_already_delivered_queues_no_job() {
     let processor = memory.processor();
     let first = stored(&memory, &receiver, out).await;
     processor.process(&first).await.unwrap();
-    let key = entity_key("item_stock", "product:7");
+    let key = entity_key(revel::Entity::ItemStock, "product:7");
     memory.entities.mark_delivered(&key, 1).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let repeat = stored(&memory, &receiver, out).await;
@@ -261,7 +262,7 @@ async fn an_amendment_and_a_cancellation_of_the_same_second_end_cancelled_in_eit
         let key = EntityKey::new(
             "booking",
             &InstanceName::parse("tours").unwrap(),
-            "booking",
+            vendors::booking::Entity::Booking,
             "B-1",
         )
         .unwrap();
@@ -374,7 +375,7 @@ async fn a_replayed_quarantine_that_the_code_now_understands_is_applied_once() {
     assert_eq!(
         memory
             .entities
-            .get(&entity_key("customer", "c-1"))
+            .get(&entity_key(revel::Entity::Customer, "c-1"))
             .unwrap()
             .revision,
         1
@@ -409,7 +410,7 @@ async fn a_record_once_quarantined_for_a_header_naming_another_type_is_applied_o
 
     replay_as_once_quarantined(&memory, &event_key, "event_type_mismatch").await;
 
-    let key = entity_key("customer", "c-1");
+    let key = entity_key(revel::Entity::Customer, "c-1");
     assert_eq!(memory.entities.get(&key).unwrap().revision, 1);
     assert_eq!(state(&memory, &key)["first_name"], "Ann");
     assert_eq!(memory.queue.len(), 1);
@@ -450,7 +451,7 @@ async fn an_orders_reward_data_updates_its_rewards_card_newest_wins_by_the_cards
     let older = stored(&memory, &cards, &card(120, "2016-04-13T17:00:00+00:00")).await;
     let newer = stored(&memory, &cards, &card(90, "2016-04-13T18:00:00+00:00")).await;
     let processor = memory.processor();
-    let key = entity_key("rewards_card", "15");
+    let key = entity_key(revel::Entity::RewardsCard, "15");
 
     processor.process(&older).await.unwrap();
     processor.process(&order).await.unwrap();
@@ -461,7 +462,7 @@ async fn an_orders_reward_data_updates_its_rewards_card_newest_wins_by_the_cards
         "the order's card is newer"
     );
     assert_eq!(memory.entities.get(&key).unwrap().revision, 2);
-    let order_key = entity_key("order", "c3d0ad74-1737-42c3-a352-4a45449a67af");
+    let order_key = entity_key(revel::Entity::Order, "c3d0ad74-1737-42c3-a352-4a45449a67af");
     assert_eq!(
         queued(&memory),
         [
@@ -504,7 +505,7 @@ async fn an_order_arriving_after_a_newer_card_webhook_leaves_the_card_as_the_web
     stored(&memory, &orders, SEED_ORDER).await;
     memory.process_stream().await;
 
-    let key = entity_key("rewards_card", "15");
+    let key = entity_key(revel::Entity::RewardsCard, "15");
     assert_eq!(state(&memory, &key)["current_points"], 90);
     assert_eq!(memory.entities.get(&key).unwrap().revision, 1);
     let card_jobs = queued(&memory)
@@ -528,7 +529,10 @@ async fn an_order_that_sold_no_product_queues_no_stock_job() {
     memory.process_stream().await;
     assert_eq!(
         queued(&memory),
-        [(JobKind::SyncEntity, entity_key("order", "o-1").to_string())]
+        [(
+            JobKind::SyncEntity,
+            entity_key(revel::Entity::Order, "o-1").to_string()
+        )]
     );
 }
 
@@ -657,7 +661,7 @@ mod stream {
         );
         assert!(memory
             .entities
-            .get(&entity_key("customer", "c-1"))
+            .get(&entity_key(revel::Entity::Customer, "c-1"))
             .unwrap()
             .state
             .state_json
@@ -665,7 +669,7 @@ mod stream {
         let retried = super::super::stream::handle_batch(&processor, event).await;
         assert!(retried.batch_item_failures.is_empty());
         assert_eq!(
-            state(&memory, &entity_key("customer", "c-1"))["first_name"],
+            state(&memory, &entity_key(revel::Entity::Customer, "c-1"))["first_name"],
             "B"
         );
     }

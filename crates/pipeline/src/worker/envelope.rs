@@ -5,9 +5,11 @@ use serde_json::json;
 
 use domain::idempotency::sha256_hex;
 use domain::ids::EntityKey;
+use domain::sources::EntityKind;
 
-/// The kind of the entity recording an order's stock changes sent.
-pub const INVENTORY_SOLD: &str = "inventory_sold";
+/// The kind of the entity recording an order's stock changes sent: the
+/// pipeline's own, kept under Revel's source beside the order.
+pub const INVENTORY_SOLD: EntityKind = EntityKind::new("inventory_sold");
 
 /// A stable message id per entity revision: the partner can drop a repeat.
 pub fn message_id(key: &EntityKey, revision: u64) -> String {

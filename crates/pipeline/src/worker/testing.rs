@@ -18,10 +18,12 @@ use crate::sync::Syncer;
 use domain::clock::Clock;
 use domain::idempotency::sha256_hex;
 use domain::ids::{EntityKey, InstanceName};
+use domain::sources::EntityKind;
 use ports::queue::{InFlightJobs, JobKind, JobMessage, QueueDefaults, ReceivedJob};
 use ports::secrets::SecretCache;
 use ports::store::{EntityStore, EntityUpsert, Rank};
 use ports::sync_state::CallBudget;
+use vendors::revel;
 use vendors::revel::api::{RevelApi, RevelApiConfig, RevelResources};
 use vendors::revel::{Revel, RevelEventType};
 use vendors::vinesos::downstream::{DeliveryError, Downstream, Partner, SigningSecret};
@@ -138,7 +140,7 @@ pub fn worker(entities: Arc<MemoryEntities>, downstream: Option<Downstream>) -> 
 pub async fn entity(entities: &MemoryEntities, id: &str, version: i64) -> EntityKey {
     kept(
         entities,
-        ("revel", "customer", id),
+        ("revel", revel::Entity::Customer, id),
         version,
         serde_json::json!({}),
     )
@@ -148,11 +150,12 @@ pub async fn entity(entities: &MemoryEntities, id: &str, version: i64) -> Entity
 /// Keeps `state` as entity (source, kind, id) of instance `demo` at `version`.
 pub async fn kept(
     entities: &MemoryEntities,
-    (source, kind, id): (&'static str, &'static str, &str),
+    (source, kind, id): (&'static str, impl Into<EntityKind>, &str),
     version: i64,
     state: serde_json::Value,
 ) -> EntityKey {
     let instance = InstanceName::parse("demo").unwrap();
+    let kind = kind.into();
     let key = EntityKey::new(source, &instance, kind, id).unwrap();
     let state_json = state.to_string();
     let sha = sha256_hex(state_json.as_bytes());

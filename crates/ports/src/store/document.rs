@@ -12,6 +12,7 @@ use super::{EntityStore, EntityUpsert, Rank, Upserted};
 use domain::error::DependencyError;
 use domain::idempotency::sha256_hex;
 use domain::ids::{EntityKey, EventKey, InstanceName};
+use domain::sources::EntityKind;
 
 /// How often a change is tried again on what another writer wrote.
 const CAS_ATTEMPTS: usize = 8;
@@ -22,7 +23,7 @@ pub struct EntityDocument<'a> {
     key: EntityKey,
     source: &'static str,
     instance: InstanceName,
-    kind: &'static str,
+    kind: EntityKind,
     id: String,
     /// Named on each write as the entity's last event.
     writer: EventKey,
@@ -34,7 +35,7 @@ impl<'a> EntityDocument<'a> {
         entities: &'a dyn EntityStore,
         source: &'static str,
         instance: &InstanceName,
-        kind: &'static str,
+        kind: EntityKind,
         id: String,
         writer: &str,
     ) -> Result<Self, DependencyError> {

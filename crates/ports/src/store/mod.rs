@@ -14,6 +14,7 @@ use flate2::Compression;
 
 use domain::error::DependencyError;
 use domain::ids::{EntityKey, EventKey, InstanceName};
+use domain::sources::EntityKind;
 
 pub use record::{BodyEncoding, EventRecord, EventStatus, Origin};
 
@@ -142,7 +143,7 @@ pub struct EntityUpsert {
     pub key: EntityKey,
     pub source: &'static str,
     pub instance: InstanceName,
-    pub kind: &'static str,
+    pub kind: EntityKind,
     pub entity_id: String,
     pub rank: Rank,
     pub state_json: String,
@@ -271,11 +272,12 @@ mod tests {
 
     fn change(version: i64, sha: &str) -> EntityUpsert {
         let instance = InstanceName::parse("demo").unwrap();
+        let item_stock = EntityKind::new("item_stock");
         EntityUpsert {
-            key: EntityKey::new("revel", &instance, "item_stock", "p:1").unwrap(),
+            key: EntityKey::new("revel", &instance, item_stock, "p:1").unwrap(),
             source: "revel",
             instance,
-            kind: "item_stock",
+            kind: item_stock,
             entity_id: "p:1".into(),
             rank: Rank::new(version, false, sha),
             state_json: "{}".into(),

@@ -119,11 +119,14 @@ impl EventKind for RevelEventType {
         match self {
             Self::OrderFinalized => order(body),
             Self::CustomerCreated | Self::CustomerUpdated => {
-                dated_entity(body, "customer", "uuid", Reason::MissingCustomerUuid)
+                dated_entity(body, Entity::Customer, "uuid", Reason::MissingCustomerUuid)
             }
-            Self::RewardCardCreated => {
-                dated_entity(body, "rewards_card", "id", Reason::MissingRewardsCardId)
-            }
+            Self::RewardCardCreated => dated_entity(
+                body,
+                Entity::RewardsCard,
+                "id",
+                Reason::MissingRewardsCardId,
+            ),
             Self::StockChanged => stock(body, establishment),
             Self::MenuUpdated => menu(body, establishment),
         }
@@ -186,7 +189,7 @@ fn order(body: Value) -> Result<Interpretation, Malformed> {
     Ok(Interpretation {
         identity: Identity::Business(format!("{uuid}@{key_micros}")),
         entity: Some(EntityChange {
-            kind: "order",
+            kind: Entity::Order.kind(),
             id: uuid,
             version,
             ends_entity: false,
@@ -196,8 +199,25 @@ fn order(body: Value) -> Result<Interpretation, Malformed> {
     })
 }
 
-/// The entity kind of a rewards card, from its webhook or from an order.
-pub const REWARDS_CARD: &str = "rewards_card";
+domain::entities! {
+    /// What Revel's entities are: those its webhooks carry and those the
+    /// pulls and the partner's changes keep.
+    pub enum Entity {
+        Order => "order",
+        Customer => "customer",
+        /// From its webhook or from an order's `gift_reward_data`.
+        RewardsCard => "rewards_card",
+        /// A product's availability per establishment (`stock.changed`).
+        ItemStock => "item_stock",
+        /// That the menu changed, per establishment (`menu.updated`).
+        Menu => "menu",
+        Product => "product",
+        Modifier => "modifier",
+        Event => "event",
+        /// A product's current stock (`CurrentStock`).
+        Inventory => "inventory",
+    }
+}
 
 /// The rewards card an order reports on: `orderInfo.gift_reward_data` (kept
 /// parsed in the order's state) is the card as the order left it (points
@@ -230,7 +250,7 @@ pub fn rewards_card_of_order(order_state: &Value) -> Option<EntityChange> {
     let mut state = card.clone();
     strip_payment_card_fields(&mut state);
     Some(EntityChange {
-        kind: REWARDS_CARD,
+        kind: Entity::RewardsCard.kind(),
         id,
         version,
         ends_entity: false,
@@ -306,7 +326,7 @@ pub fn order_establishment(order_state: &Value) -> Option<String> {
 /// Customer and RewardsCard: a flat record with an id and `updated_date`.
 fn dated_entity(
     body: Value,
-    kind: &'static str,
+    kind: Entity,
     id_name: &str,
     missing: Reason,
 ) -> Result<Interpretation, Malformed> {
@@ -317,7 +337,7 @@ fn dated_entity(
     Ok(Interpretation {
         identity: Identity::Business(format!("{id}@{key_micros}")),
         entity: Some(EntityChange {
-            kind,
+            kind: kind.kind(),
             id,
             version,
             ends_entity: false,
@@ -359,7 +379,7 @@ fn stock(body: Value, establishment: Option<&str>) -> Result<Interpretation, Mal
     Ok(Interpretation {
         identity: Identity::PerRequest,
         entity: Some(EntityChange {
-            kind: "item_stock",
+            kind: Entity::ItemStock.kind(),
             id: per_establishment(establishment, format!("{item_type}:{id}"))?,
             version: Version::ReceiptOrder,
             ends_entity: false,
@@ -383,7 +403,7 @@ fn menu(body: Value, establishment: Option<&str>) -> Result<Interpretation, Malf
     Ok(Interpretation {
         identity: Identity::PerRequest,
         entity: Some(EntityChange {
-            kind: "menu",
+            kind: Entity::Menu.kind(),
             id: per_establishment(establishment, "current".to_owned())?,
             version: Version::ReceiptOrder,
             ends_entity: false,
@@ -642,7 +662,10 @@ mod tests {
     ) {
         let card = rewards_card_of_order(&seed_order_state()).unwrap();
 
-        assert_eq!((card.kind, card.id.as_str()), (REWARDS_CARD, "15"));
+        assert_eq!(
+            (card.kind, card.id.as_str()),
+            (Entity::RewardsCard.kind(), "15")
+        );
         assert_eq!(
             card.version,
             Version::UpdatedAt(

@@ -9,9 +9,6 @@ use domain::sources::{
 };
 use serde_json::{json, Value};
 
-/// The entity kind a request is kept as.
-pub const REQUEST_KIND: &str = "vos_inventory_request";
-
 /// At most this many products in one request; more is quarantined.
 pub const MAX_PRODUCTS_PER_REQUEST: usize = 100;
 
@@ -30,7 +27,7 @@ pub fn interpret(
     Ok(Interpretation {
         identity: Identity::Business(event_id.to_owned()),
         entity: Some(EntityChange {
-            kind: REQUEST_KIND,
+            kind: super::Entity::InventoryRequest.kind(),
             id: event_id.to_owned(),
             version: Version::UpdatedAt(occurred_at_micros),
             ends_entity: false,
@@ -88,7 +85,10 @@ mod tests {
         assert_eq!(meaning.identity, Identity::Business("evt_9".into()));
         assert_eq!(meaning.follow_up, FollowUp::InventoryRequest);
         let entity = meaning.entity.unwrap();
-        assert_eq!((entity.kind, entity.id.as_str()), (REQUEST_KIND, "evt_9"));
+        assert_eq!(
+            (entity.kind.as_str(), entity.id.as_str()),
+            ("vos_inventory_request", "evt_9")
+        );
         assert_eq!(entity.version, Version::UpdatedAt(1_000));
         assert_eq!(entity.state, json!({"revel_product_ids": [5, 6, 7, 12]}));
         let one = interpret("evt_1", 1, Some(&json!({"revel_product_id": "42"}))).unwrap();

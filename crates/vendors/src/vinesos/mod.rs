@@ -108,21 +108,34 @@ impl VinesOsEvent {
     }
 
     /// The kind of entity whose state the event carries.
-    pub fn entity_kind(self) -> &'static str {
+    pub fn entity(self) -> Entity {
         match self {
-            Self::CustomerCreated => "vos_customer",
             // A member is a customer: one entity, one message group, one
             // version line, so a created and an updated never race.
-            Self::MemberUpdated => "vos_customer",
-            Self::OrderAdded => "vos_order",
-            Self::InventoryChanged => "vos_inventory",
-            Self::RewardChanged => "vos_reward",
-            Self::ProductChanged => "vos_product",
-            Self::EventChanged => "vos_event",
-            // Each request is kept as its own entity (its id is the
-            // envelope's), so its job can read the products it names.
-            Self::InventoryRequested => inventory_search::REQUEST_KIND,
+            Self::CustomerCreated | Self::MemberUpdated => Entity::Customer,
+            Self::OrderAdded => Entity::Order,
+            Self::InventoryChanged => Entity::Inventory,
+            Self::RewardChanged => Entity::Reward,
+            Self::ProductChanged => Entity::Product,
+            Self::EventChanged => Entity::Event,
+            Self::InventoryRequested => Entity::InventoryRequest,
         }
+    }
+}
+
+domain::entities! {
+    /// What the partner's entities are, as the bundle keeps them (prefixed,
+    /// so they never share a key with Revel's entity of the same name).
+    pub enum Entity {
+        Customer => "vos_customer",
+        Order => "vos_order",
+        Inventory => "vos_inventory",
+        Reward => "vos_reward",
+        Product => "vos_product",
+        Event => "vos_event",
+        /// Each `inventory.requested` is kept as its own entity (its id is
+        /// the envelope's), so its job can read the products it names.
+        InventoryRequest => "vos_inventory_request",
     }
 }
 
@@ -232,7 +245,7 @@ impl EventKind for VinesOsEvent {
         Ok(Interpretation {
             identity: Identity::Business(event_id.to_owned()),
             entity: Some(EntityChange {
-                kind: self.entity_kind(),
+                kind: self.entity().kind(),
                 id,
                 version: Version::UpdatedAt(micros),
                 ends_entity: false,
@@ -399,7 +412,7 @@ mod tests {
             assert_eq!(meaning.identity, Identity::Business("evt_1".into()));
             assert_eq!(meaning.follow_up, FollowUp::ApplyToRevel);
             let entity = meaning.entity.unwrap();
-            assert_eq!(entity.kind, event.entity_kind());
+            assert_eq!(entity.kind, event.entity().kind());
             assert_eq!(entity.id, "d-1");
             assert_eq!(entity.version, Version::UpdatedAt(micros));
             assert_eq!(
@@ -421,7 +434,7 @@ mod tests {
         assert_eq!(meaning.follow_up, FollowUp::InventoryRequest);
         let entity = meaning.entity.unwrap();
         assert_eq!(
-            (entity.kind, entity.id.as_str()),
+            (entity.kind.as_str(), entity.id.as_str()),
             ("vos_inventory_request", "evt_8")
         );
         assert_eq!(

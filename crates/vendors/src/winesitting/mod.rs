@@ -67,11 +67,19 @@ impl ObjectType {
         }
     }
 
-    fn entity_kind(self) -> &'static str {
+    fn entity(self) -> Entity {
         match self {
-            Self::Order => "order",
-            Self::Putaway => "putaway",
+            Self::Order => Entity::Order,
+            Self::Putaway => Entity::Putaway,
         }
+    }
+}
+
+domain::entities! {
+    /// What WineSitting's entities are: one per object type it sends.
+    pub enum Entity {
+        Order => "order",
+        Putaway => "putaway",
     }
 }
 
@@ -152,7 +160,7 @@ impl EventKind for WineSittingEvent {
                 operation.name()
             )),
             entity: Some(EntityChange {
-                kind: object_type.entity_kind(),
+                kind: object_type.entity().kind(),
                 id,
                 version: Version::UpdatedAt(micros),
                 ends_entity: false,

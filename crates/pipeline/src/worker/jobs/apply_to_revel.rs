@@ -64,6 +64,7 @@ mod tests {
     use crate::worker::Worker;
     use domain::clock::TokioClock;
     use ports::queue::JobKind;
+    use vendors::vinesos;
 
     /// A worker applying to `revel` on tokio's clock from `start`, its
     /// failures put off and parked in `fifo`; the job of one partner
@@ -75,7 +76,7 @@ mod tests {
     ) -> (Worker, Arc<MemoryFifo>, String) {
         let entities = Arc::new(MemoryEntities::default());
         let data = json!({"first_name": "Ada", "email": "ada@example.com"});
-        let key = partner_change(&entities, "vos_customer", "C-1", 1, data).await;
+        let key = partner_change(&entities, vinesos::Entity::Customer, "C-1", 1, data).await;
         let fifo = fifo();
         let worker = Parts {
             secrets,

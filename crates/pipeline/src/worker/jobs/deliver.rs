@@ -85,6 +85,7 @@ mod tests {
     use crate::worker::testing::*;
     use ports::queue::{JobMessage, MAX_VISIBILITY_TIMEOUT};
     use ports::store::EntityStore;
+    use vendors::winesitting;
 
     #[tokio::test]
     async fn a_version_already_delivered_is_not_sent_again() {
@@ -140,7 +141,7 @@ mod tests {
         let entities = Arc::new(MemoryEntities::default());
         let key = kept(
             &entities,
-            ("winesitting", "order", "42"),
+            ("winesitting", winesitting::Entity::Order, "42"),
             7,
             serde_json::json!({"id": 42, "status": "in_progress"}),
         )

@@ -82,7 +82,7 @@ impl InventorySold {
                 event_type: "revel.inventory.sold".to_owned(),
                 source: REVEL.as_str(),
                 instance: instance.as_str(),
-                kind: INVENTORY_SOLD,
+                kind: INVENTORY_SOLD.as_str(),
                 id: &id,
                 version: sold.rank.version,
                 revision: sold.revision,
@@ -182,10 +182,11 @@ mod tests {
     use std::sync::Arc;
 
     use crate::worker::testing::*;
-    use crate::worker::{message_id_of_part, JobError, INVENTORY_SOLD};
+    use crate::worker::{message_id_of_part, JobError};
     use domain::ids::EntityKey;
     use ports::queue::{JobKind, JobMessage};
     use vendors::vinesos::downstream::DeliveryError;
+    use vendors::{revel, winesitting};
 
     /// An order of instance `demo` as the processor keeps it, selling
     /// `items` at establishment 1.
@@ -211,7 +212,13 @@ mod tests {
             {"product": "/resources/Product/7/", "quantity": 1, "voided_by": "/enterprise/User/5/"},
             {"product": null, "quantity": 1},
         ]);
-        let order = kept(&entities, ("revel", "order", "o-1"), 1, order_state(items)).await;
+        let order = kept(
+            &entities,
+            ("revel", revel::Entity::Order, "o-1"),
+            1,
+            order_state(items),
+        )
+        .await;
         let partner = Arc::new(MemoryPartner::default());
         let worker = delivering(entities.clone(), partner.clone());
 
@@ -252,13 +259,13 @@ mod tests {
         let recorded = EntityKey::parse("revel:demo:inventory_sold:o-1").unwrap();
         assert_eq!(sent[0].0, message_id_of_part(&recorded, "5"));
         assert_eq!(sent[1].0, message_id_of_part(&recorded, "9"));
-        assert_eq!(sent[0].1["data"]["kind"], INVENTORY_SOLD);
+        assert_eq!(sent[0].1["data"]["kind"], "inventory_sold");
         assert_eq!(sent[0].1["data"]["state"]["order_id"], 417);
 
         // A later version of the order sells no more: its stock changes went.
         kept(
             &entities,
-            ("revel", "order", "o-1"),
+            ("revel", revel::Entity::Order, "o-1"),
             2,
             order_state(serde_json::json!([{"product": "/resources/Product/5/", "quantity": 4}])),
         )
@@ -272,7 +279,13 @@ mod tests {
         use ports::sync_state::EchoLog;
         let entities = Arc::new(MemoryEntities::default());
         let items = serde_json::json!([{"product": 5, "quantity": 2}]);
-        let order = kept(&entities, ("revel", "order", "o-1"), 1, order_state(items)).await;
+        let order = kept(
+            &entities,
+            ("revel", revel::Entity::Order, "o-1"),
+            1,
+            order_state(items),
+        )
+        .await;
         let partner = Arc::new(MemoryPartner::default());
         let echoes = Arc::new(ports::fakes::MemoryEchoes::default());
         let mut worker = delivering(entities.clone(), partner.clone());
@@ -287,7 +300,7 @@ mod tests {
         // the partner; the stock it sold still does not.
         kept(
             &entities,
-            ("revel", "order", "o-1"),
+            ("revel", revel::Entity::Order, "o-1"),
             2,
             order_state(serde_json::json!([{"product": 5, "quantity": 3}])),
         )
@@ -312,7 +325,7 @@ mod tests {
         let mut state = order_state(serde_json::json!([{"product": 5, "quantity": 2}]));
         state["order"]["external_sync"] = serde_json::json!("vinesos:O-9");
         // No echo recorded: Revel changed the order's date after the write.
-        let order = kept(&entities, ("revel", "order", "o-1"), 7, state).await;
+        let order = kept(&entities, ("revel", revel::Entity::Order, "o-1"), 7, state).await;
         let partner = Arc::new(MemoryPartner::default());
         let worker = delivering(entities.clone(), partner.clone());
 
@@ -322,7 +335,7 @@ mod tests {
         // A Revel order linked by another integration is Revel's own sale.
         let mut theirs = order_state(serde_json::json!([{"product": 5, "quantity": 2}]));
         theirs["order"]["external_sync"] = serde_json::json!("shopify:77");
-        let other = kept(&entities, ("revel", "order", "o-2"), 7, theirs).await;
+        let other = kept(&entities, ("revel", revel::Entity::Order, "o-2"), 7, theirs).await;
         worker.run(&sold_job(&other), soon()).await.unwrap();
         assert_eq!(partner.sent().len(), 1);
     }
@@ -335,7 +348,13 @@ mod tests {
             {"product": 5, "quantity": 1},
             {"product": 9, "quantity": 2},
         ]);
-        let order = kept(&entities, ("revel", "order", "o-1"), 1, order_state(items)).await;
+        let order = kept(
+            &entities,
+            ("revel", revel::Entity::Order, "o-1"),
+            1,
+            order_state(items),
+        )
+        .await;
         let partner = Arc::new(MemoryPartner {
             fail_at: Some(1),
             ..MemoryPartner::default()
@@ -350,7 +369,7 @@ mod tests {
         // The order changes before the retry: what was recorded is what goes.
         kept(
             &entities,
-            ("revel", "order", "o-1"),
+            ("revel", revel::Entity::Order, "o-1"),
             2,
             order_state(serde_json::json!([{"product": 5, "quantity": 10}])),
         )
@@ -381,7 +400,13 @@ mod tests {
     async fn stock_changes_the_partner_cannot_take_now_come_back_after_the_backoff() {
         let entities = Arc::new(MemoryEntities::default());
         let items = serde_json::json!([{"product": 5, "quantity": 1}]);
-        let order = kept(&entities, ("revel", "order", "o-1"), 1, order_state(items)).await;
+        let order = kept(
+            &entities,
+            ("revel", revel::Entity::Order, "o-1"),
+            1,
+            order_state(items),
+        )
+        .await;
         let partner = Arc::new(MemoryPartner {
             fail_at: Some(0),
             ..MemoryPartner::default()
@@ -409,7 +434,7 @@ mod tests {
         let entities = Arc::new(MemoryEntities::default());
         let theirs = kept(
             &entities,
-            ("winesitting", "order", "42"),
+            ("winesitting", winesitting::Entity::Order, "42"),
             1,
             serde_json::json!({}),
         )

@@ -51,6 +51,7 @@ use domain::clock::Clock;
 use domain::error::DependencyError;
 use domain::idempotency::sha256_hex;
 use domain::ids::{EntityKey, InstanceName};
+use domain::sources::EntityKind;
 use ports::queue::{JobKind, JobMessage, JobQueue, QueuedJob};
 use ports::secrets::InstanceSecrets;
 use ports::store::document::EntityDocument;
@@ -59,8 +60,9 @@ use ports::sync_state::OnDemandAllowance;
 use vendors::revel::api::ApiCredentials;
 use vendors::vinesos;
 
-/// The entity kind of an instance's pending set.
-pub const PENDING_KIND: &str = "vos_inventory_pending";
+/// The entity kind of an instance's pending set: the pipeline's own, kept
+/// under the partner's source beside the requests it gathers.
+pub const PENDING_KIND: EntityKind = EntityKind::new("vos_inventory_pending");
 
 /// The one pending set of an instance.
 const PENDING_ID: &str = "products";

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use tokio::time::Instant;
 
 use crate::apply::{Applier, ApplyError};
-use crate::pending::{PendingIndex, BATCHED_KINDS, SHARDS};
+use crate::pending::{PendingIndex, BATCHED, SHARDS};
 use crate::sync::StopReason;
 use domain::ids::{EntityKey, InstanceName};
 use telemetry::{self, Dimension, Metric};
@@ -65,7 +65,7 @@ impl Batch<'_> {
     ) -> Result<BatchReport, ApplyError> {
         let index = PendingIndex::new(self.applier.entities.as_ref());
         let mut report = BatchReport::default();
-        for kind in BATCHED_KINDS {
+        for kind in BATCHED {
             for shard in 0..SHARDS {
                 let pending = index.shard(instance, kind, shard).await?;
                 if pending.is_empty() {
@@ -103,7 +103,7 @@ impl Batch<'_> {
         &self,
         instance: &InstanceName,
         credentials: &ApiCredentials,
-        kind: &'static str,
+        kind: vinesos::Entity,
         pending: &BTreeMap<String, u64>,
         applied: &mut BTreeMap<String, u64>,
         report: &mut BatchReport,
@@ -117,7 +117,7 @@ impl Batch<'_> {
                 return Ok(Some(StopReason::Deadline));
             }
             let Ok(key) = EntityKey::new(vinesos::NAME, instance, kind, id) else {
-                tracing::warn!(%instance, kind, "pending entry with an unusable id; dropped from the index");
+                tracing::warn!(%instance, kind = %kind.kind(), "pending entry with an unusable id; dropped from the index");
                 applied.insert(id.clone(), u64::MAX);
                 continue;
             };
@@ -165,15 +165,16 @@ mod tests {
     use super::*;
     use crate::apply::tests::{applier, credentials, demo, partner_change, MemoryRevel};
     use ports::fakes::MemoryEntities;
+    use vendors::vinesos;
 
     /// The partner's product `id` named `name`, kept and handed to the
     /// applier as its `apply_to_revel` job does: noted for the batch.
     async fn product_change(applier: &Applier, entities: &MemoryEntities, id: &str, name: &str) {
         // Each change newer than the last.
-        let key = EntityKey::new("vinesos", &demo(), "vos_product", id).unwrap();
+        let key = EntityKey::new("vinesos", &demo(), vinesos::Entity::Product, id).unwrap();
         let version = entities.get(&key).map_or(1, |e| e.rank.version + 1);
         let data = json!({"id": id, "name": name});
-        partner_change(entities, "vos_product", id, version, data).await;
+        partner_change(entities, vinesos::Entity::Product, id, version, data).await;
         let deferred = applier
             .apply(&demo(), Some(&credentials()), &key)
             .await
@@ -205,12 +206,23 @@ mod tests {
             (1, Some(StopReason::BudgetSpent))
         );
         let index = PendingIndex::new(entities.as_ref());
-        assert_eq!(index.all(&demo(), "vos_product").await.unwrap().len(), 2);
+        assert_eq!(
+            index
+                .all(&demo(), vinesos::Entity::Product)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
 
         *revel.budget.lock().unwrap() = None;
         let second = batch.run(&demo(), &credentials(), far).await.unwrap();
         assert_eq!((second.written, second.stopped), (2, None));
-        assert!(index.all(&demo(), "vos_product").await.unwrap().is_empty());
+        assert!(index
+            .all(&demo(), vinesos::Entity::Product)
+            .await
+            .unwrap()
+            .is_empty());
 
         let third = batch.run(&demo(), &credentials(), far).await.unwrap();
         assert_eq!(third, BatchReport::default(), "nothing left to do");
@@ -242,7 +254,7 @@ mod tests {
         product_change(&applier, &entities, "P-1", "Rose 2024").await;
         let index = PendingIndex::new(entities.as_ref());
         assert_eq!(
-            index.all(&demo(), "vos_product").await.unwrap(),
+            index.all(&demo(), vinesos::Entity::Product).await.unwrap(),
             BTreeMap::from([("P-1".to_owned(), 2)])
         );
         let report = Batch { applier: &applier }
@@ -277,7 +289,7 @@ mod tests {
         assert_eq!((report.written, report.refused), (1, 1));
         assert_eq!(
             PendingIndex::new(entities.as_ref())
-                .all(&demo(), "vos_product")
+                .all(&demo(), vinesos::Entity::Product)
                 .await
                 .unwrap()
                 .into_keys()
@@ -302,7 +314,7 @@ mod tests {
         assert!(revel.calls.lock().unwrap().is_empty());
         assert_eq!(
             PendingIndex::new(entities.as_ref())
-                .all(&demo(), "vos_product")
+                .all(&demo(), vinesos::Entity::Product)
                 .await
                 .unwrap()
                 .len(),

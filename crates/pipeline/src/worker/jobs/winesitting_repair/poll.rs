@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use vendors::winesitting::api::{WineSittingApiError, WineSittingOrders};
-use vendors::winesitting::NAME;
+use vendors::winesitting::{self, NAME};
 
 use crate::receive::{Outcome, Receiver};
 
@@ -55,7 +55,7 @@ pub async fn repair(
             skipped += 1;
             continue;
         };
-        let Ok(key) = EntityKey::new(NAME, account, "order", &id) else {
+        let Ok(key) = EntityKey::new(NAME, account, winesitting::Entity::Order, &id) else {
             // Its webhook would be quarantined as well; nothing to repair.
             skipped += 1;
             continue;
@@ -133,6 +133,7 @@ mod tests {
         winesitting_account as acct, winesitting_event as event, winesitting_request as request,
         winesitting_secrets as cache, WINESITTING_DATE as DATE,
     };
+    use vendors::winesitting;
     use vendors::winesitting::api::WineSittingApi;
     use vendors::winesitting::{WineSitting, WineSittingEvent};
 
@@ -159,7 +160,7 @@ mod tests {
     }
 
     fn kept_order(h: &Harness, id: &str) -> Option<Value> {
-        let key = EntityKey::new("winesitting", &acct(), "order", id).unwrap();
+        let key = EntityKey::new("winesitting", &acct(), winesitting::Entity::Order, id).unwrap();
         h.entities
             .get(&key)
             .map(|e| serde_json::from_str(&e.state.state_json).unwrap())
@@ -268,7 +269,8 @@ mod tests {
             json!({"id": "missing", "status": "in_progress"})
         );
         assert!(kept_order(&h, "same").unwrap().get("card_number").is_none());
-        let same = EntityKey::new("winesitting", &acct(), "order", "same").unwrap();
+        let same =
+            EntityKey::new("winesitting", &acct(), winesitting::Entity::Order, "same").unwrap();
         assert_eq!(
             h.entities.get(&same).unwrap().revision,
             1,
