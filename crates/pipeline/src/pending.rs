@@ -159,54 +159,34 @@ mod tests {
     use super::*;
     use crate::apply::tests::demo;
     use ports::fakes::MemoryEntities;
+    use vendors::vinesos::Entity::{Event, Product};
 
     #[tokio::test]
     async fn an_entry_is_raised_never_lowered_and_removed_only_up_to_the_revision_applied() {
         let entities = MemoryEntities::default();
         let index = PendingIndex::new(&entities);
-        index
-            .add(&demo(), vinesos::Entity::Product, "P-1", 2)
-            .await
-            .unwrap();
-        index
-            .add(&demo(), vinesos::Entity::Product, "P-1", 1)
-            .await
-            .unwrap();
+        index.add(&demo(), Product, "P-1", 2).await.unwrap();
+        index.add(&demo(), Product, "P-1", 1).await.unwrap();
         assert_eq!(
-            index.all(&demo(), vinesos::Entity::Product).await.unwrap(),
+            index.all(&demo(), Product).await.unwrap(),
             BTreeMap::from([("P-1".to_owned(), 2)])
         );
         let shard = shard_of("P-1");
         // Revision 1 applied while 2 arrived: 2 stays.
         let applied = BTreeMap::from([("P-1".to_owned(), 1)]);
         index
-            .remove(&demo(), vinesos::Entity::Product, shard, &applied)
+            .remove(&demo(), Product, shard, &applied)
             .await
             .unwrap();
-        assert_eq!(
-            index
-                .all(&demo(), vinesos::Entity::Product)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(index.all(&demo(), Product).await.unwrap().len(), 1);
         let applied = BTreeMap::from([("P-1".to_owned(), 2)]);
         index
-            .remove(&demo(), vinesos::Entity::Product, shard, &applied)
+            .remove(&demo(), Product, shard, &applied)
             .await
             .unwrap();
-        assert!(index
-            .all(&demo(), vinesos::Entity::Product)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(index.all(&demo(), Product).await.unwrap().is_empty());
         assert!(
-            index
-                .all(&demo(), vinesos::Entity::Event)
-                .await
-                .unwrap()
-                .is_empty(),
+            index.all(&demo(), Event).await.unwrap().is_empty(),
             "kinds have their own index"
         );
     }
@@ -215,20 +195,17 @@ mod tests {
     async fn a_concurrent_write_of_the_index_is_not_lost_the_loser_writes_again_on_what_won() {
         let entities = ports::fakes::RacedEntities::new(r#"{"pending":{"P-other":1}}"#);
         let index = PendingIndex::new(&entities);
-        index
-            .add(&demo(), vinesos::Entity::Product, "P-mine", 3)
-            .await
-            .unwrap();
+        index.add(&demo(), Product, "P-mine", 3).await.unwrap();
         assert_eq!(
-            index.all(&demo(), vinesos::Entity::Product).await.unwrap(),
+            index.all(&demo(), Product).await.unwrap(),
             BTreeMap::from([("P-mine".to_owned(), 3), ("P-other".to_owned(), 1)])
         );
     }
 
     #[test]
     fn only_products_and_events_wait_for_the_end_of_day_and_ids_spread_over_every_shard() {
-        assert_eq!(batched("vos_product"), Some(vinesos::Entity::Product));
-        assert_eq!(batched("vos_event"), Some(vinesos::Entity::Event));
+        assert_eq!(batched("vos_product"), Some(Product));
+        assert_eq!(batched("vos_event"), Some(Event));
         for kind in [
             "vos_customer",
             "vos_order",

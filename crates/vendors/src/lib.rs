@@ -129,37 +129,18 @@ pub(crate) mod projection_check {
 mod tests {
     use super::*;
 
+    /// The spellings of a source's kinds.
+    fn spellings<E: Copy + Into<domain::sources::EntityKind>>(all: &[E]) -> Vec<&'static str> {
+        all.iter().map(|&entity| entity.into().as_str()).collect()
+    }
+
     #[test]
     fn each_sources_entity_kinds_are_distinct_key_parts() {
-        let sources: [(SourceName, Vec<&str>); 4] = [
-            (
-                revel::NAME,
-                revel::Entity::ALL
-                    .iter()
-                    .map(|e| e.kind().as_str())
-                    .collect(),
-            ),
-            (
-                vinesos::NAME,
-                vinesos::Entity::ALL
-                    .iter()
-                    .map(|e| e.kind().as_str())
-                    .collect(),
-            ),
-            (
-                winesitting::NAME,
-                winesitting::Entity::ALL
-                    .iter()
-                    .map(|e| e.kind().as_str())
-                    .collect(),
-            ),
-            (
-                booking::NAME,
-                booking::Entity::ALL
-                    .iter()
-                    .map(|e| e.kind().as_str())
-                    .collect(),
-            ),
+        let sources = [
+            (revel::NAME, spellings(revel::Entity::ALL)),
+            (vinesos::NAME, spellings(vinesos::Entity::ALL)),
+            (winesitting::NAME, spellings(winesitting::Entity::ALL)),
+            (booking::NAME, spellings(booking::Entity::ALL)),
         ];
         for (source, kinds) in sources {
             let distinct: std::collections::BTreeSet<&str> = kinds.iter().copied().collect();

@@ -165,16 +165,16 @@ mod tests {
     use super::*;
     use crate::apply::tests::{applier, credentials, demo, partner_change, MemoryRevel};
     use ports::fakes::MemoryEntities;
-    use vendors::vinesos;
+    use vendors::vinesos::Entity::Product;
 
     /// The partner's product `id` named `name`, kept and handed to the
     /// applier as its `apply_to_revel` job does: noted for the batch.
     async fn product_change(applier: &Applier, entities: &MemoryEntities, id: &str, name: &str) {
         // Each change newer than the last.
-        let key = EntityKey::new("vinesos", &demo(), vinesos::Entity::Product, id).unwrap();
+        let key = EntityKey::new("vinesos", &demo(), Product, id).unwrap();
         let version = entities.get(&key).map_or(1, |e| e.rank.version + 1);
         let data = json!({"id": id, "name": name});
-        partner_change(entities, vinesos::Entity::Product, id, version, data).await;
+        partner_change(entities, Product, id, version, data).await;
         let deferred = applier
             .apply(&demo(), Some(&credentials()), &key)
             .await
@@ -206,23 +206,12 @@ mod tests {
             (1, Some(StopReason::BudgetSpent))
         );
         let index = PendingIndex::new(entities.as_ref());
-        assert_eq!(
-            index
-                .all(&demo(), vinesos::Entity::Product)
-                .await
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(index.all(&demo(), Product).await.unwrap().len(), 2);
 
         *revel.budget.lock().unwrap() = None;
         let second = batch.run(&demo(), &credentials(), far).await.unwrap();
         assert_eq!((second.written, second.stopped), (2, None));
-        assert!(index
-            .all(&demo(), vinesos::Entity::Product)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(index.all(&demo(), Product).await.unwrap().is_empty());
 
         let third = batch.run(&demo(), &credentials(), far).await.unwrap();
         assert_eq!(third, BatchReport::default(), "nothing left to do");
@@ -254,7 +243,7 @@ mod tests {
         product_change(&applier, &entities, "P-1", "Rose 2024").await;
         let index = PendingIndex::new(entities.as_ref());
         assert_eq!(
-            index.all(&demo(), vinesos::Entity::Product).await.unwrap(),
+            index.all(&demo(), Product).await.unwrap(),
             BTreeMap::from([("P-1".to_owned(), 2)])
         );
         let report = Batch { applier: &applier }
@@ -289,7 +278,7 @@ mod tests {
         assert_eq!((report.written, report.refused), (1, 1));
         assert_eq!(
             PendingIndex::new(entities.as_ref())
-                .all(&demo(), vinesos::Entity::Product)
+                .all(&demo(), Product)
                 .await
                 .unwrap()
                 .into_keys()
@@ -314,7 +303,7 @@ mod tests {
         assert!(revel.calls.lock().unwrap().is_empty());
         assert_eq!(
             PendingIndex::new(entities.as_ref())
-                .all(&demo(), vinesos::Entity::Product)
+                .all(&demo(), Product)
                 .await
                 .unwrap()
                 .len(),

@@ -59,14 +59,14 @@ mod tests {
     use crate::worker::testing::*;
     use crate::worker::Worker;
     use ports::queue::JobKind;
-    use vendors::vinesos;
+    use vendors::vinesos::Entity::Product;
 
     /// A worker applying to `revel`, its failures put off and parked in a
     /// queue, with one partner product pending for the batch.
     async fn with_a_product_pending(revel: &Arc<MemoryRevel>) -> (Worker, Arc<MemoryFifo>) {
         let entities = Arc::new(MemoryEntities::default());
         let data = json!({"id": "P-1", "name": "Rose"});
-        let key = partner_change(&entities, vinesos::Entity::Product, "P-1", 1, data).await;
+        let key = partner_change(&entities, Product, "P-1", 1, data).await;
         let fifo = fifo();
         let worker = Parts::calling(revel.clone(), &fifo, entities).build();
         let (instance, credentials) = (demo(), credentials());
@@ -81,11 +81,7 @@ mod tests {
 
     async fn pending(worker: &Worker) -> usize {
         let index = PendingIndex::new(worker.entities.as_ref());
-        index
-            .all(&demo(), vinesos::Entity::Product)
-            .await
-            .unwrap()
-            .len()
+        index.all(&demo(), Product).await.unwrap().len()
     }
 
     #[tokio::test(start_paused = true)]
