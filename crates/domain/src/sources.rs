@@ -539,6 +539,17 @@ pub fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter(|v| !v.is_empty())
 }
 
+/// `body`, if it is a JSON object: what every event type's body must be
+/// before any field of it is read. A source whose bodies are small reads
+/// them in place through it and copies only the state it keeps.
+pub fn json_object(body: &Value) -> Result<&Value, Malformed> {
+    if body.is_object() {
+        Ok(body)
+    } else {
+        Err(Malformed(Reason::NotAJsonObject))
+    }
+}
+
 /// An id that may arrive as a JSON string or number.
 pub fn id_field(object: &Value, field: &str) -> Option<String> {
     match object.get(field)? {

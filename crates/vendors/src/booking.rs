@@ -44,8 +44,8 @@ use domain::error::{AuthFailure, ReceiveError};
 use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
-    header, id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind,
-    FollowUp, Identity, Interpretation, Malformed, Reason, Source, SourceName, Version,
+    header, id_field, json_object, parse_timestamp_micros, strip_payment_card_fields, EntityChange,
+    EventKind, FollowUp, Identity, Interpretation, Malformed, Reason, Source, SourceName, Version,
 };
 use ports::secrets::{SecretCache, WebhookSecret};
 
@@ -342,11 +342,7 @@ impl EventKind for BookingFamily {
         body: Value,
         _headers: &http::HeaderMap,
     ) -> Result<Interpretation, Malformed> {
-        // Small bodies: read in place, the kept state copied.
-        let body = &body;
-        if !body.is_object() {
-            return Err(Malformed(Reason::NotAJsonObject));
-        }
+        let body = json_object(&body)?;
         let notification = body
             .get("notification")
             .filter(|v| v.is_object())

@@ -17,8 +17,8 @@ use domain::error::{AuthFailure, DependencyError, ReceiveError};
 use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
-    header, id_field, revel_version, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
-    Identity, Interpretation, Malformed, Reason, Source, SourceName, Version,
+    header, id_field, json_object, revel_version, strip_payment_card_fields, EntityChange,
+    EventKind, FollowUp, Identity, Interpretation, Malformed, Reason, Source, SourceName, Version,
 };
 use ports::secrets::{InstanceDocument, InstanceSecrets, SecretCache};
 
@@ -112,9 +112,7 @@ impl EventKind for RevelEventType {
     }
 
     fn interpret(&self, body: Value, headers: &HeaderMap) -> Result<Interpretation, Malformed> {
-        if !body.is_object() {
-            return Err(Malformed(Reason::NotAJsonObject));
-        }
+        json_object(&body)?;
         let establishment = header(headers, ESTABLISHMENT_HEADER);
         match self {
             Self::OrderFinalized => order(body),

@@ -22,8 +22,8 @@ use domain::error::{AuthFailure, DependencyError, ReceiveError};
 use domain::ids::InstanceName;
 use domain::request::WebhookRequest;
 use domain::sources::{
-    id_field, parse_timestamp_micros, strip_payment_card_fields, EntityChange, EventKind, FollowUp,
-    Identity, Interpretation, Malformed, Reason, Source, SourceName, Version,
+    id_field, json_object, parse_timestamp_micros, strip_payment_card_fields, EntityChange,
+    EventKind, FollowUp, Identity, Interpretation, Malformed, Reason, Source, SourceName, Version,
 };
 use ports::secrets::{InstanceDocument, InstanceSecrets, SecretCache};
 
@@ -126,11 +126,7 @@ impl EventKind for WineSittingEvent {
         body: Value,
         _headers: &http::HeaderMap,
     ) -> Result<Interpretation, Malformed> {
-        // Small bodies: read in place, the kept state copied.
-        let body = &body;
-        if !body.is_object() {
-            return Err(Malformed(Reason::NotAJsonObject));
-        }
+        let body = json_object(&body)?;
         let object_type = body
             .get("type")
             .and_then(Value::as_str)
