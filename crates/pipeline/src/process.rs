@@ -31,7 +31,9 @@ use crate::receive::MAX_STATE_BYTES;
 use domain::error::DependencyError;
 use domain::idempotency::sha256_hex;
 use domain::ids::{EntityKey, InstanceName};
-use domain::sources::{EntityChange, FollowUp, Interpretation, Malformed, Reason, Version};
+use domain::sources::{
+    EntityChange, FollowUp, Interpretation, Malformed, Reason, SourceName, Version,
+};
 use ports::queue::{JobKind, JobQueue, QueuedJob};
 use ports::store::{EntityStore, EntityUpsert, EventRecord, EventStatus, Rank, Upserted};
 use telemetry::{self, Dimension, Metric};
@@ -69,7 +71,7 @@ impl ProcessError {
 
 /// A record read as the current code reads it.
 pub struct Reading {
-    pub source: &'static str,
+    pub source: SourceName,
     pub meaning: Interpretation,
 }
 
@@ -92,10 +94,7 @@ pub fn read(record: &EventRecord) -> Result<Reading, Malformed> {
     // (so a record quarantined for it by earlier code is applied on replay).
     let headers = header_map(record);
     let meaning = kind.interpret(body, &headers)?;
-    Ok(Reading {
-        source: source.as_str(),
-        meaning,
-    })
+    Ok(Reading { source, meaning })
 }
 
 /// The stored headers as a header map (those that no longer parse are left out).
@@ -160,15 +159,15 @@ impl Processor {
             Err(Malformed(reason)) => return Ok(skipped(record, reason)),
         };
         let dimensions =
-            telemetry::event_dimensions(source, &record.event_type, record.instance.as_str());
+            telemetry::event_dimensions(&source, &record.event_type, record.instance.as_str());
         let upserted = match &planned {
             Some(planned) => Some(self.upsert(planned, &dimensions).await?),
             None => None,
         };
         let follow_up = match meaning.follow_up {
-            FollowUp::SyncEntity if !self.deliveries.delivers(source) => {
+            FollowUp::SyncEntity if !self.deliveries.delivers(&source) => {
                 tracing::info!(
-                    source,
+                    source = %source,
                     "deliveries of this source to the partner are turned off; kept, not sent"
                 );
                 FollowUp::None
@@ -220,7 +219,7 @@ impl Processor {
     /// product's stock change.
     async fn implied(
         &self,
-        source: &'static str,
+        source: SourceName,
         record: &EventRecord,
         order: &Planned,
         upserted: Option<Upserted>,
@@ -259,7 +258,7 @@ impl Processor {
         if owed && !vendors::revel::sold_products(&order.state).is_empty() {
             let job = QueuedJob::for_entity(
                 JobKind::InventorySold,
-                source,
+                source.as_str(),
                 &record.instance,
                 &record.event_type,
                 &record.event_key,
@@ -294,7 +293,7 @@ fn skipped(record: &EventRecord, reason: Reason) -> Processed {
 /// The entity write of a change, its key validated, its state serialised,
 /// its rank decided.
 fn plan(
-    source: &'static str,
+    source: SourceName,
     instance: &InstanceName,
     record: &EventRecord,
     change: EntityChange,
@@ -313,7 +312,7 @@ fn plan(
         state: change.state,
         upsert: EntityUpsert {
             key,
-            source,
+            source: source.as_str(),
             instance: instance.clone(),
             kind: change.kind,
             entity_id: change.id,
@@ -334,7 +333,7 @@ pub fn version_micros(record: &EventRecord, version: Version) -> i64 {
 
 /// The job a processed change owes, if any.
 fn follow_up_job(
-    source: &'static str,
+    source: SourceName,
     record: &EventRecord,
     follow_up: FollowUp,
     planned: Option<&Planned>,
@@ -345,7 +344,7 @@ fn follow_up_job(
         upserted?.owes_follow_up().then(|| {
             QueuedJob::for_entity(
                 kind,
-                source,
+                source.as_str(),
                 &record.instance,
                 &record.event_type,
                 &record.event_key,
@@ -363,7 +362,7 @@ fn follow_up_job(
         // A push asks for a pull whatever the menu entity says; the worker
         // skips a pull that one started after the push already covered.
         FollowUp::CatalogPull => Some(QueuedJob::catalog_pull(
-            source,
+            source.as_str(),
             &record.instance,
             &record.event_type,
             &record.event_key,

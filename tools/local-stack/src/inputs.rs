@@ -212,7 +212,7 @@ pub fn sync_job(record: &EventRecord) -> Result<QueuedJob, Error> {
     let version = pipeline::process::version_micros(record, change.version);
     Ok(QueuedJob::for_entity(
         JobKind::SyncEntity,
-        reading.source,
+        reading.source.as_str(),
         &record.instance,
         &record.event_type,
         &record.event_key,

@@ -278,7 +278,7 @@ impl Observer {
             FollowUp::SyncEntity => {
                 match newest(&self.partner, &record.instance, &change.kind, &change.id) {
                     Some(got) if got.revision >= entity.revision => {
-                        match self.order_extras(&record.instance, reading.source, &entity).await? {
+                        match self.order_extras(&record.instance, &reading.source, &entity).await? {
                             Ok(extra) => Progress::Done(
                                 Reached::Partner,
                                 format!(
