@@ -138,7 +138,7 @@ impl Stamp {
 fn words() -> Vec<String> {
     let mut all: Vec<String> = WORDS.iter().map(|w| w.to_string()).collect();
     for family in BookingFamily::ALL {
-        all.extend([family.name(), family.slug(), family.entity_kind()].map(str::to_owned));
+        all.extend([family.name(), family.slug(), family.entity().kind().as_str()].map(str::to_owned));
         all.extend(family.triggers().iter().map(|t| t.to_string()));
     }
     all.extend(VinesOsEvent::ALL.iter().map(|e| e.name().to_owned()));

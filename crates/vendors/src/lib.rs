@@ -6,7 +6,7 @@
 //!
 //! | module | what it is |
 //! | --- | --- |
-//! | [`revel`] | Revel POS: `X-Revel-Signature` ([`revel::signature`]), its six webhook types, its REST API ([`revel::api`]) |
+//! | [`revel`] | Revel POS: `X-Revel-Signature` ([`revel::signature`]), its six webhook types and what their bodies mean (`payloads`), its REST API ([`revel::api`]: client, retry, budget, pagination) |
 //! | `{source}::Entity` | each source's entity kinds, declared once with [`domain::entities!`] |
 //! | [`winesitting`] | WineSitting: a token in the URL, one function for every event, its orders API ([`winesitting::api`]) |
 //! | [`booking`] | the tour/booking platform: HMAC-SHA256 or a URL token, ten event families |
