@@ -45,7 +45,12 @@
 //! - `lambda-floor` (a hello-world `lambda_runtime` function, same profile),
 //!   each function's init + first invoke given as a multiple of its;
 //! - init and first invoke as medians of `--cold-starts` cold starts, each
-//!   with a new event; the same per endpoint side by side;
+//!   with a new event; the same per endpoint side by side. Each subject's
+//!   first cold start is its warm run's; the further ones are interleaved
+//!   across subjects round-robin (floor, receivers, reference, then again),
+//!   so that the shared machine's drift over the minutes a run takes lands
+//!   on the floor and every receiver alike and cancels in the ratio, instead
+//!   of moving it as it did when each subject's cold starts ran as a block;
 //! - cost per million events (`cost`): each receiver's new event, the
 //!   order's duplicate, the reference's, and the processor per record.
 //!
@@ -134,7 +139,8 @@ struct Cli {
     /// Repeats of those events per receiver, for the duplicate's ack path.
     #[arg(long, value_name = "N", default_value_t = 50)]
     duplicates: usize,
-    /// Cold starts per function; init and first invoke are their medians.
+    /// Cold starts per function, interleaved across the functions
+    /// round-robin; init and first invoke are their medians.
     #[arg(long, value_name = "N", default_value_t = 11, value_parser = at_least_one)]
     cold_starts: usize,
     /// Leave out the events processor.
@@ -737,16 +743,32 @@ fn answer_status(response: &Value) -> String {
     }
 }
 
-/// A receiver, the floor or the reference: `events[0]` is its first
-/// invoke, the rest warm new events, then `duplicates` repeats of them.
-async fn measure_receiver(
+/// One cold start's figures: spawn to the runtime's first `next`, and the
+/// first invoke's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ColdSample {
+    init: Duration,
+    first: Duration,
+}
+
+/// A subject's warm run: its figures (init and first invoke from this one
+/// cold start so far) and that cold start, the first of its samples.
+struct Warm {
+    figures: ReceiverFigures,
+    cold: ColdSample,
+}
+
+/// A receiver, the floor or the reference, started once and kept warm:
+/// `events[0]` is its first invoke, the rest warm new events, then
+/// `duplicates` repeats of them. Its further cold starts are taken later,
+/// interleaved with the other subjects' (see [`measure_run`]).
+async fn measure_warm(
     setup: &Setup,
     endpoint: &Endpoint<'_>,
     subject: &Subject,
     events: &[Value],
-    cold_events: &[Value],
     duplicates: usize,
-) -> Result<ReceiverFigures, Error> {
+) -> Result<Warm, Error> {
     let Started {
         mut function,
         memory,
@@ -754,8 +776,6 @@ async fn measure_receiver(
         init_requests,
     } = setup.start(subject, endpoint).await?;
     let pid = function.pid();
-    // VinesOS signatures are time-limited: signed now, as a sender would.
-    let signed_now = |event: &Value| events::resign(event.clone());
     let (first_event, warm_events) = events.split_first().ok_or("no events")?;
     let units = || endpoint.stand_in.map(StandIn::units);
     let units_at_start = units();
@@ -781,22 +801,10 @@ async fn measure_receiver(
     let units_after_duplicates = units();
     let peak_rss_kb = peak_rss_kb(pid)?;
     function.stop().await;
-    // More cold starts, each with a new event of its own: init and first
-    // invoke are single samples, as noisy as one sample is.
-    let mut cold = vec![(init, new_runs[0].answer)];
-    for event in cold_events {
-        let started = setup.start(subject, endpoint).await?;
-        let mut function = started.function;
-        let first = setup
-            .invoke(endpoint, &mut function, &signed_now(event))
-            .await?;
-        function.stop().await;
-        cold.push((started.init, first.answer));
-    }
-    let median = |values: Vec<Duration>| report::percentile(&values, 0.5);
-    let init = median(cold.iter().map(|(i, _)| *i).collect());
-    let first_invoke = median(cold.iter().map(|(_, f)| *f).collect());
-    let init_plus_first = median(cold.iter().map(|(i, f)| *i + *f).collect());
+    let cold = ColdSample {
+        init,
+        first: new_runs[0].answer,
+    };
 
     let per_event = |from: Option<Units>, to: Option<Units>, count: usize| {
         let (from, to) = from.zip(to)?;
@@ -806,19 +814,21 @@ async fn measure_receiver(
     let counted = endpoint.proxy.is_some() && subject.role != Role::Floor;
     let warm = &new_runs[1..];
     let (cpu_ms, threads_ended) = cpu_between(&cpu_before, &cpu_after);
-    Ok(ReceiverFigures {
-        common: Common {
-            function: subject.name.clone(),
-            role: subject.role,
-            memory_size_mb: memory.to_string(),
-            init_ms: ms(init),
-            init_requests,
-            first_invoke_ms: ms(first_invoke),
-            init_plus_first_ms: ms(init_plus_first),
-            cold_starts: cold.len(),
-            ratio_to_floor: None,
-            peak_rss_kb,
-        },
+    let mut common = Common {
+        function: subject.name.clone(),
+        role: subject.role,
+        memory_size_mb: memory.to_string(),
+        init_ms: 0.0,
+        init_requests,
+        first_invoke_ms: 0.0,
+        init_plus_first_ms: 0.0,
+        cold_starts: 0,
+        ratio_to_floor: None,
+        peak_rss_kb,
+    };
+    set_cold_figures(&mut common, &[cold]);
+    let figures = ReceiverFigures {
+        common,
         warm_invocations: warm.len(),
         warm_answer: latency(warm.iter().map(|r| r.answer)),
         warm_duration: latency(warm.iter().map(|r| r.duration)),
@@ -837,7 +847,70 @@ async fn measure_receiver(
             answer: latency(dups.iter().map(|r| r.answer)),
             aws: aws_figures(&dups),
         }),
+    };
+    Ok(Warm { figures, cold })
+}
+
+/// The event signed now, as a sender would: VinesOS signatures are
+/// time-limited.
+fn signed_now(event: &Value) -> Value {
+    events::resign(event.clone())
+}
+
+/// One further cold start of `subject` with a new event of its own: start,
+/// first invoke, stop. A single sample, as noisy as one sample is.
+async fn cold_start(
+    setup: &Setup,
+    endpoint: &Endpoint<'_>,
+    subject: &Subject,
+    event: &Value,
+) -> Result<ColdSample, Error> {
+    let started = setup.start(subject, endpoint).await?;
+    let mut function = started.function;
+    let first = setup
+        .invoke(endpoint, &mut function, &signed_now(event))
+        .await?;
+    function.stop().await;
+    Ok(ColdSample {
+        init: started.init,
+        first: first.answer,
     })
+}
+
+/// The order of the further cold starts, as (subject, round): round by
+/// round, every subject once per round. Run one subject's block after
+/// another, minutes apart, the machine's drift lands on some subjects and
+/// not others and moves the ratio to the floor; interleaved, it lands on
+/// all of them alike.
+fn cold_start_order(subjects: usize, rounds: usize) -> Vec<(usize, usize)> {
+    (0..rounds)
+        .flat_map(|round| (0..subjects).map(move |subject| (subject, round)))
+        .collect()
+}
+
+/// Each subject's cold samples: its warm run's first, then those `taken`
+/// in `order`, handed to the subject each was taken of.
+fn samples_by_subject(
+    warm: Vec<ColdSample>,
+    order: &[(usize, usize)],
+    taken: Vec<ColdSample>,
+) -> Vec<Vec<ColdSample>> {
+    let mut samples: Vec<Vec<ColdSample>> = warm.into_iter().map(|first| vec![first]).collect();
+    for (&(subject, _), sample) in order.iter().zip(taken) {
+        samples[subject].push(sample);
+    }
+    samples
+}
+
+/// Init, first invoke and init + first as medians of `samples` (the last
+/// the median of the sums, not the sum of the medians); raw, nothing
+/// subtracted.
+fn set_cold_figures(common: &mut Common, samples: &[ColdSample]) {
+    let median = |values: Vec<Duration>| report::percentile(&values, 0.5);
+    common.init_ms = ms(median(samples.iter().map(|s| s.init).collect()));
+    common.first_invoke_ms = ms(median(samples.iter().map(|s| s.first).collect()));
+    common.init_plus_first_ms = ms(median(samples.iter().map(|s| s.init + s.first).collect()));
+    common.cold_starts = samples.len();
 }
 
 /// Everything the events table's stream holds, in the batches the event
@@ -1084,25 +1157,48 @@ struct Plan {
     /// and the new events of their further cold starts.
     subjects: Vec<(Subject, Vec<Value>, Vec<Value>)>,
     duplicates: usize,
+    /// Cold starts per subject, the warm run's first among them.
+    cold_starts: usize,
 }
 
-/// Every subject of `plan` on `endpoint`.
+/// Every subject of `plan` on `endpoint`: each one's warm run, one after
+/// another, then the further cold starts interleaved across subjects,
+/// round-robin (see [`cold_start_order`]), then each one's medians.
 async fn measure_run(
     setup: &Setup,
     endpoint: &Endpoint<'_>,
     plan: &Plan,
 ) -> Result<RunFigures, Error> {
     let mut figures = Vec::with_capacity(plan.subjects.len());
-    for (subject, events, cold_events) in &plan.subjects {
+    let mut first_colds = Vec::with_capacity(plan.subjects.len());
+    for (subject, events, _) in &plan.subjects {
         eprintln!("lambda-bench: {} on {}", subject.name, endpoint.label);
         let duplicates = if subject.role == Role::Floor {
             0
         } else {
             plan.duplicates
         };
-        figures.push(
-            measure_receiver(setup, endpoint, subject, events, cold_events, duplicates).await?,
-        );
+        let warm = measure_warm(setup, endpoint, subject, events, duplicates).await?;
+        figures.push(warm.figures);
+        first_colds.push(warm.cold);
+    }
+    let rounds = plan.cold_starts.saturating_sub(1);
+    eprintln!(
+        "lambda-bench: {rounds} further cold starts of each on {}, round-robin",
+        endpoint.label
+    );
+    let order = cold_start_order(plan.subjects.len(), rounds);
+    let mut taken = Vec::with_capacity(order.len());
+    for &(index, round) in &order {
+        let (subject, _, cold_events) = &plan.subjects[index];
+        let event = cold_events
+            .get(round)
+            .ok_or_else(|| format!("{} has no event for cold start {round}", subject.name))?;
+        taken.push(cold_start(setup, endpoint, subject, event).await?);
+    }
+    let samples = samples_by_subject(first_colds, &order, taken);
+    for (figures, samples) in figures.iter_mut().zip(&samples) {
+        set_cold_figures(&mut figures.common, samples);
     }
     Ok(RunFigures {
         endpoint: endpoint.label.to_owned(),
@@ -1158,6 +1254,7 @@ async fn run(options: Options) -> Result<(), Error> {
     let plan = Plan {
         subjects,
         duplicates: options.duplicates,
+        cold_starts: options.cold_starts,
     };
 
     // Started first: the bench's own SDK clients load their trusted roots
@@ -1494,6 +1591,64 @@ mod tests {
             assert!(text.starts_with(&roots));
             assert!(text.matches("BEGIN CERTIFICATE").count() > 1);
         }
+    }
+
+    #[test]
+    fn further_cold_starts_go_round_robin_every_subject_once_per_round() {
+        assert_eq!(
+            cold_start_order(3, 2),
+            [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+        );
+        assert_eq!(cold_start_order(3, 0), []);
+    }
+
+    #[test]
+    fn each_subjects_medians_are_taken_over_its_own_cold_starts_only() {
+        let sample = |init, first| ColdSample {
+            init: Duration::from_millis(init),
+            first: Duration::from_millis(first),
+        };
+        let order = cold_start_order(2, 2);
+        // Taken in `order`: floor, receiver, floor, receiver.
+        let taken = vec![
+            sample(30, 1),
+            sample(300, 10),
+            sample(20, 9),
+            sample(200, 90),
+        ];
+        let samples = samples_by_subject(vec![sample(10, 5), sample(100, 50)], &order, taken);
+        assert_eq!(
+            samples,
+            [
+                vec![sample(10, 5), sample(30, 1), sample(20, 9)],
+                vec![sample(100, 50), sample(300, 10), sample(200, 90)],
+            ]
+        );
+        let medians = |samples: &[ColdSample]| {
+            let mut common = Common {
+                function: "f".into(),
+                role: Role::Receiver,
+                memory_size_mb: "128".into(),
+                init_ms: 0.0,
+                init_requests: None,
+                first_invoke_ms: 0.0,
+                init_plus_first_ms: 0.0,
+                cold_starts: 0,
+                ratio_to_floor: None,
+                peak_rss_kb: 0,
+            };
+            set_cold_figures(&mut common, samples);
+            (
+                common.init_ms,
+                common.first_invoke_ms,
+                common.init_plus_first_ms,
+                common.cold_starts,
+            )
+        };
+        // init + first is the median of the sums (15, 31, 29), not the
+        // sum of the medians (20 + 5).
+        assert_eq!(medians(&samples[0]), (20.0, 5.0, 29.0, 3));
+        assert_eq!(medians(&samples[1]), (200.0, 50.0, 290.0, 3));
     }
 
     #[test]
