@@ -769,7 +769,7 @@ pub fn markdown(report: &Report) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nAWS endpoint of these figures: {}. Answer = event handed out → response posted; invocation = → the runtime back at `next` (Lambda's billed duration). Init = spawn → the runtime's first `next`; first invoke = its answer; each the median of {} cold starts (init + first: the median of their sums), each with a new event. Raw figures: nothing subtracted (the endpoint's time is in them). AWS requests in init: counted on moto. {}. Peak RSS = VmHWM at the end. The Python reference is bench/python-reference/handler.py (boto3, Powertools' idempotency on DynamoDB, the order sent to the jobs queue) run by awslambdaric, as Lambda's Python images run it, on {}'s events.\n",
+        "\nAWS endpoint of these figures: {}. Answer = event handed out → response posted; invocation = → the runtime back at `next` (Lambda's billed duration). Init = spawn → the runtime's first `next`; first invoke = its answer; each the median of {} cold starts (init + first: the median of their sums), each with a new event, the further ones interleaved across the functions round-robin so drift cancels in the ratios. Raw figures: nothing subtracted (the endpoint's time is in them). AWS requests in init: counted on moto. {}. Peak RSS = VmHWM at the end. The Python reference is bench/python-reference/handler.py (boto3, Powertools' idempotency on DynamoDB, the order sent to the jobs queue) run by awslambdaric, as Lambda's Python images run it, on {}'s events.\n",
         endpoint_note(&report.timing_endpoint),
         report.floor.common.cold_starts,
         cpu_note(report),
