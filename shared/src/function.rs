@@ -226,7 +226,7 @@ pub fn tune_allocator() {
 pub async fn warm(source: &dyn Source) {
     match tokio::time::timeout(Duration::from_secs(3), source.warm()).await {
         Ok(Ok(instances)) => tracing::info!(instances, "webhook secrets loaded"),
-        Ok(Err(error)) => telemetry::log_dependency(&error, "webhook secrets not loaded at init"),
+        Ok(Err(error)) => error.log("webhook secrets not loaded at init"),
         Err(_) => tracing::error!("webhook secrets not loaded at init: timed out"),
     }
 }

@@ -115,7 +115,7 @@ pub fn answer(result: &Result<Outcome, ReceiveError>) -> Response<Body> {
             json_response(413, json!({"error": "payload_too_large"}))
         }
         Err(ReceiveError::Unavailable(error)) => {
-            telemetry::log_dependency(error, "event not stored: dependency unavailable");
+            error.log("event not stored: dependency unavailable");
             let mut response = json_response(503, json!({"error": "unavailable"}));
             response
                 .headers_mut()
@@ -143,17 +143,20 @@ fn answer_metric(
     result: &Result<Outcome, ReceiveError>,
 ) -> Option<(Metric, Vec<(Dimension, &str)>)> {
     match result {
-        Ok(Outcome::Accepted { event_key }) => {
-            Some((Metric::Accepted, telemetry::key_dimensions(event_key)))
-        }
-        Ok(Outcome::Duplicate { event_key }) => {
-            Some((Metric::Duplicate, telemetry::key_dimensions(event_key)))
-        }
-        Ok(Outcome::Conflict { event_key, .. }) => {
-            Some((Metric::Conflicts, telemetry::key_dimensions(event_key)))
-        }
+        Ok(Outcome::Accepted { event_key }) => Some((
+            Metric::Accepted,
+            telemetry::key_dimensions(event_key.as_str()),
+        )),
+        Ok(Outcome::Duplicate { event_key }) => Some((
+            Metric::Duplicate,
+            telemetry::key_dimensions(event_key.as_str()),
+        )),
+        Ok(Outcome::Conflict { event_key, .. }) => Some((
+            Metric::Conflicts,
+            telemetry::key_dimensions(event_key.as_str()),
+        )),
         Ok(Outcome::Quarantined { event_key, reason }) => {
-            let mut dimensions = telemetry::key_dimensions(event_key);
+            let mut dimensions = telemetry::key_dimensions(event_key.as_str());
             dimensions.push((Dimension::Reason, reason.as_str()));
             Some((Metric::Quarantined, dimensions))
         }

@@ -12,8 +12,8 @@ use serde_json::Value;
 /// The library crates, lowest layer first; a crate may depend on any crate
 /// of a lower layer and on none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
-    &["domain"],
-    &["telemetry"],
+    // Telemetry is a leaf: it knows no crate of the bundle.
+    &["domain", "telemetry"],
     &["ports"],
     &["aws-adapters", "vendors"],
     &["pipeline"],

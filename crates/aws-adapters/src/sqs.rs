@@ -117,7 +117,7 @@ impl InFlightJobs for SqsInFlightJobs {
             // Parked all the same: the batch's answer acknowledges it, and
             // a second parking within five minutes is deduplicated.
             let error = DependencyError::new("sqs", "DeleteMessage", error);
-            telemetry::log_dependency(&error, "a parked job could not be deleted from the queue");
+            error.log("a parked job could not be deleted from the queue");
         }
         Ok(())
     }

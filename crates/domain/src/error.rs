@@ -60,6 +60,29 @@ impl DependencyError {
             source: source.into(),
         }
     }
+
+    /// Logs the failure with its service and operation, never payloads.
+    pub fn log(&self, message: &str) {
+        tracing::error!(
+            service = self.service,
+            operation = self.operation,
+            error = %summary(self),
+            "{message}"
+        );
+    }
+}
+
+/// An error chain in one line. SDK errors name the failure (timeout,
+/// dispatch failure, service error code), never request or response bodies.
+pub fn summary(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut summary = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        summary.push_str(": ");
+        summary.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    summary
 }
 
 /// Everything that stops a receiver from storing a request's event.

@@ -289,10 +289,7 @@ pub async fn tick(
                     });
                 }
                 Err(error) => {
-                    telemetry::log_dependency(
-                        &error,
-                        "scheduled work not queued; the tick is retried",
-                    );
+                    error.log("scheduled work not queued; the tick is retried");
                     failure.get_or_insert(error);
                 }
             }

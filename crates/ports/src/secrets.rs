@@ -562,10 +562,7 @@ impl SecretCache {
                 *last_failure = Some(Instant::now());
                 match stale {
                     Some(stale) => {
-                        telemetry::log_dependency(
-                            &error,
-                            "secrets could not be re-read; using the last ones read",
-                        );
+                        error.log("secrets could not be re-read; using the last ones read");
                         Ok(self.use_stale(&stale))
                     }
                     None => Err(error),

@@ -13,14 +13,14 @@ pub enum OpsError {
     },
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
-    #[error("{}", telemetry::error_summary(.0))]
+    #[error("{}", domain::error::summary(.0))]
     Aws(#[from] DependencyError),
     #[error("no event {0}")]
     NotFound(String),
     /// A stored item that doesn't read as what it should be.
     #[error("{what} is unreadable: {why}")]
     Unreadable { what: String, why: String },
-    #[error("{}", telemetry::error_summary(.0))]
+    #[error("{}", domain::error::summary(.0))]
     Replay(#[from] ReplayError),
     /// Some items of a batch failed (each was reported on its own line).
     #[error("{failed} of {total} {what} failed")]

@@ -65,7 +65,7 @@ async fn handle_record(
         Ok(Processed::Applied { .. } | Processed::Skipped { .. }) => Ok(()),
         Err(error) => {
             let _entered = span.enter();
-            tracing::error!(error = %telemetry::error_summary(&error), "record not processed; the stream retries it");
+            tracing::error!(error = %domain::error::summary(&error), "record not processed; the stream retries it");
             telemetry::count(
                 Metric::ProcessingFailures,
                 &[(Dimension::Reason, error.kind())],

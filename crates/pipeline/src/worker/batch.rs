@@ -30,7 +30,7 @@ use super::disposition::{backoff, Disposition};
 use domain::clock::Clock;
 use domain::error::DependencyError;
 use ports::queue::{InFlightJobs, ParkError, ReceivedJob, MAX_VISIBILITY_TIMEOUT};
-use telemetry::{self, log_dependency, Dimension, Metric};
+use telemetry::{self, Dimension, Metric};
 
 /// Time kept back for each message still to come in a batch, so one slow
 /// job can't leave its batch-mates no time at all.
@@ -128,10 +128,7 @@ impl Runner<'_> {
         }
         for (group, held) in taken_over {
             if let Err(error) = handler.take_over(&group, &held).await {
-                log_dependency(
-                    &error,
-                    "could not take over the jobs held back behind a failed one",
-                );
+                error.log("could not take over the jobs held back behind a failed one");
                 for message in held {
                     self.dispose(&message, Disposition::Retry).await;
                     failed.push(message.message_id);
@@ -210,7 +207,7 @@ impl Runner<'_> {
                 }
                 Err(ParkError::NoDeadLetterQueue) => backoff(message.receive_count),
                 Err(ParkError::Unavailable(error)) => {
-                    log_dependency(&error, "could not park a job in the dead-letter queue");
+                    error.log("could not park a job in the dead-letter queue");
                     backoff(message.receive_count)
                 }
             },
@@ -218,7 +215,7 @@ impl Runner<'_> {
         let wait = wait.min(MAX_VISIBILITY_TIMEOUT);
         if let Err(error) = self.in_flight.retry_after(message, wait).await {
             // The queue's own visibility timeout applies instead.
-            log_dependency(&error, "could not set when a job comes back");
+            error.log("could not set when a job comes back");
         }
         End::Failed
     }

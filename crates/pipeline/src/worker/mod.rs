@@ -55,7 +55,7 @@ use ports::queue::{InFlightJobs, JobKind, JobMessage, JobQueue, QueuedJob, Recei
 use ports::secrets::InstanceDocument;
 use ports::store::EntityStore;
 use ports::sync_state::{CallBudget, EchoLog, OnDemandAllowance};
-use telemetry::{self, log_dependency, Dimension, Metric};
+use telemetry::{self, Dimension, Metric};
 use vendors::revel::api::{ApiCredentials, RevelApiError};
 use vendors::vinesos::downstream::{DeliveryError, Partner};
 use vendors::winesitting::api::WineSittingOrders;
@@ -294,7 +294,7 @@ impl Worker {
                     &dimensions,
                 );
             }
-            Err(error) => log_dependency(&error, "could not read the API budget"),
+            Err(error) => error.log("could not read the API budget"),
         }
     }
 }
