@@ -197,6 +197,16 @@ mod tests {
         })
     }
 
+    /// Keeps Revel order `o-1` at `version`, with `items`.
+    async fn kept_order(
+        entities: &MemoryEntities,
+        version: i64,
+        items: serde_json::Value,
+    ) -> EntityKey {
+        let key = ("revel", revel::Entity::Order, "o-1");
+        kept(entities, key, version, order_state(items)).await
+    }
+
     fn sold_job(order: &EntityKey) -> JobMessage {
         serde_json::from_str(&job_body(JobKind::InventorySold, Some(order), Some(1))).unwrap()
     }
@@ -212,13 +222,7 @@ mod tests {
             {"product": "/resources/Product/7/", "quantity": 1, "voided_by": "/enterprise/User/5/"},
             {"product": null, "quantity": 1},
         ]);
-        let order = kept(
-            &entities,
-            ("revel", revel::Entity::Order, "o-1"),
-            1,
-            order_state(items),
-        )
-        .await;
+        let order = kept_order(&entities, 1, items).await;
         let partner = Arc::new(MemoryPartner::default());
         let worker = delivering(entities.clone(), partner.clone());
 
@@ -263,11 +267,10 @@ mod tests {
         assert_eq!(sent[0].1["data"]["state"]["order_id"], 417);
 
         // A later version of the order sells no more: its stock changes went.
-        kept(
+        kept_order(
             &entities,
-            ("revel", revel::Entity::Order, "o-1"),
             2,
-            order_state(serde_json::json!([{"product": "/resources/Product/5/", "quantity": 4}])),
+            serde_json::json!([{"product": "/resources/Product/5/", "quantity": 4}]),
         )
         .await;
         worker.run(&sold_job(&order), soon()).await.unwrap();
@@ -279,13 +282,7 @@ mod tests {
         use ports::sync_state::EchoLog;
         let entities = Arc::new(MemoryEntities::default());
         let items = serde_json::json!([{"product": 5, "quantity": 2}]);
-        let order = kept(
-            &entities,
-            ("revel", revel::Entity::Order, "o-1"),
-            1,
-            order_state(items),
-        )
-        .await;
+        let order = kept_order(&entities, 1, items).await;
         let partner = Arc::new(MemoryPartner::default());
         let echoes = Arc::new(ports::fakes::MemoryEchoes::default());
         let mut worker = delivering(entities.clone(), partner.clone());
@@ -298,11 +295,10 @@ mod tests {
         assert!(partner.sent().is_empty(), "{:?}", partner.sent());
         // The order changed in Revel afterwards is Revel's change and goes to
         // the partner; the stock it sold still does not.
-        kept(
+        kept_order(
             &entities,
-            ("revel", revel::Entity::Order, "o-1"),
             2,
-            order_state(serde_json::json!([{"product": 5, "quantity": 3}])),
+            serde_json::json!([{"product": 5, "quantity": 3}]),
         )
         .await;
         worker.run(&sold_job(&order), soon()).await.unwrap();
@@ -348,13 +344,7 @@ mod tests {
             {"product": 5, "quantity": 1},
             {"product": 9, "quantity": 2},
         ]);
-        let order = kept(
-            &entities,
-            ("revel", revel::Entity::Order, "o-1"),
-            1,
-            order_state(items),
-        )
-        .await;
+        let order = kept_order(&entities, 1, items).await;
         let partner = Arc::new(MemoryPartner {
             fail_at: Some(1),
             ..MemoryPartner::default()
@@ -367,11 +357,10 @@ mod tests {
             JobError::Delivery(DeliveryError::Unavailable { .. })
         ));
         // The order changes before the retry: what was recorded is what goes.
-        kept(
+        kept_order(
             &entities,
-            ("revel", revel::Entity::Order, "o-1"),
             2,
-            order_state(serde_json::json!([{"product": 5, "quantity": 10}])),
+            serde_json::json!([{"product": 5, "quantity": 10}]),
         )
         .await;
         worker.run(&sold_job(&order), soon()).await.unwrap();
@@ -400,13 +389,7 @@ mod tests {
     async fn stock_changes_the_partner_cannot_take_now_come_back_after_the_backoff() {
         let entities = Arc::new(MemoryEntities::default());
         let items = serde_json::json!([{"product": 5, "quantity": 1}]);
-        let order = kept(
-            &entities,
-            ("revel", revel::Entity::Order, "o-1"),
-            1,
-            order_state(items),
-        )
-        .await;
+        let order = kept_order(&entities, 1, items).await;
         let partner = Arc::new(MemoryPartner {
             fail_at: Some(0),
             ..MemoryPartner::default()
