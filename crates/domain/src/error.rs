@@ -1,6 +1,8 @@
-//! Typed errors. They carry no secret and no body content: what reaches a log
-//! or a caller is decided at the HTTP edge (`shared::http`), from the variant
-//! alone.
+//! Typed errors. They carry no secret and no body content: what reaches a
+//! caller is decided at the HTTP edge (`shared::http`), from the variant
+//! alone; a dependency failure logs itself from any layer
+//! ([`DependencyError::log`]): its service, operation and error chain,
+//! never a payload.
 
 use thiserror::Error;
 

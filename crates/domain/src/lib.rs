@@ -11,7 +11,7 @@
 //! | [`projection`] | the receivers' parse: only the fields a key is made of become values |
 //! | [`local_time`] | an instance's time zone; naive wall-clock times read in it |
 //! | [`clock`] | wall-clock time behind a trait (the simulation runs on virtual time) |
-//! | [`error`] | the typed errors that cross crates |
+//! | [`error`] | the typed errors that cross crates; a dependency failure logs itself |
 //!
 //! # Glossary
 //!

@@ -574,6 +574,7 @@ pub fn as_number(value: &Value) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn each_reason_has_its_own_snake_case_spelling() {
@@ -610,7 +611,6 @@ mod tests {
             assert_eq!(Thing::parse(stranger), None, "{stranger:?}");
         }
     }
-    use serde_json::json;
 
     #[test]
     fn revels_three_timestamp_shapes_parse_and_order_correctly() {

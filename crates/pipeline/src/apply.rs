@@ -424,8 +424,19 @@ fn link_state(object: &Value, field: &str, ours: &str) -> LinkState {
     }
 }
 
+/// The partner's kind a stored change spells. `vos_member` is how a
+/// member's change was kept before members became customers (one entity
+/// since 082e75a): such a change, still queued or parked, is a customer's.
+fn partner_kind(stored: &str) -> Option<vinesos::Entity> {
+    vinesos::Entity::parse(stored)
+        .or_else(|| (stored == "vos_member").then_some(vinesos::Entity::Customer))
+}
+
 /// The uuid of a partner order's line or payment (`part`), the same on every
-/// attempt: how a retry finds what an earlier one created.
+/// attempt: how a retry finds what an earlier one created. Its `order` is
+/// spelled as it was when the first lines were created, not as the
+/// partner's entity kind (`vos_order`): changing it would change the uuids
+/// of what Revel already holds.
 fn child_uuid(instance: &InstanceName, order: &str, part: &str, key: &str) -> Value {
     json!(derived_uuid(&format!(
         "{}:{instance}:order:{order}:{part}:{key}",
@@ -547,8 +558,7 @@ impl Applier {
             .map_err(|_| ApplyError::Incomplete("stored state"))?;
         // This revision of this change: what a lost create's retry shares.
         let attempt = format!("{key}@{}", entity.revision);
-        let kind =
-            vinesos::Entity::parse(&entity.kind).ok_or(ApplyError::Incomplete("entity kind"))?;
+        let kind = partner_kind(&entity.kind).ok_or(ApplyError::Incomplete("entity kind"))?;
         let applied = if kind == vinesos::Entity::Order {
             self.apply_order(instance, credentials, &entity.entity_id, &data, &attempt)
                 .await?
@@ -1591,6 +1601,17 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_members_change_kept_before_members_became_customers_is_a_customers() {
+        assert_eq!(partner_kind("vos_member"), Some(vinesos::Entity::Customer));
+        assert_eq!(
+            partner_kind("vos_customer"),
+            Some(vinesos::Entity::Customer)
+        );
+        assert_eq!(partner_kind("vos_product"), Some(vinesos::Entity::Product));
+        assert_eq!(partner_kind("member"), None);
+    }
+
+    #[test]
     fn each_partner_kind_maps_to_a_revel_lookup_and_absolute_fields() {
         let customer = mapping(
             vinesos::Entity::Customer,
@@ -1678,9 +1699,7 @@ pub(crate) mod tests {
         let revel = Arc::new(MemoryRevel::default());
         let entities = Arc::new(MemoryEntities::default());
         let applier = applier(revel.clone(), entities.clone());
-        // `vos_member`: what a member's change was kept as before members
-        // became customers.
-        let stray = domain::sources::EntityKind::new("vos_member");
+        let stray = domain::sources::EntityKind::new("vos_thing");
         let key = crate::worker::testing::kept(
             &entities,
             ("vinesos", stray, "M-1"),

@@ -426,7 +426,8 @@ mod tests {
     }
 
     #[test]
-    fn a_key_this_bundle_did_not_build_is_counted_in_the_total_only() {
+    fn a_bundle_keys_dimensions_are_its_source_event_type_and_instance_and_a_foreign_key_has_none()
+    {
         assert_eq!(key_dimensions("odd"), Vec::new());
         assert_eq!(
             key_dimensions("revel:demo:order.finalized:o-1@1"),

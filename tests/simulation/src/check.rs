@@ -134,10 +134,11 @@ impl Context<'_> {
     /// A job about `entity` is in the DLQ (its own, or for a pulled
     /// object the pull that wrote it), or a record about it was parked.
     fn parked_about(&self, entity: &SimEntity) -> bool {
-        let pulled_by = matches!(
-            revel::Entity::parse(&entity.kind),
-            Some(revel::Entity::Product | revel::Entity::Modifier)
-        )
+        let pulled_by = (entity.source == "revel"
+            && matches!(
+                revel::Entity::parse(&entity.kind),
+                Some(revel::Entity::Product | revel::Entity::Modifier)
+            ))
         .then(|| format!("catalog:revel:{}", entity.instance));
         self.dead_groups.contains(entity.key().as_str())
             || pulled_by.is_some_and(|group| self.dead_groups.contains(&group))
@@ -351,7 +352,10 @@ fn delivered_to_partner(source: &str, kind: &str) -> bool {
                     | revel::Entity::Modifier
             )
         ),
-        "winesitting" => vendors::winesitting::Entity::parse(kind).is_some(),
+        "winesitting" => matches!(
+            vendors::winesitting::Entity::parse(kind),
+            Some(vendors::winesitting::Entity::Order | vendors::winesitting::Entity::Putaway)
+        ),
         _ => false,
     }
 }

@@ -20,6 +20,7 @@ impl EventKind for RevelEventType {
     }
 
     fn interpret(&self, body: Value, headers: &HeaderMap) -> Result<Interpretation, Malformed> {
+        // Checked here for every type; `order` takes the object apart itself.
         json_object(&body)?;
         let establishment = header(headers, ESTABLISHMENT_HEADER);
         match self {

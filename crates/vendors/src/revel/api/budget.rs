@@ -1,9 +1,8 @@
-//! The daily call budget as the client spends it. Revel limits calls per
-//! instance and per day, so one call is spent before every HTTP attempt,
-//! retries included ([`super::retry::with_retries`]): a run that would go
-//! over stops with [`RevelApiError::BudgetExhausted`] before Revel cuts it
-//! off halfway, and a budget store that cannot be read stops it before any
-//! call ([`RevelApiError::Budget`]).
+//! What the daily call budget's refusals mean to the client: a spent
+//! budget stops a run with [`RevelApiError::BudgetExhausted`] before Revel
+//! cuts it off halfway, an unreadable one with [`RevelApiError::Budget`],
+//! both before any call. (The attempt loop, [`super::retry::with_retries`],
+//! spends the call.)
 
 use ports::sync_state::BudgetError;
 

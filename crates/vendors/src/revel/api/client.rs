@@ -392,7 +392,6 @@ fn parse_object(body: &[u8]) -> Result<serde_json::Value, RevelApiError> {
 
 #[cfg(test)]
 mod tests {
-
     use std::time::Duration;
 
     use serde_json::json;
@@ -401,7 +400,6 @@ mod tests {
 
     use super::*;
     use crate::revel::api::testing::*;
-    use crate::revel::api::{RevelApi, RevelApiError, RevelResources};
 
     #[tokio::test]
     async fn the_auth_header_and_query_parameters_are_sent_in_order() {

@@ -22,8 +22,8 @@
 //! | module | what it is |
 //! | --- | --- |
 //! | `client` | [`RevelApi`]: the URLs, the authentication header, reading and writing an object, what an answer means |
-//! | `retry` | which failures are tried again, and how long to wait: backoff with full jitter, `Retry-After` |
-//! | `budget` | the daily call budget as the client spends it: one call before every HTTP attempt |
+//! | `retry` | the attempt loop (one call spent before each attempt), which failures are tried again, and how long to wait: backoff with full jitter, `Retry-After` |
+//! | `budget` | what a spent or unreadable daily budget means to the client (the budget port's refusals as [`RevelApiError`]), and the tests of the budget rule above |
 //! | `pagination` | [`PageRequest`] and [`Page`]: Revel's `meta.next`, read so a run can only move forward |
 
 use std::time::Duration;

@@ -82,7 +82,6 @@ fn next_offset_of(next: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-
     use serde_json::json;
     use wiremock::matchers::{path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -1,8 +1,8 @@
-//! Which failures are tried again, and after how long. Transient failures
-//! (429, 5xx, 408, timeouts, connection errors) are retried with
-//! exponential backoff and full jitter, or after `Retry-After` when Revel
-//! sends one, each wait capped; every attempt first spends one call from
-//! the budget ([`super::budget`]).
+//! The attempt loop: which failures are tried again, and after how long.
+//! Transient failures (429, 5xx, 408, timeouts, connection errors) are
+//! retried with exponential backoff and full jitter, or after `Retry-After`
+//! when Revel sends one, each wait capped; every attempt first spends one
+//! call from the budget.
 
 use std::future::Future;
 use std::time::Duration;
@@ -127,7 +127,6 @@ fn full_jitter(base: Duration, max: Duration, retry: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-
     use std::time::Duration;
 
     use serde_json::json;

@@ -5,8 +5,9 @@
 //! that changed reaches it through the normal sync.
 //!
 //! The receiver stores the request like any event (one put). The processor
-//! keeps it as an entity of its own (`vendors::vinesos::inventory_search::REQUEST_KIND`, its id the
-//! envelope's) and queues an `inventory_request` job, in one message group
+//! keeps it as an entity of its own (kind
+//! `vendors::vinesos::Entity::InventoryRequest`, its id the envelope's) and
+//! queues an `inventory_request` job, in one message group
 //! per instance so an instance's requests run one at a time. The worker
 //! ([`crate::worker::jobs::inventory_request`]):
 //!
