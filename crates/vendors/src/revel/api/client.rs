@@ -1,9 +1,9 @@
 //! [`RevelApi`], the HTTP client: `{base}/resources/{Resource}/`, the
 //! credentials in the `API-AUTHENTICATION` header (marked sensitive, never
 //! in a `Debug`, an error or a log line, and neither is a response body),
-//! and what each answer means. Writes ([`RevelResources::create`],
-//! [`RevelResources::update`]) differ in whether sending twice is harmless
-//! ([`Write`]).
+//! and what each answer means. The three calls (a page, a create, an
+//! update) differ only in whether sending twice is harmless ([`Call`]);
+//! one exchange reads every answer.
 
 use std::fmt;
 use std::sync::Arc;
@@ -36,29 +36,32 @@ fn auth_header(credentials: &ApiCredentials) -> Result<HeaderValue, RevelApiErro
         .map_err(|_| RevelApiError::InvalidRequest("credentials are not a valid header value"))
 }
 
-/// The two writes, which differ in whether sending twice is harmless.
+/// The three calls, which differ in whether sending twice is harmless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Write {
+enum Call {
+    /// GET of a page: idempotent.
+    Read,
     /// POST: not idempotent.
     Create,
     /// PATCH with absolute values: idempotent.
     Update,
 }
 
-impl Write {
+impl Call {
     fn method(self) -> Method {
         match self {
+            Self::Read => Method::GET,
             Self::Create => Method::POST,
             Self::Update => Method::PATCH,
         }
     }
 
     fn is_idempotent(self) -> bool {
-        matches!(self, Self::Update)
+        !matches!(self, Self::Create)
     }
 
     /// Whether a failed attempt that got `status` may be sent again: only
-    /// when Revel certainly did not act, unless the write is idempotent.
+    /// when Revel certainly did not act, unless the call is idempotent.
     fn retries(self, status: StatusCode) -> bool {
         if self.is_idempotent() {
             is_transient(status)
@@ -101,8 +104,21 @@ impl RevelResources for RevelApi {
             &self.config,
             instance,
             &request.resource,
-            "GET",
-            || self.attempt(&url, &auth, request),
+            Call::Read.method().as_str(),
+            || {
+                let fixed = [
+                    ("format", "json".to_owned()),
+                    ("limit", self.config.page_size.to_string()),
+                    ("offset", request.offset.to_string()),
+                ];
+                let get = self
+                    .client
+                    .get(url.clone())
+                    .header(AUTH_HEADER, auth.clone())
+                    .query(&fixed)
+                    .query(&request.filters);
+                self.exchange(Call::Read, get, |body| parse_page(body, request.offset))
+            },
         )
         .await
     }
@@ -126,7 +142,7 @@ impl RevelResources for RevelApi {
     ) -> Result<serde_json::Value, RevelApiError> {
         check_resource(resource)?;
         let url = self.url(instance, resource)?;
-        self.write(instance, credentials, Write::Create, resource, url, body)
+        self.write(instance, credentials, Call::Create, resource, url, body)
             .await
     }
 
@@ -153,7 +169,7 @@ impl RevelResources for RevelApi {
         let url = url
             .join(&format!("{id}/"))
             .map_err(|_| RevelApiError::InvalidRequest("object id does not make a valid URL"))?;
-        self.write(instance, credentials, Write::Update, resource, url, body)
+        self.write(instance, credentials, Call::Update, resource, url, body)
             .await
     }
 }
@@ -181,7 +197,7 @@ impl RevelApi {
         &self,
         instance: &InstanceName,
         credentials: &ApiCredentials,
-        write: Write,
+        call: Call,
         resource: &str,
         url: Url,
         body: &serde_json::Value,
@@ -190,14 +206,22 @@ impl RevelApi {
         // Serialized once, before the budget is touched.
         let body = serde_json::to_vec(body)
             .map_err(|_| RevelApiError::InvalidRequest("the body cannot be serialized"))?;
-        let method = write.method();
         with_retries(
             self.budget.as_ref(),
             &self.config,
             instance,
             resource,
-            method.as_str(),
-            || self.write_attempt(write, &url, &auth, &body),
+            call.method().as_str(),
+            || {
+                let request = self
+                    .client
+                    .request(call.method(), url.clone())
+                    .header(AUTH_HEADER, auth.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .query(&[("format", "json")])
+                    .body(body.clone());
+                self.exchange(call, request, parse_object)
+            },
         )
         .await
     }
@@ -212,21 +236,15 @@ impl RevelApi {
         Url::parse(&url).map_err(|_| RevelApiError::InvalidRequest("base URL is not a valid URL"))
     }
 
-    async fn attempt(&self, url: &Url, auth: &HeaderValue, request: &PageRequest) -> Attempt<Page> {
-        let fixed = [
-            ("format", "json".to_owned()),
-            ("limit", self.config.page_size.to_string()),
-            ("offset", request.offset.to_string()),
-        ];
-        let sent = self
-            .client
-            .get(url.clone())
-            .header(AUTH_HEADER, auth.clone())
-            .query(&fixed)
-            .query(&request.filters)
-            .send()
-            .await;
-        let response = match sent {
+    /// Sends one attempt of `call` and reads what its answer means; `parse`
+    /// reads a success's body.
+    async fn exchange<T>(
+        &self,
+        call: Call,
+        request: reqwest::RequestBuilder,
+        parse: impl FnOnce(&[u8]) -> Result<T, RevelApiError>,
+    ) -> Attempt<T> {
+        let response = match request.send().await {
             Ok(response) => response,
             Err(error) if error.is_builder() => {
                 return Attempt::Done(Err(RevelApiError::InvalidRequest(
@@ -237,68 +255,13 @@ impl RevelApi {
                 // The error's URL holds the filters only, but its kind is
                 // all that is needed to tell what happened.
                 tracing::debug!(
+                    method = %call.method(),
                     timeout = error.is_timeout(),
                     connect = error.is_connect(),
                     "Revel API call got no answer"
                 );
-                return Attempt::Retry {
-                    status: None,
-                    retry_after: None,
-                };
-            }
-        };
-
-        let status = response.status();
-        if status.is_success() {
-            return match response.bytes().await {
-                Ok(body) => Attempt::Done(parse_page(&body, request.offset)),
-                // The answer was cut off (timeout or connection reset).
-                Err(_) => Attempt::Retry {
-                    status: Some(status.as_u16()),
-                    retry_after: None,
-                },
-            };
-        }
-        if is_transient(status) {
-            return Attempt::Retry {
-                status: Some(status.as_u16()),
-                retry_after: retry_after_of(&response),
-            };
-        }
-        Attempt::Done(Err(refusal(status)))
-    }
-
-    async fn write_attempt(
-        &self,
-        write: Write,
-        url: &Url,
-        auth: &HeaderValue,
-        body: &[u8],
-    ) -> Attempt<serde_json::Value> {
-        let sent = self
-            .client
-            .request(write.method(), url.clone())
-            .header(AUTH_HEADER, auth.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .query(&[("format", "json")])
-            .body(body.to_vec())
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) if error.is_builder() => {
-                return Attempt::Done(Err(RevelApiError::InvalidRequest(
-                    "the request could not be built",
-                )))
-            }
-            Err(error) => {
-                tracing::debug!(
-                    timeout = error.is_timeout(),
-                    connect = error.is_connect(),
-                    "Revel API write got no answer"
-                );
                 // A connection that could not be made carried nothing.
-                return if write.is_idempotent() || error.is_connect() {
+                return if call.is_idempotent() || error.is_connect() {
                     Attempt::Retry {
                         status: None,
                         retry_after: None,
@@ -312,9 +275,9 @@ impl RevelApi {
         let status = response.status();
         if status.is_success() {
             return match response.bytes().await {
-                Ok(body) => Attempt::Done(parse_object(&body)),
+                Ok(body) => Attempt::Done(parse(&body)),
                 // Revel acted, but the answer was cut off.
-                Err(_) if write.is_idempotent() => Attempt::Retry {
+                Err(_) if call.is_idempotent() => Attempt::Retry {
                     status: Some(status.as_u16()),
                     retry_after: None,
                 },
@@ -323,7 +286,7 @@ impl RevelApi {
                 })),
             };
         }
-        if write.retries(status) {
+        if call.retries(status) {
             return Attempt::Retry {
                 status: Some(status.as_u16()),
                 retry_after: retry_after_of(&response),
