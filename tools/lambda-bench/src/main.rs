@@ -814,7 +814,9 @@ async fn measure_warm(
     let counted = endpoint.proxy.is_some() && subject.role != Role::Floor;
     let warm = &new_runs[1..];
     let (cpu_ms, threads_ended) = cpu_between(&cpu_before, &cpu_after);
-    let mut common = Common {
+    // The cold figures are the medians over every cold start, filled in once
+    // all are taken (`measure_run`).
+    let common = Common {
         function: subject.name.clone(),
         role: subject.role,
         memory_size_mb: memory.to_string(),
@@ -826,7 +828,6 @@ async fn measure_warm(
         ratio_to_floor: None,
         peak_rss_kb,
     };
-    set_cold_figures(&mut common, &[cold]);
     let figures = ReceiverFigures {
         common,
         warm_invocations: warm.len(),
@@ -1159,8 +1160,6 @@ struct Plan {
     /// and the new events of their further cold starts.
     subjects: Vec<(Subject, Vec<Value>, Vec<Value>)>,
     duplicates: usize,
-    /// Cold starts per subject, the warm run's first among them.
-    cold_starts: usize,
 }
 
 /// Every subject of `plan` on `endpoint`: each one's warm run, one after
@@ -1184,7 +1183,8 @@ async fn measure_run(
         figures.push(warm.figures);
         first_colds.push(warm.cold);
     }
-    let rounds = plan.cold_starts.saturating_sub(1);
+    // Every subject has one new event per further cold start.
+    let rounds = plan.subjects.first().map_or(0, |(_, _, cold)| cold.len());
     eprintln!(
         "lambda-bench: {rounds} further cold starts of each on {}, round-robin",
         endpoint.label
@@ -1256,7 +1256,6 @@ async fn run(options: Options) -> Result<(), Error> {
     let plan = Plan {
         subjects,
         duplicates: options.duplicates,
-        cold_starts: options.cold_starts,
     };
 
     // Started first: the bench's own SDK clients load their trusted roots
