@@ -277,8 +277,16 @@ pub fn jobs_worker(
         )
         .with_on_demand_pulls_per_hour(sync.inventory_requests_per_hour),
     );
-    let api: Arc<dyn vendors::revel::api::RevelResources> =
-        Arc::new(vendors::revel::api::RevelApi::new(api, state.clone()));
+    // Each instance's calls within its own budget (its settings), the
+    // deployment's where they name none.
+    let budget: Arc<dyn ports::sync_state::CallBudget> =
+        Arc::new(ports::sync_state::InstanceBudgets::new(
+            state.clone(),
+            Arc::clone(&revel) as Arc<dyn ports::secrets::InstanceDocument>,
+        ));
+    let api: Arc<dyn vendors::revel::api::RevelResources> = Arc::new(
+        vendors::revel::api::RevelApi::new(api, Arc::clone(&budget)),
+    );
     let entities: Arc<dyn ports::store::EntityStore> = Arc::new(DynamoEntityStore::new(
         clients.entities.clone(),
         &config.entities_table,
@@ -322,7 +330,7 @@ pub fn jobs_worker(
             zones,
         },
         echoes: state.clone(),
-        budget: state.clone(),
+        budget,
         on_demand: state,
         winesitting: winesitting_source(config, &clients.secrets)
             .ok()

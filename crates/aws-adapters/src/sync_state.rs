@@ -162,7 +162,11 @@ impl CallBudget for DynamoSyncState {
             .unwrap_or(0))
     }
 
-    async fn spend_one(&self, instance: &InstanceName) -> Result<BudgetUse, BudgetError> {
+    async fn spend_one_within(
+        &self,
+        instance: &InstanceName,
+        limit: u64,
+    ) -> Result<BudgetUse, BudgetError> {
         let now = OffsetDateTime::now_utc();
         let result = self
             .client
@@ -173,7 +177,7 @@ impl CallBudget for DynamoSyncState {
             .update_expression("ADD used :one SET expires_at = :expires")
             .condition_expression("attribute_not_exists(used) OR used < :limit")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":limit", AttributeValue::N(self.daily_budget.to_string()))
+            .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
             .expression_attribute_values(
                 ":expires",
                 AttributeValue::N((now.unix_timestamp() + 3 * 86_400).to_string()),
@@ -190,13 +194,11 @@ impl CallBudget for DynamoSyncState {
                     .unwrap_or(0);
                 Ok(BudgetUse {
                     used,
-                    limit: self.daily_budget,
+                    limit,
                 })
             }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(BudgetError::Exhausted {
-                    limit: self.daily_budget,
-                })
+                Err(BudgetError::Exhausted { limit })
             }
             Err(e) => Err(BudgetError::Unavailable(DependencyError::new(
                 SERVICE,

@@ -508,15 +508,13 @@ pub struct UnlimitedBudget {
 
 #[async_trait]
 impl crate::sync_state::CallBudget for UnlimitedBudget {
-    async fn spend_one(
+    async fn spend_one_within(
         &self,
         _instance: &domain::ids::InstanceName,
+        limit: u64,
     ) -> Result<crate::sync_state::BudgetUse, crate::sync_state::BudgetError> {
         let used = self.spent.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok(crate::sync_state::BudgetUse {
-            used,
-            limit: u64::MAX,
-        })
+        Ok(crate::sync_state::BudgetUse { used, limit })
     }
 
     fn limit(&self) -> u64 {

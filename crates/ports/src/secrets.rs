@@ -108,6 +108,10 @@ struct InstanceEntry {
 /// When an instance's day ends unless its entry says otherwise.
 pub const DEFAULT_END_OF_DAY: time::Time = time::macros::time!(23:55);
 
+/// The daily API budgets an entry may name: at least one call, and no more
+/// than a counter can mean.
+pub const DAILY_API_BUDGETS: std::ops::RangeInclusive<u64> = 1..=10_000_000;
+
 /// An instance's own settings, from its entry in the secret document (none
 /// of them secret): they change without a redeploy, within the secrets'
 /// cache TTL.
@@ -124,6 +128,9 @@ pub struct InstanceSettings {
     /// `inventory_every_2h` (false): the retailer option, inventory pulled
     /// at every even hour of the merchant's clock.
     pub inventory_every_2h: bool,
+    /// `daily_api_budget`: the Revel API calls the instance may make a day
+    /// (UTC days); `None`: the deployment's `REVEL_API_DAILY_BUDGET`.
+    pub daily_api_budget: Option<u64>,
     /// Why a setting the entry names could not be used (its default is used
     /// instead): a typo in a setting must not switch the instance off.
     pub unusable: Vec<String>,
@@ -137,6 +144,7 @@ impl InstanceSettings {
             time_zone_named: false,
             end_of_day: DEFAULT_END_OF_DAY,
             inventory_every_2h: false,
+            daily_api_budget: None,
             unusable: Vec::new(),
         }
     }
@@ -220,6 +228,13 @@ fn settings(
         Some(serde_json::Value::Bool(on)) => settings.inventory_every_2h = *on,
         Some(_) => unusable.push(SecretFormatError::Setting("inventory_every_2h")),
     }
+    match fields.get("daily_api_budget") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(value) => match value.as_u64().filter(|n| DAILY_API_BUDGETS.contains(n)) {
+            Some(calls) => settings.daily_api_budget = Some(calls),
+            None => unusable.push(SecretFormatError::DailyApiBudget),
+        },
+    }
     settings.unusable = unusable.iter().map(ToString::to_string).collect();
     settings
 }
@@ -278,6 +293,8 @@ pub enum SecretFormatError {
     EndOfDay,
     #[error("{0} must be true or false")]
     Setting(&'static str),
+    #[error("daily_api_budget must be a whole number of calls from 1 to 10000000")]
+    DailyApiBudget,
 }
 
 impl InstanceSecrets {
@@ -699,7 +716,8 @@ mod tests {
     fn an_instances_settings_are_read_from_its_entry_and_default_where_it_names_none() {
         let doc = SecretDocument(
             r#"{"labar": {"webhook": "w", "api_key": "k", "api_secret": "s",
-                          "time_zone": "America/Los_Angeles", "end_of_day": "22:30", "inventory_every_2h": true},
+                          "time_zone": "America/Los_Angeles", "end_of_day": "22:30", "inventory_every_2h": true,
+                          "daily_api_budget": 250},
                 "demo": {"webhook": "w", "api_key": "k", "api_secret": "s"},
                 "hooks-only": "w"}"#
                 .into(),
@@ -710,6 +728,7 @@ mod tests {
         assert_eq!(la.time_zone.name(), "America/Los_Angeles");
         assert!(la.time_zone_named && la.inventory_every_2h);
         assert_eq!(la.end_of_day, time::macros::time!(22:30));
+        assert_eq!(la.daily_api_budget, Some(250));
         for name in ["demo", "hooks-only", "not-in-the-document"] {
             assert_eq!(
                 parsed.settings(&InstanceName::parse(name).unwrap()),
@@ -734,6 +753,10 @@ mod tests {
             (r#""end_of_day": "9:5""#, "end_of_day"),
             (r#""end_of_day": "23:55:00""#, "end_of_day"),
             (r#""inventory_every_2h": "yes""#, "inventory_every_2h"),
+            (r#""daily_api_budget": 0"#, "daily_api_budget"),
+            (r#""daily_api_budget": -5"#, "daily_api_budget"),
+            (r#""daily_api_budget": 2.5"#, "daily_api_budget"),
+            (r#""daily_api_budget": "500""#, "daily_api_budget"),
         ] {
             let doc = SecretDocument(format!(
                 r#"{{"typo": {{"webhook": "w", "end_of_day": "22:00", "inventory_every_2h": true, {bad}}},
@@ -755,7 +778,8 @@ mod tests {
             let expected = match why {
                 "time_zone" => (defaults.time_zone.name(), time::macros::time!(22:00), true),
                 "end_of_day" => ("Europe/Paris", DEFAULT_END_OF_DAY, true),
-                _ => ("Europe/Paris", time::macros::time!(22:00), false),
+                "inventory_every_2h" => ("Europe/Paris", time::macros::time!(22:00), false),
+                _ => ("Europe/Paris", time::macros::time!(22:00), true),
             };
             assert_eq!(
                 (
@@ -771,6 +795,7 @@ mod tests {
                 "Asia/Tokyo",
                 "{why}: the other entry still works"
             );
+            assert_eq!(settings.daily_api_budget, None, "{why}");
             assert!(parsed.settings(&demo()).unusable.is_empty());
         }
     }

@@ -136,12 +136,118 @@ pub trait EchoLog: Send + Sync {
 /// Counts calls against the instance's daily budget before each call.
 #[async_trait]
 pub trait CallBudget: Send + Sync {
-    /// Takes one call from today's budget of `instance`; Err(Exhausted) when none is left.
-    async fn spend_one(&self, instance: &InstanceName) -> Result<BudgetUse, BudgetError>;
-    /// The daily number of calls each instance may make.
+    /// Takes one call from today's budget of `instance` if fewer than
+    /// `limit` were taken today; Err(Exhausted) otherwise. The limit is the
+    /// caller's, so one counter serves the instance's own budget and a
+    /// smaller share of it (a backfill leaves the schedule its calls).
+    async fn spend_one_within(
+        &self,
+        instance: &InstanceName,
+        limit: u64,
+    ) -> Result<BudgetUse, BudgetError>;
+    /// Takes one call from today's budget of `instance`, within its limit
+    /// ([`CallBudget::limit_of`]); Err(Exhausted) when none is left.
+    async fn spend_one(&self, instance: &InstanceName) -> Result<BudgetUse, BudgetError> {
+        let limit = self.limit_of(instance).await?;
+        self.spend_one_within(instance, limit).await
+    }
+    /// The daily number of calls an instance may make unless its settings
+    /// say otherwise.
     fn limit(&self) -> u64;
+    /// The daily number of calls `instance` may make.
+    async fn limit_of(&self, _instance: &InstanceName) -> Result<u64, DependencyError> {
+        Ok(self.limit())
+    }
     /// Calls spent today by `instance` (for the budget metric and operators).
     async fn spent_today(&self, instance: &InstanceName) -> Result<u64, DependencyError>;
+}
+
+/// The budget of each instance as its settings name it (`daily_api_budget`
+/// in its entry of the Revel secret document), the deployment's
+/// (`REVEL_API_DAILY_BUDGET`) where they name none: an operator sets a
+/// merchant's allowance with `revel-ops instance update` and no redeploy.
+pub struct InstanceBudgets {
+    store: std::sync::Arc<dyn CallBudget>,
+    settings: std::sync::Arc<dyn crate::secrets::InstanceDocument>,
+}
+
+impl InstanceBudgets {
+    pub fn new(
+        store: std::sync::Arc<dyn CallBudget>,
+        settings: std::sync::Arc<dyn crate::secrets::InstanceDocument>,
+    ) -> Self {
+        Self { store, settings }
+    }
+}
+
+#[async_trait]
+impl CallBudget for InstanceBudgets {
+    async fn spend_one_within(
+        &self,
+        instance: &InstanceName,
+        limit: u64,
+    ) -> Result<BudgetUse, BudgetError> {
+        self.store.spend_one_within(instance, limit).await
+    }
+
+    fn limit(&self) -> u64 {
+        self.store.limit()
+    }
+
+    async fn limit_of(&self, instance: &InstanceName) -> Result<u64, DependencyError> {
+        Ok(self
+            .settings
+            .document()
+            .await?
+            .settings(instance)
+            .daily_api_budget
+            .unwrap_or_else(|| self.store.limit()))
+    }
+
+    async fn spent_today(&self, instance: &InstanceName) -> Result<u64, DependencyError> {
+        self.store.spent_today(instance).await
+    }
+}
+
+/// A share of each instance's budget: at most its limit less `reserve`
+/// calls a day (none once the limit is at or below the reserve). Spent from
+/// the same counter, so the calls kept back stay for the schedule's work.
+pub struct ReservedBudget {
+    budget: std::sync::Arc<dyn CallBudget>,
+    reserve: u64,
+}
+
+impl ReservedBudget {
+    pub fn new(budget: std::sync::Arc<dyn CallBudget>, reserve: u64) -> Self {
+        Self { budget, reserve }
+    }
+}
+
+#[async_trait]
+impl CallBudget for ReservedBudget {
+    async fn spend_one_within(
+        &self,
+        instance: &InstanceName,
+        limit: u64,
+    ) -> Result<BudgetUse, BudgetError> {
+        self.budget.spend_one_within(instance, limit).await
+    }
+
+    fn limit(&self) -> u64 {
+        self.budget.limit().saturating_sub(self.reserve)
+    }
+
+    async fn limit_of(&self, instance: &InstanceName) -> Result<u64, DependencyError> {
+        Ok(self
+            .budget
+            .limit_of(instance)
+            .await?
+            .saturating_sub(self.reserve))
+    }
+
+    async fn spent_today(&self, instance: &InstanceName) -> Result<u64, DependencyError> {
+        self.budget.spent_today(instance).await
+    }
 }
 
 /// The budget after one call was taken from it.
@@ -158,4 +264,96 @@ pub enum BudgetError {
     Exhausted { limit: u64 },
     #[error(transparent)]
     Unavailable(#[from] DependencyError),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::secrets::{InstanceDocument, InstanceSecrets, SecretDocument};
+
+    /// The budget store's rule: one counter per instance, refused at the
+    /// caller's limit.
+    #[derive(Default)]
+    struct Counter(Mutex<HashMap<String, u64>>);
+
+    #[async_trait]
+    impl CallBudget for Counter {
+        async fn spend_one_within(
+            &self,
+            instance: &InstanceName,
+            limit: u64,
+        ) -> Result<BudgetUse, BudgetError> {
+            let mut used = self.0.lock().unwrap();
+            let used = used.entry(instance.to_string()).or_default();
+            if *used >= limit {
+                return Err(BudgetError::Exhausted { limit });
+            }
+            *used += 1;
+            Ok(BudgetUse { used: *used, limit })
+        }
+
+        fn limit(&self) -> u64 {
+            10
+        }
+
+        async fn spent_today(&self, instance: &InstanceName) -> Result<u64, DependencyError> {
+            Ok(self.0.lock().unwrap().get(instance.as_str()).copied().unwrap_or(0))
+        }
+    }
+
+    struct Document(Arc<InstanceSecrets>);
+
+    #[async_trait]
+    impl InstanceDocument for Document {
+        async fn document(&self) -> Result<Arc<InstanceSecrets>, DependencyError> {
+            Ok(Arc::clone(&self.0))
+        }
+    }
+
+    fn budgets() -> Arc<InstanceBudgets> {
+        let document = InstanceSecrets::parse(&SecretDocument(
+            r#"{"small": {"webhook": "w", "daily_api_budget": 3}, "plain": {"webhook": "w"}}"#
+                .into(),
+        ))
+        .unwrap();
+        Arc::new(InstanceBudgets::new(
+            Arc::new(Counter::default()),
+            Arc::new(Document(Arc::new(document))),
+        ))
+    }
+
+    async fn calls_until_refused(budget: &dyn CallBudget, instance: &str) -> u64 {
+        let instance = InstanceName::parse(instance).unwrap();
+        let mut calls = 0;
+        while budget.spend_one(&instance).await.is_ok() {
+            calls += 1;
+            assert!(calls <= 100, "never refused");
+        }
+        calls
+    }
+
+    #[tokio::test]
+    async fn an_instance_spends_the_budget_its_settings_name_and_the_deployments_where_they_name_none(
+    ) {
+        let budgets = budgets();
+        assert_eq!(calls_until_refused(budgets.as_ref(), "small").await, 3);
+        assert_eq!(calls_until_refused(budgets.as_ref(), "plain").await, 10);
+        let small = InstanceName::parse("small").unwrap();
+        assert_eq!(budgets.limit_of(&small).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_reserved_share_stops_short_of_the_limit_and_leaves_the_reserve_to_the_instances_budget(
+    ) {
+        let budgets = budgets();
+        let share = ReservedBudget::new(budgets.clone(), 4);
+        assert_eq!(calls_until_refused(&share, "plain").await, 6);
+        assert_eq!(calls_until_refused(budgets.as_ref(), "plain").await, 4);
+        // A budget at or below the reserve leaves the share nothing.
+        assert_eq!(calls_until_refused(&share, "small").await, 0);
+        assert_eq!(calls_until_refused(budgets.as_ref(), "small").await, 3);
+    }
 }

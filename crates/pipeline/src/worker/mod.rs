@@ -282,9 +282,14 @@ impl Worker {
 
     /// Logs and records `instance`'s API calls spent today.
     pub(crate) async fn report_budget(&self, instance: &InstanceName) {
-        match self.budget.spent_today(instance).await {
-            Ok(spent) => {
-                let limit = self.budget.limit();
+        let spent_and_limit = async {
+            Ok::<_, domain::error::DependencyError>((
+                self.budget.spent_today(instance).await?,
+                self.budget.limit_of(instance).await?,
+            ))
+        };
+        match spent_and_limit.await {
+            Ok((spent, limit)) => {
                 tracing::info!(%instance, spent, limit, "API calls spent today");
                 let dimensions = [(Dimension::Instance, instance.as_str())];
                 telemetry::record(Metric::ApiCallsSpent, spent as f64, &dimensions);

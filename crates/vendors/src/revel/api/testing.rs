@@ -39,8 +39,11 @@ impl FixedBudget {
 
 #[async_trait]
 impl CallBudget for FixedBudget {
-    async fn spend_one(&self, _instance: &InstanceName) -> Result<BudgetUse, BudgetError> {
-        let limit = self.limit;
+    async fn spend_one_within(
+        &self,
+        _instance: &InstanceName,
+        limit: u64,
+    ) -> Result<BudgetUse, BudgetError> {
         self.used
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
                 (used < limit).then_some(used + 1)
@@ -66,7 +69,11 @@ pub(super) struct BrokenBudget;
 
 #[async_trait]
 impl CallBudget for BrokenBudget {
-    async fn spend_one(&self, _instance: &InstanceName) -> Result<BudgetUse, BudgetError> {
+    async fn spend_one_within(
+        &self,
+        _instance: &InstanceName,
+        _limit: u64,
+    ) -> Result<BudgetUse, BudgetError> {
         Err(DependencyError::new("dynamodb", "UpdateItem", "unreachable").into())
     }
 
