@@ -147,3 +147,12 @@ bench-load: venv
 .PHONY: fuzz
 fuzz:
 	cargo run --quiet --locked -p xtask -- fuzz $(if $(FUZZ_SECONDS),--seconds $(FUZZ_SECONDS)) $(if $(FUZZ_TARGETS),--targets $(FUZZ_TARGETS))
+
+# The first deploy, explained: `xtask deploy-guided` (tools/xtask) prints
+# what `sam deploy --guided` will ask, in its order, with each parameter's
+# group, label, default and description from template.yaml (SAM itself shows
+# only "Parameter Name [default]:"), then runs `sam deploy --guided
+# $(DEPLOY_ARGS)`. Run `make build` first.
+.PHONY: deploy-guided
+deploy-guided: venv
+	cargo run --quiet --locked -p xtask -- deploy-guided --sam $(CURDIR)/$(VENV)/bin/sam $(DEPLOY_ARGS)

@@ -5,7 +5,7 @@
 //! code emits (names taken from `telemetry::Metric`, so renaming one
 //! without the template fails).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use local_stack::template::{default_path, scalar, Scalar};
 use serde_norway::Value;
@@ -208,33 +208,390 @@ fn every_queue_is_encrypted() {
     }
 }
 
-#[test]
-fn every_function_has_reserved_concurrency_from_a_parameter_and_the_defaults_leave_room() {
-    let doc = template();
-    let global = doc["Globals"]["Function"].get("ReservedConcurrentExecutions");
-    let mut reserved_total = 0;
-    for (id, function) in resources(&doc, "AWS::Serverless::Function") {
-        let own = function["Properties"].get("ReservedConcurrentExecutions");
-        let setting = own
-            .or(global)
-            .unwrap_or_else(|| panic!("{id}: no reserved concurrency"));
-        let reserved = parameter_default(&doc, setting)
-            .unwrap_or_else(|| panic!("{id}: reserved concurrency must be a numeric parameter"));
-        assert!(reserved >= 1, "{id}: reserved concurrency 0 turns it off");
-        reserved_total += reserved;
-        // An SQS event source polling with more concurrency than reserved is
-        // throttled, and each throttled receive counts towards the DLQ.
-        for event in events_of(function, "SQS") {
-            let maximum = parameter_default(&doc, &event["ScalingConfig"]["MaximumConcurrency"])
-                .unwrap_or_else(|| panic!("{id}: SQS event source without a maximum concurrency"));
+/// `(name, argument)` of an intrinsic, short (`!If x`) or long (`{Fn::If: x}`)
+/// form; `Ref` and `Condition` have no `Fn::`.
+fn intrinsic(value: &Value) -> Option<(String, &Value)> {
+    match value {
+        Value::Tagged(tagged) => Some((
+            tagged.tag.to_string().trim_start_matches('!').to_owned(),
+            &tagged.value,
+        )),
+        Value::Mapping(map) if map.len() == 1 => {
+            let (key, argument) = map.iter().next()?;
+            let key = key.as_str()?;
+            match key {
+                "Ref" | "Condition" => Some((key.to_owned(), argument)),
+                _ => key
+                    .strip_prefix("Fn::")
+                    .map(|name| (name.to_owned(), argument)),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A scalar as CloudFormation passes it: text.
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The template as CloudFormation would see it with these parameter values:
+/// `Ref`, `If`, `Not`, `And`, `Or`, `Equals` and `Condition` evaluated.
+struct Stack<'a> {
+    doc: &'a Value,
+    parameters: BTreeMap<String, String>,
+}
+
+impl<'a> Stack<'a> {
+    /// The defaults, then `overrides` (as `sam deploy --parameter-overrides`).
+    fn new(doc: &'a Value, overrides: &[(&str, &str)]) -> Self {
+        let declared = doc["Parameters"].as_mapping().expect("parameters");
+        let mut parameters: BTreeMap<String, String> = declared
+            .iter()
+            .filter_map(|(name, p)| Some((name.as_str()?.to_owned(), text(p.get("Default")?)?)))
+            .collect();
+        for (name, value) in overrides {
             assert!(
-                maximum <= reserved,
-                "{id}: {maximum} pollers, {reserved} reserved"
+                doc["Parameters"].get(*name).is_some(),
+                "unknown parameter {name}"
             );
+            parameters.insert((*name).to_owned(), (*value).to_owned());
+        }
+        Self { doc, parameters }
+    }
+
+    /// The value, or `None` for `AWS::NoValue` (the property is left out).
+    fn resolve(&self, value: &Value) -> Option<String> {
+        match intrinsic(value) {
+            Some((name, argument)) if name == "Ref" => {
+                let parameter = argument.as_str().expect("Ref names a string");
+                if parameter == "AWS::NoValue" {
+                    return None;
+                }
+                let value = self.parameters.get(parameter);
+                Some(
+                    value
+                        .unwrap_or_else(|| panic!("Ref {parameter}: not a parameter with a value"))
+                        .clone(),
+                )
+            }
+            Some((name, argument)) if name == "If" => {
+                let [condition, then, otherwise] = argument
+                    .as_sequence()
+                    .map(Vec::as_slice)
+                    .expect("If takes a list")
+                else {
+                    panic!("If takes 3: {argument:?}")
+                };
+                let condition = condition.as_str().expect("If names a condition");
+                self.resolve(if self.condition(condition) {
+                    then
+                } else {
+                    otherwise
+                })
+            }
+            Some((name, _)) => panic!("intrinsic {name} not evaluated by this test"),
+            None => Some(text(value).expect("a scalar")),
         }
     }
-    // Lambda keeps 100 of an account's (default) 1000 unreserved.
-    assert!(reserved_total <= 900, "defaults reserve {reserved_total}");
+
+    fn condition(&self, name: &str) -> bool {
+        let condition = self.doc["Conditions"].get(name);
+        self.truth(condition.unwrap_or_else(|| panic!("no condition {name}")))
+    }
+
+    fn truth(&self, value: &Value) -> bool {
+        let (name, argument) = intrinsic(value).expect("a condition function");
+        let arguments = || argument.as_sequence().expect("a list").iter();
+        match name.as_str() {
+            "Not" => !self.truth(&argument[0]),
+            "And" => arguments().all(|c| self.truth(c)),
+            "Or" => arguments().any(|c| self.truth(c)),
+            // CloudFormation compares the two as strings.
+            "Equals" => {
+                let values: Vec<_> = arguments().map(|a| self.resolve(a)).collect();
+                assert_eq!(values.len(), 2, "Equals takes 2");
+                values[0] == values[1]
+            }
+            "Condition" => self.condition(argument.as_str().expect("a condition's name")),
+            other => panic!("condition function {other} not evaluated by this test"),
+        }
+    }
+
+    /// Each function's reservation (`None`: unreserved), as SAM merges
+    /// Globals: a function's own value replaces the global one.
+    fn reservations(&self) -> BTreeMap<String, Option<u64>> {
+        let global = self.doc["Globals"]["Function"].get("ReservedConcurrentExecutions");
+        resources(self.doc, "AWS::Serverless::Function")
+            .into_iter()
+            .map(|(id, function)| {
+                let setting = function["Properties"]
+                    .get("ReservedConcurrentExecutions")
+                    .or(global);
+                let reserved = setting
+                    .and_then(|s| self.resolve(s))
+                    .map(|n| n.parse().unwrap_or_else(|_| panic!("{id}: reserves {n:?}")));
+                (id.to_owned(), reserved)
+            })
+            .collect()
+    }
+}
+
+/// What an account may reserve in all: Lambda keeps min(100, limit)
+/// unreserved ("... decreases account's UnreservedConcurrentExecution below
+/// its minimum value of [10]" on a new account whose limit is 10).
+fn reservable(limit: u64) -> u64 {
+    limit - limit.min(100)
+}
+
+/// The four groups' parameters, each with the functions it reserves for.
+const RESERVATION_PARAMETERS: [&str; 4] = [
+    "ReceiverReservedConcurrency",
+    "WorkerReservedConcurrency",
+    "ProcessorReservedConcurrency",
+    "SchedulerReservedConcurrency",
+];
+
+#[test]
+fn the_defaults_reserve_nothing_so_they_deploy_on_a_new_account_whose_limit_is_10() {
+    let doc = template();
+    let reservations = Stack::new(&doc, &[]).reservations();
+    assert!(reservations.len() > 25, "{reservations:?}");
+    let total: u64 = reservations.values().flatten().sum();
+    for limit in [10, 1000] {
+        assert!(
+            total <= reservable(limit),
+            "the defaults reserve {total}; an account whose limit is {limit} allows {}",
+            reservable(limit)
+        );
+    }
+    for (id, reserved) in &reservations {
+        // A reservation of 0 throttles a function completely.
+        assert_ne!(*reserved, Some(0), "{id}: a reservation of 0 turns it off");
+    }
+}
+
+#[test]
+fn every_functions_reservation_is_a_groups_parameter_behind_its_zero_means_unreserved_condition() {
+    let doc = template();
+    let global = doc["Globals"]["Function"].get("ReservedConcurrentExecutions");
+    let mut used = BTreeSet::new();
+    for (id, function) in resources(&doc, "AWS::Serverless::Function") {
+        let setting = function["Properties"]
+            .get("ReservedConcurrentExecutions")
+            .or(global)
+            .unwrap_or_else(|| panic!("{id}: no reservation setting"));
+        // !If [Condition, !Ref Parameter, !Ref AWS::NoValue]
+        let (name, argument) = intrinsic(setting).unwrap_or_else(|| {
+            panic!("{id}: a literal reservation ({setting:?}), not a parameter")
+        });
+        assert_eq!(name, "If", "{id}: the reservation must be conditional");
+        let [condition, then, otherwise] = argument.as_sequence().expect("a list").as_slice()
+        else {
+            panic!("{id}: If takes 3")
+        };
+        assert_eq!(
+            scalar(otherwise),
+            Scalar::Ref("AWS::NoValue".into()),
+            "{id}: without the condition, no reservation at all"
+        );
+        let Scalar::Ref(parameter) = scalar(then) else {
+            panic!("{id}: the reservation must be a parameter, is {then:?}")
+        };
+        let declared = &doc["Parameters"][parameter.as_str()];
+        assert_eq!(declared["Type"].as_str(), Some("Number"), "{parameter}");
+        assert_eq!(
+            declared["Default"].as_u64(),
+            Some(0),
+            "{parameter}: unreserved by default"
+        );
+        assert_eq!(declared["MinValue"].as_u64(), Some(0), "{parameter}");
+        // The condition is exactly "the parameter isn't 0".
+        let condition = condition.as_str().expect("a condition's name");
+        let (not, inner) = intrinsic(&doc["Conditions"][condition])
+            .unwrap_or_else(|| panic!("{id}: no condition {condition}"));
+        assert_eq!(not, "Not", "{condition}");
+        let (equals, pair) = intrinsic(&inner[0]).expect("Not [Equals ...]");
+        assert_eq!(equals, "Equals", "{condition}");
+        assert_eq!(
+            scalar(&pair[0]),
+            Scalar::Ref(parameter.clone()),
+            "{condition}"
+        );
+        assert_eq!(text(&pair[1]).as_deref(), Some("0"), "{condition}");
+        used.insert(parameter);
+    }
+    assert_eq!(
+        used,
+        RESERVATION_PARAMETERS.map(String::from).into(),
+        "each group's parameter is used, and only those"
+    );
+}
+
+#[test]
+fn each_groups_parameter_reserves_exactly_its_functions_and_the_documented_example_fits() {
+    let doc = template();
+    // README: 20 per receiver, 5, 4 and 2.
+    let example = [
+        ("ReceiverReservedConcurrency", "20"),
+        ("WorkerReservedConcurrency", "5"),
+        ("ProcessorReservedConcurrency", "4"),
+        ("SchedulerReservedConcurrency", "2"),
+    ];
+    let reservations = Stack::new(&doc, &example).reservations();
+    let expected = |id: &str| match id {
+        "JobsWorkerFunction" => 5,
+        "EventsProcessorFunction" => 4,
+        "RevelSchedulerFunction" => 2,
+        _ => 20,
+    };
+    for (id, reserved) in &reservations {
+        assert_eq!(*reserved, Some(expected(id)), "{id}");
+    }
+    let total: u64 = reservations.values().flatten().sum();
+    assert!(
+        total <= reservable(1000),
+        "the example reserves {total} of 1000"
+    );
+    // One group at a time: the others stay unreserved.
+    for (parameter, value) in example {
+        let reservations = Stack::new(&doc, &[(parameter, value)]).reservations();
+        let reserved: Vec<_> = reservations.iter().filter(|(_, r)| r.is_some()).collect();
+        assert!(!reserved.is_empty(), "{parameter} reserves nothing");
+        for (id, r) in reserved {
+            assert_eq!(*r, Some(expected(id)), "{parameter}={value}: {id}");
+        }
+    }
+}
+
+#[test]
+fn sqs_pollers_are_always_capped_within_2_to_1000_and_never_above_the_reservation() {
+    let doc = template();
+    let mut sqs_sources = 0;
+    for overrides in [&[][..], &[("WorkerReservedConcurrency", "7")][..]] {
+        let stack = Stack::new(&doc, overrides);
+        let reservations = stack.reservations();
+        for (id, function) in resources(&doc, "AWS::Serverless::Function") {
+            for event in events_of(function, "SQS") {
+                sqs_sources += 1;
+                let setting = event["ScalingConfig"]
+                    .get("MaximumConcurrency")
+                    .unwrap_or_else(|| {
+                        panic!("{id}: SQS event source without a maximum concurrency")
+                    });
+                let maximum: u64 = stack
+                    .resolve(setting)
+                    .unwrap_or_else(|| panic!("{id}: the maximum concurrency can be left out"))
+                    .parse()
+                    .expect("a number");
+                // cfn-lint doesn't range-check it inside a SAM SQS event.
+                assert!(
+                    (2..=1000).contains(&maximum),
+                    "{id}: MaximumConcurrency {maximum} outside 2-1000 ({overrides:?})"
+                );
+                // Polling with more than reserved is throttled, and each
+                // throttled receive counts towards the DLQ.
+                if let Some(reserved) = reservations[id] {
+                    assert_eq!(
+                        maximum, reserved,
+                        "{id}: {maximum} pollers, {reserved} reserved"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(sqs_sources, 2, "the jobs worker's queue, once per case");
+}
+
+#[test]
+fn every_parameter_says_what_it_is_for() {
+    let doc = template();
+    for (name, parameter) in doc["Parameters"].as_mapping().expect("parameters") {
+        let description = parameter["Description"].as_str().unwrap_or_default();
+        assert!(!description.trim().is_empty(), "{name:?}: no Description");
+    }
+}
+
+/// The Interface metadata's groups: (label, parameters), in order.
+fn parameter_groups(doc: &Value) -> Vec<(String, Vec<String>)> {
+    doc["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+        .as_sequence()
+        .expect("Metadata: AWS::CloudFormation::Interface: ParameterGroups")
+        .iter()
+        .map(|group| {
+            let label = group["Label"]["default"].as_str().unwrap_or_default();
+            (label.to_owned(), strings(&group["Parameters"]))
+        })
+        .collect()
+}
+
+#[test]
+fn every_parameter_is_in_one_labelled_group_and_the_first_group_holds_the_url_time_zone_and_schedules(
+) {
+    let doc = template();
+    let declared: Vec<String> = doc["Parameters"]
+        .as_mapping()
+        .expect("parameters")
+        .keys()
+        .map(|k| k.as_str().expect("a name").to_owned())
+        .collect();
+    let groups = parameter_groups(&doc);
+    let grouped: Vec<String> = groups.iter().flat_map(|(_, p)| p.clone()).collect();
+    for (label, parameters) in &groups {
+        assert!(
+            !label.trim().is_empty(),
+            "a group without a label: {parameters:?}"
+        );
+        assert!(!parameters.is_empty(), "{label}: empty");
+    }
+    for parameter in &declared {
+        let times = grouped.iter().filter(|g| *g == parameter).count();
+        assert_eq!(times, 1, "{parameter} is in {times} groups");
+        let label = &doc["Metadata"]["AWS::CloudFormation::Interface"]["ParameterLabels"]
+            [parameter.as_str()]["default"];
+        assert!(
+            label.as_str().is_some_and(|l| !l.trim().is_empty()),
+            "{parameter}: no label"
+        );
+    }
+    for parameter in &grouped {
+        assert!(
+            declared.contains(parameter),
+            "{parameter}: grouped, not declared"
+        );
+    }
+    // `sam deploy --guided` asks in template order: group by group.
+    assert_eq!(
+        declared, grouped,
+        "Parameters must be declared in their groups' order"
+    );
+    let schedules: Vec<&String> = declared
+        .iter()
+        .filter(|p| {
+            let default = doc["Parameters"][p.as_str()]["Default"]
+                .as_str()
+                .unwrap_or_default();
+            default.starts_with("cron(") || default.starts_with("rate(")
+        })
+        .collect();
+    assert!(!schedules.is_empty(), "no schedule parameter found");
+    let first = &groups[0].1;
+    for needed in ["DownstreamUrl", "DefaultTimeZone"]
+        .iter()
+        .copied()
+        .chain(schedules.iter().map(|s| s.as_str()))
+    {
+        assert!(
+            first.iter().any(|p| p == needed),
+            "the first group ({:?}) lacks {needed}",
+            groups[0].0
+        );
+    }
 }
 
 #[test]

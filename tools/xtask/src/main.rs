@@ -11,10 +11,15 @@
 //!   while from its corpus (and the samples in `events/` for the targets
 //!   that read them), prints a line per target and fails if any found
 //!   something.
+//! - `deploy-guided` (`make deploy-guided`): prints what `sam deploy
+//!   --guided` will ask, in its order, with each parameter's group, label,
+//!   default and description from template.yaml (SAM shows only
+//!   `Parameter Name [default]:`), then runs `sam deploy --guided`.
 //!
 //! Every path is taken from the workspace root, wherever it is run from.
 
 mod bench_load;
+mod deploy_guided;
 mod fuzz;
 
 use std::path::{Path, PathBuf};
@@ -27,7 +32,7 @@ pub type Error = Box<dyn std::error::Error>;
 #[derive(Debug, Parser)]
 #[command(
     name = "xtask",
-    about = "The workspace's longer chores: the load benchmark and the fuzz run",
+    about = "The workspace's longer chores: the load benchmark, the fuzz run and the guided deploy",
     long_about = None
 )]
 struct Cli {
@@ -59,6 +64,18 @@ enum Task {
     /// The payload and API Gateway targets also start from the samples in
     /// events/.
     Fuzz(fuzz::Args),
+    /// Explains what `sam deploy --guided` will ask, then runs it.
+    ///
+    /// SAM asks for each parameter as `Parameter Name [default]:` and shows
+    /// no description (aws/aws-sam-cli#2789). This prints, in the order SAM
+    /// asks, each parameter's group, label, default, allowed values and
+    /// description from template.yaml, then runs `sam deploy --guided`
+    /// (after Enter, on a terminal). Build first: `make build`.
+    #[command(
+        after_help = "Every argument after the options goes to `sam deploy --guided` as it is: \
+                      xtask deploy-guided --stack-name revel-sync --region eu-west-1"
+    )]
+    DeployGuided(deploy_guided::Args),
 }
 
 /// The workspace root: two levels above this crate.
@@ -91,6 +108,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Task::BenchLoad(args) => bench_load::run(&root, args),
         Task::Fuzz(args) => fuzz::run(&root, args),
+        Task::DeployGuided(args) => deploy_guided::run(&root, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -148,6 +166,20 @@ mod tests {
         assert_eq!(
             (args.seconds, args.targets()),
             (5, vec!["payloads".into(), "event_key".into()])
+        );
+        let cli = Cli::try_parse_from(
+            "xtask deploy-guided --sam /r/.venv/bin/sam --stack-name s --region eu-west-1"
+                .split(' '),
+        )
+        .unwrap();
+        let Task::DeployGuided(args) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(args.sam.as_deref(), Some(Path::new("/r/.venv/bin/sam")));
+        assert!(!args.print_only);
+        assert_eq!(
+            args.sam_args,
+            ["--stack-name", "s", "--region", "eu-west-1"]
         );
     }
 
