@@ -284,9 +284,16 @@ pub fn jobs_worker(
             state.clone(),
             Arc::clone(&revel) as Arc<dyn ports::secrets::InstanceDocument>,
         ));
-    let api: Arc<dyn vendors::revel::api::RevelResources> = Arc::new(
-        vendors::revel::api::RevelApi::new(api, Arc::clone(&budget)),
-    );
+    let backfill_api: Arc<dyn vendors::revel::api::RevelResources> =
+        Arc::new(vendors::revel::api::RevelApi::new(
+            api.clone(),
+            Arc::new(ports::sync_state::ReservedBudget::new(
+                Arc::clone(&budget),
+                pipeline::backfill::RESERVE_PERCENT,
+            )),
+        ));
+    let api: Arc<dyn vendors::revel::api::RevelResources> =
+        Arc::new(vendors::revel::api::RevelApi::new(api, Arc::clone(&budget)));
     let entities: Arc<dyn ports::store::EntityStore> = Arc::new(DynamoEntityStore::new(
         clients.entities.clone(),
         &config.entities_table,
@@ -308,6 +315,7 @@ pub fn jobs_worker(
         jobs: Arc::clone(&jobs),
         revel: Arc::clone(&revel) as Arc<dyn ports::secrets::InstanceDocument>,
         partner: downstream.map(|d| Arc::new(d) as Arc<dyn vendors::vinesos::downstream::Partner>),
+        backfill_api,
         syncer: pipeline::sync::Syncer::new(
             Arc::clone(&api),
             state.clone(),

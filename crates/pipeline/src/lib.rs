@@ -13,11 +13,13 @@
 //! | [`worker`] | the jobs worker: deliveries to the partner, writes to Revel, pulls |
 //! | [`schedule`] | the scheduler's fan-out of end-of-day and 2-hourly tasks |
 //! | [`sync`] | Revel's pulls: pages within the budget, kept newest-wins |
+//! | [`backfill`] | a new instance's existing data, imported through the pulls and reconciliation |
 //! | [`apply`] | the partner's changes written to Revel |
 //! | [`pending`] | the partner's products and events waiting for the end-of-day batch |
 //! | [`replay`] | an operator's replay of an archived event through the processor |
 
 pub mod apply;
+pub mod backfill;
 pub mod config;
 pub mod pending;
 pub mod process;

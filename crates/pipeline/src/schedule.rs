@@ -43,12 +43,15 @@ use ports::sync_state::SyncState;
 pub const TICK: &str = "tick";
 
 /// The end-of-day jobs, queued once per local date for every instance.
-pub const END_OF_DAY: [JobKind; 5] = [
+pub const END_OF_DAY: [JobKind; 6] = [
     JobKind::ProductSync,
     JobKind::EventSync,
     JobKind::InventorySync,
     JobKind::Reconcile,
     JobKind::PartnerCatalog,
+    // Last: it takes only a share of what the others left (and nothing
+    // once the instance's backfill is done or was never planned).
+    JobKind::Backfill,
 ];
 
 /// How long after its `end_of_day` an instance's end of day can still be

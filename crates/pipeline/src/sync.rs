@@ -57,6 +57,9 @@ const CHECKPOINT_OVERLAP: Duration = Duration::from_secs(120);
 /// few minutes after its deadline is not.
 const STALE_RUN: Duration = Duration::from_secs(3600);
 
+/// Where the end-of-day reconciliation stands.
+pub const RECONCILE_CURSOR: &str = "reconcile.Order";
+
 /// One pull: which resources, kept as which entity kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pull {
@@ -149,7 +152,7 @@ pub struct ReconcileReport {
 
 /// An instant as a checkpoint keeps it: RFC 3339 in UTC, to the second
 /// (Revel's filter is to the second; rounding down only adds overlap).
-fn checkpoint_text(at: OffsetDateTime) -> String {
+pub(crate) fn checkpoint_text(at: OffsetDateTime) -> String {
     at.replace_nanosecond(0)
         .unwrap_or(at)
         .format(&Rfc3339)
@@ -172,6 +175,7 @@ pub fn revel_filter(zone: &Zone, since: &str, now_micros: i64) -> String {
 }
 
 /// Runs pulls and reconciliation for one instance at a time.
+#[derive(Clone)]
 pub struct Syncer {
     api: Arc<dyn RevelResources>,
     clock: Arc<dyn Clock>,
@@ -204,11 +208,25 @@ impl Syncer {
         }
     }
 
+    /// The same syncer calling Revel through `api` (a backfill's, whose
+    /// budget leaves the schedule its share).
+    pub fn using(&self, api: Arc<dyn RevelResources>) -> Self {
+        Self {
+            api,
+            ..self.clone()
+        }
+    }
+
     /// Reads each instance's time zone from its settings in `revel`'s
     /// secret document (Revel writes its timestamps on that clock).
     pub fn in_zones_of(mut self, revel: Arc<dyn ports::secrets::InstanceDocument>) -> Self {
         self.zones = Some(revel);
         self
+    }
+
+    /// Where the pulls' cursors are kept.
+    pub(crate) fn state(&self) -> &Arc<dyn SyncState> {
+        &self.state
     }
 
     /// The zone `instance`'s Revel writes its timestamps in.
@@ -269,6 +287,7 @@ impl Syncer {
                         return Err(error.into());
                     }
                 };
+                run.total = page.total_count.or(run.total);
                 for object in &page.objects {
                     fetched += 1;
                     run.fetched += 1;
@@ -318,6 +337,7 @@ impl Syncer {
             since: cursor.checkpoint.clone(),
             offset: 0,
             fetched: 0,
+            total: None,
             began_at: i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
         })
     }
@@ -431,11 +451,33 @@ impl Syncer {
         orders: &Receiver,
         deadline: Instant,
     ) -> Result<ReconcileReport, SyncError> {
-        const CURSOR: &str = "reconcile.Order";
+        let first_since = self.clock.now() - self.reconcile_lookback;
+        self.reconcile_from(
+            instance,
+            credentials,
+            orders,
+            deadline,
+            RECONCILE_CURSOR,
+            first_since,
+        )
+        .await
+    }
+
+    /// Reconciliation under the cursor `cursor_name`, whose first run looks back
+    /// to `first_since` (a backfill's orders: its own cursor and date).
+    pub async fn reconcile_from(
+        &self,
+        instance: &InstanceName,
+        credentials: &ApiCredentials,
+        orders: &Receiver,
+        deadline: Instant,
+        cursor_name: &str,
+        first_since: OffsetDateTime,
+    ) -> Result<ReconcileReport, SyncError> {
         let zone = self.zone(instance).await?;
-        let mut cursor = self.state.load(instance, CURSOR).await?;
+        let mut cursor = self.state.load(instance, cursor_name).await?;
         if cursor.checkpoint.is_none() && cursor.run.is_none() {
-            cursor.checkpoint = Some(checkpoint_text(self.clock.now() - self.reconcile_lookback));
+            cursor.checkpoint = Some(checkpoint_text(first_since));
         }
         let mut run = self.resume_or_start(&mut cursor);
         let mut report = ReconcileReport {
@@ -446,7 +488,7 @@ impl Syncer {
         loop {
             if Instant::now() >= deadline {
                 report.stopped = Some(StopReason::Deadline);
-                self.stop(instance, CURSOR, cursor, run).await?;
+                self.stop(instance, cursor_name, cursor, run).await?;
                 return Ok(report);
             }
             let since = run
@@ -459,21 +501,22 @@ impl Syncer {
                 Ok(page) => page,
                 Err(RevelApiError::BudgetExhausted { .. }) => {
                     report.stopped = Some(StopReason::BudgetSpent);
-                    self.stop(instance, CURSOR, cursor, run).await?;
+                    self.stop(instance, cursor_name, cursor, run).await?;
                     return Ok(report);
                 }
                 Err(error) => {
-                    self.stop(instance, CURSOR, cursor, run).await?;
+                    self.stop(instance, cursor_name, cursor, run).await?;
                     return Err(error.into());
                 }
             };
+            run.total = page.total_count.or(run.total);
             for order in &page.objects {
                 // A missing order costs calls of its own: stop between
                 // orders too. The page is redone next time, and the orders
                 // already ingested from it are found present then.
                 if Instant::now() >= deadline {
                     report.stopped = Some(StopReason::Deadline);
-                    self.stop(instance, CURSOR, cursor, run).await?;
+                    self.stop(instance, cursor_name, cursor, run).await?;
                     return Ok(report);
                 }
                 report.checked += 1;
@@ -487,11 +530,11 @@ impl Syncer {
                         // This page is redone next time; orders already
                         // ingested from it are found present then.
                         report.stopped = Some(StopReason::BudgetSpent);
-                        self.stop(instance, CURSOR, cursor, run).await?;
+                        self.stop(instance, cursor_name, cursor, run).await?;
                         return Ok(report);
                     }
                     Err(error) => {
-                        self.stop(instance, CURSOR, cursor, run).await?;
+                        self.stop(instance, cursor_name, cursor, run).await?;
                         return Err(error);
                     }
                 }
@@ -500,12 +543,13 @@ impl Syncer {
                 Some(next) if next > run.offset => {
                     run.offset = next;
                     cursor.run = Some(run.clone());
-                    self.state.save(instance, CURSOR, &cursor).await?;
+                    self.state.save(instance, cursor_name, &cursor).await?;
                 }
                 _ => {
                     cursor.checkpoint = Some(run.started_at.clone());
+                    cursor.completed_run_began_at = Some(run.began_at);
                     cursor.run = None;
-                    self.state.save(instance, CURSOR, &cursor).await?;
+                    self.state.save(instance, cursor_name, &cursor).await?;
                     if self.is_old(&run) {
                         run = self.resume_or_start(&mut cursor);
                         continue;

@@ -48,6 +48,9 @@ pub enum JobKind {
     /// The partner searched: pull Revel's current stock of the products it
     /// named, or (without an entity) of every product still pending.
     InventoryRequest,
+    /// End of day (and when planned): import what a newly connected
+    /// instance already held, within a share of its budget, until done.
+    Backfill,
 }
 
 impl JobKind {
@@ -65,11 +68,12 @@ impl JobKind {
             Self::InventorySold => "inventory_sold",
             Self::PartnerCatalog => "partner_catalog",
             Self::InventoryRequest => "inventory_request",
+            Self::Backfill => "backfill",
         }
     }
 
     /// Every job kind.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::SyncEntity,
         Self::CatalogPull,
         Self::ProductSync,
@@ -81,17 +85,19 @@ impl JobKind {
         Self::InventorySold,
         Self::PartnerCatalog,
         Self::InventoryRequest,
+        Self::Backfill,
     ];
 
     /// The kinds the scheduler queues on its clock (and an operator can
     /// trigger by hand): the one list of scheduled tasks.
-    pub const SCHEDULED: [Self; 6] = [
+    pub const SCHEDULED: [Self; 7] = [
         Self::ProductSync,
         Self::EventSync,
         Self::InventorySync,
         Self::Reconcile,
         Self::WineSittingRepair,
         Self::PartnerCatalog,
+        Self::Backfill,
     ];
 
     /// The scheduled task named `name`.

@@ -35,8 +35,12 @@ pub struct RunProgress {
     pub since: Option<String>,
     /// The offset of the next page to fetch.
     pub offset: u64,
-    /// Objects fetched so far by this run (for the log).
+    /// Objects fetched so far by this run (for the log and progress).
     pub fetched: u64,
+    /// How many objects the run has to fetch, as Revel counted them on its
+    /// last page (`meta.total_count`); `None` before the first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
     /// When the run began (µs), without the checkpoint's overlap.
     #[serde(default)]
     pub began_at: i64,
@@ -209,17 +213,28 @@ impl CallBudget for InstanceBudgets {
     }
 }
 
-/// A share of each instance's budget: at most its limit less `reserve`
-/// calls a day (none once the limit is at or below the reserve). Spent from
-/// the same counter, so the calls kept back stay for the schedule's work.
+/// A share of each instance's budget: at most its limit less
+/// `reserve_percent` of it a day. Spent from the same counter, so the calls
+/// kept back stay for the schedule's work.
 pub struct ReservedBudget {
     budget: std::sync::Arc<dyn CallBudget>,
-    reserve: u64,
+    reserve_percent: u64,
 }
 
 impl ReservedBudget {
-    pub fn new(budget: std::sync::Arc<dyn CallBudget>, reserve: u64) -> Self {
-        Self { budget, reserve }
+    pub fn new(budget: std::sync::Arc<dyn CallBudget>, reserve_percent: u64) -> Self {
+        Self {
+            budget,
+            reserve_percent: reserve_percent.min(100),
+        }
+    }
+
+    fn share(&self, limit: u64) -> u64 {
+        limit
+            - limit
+                .saturating_mul(self.reserve_percent)
+                .div_ceil(100)
+                .min(limit)
     }
 }
 
@@ -234,15 +249,11 @@ impl CallBudget for ReservedBudget {
     }
 
     fn limit(&self) -> u64 {
-        self.budget.limit().saturating_sub(self.reserve)
+        self.share(self.budget.limit())
     }
 
     async fn limit_of(&self, instance: &InstanceName) -> Result<u64, DependencyError> {
-        Ok(self
-            .budget
-            .limit_of(instance)
-            .await?
-            .saturating_sub(self.reserve))
+        Ok(self.share(self.budget.limit_of(instance).await?))
     }
 
     async fn spent_today(&self, instance: &InstanceName) -> Result<u64, DependencyError> {
@@ -300,7 +311,13 @@ mod tests {
         }
 
         async fn spent_today(&self, instance: &InstanceName) -> Result<u64, DependencyError> {
-            Ok(self.0.lock().unwrap().get(instance.as_str()).copied().unwrap_or(0))
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .get(instance.as_str())
+                .copied()
+                .unwrap_or(0))
         }
     }
 
@@ -349,11 +366,11 @@ mod tests {
     async fn a_reserved_share_stops_short_of_the_limit_and_leaves_the_reserve_to_the_instances_budget(
     ) {
         let budgets = budgets();
-        let share = ReservedBudget::new(budgets.clone(), 4);
+        let share = ReservedBudget::new(budgets.clone(), 40);
         assert_eq!(calls_until_refused(&share, "plain").await, 6);
         assert_eq!(calls_until_refused(budgets.as_ref(), "plain").await, 4);
-        // A budget at or below the reserve leaves the share nothing.
-        assert_eq!(calls_until_refused(&share, "small").await, 0);
-        assert_eq!(calls_until_refused(budgets.as_ref(), "small").await, 3);
+        // The reserve is rounded up: of 3 calls, 2 (not 1) are kept back.
+        assert_eq!(calls_until_refused(&share, "small").await, 1);
+        assert_eq!(calls_until_refused(budgets.as_ref(), "small").await, 2);
     }
 }

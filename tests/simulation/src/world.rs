@@ -168,6 +168,8 @@ impl World {
             jobs: Arc::clone(&queue) as Arc<dyn JobQueue>,
             revel: Arc::clone(&worker_revel) as Arc<dyn InstanceDocument>,
             partner: Some(Arc::clone(&partner) as Arc<dyn Partner>),
+            // No instance is backfilled in the traffic (none is planned).
+            backfill_api: Arc::clone(&api),
             syncer: Syncer::new(
                 Arc::clone(&api),
                 Arc::new(SimSyncState::new(Arc::clone(&faults))),

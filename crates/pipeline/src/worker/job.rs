@@ -52,6 +52,8 @@ pub enum Job {
     PartnerCatalog { instance: InstanceName },
     /// `inventory_request`.
     InventoryRequest(InventoryRequest),
+    /// `backfill`.
+    Backfill { instance: InstanceName },
 }
 
 impl Job {
@@ -110,6 +112,7 @@ impl Job {
             }),
             JobKind::WineSittingRepair => Self::WineSittingRepair { account: instance },
             JobKind::PartnerCatalog => Self::PartnerCatalog { instance },
+            JobKind::Backfill => Self::Backfill { instance },
             JobKind::InventoryRequest => Self::InventoryRequest(InventoryRequest {
                 request: match message.entity_key {
                     Some(_) => Some(entity()?),
@@ -136,6 +139,7 @@ impl Job {
                 jobs::partner_catalog::run(worker, &instance, deadline).await
             }
             Self::InventoryRequest(job) => job.run(worker, deadline).await,
+            Self::Backfill { instance } => jobs::backfill::run(worker, &instance, deadline).await,
         }
     }
 }

@@ -180,6 +180,9 @@ pub struct Worker {
     pub revel: Arc<dyn InstanceDocument>,
     pub partner: Option<Arc<dyn Partner>>,
     pub syncer: Syncer,
+    /// Revel's API as a backfill calls it: within a share of each
+    /// instance's budget ([`crate::backfill::RESERVE_PERCENT`] kept back).
+    pub backfill_api: Arc<dyn vendors::revel::api::RevelResources>,
     /// The order.finalized receiver, for reconciled orders.
     pub orders: Receiver,
     /// Applies the partner's changes to Revel.

@@ -98,6 +98,7 @@ impl Parts {
             jobs: self.queue,
             revel: revel.clone(),
             partner: self.partner,
+            backfill_api: self.api.clone(),
             syncer: Syncer::new(
                 self.api.clone(),
                 self.state,

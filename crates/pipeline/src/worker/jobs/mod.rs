@@ -2,6 +2,7 @@
 //! its own errors are disposed of.
 
 pub mod apply_to_revel;
+pub mod backfill;
 pub mod deliver;
 pub mod inventory_request;
 pub mod inventory_sold;
