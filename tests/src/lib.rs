@@ -27,6 +27,7 @@ use vendors::revel::RevelEventType;
 pub use lambda_sandbox::proxy::{sequential_round_trips, Call, Proxy, Reply};
 pub use local_stack::{DEMO_INSTANCE, DEMO_SECRET};
 
+pub mod contract;
 pub mod lambda;
 pub mod recording;
 
@@ -1086,9 +1087,11 @@ impl Stack {
 /// The Standard Webhooks secret the tests' partner stand-ins verify with.
 pub const PARTNER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// Verifies a delivery with an independent Standard Webhooks verifier (not
-/// the bundle's signer) and reads its body.
+/// Checks a delivery against the partner's contract ([`contract`]),
+/// verifies it with an independent Standard Webhooks verifier (not the
+/// bundle's signer) and reads its body.
 pub fn verified(request: &wiremock::Request) -> Value {
+    contract::assert_delivery(request);
     let mut headers = http::HeaderMap::new();
     for (name, value) in request.headers.iter() {
         headers.insert(name.clone(), value.clone());
@@ -1154,12 +1157,14 @@ impl PartnerStandIn {
     }
 
     /// Every delivery attempt, in order of arrival (the first `failing`
-    /// were answered 503), read as the local partner stand-in reads them.
+    /// were answered 503), each checked against the partner's contract
+    /// ([`contract`]) and read as the local partner stand-in reads them.
     pub async fn attempts(&self) -> Vec<Delivered> {
         let requests = self.server.received_requests().await.unwrap_or_default();
         requests
             .iter()
             .map(|request| {
+                contract::assert_delivery(request);
                 let message_id = request
                     .headers
                     .get("webhook-id")

@@ -46,7 +46,8 @@ fn upgraded() -> InstanceName {
 }
 
 /// A search for `products` on `instance`'s behalf, signed now as VinesOS
-/// signs, as API Gateway hands it to the function.
+/// signs, as API Gateway hands it to the function; held to the partner's
+/// contract (docs/asyncapi.yaml).
 fn search(instance: &str, id: &str, products: &[u64]) -> shared::http::ApiGatewayEvent {
     let body = json!({"id": id, "type": "inventory.requested",
         "occurred_at": "2026-11-24T10:45:00Z", "data": {"revel_product_ids": products}})
@@ -62,6 +63,7 @@ fn search(instance: &str, id: &str, products: &[u64]) -> shared::http::ApiGatewa
     let signed_at = OffsetDateTime::now_utc().unix_timestamp();
     let headers = vinesos_headers(DEMO_VINESOS_SECRET, body.as_bytes(), signed_at);
     let request = routed_event("POST", &route, &path, "", &headers, body.as_bytes());
+    integration_tests::contract::assert_request(&request);
     integration_tests::api_gateway_event(&request.to_string()).unwrap()
 }
 
