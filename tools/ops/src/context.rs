@@ -94,6 +94,34 @@ impl Context {
         )
     }
 
+    /// The Revel secret document, read as the functions read it (no
+    /// secret of it is ever printed).
+    pub async fn revel_instances(&self) -> Result<ports::secrets::InstanceSecrets, OpsError> {
+        use ports::secrets::SecretSource;
+        let raw = aws_adapters::secrets_manager::SecretsManagerSource::new(
+            self.secrets.clone(),
+            self.revel_secrets_id()?,
+        )
+        .fetch()
+        .await?;
+        ports::secrets::InstanceSecrets::parse_with(&raw, &self.default_zone()?).map_err(|e| {
+            OpsError::Unreadable {
+                what: "the Revel secret".into(),
+                why: e.to_string(),
+            }
+        })
+    }
+
+    /// The zone of instances whose settings name none.
+    pub fn default_zone(&self) -> Result<domain::local_time::Zone, OpsError> {
+        domain::local_time::Zone::parse(&self.resources.default_time_zone).map_err(|e| {
+            OpsError::Invalid {
+                what: "--default-time-zone",
+                why: e.to_string(),
+            }
+        })
+    }
+
     pub fn sync_state_table(&self) -> Result<&str, OpsError> {
         required(
             &self.resources.sync_state_table,

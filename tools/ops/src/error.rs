@@ -31,16 +31,29 @@ pub enum OpsError {
     },
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
+    /// The instance is not in the Revel secret document.
+    #[error("no instance {0} in the Revel secret document")]
+    NoInstance(String),
+    /// What is there stops the change (an instance that exists, a document
+    /// changed meanwhile); nothing was written.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// `status` found something unhealthy (each line says what).
+    #[error("{0} unhealthy")]
+    Unhealthy(String),
 }
 
 impl OpsError {
     /// 2: the command can't run as given; 3: some of a batch failed;
-    /// 4: the event does not exist; 1: anything else.
+    /// 4: the event or instance does not exist; 5: a conflict, nothing
+    /// written; 6: `status` found something unhealthy; 1: anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Missing { .. } | Self::Invalid { .. } => 2,
             Self::Partial { .. } => 3,
-            Self::NotFound(_) => 4,
+            Self::NotFound(_) | Self::NoInstance(_) => 4,
+            Self::Conflict(_) => 5,
+            Self::Unhealthy(_) => 6,
             _ => 1,
         }
     }

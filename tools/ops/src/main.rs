@@ -1,22 +1,26 @@
-//! `revel-ops`: what an operator needs at 3 a.m. — list and show archived
+//! `revel-ops`: what an operator needs, from connecting a merchant to 3
+//! a.m. — connect, change and remove Revel instances (and backfill what
+//! they held before), see each instance's health, list and show archived
 //! events, replay quarantined or chosen events (handed to the events
 //! processor again), redrive what the processor gave up on and the jobs
-//! dead-letter queue, show the sync checkpoints, today's Revel API
-//! budgets and each instance's schedule settings.
+//! dead-letter queue, show the sync checkpoints, today's Revel API budgets
+//! and each instance's schedule settings.
 //!
 //! It reads the same environment as the functions (`EVENTS_TABLE`,
 //! `JOBS_QUEUE_URL`, …, each also a flag) and the standard AWS environment,
 //! so `AWS_ENDPOINT_URL` points it at the local stack.
 
+mod backfill;
 mod context;
 mod dlq;
 mod error;
 mod events;
-mod instances;
+mod instance;
 mod output;
 mod processor;
 mod replay;
 mod state;
+mod status;
 
 use std::process::ExitCode;
 
@@ -83,6 +87,15 @@ pub struct Resources {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Connect, change, remove or list Revel instances.
+    #[command(subcommand)]
+    Instance(instance::InstanceCommand),
+    /// Where each instance's backfill stands.
+    #[command(subcommand)]
+    Backfill(BackfillCommand),
+    /// Each instance's health, line by line with the reason; exit code 6
+    /// when anything is unhealthy.
+    Status(status::StatusArgs),
     /// List or show archived events.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -98,8 +111,8 @@ enum Command {
     Checkpoints(state::StateArgs),
     /// Today's Revel API calls per instance, against the daily budget.
     Budgets(state::StateArgs),
-    /// Each Revel instance's settings (time zone, end of day, 2-hourly
-    /// inventory), its local time and its next end of day; no secret.
+    /// `instance list` (the earlier name).
+    #[command(hide = true)]
     Instances(state::StateArgs),
     /// `events list` (the runbook's short name).
     #[command(hide = true)]
@@ -110,6 +123,12 @@ enum Command {
     /// `dlq redrive` (the runbook's short name).
     #[command(hide = true)]
     RedriveDlq(dlq::RedriveArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BackfillCommand {
+    /// Progress per instance and resource, and the days left at its budget.
+    Status(state::StateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +169,10 @@ async fn run(cli: Cli) -> Result<(), OpsError> {
         }
         Command::Checkpoints(args) => state::checkpoints(&context, &args).await,
         Command::Budgets(args) => state::budgets(&context, &args).await,
-        Command::Instances(args) => instances::show(&context, &args).await,
+        Command::Instances(args) => instance::list::show(&context, &args).await,
+        Command::Instance(command) => instance::run(&context, &command).await,
+        Command::Backfill(BackfillCommand::Status(args)) => backfill::status(&context, &args).await,
+        Command::Status(args) => status::run(&context, &args).await,
     }
 }
 

@@ -39,6 +39,22 @@ fn parse_budget_key(key: &str) -> Option<InstanceName> {
     InstanceName::parse(rest.split_once(':')?.0).ok()
 }
 
+/// The names of `instance`'s cursors (pulls, schedule slots, backfill).
+pub async fn cursor_names(
+    context: &Context,
+    instance: &InstanceName,
+) -> Result<Vec<String>, OpsError> {
+    let mut names: Vec<String> = keys(context, &format!("cursor:{instance}:"))
+        .await?
+        .iter()
+        .filter_map(|key| parse_cursor_key(key))
+        .filter(|(of, _)| of == instance)
+        .map(|(_, pull)| pull)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Every key of the sync-state table starting with `prefix`.
 async fn keys(context: &Context, prefix: &str) -> Result<Vec<String>, OpsError> {
     let table = context.sync_state_table()?;

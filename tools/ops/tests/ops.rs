@@ -545,6 +545,7 @@ async fn checkpoints_and_budgets_show_what_the_sync_state_holds() {
             since: Some("2024-05-01T00:00:00".into()),
             offset: 40,
             fetched: 40,
+            total: None,
             began_at: 1_714_608_000_000_000,
         }),
         // 2024-05-01T00:00:00Z

@@ -1,11 +1,10 @@
-//! `instances`: each Revel instance's settings from its entry in the secret
+//! `instance list`: each Revel instance's settings from its entry in the secret
 //! document (time zone, end of day, 2-hourly inventory), with its local
 //! time now, when its next end of day falls, and the last slots the
 //! scheduler queued for it. Read through the functions' own parser, so
 //! what is shown is what they read; no secret is printed.
 
-use aws_adapters::secrets_manager::SecretsManagerSource;
-use ports::secrets::{InstanceSecrets, InstanceSettings, SecretSource};
+use ports::secrets::InstanceSettings;
 use ports::sync_state::SyncState;
 use serde_json::json;
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -32,31 +31,20 @@ pub fn next_end_of_day(settings: &InstanceSettings, now: OffsetDateTime) -> Opti
 }
 
 pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
-    let default_zone = domain::local_time::Zone::parse(&context.resources.default_time_zone)
-        .map_err(|e| OpsError::Invalid {
-            what: "--default-time-zone",
-            why: e.to_string(),
-        })?;
-    let raw = SecretsManagerSource::new(context.secrets.clone(), context.revel_secrets_id()?)
-        .fetch()
-        .await?;
-    let document =
-        InstanceSecrets::parse_with(&raw, &default_zone).map_err(|e| OpsError::Unreadable {
-            what: "the Revel secret".into(),
-            why: e.to_string(),
-        })?;
+    let document = context.revel_instances().await?;
     let state = context.sync_state().ok();
     let wanted = wanted(args)?;
     let now = OffsetDateTime::now_utc();
     let mut out = String::new();
     if !context.json {
         out.push_str(&format!(
-            "{:<16} {:<28} {:>10} {:>12} {:>4} {:<17} {:<21} {}\n",
+            "{:<16} {:<28} {:>10} {:>12} {:>4} {:>9} {:<17} {:<21} {}\n",
             "INSTANCE",
             "TIME ZONE",
             "END OF DAY",
             "INVENTORY 2H",
             "API",
+            "CALLS/DAY",
             "LOCAL NOW",
             "NEXT END OF DAY",
             "LAST QUEUED"
@@ -69,6 +57,9 @@ pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
         }
         shown += 1;
         let api = document.api_credentials(&instance).is_some();
+        let budget = settings
+            .daily_api_budget
+            .unwrap_or(context.resources.daily_budget);
         let local = pipeline::schedule::local_time(&settings, now);
         let local = format!("{} {:02}:{:02}", local.date(), local.hour(), local.minute());
         let end_of_day = format!(
@@ -99,7 +90,7 @@ pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
                 &json!({"instance": instance.as_str(), "time_zone": settings.time_zone.name(),
                         "time_zone_is_default": !settings.time_zone_named,
                         "end_of_day": end_of_day, "inventory_every_2h": settings.inventory_every_2h,
-                        "api_credentials": api, "local_now": local,
+                        "api_credentials": api, "daily_api_budget": budget, "local_now": local,
                         // Only instances with API credentials are scheduled.
                         "next_end_of_day": next.filter(|_| api), "last_queued": last,
                         "unusable_settings": settings.unusable})
@@ -108,7 +99,7 @@ pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
             out.push('\n');
         } else {
             out.push_str(&format!(
-                "{:<16} {zone:<28} {end_of_day:>10} {:>12} {:>4} {local:<17} {:<21} {}\n",
+                "{:<16} {zone:<28} {end_of_day:>10} {:>12} {:>4} {budget:>9} {local:<17} {:<21} {}\n",
                 instance.as_str(),
                 if settings.inventory_every_2h {
                     "yes"
