@@ -2,7 +2,9 @@
 //! harness (moto, started on a free loopback port; each test with its own
 //! tables and queues from template.yaml).
 
-use std::process::Output;
+mod common;
+
+use common::*;
 use std::sync::Arc;
 
 use aws_adapters::dynamodb::{DynamoEntityStore, DynamoEventStore};
@@ -12,63 +14,13 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use domain::idempotency::sha256_hex;
 use domain::ids::{EventKey, InstanceName};
-use integration_tests::{deliver, expect_outcome, local_aws, payload, signed_request, text, Stack};
+use integration_tests::{deliver, expect_outcome, payload, signed_request, text, Stack};
 use pipeline::process::Processor;
 use ports::store::{ArchivedBody, BodyEncoding, EventRecord, EventStatus, EventStore, Origin};
 use ports::sync_state::CallBudget;
 use ports::sync_state::{Cursor, RunProgress, SyncState};
 use serde_json::Value;
 use vendors::revel::RevelEventType;
-
-/// Runs the binary with the functions' environment of `stack` and the
-/// standard AWS variables pointing at the local endpoint.
-fn ops(stack: &Stack, args: &[&str]) -> Output {
-    ops_with(stack, args, &[], &[])
-}
-
-fn ops_with(stack: &Stack, args: &[&str], unset: &[&str], set: &[(&str, &str)]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_revel-ops"));
-    for name in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"] {
-        command.env_remove(name);
-    }
-    command
-        .envs(&stack.provisioned.env)
-        .env("AWS_ENDPOINT_URL", &local_aws().endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .envs(set.iter().copied())
-        .args(args);
-    for name in unset {
-        command.env_remove(name);
-    }
-    command.output().expect("revel-ops runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-#[track_caller]
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        stdout(output),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout(output)
-}
-
-/// The JSON lines of a `--json` run that succeeded.
-#[track_caller]
-fn json_lines(output: &Output) -> Vec<Value> {
-    succeeded(output)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect()
-}
 
 fn keys_of(lines: &[Value]) -> Vec<String> {
     let mut keys: Vec<String> = lines
