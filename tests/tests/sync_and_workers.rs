@@ -917,6 +917,7 @@ async fn the_scheduler_tick_queues_each_instances_end_of_day_at_its_local_time_o
             "inventory_sync",
             "reconcile",
             "partner_catalog",
+            "backfill",
         ],
     );
     expected.push(("labar".into(), "inventory_sync".into()));
