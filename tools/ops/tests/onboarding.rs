@@ -338,6 +338,28 @@ async fn update_changes_only_what_it_is_given_and_remove_takes_out_only_that_ins
     );
 }
 
+/// The scheduler's own entry point runs the task `backfill` for NEW, as at
+/// its end of day at `at`, and the jobs worker drains the queue.
+async fn run_backfill_task(stack: &Stack, revel: &str, at: &str) {
+    let clients = stack.clients();
+    let jobs = aws_adapters::sqs::SqsJobQueue::new(
+        aws_sdk_sqs::Client::new(&stack.sdk),
+        &stack.config.jobs_queue_url,
+    );
+    shared::function::run_schedule(
+        &json!({"task": "backfill", "instance": NEW, "scheduled_time": at}),
+        &shared::function::revel_source(&stack.config, &clients.secrets),
+        None,
+        &jobs,
+        &stack.sync_state(),
+    )
+    .await
+    .expect("the task is queued");
+    stack
+        .drain(&stack.worker(fast_api(revel), 1000, None), 10)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_stopped_by_its_budget_resumes_where_it_stopped_reads_each_page_once_and_is_never_run_again(
 ) {
@@ -385,24 +407,7 @@ async fn a_backfill_stopped_by_its_budget_resumes_where_it_stopped_reads_each_pa
         &stack,
         &["instance", "update", NEW, "--daily-api-budget", "100"],
     ));
-    let clients = stack.clients();
-    let revel_source = shared::function::revel_source(&stack.config, &clients.secrets);
-    let jobs = aws_adapters::sqs::SqsJobQueue::new(
-        aws_sdk_sqs::Client::new(&stack.sdk),
-        &stack.config.jobs_queue_url,
-    );
-    shared::function::run_schedule(
-        &json!({"task": "backfill", "instance": NEW}),
-        &revel_source,
-        None,
-        &jobs,
-        &stack.sync_state(),
-    )
-    .await
-    .expect("the task is queued");
-    stack
-        .drain(&stack.worker(fast_api(&revel), 1000, None), 10)
-        .await;
+    run_backfill_task(&stack, &revel, "2026-11-30T07:55:00Z").await;
 
     // 4 + products' last 2 pages, modifiers, stock, one page of orders and
     // each order's items and payments (2 orders): no page was read twice.
@@ -423,18 +428,7 @@ async fn a_backfill_stopped_by_its_budget_resumes_where_it_stopped_reads_each_pa
         );
     }
 
-    shared::function::run_schedule(
-        &json!({"task": "backfill", "instance": NEW, "scheduled_time": "2030-01-01T00:00:00Z"}),
-        &revel_source,
-        None,
-        &jobs,
-        &stack.sync_state(),
-    )
-    .await
-    .expect("the task is queued");
-    stack
-        .drain(&stack.worker(fast_api(&revel), 1000, None), 5)
-        .await;
+    run_backfill_task(&stack, &revel, "2026-12-01T07:55:00Z").await;
     assert_eq!(spent(&stack, NEW).await, 13, "done is done: no call");
     let again = add(&stack, &revel, &["--backfill"]);
     assert_eq!(

@@ -283,6 +283,20 @@ impl Worker {
         Ok(())
     }
 
+    /// Queues the rest of a run of `kind` when its deadline `stopped` it (a
+    /// spent budget waits for the next scheduled run instead).
+    pub(crate) async fn continue_if_out_of_time(
+        &self,
+        stopped: Option<crate::sync::StopReason>,
+        kind: JobKind,
+        instance: &InstanceName,
+    ) -> Result<(), JobError> {
+        if stopped == Some(crate::sync::StopReason::Deadline) {
+            self.continue_later(kind, instance, None).await?;
+        }
+        Ok(())
+    }
+
     /// Logs and records `instance`'s API calls spent today.
     pub(crate) async fn report_budget(&self, instance: &InstanceName) {
         let spent_and_limit = async {

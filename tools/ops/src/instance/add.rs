@@ -269,6 +269,27 @@ async fn check_api(
     }
 }
 
+/// Tries the credentials when `try_them` (and the operator did not say
+/// `--skip-api-check`), then writes `entry`: nothing is written when Revel
+/// refuses them. True when they were tried.
+async fn write(
+    context: &Context,
+    document: &mut RevelDocument,
+    instance: &InstanceName,
+    entry: &Map<String, Value>,
+    credentials: &ApiCredentials,
+    urls: &UrlArgs,
+    try_them: bool,
+) -> Result<bool, OpsError> {
+    let tried = try_them && !urls.skip_api_check;
+    if tried {
+        check_api(context, instance, credentials, &urls.revel_api_base_url).await?;
+    }
+    document.set(instance.as_str(), entry.clone());
+    document.write(context).await?;
+    Ok(tried)
+}
+
 /// Each Revel webhook action and the URL to paste for it.
 fn webhook_urls(base: &str) -> Vec<(&'static str, String)> {
     RevelEventType::ALL
@@ -329,20 +350,16 @@ pub async fn add(context: &Context, args: &AddArgs) -> Result<(), OpsError> {
         }
         return Ok(());
     }
-    let checked_api = if args.urls.skip_api_check {
-        false
-    } else {
-        check_api(
-            context,
-            &instance,
-            &credentials,
-            &args.urls.revel_api_base_url,
-        )
-        .await?;
-        true
-    };
-    document.set(instance.as_str(), entry.clone());
-    document.write(context).await?;
+    let checked_api = write(
+        context,
+        &mut document,
+        &instance,
+        &entry,
+        &credentials,
+        &args.urls,
+        true,
+    )
+    .await?;
     change.print(context, Written::Yes { checked_api })?;
     if let Some(plan) = &plan {
         crate::backfill::start(context, &instance, plan).await?;
@@ -386,18 +403,16 @@ pub async fn update(context: &Context, args: &UpdateArgs) -> Result<(), OpsError
     let credentials_changed = ["api_key", "api_secret"]
         .iter()
         .any(|field| entry.get(*field) != before.get(*field));
-    let checked_api = credentials_changed && !args.urls.skip_api_check;
-    if checked_api {
-        check_api(
-            context,
-            &instance,
-            &credentials,
-            &args.urls.revel_api_base_url,
-        )
-        .await?;
-    }
-    document.set(instance.as_str(), entry.clone());
-    document.write(context).await?;
+    let checked_api = write(
+        context,
+        &mut document,
+        &instance,
+        &entry,
+        &credentials,
+        &args.urls,
+        credentials_changed,
+    )
+    .await?;
     change.print(context, Written::Yes { checked_api })
 }
 

@@ -7,7 +7,6 @@
 use tokio::time::Instant;
 
 use crate::backfill::BackfillOutcome;
-use crate::sync::StopReason;
 use crate::worker::{pages_until, JobError, Worker};
 use domain::ids::InstanceName;
 use ports::queue::JobKind;
@@ -40,12 +39,13 @@ pub async fn run(
     worker.report_budget(instance).await;
     let outcome = outcome?;
     tracing::info!(%instance, ?outcome, "backfill run");
-    if outcome == BackfillOutcome::Stopped(StopReason::Deadline) {
-        worker
-            .continue_later(JobKind::Backfill, instance, None)
-            .await?;
-    }
-    Ok(())
+    let stopped = match outcome {
+        BackfillOutcome::Stopped(reason) => Some(reason),
+        BackfillOutcome::Nothing | BackfillOutcome::Complete => None,
+    };
+    worker
+        .continue_if_out_of_time(stopped, JobKind::Backfill, instance)
+        .await
 }
 
 #[cfg(test)]

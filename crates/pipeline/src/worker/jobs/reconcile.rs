@@ -5,7 +5,6 @@
 
 use tokio::time::Instant;
 
-use crate::sync::StopReason;
 use crate::worker::{pages_until, JobError, Worker};
 use domain::ids::InstanceName;
 use ports::queue::JobKind;
@@ -41,12 +40,9 @@ pub async fn run(
         ],
     );
     tracing::info!(%instance, checked = report.checked, reconciled = report.reconciled, stopped = ?report.stopped, "reconciliation run");
-    if report.stopped == Some(StopReason::Deadline) {
-        worker
-            .continue_later(JobKind::Reconcile, instance, None)
-            .await?;
-    }
-    Ok(())
+    worker
+        .continue_if_out_of_time(report.stopped, JobKind::Reconcile, instance)
+        .await
 }
 
 #[cfg(test)]
