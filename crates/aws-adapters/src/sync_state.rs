@@ -192,10 +192,7 @@ impl CallBudget for DynamoSyncState {
                     .as_ref()
                     .and_then(|a| a.get("used")?.as_n().ok()?.parse().ok())
                     .unwrap_or(0);
-                Ok(BudgetUse {
-                    used,
-                    limit,
-                })
+                Ok(BudgetUse { used, limit })
             }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Err(BudgetError::Exhausted { limit })
