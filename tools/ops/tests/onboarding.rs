@@ -326,6 +326,22 @@ async fn update_changes_only_what_it_is_given_and_remove_takes_out_only_that_ins
         "a refused update writes nothing"
     );
 
+    // An entry of webhooks only, in the short form, takes settings too.
+    succeeded(&ops(
+        &stack,
+        &[
+            "instance",
+            "update",
+            local_stack::DEMO_INSTANCE,
+            "--time-zone",
+            "Asia/Tokyo",
+        ],
+    ));
+    assert_eq!(
+        document(&stack).await[local_stack::DEMO_INSTANCE],
+        json!({"webhook": DEMO_SECRET, "time_zone": "Asia/Tokyo"})
+    );
+
     succeeded(&ops(&stack, &["instance", "remove", NEW, "--dry-run"]));
     assert!(document(&stack).await.get(NEW).is_some());
     succeeded(&ops(&stack, &["instance", "remove", NEW]));

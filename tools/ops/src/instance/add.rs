@@ -205,13 +205,14 @@ fn apply(mut entry: Map<String, Value>, args: &EntryArgs) -> Result<Map<String, 
 }
 
 /// `entry` as the functions will read it: refused when a setting would be
-/// ignored, the webhook secret is missing, or the API credentials are not
-/// both there.
+/// ignored, the webhook secret is missing, or only one of the API key and
+/// secret is there. Its credentials, when it has them (an instance whose
+/// entry predates them receives webhooks only).
 fn checked(
     instance: &InstanceName,
     entry: &Map<String, Value>,
     default_zone: &Zone,
-) -> Result<(ApiCredentials, ports::secrets::InstanceSettings), OpsError> {
+) -> Result<(Option<ApiCredentials>, ports::secrets::InstanceSettings), OpsError> {
     let document = SecretDocument(json!({ instance.as_str(): entry }).to_string());
     let parsed = InstanceSecrets::parse_with(&document, default_zone)
         .map_err(|e| invalid("entry", e.to_string()))?;
@@ -222,11 +223,14 @@ fn checked(
     if let Some(problem) = settings.unusable.first() {
         return Err(invalid("setting", problem.clone()));
     }
-    let credentials = parsed
-        .api_credentials(instance)
-        .filter(|c| !c.key().is_empty() && entry.contains_key("api_secret"))
-        .cloned()
-        .ok_or_else(|| invalid("entry", "--api-key and --api-secret are both needed"))?;
+    let credentials = match (
+        entry.contains_key("api_key"),
+        entry.contains_key("api_secret"),
+    ) {
+        (false, false) => None,
+        (true, true) => parsed.api_credentials(instance).cloned(),
+        _ => None.ok_or_else(|| invalid("entry", "--api-key and --api-secret are both needed"))?,
+    };
     Ok((credentials, settings))
 }
 
@@ -277,14 +281,17 @@ async fn write(
     document: &mut RevelDocument,
     instance: &InstanceName,
     entry: &Map<String, Value>,
-    credentials: &ApiCredentials,
+    credentials: Option<&ApiCredentials>,
     urls: &UrlArgs,
     try_them: bool,
 ) -> Result<bool, OpsError> {
-    let tried = try_them && !urls.skip_api_check;
-    if tried {
-        check_api(context, instance, credentials, &urls.revel_api_base_url).await?;
-    }
+    let tried = match credentials {
+        Some(credentials) if try_them && !urls.skip_api_check => {
+            check_api(context, instance, credentials, &urls.revel_api_base_url).await?;
+            true
+        }
+        _ => false,
+    };
     document.set(instance.as_str(), entry.clone());
     document.write(context).await?;
     Ok(tried)
@@ -333,6 +340,8 @@ pub async fn add(context: &Context, args: &AddArgs) -> Result<(), OpsError> {
         entry.insert("webhook".into(), json!([new_webhook_secret()?]));
     }
     let (credentials, settings) = checked(&instance, &entry, &context.default_zone()?)?;
+    let credentials = credentials
+        .ok_or_else(|| invalid("entry", "--api-key and --api-secret are both needed"))?;
     let secret = entry["webhook"][0].as_str().unwrap_or_default().to_owned();
     let change = Change {
         verb: "add",
@@ -355,7 +364,7 @@ pub async fn add(context: &Context, args: &AddArgs) -> Result<(), OpsError> {
         &mut document,
         &instance,
         &entry,
-        &credentials,
+        Some(&credentials),
         &args.urls,
         true,
     )
@@ -408,7 +417,7 @@ pub async fn update(context: &Context, args: &UpdateArgs) -> Result<(), OpsError
         &mut document,
         &instance,
         &entry,
-        &credentials,
+        credentials.as_ref(),
         &args.urls,
         credentials_changed,
     )
