@@ -19,6 +19,8 @@ export SAM_CLI_TELEMETRY := 0
 help:
 	@echo "make local        run every function at its route on http://127.0.0.1:3000, the events processor on the events table's stream and the jobs worker (local AWS endpoint included)"
 	@echo "make post-events  post every request in events/ to the running local stack, show what was stored, then what reached the partner"
+	@echo "make ops ARGS=\"status\"   run revel-ops against the running make local (its environment from .local/functions.env)"
+	@echo "make partner-stop / make partner-start   close the running make local's partner stand-in's port (connections refused) / open it again"
 	@echo "make test         format, lint, API docs, unit and integration tests, sam validate --lint"
 	@echo "make bench-lambda release functions as Lambda runs them (local Runtime API): init, latency, CPU, RSS, the ack path's AWS requests and round trips, the events processor per record, beside a hello-world floor"
 	@echo "make build        sam build --beta-features (arm64, cargo-lambda + zig)"
@@ -118,6 +120,27 @@ local: venv
 
 post-events:
 	cargo run --quiet --locked -p local-stack -- post-events
+
+# revel-ops against `make local`: the functions' environment `up` wrote to
+# .local/functions.env (tables, queues, secrets, REVEL_API_BASE_URL,
+# DOWNSTREAM_URL, WEBHOOK_API_URL, the local AWS endpoint and its
+# credentials), each line exported as it is. ARGS="instance add NAME ...",
+# "backfill status", "status", ... (`ARGS=--help` lists them). make's own
+# exit status is 2 when revel-ops fails; "Error 6" is revel-ops' code
+# (status: unhealthy).
+.PHONY: ops partner-stop partner-start
+ops:
+	@test -f .local/functions.env || { echo "no .local/functions.env: start make local first"; exit 2; }
+	@while IFS= read -r line; do [ -n "$$line" ] && export "$$line"; done < .local/functions.env; \
+	exec cargo run --quiet --locked -p revel-ops -- $(ARGS)
+
+# The partner stand-in of `make local`, on its own port (DOWNSTREAM_URL):
+# stopped, that port refuses connections, as a partner that is down does.
+partner-stop:
+	cargo run --quiet --locked -p local-stack -- partner stop
+
+partner-start:
+	cargo run --quiet --locked -p local-stack -- partner start
 
 # Runs the scheduler by hand against `make local`: TASK=tick (the 5-minute tick, at AT, a UTC time) or one task now, for INSTANCE or every instance
 trigger:

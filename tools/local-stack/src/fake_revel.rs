@@ -1,14 +1,24 @@
 //! A local stand-in for Revel's REST API, serving fixture data from
 //! events/revel-api/{Resource}.json the way Revel pages it, for `make local`
-//! and the tests. It checks the `API-AUTHENTICATION` header and applies the
-//! filters the bundle sends (`updated_date__gte`, `order`, `limit`,
-//! `offset`, any field by equality, `field__iexact`,
+//! and the tests.
+//!
+//! Every instance holds the same fixtures, and sees the same writes over
+//! them: any name Revel would give an instance, presented with the demo
+//! credentials ([`DEMO_API_KEY`], [`DEMO_API_SECRET`]) in the
+//! `API-AUTHENTICATION` header, gets in, so an instance connected with
+//! `revel-ops instance add` is checked and backfilled from the fixtures.
+//! Other credentials get 401, a name no instance could have 404. A resource
+//! without a fixture file (`Establishment`, which `instance add` checks the
+//! credentials with) answers an empty page, as in a new instance.
+//!
+//! It applies the filters the bundle sends (`updated_date__gte`, `order`,
+//! `limit`, `offset`, any field by equality, `field__iexact`,
 //! `field__endswith`, `field__in` with ids separated by commas; a related
 //! object's field, a resource URI like `/resources/Product/5/`, matches its
-//! id as Revel's filters do). Creates and updates are
-//! kept in memory over the fixtures, so what the bundle writes (customers,
-//! orders with their items and payments, products, events) is found by the
-//! lookups that follow, as in Revel.
+//! id as Revel's filters do). Creates and updates are kept in memory over
+//! the fixtures, so what the bundle writes (customers, orders with their
+//! items and payments, products, events) is found by the lookups that
+//! follow, as in Revel.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -21,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-/// The credentials the fixture instance accepts.
+/// The credentials every instance of the stand-in accepts.
 pub const DEMO_API_KEY: &str = "demo-key";
 pub const DEMO_API_SECRET: &str = "demo-api-secret";
 
@@ -104,13 +114,22 @@ fn id_of(object: &Value) -> u64 {
     }
 }
 
-/// Only the demo instances, with the demo credentials, get in.
-fn authorized(instance: &str, headers: &HeaderMap) -> bool {
+/// Any instance gets in with the demo credentials; nothing else does.
+fn authorized(headers: &HeaderMap) -> bool {
     let expected = format!("{DEMO_API_KEY}:{DEMO_API_SECRET}");
     let presented = headers
         .get("api-authentication")
         .and_then(|v| v.to_str().ok());
-    crate::DEMO_API_INSTANCES.contains(&instance) && presented == Some(expected.as_str())
+    presented == Some(expected.as_str())
+}
+
+/// Who may read or write `instance`: 404 for a name Revel would not give an
+/// instance (no such subdomain), 401 for other credentials than the demo's.
+fn refused(instance: &str, headers: &HeaderMap) -> Option<Response> {
+    if domain::ids::InstanceName::parse(instance).is_err() {
+        return Some(answer(StatusCode::NOT_FOUND, "not found"));
+    }
+    (!authorized(headers)).then(|| answer(StatusCode::UNAUTHORIZED, "unauthorized"))
 }
 
 fn answer(status: StatusCode, error: &str) -> Response {
@@ -189,8 +208,8 @@ pub async fn resources(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&instance, &headers) {
-        return answer(StatusCode::UNAUTHORIZED, "unauthorized");
+    if let Some(refusal) = refused(&instance, &headers) {
+        return refusal;
     }
     if !is_resource_name(&resource) {
         return answer(StatusCode::NOT_FOUND, "not found");
@@ -262,8 +281,8 @@ pub async fn write(
         .get("instance")
         .map(String::as_str)
         .unwrap_or_default();
-    if !authorized(instance, &headers) {
-        return answer(StatusCode::UNAUTHORIZED, "unauthorized");
+    if let Some(refusal) = refused(instance, &headers) {
+        return refusal;
     }
     let resource = params
         .get("resource")

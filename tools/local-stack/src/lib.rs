@@ -11,7 +11,8 @@
 //! - [`events`]: writes the signed sample events in events/ and posts them;
 //! - [`inputs`]: writes the sample inputs of the functions API Gateway
 //!   doesn't call (the processor, the jobs worker, the scheduler);
-//! - [`partner`]: the partner system's stand-in, which keeps what it received;
+//! - [`partner`]: the partner system's stand-in, which keeps what it
+//!   received, on a port of its own that can be closed and opened again;
 //! - [`load`]: a bounded load generator for the running stack, with its check.
 
 pub mod events;
@@ -55,9 +56,6 @@ pub fn demo_revel_secret_document() -> String {
 /// end of day and 2-hourly inventory pulls fall at its own local time.
 pub const DEMO_LA_INSTANCE: &str = "demo-la";
 pub const DEMO_LA_TIME_ZONE: &str = "America/Los_Angeles";
-
-/// The instances the Revel API stand-in lets in with the demo credentials.
-pub const DEMO_API_INSTANCES: [&str; 2] = [DEMO_INSTANCE, DEMO_LA_INSTANCE];
 
 /// The Revel secret document `make local` puts in place: the demo
 /// instance's (in the deployment's default zone, UTC) and a second instance

@@ -10,6 +10,7 @@
 //! - `post-events`: posts every request in events/ to the running stack,
 //!   prints the answer and what was stored, then what reached the partner;
 //! - `trigger`: queues a scheduled task, as the scheduler would;
+//! - `partner`: stops or starts the running stack's partner stand-in;
 //! - `load`: sends signed deliveries under load and checks each was stored once.
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,28 @@ enum Command {
     /// Sends signed deliveries under load to the running stack (loopback
     /// only) and checks each distinct event was stored once.
     Load(local_stack::load::Options),
+    /// Stops or starts the running stack's partner stand-in: stopped, its
+    /// port refuses connections, as a partner that is down.
+    Partner(PartnerArgs),
+}
+
+#[derive(Debug, Args)]
+struct PartnerArgs {
+    #[arg(value_enum)]
+    action: PartnerAction,
+    /// The stack [default: the running stack's, from .local/stack.json].
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PartnerAction {
+    /// Close its port: deliveries and `revel-ops status` meet a refused connection.
+    Stop,
+    /// Open its port again.
+    Start,
+    /// Say whether it runs, and where.
+    Status,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +93,9 @@ struct UpArgs {
     /// The local AWS endpoint's port.
     #[arg(long, value_name = "PORT", default_value_t = 5000)]
     aws_port: u16,
+    /// The partner stand-in's own port (`DOWNSTREAM_URL`); 0: a free one.
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    partner_port: u16,
     /// The Python with moto (`make venv` makes it).
     #[arg(long, value_name = "PATH", default_value = ".venv/bin/python")]
     python: PathBuf,
@@ -141,6 +167,7 @@ async fn main() {
         Command::PostEvents(args) => post_events(args).await,
         Command::Trigger(args) => trigger(args).await,
         Command::Load(options) => local_stack::load::run(options).await,
+        Command::Partner(args) => partner_control(args).await,
     };
     if let Err(error) = result {
         eprintln!("local-stack: {error}");
@@ -168,6 +195,7 @@ async fn up(args: UpArgs) -> Result<(), Error> {
     let UpArgs {
         port,
         aws_port,
+        partner_port,
         python,
         no_worker: receivers_only,
     } = args;
@@ -209,6 +237,16 @@ async fn up(args: UpArgs) -> Result<(), Error> {
     .await?;
     local_stack::provision::put_demo_secrets(&sdk, &provisioned).await?;
     let base = format!("http://127.0.0.1:{port}");
+    // The partner's own port, so it can be stopped while the functions are
+    // served; bound now, as DOWNSTREAM_URL names it.
+    let partner_listener = tokio::net::TcpListener::bind(("127.0.0.1", partner_port))
+        .await
+        .map_err(|e| format!("the partner stand-in's port {partner_port}: {e}"))?;
+    let downstream_url = format!(
+        "http://{}{}",
+        partner_listener.local_addr()?,
+        partner::WEBHOOKS_PATH
+    );
     let events_table = provisioned
         .resources
         .get("EventsTable")
@@ -227,13 +265,15 @@ async fn up(args: UpArgs) -> Result<(), Error> {
             .ok_or("template.yaml has no EventsProcessorFailureQueue")?,
     };
     // Revel's API and the partner system are stand-ins served beside the
-    // functions; the failure queue is named for the operator tool.
+    // functions; the failure queue and the webhook API's base URL (the
+    // stack output WebhookApiUrl) are named for the operator tool.
     for (name, value) in [
         (
             "REVEL_API_BASE_URL",
             format!("{base}/revel-api/{{instance}}"),
         ),
-        ("DOWNSTREAM_URL", format!("{base}/partner/webhooks")),
+        ("DOWNSTREAM_URL", downstream_url.clone()),
+        ("WEBHOOK_API_URL", base.clone()),
         (
             "WINESITTING_API_BASE_URL",
             format!("{base}/winesitting-api"),
@@ -280,6 +320,8 @@ async fn up(args: UpArgs) -> Result<(), Error> {
         .await?
         .secret_string
         .ok_or("empty signing secret")?;
+    let partner_server =
+        partner::PartnerServer::new(partner::Partner::new(&signing_secret)?, partner_listener)?;
     let extra = axum::Router::new()
         .route(
             "/winesitting-api/orders",
@@ -288,12 +330,13 @@ async fn up(args: UpArgs) -> Result<(), Error> {
         .merge(fake_revel::router(fake_revel::Fixtures::new(
             fake_revel::default_dir(),
         )))
+        // What the partner received stays listed here while it is stopped.
         .merge(
             axum::Router::new()
-                .route("/partner/webhooks", axum::routing::post(partner::receive))
                 .route("/partner/received", axum::routing::get(partner::list))
-                .with_state(partner::Partner::new(&signing_secret)?),
-        );
+                .with_state(partner_server.partner().clone()),
+        )
+        .merge(partner::control_router(partner_server.clone()));
     if !receivers_only {
         // The processor, reading the events table's stream as Lambda's
         // event source mapping would.
@@ -342,10 +385,14 @@ async fn up(args: UpArgs) -> Result<(), Error> {
             config.jobs_queue_url
         );
     }
-    println!("  partner stand-in: {base}/partner/webhooks (verifies and prints each delivery; GET {base}/partner/received lists them)");
-    println!("  Revel API stand-in: {base}/revel-api/{DEMO_INSTANCE}/resources/{{Resource}}/ (fixtures in events/revel-api/)");
+    println!("  partner stand-in: {downstream_url} on a port of its own (verifies and prints each delivery; GET {base}/partner/received lists them)");
+    println!("    make partner-stop / make partner-start   close its port (deliveries and `revel-ops status` meet a refused connection) and open it again");
+    println!("    (or POST {base}/local/partner/stop, {base}/local/partner/start; GET {base}/local/partner says which)");
+    println!("  Revel API stand-in: {base}/revel-api/{{instance}}/resources/{{Resource}}/ (any instance, key `{}` secret `{}`; fixtures in events/revel-api/)", fake_revel::DEMO_API_KEY, fake_revel::DEMO_API_SECRET);
     println!("  WineSitting API stand-in: {base}/winesitting-api/orders (fixtures in events/winesitting-api/)");
-    println!("\nEnvironment (also in .local/functions.env):");
+    println!(
+        "\nEnvironment (also in .local/functions.env; `make ops ARGS=...` runs revel-ops with it):"
+    );
     println!("  export AWS_ENDPOINT_URL={endpoint} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local");
     for (name, value) in &provisioned.env {
         println!("  {name}={value}");
@@ -378,6 +425,11 @@ async fn up(args: UpArgs) -> Result<(), Error> {
             task.name()
         );
     }
+    println!(
+        "The operator tool, revel-ops, on this stack (its environment from .local/functions.env):"
+    );
+    println!("  make ops ARGS=\"instance add bar-la --time-zone America/Los_Angeles --api-key {} --api-secret {} --backfill --orders-since 2016-01-01\"", fake_revel::DEMO_API_KEY, fake_revel::DEMO_API_SECRET);
+    println!("  make ops ARGS=\"backfill status\"    make ops ARGS=\"status\"    (make partner-stop, then status again: unhealthy)");
     println!();
     gateway::serve(listener, routes, extra).await?;
     drop(moto.stdin.take());
@@ -541,6 +593,56 @@ async fn tick(
     Ok(())
 }
 
+/// `partner stop|start|status`: the running stack's control routes.
+async fn partner_control(args: PartnerArgs) -> Result<(), Error> {
+    let base = match args.url {
+        Some(url) => url,
+        None => RunningStack::read(Path::new(local_stack::STATE_FILE))?.url,
+    };
+    let base = base.trim_end_matches('/');
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    let request = match args.action {
+        PartnerAction::Stop => client.post(format!("{base}/local/partner/stop")),
+        PartnerAction::Start => client.post(format!("{base}/local/partner/start")),
+        PartnerAction::Status => client.get(format!("{base}/local/partner")),
+    };
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| format!("{base}: {e} (is `make local` running?)"))?;
+    let status = answer.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Err(format!("{base} has no partner control: restart `make local`").into());
+    }
+    if !status.is_success() {
+        return Err(format!(
+            "{base}: HTTP {status}: {}",
+            answer.text().await.unwrap_or_default()
+        )
+        .into());
+    }
+    let state: partner::PartnerState = answer.json().await?;
+    let how = match (args.action, state.changed) {
+        (PartnerAction::Status, _) => "",
+        (_, true) => " now",
+        (_, false) => " already",
+    };
+    if state.running {
+        println!(
+            "partner stand-in: running{how}, taking deliveries at {}",
+            state.url
+        );
+    } else {
+        println!(
+            "partner stand-in: stopped{how}; {} refuses connections (`make partner-start`)",
+            state.url
+        );
+    }
+    Ok(())
+}
+
 async fn post_events(args: PostEventsArgs) -> Result<(), Error> {
     let wait = Duration::from_secs(args.wait_seconds);
     post::run(&args.dir, args.url.as_deref(), wait).await
@@ -567,14 +669,17 @@ mod tests {
             panic!()
         };
         assert_eq!((args.port, args.aws_port), (3000, 5000));
+        assert_eq!(args.partner_port, 0, "a free port unless one is chosen");
         assert_eq!(args.python, PathBuf::from(".venv/bin/python"));
         assert!(!args.no_worker);
-        let Command::Up(args) =
-            parse("up --port 4100 --aws-port 4101 --python /v/bin/python --no-worker").unwrap()
-        else {
+        let Command::Up(args) = parse(
+            "up --port 4100 --aws-port 4101 --partner-port 4102 --python /v/bin/python --no-worker",
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!((args.port, args.aws_port), (4100, 4101));
+        assert_eq!(args.partner_port, 4102);
         assert_eq!(args.python, PathBuf::from("/v/bin/python"));
         assert!(args.no_worker);
     }
@@ -635,6 +740,25 @@ mod tests {
     }
 
     #[test]
+    fn partner_takes_stop_start_or_status_and_a_url() {
+        for (line, action) in [
+            ("partner stop", PartnerAction::Stop),
+            ("partner start", PartnerAction::Start),
+            ("partner status", PartnerAction::Status),
+        ] {
+            let Command::Partner(args) = parse(line).unwrap() else {
+                panic!()
+            };
+            assert_eq!((args.action, args.url), (action, None));
+        }
+        let Command::Partner(args) = parse("partner stop --url http://127.0.0.1:4100").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(args.url.as_deref(), Some("http://127.0.0.1:4100"));
+    }
+
+    #[test]
     fn bad_input_is_a_usage_error_with_exit_code_2() {
         for line in [
             "",
@@ -649,6 +773,9 @@ mod tests {
             "post-events --wait-seconds soon",
             "load --count 0",
             "gen-events --speed 9",
+            "partner",
+            "partner pause",
+            "up --partner-port x",
         ] {
             let error = parse(line)
                 .err()
