@@ -24,7 +24,7 @@ use std::time::Duration;
 use clap::Args;
 use domain::ids::InstanceName;
 use ports::secrets::{InstanceSecrets, InstanceSettings};
-use ports::store::EventStatus;
+use ports::store::{EventStatus, Origin};
 use ports::sync_state::{CallBudget, SyncState};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -108,9 +108,11 @@ fn webhook_lines(instance: &InstanceName, events: &[&Summary], now: i64) -> Vec<
     let scope = instance.as_str();
     let mut lines = Vec::new();
     for action in RevelEventType::ALL {
+        // Only what Revel sent: an order a reconciliation or a backfill
+        // fetched is no sign of its webhook.
         let of_type: Vec<_> = events
             .iter()
-            .filter(|e| e.event_type == action.name())
+            .filter(|e| e.event_type == action.name() && e.origin == Origin::Webhook)
             .collect();
         let today = of_type
             .iter()

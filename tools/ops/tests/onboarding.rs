@@ -444,6 +444,15 @@ async fn a_backfill_stopped_by_its_budget_resumes_where_it_stopped_reads_each_pa
         );
     }
 
+    // Backfilled orders are no sign of a webhook.
+    let out = stdout(&ops(&stack, &["status", NEW]));
+    assert!(
+        out.contains(&format!(
+            "healthy   {NEW:<16} webhook order.finalized    none received yet"
+        )),
+        "{out}"
+    );
+
     run_backfill_task(&stack, &revel, "2026-12-01T07:55:00Z").await;
     assert_eq!(spent(&stack, NEW).await, 13, "done is done: no call");
     let again = add(&stack, &revel, &["--backfill"]);
