@@ -104,8 +104,18 @@ fn age(micros: i64, now: i64) -> String {
 
 /// The lines about `instance`'s webhooks: per Revel action the last one
 /// seen, and the quarantined and conflicting events of the last 24 h.
-fn webhook_lines(instance: &InstanceName, events: &[&Summary], now: i64) -> Vec<Line> {
+fn webhook_lines(
+    instance: &InstanceName,
+    settings: &InstanceSettings,
+    events: &[&Summary],
+    at: OffsetDateTime,
+) -> Vec<Line> {
     let scope = instance.as_str();
+    let now = (at.unix_timestamp_nanos() / 1000) as i64;
+    // "Today" on the merchant's clock: since its local midnight.
+    let local = pipeline::schedule::local_time(settings, at);
+    let midnight = pipeline::schedule::instant_at(settings, local.date().midnight());
+    let today_from = (midnight.unix_timestamp_nanos() / 1000) as i64;
     let mut lines = Vec::new();
     for action in RevelEventType::ALL {
         // Only what Revel sent: an order a reconciliation or a backfill
@@ -116,11 +126,11 @@ fn webhook_lines(instance: &InstanceName, events: &[&Summary], now: i64) -> Vec<
             .collect();
         let today = of_type
             .iter()
-            .filter(|e| e.received_at_micros > now - DAY_MICROS)
+            .filter(|e| e.received_at_micros >= today_from)
             .count();
         let detail = match of_type.iter().map(|e| e.received_at_micros).max() {
             Some(last) => format!(
-                "last {} ({}), {today} in 24 h",
+                "last {} ({}), {today} today",
                 rfc3339_micros(last),
                 age(last, now)
             ),
@@ -142,19 +152,23 @@ fn webhook_lines(instance: &InstanceName, events: &[&Summary], now: i64) -> Vec<
         .filter(|e| e.status == EventStatus::Quarantined)
         .count();
     let conflicts = recent.iter().filter(|e| e.conflict_of.is_some()).count();
+    let today = events
+        .iter()
+        .filter(|e| e.received_at_micros >= today_from)
+        .count();
     lines.push(if quarantined > 0 {
         line(
             scope,
             "events",
             Health::Unhealthy,
-            format!("{quarantined} quarantined in 24 h (`revel-ops events list --status quarantined --instance {scope}`), {conflicts} conflict(s), {} received", recent.len()),
+            format!("{quarantined} quarantined in 24 h (`revel-ops events list --status quarantined --instance {scope}`), {conflicts} conflict(s); {today} today, {} in 24 h", recent.len()),
         )
     } else {
         line(
             scope,
             "events",
             Health::Healthy,
-            format!("{} received in 24 h, none quarantined, {conflicts} conflict(s)", recent.len()),
+            format!("{today} today, {} in 24 h, none quarantined, {conflicts} conflict(s) in 24 h", recent.len()),
         )
     });
     lines
@@ -332,7 +346,6 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<(), OpsError> {
         return Err(OpsError::NoInstance(only.to_string()));
     }
     let now = OffsetDateTime::now_utc();
-    let now_micros = (now.unix_timestamp_nanos() / 1000) as i64;
     let filters = Filters {
         source: Some(vendors::revel::NAME.as_str().to_owned()),
         instance: only.as_ref().map(|o| o.to_string()),
@@ -363,7 +376,7 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<(), OpsError> {
             ));
         }
         let events = by_instance.get(scope).map(Vec::as_slice).unwrap_or(&[]);
-        lines.extend(webhook_lines(instance, events, now_micros));
+        lines.extend(webhook_lines(instance, settings, events, now));
         if document.api_credentials(instance).is_some() {
             let (spent, limit) = (
                 budgets.spent_today(instance).await?,
@@ -474,6 +487,79 @@ impl ports::secrets::InstanceDocument for Fixed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn received(event_type: &str, at: OffsetDateTime, status: &str, origin: &str) -> Summary {
+        serde_json::from_value(json!({
+            "event_key": format!("revel:labar:{event_type}:x{}", at.unix_timestamp()),
+            "source": "revel", "instance": "labar", "event_type": event_type,
+            "status": status, "received_at": (at.unix_timestamp_nanos() / 1000) as i64,
+            "origin": origin, "body_bytes": 2, "expires_at": 0,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn today_is_the_merchants_day_and_a_quarantined_event_of_the_last_24_hours_is_unhealthy() {
+        use time::macros::datetime;
+        let labar = InstanceName::parse("labar").unwrap();
+        let la = InstanceSettings::defaults(
+            domain::local_time::Zone::parse("America/Los_Angeles").unwrap(),
+        );
+        // 10:00Z is 02:00 in Los Angeles: its day began at 08:00Z.
+        let now = datetime!(2026-11-30 10:00 UTC);
+        let events = [
+            received(
+                "order.finalized",
+                datetime!(2026-11-30 07:00 UTC),
+                "received",
+                "webhook",
+            ),
+            received(
+                "order.finalized",
+                datetime!(2026-11-30 09:00 UTC),
+                "received",
+                "webhook",
+            ),
+            received(
+                "order.finalized",
+                datetime!(2026-11-30 09:30 UTC),
+                "received",
+                "reconciliation",
+            ),
+        ];
+        let lines = webhook_lines(&labar, &la, &events.iter().collect::<Vec<_>>(), now);
+        let orders = lines
+            .iter()
+            .find(|l| l.check == "webhook order.finalized")
+            .unwrap();
+        assert!(orders.detail.ends_with("(60 min ago), 1 today"), "{orders:?}");
+        let all = lines.iter().find(|l| l.check == "events").unwrap();
+        assert_eq!(all.health, Health::Healthy);
+        assert!(all.detail.starts_with("2 today, 3 in 24 h"), "{all:?}");
+
+        let bad = [received(
+            "customer.created",
+            datetime!(2026-11-29 11:00 UTC),
+            "quarantined",
+            "webhook",
+        )];
+        let lines = webhook_lines(&labar, &la, &bad.iter().collect::<Vec<_>>(), now);
+        assert_eq!(
+            lines.iter().find(|l| l.check == "events").unwrap().health,
+            Health::Unhealthy
+        );
+        let old = [received(
+            "customer.created",
+            datetime!(2026-11-29 09:00 UTC),
+            "quarantined",
+            "webhook",
+        )];
+        let lines = webhook_lines(&labar, &la, &old.iter().collect::<Vec<_>>(), now);
+        assert_eq!(
+            lines.iter().find(|l| l.check == "events").unwrap().health,
+            Health::Healthy
+        );
+    }
 
     #[test]
     fn an_age_is_said_in_the_unit_an_operator_reads() {
