@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::receive::Receiver;
-use crate::sync::{Pull, PullOutcome, StopReason, SyncError, Syncer};
+use crate::sync::{Pull, PullOutcome, Reconciliation, StopReason, SyncError, Syncer};
 use domain::error::DependencyError;
 use domain::ids::InstanceName;
 use ports::sync_state::{Cursor, SyncState};
@@ -42,6 +42,7 @@ pub const PLAN_CURSOR: &str = "backfill";
 /// customers are before what they bought.
 pub const PULLED: Pull = Pull {
     name: "backfill",
+    catch_up: false,
     resources: &[
         ("Customer", revel::Entity::Customer),
         ("RewardsCard", revel::Entity::RewardsCard),
@@ -50,6 +51,9 @@ pub const PULLED: Pull = Pull {
         ("CurrentStock", revel::Entity::Inventory),
     ],
 };
+
+/// The schedule's pulls that read some of the same resources.
+const SCHEDULED: [Pull; 2] = [crate::sync::CATALOG, crate::sync::INVENTORY];
 
 /// Orders, last (reconciled: each costs its items and payments too).
 pub const ORDERS: &str = "Order";
@@ -73,8 +77,10 @@ pub enum PlanError {
 }
 
 /// Plans `instance`'s backfill: everything of the pulled resources, and
-/// the orders updated since `orders_since` when given. Refused when one was
-/// planned before (its cursors would say it is done or under way).
+/// the orders updated since `orders_since` when given; the schedule's own
+/// pulls of those resources, if they never ran, start from `now`. Refused
+/// when one was planned before (its cursors would say it is done or under
+/// way).
 pub async fn plan(
     state: &dyn SyncState,
     instance: &InstanceName,
@@ -90,6 +96,24 @@ pub async fn plan(
             ..Cursor::default()
         };
         state.save(instance, &cursor_name(ORDERS), &cursor).await?;
+    }
+    // The schedule's own pulls of the same resources start from now: the
+    // backfill reads what came before, so nothing is read twice.
+    for (resource, _) in PULLED.resources {
+        let Some(scheduled) = SCHEDULED
+            .iter()
+            .find(|pull| pull.resources.iter().any(|(r, _)| r == resource))
+        else {
+            continue;
+        };
+        let name = format!("{}.{resource}", scheduled.name);
+        if state.load(instance, &name).await? == Cursor::default() {
+            let from_now = Cursor {
+                checkpoint: Some(crate::sync::checkpoint_text(now)),
+                ..Cursor::default()
+            };
+            state.save(instance, &name, &from_now).await?;
+        }
     }
     // Last: a plan is only seen once its orders' cursor is in place.
     let marker = Cursor {
@@ -216,10 +240,14 @@ impl Syncer {
         for resource in progress.resources.iter().filter(|r| !r.done) {
             if resource.resource == ORDERS {
                 let cursor = cursor_name(ORDERS);
-                // The plan wrote the date; this is only its fallback.
-                let since = OffsetDateTime::UNIX_EPOCH;
+                let which = Reconciliation {
+                    cursor: &cursor,
+                    // The plan wrote the date; this is only its fallback.
+                    first_since: OffsetDateTime::UNIX_EPOCH,
+                    catch_up: false,
+                };
                 let report = self
-                    .reconcile_from(instance, credentials, orders, deadline, &cursor, since)
+                    .reconcile_from(instance, credentials, orders, deadline, which)
                     .await?;
                 if let Some(reason) = report.stopped {
                     return Ok(BackfillOutcome::Stopped(reason));
@@ -234,8 +262,8 @@ impl Syncer {
                 continue;
             };
             let one = Pull {
-                name: PULLED.name,
                 resources: std::slice::from_ref(entry),
+                ..PULLED
             };
             if let PullOutcome::Stopped { reason, .. } =
                 self.pull(instance, credentials, &one, deadline).await?

@@ -57,6 +57,18 @@ const CHECKPOINT_OVERLAP: Duration = Duration::from_secs(120);
 /// few minutes after its deadline is not.
 const STALE_RUN: Duration = Duration::from_secs(3600);
 
+/// Which reconciliation runs: the end of day's, or a backfill's orders.
+#[derive(Debug, Clone, Copy)]
+pub struct Reconciliation<'a> {
+    /// Its cursor.
+    pub cursor: &'a str,
+    /// How far back its first run looks.
+    pub first_since: OffsetDateTime,
+    /// Whether an old run, resumed and completed, is followed by a fresh
+    /// one (as for [`Pull::catch_up`]).
+    pub catch_up: bool,
+}
+
 /// Where the end-of-day reconciliation stands.
 pub const RECONCILE_CURSOR: &str = "reconcile.Order";
 
@@ -65,6 +77,11 @@ pub const RECONCILE_CURSOR: &str = "reconcile.Order";
 pub struct Pull {
     pub name: &'static str,
     pub resources: &'static [(&'static str, revel::Entity)],
+    /// Whether an old run, resumed and completed, is followed by a fresh
+    /// one at once ([`STALE_RUN`]): a scheduled pull catches up with what
+    /// changed meanwhile; a backfill does not (it is done once complete,
+    /// and the schedule's pulls take over).
+    pub catch_up: bool,
 }
 
 /// The event key a run's objects are kept under.
@@ -84,12 +101,14 @@ pub const CATALOG: Pull = Pull {
         ("Product", revel::Entity::Product),
         ("Modifier", revel::Entity::Modifier),
     ],
+    catch_up: true,
 };
 
 /// Events ("Events added on Revel": end of day).
 pub const EVENTS: Pull = Pull {
     name: "events",
     resources: &[("Event", revel::Entity::Event)],
+    catch_up: true,
 };
 
 /// Inventory levels ("Inventory received or changed": every 2 hours, for
@@ -97,6 +116,7 @@ pub const EVENTS: Pull = Pull {
 pub const INVENTORY: Pull = Pull {
     name: "inventory",
     resources: &[("CurrentStock", revel::Entity::Inventory)],
+    catch_up: true,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,7 +330,7 @@ impl Syncer {
                         cursor.completed_run_began_at = Some(run.began_at);
                         cursor.run = None;
                         self.state.save(instance, &cursor_name, &cursor).await?;
-                        if self.is_old(&run) {
+                        if pull.catch_up && self.is_old(&run) {
                             tracing::info!(%instance, pull = pull.name, resource, "the run completed was an old one resumed; a fresh run follows");
                             run = self.resume_or_start(&mut cursor);
                             event_key = pull_event_key(instance, pull, &run);
@@ -452,28 +472,30 @@ impl Syncer {
         deadline: Instant,
     ) -> Result<ReconcileReport, SyncError> {
         let first_since = self.clock.now() - self.reconcile_lookback;
-        self.reconcile_from(
-            instance,
-            credentials,
-            orders,
-            deadline,
-            RECONCILE_CURSOR,
+        let scheduled = Reconciliation {
+            cursor: RECONCILE_CURSOR,
             first_since,
-        )
-        .await
+            catch_up: true,
+        };
+        self.reconcile_from(instance, credentials, orders, deadline, scheduled)
+            .await
     }
 
-    /// Reconciliation under the cursor `cursor_name`, whose first run looks back
-    /// to `first_since` (a backfill's orders: its own cursor and date).
+    /// Reconciliation as `which` says (a backfill's orders: their own
+    /// cursor and date, and no catching up).
     pub async fn reconcile_from(
         &self,
         instance: &InstanceName,
         credentials: &ApiCredentials,
         orders: &Receiver,
         deadline: Instant,
-        cursor_name: &str,
-        first_since: OffsetDateTime,
+        which: Reconciliation<'_>,
     ) -> Result<ReconcileReport, SyncError> {
+        let Reconciliation {
+            cursor: cursor_name,
+            first_since,
+            catch_up,
+        } = which;
         let zone = self.zone(instance).await?;
         let mut cursor = self.state.load(instance, cursor_name).await?;
         if cursor.checkpoint.is_none() && cursor.run.is_none() {
@@ -550,7 +572,7 @@ impl Syncer {
                     cursor.completed_run_began_at = Some(run.began_at);
                     cursor.run = None;
                     self.state.save(instance, cursor_name, &cursor).await?;
-                    if self.is_old(&run) {
+                    if catch_up && self.is_old(&run) {
                         run = self.resume_or_start(&mut cursor);
                         continue;
                     }

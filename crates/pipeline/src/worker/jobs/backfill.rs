@@ -70,6 +70,8 @@ mod tests {
         calls_left: Mutex<u64>,
         /// Every page served: resource and offset.
         served: Mutex<Vec<(String, u64)>>,
+        /// A page answered 503 once.
+        fail_at: Mutex<Option<(String, u64)>>,
     }
 
     #[async_trait::async_trait]
@@ -85,6 +87,15 @@ mod tests {
                 return Err(RevelApiError::BudgetExhausted { limit: 0 });
             }
             *left -= 1;
+            let page = (request.resource.clone(), request.offset);
+            if self.fail_at.lock().unwrap().as_ref() == Some(&page) {
+                *self.fail_at.lock().unwrap() = None;
+                self.served.lock().unwrap().push(page);
+                return Err(RevelApiError::Unavailable {
+                    attempts: 1,
+                    last_status: Some(503),
+                });
+            }
             self.served
                 .lock()
                 .unwrap()
@@ -212,6 +223,108 @@ mod tests {
             crate::backfill::plan(state.as_ref(), &demo(), None, OffsetDateTime::now_utc()).await,
             Err(crate::backfill::PlanError::AlreadyPlanned(_))
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_resumed_hours_later_completes_without_reading_its_resource_again() {
+        let shop = shop();
+        let clock = Arc::new(domain::clock::TokioClock::starting_at(
+            OffsetDateTime::now_utc(),
+        ));
+        let entities = Arc::new(ports::fakes::MemoryEntities::default());
+        let worker = Parts {
+            clock: clock.clone(),
+            ..Parts::calling(shop.clone(), &fifo(), entities)
+        }
+        .build();
+        let state = worker.syncer.state().clone();
+        crate::backfill::plan(
+            state.as_ref(),
+            &demo(),
+            None,
+            domain::clock::Clock::now(clock.as_ref()),
+        )
+        .await
+        .unwrap();
+        *shop.calls_left.lock().unwrap() = 4;
+        run(&worker).await;
+
+        // The next day: the run stopped in the products is resumed.
+        tokio::time::advance(Duration::from_secs(20 * 3600)).await;
+        *shop.calls_left.lock().unwrap() = 100;
+        run(&worker).await;
+
+        let served = shop.served.lock().unwrap().clone();
+        assert_eq!(
+            served.len(),
+            6,
+            "no fresh run follows the old one: {served:?}"
+        );
+        let progress = crate::backfill::progress(state.as_ref(), &demo())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(progress.is_done());
+    }
+
+    #[tokio::test]
+    async fn a_page_revel_fails_is_read_again_by_the_retry_and_the_rest_is_not() {
+        let shop = shop();
+        *shop.fail_at.lock().unwrap() = Some(("Customer".into(), 2));
+        *shop.calls_left.lock().unwrap() = 100;
+        let (worker, _, entities) = worker(&shop);
+        let state = worker.syncer.state().clone();
+        crate::backfill::plan(state.as_ref(), &demo(), None, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+
+        let message: JobMessage =
+            serde_json::from_str(&job_body(JobKind::Backfill, None, None)).unwrap();
+        let failed = worker
+            .run(&message, Instant::now() + Duration::from_secs(60))
+            .await;
+        assert!(failed.is_err(), "the job fails, and SQS gives it back");
+        run(&worker).await;
+
+        let mut served = shop.served.lock().unwrap().clone();
+        // Customers at 0 and 2 (failed, then again), rewards cards,
+        // products, modifiers, stock.
+        assert_eq!(served.len(), 7, "{served:?}");
+        served.sort();
+        served.dedup();
+        assert_eq!(served.len(), 6, "only the failed page twice");
+        assert_eq!(entities.len(), 7);
+    }
+
+    #[tokio::test]
+    async fn planning_starts_the_schedules_own_pulls_of_the_same_resources_from_now() {
+        let shop = shop();
+        let (worker, _, _) = worker(&shop);
+        let state = worker.syncer.state().clone();
+        let now = OffsetDateTime::now_utc();
+        crate::backfill::plan(state.as_ref(), &demo(), None, now)
+            .await
+            .unwrap();
+        for cursor in [
+            "catalog.Product",
+            "catalog.Modifier",
+            "inventory.CurrentStock",
+        ] {
+            let checkpoint = state.load(&demo(), cursor).await.unwrap().checkpoint;
+            assert_eq!(
+                checkpoint,
+                Some(crate::sync::checkpoint_text(now)),
+                "{cursor}"
+            );
+        }
+        assert_eq!(
+            state
+                .load(&demo(), "events.Event")
+                .await
+                .unwrap()
+                .checkpoint,
+            None
+        );
     }
 
     #[tokio::test]

@@ -79,7 +79,7 @@ pub const MAX_PENDING: usize = 5_000;
 /// kind (`CurrentStock` kept as `inventory`), under a name of its own.
 pub const ON_DEMAND: Pull = Pull {
     name: "inventory_request",
-    resources: INVENTORY.resources,
+    ..INVENTORY
 };
 
 /// The `Reason` of [`telemetry::Metric::InventoryRequests`]: what became of a request
