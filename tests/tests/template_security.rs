@@ -508,6 +508,65 @@ fn sqs_pollers_are_always_capped_within_2_to_1000_and_never_above_the_reservatio
     assert_eq!(sqs_sources, 2, "the jobs worker's queue, once per case");
 }
 
+/// Whether CloudFormation takes these values: each parameter within its
+/// `MinValue`/`MaxValue`, and every rule's assertions true.
+fn accepted(stack: &Stack) -> bool {
+    let within = stack.parameters.iter().all(|(name, value)| {
+        let declared = &stack.doc["Parameters"][name.as_str()];
+        let number = |bound: &str| declared.get(bound).and_then(Value::as_i64);
+        let Ok(value) = value.parse::<i64>() else {
+            return true;
+        };
+        number("MinValue").is_none_or(|min| value >= min)
+            && number("MaxValue").is_none_or(|max| value <= max)
+    });
+    let rules = stack.doc.get("Rules").and_then(Value::as_mapping);
+    within
+        && rules.into_iter().flatten().all(|(_, rule)| {
+            rule["Assertions"]
+                .as_sequence()
+                .expect("a rule's assertions")
+                .iter()
+                .all(|assertion| stack.truth(&assertion["Assert"]))
+        })
+}
+
+#[test]
+fn every_worker_reservation_the_template_takes_polls_with_2_to_1000_and_the_others_are_refused() {
+    let doc = template();
+    let mut taken = Vec::new();
+    for reserved in 0..=1001u32 {
+        let value = reserved.to_string();
+        let stack = Stack::new(&doc, &[("WorkerReservedConcurrency", value.as_str())]);
+        if !accepted(&stack) {
+            continue;
+        }
+        taken.push(reserved);
+        let (_, worker) = resources(&doc, "AWS::Serverless::Function")
+            .into_iter()
+            .find(|(id, _)| *id == "JobsWorkerFunction")
+            .expect("the jobs worker");
+        for event in events_of(worker, "SQS") {
+            let maximum: u64 = stack
+                .resolve(&event["ScalingConfig"]["MaximumConcurrency"])
+                .expect("always set")
+                .parse()
+                .expect("a number");
+            assert!(
+                (2..=1000).contains(&maximum),
+                "{reserved}: {maximum} pollers"
+            );
+        }
+    }
+    assert_eq!(taken.first(), Some(&0));
+    assert!(
+        !taken.contains(&1),
+        "1 is refused before anything is created"
+    );
+    assert_eq!(taken.last(), Some(&1000));
+    assert_eq!(taken.len(), 1000, "0 and 2 to 1000");
+}
+
 #[test]
 fn every_parameter_says_what_it_is_for() {
     let doc = template();

@@ -99,6 +99,26 @@ pub fn show_plan(
     ))
 }
 
+/// Whether `plan` can be made for `instance`: the sync-state table and
+/// the jobs queue are named, and no backfill was ever planned for it (one
+/// connected before, removed and added again, is not backfilled twice).
+pub async fn check_plannable(
+    context: &Context,
+    instance: &InstanceName,
+    _plan: &Plan,
+) -> Result<(), OpsError> {
+    context.jobs_queue_url()?;
+    if pipeline::backfill::progress(&context.sync_state()?, instance)
+        .await?
+        .is_some()
+    {
+        return Err(OpsError::Conflict(
+            "a backfill was planned for this instance before (it was connected earlier) and is never run twice; add it without --backfill",
+        ));
+    }
+    Ok(())
+}
+
 /// Plans `instance`'s backfill and queues its first run now.
 pub async fn start(
     context: &Context,

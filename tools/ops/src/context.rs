@@ -112,6 +112,18 @@ impl Context {
         })
     }
 
+    /// Each instance's API budget as its settings in `document` name it
+    /// (the deployment's where they name none), over the sync-state table.
+    pub fn instance_budgets(
+        &self,
+        document: &ports::secrets::InstanceSecrets,
+    ) -> Result<ports::sync_state::InstanceBudgets, OpsError> {
+        Ok(ports::sync_state::InstanceBudgets::new(
+            std::sync::Arc::new(self.sync_state()?),
+            std::sync::Arc::new(Read(std::sync::Arc::new(document.clone()))),
+        ))
+    }
+
     /// The zone of instances whose settings name none.
     pub fn default_zone(&self) -> Result<domain::local_time::Zone, OpsError> {
         domain::local_time::Zone::parse(&self.resources.default_time_zone).map_err(|e| {
@@ -148,5 +160,18 @@ impl Context {
         )
         .ok()?;
         Some(DynamoEntityStore::new(self.dynamodb.clone(), table))
+    }
+}
+
+/// A document already read, as the budgets' settings.
+struct Read(std::sync::Arc<ports::secrets::InstanceSecrets>);
+
+#[async_trait::async_trait]
+impl ports::secrets::InstanceDocument for Read {
+    async fn document(
+        &self,
+    ) -> Result<std::sync::Arc<ports::secrets::InstanceSecrets>, domain::error::DependencyError>
+    {
+        Ok(std::sync::Arc::clone(&self.0))
     }
 }

@@ -186,9 +186,15 @@ pub async fn budgets(context: &Context, args: &StateArgs) -> Result<(), OpsError
             "INSTANCE", "USED", "LIMIT", "REMAINING"
         ));
     }
+    // Each instance's own budget where the Revel secret document is named
+    // (its settings may set one), else the deployment's.
+    let budgets: Box<dyn CallBudget> = match context.revel_secrets_id() {
+        Ok(_) => Box::new(context.instance_budgets(&context.revel_instances().await?)?),
+        Err(_) => Box::new(context.sync_state()?),
+    };
     for instance in &instances {
         let used = state.spent_today(instance).await?;
-        let limit = state.limit();
+        let limit = budgets.limit_of(instance).await?;
         let remaining = limit.saturating_sub(used);
         if context.json {
             out.push_str(

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use clap::Args;
 use domain::ids::InstanceName;
-use ports::secrets::{InstanceSecrets, InstanceSettings};
+use ports::secrets::InstanceSettings;
 use ports::store::{EventStatus, Origin};
 use ports::sync_state::{CallBudget, SyncState};
 use serde_json::json;
@@ -360,10 +360,7 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<(), OpsError> {
             .push(event);
     }
     let state = context.sync_state()?;
-    let budgets = ports::sync_state::InstanceBudgets::new(
-        std::sync::Arc::new(context.sync_state()?),
-        std::sync::Arc::new(Fixed(std::sync::Arc::new(document.clone()))),
-    );
+    let budgets = context.instance_budgets(&document)?;
     let mut lines = Vec::new();
     for (instance, settings) in &instances {
         let scope = instance.as_str();
@@ -472,18 +469,6 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<(), OpsError> {
     Ok(())
 }
 
-/// The document already read, as the budgets' settings.
-struct Fixed(std::sync::Arc<InstanceSecrets>);
-
-#[async_trait::async_trait]
-impl ports::secrets::InstanceDocument for Fixed {
-    async fn document(
-        &self,
-    ) -> Result<std::sync::Arc<InstanceSecrets>, domain::error::DependencyError> {
-        Ok(std::sync::Arc::clone(&self.0))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,7 +517,10 @@ mod tests {
             .iter()
             .find(|l| l.check == "webhook order.finalized")
             .unwrap();
-        assert!(orders.detail.ends_with("(60 min ago), 1 today"), "{orders:?}");
+        assert!(
+            orders.detail.ends_with("(60 min ago), 1 today"),
+            "{orders:?}"
+        );
         let all = lines.iter().find(|l| l.check == "events").unwrap();
         assert_eq!(all.health, Health::Healthy);
         assert!(all.detail.starts_with("2 today, 3 in 24 h"), "{all:?}");

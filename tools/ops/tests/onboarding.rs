@@ -274,6 +274,21 @@ async fn bad_input_gets_a_clear_error_and_nothing_is_written_or_called() {
         "{dry}"
     );
     assert!(!dry.contains(DEMO_API_SECRET), "{dry}");
+    assert!(
+        !dry.contains("0123456789abcdef0123"),
+        "a given secret is not echoed: {dry}"
+    );
+    // A secret that would be made is not shown: it is not the one written later.
+    let dry = succeeded(&add(&stack, &revel, &["--dry-run"]));
+    assert!(
+        dry.contains("a new random one, made and shown when written"),
+        "{dry}"
+    );
+    assert!(
+        !dry.split(|c: char| !c.is_ascii_hexdigit())
+            .any(|word| word.len() == 64),
+        "no secret in a dry run: {dry}"
+    );
 
     assert_eq!(document(&stack).await, before, "nothing was written");
     assert_eq!(
@@ -324,6 +339,36 @@ async fn update_changes_only_what_it_is_given_and_remove_takes_out_only_that_ins
         document(&stack).await[NEW],
         expected,
         "a refused update writes nothing"
+    );
+
+    // A new webhook secret rotates: the old one stays accepted until dropped.
+    let old_secret = added["webhook"][0].clone();
+    let out = succeeded(&ops(
+        &stack,
+        &[
+            "instance",
+            "update",
+            NEW,
+            "--webhook-secret",
+            "the-new-secret-0123456789",
+        ],
+    ));
+    assert!(out.contains("the old one is still accepted"), "{out}");
+    assert!(
+        !out.contains("the-new-secret-0123456789"),
+        "not echoed: {out}"
+    );
+    assert_eq!(
+        document(&stack).await[NEW]["webhook"],
+        json!(["the-new-secret-0123456789", old_secret])
+    );
+    succeeded(&ops(
+        &stack,
+        &["instance", "update", NEW, "--drop-old-webhook-secret"],
+    ));
+    assert_eq!(
+        document(&stack).await[NEW]["webhook"],
+        json!(["the-new-secret-0123456789"])
     );
 
     // An entry of webhooks only, in the short form, takes settings too.
@@ -455,12 +500,24 @@ async fn a_backfill_stopped_by_its_budget_resumes_where_it_stopped_reads_each_pa
 
     run_backfill_task(&stack, &revel, "2026-12-01T07:55:00Z").await;
     assert_eq!(spent(&stack, NEW).await, 13, "done is done: no call");
+    let budgets = json_lines(&ops(&stack, &["--json", "budgets", "--instance", NEW]));
+    assert_eq!(budgets[0]["limit"], 100, "its own budget: {budgets:?}");
+    assert_eq!(budgets[0]["used"], 13);
+
+    // Removed and added again: not backfilled twice, and nothing written.
+    succeeded(&ops(&stack, &["instance", "remove", NEW]));
     let again = add(&stack, &revel, &["--backfill"]);
-    assert_eq!(
-        again.status.code(),
-        Some(5),
-        "the instance exists; a second plan is refused too"
+    assert_eq!(again.status.code(), Some(5), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("never run twice"),
+        "{}",
+        stderr(&again)
     );
+    assert!(
+        document(&stack).await.get(NEW).is_none(),
+        "nothing was written"
+    );
+    assert_eq!(spent(&stack, NEW).await, 13, "nor called");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

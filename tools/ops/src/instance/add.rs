@@ -95,6 +95,10 @@ pub struct UpdateArgs {
     pub name: String,
     #[command(flatten)]
     pub entry: EntryArgs,
+    /// Ends a rotation: only the newest webhook secret is accepted from now
+    /// on (a new `--webhook-secret` keeps the old one accepted meanwhile).
+    #[arg(long, conflicts_with = "webhook_secret")]
+    pub drop_old_webhook_secret: bool,
     #[command(flatten)]
     pub urls: UrlArgs,
     #[command(flatten)]
@@ -141,6 +145,19 @@ fn webhook_secret(raw: &str) -> Result<String, OpsError> {
             "--webhook-secret",
             "must be 16 to 256 printable characters without spaces (the value is not shown)",
         ))
+    }
+}
+
+/// The webhook secrets an entry holds: one, or a list (newest first).
+fn webhook_list(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -245,7 +262,8 @@ async fn check_api(
     let config = RevelApiConfig {
         base_url: base_url.to_owned(),
         page_size: 1,
-        max_attempts: 2,
+        // One call: a check is not worth a second of the instance's budget.
+        max_attempts: 1,
         ..RevelApiConfig::default()
     };
     let api = RevelApi::new(config, std::sync::Arc::new(context.sync_state()?));
@@ -342,16 +360,25 @@ pub async fn add(context: &Context, args: &AddArgs) -> Result<(), OpsError> {
     let (credentials, settings) = checked(&instance, &entry, &context.default_zone()?)?;
     let credentials = credentials
         .ok_or_else(|| invalid("entry", "--api-key and --api-secret are both needed"))?;
-    let secret = entry["webhook"][0].as_str().unwrap_or_default().to_owned();
+    let made = entry["webhook"][0].as_str().unwrap_or_default().to_owned();
     let change = Change {
         verb: "add",
         instance: &instance,
         entry: &entry,
         settings: &settings,
         urls: Some(webhook_urls(&base)),
-        secret: Some(&secret),
+        secret: match (chosen_secret, args.write.dry_run) {
+            (true, _) => Secret::Given,
+            (false, true) => Secret::WouldBeMade,
+            (false, false) => Secret::Made(&made),
+        },
         instances_after: document.len() + 1,
     };
+    if let Some(plan) = &plan {
+        // Before anything is written: a plan that would be refused after
+        // the entry was written would leave half a change.
+        crate::backfill::check_plannable(context, &instance, plan).await?;
+    }
     if args.write.dry_run {
         change.print(context, Written::DryRun)?;
         if let Some(plan) = &plan {
@@ -388,7 +415,25 @@ pub async fn update(context: &Context, args: &UpdateArgs) -> Result<(), OpsError
     let Some(before) = document.entry_object(instance.as_str()) else {
         return Err(OpsError::NoInstance(instance.to_string()));
     };
-    let entry = apply(before.clone(), &args.entry)?;
+    let mut entry = apply(before.clone(), &args.entry)?;
+    let old_secrets = before.get("webhook").map(webhook_list).unwrap_or_default();
+    let rotated = match (&args.entry.webhook_secret, old_secrets.first()) {
+        // The old secret stays accepted until Revel signs with the new one.
+        (Some(new), Some(old)) if new != old => {
+            entry.insert("webhook".into(), json!([new, old]));
+            true
+        }
+        _ => false,
+    };
+    if args.drop_old_webhook_secret {
+        let Some(newest) = old_secrets.first() else {
+            return Err(invalid(
+                "--drop-old-webhook-secret",
+                "the entry has no webhook secret",
+            ));
+        };
+        entry.insert("webhook".into(), json!([newest]));
+    }
     if entry == before {
         return Err(invalid(
             "update",
@@ -396,14 +441,17 @@ pub async fn update(context: &Context, args: &UpdateArgs) -> Result<(), OpsError
         ));
     }
     let (credentials, settings) = checked(&instance, &entry, &context.default_zone()?)?;
-    let new_secret = args.entry.webhook_secret.as_deref();
     let change = Change {
         verb: "update",
         instance: &instance,
         entry: &entry,
         settings: &settings,
         urls: base.as_deref().map(webhook_urls),
-        secret: new_secret,
+        secret: match (&args.entry.webhook_secret, rotated) {
+            (None, _) => Secret::Unchanged,
+            (Some(_), true) => Secret::Rotated,
+            (Some(_), false) => Secret::Given,
+        },
         instances_after: document.len(),
     };
     if args.write.dry_run {
@@ -425,6 +473,19 @@ pub async fn update(context: &Context, args: &UpdateArgs) -> Result<(), OpsError
     change.print(context, Written::Yes { checked_api })
 }
 
+/// The webhook secret, as the operator is told of it: shown only when it
+/// was made here and written, the one time it can be read.
+enum Secret<'a> {
+    Made(&'a str),
+    /// Made here, but nothing is written (a dry run).
+    WouldBeMade,
+    /// The operator gave it (`--webhook-secret`): not echoed.
+    Given,
+    /// Rotated to the one given; the old one is still accepted.
+    Rotated,
+    Unchanged,
+}
+
 enum Written {
     DryRun,
     Yes { checked_api: bool },
@@ -437,8 +498,8 @@ struct Change<'a> {
     entry: &'a Map<String, Value>,
     settings: &'a ports::secrets::InstanceSettings,
     urls: Option<Vec<(&'static str, String)>>,
-    /// The webhook secret to enter in Revel, when it is new.
-    secret: Option<&'a str>,
+    /// What to say of the webhook secret to enter in Revel.
+    secret: Secret<'a>,
     instances_after: usize,
 }
 
@@ -481,7 +542,10 @@ impl Change<'_> {
                 "webhooks": self.urls.as_ref().map(|urls| urls.iter()
                     .map(|(action, url)| json!({"action": action, "url": url}))
                     .collect::<Vec<_>>()),
-                "webhook_secret": self.secret,
+                "webhook_secret": match self.secret {
+                    Secret::Made(secret) => Some(secret),
+                    _ => None,
+                },
             });
             return output::print(&format!("{line}\n"));
         }
@@ -523,12 +587,22 @@ impl Change<'_> {
                 out.push_str(&format!("  {action:<20} {url}\n"));
             }
         }
-        match self.secret {
-            Some(secret) => {
-                out.push_str(&format!("  secret (the same for every action): {secret}\n"))
+        out.push_str(&match self.secret {
+            Secret::Made(secret) => {
+                format!("  secret (the same for every action): {secret}\n")
             }
-            None => out.push_str("  secret: unchanged (not shown)\n"),
-        }
+            Secret::WouldBeMade => {
+                "  secret: a new random one, made and shown when written\n".to_owned()
+            }
+            Secret::Given => {
+                "  secret: the one given with --webhook-secret (not shown)\n".to_owned()
+            }
+            Secret::Rotated => format!(
+                "  secret: the one given with --webhook-secret (not shown); the old one is still accepted until `revel-ops instance update {} --drop-old-webhook-secret`, once Revel signs with the new one\n",
+                self.instance
+            ),
+            Secret::Unchanged => "  secret: unchanged (not shown)\n".to_owned(),
+        });
         output::print(&out)
     }
 }
