@@ -78,7 +78,7 @@ pub struct Pull {
     pub name: &'static str,
     pub resources: &'static [(&'static str, revel::Entity)],
     /// Whether an old run, resumed and completed, is followed by a fresh
-    /// one at once ([`STALE_RUN`]): a scheduled pull catches up with what
+    /// one at once (after an hour, `STALE_RUN`): a scheduled pull catches up with what
     /// changed meanwhile; a backfill does not (it is done once complete,
     /// and the schedule's pulls take over).
     pub catch_up: bool,
