@@ -27,21 +27,34 @@ async fn revel_stand_in() -> String {
 
 /// `instance add NEW` with the stand-in's credentials and `extra` flags.
 fn add(stack: &Stack, revel: &str, extra: &[&str]) -> Output {
+    add_as(stack, revel, NEW, (DEMO_API_KEY, DEMO_API_SECRET), extra)
+}
+
+/// `instance add name` with these API credentials and `extra` flags (the
+/// name last, after `--`, as an operator passes one that starts with a
+/// hyphen).
+fn add_as(
+    stack: &Stack,
+    revel: &str,
+    name: &str,
+    (key, secret): (&str, &str),
+    extra: &[&str],
+) -> Output {
     let base = format!("{revel}/{{instance}}");
     let mut args = vec![
         "instance",
         "add",
-        NEW,
         "--api-key",
-        DEMO_API_KEY,
+        key,
         "--api-secret",
-        DEMO_API_SECRET,
+        secret,
         "--webhook-api-url",
         API,
         "--revel-api-base-url",
         &base,
     ];
     args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", name]);
     ops(stack, &args)
 }
 
@@ -177,20 +190,7 @@ async fn bad_input_gets_a_clear_error_and_nothing_is_written_or_called() {
             stderr(&output)
         );
     }
-    let bad_key = ops(
-        &stack,
-        &[
-            "instance",
-            "add",
-            NEW,
-            "--api-key",
-            "has:colon1",
-            "--api-secret",
-            DEMO_API_SECRET,
-            "--webhook-api-url",
-            API,
-        ],
-    );
+    let bad_key = add_as(&stack, &revel, NEW, ("has:colon1", DEMO_API_SECRET), &[]);
     assert_eq!(bad_key.status.code(), Some(2));
     assert!(
         stderr(&bad_key).contains("--api-key") && !stderr(&bad_key).contains("has:colon1"),
@@ -198,22 +198,7 @@ async fn bad_input_gets_a_clear_error_and_nothing_is_written_or_called() {
         stderr(&bad_key)
     );
     for name in ["-bar", "my_bar", "bar.example"] {
-        let output = ops(
-            &stack,
-            &[
-                "instance",
-                "add",
-                "--api-key",
-                DEMO_API_KEY,
-                "--api-secret",
-                DEMO_API_SECRET,
-                "--webhook-api-url",
-                API,
-                // As an operator passes a name that starts with a hyphen.
-                "--",
-                name,
-            ],
-        );
+        let output = add_as(&stack, &revel, name, (DEMO_API_KEY, DEMO_API_SECRET), &[]);
         assert_eq!(output.status.code(), Some(2), "{name}");
         assert!(
             stderr(&output).contains("instance name"),
@@ -222,23 +207,7 @@ async fn bad_input_gets_a_clear_error_and_nothing_is_written_or_called() {
         );
     }
     // Credentials Revel refuses: checked before anything is written.
-    let base = format!("{revel}/{{instance}}");
-    let refused = ops(
-        &stack,
-        &[
-            "instance",
-            "add",
-            NEW,
-            "--api-key",
-            DEMO_API_KEY,
-            "--api-secret",
-            "wrong-secret",
-            "--webhook-api-url",
-            API,
-            "--revel-api-base-url",
-            &base,
-        ],
-    );
+    let refused = add_as(&stack, &revel, NEW, (DEMO_API_KEY, "wrong-secret"), &[]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(
         stderr(&refused).contains("Revel refused them (HTTP 401)"),
@@ -246,21 +215,12 @@ async fn bad_input_gets_a_clear_error_and_nothing_is_written_or_called() {
         stderr(&refused)
     );
     // An instance that is connected already.
-    let again = ops(
+    let again = add_as(
         &stack,
-        &[
-            "instance",
-            "add",
-            local_stack::DEMO_INSTANCE,
-            "--api-key",
-            DEMO_API_KEY,
-            "--api-secret",
-            DEMO_API_SECRET,
-            "--webhook-api-url",
-            API,
-            "--revel-api-base-url",
-            &base,
-        ],
+        &revel,
+        local_stack::DEMO_INSTANCE,
+        (DEMO_API_KEY, DEMO_API_SECRET),
+        &[],
     );
     assert_eq!(again.status.code(), Some(5), "{}", stderr(&again));
     // A dry run shows the entry with its secrets by length only.
