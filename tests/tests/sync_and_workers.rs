@@ -962,7 +962,8 @@ async fn the_scheduler_tick_queues_each_instances_end_of_day_at_its_local_time_o
                     "event_sync",
                     "inventory_sync",
                     "reconcile",
-                    "partner_catalog"
+                    "partner_catalog",
+                    "backfill"
                 ]
             ),
             pairs("labar", &["inventory_sync"]),
