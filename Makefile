@@ -24,6 +24,7 @@ help:
 	@echo "make test         format, lint, API docs, unit and integration tests, sam validate --lint"
 	@echo "make bench-lambda release functions as Lambda runs them (local Runtime API): init, latency, CPU, RSS, the ack path's AWS requests and round trips, the events processor per record, beside a hello-world floor"
 	@echo "make build        sam build --beta-features (arm64, cargo-lambda + zig)"
+	@echo "make deploy-guided   explain each parameter sam deploy --guided will ask, in its order, then run it (DEPLOY_ARGS for sam's own options)"
 	@echo "make bench-hot-path   what a receiver does before its first network call, per sample (criterion)"
 	@echo "make bench-dynamodb   DynamoDB write requests and write units per sample, new and repeated"
 	@echo "make bench-package    zipped size of each function's bootstrap from the last make build"
