@@ -284,16 +284,14 @@ pub fn jobs_worker(
             state.clone(),
             Arc::clone(&revel) as Arc<dyn ports::secrets::InstanceDocument>,
         ));
-    let backfill_api: Arc<dyn vendors::revel::api::RevelResources> =
-        Arc::new(vendors::revel::api::RevelApi::new(
-            api.clone(),
-            Arc::new(ports::sync_state::ReservedBudget::new(
-                Arc::clone(&budget),
-                pipeline::backfill::RESERVE_PERCENT,
-            )),
-        ));
-    let api: Arc<dyn vendors::revel::api::RevelResources> =
-        Arc::new(vendors::revel::api::RevelApi::new(api, Arc::clone(&budget)));
+    let revel_api = vendors::revel::api::RevelApi::new(api, Arc::clone(&budget));
+    let backfill_api: Arc<dyn vendors::revel::api::RevelResources> = Arc::new(
+        revel_api.spending_from(Arc::new(ports::sync_state::ReservedBudget::new(
+            Arc::clone(&budget),
+            pipeline::backfill::RESERVE_PERCENT,
+        ))),
+    );
+    let api: Arc<dyn vendors::revel::api::RevelResources> = Arc::new(revel_api);
     let entities: Arc<dyn ports::store::EntityStore> = Arc::new(DynamoEntityStore::new(
         clients.entities.clone(),
         &config.entities_table,

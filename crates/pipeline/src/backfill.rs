@@ -18,7 +18,9 @@
 //! as many days as its budget says, one end of day after another.
 //!
 //! The plan is the cursor `backfill`: its checkpoint is when the backfill
-//! was asked for; `backfill.Order` exists only when orders were asked for.
+//! was asked for, and it is marked complete (`completed_run_began_at`) once
+//! every resource is, so the daily check is one read; `backfill.Order`
+//! exists only when orders were asked for.
 
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -177,6 +179,16 @@ impl Progress {
     }
 }
 
+/// Whether `instance` has a backfill planned and not finished: the plan
+/// alone says so (one read), as the end of day asks every day.
+pub async fn pending(
+    state: &dyn SyncState,
+    instance: &InstanceName,
+) -> Result<bool, DependencyError> {
+    let plan = state.load(instance, PLAN_CURSOR).await?;
+    Ok(plan.checkpoint.is_some() && plan.completed_run_began_at.is_none())
+}
+
 /// `instance`'s backfill, `None` when none was planned.
 pub async fn progress(
     state: &dyn SyncState,
@@ -231,12 +243,13 @@ impl Syncer {
         orders: &Receiver,
         deadline: Instant,
     ) -> Result<BackfillOutcome, SyncError> {
-        let Some(progress) = progress(self.state().as_ref(), instance).await? else {
-            return Ok(BackfillOutcome::Nothing);
-        };
-        if progress.is_done() {
+        let state = self.state().as_ref();
+        if !pending(state, instance).await? {
             return Ok(BackfillOutcome::Nothing);
         }
+        let Some(progress) = progress(state, instance).await? else {
+            return Ok(BackfillOutcome::Nothing);
+        };
         for resource in progress.resources.iter().filter(|r| !r.done) {
             if resource.resource == ORDERS {
                 let cursor = cursor_name(ORDERS);
@@ -271,6 +284,11 @@ impl Syncer {
                 return Ok(BackfillOutcome::Stopped(reason));
             }
         }
+        // Every resource is done: the plan says so, so later end-of-day
+        // runs need only read it ([`pending`]).
+        let mut plan = state.load(instance, PLAN_CURSOR).await?;
+        plan.completed_run_began_at = Some(self.now_micros());
+        state.save(instance, PLAN_CURSOR, &plan).await?;
         Ok(BackfillOutcome::Complete)
     }
 }

@@ -244,6 +244,11 @@ impl Syncer {
         self
     }
 
+    /// Now on the syncer's clock, in µs.
+    pub(crate) fn now_micros(&self) -> i64 {
+        self.clock.now_micros()
+    }
+
     /// Where the pulls' cursors are kept.
     pub(crate) fn state(&self) -> &Arc<dyn SyncState> {
         &self.state

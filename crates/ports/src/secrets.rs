@@ -137,6 +137,12 @@ pub struct InstanceSettings {
 }
 
 impl InstanceSettings {
+    /// The Revel API calls the instance may make a day: its own
+    /// `daily_api_budget`, else the deployment's.
+    pub fn api_budget(&self, deployment: u64) -> u64 {
+        self.daily_api_budget.unwrap_or(deployment)
+    }
+
     /// The settings of an entry that names none: `zone`, 23:55, no 2-hourly pulls.
     pub fn defaults(zone: Zone) -> Self {
         Self {

@@ -204,8 +204,7 @@ impl CallBudget for InstanceBudgets {
             .document()
             .await?
             .settings(instance)
-            .daily_api_budget
-            .unwrap_or_else(|| self.store.limit()))
+            .api_budget(self.store.limit()))
     }
 
     async fn spent_today(&self, instance: &InstanceName) -> Result<u64, DependencyError> {
@@ -225,17 +224,23 @@ impl ReservedBudget {
     pub fn new(budget: std::sync::Arc<dyn CallBudget>, reserve_percent: u64) -> Self {
         Self {
             budget,
-            reserve_percent: reserve_percent.min(100),
+            reserve_percent,
         }
     }
 
     fn share(&self, limit: u64) -> u64 {
-        limit
-            - limit
-                .saturating_mul(self.reserve_percent)
-                .div_ceil(100)
-                .min(limit)
+        share_after_reserve(limit, self.reserve_percent)
     }
+}
+
+/// What is left of `limit` once `reserve_percent` of it (rounded up) is
+/// kept back.
+pub fn share_after_reserve(limit: u64, reserve_percent: u64) -> u64 {
+    limit
+        - limit
+            .saturating_mul(reserve_percent.min(100))
+            .div_ceil(100)
+            .min(limit)
 }
 
 #[async_trait]

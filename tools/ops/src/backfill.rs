@@ -99,14 +99,10 @@ pub fn show_plan(
     ))
 }
 
-/// Whether `plan` can be made for `instance`: the sync-state table and
+/// Whether a backfill can be planned for `instance`: the sync-state table and
 /// the jobs queue are named, and no backfill was ever planned for it (one
 /// connected before, removed and added again, is not backfilled twice).
-pub async fn check_plannable(
-    context: &Context,
-    instance: &InstanceName,
-    _plan: &Plan,
-) -> Result<(), OpsError> {
+pub async fn check_plannable(context: &Context, instance: &InstanceName) -> Result<(), OpsError> {
     context.jobs_queue_url()?;
     if pipeline::backfill::progress(&context.sync_state()?, instance)
         .await?
@@ -169,9 +165,9 @@ pub fn days_left(progress: &Progress, calls_a_day: u64) -> Option<u64> {
 }
 
 /// The calls a backfill may make a day: the instance's budget less the
-/// schedule's reserve.
+/// schedule's reserve, as the jobs worker's `ReservedBudget` counts it.
 pub fn share(budget: u64) -> u64 {
-    budget - (budget * RESERVE_PERCENT).div_ceil(100).min(budget)
+    ports::sync_state::share_after_reserve(budget, RESERVE_PERCENT)
 }
 
 /// Every instance that has a Revel entry, or those asked for.
@@ -186,9 +182,7 @@ async fn instances(
         .into_iter()
         .filter(|(instance, _)| wanted.as_ref().is_none_or(|w| w.contains(instance)))
         .map(|(instance, settings)| {
-            let budget = settings
-                .daily_api_budget
-                .unwrap_or(context.resources.daily_budget);
+            let budget = settings.api_budget(context.resources.daily_budget);
             (instance, budget)
         })
         .collect())

@@ -19,7 +19,7 @@ use vendors::revel::api::{
 use vendors::revel::RevelEventType;
 
 use super::document::RevelDocument;
-use super::WriteArgs;
+use super::{instance_name, WriteArgs};
 use crate::context::Context;
 use crate::error::OpsError;
 use crate::output;
@@ -112,11 +112,6 @@ fn invalid(what: &'static str, why: impl Into<String>) -> OpsError {
     }
 }
 
-/// An instance name Revel would accept: its subdomain.
-fn instance_name(raw: &str) -> Result<InstanceName, OpsError> {
-    InstanceName::parse(raw).map_err(|e| invalid("instance name", e.to_string()))
-}
-
 /// An API key or secret: what Revel issues is letters and digits; a colon
 /// or a space would break the `API-AUTHENTICATION: key:secret` header.
 fn api_credential(what: &'static str, raw: &str) -> Result<String, OpsError> {
@@ -148,17 +143,17 @@ fn webhook_secret(raw: &str) -> Result<String, OpsError> {
     }
 }
 
-/// The webhook secrets an entry holds: one, or a list (newest first).
-fn webhook_list(value: &Value) -> Vec<String> {
-    match value {
-        Value::String(one) => vec![one.clone()],
-        Value::Array(items) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    }
+/// The webhook secrets `entry` holds, newest first, as the functions
+/// read them.
+fn webhook_secrets(instance: &InstanceName, entry: &Map<String, Value>) -> Vec<String> {
+    let document = SecretDocument(json!({ instance.as_str(): entry }).to_string());
+    InstanceSecrets::parse(&document)
+        .ok()
+        .and_then(|parsed| {
+            let secrets = parsed.get(instance)?;
+            Some(secrets.iter().map(|s| s.expose().to_owned()).collect())
+        })
+        .unwrap_or_default()
 }
 
 /// 32 random bytes, hex: what `add` gives an instance whose secret was not chosen.
@@ -374,10 +369,10 @@ pub async fn add(context: &Context, args: &AddArgs) -> Result<(), OpsError> {
         },
         instances_after: document.len() + 1,
     };
-    if let Some(plan) = &plan {
+    if plan.is_some() {
         // Before anything is written: a plan that would be refused after
         // the entry was written would leave half a change.
-        crate::backfill::check_plannable(context, &instance, plan).await?;
+        crate::backfill::check_plannable(context, &instance).await?;
     }
     if args.write.dry_run {
         change.print(context, Written::DryRun)?;
@@ -416,7 +411,7 @@ pub async fn update(context: &Context, args: &UpdateArgs) -> Result<(), OpsError
         return Err(OpsError::NoInstance(instance.to_string()));
     };
     let mut entry = apply(before.clone(), &args.entry)?;
-    let old_secrets = before.get("webhook").map(webhook_list).unwrap_or_default();
+    let old_secrets = webhook_secrets(&instance, &before);
     let rotated = match (&args.entry.webhook_secret, old_secrets.first()) {
         // The old secret stays accepted until Revel signs with the new one.
         (Some(new), Some(old)) if new != old => {
@@ -523,10 +518,7 @@ fn masked(entry: &Map<String, Value>) -> Value {
 
 impl Change<'_> {
     fn print(&self, context: &Context, written: Written) -> Result<(), OpsError> {
-        let budget = self
-            .settings
-            .daily_api_budget
-            .unwrap_or(context.resources.daily_budget);
+        let budget = self.settings.api_budget(context.resources.daily_budget);
         if context.json {
             let line = json!({
                 "instance": self.instance.as_str(),

@@ -57,9 +57,7 @@ pub async fn show(context: &Context, args: &StateArgs) -> Result<(), OpsError> {
         }
         shown += 1;
         let api = document.api_credentials(&instance).is_some();
-        let budget = settings
-            .daily_api_budget
-            .unwrap_or(context.resources.daily_budget);
+        let budget = settings.api_budget(context.resources.daily_budget);
         let local = pipeline::schedule::local_time(&settings, now);
         let local = format!("{} {:02}:{:02}", local.date(), local.hour(), local.minute());
         let end_of_day = format!(

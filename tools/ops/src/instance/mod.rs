@@ -43,6 +43,14 @@ pub async fn run(context: &Context, command: &InstanceCommand) -> Result<(), Ops
     }
 }
 
+/// An instance name Revel would accept: its subdomain.
+fn instance_name(raw: &str) -> Result<domain::ids::InstanceName, OpsError> {
+    domain::ids::InstanceName::parse(raw).map_err(|e| OpsError::Invalid {
+        what: "instance name",
+        why: e.to_string(),
+    })
+}
+
 /// What every command that writes takes.
 #[derive(Debug, Clone, Args)]
 pub struct WriteArgs {

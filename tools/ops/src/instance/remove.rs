@@ -21,10 +21,7 @@ pub struct RemoveArgs {
 }
 
 pub async fn remove(context: &Context, args: &RemoveArgs) -> Result<(), OpsError> {
-    let instance = domain::ids::InstanceName::parse(&args.name).map_err(|e| OpsError::Invalid {
-        what: "instance name",
-        why: e.to_string(),
-    })?;
+    let instance = super::instance_name(&args.name)?;
     let mut document = RevelDocument::read(context).await?;
     if !document.remove(instance.as_str()) {
         return Err(OpsError::NoInstance(instance.to_string()));

@@ -17,12 +17,6 @@ pub async fn run(
     instance: &InstanceName,
     deadline: Instant,
 ) -> Result<(), JobError> {
-    if crate::backfill::progress(worker.syncer.state().as_ref(), instance)
-        .await?
-        .is_none_or(|progress| progress.is_done())
-    {
-        return Ok(());
-    }
     let Some(credentials) = worker.credentials_for(instance, "backfill skipped").await? else {
         return Ok(());
     };
@@ -36,7 +30,9 @@ pub async fn run(
             pages_until(deadline),
         )
         .await;
-    worker.report_budget(instance).await;
+    if !matches!(outcome, Ok(BackfillOutcome::Nothing)) {
+        worker.report_budget(instance).await;
+    }
     let outcome = outcome?;
     tracing::info!(%instance, ?outcome, "backfill run");
     let stopped = match outcome {
@@ -217,6 +213,12 @@ mod tests {
         assert_eq!(entities.len(), 7);
         assert_eq!(queue.len(), 7);
 
+        assert!(
+            !crate::backfill::pending(state.as_ref(), &demo())
+                .await
+                .unwrap(),
+            "the plan is marked complete: the daily check is one read"
+        );
         run(&worker).await;
         assert_eq!(shop.served.lock().unwrap().len(), 6, "done is done");
         assert!(matches!(

@@ -193,6 +193,16 @@ impl RevelApi {
         }
     }
 
+    /// The same client (one connection pool, one TLS set-up) counting its
+    /// calls against `budget` instead: a backfill's share of the budget.
+    pub fn spending_from(&self, budget: Arc<dyn CallBudget>) -> Self {
+        Self {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            budget,
+        }
+    }
+
     async fn write(
         &self,
         instance: &InstanceName,
